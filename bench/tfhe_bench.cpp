@@ -1,0 +1,179 @@
+// Benchmarks of the TFHE engine: tfhe/<p>bit/<operation> on the optimizer's set for
+// p_error 2^-40 per lookup (Veil's default), and tfhe/<p>bit_ref128/<operation> on the
+// TFHE-rs reference sets (p_fail ~ 2^-128) for comparison with published figures.
+// Keys are generated once per set and shared by the benchmarks of that set.
+#include <benchmark/benchmark.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "veil/tfhe/keys.hpp"
+#include "veil/tfhe/lwe.hpp"
+#include "veil/tfhe/parallel.hpp"
+#include "veil/tfhe/parameters.hpp"
+#include "veil/tfhe/pbs.hpp"
+#include "veil/tfhe/serialization.hpp"
+
+using namespace veil::tfhe;
+
+namespace {
+
+struct KeySet {
+  ParameterSet params;
+  SecretKeys secret;
+  EvaluationKeys eval;
+  std::size_t seeded_bytes;
+};
+
+ParameterSet params_for(unsigned bits, bool reference) {
+  if (reference) return reference_parameter_set(bits);
+  auto p = optimize_parameters({.message_bits = bits});
+  if (!p) throw std::runtime_error("optimizer found no set");
+  return *p;
+}
+
+const KeySet& keys_for(unsigned bits, bool reference) {
+  static std::map<std::pair<unsigned, bool>, std::unique_ptr<KeySet>> cache;
+  static std::mutex m;
+  std::lock_guard lock(m);
+  auto& slot = cache[{bits, reference}];
+  if (!slot) {
+    ParameterSet p = params_for(bits, reference);
+    SecretKeys secret = generate_secret_keys(p);
+    SeededEvaluationKeys seeded = generate_seeded_evaluation_keys(secret);
+    std::size_t seeded_bytes = serialize(seeded).size();
+    EvaluationKeys eval = expand_evaluation_keys(seeded);
+    slot.reset(new KeySet{p, std::move(secret), std::move(eval), seeded_bytes});
+  }
+  return *slot;
+}
+
+void label(benchmark::State& state, const ParameterSet& p) { state.SetLabel(p.describe()); }
+
+void bm_ks(benchmark::State& state, unsigned bits, bool reference) {
+  const KeySet& ks = keys_for(bits, reference);
+  auto ct = encrypt_message(ks.secret, 1, bits);
+  AlignedVector<Torus> out(lwe_size(ks.params.lwe_dimension));
+  std::vector<std::int64_t> digits;
+  for (auto _ : state) {
+    keyswitch(ks.eval.ksk, ct.data(), out, digits);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["ms"] = benchmark::Counter(static_cast<double>(state.iterations()) * 1e-3,
+                                            benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  label(state, ks.params);
+}
+
+void bm_pbs(benchmark::State& state, unsigned bits, bool reference) {
+  const KeySet& ks = keys_for(bits, reference);
+  auto ct = encrypt_message(ks.secret, 1, bits);
+  PbsScratch scratch(ks.params);
+  keyswitch(ks.eval.ksk, ct.data(), scratch.small, scratch.ks_digits);
+  AlignedVector<Torus> small(scratch.small.begin(), scratch.small.end());
+  auto table = LookupTable::from_function(ks.params.polynomial_size, bits, bits, [](std::uint64_t m) { return m; });
+  AlignedVector<Torus> out(lwe_size(ks.params.big_lwe_dimension()));
+  for (auto _ : state) {
+    programmable_bootstrap(ks.eval.bsk, small, table, out, scratch);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["ms"] = benchmark::Counter(static_cast<double>(state.iterations()) * 1e-3,
+                                            benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  label(state, ks.params);
+}
+
+void bm_ks_pbs(benchmark::State& state, unsigned bits, bool reference) {
+  const KeySet& ks = keys_for(bits, reference);
+  auto ct = encrypt_message(ks.secret, 1, bits);
+  PbsScratch scratch(ks.params);
+  auto table = LookupTable::from_function(ks.params.polynomial_size, bits, bits, [](std::uint64_t m) { return m; });
+  AlignedVector<Torus> out(lwe_size(ks.params.big_lwe_dimension()));
+  for (auto _ : state) {
+    keyswitch_programmable_bootstrap(ks.eval, ct.data(), table, out, scratch);
+    benchmark::DoNotOptimize(out.data());
+  }
+  if (decrypt_message(ks.secret, out, bits) != 1) state.SkipWithError("KS-PBS decrypted wrong");
+  state.counters["ms"] = benchmark::Counter(static_cast<double>(state.iterations()) * 1e-3,
+                                            benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  label(state, ks.params);
+}
+
+void bm_ks_pbs_batch(benchmark::State& state, unsigned bits, bool reference) {
+  const KeySet& ks = keys_for(bits, reference);
+  const unsigned threads = resolve_thread_count(0);
+  const std::size_t count = 8 * threads;
+  LweCiphertextList in(ks.params.big_lwe_dimension(), count), out(ks.params.big_lwe_dimension(), count);
+  for (std::size_t c = 0; c < count; ++c) {
+    auto ct = encrypt_message(ks.secret, c % 2, bits);
+    std::copy(ct.data().begin(), ct.data().end(), in[c].begin());
+  }
+  auto table = LookupTable::from_function(ks.params.polynomial_size, bits, bits, [](std::uint64_t m) { return m; });
+  const LookupTable* tables[] = {&table};
+  for (auto _ : state) {
+    keyswitch_programmable_bootstrap_batch(ks.eval, in, tables, out);
+    benchmark::DoNotOptimize(out.data().data());
+  }
+  state.counters["pbs_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * count), benchmark::Counter::kIsRate);
+  state.counters["threads"] = threads;
+  label(state, ks.params);
+}
+
+void bm_keygen(benchmark::State& state, unsigned bits, bool reference) {
+  ParameterSet p = params_for(bits, reference);
+  std::size_t seeded = 0;
+  for (auto _ : state) {
+    SecretKeys secret = generate_secret_keys(p);
+    SeededEvaluationKeys keys = generate_seeded_evaluation_keys(secret);
+    seeded = serialize(keys).size();
+    benchmark::DoNotOptimize(keys.bsk.bodies.data());
+  }
+  state.counters["seeded_eval_key_bytes"] = static_cast<double>(seeded);
+  state.counters["bsk_bytes"] = static_cast<double>(bootstrap_key_shape(p).words() * 8);
+  state.counters["ksk_bytes"] = static_cast<double>(keyswitch_key_shape(p).words() * 8);
+  state.counters["fourier_bsk_bytes"] = static_cast<double>(bootstrap_key_shape(p).words() * 8);
+  label(state, p);
+}
+
+void bm_expand(benchmark::State& state, unsigned bits, bool reference) {
+  ParameterSet p = params_for(bits, reference);
+  SecretKeys secret = generate_secret_keys(p);
+  SeededEvaluationKeys keys = generate_seeded_evaluation_keys(secret);
+  for (auto _ : state) {
+    EvaluationKeys eval = expand_evaluation_keys(keys);
+    benchmark::DoNotOptimize(eval.ksk.data().data());
+  }
+  label(state, p);
+}
+
+int register_all() {
+  for (bool reference : {false, true}) {
+    for (unsigned bits : {2u, 4u, 6u, 8u}) {
+      const std::string prefix = "tfhe/" + std::to_string(bits) + "bit" + (reference ? "_ref128" : "") + "/";
+      const bool heavy = bits == 8;
+      auto unit = bits >= 6 ? benchmark::kMillisecond : benchmark::kMicrosecond;
+      benchmark::RegisterBenchmark((prefix + "ks").c_str(), bm_ks, bits, reference)->Unit(unit);
+      benchmark::RegisterBenchmark((prefix + "pbs").c_str(), bm_pbs, bits, reference)->Unit(unit);
+      benchmark::RegisterBenchmark((prefix + "ks_pbs").c_str(), bm_ks_pbs, bits, reference)->Unit(unit);
+      benchmark::RegisterBenchmark((prefix + "ks_pbs_batch").c_str(), bm_ks_pbs_batch, bits, reference)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+      auto* kg = benchmark::RegisterBenchmark((prefix + "keygen").c_str(), bm_keygen, bits, reference)
+                     ->Unit(benchmark::kMillisecond)
+                     ->UseRealTime();
+      auto* ex = benchmark::RegisterBenchmark((prefix + "expand_keys").c_str(), bm_expand, bits, reference)
+                     ->Unit(benchmark::kMillisecond)
+                     ->UseRealTime();
+      if (heavy) {
+        kg->Iterations(1);
+        ex->Iterations(1);
+      }
+    }
+  }
+  return 0;
+}
+
+const int registered = register_all();
+
+}  // namespace

@@ -1,0 +1,265 @@
+// The data objects of the scheme. Operations on them live in lwe.hpp, glwe.hpp, keys.hpp and
+// pbs.hpp; (de)serialization in serialization.hpp.
+//
+// Layouts (all words are torus elements, uint64 modulo 2^64):
+//  - LWE ciphertext of dimension n: n mask words a_0..a_(n-1), then the body b;
+//    phase = b - <a, s>.
+//  - GLWE ciphertext (k, N): k mask polynomials A_0..A_(k-1), then the body polynomial B;
+//    phase = B - sum A_i * S_i.
+//  - GGSW ciphertext (k, N, beta, l): (k+1)*l GLWE rows; row (i, j) (component i in 0..k,
+//    level j in 1..l) is stored at index i*l + (j-1). See glwe.hpp for what each row encrypts.
+//  - Bootstrap key: n GGSW ciphertexts of the small key's bits under the GLWE key.
+//  - Keyswitch key (k*N -> n, beta_ks, l_ks): for each big-key index i and level j, an LWE
+//    ciphertext under the small key of s'_i * 2^(64 - j*beta_ks), stored at (i*l + (j-1)).
+//  - Seeded forms keep the seed of the mask stream (csprng.hpp) and the bodies only.
+// Secret keys wipe their memory on destruction. Nothing here holds a secret key except
+// LweSecretKey and GlweSecretKey.
+// Thread safety: plain data; concurrent const access is safe.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <string>
+
+#include "veil/tfhe/aligned.hpp"
+#include "veil/tfhe/csprng.hpp"
+#include "veil/tfhe/dimensions.hpp"
+
+namespace veil::tfhe {
+
+// ---------------------------------------------------------------- secret keys
+
+class LweSecretKey {
+ public:
+  explicit LweSecretKey(LweDimension n) : dimension_(n), bits_(n.value) {}
+  LweDimension dimension() const { return dimension_; }
+  std::span<const Torus> bits() const { return bits_; }
+  std::span<Torus> mutable_bits() { return bits_; }
+
+ private:
+  LweDimension dimension_;
+  SecretVector<Torus> bits_;  // each 0 or 1
+};
+
+class GlweSecretKey {
+ public:
+  GlweSecretKey(GlweDimension k, PolynomialSize n) : k_(k), n_(n), bits_(k.value * n.value) {}
+  GlweDimension glwe_dimension() const { return k_; }
+  PolynomialSize polynomial_size() const { return n_; }
+  std::span<const Torus> polynomial(std::size_t i) const { return {bits_.data() + i * n_.value, n_.value}; }
+  // The flattened LWE key of dimension k*N that sample extraction produces ciphertexts under.
+  std::span<const Torus> flattened() const { return bits_; }
+  std::span<Torus> mutable_bits() { return bits_; }
+
+ private:
+  GlweDimension k_;
+  PolynomialSize n_;
+  SecretVector<Torus> bits_;
+};
+
+// ---------------------------------------------------------------- LWE
+
+class LweCiphertext {
+ public:
+  LweCiphertext() = default;
+  explicit LweCiphertext(LweDimension n) : data_(lwe_size(n), 0) {}
+  LweDimension dimension() const { return LweDimension(data_.size() - 1); }
+  std::span<Torus> data() { return data_; }
+  std::span<const Torus> data() const { return data_; }
+  std::span<const Torus> mask() const { return {data_.data(), data_.size() - 1}; }
+  Torus& body() { return data_.back(); }
+  Torus body() const { return data_.back(); }
+
+ private:
+  AlignedVector<Torus> data_;
+};
+
+// `count` ciphertexts of one dimension, contiguous: ciphertext c at [c*(n+1), (c+1)*(n+1)).
+class LweCiphertextList {
+ public:
+  LweCiphertextList() = default;
+  LweCiphertextList(LweDimension n, std::size_t count) : dimension_(n), count_(count), data_(count * lwe_size(n), 0) {}
+  LweDimension dimension() const { return dimension_; }
+  std::size_t count() const { return count_; }
+  std::span<Torus> operator[](std::size_t c) { return {data_.data() + c * lwe_size(dimension_), lwe_size(dimension_)}; }
+  std::span<const Torus> operator[](std::size_t c) const {
+    return {data_.data() + c * lwe_size(dimension_), lwe_size(dimension_)};
+  }
+  std::span<Torus> data() { return data_; }
+  std::span<const Torus> data() const { return data_; }
+
+ private:
+  LweDimension dimension_;
+  std::size_t count_ = 0;
+  AlignedVector<Torus> data_;
+};
+
+// Fresh ciphertexts as (seed, bodies): the masks are the mask stream of `seed`, ciphertext c
+// drawing words [c*n, (c+1)*n). 8 bytes per ciphertext plus one seed.
+struct SeededLweCiphertextList {
+  LweDimension dimension;
+  Seed seed;
+  AlignedVector<Torus> bodies;
+  std::size_t count() const { return bodies.size(); }
+};
+
+// ---------------------------------------------------------------- GLWE / GGSW
+
+class GlweCiphertext {
+ public:
+  GlweCiphertext(GlweDimension k, PolynomialSize n) : k_(k), n_(n), data_(glwe_size(k) * n.value, 0) {}
+  GlweDimension glwe_dimension() const { return k_; }
+  PolynomialSize polynomial_size() const { return n_; }
+  std::span<Torus> polynomial(std::size_t i) { return {data_.data() + i * n_.value, n_.value}; }
+  std::span<const Torus> polynomial(std::size_t i) const { return {data_.data() + i * n_.value, n_.value}; }
+  std::span<Torus> body() { return polynomial(k_.value); }
+  std::span<Torus> data() { return data_; }
+  std::span<const Torus> data() const { return data_; }
+
+ private:
+  GlweDimension k_;
+  PolynomialSize n_;
+  AlignedVector<Torus> data_;
+};
+
+struct GgswShape {
+  GlweDimension glwe_dimension;
+  PolynomialSize polynomial_size;
+  DecompositionBaseLog base_log;
+  DecompositionLevelCount level_count;
+
+  std::size_t row_count() const { return glwe_size(glwe_dimension) * level_count.value; }
+  std::size_t row_words() const { return glwe_size(glwe_dimension) * polynomial_size.value; }
+  std::size_t words() const { return row_count() * row_words(); }
+  // Mask words drawn from the mask stream per GGSW: every row's k mask polynomials.
+  std::size_t mask_words() const { return row_count() * glwe_dimension.value * polynomial_size.value; }
+  friend bool operator==(const GgswShape&, const GgswShape&) = default;
+};
+
+class GgswCiphertext {
+ public:
+  explicit GgswCiphertext(const GgswShape& shape) : shape_(shape), data_(shape.words(), 0) {}
+  const GgswShape& shape() const { return shape_; }
+  std::span<Torus> row(std::size_t r) { return {data_.data() + r * shape_.row_words(), shape_.row_words()}; }
+  std::span<const Torus> row(std::size_t r) const {
+    return {data_.data() + r * shape_.row_words(), shape_.row_words()};
+  }
+  std::span<Torus> data() { return data_; }
+  std::span<const Torus> data() const { return data_; }
+
+ private:
+  GgswShape shape_;
+  AlignedVector<Torus> data_;
+};
+
+// A GGSW with every row polynomial forward-transformed (split spectra of N doubles).
+class FourierGgswCiphertext {
+ public:
+  explicit FourierGgswCiphertext(const GgswShape& shape) : shape_(shape), data_(shape.words(), 0.0) {}
+  const GgswShape& shape() const { return shape_; }
+  // Spectrum of polynomial `component` of row `r`.
+  const double* spectrum(std::size_t r, std::size_t component) const {
+    return data_.data() + (r * glwe_size(shape_.glwe_dimension) + component) * shape_.polynomial_size.value;
+  }
+  double* spectrum(std::size_t r, std::size_t component) {
+    return data_.data() + (r * glwe_size(shape_.glwe_dimension) + component) * shape_.polynomial_size.value;
+  }
+
+ private:
+  GgswShape shape_;
+  AlignedVector<double> data_;
+};
+
+// ---------------------------------------------------------------- bootstrap key
+
+struct BootstrapKeyShape {
+  LweDimension input_lwe_dimension;  // n: one GGSW per small-key bit
+  GgswShape ggsw;
+  std::size_t words() const { return input_lwe_dimension.value * ggsw.words(); }
+  friend bool operator==(const BootstrapKeyShape&, const BootstrapKeyShape&) = default;
+};
+
+// Standard-domain bootstrap key: exact and portable; what the unseeded file holds.
+class LweBootstrapKey {
+ public:
+  explicit LweBootstrapKey(const BootstrapKeyShape& shape) : shape_(shape), data_(shape.words(), 0) {}
+  const BootstrapKeyShape& shape() const { return shape_; }
+  std::span<Torus> ggsw(std::size_t i) { return {data_.data() + i * shape_.ggsw.words(), shape_.ggsw.words()}; }
+  std::span<const Torus> ggsw(std::size_t i) const {
+    return {data_.data() + i * shape_.ggsw.words(), shape_.ggsw.words()};
+  }
+  std::span<Torus> data() { return data_; }
+  std::span<const Torus> data() const { return data_; }
+
+ private:
+  BootstrapKeyShape shape_;
+  AlignedVector<Torus> data_;
+};
+
+// Seeded bootstrap key: the mask stream of `seed` gives GGSW i's masks at word offset
+// i * ggsw.mask_words(), row by row, mask polynomial by mask polynomial; only bodies are kept
+// (n * (k+1) * l * N words).
+struct SeededLweBootstrapKey {
+  BootstrapKeyShape shape;
+  Seed seed;
+  AlignedVector<Torus> bodies;
+};
+
+// The bootstrap key as blind rotation uses it: every GGSW in the Fourier domain,
+// contiguous, GGSW after GGSW, so that one blind rotation streams it once.
+class FourierBootstrapKey {
+ public:
+  explicit FourierBootstrapKey(const BootstrapKeyShape& shape) : shape_(shape), data_(shape.words(), 0.0) {}
+  const BootstrapKeyShape& shape() const { return shape_; }
+  // Spectrum of polynomial `component` of row `r` of GGSW `i`.
+  const double* spectrum(std::size_t i, std::size_t r, std::size_t component) const {
+    return data_.data() + i * shape_.ggsw.words() +
+           (r * glwe_size(shape_.ggsw.glwe_dimension) + component) * shape_.ggsw.polynomial_size.value;
+  }
+  double* mutable_ggsw(std::size_t i) { return data_.data() + i * shape_.ggsw.words(); }
+  std::size_t bytes() const { return data_.size() * sizeof(double); }
+
+ private:
+  BootstrapKeyShape shape_;
+  AlignedVector<double> data_;
+};
+
+// ---------------------------------------------------------------- keyswitch key
+
+struct KeyswitchKeyShape {
+  LweDimension input_lwe_dimension;   // k*N
+  LweDimension output_lwe_dimension;  // n
+  DecompositionBaseLog base_log;
+  DecompositionLevelCount level_count;
+  std::size_t ciphertext_count() const { return input_lwe_dimension.value * level_count.value; }
+  std::size_t words() const { return ciphertext_count() * lwe_size(output_lwe_dimension); }
+  friend bool operator==(const KeyswitchKeyShape&, const KeyswitchKeyShape&) = default;
+};
+
+class LweKeyswitchKey {
+ public:
+  explicit LweKeyswitchKey(const KeyswitchKeyShape& shape) : shape_(shape), data_(shape.words(), 0) {}
+  const KeyswitchKeyShape& shape() const { return shape_; }
+  // The encryption of s'_i * 2^(64 - (level+1)*beta): `level` is 0-based here.
+  std::span<const Torus> ciphertext(std::size_t input_index, std::size_t level) const {
+    const std::size_t w = lwe_size(shape_.output_lwe_dimension);
+    return {data_.data() + (input_index * shape_.level_count.value + level) * w, w};
+  }
+  std::span<Torus> data() { return data_; }
+  std::span<const Torus> data() const { return data_; }
+
+ private:
+  KeyswitchKeyShape shape_;
+  AlignedVector<Torus> data_;
+};
+
+// Seeded keyswitch key: ciphertext c = i*l + (j-1) draws mask words [c*n, (c+1)*n).
+struct SeededLweKeyswitchKey {
+  KeyswitchKeyShape shape;
+  Seed seed;
+  AlignedVector<Torus> bodies;  // ciphertext_count() words
+};
+
+}  // namespace veil::tfhe

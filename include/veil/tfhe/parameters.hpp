@@ -1,0 +1,146 @@
+// TFHE parameter sets: what they are, whether they are secure, how much noise they leave,
+// and how to choose the cheapest one for a given precision and error target.
+//
+// All standard deviations and variances are relative to q = 2^64 (torus units): a standard
+// deviation of 2^-20 means 2^44 in integer units. The formulas are those of
+// ../shared/TFHE_FACTS.md (Concrete optimizer / TFHE-rs noise model), stated once in
+// parameters.cpp.
+// Thread safety: pure functions over values.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "veil/tfhe/dimensions.hpp"
+
+namespace veil::tfhe {
+
+// One parameter set for KS-PBS: ciphertexts between lookups are LWE under the flattened
+// GLWE key (dimension k*N); a lookup keyswitches to the small key (n), modulus-switches to 2N,
+// blind-rotates with the bootstrap key and sample-extracts back under the big key.
+struct ParameterSet {
+  std::string name;                     // for humans; not part of id()
+  unsigned message_bits = 0;            // p: precision of a lookup input, padding bit excluded
+  LweDimension lwe_dimension;           // n, the small key
+  GlweDimension glwe_dimension;         // k
+  PolynomialSize polynomial_size;       // N
+  double lwe_std_dev = 0;               // noise of keyswitch-key encryptions under the small key
+  double glwe_std_dev = 0;              // noise of fresh ciphertexts and bootstrap-key encryptions
+  DecompositionBaseLog pbs_base_log;
+  DecompositionLevelCount pbs_level_count;
+  DecompositionBaseLog ks_base_log;
+  DecompositionLevelCount ks_level_count;
+
+  // The flattened GLWE dimension k*N: ciphertexts between lookups have this dimension.
+  LweDimension big_lwe_dimension() const {
+    return flattened_lwe_dimension(glwe_dimension, polynomial_size);
+  }
+  // A 64-bit digest of every field except `name` (SHA-256 of a canonical encoding).
+  // Serialized keys and ciphertexts carry it; loading compares it.
+  std::uint64_t id() const;
+  // Structural validity: N a power of two in [256, 65536], 1 <= message_bits <= 8,
+  // base_log * level_count <= 64 for both decompositions, n >= 1, k >= 1, positive noise.
+  // Throws std::invalid_argument naming the offending field and value.
+  void validate() const;
+  // One line: "name: p=4 n=863 k=1 N=2048 pbs=2^23x1 ks=2^3x5 ...".
+  std::string describe() const;
+
+  friend bool operator==(const ParameterSet&, const ParameterSet&) = default;
+};
+
+// ---- Security (lattice-estimator curve for q = 2^64, binary keys) ----
+
+// Smallest secure log2(std_dev) for a key of `dimension` at `security_bits` (128 or 132).
+// Below dimension 450 no noise is secure: returns +infinity.
+double min_secure_log2_std_dev(std::size_t dimension, unsigned security_bits = 128);
+
+struct SecurityCheck {
+  bool secure = false;
+  std::string detail;  // names the key that fails and by how much, or "secure"
+};
+// Both the small LWE key (n, lwe_std_dev) and the GLWE key (k*N, glwe_std_dev) must meet
+// the curve.
+SecurityCheck check_security(const ParameterSet& params, unsigned security_bits = 128);
+
+// ---- Noise model ----
+// sq_norm2 is nu^2 = sum of w_i^2 of the clear weights of the dot product feeding a lookup.
+struct NoiseBreakdown {
+  double fresh = 0;            // glwe_std_dev^2: a fresh encryption under the big key
+  double keyswitch = 0;        // Var_KS, big key -> small key
+  double modulus_switch = 0;   // Var_MS, to 2N
+  double blind_rotation = 0;   // Var_BR: the output of a PBS (including the FFT term)
+  double fft = 0;              // the FFT part of Var_BR (already included in it)
+};
+NoiseBreakdown noise_breakdown(const ParameterSet& params);
+
+// The individual terms behind noise_breakdown, exposed so that the optimizer can evaluate
+// them without building whole parameter sets. Same units (relative to q^2).
+// Keyswitch from `input_dimension` with a key of noise ksk_std_dev (output modulus q).
+double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
+                          DecompositionBaseLog base_log, DecompositionLevelCount level_count);
+// Modulus switch of an LWE ciphertext of dimension n from q to 2N.
+double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polynomial_size);
+// Noise added by one external product (one of the n steps of a blind rotation) with a GGSW
+// encrypted at bsk_std_dev, including the f64 FFT term. Var_BR = n * this.
+double external_product_variance(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
+                                 DecompositionBaseLog base_log,
+                                 DecompositionLevelCount level_count, double bsk_std_dev);
+// The f64 FFT part of external_product_variance.
+double fft_external_product_variance(GlweDimension glwe_dimension,
+                                     PolynomialSize polynomial_size,
+                                     DecompositionBaseLog base_log,
+                                     DecompositionLevelCount level_count);
+// log2 of the error probability of a p-bit lookup whose input has variance `variance`.
+double log2_lookup_error_probability_for_variance(unsigned message_bits, double variance);
+// One external product's cost; pbs_cost is n times this.
+double external_product_cost(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
+                             DecompositionLevelCount level_count);
+
+// Variance at the blind-rotation input of a lookup fed by a dot product of PBS outputs:
+// sq_norm2 * Var_BR + Var_KS + Var_MS.
+double variance_at_blind_rotation_input(const ParameterSet& params, double sq_norm2);
+// Probability that one lookup of a p-bit message decodes wrong:
+// erfc(2^(-p-2) / (sqrt(2) * sigma)), p = params.message_bits.
+double lookup_error_probability(const ParameterSet& params, double sq_norm2);
+// log2 of the same, accurate far below double's subnormal range (useful for 2^-128).
+double log2_lookup_error_probability(const ParameterSet& params, double sq_norm2);
+// The largest variance at the blind-rotation input that keeps a p-bit lookup's error
+// probability at or below p_error.
+double max_variance_for_p_error(unsigned message_bits, double p_error);
+// 1 - (1 - p)^count, computed without cancellation.
+double circuit_error_probability(double per_lookup_p_error, double lookup_count);
+
+// ---- Cost model (Concrete optimizer) ----
+// Per external product: (k+1)l*N*log2 N + (k+1)*N*log2 N + (k+1)^2*l*N; times n for a blind
+// rotation; keyswitch: k*N * l_ks * (n+1).
+double pbs_cost(const ParameterSet& params);
+double keyswitch_cost(const ParameterSet& params);
+double ks_pbs_cost(const ParameterSet& params);
+
+// ---- Reference sets ----
+// TFHE-rs v1.4 Gaussian KS-PBS sets (132-bit curve, p_fail about 2^-128), 1 to 8 bits: the
+// MESSAGE_p_CARRY_0 sets. Their 2^-128 assumes TFHE-rs's centered modulus switch; under the
+// classic modulus switch of this noise model they reach only about 2^-68 to 2^-104.
+// Throws std::invalid_argument outside [1, 8].
+ParameterSet reference_parameter_set(unsigned message_bits);
+
+// ---- Optimizer ----
+struct OptimizerOptions {
+  unsigned message_bits = 4;
+  double sq_norm2 = 1.0;              // max nu^2 over the lookups this set must serve
+  double p_error = 0x1.0p-40;         // per-lookup error probability target
+  unsigned security_bits = 128;
+  // Search space (Concrete's defaults, N capped at 2^16 which the FFT supports).
+  unsigned min_glwe_dimension = 1, max_glwe_dimension = 6;
+  unsigned min_log2_polynomial_size = 8, max_log2_polynomial_size = 16;
+  unsigned min_lwe_dimension = 512, max_lwe_dimension = 2047;
+};
+
+// The cheapest set under ks_pbs_cost that is secure and meets p_error, or nullopt when no
+// set in the search space does (precision or norm too large). The set's noise standard
+// deviations are the smallest the security curve allows for its dimensions.
+std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options);
+
+}  // namespace veil::tfhe

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Veil needs that are missing, non-interactively.
+# Sourced by scripts/test.sh and scripts/demo.sh; safe to run alone.
+set -euo pipefail
+
+VEIL_PACKAGES=(
+  build-essential cmake pkg-config
+  libssl-dev libfftw3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+)
+
+veil_install_deps() {
+  local missing=()
+  for pkg in "${VEIL_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+      missing+=("$pkg")
+    fi
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  echo "veil: installing missing Debian packages: ${missing[*]}"
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then sudo=(sudo); else
+      echo "veil: need root or sudo to install ${missing[*]}" >&2
+      return 1
+    fi
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  veil_install_deps
+fi

@@ -1,0 +1,119 @@
+#include "veil/tfhe/csprng.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <sys/random.h>
+
+#include <bit>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <numbers>
+#include <stdexcept>
+#include <string>
+
+#include "veil/tfhe/aligned.hpp"
+
+static_assert(std::endian::native == std::endian::little,
+              "Veil's stream and file formats are little-endian; port the word decoding first");
+
+namespace veil::tfhe {
+
+void secure_wipe(void* p, std::size_t bytes) noexcept {
+  if (p != nullptr && bytes != 0) OPENSSL_cleanse(p, bytes);
+}
+
+Seed os_random_seed() {
+  Seed seed;
+  std::size_t got = 0;
+  while (got < seed.bytes.size()) {
+    ssize_t r = getrandom(seed.bytes.data() + got, seed.bytes.size() - got, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw std::runtime_error(std::string("getrandom failed: ") + std::strerror(errno));
+    }
+    got += static_cast<std::size_t>(r);
+  }
+  return seed;
+}
+
+struct Csprng::Cipher {
+  EVP_CIPHER_CTX* ctx = nullptr;
+  ~Cipher() { EVP_CIPHER_CTX_free(ctx); }
+};
+
+Csprng::Csprng(const Seed& seed, std::uint64_t word_offset) : cipher_(std::make_unique<Cipher>()) {
+  cipher_->ctx = EVP_CIPHER_CTX_new();
+  if (cipher_->ctx == nullptr) throw std::runtime_error("EVP_CIPHER_CTX_new failed");
+  // 128-bit big-endian block counter; a block holds two words.
+  std::uint64_t block = word_offset / 2;
+  std::array<std::uint8_t, 16> iv{};
+  for (int i = 0; i < 8; ++i) iv[15 - i] = static_cast<std::uint8_t>(block >> (8 * i));
+  if (EVP_EncryptInit_ex(cipher_->ctx, EVP_aes_128_ctr(), nullptr, seed.bytes.data(), iv.data()) != 1)
+    throw std::runtime_error("AES-128-CTR initialisation failed");
+  refill();
+  pos_ = static_cast<std::size_t>(word_offset % 2);
+}
+
+Csprng Csprng::from_os() { return Csprng(os_random_seed()); }
+
+Csprng::Csprng(Csprng&&) noexcept = default;
+Csprng& Csprng::operator=(Csprng&&) noexcept = default;
+Csprng::~Csprng() { secure_wipe(buffer_.data(), sizeof(buffer_)); }
+
+void Csprng::refill() {
+  static constexpr std::array<std::uint8_t, kBufferWords * 8> kZeros{};
+  int out_len = 0;
+  auto* out = reinterpret_cast<unsigned char*>(buffer_.data());
+  if (EVP_EncryptUpdate(cipher_->ctx, out, &out_len, kZeros.data(), static_cast<int>(kZeros.size())) != 1 ||
+      out_len != static_cast<int>(kZeros.size()))
+    throw std::runtime_error("AES-128-CTR keystream generation failed");
+  pos_ = 0;
+}
+
+void Csprng::fill(std::span<Torus> out) {
+  std::size_t i = 0;
+  while (i < out.size()) {
+    if (pos_ == kBufferWords) refill();
+    std::size_t take = std::min(out.size() - i, kBufferWords - pos_);
+    std::memcpy(out.data() + i, buffer_.data() + pos_, take * sizeof(Torus));
+    pos_ += take;
+    i += take;
+  }
+}
+
+void Csprng::fill_binary(std::span<Torus> out) {
+  for (auto& x : out) x = next_u64() & 1;
+}
+
+Torus GaussianSampler::sample(Csprng& rng) {
+  if (std_dev_ == 0.0) return 0;
+  double z;
+  if (has_spare_) {
+    z = spare_;
+    has_spare_ = false;
+  } else {
+    // Box-Muller: two independent N(0, 1) from two uniforms in (0, 1].
+    double u1 = rng.next_unit_double();
+    double u2 = rng.next_unit_double();
+    double r = std::sqrt(-2.0 * std::log(u1));
+    double t = 2.0 * std::numbers::pi * u2;
+    z = r * std::cos(t);
+    spare_ = r * std::sin(t);
+    has_spare_ = true;
+  }
+  // std_dev is relative to q = 2^64; the noise in torus units fits easily in an int64 for
+  // every secure parameter set (std_dev < 2^-10).
+  double e = std::nearbyint(z * std_dev_ * 0x1.0p64);
+  // Deliberately noisy toy sets (tests only) can exceed the int64 range: reduce mod 2^64.
+  e = std::fmod(e, 0x1.0p64);
+  if (e >= 0x1.0p63) e -= 0x1.0p64;
+  if (e < -0x1.0p63) e += 0x1.0p64;
+  return static_cast<Torus>(static_cast<std::int64_t>(e));
+}
+
+void GaussianSampler::add_noise(Csprng& rng, std::span<Torus> out) {
+  for (auto& x : out) x += sample(rng);
+}
+
+}  // namespace veil::tfhe

@@ -1,0 +1,190 @@
+#include "veil/tfhe/keys.hpp"
+
+#include <stdexcept>
+#include <string>
+
+#include "veil/tfhe/glwe.hpp"
+#include "veil/tfhe/lwe.hpp"
+#include "veil/tfhe/parallel.hpp"
+
+namespace veil::tfhe {
+
+SecretKeys generate_secret_keys(const ParameterSet& params, bool allow_insecure, unsigned security_bits) {
+  params.validate();
+  if (!allow_insecure) {
+    SecurityCheck check = check_security(params, security_bits);
+    if (!check.secure) throw std::invalid_argument("refusing insecure parameter set " + params.name + ": " + check.detail);
+  }
+  SecretKeys keys{params, LweSecretKey(params.lwe_dimension), GlweSecretKey(params.glwe_dimension, params.polynomial_size)};
+  Csprng rng = Csprng::from_os();
+  rng.fill_binary(keys.lwe.mutable_bits());
+  rng.fill_binary(keys.glwe.mutable_bits());
+  return keys;
+}
+
+BootstrapKeyShape bootstrap_key_shape(const ParameterSet& p) {
+  return {p.lwe_dimension, GgswShape{p.glwe_dimension, p.polynomial_size, p.pbs_base_log, p.pbs_level_count}};
+}
+
+KeyswitchKeyShape keyswitch_key_shape(const ParameterSet& p) {
+  return {p.big_lwe_dimension(), p.lwe_dimension, p.ks_base_log, p.ks_level_count};
+}
+
+SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, const KeygenOptions& options) {
+  const BootstrapKeyShape shape = bootstrap_key_shape(keys.params);
+  const GgswShape& g = shape.ggsw;
+  const std::size_t n = g.polynomial_size.value;
+  const std::size_t k = g.glwe_dimension.value;
+  const std::size_t l = g.level_count.value;
+  SeededLweBootstrapKey out{shape, os_random_seed(), {}};
+  out.bodies.resize(shape.input_lwe_dimension.value * g.row_count() * n);
+  parallel_for(shape.input_lwe_dimension.value, options.threads, 4, [&](std::size_t begin, std::size_t end, unsigned) {
+    GlweEncryptor encryptor(keys.glwe);
+    Csprng noise = Csprng::from_os();
+    AlignedVector<Torus> mask(k * n);
+    for (std::size_t t = begin; t < end; ++t) {
+      Csprng mask_stream(out.seed, t * g.mask_words());
+      const Torus mu = keys.lwe.bits()[t];
+      for (std::size_t i = 0; i <= k; ++i) {
+        for (std::size_t j = 1; j <= l; ++j) {
+          const std::size_t row = i * l + (j - 1);
+          mask_stream.fill(mask);
+          std::span<Torus> body(out.bodies.data() + (t * g.row_count() + row) * n, n);
+          encryptor.compute_ggsw_row_body(mask, i, j, mu, g.base_log, keys.params.glwe_std_dev, noise, body);
+        }
+      }
+    }
+  });
+  return out;
+}
+
+SeededLweKeyswitchKey generate_seeded_keyswitch_key(const SecretKeys& keys, const KeygenOptions& options) {
+  const KeyswitchKeyShape shape = keyswitch_key_shape(keys.params);
+  const std::size_t n = shape.output_lwe_dimension.value;
+  const std::size_t l = shape.level_count.value;
+  const std::size_t beta = shape.base_log.value;
+  SeededLweKeyswitchKey out{shape, os_random_seed(), {}};
+  out.bodies.resize(shape.ciphertext_count());
+  auto big_key = keys.glwe.flattened();
+  auto small_key = keys.lwe.bits();
+  parallel_for(shape.input_lwe_dimension.value, options.threads, 64, [&](std::size_t begin, std::size_t end, unsigned) {
+    Csprng noise = Csprng::from_os();
+    GaussianSampler sampler(keys.params.lwe_std_dev);
+    Csprng mask_stream(out.seed, begin * l * n);
+    AlignedVector<Torus> a(n);
+    for (std::size_t i = begin; i < end; ++i) {
+      for (std::size_t j = 1; j <= l; ++j) {
+        mask_stream.fill(a);
+        Torus b = 0;
+        for (std::size_t t = 0; t < n; ++t) b += a[t] & (Torus{0} - small_key[t]);
+        const Torus plaintext = big_key[i] << (64 - j * beta);
+        out.bodies[i * l + (j - 1)] = b + plaintext + sampler.sample(noise);
+      }
+    }
+  });
+  return out;
+}
+
+LweBootstrapKey decompress_bootstrap_key(const SeededLweBootstrapKey& seeded, const KeygenOptions& options) {
+  const GgswShape& g = seeded.shape.ggsw;
+  const std::size_t n = g.polynomial_size.value;
+  const std::size_t k = g.glwe_dimension.value;
+  if (seeded.bodies.size() != seeded.shape.input_lwe_dimension.value * g.row_count() * n)
+    throw std::invalid_argument("seeded bootstrap key holds " + std::to_string(seeded.bodies.size()) +
+                                " body words, its shape needs " +
+                                std::to_string(seeded.shape.input_lwe_dimension.value * g.row_count() * n));
+  LweBootstrapKey out(seeded.shape);
+  parallel_for(seeded.shape.input_lwe_dimension.value, options.threads, 8, [&](std::size_t begin, std::size_t end, unsigned) {
+    for (std::size_t t = begin; t < end; ++t) {
+      Csprng mask_stream(seeded.seed, t * g.mask_words());
+      auto ggsw = out.ggsw(t);
+      for (std::size_t r = 0; r < g.row_count(); ++r) {
+        auto row = ggsw.subspan(r * g.row_words(), g.row_words());
+        mask_stream.fill(row.first(k * n));
+        std::copy_n(seeded.bodies.data() + (t * g.row_count() + r) * n, n, row.data() + k * n);
+      }
+    }
+  });
+  return out;
+}
+
+LweKeyswitchKey decompress_keyswitch_key(const SeededLweKeyswitchKey& seeded, const KeygenOptions& options) {
+  const KeyswitchKeyShape& shape = seeded.shape;
+  if (seeded.bodies.size() != shape.ciphertext_count())
+    throw std::invalid_argument("seeded keyswitch key holds " + std::to_string(seeded.bodies.size()) +
+                                " bodies, its shape needs " + std::to_string(shape.ciphertext_count()));
+  const std::size_t n = shape.output_lwe_dimension.value;
+  LweKeyswitchKey out(shape);
+  auto data = out.data();
+  parallel_for(shape.ciphertext_count(), options.threads, 256, [&](std::size_t begin, std::size_t end, unsigned) {
+    Csprng mask_stream(seeded.seed, begin * n);
+    for (std::size_t c = begin; c < end; ++c) {
+      auto ct = data.subspan(c * (n + 1), n + 1);
+      mask_stream.fill(ct.first(n));
+      ct[n] = seeded.bodies[c];
+    }
+  });
+  return out;
+}
+
+FourierBootstrapKey convert_bootstrap_key_to_fourier(const LweBootstrapKey& bsk, const KeygenOptions& options) {
+  FourierBootstrapKey out(bsk.shape());
+  parallel_for(bsk.shape().input_lwe_dimension.value, options.threads, 8, [&](std::size_t begin, std::size_t end, unsigned) {
+    FftScratch scratch(bsk.shape().ggsw.polynomial_size);
+    for (std::size_t t = begin; t < end; ++t)
+      convert_ggsw_to_fourier(bsk.shape().ggsw, bsk.ggsw(t), out.mutable_ggsw(t), scratch);
+  });
+  return out;
+}
+
+FourierBootstrapKey decompress_bootstrap_key_to_fourier(const SeededLweBootstrapKey& seeded,
+                                                        const KeygenOptions& options) {
+  const GgswShape& g = seeded.shape.ggsw;
+  const std::size_t n = g.polynomial_size.value;
+  const std::size_t k = g.glwe_dimension.value;
+  if (seeded.bodies.size() != seeded.shape.input_lwe_dimension.value * g.row_count() * n)
+    throw std::invalid_argument("seeded bootstrap key holds " + std::to_string(seeded.bodies.size()) +
+                                " body words, its shape needs " +
+                                std::to_string(seeded.shape.input_lwe_dimension.value * g.row_count() * n));
+  FourierBootstrapKey out(seeded.shape);
+  parallel_for(seeded.shape.input_lwe_dimension.value, options.threads, 8, [&](std::size_t begin, std::size_t end, unsigned) {
+    FftScratch scratch(g.polynomial_size);
+    AlignedVector<Torus> ggsw(g.words());
+    for (std::size_t t = begin; t < end; ++t) {
+      Csprng mask_stream(seeded.seed, t * g.mask_words());
+      for (std::size_t r = 0; r < g.row_count(); ++r) {
+        Torus* row = ggsw.data() + r * g.row_words();
+        mask_stream.fill(std::span<Torus>(row, k * n));
+        std::copy_n(seeded.bodies.data() + (t * g.row_count() + r) * n, n, row + k * n);
+      }
+      convert_ggsw_to_fourier(g, ggsw, out.mutable_ggsw(t), scratch);
+    }
+  });
+  return out;
+}
+
+SeededEvaluationKeys generate_seeded_evaluation_keys(const SecretKeys& keys, const KeygenOptions& options) {
+  return {keys.params, generate_seeded_bootstrap_key(keys, options), generate_seeded_keyswitch_key(keys, options)};
+}
+
+EvaluationKeys expand_evaluation_keys(const SeededEvaluationKeys& seeded, const KeygenOptions& options) {
+  if (!(seeded.bsk.shape == bootstrap_key_shape(seeded.params)))
+    throw std::invalid_argument("bootstrap key shape does not match parameter set " + seeded.params.name);
+  if (!(seeded.ksk.shape == keyswitch_key_shape(seeded.params)))
+    throw std::invalid_argument("keyswitch key shape does not match parameter set " + seeded.params.name);
+  return {seeded.params, decompress_bootstrap_key_to_fourier(seeded.bsk, options),
+          decompress_keyswitch_key(seeded.ksk, options)};
+}
+
+LweCiphertext encrypt_message(const SecretKeys& keys, std::uint64_t message, unsigned message_bits) {
+  LweCiphertext ct(keys.params.big_lwe_dimension());
+  EncryptionRandomness rng = EncryptionRandomness::from_os();
+  encrypt_lwe(keys.glwe.flattened(), encode_message(message, message_bits), keys.params.glwe_std_dev, rng, ct.data());
+  return ct;
+}
+
+std::uint64_t decrypt_message(const SecretKeys& keys, std::span<const Torus> ct, unsigned message_bits) {
+  return decode_message(decrypt_lwe_phase(keys.glwe.flattened(), ct), message_bits);
+}
+
+}  // namespace veil::tfhe

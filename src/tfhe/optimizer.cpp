@@ -1,0 +1,200 @@
+// Parameter optimizer: the cheapest secure KS-PBS set for a precision, a norm and an error
+// target, by exhaustive search over k, N, n and both decompositions.
+//
+// Why the search is fast. The noise at the blind-rotation input is
+//   nu^2 * n * EP(k, N, l_pbs, beta_pbs) + KS(kN, n, l_ks, beta_ks) + MS(n, N)
+// and the cost is n * C(k, N, l_pbs) + kN * l_ks * (n + 1). The cost does not depend on
+// either base log, so for each level count only the base log with the least noise matters:
+//  - the best beta_pbs for (k, N, l_pbs) does not depend on n (EP has no n in it);
+//  - the best beta_ks for (kN, n, l_ks) is tabulated once per distinct kN (k = 2, N = 512
+//    and k = 1, N = 1024 share a table).
+// What remains is a loop over (k, N, l_pbs, n) that picks the smallest l_ks whose best
+// keyswitch noise fits what the other terms leave: about a million cheap steps.
+//
+// Thread safety: pure function of its options.
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "veil/tfhe/parameters.hpp"
+
+namespace veil::tfhe {
+namespace {
+
+constexpr unsigned kMaxPbsLevel = 10;
+constexpr unsigned kMaxPbsBaseLog = 30;
+constexpr unsigned kMaxKsLevel = 30;
+constexpr unsigned kDecompositionBits = 64;  // base_log * level_count <= 64
+
+// Least keyswitch noise, and the base log achieving it, for each (n, l_ks) at one kN.
+struct KeyswitchTable {
+  std::size_t min_n = 0;
+  std::vector<double> variance;        // [(n - min_n) * kMaxKsLevel + (l - 1)]
+  std::vector<unsigned> base_log;      // same layout
+  double at(std::size_t n, unsigned l) const { return variance[(n - min_n) * kMaxKsLevel + l - 1]; }
+  unsigned beta(std::size_t n, unsigned l) const { return base_log[(n - min_n) * kMaxKsLevel + l - 1]; }
+};
+
+KeyswitchTable build_keyswitch_table(std::size_t big_lwe_dimension,
+                                     const std::vector<double>& lwe_std_dev,
+                                     std::size_t min_n) {
+  KeyswitchTable table;
+  table.min_n = min_n;
+  table.variance.assign(lwe_std_dev.size() * kMaxKsLevel, std::numeric_limits<double>::infinity());
+  table.base_log.assign(lwe_std_dev.size() * kMaxKsLevel, 0);
+  for (std::size_t i = 0; i < lwe_std_dev.size(); ++i) {
+    if (!std::isfinite(lwe_std_dev[i])) continue;  // dimension below the curve: insecure
+    for (unsigned l = 1; l <= kMaxKsLevel; ++l) {
+      double best = std::numeric_limits<double>::infinity();
+      unsigned best_beta = 0;
+      for (unsigned beta = 1; beta * l <= kDecompositionBits; ++beta) {
+        const double v = keyswitch_variance(LweDimension(big_lwe_dimension), lwe_std_dev[i],
+                                            DecompositionBaseLog(beta),
+                                            DecompositionLevelCount(l));
+        // Noise is convex in beta (key noise grows as B^2, dropped bits shrink as B^-2l):
+        // past the minimum it only grows.
+        if (!(v < best)) break;
+        best = v;
+        best_beta = beta;
+      }
+      table.variance[i * kMaxKsLevel + l - 1] = best;
+      table.base_log[i * kMaxKsLevel + l - 1] = best_beta;
+    }
+  }
+  return table;
+}
+
+void validate_options(const OptimizerOptions& o) {
+  auto fail = [](const std::string& what) {
+    throw std::invalid_argument("optimize_parameters: " + what);
+  };
+  if (o.message_bits < 1 || o.message_bits > 8)
+    fail("message_bits must be in [1, 8], got " + std::to_string(o.message_bits));
+  if (!(o.sq_norm2 >= 0.0) || !std::isfinite(o.sq_norm2))
+    fail("sq_norm2 must be finite and >= 0, got " + std::to_string(o.sq_norm2));
+  if (!(o.p_error > 0.0 && o.p_error < 1.0))
+    fail("p_error must be in (0, 1), got " + std::to_string(o.p_error));
+  if (o.security_bits != 128 && o.security_bits != 132)
+    fail("security_bits must be 128 or 132, got " + std::to_string(o.security_bits));
+  if (o.min_glwe_dimension < 1 || o.min_glwe_dimension > o.max_glwe_dimension)
+    fail("glwe dimension range must satisfy 1 <= min <= max, got [" +
+         std::to_string(o.min_glwe_dimension) + ", " + std::to_string(o.max_glwe_dimension) + "]");
+  if (o.min_log2_polynomial_size < 8 || o.max_log2_polynomial_size > 16 ||
+      o.min_log2_polynomial_size > o.max_log2_polynomial_size)
+    fail("log2 polynomial size range must lie in [8, 16] with min <= max, got [" +
+         std::to_string(o.min_log2_polynomial_size) + ", " +
+         std::to_string(o.max_log2_polynomial_size) + "]");
+  if (o.min_lwe_dimension < 1 || o.min_lwe_dimension > o.max_lwe_dimension)
+    fail("lwe dimension range must satisfy 1 <= min <= max, got [" +
+         std::to_string(o.min_lwe_dimension) + ", " + std::to_string(o.max_lwe_dimension) + "]");
+}
+
+std::string optimized_name(const OptimizerOptions& o) {
+  char buf[96];
+  const double log2_norm = o.sq_norm2 > 0.0 ? std::log2(o.sq_norm2) : -INFINITY;
+  std::snprintf(buf, sizeof buf, "opt_p%u_n2^%.4g_perr2^%.4g", o.message_bits, log2_norm,
+                std::log2(o.p_error));
+  return buf;
+}
+
+}  // namespace
+
+std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options) {
+  validate_options(options);
+  const double max_variance = max_variance_for_p_error(options.message_bits, options.p_error);
+  const double sq_norm2 = options.sq_norm2;
+
+  // The small key's noise is fixed by the curve: the least noise that is secure.
+  const std::size_t min_n = options.min_lwe_dimension;
+  const std::size_t max_n = options.max_lwe_dimension;
+  std::vector<double> lwe_std_dev(max_n - min_n + 1);
+  for (std::size_t n = min_n; n <= max_n; ++n)
+    lwe_std_dev[n - min_n] = std::exp2(min_secure_log2_std_dev(n, options.security_bits));
+
+  std::map<std::size_t, KeyswitchTable> keyswitch_tables;  // by kN
+  std::optional<ParameterSet> best;
+  double best_cost = std::numeric_limits<double>::infinity();
+
+  for (unsigned k = options.min_glwe_dimension; k <= options.max_glwe_dimension; ++k) {
+    for (unsigned log_n = options.min_log2_polynomial_size;
+         log_n <= options.max_log2_polynomial_size; ++log_n) {
+      const GlweDimension glwe_dimension(k);
+      const PolynomialSize polynomial_size(std::size_t{1} << log_n);
+      const std::size_t big_lwe_dimension = k * polynomial_size.value;
+      const double glwe_log2 = min_secure_log2_std_dev(big_lwe_dimension, options.security_bits);
+      if (!std::isfinite(glwe_log2)) continue;  // no secure noise for this GLWE key
+      const double glwe_std_dev = std::exp2(glwe_log2);
+
+      auto [table_it, inserted] = keyswitch_tables.try_emplace(big_lwe_dimension);
+      if (inserted)
+        table_it->second = build_keyswitch_table(big_lwe_dimension, lwe_std_dev, min_n);
+      const KeyswitchTable& ks_table = table_it->second;
+
+      for (unsigned l_pbs = 1; l_pbs <= kMaxPbsLevel; ++l_pbs) {
+        const DecompositionLevelCount pbs_level(l_pbs);
+        // Best PBS base log for this level count: independent of n.
+        double ep_variance = std::numeric_limits<double>::infinity();
+        unsigned pbs_beta = 0;
+        for (unsigned beta = 1; beta <= kMaxPbsBaseLog && beta * l_pbs <= kDecompositionBits;
+             ++beta) {
+          const double v = external_product_variance(glwe_dimension, polynomial_size,
+                                                     DecompositionBaseLog(beta), pbs_level,
+                                                     glwe_std_dev);
+          if (!(v < ep_variance)) break;  // convex in beta, as for the keyswitch
+          ep_variance = v;
+          pbs_beta = beta;
+        }
+        if (pbs_beta == 0) continue;
+        const double ep_cost = external_product_cost(glwe_dimension, polynomial_size, pbs_level);
+
+        for (std::size_t n = min_n; n <= max_n; ++n) {
+          const double n_d = static_cast<double>(n);
+          const double pbs = n_d * ep_cost;
+          if (pbs >= best_cost) break;  // the PBS alone only grows with n
+          if (!std::isfinite(lwe_std_dev[n - min_n])) continue;
+          // Same expression, same order, as variance_at_blind_rotation_input.
+          const double br = n_d * ep_variance;
+          const double ms = modulus_switch_variance(LweDimension(n), polynomial_size);
+          if (sq_norm2 * br + ms >= max_variance) continue;
+          for (unsigned l_ks = 1; l_ks <= kMaxKsLevel; ++l_ks) {
+            const double ks_cost = static_cast<double>(big_lwe_dimension) *
+                                   static_cast<double>(l_ks) * static_cast<double>(n + 1);
+            const double cost = pbs + ks_cost;
+            if (cost >= best_cost) break;
+            const double ks = ks_table.at(n, l_ks);
+            if (!(sq_norm2 * br + ks + ms <= max_variance)) continue;
+            best_cost = cost;
+            ParameterSet p;
+            p.message_bits = options.message_bits;
+            p.lwe_dimension = LweDimension(n);
+            p.glwe_dimension = glwe_dimension;
+            p.polynomial_size = polynomial_size;
+            p.lwe_std_dev = lwe_std_dev[n - min_n];
+            p.glwe_std_dev = glwe_std_dev;
+            p.pbs_base_log = DecompositionBaseLog(pbs_beta);
+            p.pbs_level_count = pbs_level;
+            p.ks_base_log = DecompositionBaseLog(ks_table.beta(n, l_ks));
+            p.ks_level_count = DecompositionLevelCount(l_ks);
+            best = std::move(p);
+            break;  // more keyswitch levels only cost more
+          }
+        }
+      }
+    }
+  }
+  if (best) {
+    best->name = optimized_name(options);
+    // The search evaluated the noise term by term; the public model must agree.
+    if (!(variance_at_blind_rotation_input(*best, sq_norm2) <= max_variance))
+      throw std::logic_error("optimize_parameters: chosen set " + best->describe() +
+                             " misses its noise bound; search and noise model disagree");
+  }
+  return best;
+}
+
+}  // namespace veil::tfhe

@@ -1,0 +1,166 @@
+#include "veil/tfhe/pbs.hpp"
+
+#include <bit>
+#include <stdexcept>
+#include <string>
+
+#include "veil/tfhe/decomposition.hpp"
+#include "veil/tfhe/lwe.hpp"
+#include "veil/tfhe/parallel.hpp"
+#include "veil/tfhe/polynomial.hpp"
+
+namespace veil::tfhe {
+
+LookupTable::LookupTable(PolynomialSize n, unsigned input_bits, std::span<const Torus> outputs)
+    : input_bits_(input_bits), polynomial_(n.value) {
+  const std::size_t nn = n.value;
+  if (input_bits < 1 || input_bits > 16 || (std::size_t{1} << input_bits) > nn)
+    throw std::invalid_argument("a " + std::to_string(input_bits) + "-bit table does not fit a polynomial of " +
+                                std::to_string(nn) + " coefficients");
+  if (outputs.size() != (std::size_t{1} << input_bits))
+    throw std::invalid_argument("a " + std::to_string(input_bits) + "-bit table needs " +
+                                std::to_string(std::size_t{1} << input_bits) + " outputs, got " +
+                                std::to_string(outputs.size()));
+  const std::size_t box = nn >> input_bits;
+  AlignedVector<Torus> boxes(nn);
+  for (std::size_t j = 0; j < nn; ++j) boxes[j] = outputs[j / box];
+  // Rotate by half a box towards lower indices: v = X^(-box/2) * boxes.
+  const std::size_t half_box = box / 2;
+  multiply_by_monomial(boxes, (2 * nn - half_box) % (2 * nn), polynomial_);
+}
+
+LookupTable LookupTable::from_function(PolynomialSize n, unsigned input_bits, unsigned output_bits,
+                                       const std::function<std::uint64_t(std::uint64_t)>& f) {
+  std::vector<Torus> outputs(std::size_t{1} << input_bits);
+  for (std::size_t m = 0; m < outputs.size(); ++m) outputs[m] = encode_message(f(m), output_bits);
+  return LookupTable(n, input_bits, outputs);
+}
+
+PbsScratch::PbsScratch(const ParameterSet& p)
+    : small(lwe_size(p.lwe_dimension)),
+      accumulator(glwe_size(p.glwe_dimension) * p.polynomial_size.value),
+      difference(glwe_size(p.glwe_dimension) * p.polynomial_size.value),
+      switched_mask(p.lwe_dimension.value),
+      ks_digits(p.ks_level_count.value),
+      external_product(GgswShape{p.glwe_dimension, p.polynomial_size, p.pbs_base_log, p.pbs_level_count}) {}
+
+std::size_t PbsScratch::bytes() const {
+  return (small.size() + accumulator.size() + difference.size()) * sizeof(Torus) +
+         ks_digits.size() * sizeof(std::int64_t) + switched_mask.size() * sizeof(std::size_t) + external_product.fft.size() * sizeof(double) +
+         external_product.state.size() * sizeof(Torus) + external_product.digits.size() * sizeof(std::int64_t) +
+         (external_product.digit_spectrum.size() + external_product.accumulator.size()) * sizeof(double);
+}
+
+void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
+               std::vector<std::int64_t>& digits) {
+  const KeyswitchKeyShape& shape = ksk.shape();
+  const std::size_t n_in = shape.input_lwe_dimension.value;
+  const std::size_t w = lwe_size(shape.output_lwe_dimension);
+  if (in.size() != n_in + 1 || out.size() != w)
+    throw std::invalid_argument("keyswitch: input of " + std::to_string(in.size()) + " words, output of " +
+                                std::to_string(out.size()) + ", key maps " + std::to_string(n_in + 1) + " to " +
+                                std::to_string(w));
+  const Decomposer decomposer(shape.base_log, shape.level_count);
+  const std::size_t l = shape.level_count.value;
+  digits.resize(l);
+  Torus* __restrict o = out.data();
+  for (std::size_t t = 0; t < w; ++t) o[t] = 0;
+  o[w - 1] = in[n_in];
+  const Torus* key = ksk.data().data();
+  for (std::size_t i = 0; i < n_in; ++i) {
+    decomposer.decompose(in[i], digits.data());
+    for (std::size_t j = 0; j < l; ++j) {
+      const Torus d = static_cast<Torus>(digits[j]);
+      if (d == 0) continue;
+      const Torus* __restrict row = key + (i * l + j) * w;
+      for (std::size_t t = 0; t < w; ++t) o[t] -= d * row[t];
+    }
+  }
+}
+
+std::size_t centered_modulus_switch(std::span<const Torus> in, std::size_t log2_2n, std::span<std::size_t> mask) {
+  const std::size_t n = in.size() - 1;
+  if (mask.size() != n)
+    throw std::invalid_argument("modulus switch: " + std::to_string(mask.size()) + " outputs for a ciphertext of dimension " +
+                                std::to_string(n));
+  // The rounding errors e_i = a~_i - a_i * 2N / q are public, and
+  // sum e_i s_i = sum e_i (s_i - 1/2) + (1/2) sum e_i; folding (1/2) sum e_i into the body
+  // before rounding it leaves only the first sum, of half the variance (parameters.cpp).
+  // The correction is added to a torus value, so a wrapping sum of the halves is exact enough
+  // (each halving drops at most 2^-64).
+  Torus half_error_sum = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    mask[i] = modulus_switch(in[i], log2_2n);
+    const Torus back = static_cast<Torus>(mask[i]) << (64 - log2_2n);
+    half_error_sum += static_cast<Torus>(static_cast<std::int64_t>(back - in[i]) >> 1);
+  }
+  return modulus_switch(in[n] + half_error_sum, log2_2n);
+}
+
+void blind_rotate(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,
+                  PbsScratch& scratch) {
+  const BootstrapKeyShape& shape = bsk.shape();
+  const std::size_t n = shape.input_lwe_dimension.value;
+  const std::size_t nn = shape.ggsw.polynomial_size.value;
+  const std::size_t k = shape.ggsw.glwe_dimension.value;
+  if (in.size() != n + 1)
+    throw std::invalid_argument("blind_rotate: ciphertext of " + std::to_string(in.size()) +
+                                " words, the bootstrap key expects " + std::to_string(n + 1));
+  if (table.polynomial().size() != nn)
+    throw std::invalid_argument("blind_rotate: table of " + std::to_string(table.polynomial().size()) +
+                                " coefficients for N = " + std::to_string(nn));
+  const std::size_t log2_2n = static_cast<std::size_t>(std::countr_zero(nn)) + 1;
+  const std::size_t two_n = 2 * nn;
+  Torus* acc = scratch.accumulator.data();
+  Torus* diff = scratch.difference.data();
+  std::fill(acc, acc + k * nn, Torus{0});
+  std::size_t* switched = scratch.switched_mask.data();
+  const std::size_t b = centered_modulus_switch(in, log2_2n, scratch.switched_mask);
+  multiply_by_monomial(table.polynomial(), (two_n - b) % two_n, std::span<Torus>(acc + k * nn, nn));
+  const std::span<Torus> acc_out(acc, (k + 1) * nn);
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::size_t a = switched[i];
+    if (a == 0) continue;  // X^0 * ACC - ACC = 0: nothing to add
+    for (std::size_t c = 0; c <= k; ++c)
+      multiply_by_monomial_minus_one(std::span<const Torus>(acc + c * nn, nn), a, std::span<Torus>(diff + c * nn, nn));
+    external_product_add(shape.ggsw, bsk.spectrum(i, 0, 0), std::span<const Torus>(diff, (k + 1) * nn), acc_out,
+                         scratch.external_product);
+  }
+}
+
+void programmable_bootstrap(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,
+                            std::span<Torus> out, PbsScratch& scratch) {
+  blind_rotate(bsk, in, table, scratch);
+  sample_extract(scratch.accumulator, bsk.shape().ggsw.glwe_dimension, bsk.shape().ggsw.polynomial_size, out);
+}
+
+void keyswitch_programmable_bootstrap(const EvaluationKeys& keys, std::span<const Torus> in,
+                                      const LookupTable& table, std::span<Torus> out, PbsScratch& scratch) {
+  keyswitch(keys.ksk, in, scratch.small, scratch.ks_digits);
+  programmable_bootstrap(keys.bsk, scratch.small, table, out, scratch);
+}
+
+void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const LweCiphertextList& in,
+                                            std::span<const LookupTable* const> tables, LweCiphertextList& out,
+                                            const BatchOptions& options) {
+  const LweDimension big = keys.params.big_lwe_dimension();
+  if (in.dimension() != big || out.dimension() != big || in.count() != out.count())
+    throw std::invalid_argument("batch KS-PBS: lists of dimension " + std::to_string(in.dimension().value) + " x " +
+                                std::to_string(in.count()) + " -> " + std::to_string(out.dimension().value) + " x " +
+                                std::to_string(out.count()) + ", keys expect dimension " + std::to_string(big.value));
+  if (tables.size() != 1 && tables.size() != in.count())
+    throw std::invalid_argument("batch KS-PBS: " + std::to_string(tables.size()) + " tables for " +
+                                std::to_string(in.count()) + " ciphertexts (give 1 or one each)");
+  const unsigned threads = resolve_thread_count(options.threads);
+  std::vector<PbsScratch> scratch;
+  scratch.reserve(threads);
+  for (unsigned t = 0; t < threads; ++t) scratch.emplace_back(keys.params);
+  parallel_for(in.count(), threads, 1, [&](std::size_t begin, std::size_t end, unsigned worker) {
+    for (std::size_t c = begin; c < end; ++c) {
+      const LookupTable& table = *tables[tables.size() == 1 ? 0 : c];
+      keyswitch_programmable_bootstrap(keys, in[c], table, out[c], scratch[worker]);
+    }
+  });
+}
+
+}  // namespace veil::tfhe

@@ -1,0 +1,860 @@
+// Byte formats of keys and ciphertexts (docs/formats/tfhe.md is the reference).
+//
+// Every frame is written in one pass into a buffer sized exactly up front (so that a secret
+// key's bytes are never left behind in a reallocated block), then the header is completed
+// with the payload's checksum. Loading never trusts a length: the declared payload length is
+// checked against the caller's limit and the bytes actually present, every shape field is
+// compared with the expected parameter set, and every byte count is computed with overflow
+// checks, all before the object is allocated. Allocations are therefore bounded by the
+// input's own size.
+// Thread safety: pure functions.
+#include "veil/tfhe/serialization.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <optional>
+#include <string>
+
+namespace veil::tfhe {
+namespace {
+
+constexpr std::size_t kHeaderBytes = 64;
+constexpr std::array<std::uint8_t, 8> kMagic = {'V', 'E', 'I', 'L', 'T', 'F', 'H', 'E'};
+constexpr std::size_t kChecksumBytes = 16;
+// A name is for humans; the cap keeps a hostile file from making one large.
+constexpr std::size_t kMaxNameBytes = 256;
+
+// Header offsets.
+constexpr std::size_t kOffMagic = 0;
+constexpr std::size_t kOffMajor = 8;
+constexpr std::size_t kOffMinor = 10;
+constexpr std::size_t kOffType = 12;
+constexpr std::size_t kOffReserved16 = 14;
+constexpr std::size_t kOffParameterId = 16;
+constexpr std::size_t kOffPayloadBytes = 24;
+constexpr std::size_t kOffChecksum = 32;
+constexpr std::size_t kOffReserved = 48;
+
+std::string hex64(std::uint64_t v) {
+  char buf[24];
+  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+std::string hex_bytes(std::span<const std::uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (std::uint8_t b : bytes) {
+    out.push_back(kDigits[b >> 4]);
+    out.push_back(kDigits[b & 15]);
+  }
+  return out;
+}
+
+std::string set_label(const ParameterSet& params) {
+  return params.name.empty() ? "(unnamed, id " + hex64(params.id()) + ")" : params.name;
+}
+
+[[noreturn]] void fail(ObjectType type, const std::string& what) {
+  throw FormatError(std::string(object_type_name(type)) + ": " + what);
+}
+
+bool is_known_type(std::uint16_t tag) { return tag >= 1 && tag <= 13; }
+
+std::string type_label(std::uint16_t tag) {
+  return is_known_type(tag) ? std::string(object_type_name(static_cast<ObjectType>(tag))) : "unknown type";
+}
+
+// a * b, refusing to wrap: the factors come from untrusted shape fields.
+std::uint64_t checked_mul(ObjectType type, std::uint64_t a, std::uint64_t b) {
+  std::uint64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r))
+    fail(type, "size overflow: " + std::to_string(a) + " x " + std::to_string(b) + " exceeds 2^64");
+  return r;
+}
+std::uint64_t checked_add(ObjectType type, std::uint64_t a, std::uint64_t b) {
+  std::uint64_t r = 0;
+  if (__builtin_add_overflow(a, b, &r))
+    fail(type, "size overflow: " + std::to_string(a) + " + " + std::to_string(b) + " exceeds 2^64");
+  return r;
+}
+
+// The first 16 bytes of SHA-256: corruption detection, not authentication.
+std::array<std::uint8_t, kChecksumBytes> checksum(std::span<const std::uint8_t> payload) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int digest_len = 0;
+  if (EVP_Digest(payload.data(), payload.size(), digest.data(), &digest_len, EVP_sha256(), nullptr) != 1 ||
+      digest_len < kChecksumBytes)
+    throw std::runtime_error("serialization: SHA-256 (OpenSSL EVP_Digest) failed");
+  std::array<std::uint8_t, kChecksumBytes> out{};
+  std::copy_n(digest.begin(), kChecksumBytes, out.begin());
+  return out;
+}
+
+// ---------------------------------------------------------------- little-endian coding
+
+void store_u16(std::uint8_t* p, std::uint16_t v) {
+  p[0] = static_cast<std::uint8_t>(v);
+  p[1] = static_cast<std::uint8_t>(v >> 8);
+}
+void store_u64(std::uint8_t* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
+}
+std::uint16_t load_u16(const std::uint8_t* p) {
+  return static_cast<std::uint16_t>(p[0] | (static_cast<unsigned>(p[1]) << 8));
+}
+std::uint64_t load_u64(const std::uint8_t* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+  return v;
+}
+
+// Appends into a buffer whose final size is known in advance; finish() checks that the
+// payload writer produced exactly the announced size.
+class Writer {
+ public:
+  explicit Writer(std::span<std::uint8_t> out) : out_(out) {}
+  void u64(std::uint64_t v) {
+    store_u64(take(8), v);
+  }
+  void f64(double v) { u64(std::bit_cast<std::uint64_t>(v)); }
+  void seed(const Seed& s) { std::memcpy(take(s.bytes.size()), s.bytes.data(), s.bytes.size()); }
+  void raw(std::span<const std::uint8_t> bytes) {
+    if (!bytes.empty()) std::memcpy(take(bytes.size()), bytes.data(), bytes.size());
+  }
+  void words(std::span<const Torus> w) {
+    if (w.empty()) return;
+    std::uint8_t* p = take(w.size() * 8);
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(p, w.data(), w.size() * 8);
+    } else {
+      for (std::size_t i = 0; i < w.size(); ++i) store_u64(p + 8 * i, w[i]);
+    }
+  }
+  std::size_t position() const { return pos_; }
+
+ private:
+  std::uint8_t* take(std::size_t n) {
+    if (n > out_.size() - pos_) throw std::logic_error("serialization: payload larger than announced");
+    std::uint8_t* p = out_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  std::span<std::uint8_t> out_;
+  std::size_t pos_ = 0;
+};
+
+// Reads a payload; every read checks the bytes left and names the field it was reading.
+class Reader {
+ public:
+  Reader(std::span<const std::uint8_t> bytes, ObjectType type) : bytes_(bytes), type_(type) {}
+  ObjectType type() const { return type_; }
+  std::size_t remaining() const { return bytes_.size() - pos_; }
+
+  std::uint64_t u64(const char* field) { return load_u64(take(8, field)); }
+  double f64(const char* field) { return std::bit_cast<double>(u64(field)); }
+  Seed seed(const char* field) {
+    Seed s;
+    std::memcpy(s.bytes.data(), take(s.bytes.size(), field), s.bytes.size());
+    return s;
+  }
+  std::span<const std::uint8_t> raw(std::size_t n, const char* field) { return {take(n, field), n}; }
+  // REQUIRES: the caller checked remaining() against out.size() * 8 (no overflow possible).
+  void words(std::span<Torus> out, const char* field) {
+    if (out.empty()) return;
+    const std::uint8_t* p = take(out.size() * 8, field);
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(out.data(), p, out.size() * 8);
+    } else {
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = load_u64(p + 8 * i);
+    }
+  }
+  // The next section holds `word_count` words; `last` demands that it ends the payload.
+  void expect_words(std::uint64_t word_count, const char* field, const std::string& shape, bool last) {
+    const std::uint64_t need = checked_mul(type_, word_count, 8);
+    if (last ? remaining() != need : remaining() < need)
+      fail(type_, "payload holds " + std::to_string(remaining()) + " bytes for " + field + ", " + shape + " needs " +
+                      std::to_string(word_count) + " words (" + std::to_string(need) + " bytes)" +
+                      (last ? "" : " at least"));
+  }
+  void expect_end() {
+    if (remaining() != 0) fail(type_, std::to_string(remaining()) + " unexpected bytes after the last field");
+  }
+
+ private:
+  const std::uint8_t* take(std::size_t n, const char* field) {
+    if (n > remaining())
+      fail(type_, "payload ends inside field '" + std::string(field) + "' at offset " + std::to_string(pos_) + " (" +
+                      std::to_string(remaining()) + " bytes left, " + std::to_string(n) + " needed)");
+    const std::uint8_t* p = bytes_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  std::span<const std::uint8_t> bytes_;
+  ObjectType type_;
+  std::size_t pos_ = 0;
+};
+
+// A shape field must equal what the parameter set implies.
+void expect_field(ObjectType type, const char* field, std::uint64_t found, std::uint64_t expected,
+                  const ParameterSet& params) {
+  if (found != expected)
+    fail(type, "payload says " + std::string(field) + " " + std::to_string(found) + ", parameter set " +
+                   set_label(params) + " expects " + std::to_string(expected));
+}
+
+// Contract check on the writing side: an object that cannot be loaded back is not written.
+void require(bool ok, ObjectType type, const std::string& what) {
+  if (!ok) throw std::invalid_argument(std::string("serialize ") + object_type_name(type) + ": " + what);
+}
+void require_equal(ObjectType type, const char* field, std::uint64_t found, std::uint64_t expected,
+                   const ParameterSet& params) {
+  require(found == expected, type,
+          std::string(field) + " is " + std::to_string(found) + ", parameter set " + set_label(params) + " has " +
+              std::to_string(expected));
+}
+
+// ---------------------------------------------------------------- frames
+
+// Builds one frame: `write` must put exactly `payload_bytes` bytes.
+template <class WritePayload>
+Bytes make_frame(ObjectType type, std::uint64_t parameter_id, std::size_t payload_bytes, WritePayload&& write) {
+  Bytes out(kHeaderBytes + payload_bytes, 0);
+  std::span<std::uint8_t> payload(out.data() + kHeaderBytes, payload_bytes);
+  Writer w(payload);
+  write(w);
+  if (w.position() != payload_bytes) throw std::logic_error("serialization: payload smaller than announced");
+  std::uint8_t* h = out.data();
+  std::copy(kMagic.begin(), kMagic.end(), h + kOffMagic);
+  store_u16(h + kOffMajor, kFormatMajor);
+  store_u16(h + kOffMinor, kFormatMinor);
+  store_u16(h + kOffType, static_cast<std::uint16_t>(type));
+  store_u16(h + kOffReserved16, 0);
+  store_u64(h + kOffParameterId, parameter_id);
+  store_u64(h + kOffPayloadBytes, payload_bytes);
+  const auto sum = checksum(payload);
+  std::copy(sum.begin(), sum.end(), h + kOffChecksum);
+  // Bytes 48..63 stay zero (reserved).
+  return out;
+}
+
+struct OpenedFrame {
+  FrameInfo info;
+  std::span<const std::uint8_t> payload;
+};
+
+// The header checks, in the documented order. `expected_type` empty: any known type
+// (inspect); `expected_id` empty: the id is checked later against the payload.
+OpenedFrame open_frame(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes,
+                       std::optional<ObjectType> expected_type, std::optional<std::uint64_t> expected_id,
+                       const ParameterSet* expected_params) {
+  // Messages name what the caller is loading; inspect names the frame itself.
+  auto fail_here = [&](const std::string& what) -> void {
+    throw FormatError(std::string(expected_type ? object_type_name(*expected_type) : "frame") + ": " + what);
+  };
+  if (bytes.size() < kHeaderBytes)
+    fail_here(std::to_string(bytes.size()) + " bytes is shorter than the " + std::to_string(kHeaderBytes) +
+              "-byte header");
+  const std::uint8_t* h = bytes.data();
+  FrameInfo info;
+  info.payload_bytes = load_u64(h + kOffPayloadBytes);
+  if (info.payload_bytes > max_bytes)
+    fail_here("header declares a payload of " + std::to_string(info.payload_bytes) + " bytes, above the limit of " +
+              std::to_string(max_bytes) + " bytes");
+  const std::uint64_t present = bytes.size() - kHeaderBytes;
+  if (info.payload_bytes != present)
+    fail_here("header declares a payload of " + std::to_string(info.payload_bytes) + " bytes, but " +
+              std::to_string(present) + " bytes follow the header");
+  if (!std::equal(kMagic.begin(), kMagic.end(), h + kOffMagic))
+    fail_here("not a Veil TFHE object: magic is " + hex_bytes({h + kOffMagic, kMagic.size()}) + ", expected " +
+              hex_bytes(kMagic) + " (\"VEILTFHE\")");
+  info.major = load_u16(h + kOffMajor);
+  info.minor = load_u16(h + kOffMinor);
+  const std::string found_version = std::to_string(info.major) + "." + std::to_string(info.minor);
+  const std::string own_version = std::to_string(kFormatMajor) + "." + std::to_string(kFormatMinor);
+  if (info.major != kFormatMajor)
+    fail_here("format version " + found_version + " has a different major version than this reader's " +
+              own_version);
+  if (info.minor > kFormatMinor)
+    fail_here("format version " + found_version + " is newer than this reader's " + own_version);
+  if (const std::uint16_t r = load_u16(h + kOffReserved16); r != 0)
+    fail_here("reserved header field at offset 14 is " + std::to_string(r) + ", expected 0");
+  for (std::size_t i = kOffReserved; i < kHeaderBytes; ++i)
+    if (h[i] != 0)
+      fail_here("reserved header byte at offset " + std::to_string(i) + " is " + std::to_string(h[i]) +
+                ", expected 0");
+  const std::uint16_t tag = load_u16(h + kOffType);
+  if (expected_type) {
+    if (tag != static_cast<std::uint16_t>(*expected_type))
+      fail_here("frame holds type tag " + std::to_string(tag) + " (" + type_label(tag) + "), expected " +
+                std::to_string(static_cast<std::uint16_t>(*expected_type)));
+  } else if (!is_known_type(tag)) {
+    fail_here("unknown type tag " + std::to_string(tag));
+  }
+  info.type = static_cast<ObjectType>(tag);
+  info.parameter_id = load_u64(h + kOffParameterId);
+  if (expected_id && info.parameter_id != *expected_id)
+    fail_here("header parameter id " + hex64(info.parameter_id) + " does not match parameter set " +
+              (expected_params ? set_label(*expected_params) + " " : std::string()) + "(id " +
+              hex64(*expected_id) + ")");
+  std::span<const std::uint8_t> payload = bytes.subspan(kHeaderBytes);
+  const auto sum = checksum(payload);
+  if (!std::equal(sum.begin(), sum.end(), h + kOffChecksum))
+    fail_here("checksum mismatch: header says " + hex_bytes({h + kOffChecksum, kChecksumBytes}) +
+              ", payload hashes to " + hex_bytes(sum) + " (corrupted or truncated data)");
+  return {info, payload};
+}
+
+std::span<const std::uint8_t> open_typed(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes,
+                                         ObjectType type, const ParameterSet& params) {
+  return open_frame(bytes, max_bytes, type, params.id(), &params).payload;
+}
+
+// ---------------------------------------------------------------- parameter set payload
+
+std::size_t parameter_set_payload_bytes(const ParameterSet& p) { return 11 * 8 + p.name.size(); }
+
+void write_parameter_set(Writer& w, const ParameterSet& p) {
+  // Numeric fields in the order of ParameterSet::id()'s canonical encoding, then the name.
+  w.u64(p.message_bits);
+  w.u64(p.lwe_dimension.value);
+  w.u64(p.glwe_dimension.value);
+  w.u64(p.polynomial_size.value);
+  w.f64(p.lwe_std_dev);
+  w.f64(p.glwe_std_dev);
+  w.u64(p.pbs_base_log.value);
+  w.u64(p.pbs_level_count.value);
+  w.u64(p.ks_base_log.value);
+  w.u64(p.ks_level_count.value);
+  w.u64(p.name.size());
+  w.raw({reinterpret_cast<const std::uint8_t*>(p.name.data()), p.name.size()});
+}
+
+void require_writable_parameter_set(const ParameterSet& p, ObjectType type) {
+  require(p.name.size() <= kMaxNameBytes, type,
+          "parameter set name is " + std::to_string(p.name.size()) + " bytes, the format allows at most " +
+              std::to_string(kMaxNameBytes));
+}
+
+// Reads and validates a parameter set and checks it against the header's id.
+ParameterSet read_parameter_set(Reader& r, std::uint64_t header_id) {
+  const ObjectType type = r.type();
+  ParameterSet p;
+  const std::uint64_t message_bits = r.u64("message_bits");
+  // Narrowing first would let 2^32 + 4 pass as 4.
+  if (message_bits > std::numeric_limits<unsigned>::max())
+    fail(type, "payload says message_bits " + std::to_string(message_bits) + ", valid range is [1, 8]");
+  p.message_bits = static_cast<unsigned>(message_bits);
+  p.lwe_dimension = LweDimension(r.u64("lwe_dimension"));
+  p.glwe_dimension = GlweDimension(r.u64("glwe_dimension"));
+  p.polynomial_size = PolynomialSize(r.u64("polynomial_size"));
+  p.lwe_std_dev = r.f64("lwe_std_dev");
+  p.glwe_std_dev = r.f64("glwe_std_dev");
+  p.pbs_base_log = DecompositionBaseLog(r.u64("pbs_base_log"));
+  p.pbs_level_count = DecompositionLevelCount(r.u64("pbs_level_count"));
+  p.ks_base_log = DecompositionBaseLog(r.u64("ks_base_log"));
+  p.ks_level_count = DecompositionLevelCount(r.u64("ks_level_count"));
+  const std::uint64_t name_bytes = r.u64("name_length");
+  if (name_bytes > kMaxNameBytes)
+    fail(type, "payload says name_length " + std::to_string(name_bytes) + ", the format allows at most " +
+                   std::to_string(kMaxNameBytes));
+  auto name = r.raw(name_bytes, "name");
+  p.name.assign(reinterpret_cast<const char*>(name.data()), name.size());
+  if (const std::uint64_t id = p.id(); id != header_id)
+    fail(type, "header parameter id " + hex64(header_id) + ", but the parameter set in the payload has id " +
+                   hex64(id));
+  try {
+    p.validate();
+  } catch (const std::invalid_argument& e) {
+    fail(type, std::string("invalid parameter set: ") + e.what());
+  }
+  return p;
+}
+
+// ---------------------------------------------------------------- shapes
+
+std::string bsk_shape_text(const BootstrapKeyShape& s) {
+  return "shape n=" + std::to_string(s.input_lwe_dimension.value) + " k=" +
+         std::to_string(s.ggsw.glwe_dimension.value) + " N=" + std::to_string(s.ggsw.polynomial_size.value) +
+         " l=" + std::to_string(s.ggsw.level_count.value);
+}
+std::string ksk_shape_text(const KeyswitchKeyShape& s) {
+  return "shape " + std::to_string(s.input_lwe_dimension.value) + "->" +
+         std::to_string(s.output_lwe_dimension.value) + " l=" + std::to_string(s.level_count.value);
+}
+
+void write_ggsw_shape(Writer& w, const GgswShape& g) {
+  w.u64(g.glwe_dimension.value);
+  w.u64(g.polynomial_size.value);
+  w.u64(g.base_log.value);
+  w.u64(g.level_count.value);
+}
+GgswShape read_ggsw_shape(Reader& r, const GgswShape& expected, const ParameterSet& params) {
+  const ObjectType t = r.type();
+  expect_field(t, "glwe_dimension", r.u64("glwe_dimension"), expected.glwe_dimension.value, params);
+  expect_field(t, "polynomial_size", r.u64("polynomial_size"), expected.polynomial_size.value, params);
+  expect_field(t, "base_log", r.u64("base_log"), expected.base_log.value, params);
+  expect_field(t, "level_count", r.u64("level_count"), expected.level_count.value, params);
+  return expected;
+}
+GgswShape pbs_ggsw_shape(const ParameterSet& p) {
+  return {p.glwe_dimension, p.polynomial_size, p.pbs_base_log, p.pbs_level_count};
+}
+
+// Words of a GGSW (all rows) and of its bodies only, with overflow checks.
+std::uint64_t ggsw_row_count(ObjectType t, const GgswShape& g) {
+  return checked_mul(t, checked_add(t, g.glwe_dimension.value, 1), g.level_count.value);
+}
+std::uint64_t ggsw_words(ObjectType t, const GgswShape& g) {
+  const std::uint64_t row_words =
+      checked_mul(t, checked_add(t, g.glwe_dimension.value, 1), g.polynomial_size.value);
+  return checked_mul(t, ggsw_row_count(t, g), row_words);
+}
+std::uint64_t ggsw_body_words(ObjectType t, const GgswShape& g) {
+  return checked_mul(t, ggsw_row_count(t, g), g.polynomial_size.value);
+}
+
+void write_bsk_shape(Writer& w, const BootstrapKeyShape& s) {
+  w.u64(s.input_lwe_dimension.value);
+  write_ggsw_shape(w, s.ggsw);
+}
+BootstrapKeyShape read_bsk_shape(Reader& r, const ParameterSet& params) {
+  const BootstrapKeyShape expected = bootstrap_key_shape(params);
+  expect_field(r.type(), "input_lwe_dimension", r.u64("input_lwe_dimension"), expected.input_lwe_dimension.value,
+               params);
+  read_ggsw_shape(r, expected.ggsw, params);
+  return expected;
+}
+
+void write_ksk_shape(Writer& w, const KeyswitchKeyShape& s) {
+  w.u64(s.input_lwe_dimension.value);
+  w.u64(s.output_lwe_dimension.value);
+  w.u64(s.base_log.value);
+  w.u64(s.level_count.value);
+}
+KeyswitchKeyShape read_ksk_shape(Reader& r, const ParameterSet& params) {
+  const ObjectType t = r.type();
+  const KeyswitchKeyShape expected = keyswitch_key_shape(params);
+  expect_field(t, "input_lwe_dimension", r.u64("input_lwe_dimension"), expected.input_lwe_dimension.value, params);
+  expect_field(t, "output_lwe_dimension", r.u64("output_lwe_dimension"), expected.output_lwe_dimension.value,
+               params);
+  expect_field(t, "base_log", r.u64("base_log"), expected.base_log.value, params);
+  expect_field(t, "level_count", r.u64("level_count"), expected.level_count.value, params);
+  return expected;
+}
+std::uint64_t ksk_ciphertext_count(ObjectType t, const KeyswitchKeyShape& s) {
+  return checked_mul(t, s.input_lwe_dimension.value, s.level_count.value);
+}
+
+// LWE ciphertexts (single, list, seeded list) may be under the big key (k*N: between
+// lookups, what clients send and receive) or the small key (n: after a keyswitch).
+std::uint64_t read_lwe_dimension(Reader& r, const ParameterSet& params) {
+  const std::uint64_t found = r.u64("dimension");
+  const std::uint64_t big = params.big_lwe_dimension().value;
+  const std::uint64_t small = params.lwe_dimension.value;
+  if (found != big && found != small)
+    fail(r.type(), "payload says dimension " + std::to_string(found) + ", parameter set " + set_label(params) +
+                       " expects " + std::to_string(big) + " (k*N) or " + std::to_string(small) + " (n)");
+  return found;
+}
+void require_lwe_dimension(ObjectType type, std::uint64_t found, const ParameterSet& params) {
+  const std::uint64_t big = params.big_lwe_dimension().value;
+  const std::uint64_t small = params.lwe_dimension.value;
+  require(found == big || found == small, type,
+          "dimension is " + std::to_string(found) + ", parameter set " + set_label(params) + " has " +
+              std::to_string(big) + " (k*N) or " + std::to_string(small) + " (n)");
+}
+
+// Secret-key words must be bits: anything else is corruption or a hostile file, and would
+// silently break decryption.
+void check_key_bits(ObjectType type, std::span<const Torus> bits) {
+  for (std::size_t i = 0; i < bits.size(); ++i)
+    if (bits[i] > 1)
+      fail(type, "key word " + std::to_string(i) + " is " + std::to_string(bits[i]) + ", expected 0 or 1");
+}
+
+// ---------------------------------------------------------------- seeded payloads
+
+std::size_t seeded_bsk_payload_bytes(const SeededLweBootstrapKey& k) { return 5 * 8 + 16 + k.bodies.size() * 8; }
+void require_seeded_bsk(ObjectType type, const SeededLweBootstrapKey& key, const ParameterSet& params) {
+  require(key.shape == bootstrap_key_shape(params), type,
+          bsk_shape_text(key.shape) + " differs from parameter set " + set_label(params) + "'s " +
+              bsk_shape_text(bootstrap_key_shape(params)));
+  require_equal(type, "body word count", key.bodies.size(),
+                key.shape.input_lwe_dimension.value * key.shape.ggsw.row_count() * key.shape.ggsw.polynomial_size.value,
+                params);
+}
+void write_seeded_bsk(Writer& w, const SeededLweBootstrapKey& key) {
+  write_bsk_shape(w, key.shape);
+  w.seed(key.seed);
+  w.words(key.bodies);
+}
+SeededLweBootstrapKey read_seeded_bsk(Reader& r, const ParameterSet& params, bool last) {
+  const BootstrapKeyShape shape = read_bsk_shape(r, params);
+  const Seed seed = r.seed("seed");
+  const std::uint64_t words =
+      checked_mul(r.type(), shape.input_lwe_dimension.value, ggsw_body_words(r.type(), shape.ggsw));
+  r.expect_words(words, "the bootstrap key bodies", bsk_shape_text(shape), last);
+  SeededLweBootstrapKey key{shape, seed, {}};
+  key.bodies.resize(words);
+  r.words(key.bodies, "bodies");
+  return key;
+}
+
+std::size_t seeded_ksk_payload_bytes(const SeededLweKeyswitchKey& k) { return 4 * 8 + 16 + k.bodies.size() * 8; }
+void require_seeded_ksk(ObjectType type, const SeededLweKeyswitchKey& key, const ParameterSet& params) {
+  require(key.shape == keyswitch_key_shape(params), type,
+          ksk_shape_text(key.shape) + " differs from parameter set " + set_label(params) + "'s " +
+              ksk_shape_text(keyswitch_key_shape(params)));
+  require_equal(type, "body word count", key.bodies.size(), key.shape.ciphertext_count(), params);
+}
+void write_seeded_ksk(Writer& w, const SeededLweKeyswitchKey& key) {
+  write_ksk_shape(w, key.shape);
+  w.seed(key.seed);
+  w.words(key.bodies);
+}
+SeededLweKeyswitchKey read_seeded_ksk(Reader& r, const ParameterSet& params) {
+  const KeyswitchKeyShape shape = read_ksk_shape(r, params);
+  const Seed seed = r.seed("seed");
+  const std::uint64_t words = ksk_ciphertext_count(r.type(), shape);
+  r.expect_words(words, "the keyswitch key bodies", ksk_shape_text(shape), true);
+  SeededLweKeyswitchKey key{shape, seed, {}};
+  key.bodies.resize(words);
+  r.words(key.bodies, "bodies");
+  return key;
+}
+
+}  // namespace
+
+const char* object_type_name(ObjectType type) {
+  switch (type) {
+    case ObjectType::kLweSecretKey: return "LWE secret key";
+    case ObjectType::kGlweSecretKey: return "GLWE secret key";
+    case ObjectType::kLweCiphertext: return "LWE ciphertext";
+    case ObjectType::kLweCiphertextList: return "LWE ciphertext list";
+    case ObjectType::kSeededLweCiphertextList: return "seeded LWE ciphertext list";
+    case ObjectType::kGlweCiphertext: return "GLWE ciphertext";
+    case ObjectType::kGgswCiphertext: return "GGSW ciphertext";
+    case ObjectType::kLweBootstrapKey: return "LWE bootstrap key";
+    case ObjectType::kSeededLweBootstrapKey: return "seeded LWE bootstrap key";
+    case ObjectType::kLweKeyswitchKey: return "LWE keyswitch key";
+    case ObjectType::kSeededLweKeyswitchKey: return "seeded LWE keyswitch key";
+    case ObjectType::kSeededEvaluationKeys: return "seeded evaluation keys";
+    case ObjectType::kParameterSet: return "parameter set";
+  }
+  return "unknown object type";
+}
+
+FrameInfo inspect_frame(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes) {
+  return open_frame(bytes, max_bytes, std::nullopt, std::nullopt, nullptr).info;
+}
+
+// ---------------------------------------------------------------- parameter set
+
+Bytes serialize(const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kParameterSet;
+  require_writable_parameter_set(params, kType);
+  return make_frame(kType, params.id(), parameter_set_payload_bytes(params),
+                    [&](Writer& w) { write_parameter_set(w, params); });
+}
+
+ParameterSet deserialize_parameter_set(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kParameterSet;
+  const OpenedFrame frame = open_frame(bytes, max_bytes, kType, std::nullopt, nullptr);
+  Reader r(frame.payload, kType);
+  ParameterSet p = read_parameter_set(r, frame.info.parameter_id);
+  r.expect_end();
+  return p;
+}
+
+// ---------------------------------------------------------------- secret keys
+
+Bytes serialize(const LweSecretKey& key, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kLweSecretKey;
+  require_equal(kType, "dimension", key.dimension().value, params.lwe_dimension.value, params);
+  return make_frame(kType, params.id(), 8 + key.bits().size() * 8, [&](Writer& w) {
+    w.u64(key.dimension().value);
+    w.words(key.bits());
+  });
+}
+
+LweSecretKey deserialize_lwe_secret_key(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                        std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kLweSecretKey;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  const std::uint64_t n = params.lwe_dimension.value;
+  expect_field(kType, "dimension", r.u64("dimension"), n, params);
+  r.expect_words(n, "the key bits", "dimension " + std::to_string(n), true);
+  LweSecretKey key(params.lwe_dimension);
+  r.words(key.mutable_bits(), "bits");
+  check_key_bits(kType, key.bits());
+  return key;
+}
+
+Bytes serialize(const GlweSecretKey& key, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kGlweSecretKey;
+  require_equal(kType, "glwe_dimension", key.glwe_dimension().value, params.glwe_dimension.value, params);
+  require_equal(kType, "polynomial_size", key.polynomial_size().value, params.polynomial_size.value, params);
+  return make_frame(kType, params.id(), 16 + key.flattened().size() * 8, [&](Writer& w) {
+    w.u64(key.glwe_dimension().value);
+    w.u64(key.polynomial_size().value);
+    w.words(key.flattened());
+  });
+}
+
+GlweSecretKey deserialize_glwe_secret_key(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                          std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kGlweSecretKey;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  expect_field(kType, "glwe_dimension", r.u64("glwe_dimension"), params.glwe_dimension.value, params);
+  expect_field(kType, "polynomial_size", r.u64("polynomial_size"), params.polynomial_size.value, params);
+  r.expect_words(checked_mul(kType, params.glwe_dimension.value, params.polynomial_size.value), "the key bits",
+                 "k*N", true);
+  GlweSecretKey key(params.glwe_dimension, params.polynomial_size);
+  r.words(key.mutable_bits(), "bits");
+  check_key_bits(kType, key.flattened());
+  return key;
+}
+
+// ---------------------------------------------------------------- LWE ciphertexts
+
+Bytes serialize(const LweCiphertext& ct, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kLweCiphertext;
+  require(!ct.data().empty(), kType, "the ciphertext is empty (default-constructed)");
+  require_lwe_dimension(kType, ct.dimension().value, params);
+  return make_frame(kType, params.id(), 8 + ct.data().size() * 8, [&](Writer& w) {
+    w.u64(ct.dimension().value);
+    w.words(ct.data());
+  });
+}
+
+LweCiphertext deserialize_lwe_ciphertext(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                         std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kLweCiphertext;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  const std::uint64_t n = read_lwe_dimension(r, params);
+  r.expect_words(checked_add(kType, n, 1), "the ciphertext", "dimension " + std::to_string(n) + " + 1", true);
+  LweCiphertext ct{LweDimension(n)};
+  r.words(ct.data(), "words");
+  return ct;
+}
+
+Bytes serialize(const LweCiphertextList& list, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kLweCiphertextList;
+  require_lwe_dimension(kType, list.dimension().value, params);
+  require(list.data().size() == list.count() * lwe_size(list.dimension()), kType,
+          "holds " + std::to_string(list.data().size()) + " words, count x (dimension + 1) is " +
+              std::to_string(list.count() * lwe_size(list.dimension())));
+  return make_frame(kType, params.id(), 16 + list.data().size() * 8, [&](Writer& w) {
+    w.u64(list.dimension().value);
+    w.u64(list.count());
+    w.words(list.data());
+  });
+}
+
+LweCiphertextList deserialize_lwe_ciphertext_list(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                                  std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kLweCiphertextList;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  const std::uint64_t n = read_lwe_dimension(r, params);
+  const std::uint64_t count = r.u64("count");
+  r.expect_words(checked_mul(kType, count, checked_add(kType, n, 1)), "the ciphertexts",
+                 "count " + std::to_string(count) + " x (dimension " + std::to_string(n) + " + 1)", true);
+  LweCiphertextList list(LweDimension(n), count);
+  r.words(list.data(), "words");
+  return list;
+}
+
+Bytes serialize(const SeededLweCiphertextList& list, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kSeededLweCiphertextList;
+  require_lwe_dimension(kType, list.dimension.value, params);
+  return make_frame(kType, params.id(), 16 + 16 + list.bodies.size() * 8, [&](Writer& w) {
+    w.u64(list.dimension.value);
+    w.u64(list.count());
+    w.seed(list.seed);
+    w.words(list.bodies);
+  });
+}
+
+SeededLweCiphertextList deserialize_seeded_lwe_ciphertext_list(std::span<const std::uint8_t> bytes,
+                                                               const ParameterSet& params, std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kSeededLweCiphertextList;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  const std::uint64_t n = read_lwe_dimension(r, params);
+  const std::uint64_t count = r.u64("count");
+  SeededLweCiphertextList list{LweDimension(n), r.seed("seed"), {}};
+  r.expect_words(count, "the bodies", "count " + std::to_string(count), true);
+  list.bodies.resize(count);
+  r.words(list.bodies, "bodies");
+  return list;
+}
+
+// ---------------------------------------------------------------- GLWE / GGSW
+
+Bytes serialize(const GlweCiphertext& ct, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kGlweCiphertext;
+  require_equal(kType, "glwe_dimension", ct.glwe_dimension().value, params.glwe_dimension.value, params);
+  require_equal(kType, "polynomial_size", ct.polynomial_size().value, params.polynomial_size.value, params);
+  return make_frame(kType, params.id(), 16 + ct.data().size() * 8, [&](Writer& w) {
+    w.u64(ct.glwe_dimension().value);
+    w.u64(ct.polynomial_size().value);
+    w.words(ct.data());
+  });
+}
+
+GlweCiphertext deserialize_glwe_ciphertext(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                           std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kGlweCiphertext;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  expect_field(kType, "glwe_dimension", r.u64("glwe_dimension"), params.glwe_dimension.value, params);
+  expect_field(kType, "polynomial_size", r.u64("polynomial_size"), params.polynomial_size.value, params);
+  r.expect_words(checked_mul(kType, checked_add(kType, params.glwe_dimension.value, 1), params.polynomial_size.value),
+                 "the polynomials", "(k+1)*N", true);
+  GlweCiphertext ct(params.glwe_dimension, params.polynomial_size);
+  r.words(ct.data(), "words");
+  return ct;
+}
+
+Bytes serialize(const GgswCiphertext& ct, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kGgswCiphertext;
+  const GgswShape expected = pbs_ggsw_shape(params);
+  require_equal(kType, "glwe_dimension", ct.shape().glwe_dimension.value, expected.glwe_dimension.value, params);
+  require_equal(kType, "polynomial_size", ct.shape().polynomial_size.value, expected.polynomial_size.value, params);
+  require_equal(kType, "base_log", ct.shape().base_log.value, expected.base_log.value, params);
+  require_equal(kType, "level_count", ct.shape().level_count.value, expected.level_count.value, params);
+  return make_frame(kType, params.id(), 32 + ct.data().size() * 8, [&](Writer& w) {
+    write_ggsw_shape(w, ct.shape());
+    w.words(ct.data());
+  });
+}
+
+GgswCiphertext deserialize_ggsw_ciphertext(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                           std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kGgswCiphertext;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  const GgswShape shape = read_ggsw_shape(r, pbs_ggsw_shape(params), params);
+  r.expect_words(ggsw_words(kType, shape), "the rows", "(k+1)*l rows of (k+1)*N", true);
+  GgswCiphertext ct(shape);
+  r.words(ct.data(), "words");
+  return ct;
+}
+
+// ---------------------------------------------------------------- bootstrap keys
+
+Bytes serialize(const LweBootstrapKey& key, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kLweBootstrapKey;
+  require(key.shape() == bootstrap_key_shape(params), kType,
+          bsk_shape_text(key.shape()) + " differs from parameter set " + set_label(params) + "'s " +
+              bsk_shape_text(bootstrap_key_shape(params)));
+  return make_frame(kType, params.id(), 40 + key.data().size() * 8, [&](Writer& w) {
+    write_bsk_shape(w, key.shape());
+    w.words(key.data());
+  });
+}
+
+LweBootstrapKey deserialize_bootstrap_key(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                          std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kLweBootstrapKey;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  const BootstrapKeyShape shape = read_bsk_shape(r, params);
+  r.expect_words(checked_mul(kType, shape.input_lwe_dimension.value, ggsw_words(kType, shape.ggsw)),
+                 "the GGSW ciphertexts", bsk_shape_text(shape), true);
+  LweBootstrapKey key(shape);
+  r.words(key.data(), "words");
+  return key;
+}
+
+Bytes serialize(const SeededLweBootstrapKey& key, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kSeededLweBootstrapKey;
+  require_seeded_bsk(kType, key, params);
+  return make_frame(kType, params.id(), seeded_bsk_payload_bytes(key), [&](Writer& w) { write_seeded_bsk(w, key); });
+}
+
+SeededLweBootstrapKey deserialize_seeded_bootstrap_key(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                                       std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kSeededLweBootstrapKey;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  return read_seeded_bsk(r, params, true);
+}
+
+// ---------------------------------------------------------------- keyswitch keys
+
+Bytes serialize(const LweKeyswitchKey& key, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kLweKeyswitchKey;
+  require(key.shape() == keyswitch_key_shape(params), kType,
+          ksk_shape_text(key.shape()) + " differs from parameter set " + set_label(params) + "'s " +
+              ksk_shape_text(keyswitch_key_shape(params)));
+  return make_frame(kType, params.id(), 32 + key.data().size() * 8, [&](Writer& w) {
+    write_ksk_shape(w, key.shape());
+    w.words(key.data());
+  });
+}
+
+LweKeyswitchKey deserialize_keyswitch_key(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                          std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kLweKeyswitchKey;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  const KeyswitchKeyShape shape = read_ksk_shape(r, params);
+  r.expect_words(checked_mul(kType, ksk_ciphertext_count(kType, shape),
+                             checked_add(kType, shape.output_lwe_dimension.value, 1)),
+                 "the ciphertexts", ksk_shape_text(shape), true);
+  LweKeyswitchKey key(shape);
+  r.words(key.data(), "words");
+  return key;
+}
+
+Bytes serialize(const SeededLweKeyswitchKey& key, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kSeededLweKeyswitchKey;
+  require_seeded_ksk(kType, key, params);
+  return make_frame(kType, params.id(), seeded_ksk_payload_bytes(key), [&](Writer& w) { write_seeded_ksk(w, key); });
+}
+
+SeededLweKeyswitchKey deserialize_seeded_keyswitch_key(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                                       std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kSeededLweKeyswitchKey;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  return read_seeded_ksk(r, params);
+}
+
+// ---------------------------------------------------------------- evaluation keys
+
+// Flat layout: the three payloads back to back (parameter set, seeded BSK, seeded KSK),
+// under one header and one checksum, so that a multi-gigabyte key is hashed once.
+Bytes serialize(const SeededEvaluationKeys& keys) {
+  constexpr ObjectType kType = ObjectType::kSeededEvaluationKeys;
+  require_writable_parameter_set(keys.params, kType);
+  require_seeded_bsk(kType, keys.bsk, keys.params);
+  require_seeded_ksk(kType, keys.ksk, keys.params);
+  const std::size_t payload = parameter_set_payload_bytes(keys.params) + seeded_bsk_payload_bytes(keys.bsk) +
+                              seeded_ksk_payload_bytes(keys.ksk);
+  return make_frame(kType, keys.params.id(), payload, [&](Writer& w) {
+    write_parameter_set(w, keys.params);
+    write_seeded_bsk(w, keys.bsk);
+    write_seeded_ksk(w, keys.ksk);
+  });
+}
+
+SeededEvaluationKeys deserialize_seeded_evaluation_keys(std::span<const std::uint8_t> bytes,
+                                                        const ParameterSet* expected_params,
+                                                        std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kSeededEvaluationKeys;
+  std::optional<std::uint64_t> expected_id;
+  if (expected_params != nullptr) expected_id = expected_params->id();
+  const OpenedFrame frame = open_frame(bytes, max_bytes, kType, expected_id, expected_params);
+  Reader r(frame.payload, kType);
+  // read_parameter_set ties the payload's set to the header id, and through it to
+  // expected_params; the key shapes are then checked against this (validated) set.
+  ParameterSet params = read_parameter_set(r, frame.info.parameter_id);
+  SeededLweBootstrapKey bsk = read_seeded_bsk(r, params, false);
+  SeededLweKeyswitchKey ksk = read_seeded_ksk(r, params);
+  return {std::move(params), std::move(bsk), std::move(ksk)};
+}
+
+}  // namespace veil::tfhe

@@ -1,0 +1,117 @@
+#include "veil/tfhe/fft.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "test_util.hpp"
+#include "veil/tfhe/csprng.hpp"
+#include "veil/tfhe/polynomial.hpp"
+
+namespace veil::tfhe {
+namespace {
+
+using testing::random_torus;
+using testing::test_rng;
+
+// The schoolbook product against a sparse second operand, O(N * nonzeros): what the FFT
+// product is checked against for the largest N, where O(N^2) would take too long.
+AlignedVector<Torus> sparse_schoolbook(std::span<const Torus> a, std::span<const Torus> b) {
+  const std::size_t n = a.size();
+  AlignedVector<Torus> out(n, 0), rotated(n);
+  for (std::size_t j = 0; j < n; ++j) {
+    if (b[j] == 0) continue;
+    multiply_by_monomial(a, j, rotated);
+    for (std::size_t t = 0; t < n; ++t) out[t] += b[j] * rotated[t];
+  }
+  return out;
+}
+
+class FftProduct : public ::testing::TestWithParam<std::size_t> {};
+
+// Torus polynomial times signed digits (the external product's operation): the FFT result
+// differs from the exact product only by the f64 rounding the noise model accounts for.
+TEST_P(FftProduct, TorusTimesDigitsMatchesSchoolbook) {
+  const std::size_t n = GetParam();
+  const Fft& fft = Fft::get(PolynomialSize(n));
+  auto a = random_torus(n);
+  AlignedVector<std::int64_t> digits(n, 0);
+  AlignedVector<Torus> b(n, 0);
+  // Dense digits for N up to 4096 (schoolbook affordable), 64 non-zero digits above.
+  const bool dense = n <= 4096;
+  for (std::size_t j = 0; j < n; ++j) {
+    if (!dense && test_rng()() % (n / 64) != 0) continue;
+    digits[j] = static_cast<std::int64_t>(test_rng()() % 1024) - 512;
+    b[j] = static_cast<Torus>(digits[j]);
+  }
+  AlignedVector<Torus> expected(n);
+  if (dense) negacyclic_multiply_schoolbook(a, b, expected);
+  else expected = sparse_schoolbook(a, b);
+
+  FftScratch scratch{PolynomialSize(n)};
+  AlignedVector<double> sa(n), sb(n), prod(n, 0.0);
+  fft.forward_torus(a.data(), sa.data(), scratch);
+  fft.forward_integer(digits.data(), sb.data(), scratch);
+  fourier_multiply_add(prod.data(), sa.data(), sb.data(), n / 2);
+  AlignedVector<Torus> got(n, 0);
+  fft.backward_add_torus(prod.data(), got.data(), scratch);
+  std::int64_t worst = 0;
+  for (std::size_t j = 0; j < n; ++j) worst = std::max(worst, std::abs(testing::torus_distance(got[j], expected[j])));
+  // |product| <= N * 2^9 * 2^63: f64 keeps ~2^-53 of it, i.e. far below 2^-20 of the torus.
+  EXPECT_LT(worst, std::int64_t{1} << 44) << "N = " << n;
+}
+
+// Exact products by a binary polynomial (what encryption uses): bit for bit.
+TEST_P(FftProduct, ExactSmallProductMatchesSchoolbook) {
+  const std::size_t n = GetParam();
+  const Fft& fft = Fft::get(PolynomialSize(n));
+  auto a = random_torus(n);
+  AlignedVector<Torus> s(n, 0);
+  const bool dense = n <= 4096;
+  for (std::size_t j = 0; j < n; ++j) s[j] = (dense || test_rng()() % (n / 64) == 0) ? test_rng()() & 1 : 0;
+  AlignedVector<Torus> expected(n);
+  if (dense) negacyclic_multiply_schoolbook(a, s, expected);
+  else expected = sparse_schoolbook(a, s);
+  AlignedVector<Torus> got(n, 0);
+  SmallPolynomialMultiplier(fft, s).multiply_add(a, got);
+  for (std::size_t j = 0; j < n; ++j) ASSERT_EQ(got[j], expected[j]) << "N = " << n << ", coefficient " << j;
+}
+
+TEST_P(FftProduct, BackwardInvertsForward) {
+  const std::size_t n = GetParam();
+  const Fft& fft = Fft::get(PolynomialSize(n));
+  FftScratch scratch{PolynomialSize(n)};
+  AlignedVector<double> x(n), spectrum(n), back(n);
+  for (auto& v : x) v = static_cast<double>(static_cast<std::int64_t>(test_rng()() % 2000001) - 1000000);
+  fft.forward(x.data(), spectrum.data(), scratch);
+  fft.backward(spectrum.data(), back.data(), scratch);
+  for (std::size_t j = 0; j < n; ++j) ASSERT_NEAR(back[j], x[j], 1e-6) << j;
+}
+
+INSTANTIATE_TEST_SUITE_P(EverySupportedSize, FftProduct,
+                         ::testing::Values(256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536));
+
+TEST(Fft, RejectsUnsupportedSizes) {
+  EXPECT_THROW(Fft::get(PolynomialSize(128)), std::invalid_argument);
+  EXPECT_THROW(Fft::get(PolynomialSize(1000)), std::invalid_argument);
+  EXPECT_THROW(Fft::get(PolynomialSize(131072)), std::invalid_argument);
+}
+
+TEST(Polynomial, MonomialRotationIsNegacyclic) {
+  const std::size_t n = 256;
+  auto a = random_torus(n);
+  AlignedVector<Torus> x_t(n, 0), expected(n), got(n), diff(n);
+  for (std::size_t t : {0u, 1u, 100u, 255u, 256u, 300u, 511u}) {
+    std::fill(x_t.begin(), x_t.end(), 0);
+    // X^t as a polynomial (t >= N: -X^(t-N))
+    x_t[t % n] = t >= n ? Torus{0} - 1 : 1;
+    negacyclic_multiply_schoolbook(a, x_t, expected);
+    multiply_by_monomial(a, t, got);
+    EXPECT_EQ(got, expected) << "t = " << t;
+    multiply_by_monomial_minus_one(a, t, diff);
+    for (std::size_t j = 0; j < n; ++j) ASSERT_EQ(diff[j], expected[j] - a[j]) << "t = " << t;
+  }
+}
+
+}  // namespace
+}  // namespace veil::tfhe

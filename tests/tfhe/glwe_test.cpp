@@ -1,0 +1,109 @@
+#include "veil/tfhe/glwe.hpp"
+
+#include <gtest/gtest.h>
+
+#include "test_util.hpp"
+
+namespace veil::tfhe {
+namespace {
+
+GlweSecretKey random_glwe_key(std::size_t k, std::size_t n) {
+  GlweSecretKey key{GlweDimension(k), PolynomialSize(n)};
+  Csprng::from_os().fill_binary(key.mutable_bits());
+  return key;
+}
+
+constexpr double kSigma = 0x1.0p-45;
+
+class GlweShapes : public ::testing::TestWithParam<std::pair<std::size_t, std::size_t>> {};
+
+TEST_P(GlweShapes, EncryptDecrypt) {
+  auto [k, n] = GetParam();
+  auto key = random_glwe_key(k, n);
+  GlweEncryptor encryptor(key);
+  auto rng = EncryptionRandomness::from_os();
+  AlignedVector<Torus> plaintext(n);
+  for (std::size_t j = 0; j < n; ++j) plaintext[j] = encode_message(j % 16, 4);
+  GlweCiphertext ct{GlweDimension(k), PolynomialSize(n)};
+  encryptor.encrypt(plaintext, kSigma, rng, ct);
+  auto phase = decrypt_glwe_phase(key, ct);
+  for (std::size_t j = 0; j < n; ++j) ASSERT_EQ(decode_message(phase[j], 4), j % 16) << j;
+}
+
+TEST_P(GlweShapes, GgswRowsEncryptWhatTheDocumentationSays) {
+  auto [k, n] = GetParam();
+  auto key = random_glwe_key(k, n);
+  GlweEncryptor encryptor(key);
+  auto rng = EncryptionRandomness::from_os();
+  GgswShape shape{GlweDimension(k), PolynomialSize(n), DecompositionBaseLog(10), DecompositionLevelCount(3)};
+  GgswCiphertext ggsw(shape);
+  encryptor.encrypt_ggsw(1, kSigma, rng, ggsw);
+  for (std::size_t i = 0; i <= k; ++i) {
+    for (std::size_t j = 1; j <= 3; ++j) {
+      GlweCiphertext row{GlweDimension(k), PolynomialSize(n)};
+      std::copy_n(ggsw.row(i * 3 + j - 1).begin(), shape.row_words(), row.data().begin());
+      auto phase = decrypt_glwe_phase(key, row);
+      const Torus g = Torus{1} << (64 - 10 * j);
+      for (std::size_t t = 0; t < n; ++t) {
+        Torus expected = i == k ? (t == 0 ? g : 0) : Torus{0} - g * key.polynomial(i)[t];
+        ASSERT_LT(std::abs(testing::torus_distance(phase[t], expected)), std::int64_t{1} << 30)
+            << "row (" << i << ", " << j << ") coefficient " << t;
+      }
+    }
+  }
+}
+
+TEST_P(GlweShapes, ExternalProductAndCmux) {
+  auto [k, n] = GetParam();
+  auto key = random_glwe_key(k, n);
+  GlweEncryptor encryptor(key);
+  auto rng = EncryptionRandomness::from_os();
+  GgswShape shape{GlweDimension(k), PolynomialSize(n), DecompositionBaseLog(12), DecompositionLevelCount(3)};
+  AlignedVector<Torus> m0(n), m1(n);
+  for (std::size_t j = 0; j < n; ++j) {
+    m0[j] = encode_message(j % 8, 3);
+    m1[j] = encode_message((j * 5 + 1) % 8, 3);
+  }
+  GlweCiphertext c0{GlweDimension(k), PolynomialSize(n)}, c1{GlweDimension(k), PolynomialSize(n)};
+  encryptor.encrypt(m0, kSigma, rng, c0);
+  encryptor.encrypt(m1, kSigma, rng, c1);
+  ExternalProductScratch scratch(shape);
+  for (Torus bit : {Torus{0}, Torus{1}}) {
+    GgswCiphertext ggsw(shape);
+    encryptor.encrypt_ggsw(bit, kSigma, rng, ggsw);
+    auto fourier = convert_ggsw_to_fourier(ggsw);
+    GlweCiphertext product{GlweDimension(k), PolynomialSize(n)};
+    external_product(fourier, c1, product, scratch);
+    auto phase = decrypt_glwe_phase(key, product);
+    for (std::size_t j = 0; j < n; ++j)
+      ASSERT_EQ(decode_message(phase[j], 3), bit ? (j * 5 + 1) % 8 : 0) << "bit " << bit << " coefficient " << j;
+    GlweCiphertext selected = c0;
+    cmux(fourier, selected, c1, scratch);
+    phase = decrypt_glwe_phase(key, selected);
+    for (std::size_t j = 0; j < n; ++j)
+      ASSERT_EQ(decode_message(phase[j], 3), bit ? (j * 5 + 1) % 8 : j % 8) << "cmux bit " << bit;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, GlweShapes,
+                         ::testing::Values(std::pair<std::size_t, std::size_t>{1, 256},
+                                           std::pair<std::size_t, std::size_t>{2, 512},
+                                           std::pair<std::size_t, std::size_t>{1, 2048}));
+
+TEST(SampleExtract, ConstantCoefficientUnderTheFlattenedKey) {
+  const std::size_t k = 2, n = 512;
+  auto key = random_glwe_key(k, n);
+  GlweEncryptor encryptor(key);
+  auto rng = EncryptionRandomness::from_os();
+  AlignedVector<Torus> m(n, 0);
+  m[0] = encode_message(5, 3);
+  m[1] = encode_message(2, 3);
+  GlweCiphertext ct{GlweDimension(k), PolynomialSize(n)};
+  encryptor.encrypt(m, kSigma, rng, ct);
+  AlignedVector<Torus> lwe(k * n + 1);
+  sample_extract(ct.data(), GlweDimension(k), PolynomialSize(n), lwe);
+  EXPECT_EQ(decode_message(decrypt_lwe_phase(key.flattened(), lwe), 3), 5u);
+}
+
+}  // namespace
+}  // namespace veil::tfhe

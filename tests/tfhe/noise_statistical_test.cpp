@@ -1,0 +1,163 @@
+// Statistical checks of the noise model against the engine (CTest label `statistical`).
+//
+// Each test measures the variance of an error the model predicts (fresh encryption,
+// keyswitch, modulus switch, PBS output) over enough samples that the estimate's relative
+// standard error is below 10%, and requires the ratio measured / predicted to lie within
+// [1/2, 2] -- the model is an upper-bound style estimate, so the measured value may sit below
+// it but not far. The failure-rate test runs a deliberately noisy toy set whose predicted
+// error probability is large enough to count.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+
+#include "toy_parameters.hpp"
+#include "veil/tfhe/keys.hpp"
+#include "veil/tfhe/lwe.hpp"
+#include "veil/tfhe/parameters.hpp"
+#include "veil/tfhe/pbs.hpp"
+
+namespace veil::tfhe {
+namespace {
+
+// Signed error in torus units (relative to q): phase - expected.
+double torus_error(Torus phase, Torus expected) {
+  return static_cast<double>(static_cast<std::int64_t>(phase - expected)) * 0x1.0p-64;
+}
+
+struct Variance {
+  double sum_sq = 0;
+  std::size_t count = 0;
+  void add(double e) {
+    sum_sq += e * e;
+    ++count;
+  }
+  double value() const { return sum_sq / static_cast<double>(count); }
+};
+
+void expect_within_factor_two(double measured, double predicted, const std::string& what) {
+  ::testing::Test::RecordProperty(what + "_measured_over_predicted", std::to_string(measured / predicted));
+  std::printf("%-40s measured %.3e  predicted %.3e  ratio %.3f\n", what.c_str(), measured, predicted,
+              measured / predicted);
+  EXPECT_GT(measured / predicted, 0.5) << what;
+  EXPECT_LT(measured / predicted, 2.0) << what;
+}
+
+struct Keys {
+  SecretKeys secret;
+  EvaluationKeys eval;
+};
+
+Keys keys_for(const ParameterSet& p, bool insecure = false) {
+  auto secret = generate_secret_keys(p, insecure);
+  auto eval = expand_evaluation_keys(generate_seeded_evaluation_keys(secret));
+  return {std::move(secret), std::move(eval)};
+}
+
+ParameterSet optimized(unsigned bits) {
+  auto p = optimize_parameters({.message_bits = bits});
+  if (!p) throw std::runtime_error("no parameter set");
+  return *p;
+}
+
+TEST(NoiseStatistics, FreshEncryption) {
+  auto p = optimized(2);
+  auto secret = generate_secret_keys(p);
+  Variance v;
+  for (int i = 0; i < 2000; ++i) {
+    auto ct = encrypt_message(secret, 1, 2);
+    v.add(torus_error(decrypt_lwe_phase(secret.glwe.flattened(), ct.data()), encode_message(1, 2)));
+  }
+  expect_within_factor_two(v.value(), noise_breakdown(p).fresh, "fresh");
+}
+
+TEST(NoiseStatistics, Keyswitch) {
+  for (unsigned bits : {2u, 4u}) {
+    auto p = optimized(bits);
+    auto k = keys_for(p);
+    Variance v;
+    std::vector<std::int64_t> digits;
+    AlignedVector<Torus> small(lwe_size(p.lwe_dimension));
+    for (int i = 0; i < 300; ++i) {
+      auto ct = encrypt_message(k.secret, 1, bits);
+      keyswitch(k.eval.ksk, ct.data(), small, digits);
+      v.add(torus_error(decrypt_lwe_phase(k.secret.lwe.bits(), small), encode_message(1, bits)));
+    }
+    const auto noise = noise_breakdown(p);
+    expect_within_factor_two(v.value(), noise.keyswitch + noise.fresh, p.name + " keyswitch");
+  }
+}
+
+TEST(NoiseStatistics, CenteredModulusSwitch) {
+  for (unsigned bits : {2u, 4u, 6u}) {
+    auto p = optimized(bits);
+    auto secret = generate_secret_keys(p);
+    const std::size_t n = p.lwe_dimension.value;
+    const std::size_t log2_2n = static_cast<std::size_t>(std::countr_zero(p.polynomial_size.value)) + 1;
+    const double two_n = std::ldexp(1.0, static_cast<int>(log2_2n));
+    auto rng = EncryptionRandomness::from_os();
+    AlignedVector<Torus> ct(n + 1);
+    std::vector<std::size_t> mask(n);
+    Variance v;
+    for (int i = 0; i < 20000; ++i) {
+      // Any ciphertext will do: the switch's error depends on the mask only.
+      encrypt_lwe(secret.lwe.bits(), encode_message(1, bits), 0.0, rng, ct);
+      const Torus phase = decrypt_lwe_phase(secret.lwe.bits(), ct);
+      const std::size_t body = centered_modulus_switch(ct, log2_2n, mask);
+      std::size_t switched_phase = body;
+      for (std::size_t t = 0; t < n; ++t) switched_phase -= mask[t] * secret.lwe.bits()[t];
+      switched_phase &= (std::size_t{1} << log2_2n) - 1;
+      // Error in torus units: switched phase / 2N - phase / q, centred into [-1/2, 1/2).
+      double e = static_cast<double>(switched_phase) / two_n - static_cast<double>(phase) * 0x1.0p-64;
+      e -= std::nearbyint(e);
+      v.add(e);
+    }
+    expect_within_factor_two(v.value(), noise_breakdown(p).modulus_switch, p.name + " modulus switch");
+  }
+}
+
+TEST(NoiseStatistics, PbsOutput) {
+  for (unsigned bits : {2u, 4u}) {
+    auto p = optimized(bits);
+    auto k = keys_for(p);
+    auto table = LookupTable::from_function(p.polynomial_size, bits, bits, [](std::uint64_t m) { return m; });
+    PbsScratch scratch(p);
+    AlignedVector<Torus> out(lwe_size(p.big_lwe_dimension()));
+    Variance v;
+    for (int i = 0; i < 200; ++i) {
+      auto ct = encrypt_message(k.secret, i % (1u << bits), bits);
+      keyswitch_programmable_bootstrap(k.eval, ct.data(), table, out, scratch);
+      v.add(torus_error(decrypt_lwe_phase(k.secret.glwe.flattened(), out), encode_message(i % (1u << bits), bits)));
+    }
+    expect_within_factor_two(v.value(), noise_breakdown(p).blind_rotation, p.name + " PBS output");
+  }
+}
+
+// A toy set with a keyswitch key so noisy that about 1 lookup in 8 fails: the observed
+// failure rate must match the model's prediction within 4.5 binomial standard deviations.
+TEST(NoiseStatistics, FailureRateMatchesPrediction) {
+  const unsigned bits = 3;
+  ParameterSet p = toy::noisy_set(bits, std::ldexp(1.0, -15.4));
+  const double predicted = lookup_error_probability(p, 1.0);
+  ASSERT_GT(predicted, 0.03);
+  ASSERT_LT(predicted, 0.4);
+  auto k = keys_for(p, /*insecure=*/true);
+  auto table = LookupTable::from_function(p.polynomial_size, bits, bits, [](std::uint64_t m) { return m; });
+  PbsScratch scratch(p);
+  AlignedVector<Torus> out(lwe_size(p.big_lwe_dimension()));
+  const int trials = 3000;
+  int failures = 0;
+  for (int i = 0; i < trials; ++i) {
+    const std::uint64_t m = static_cast<std::uint64_t>(i) % (1u << bits);
+    auto ct = encrypt_message(k.secret, m, bits);
+    keyswitch_programmable_bootstrap(k.eval, ct.data(), table, out, scratch);
+    failures += decrypt_message(k.secret, out, bits) != m;
+  }
+  const double observed = static_cast<double>(failures) / trials;
+  const double sd = std::sqrt(predicted * (1 - predicted) / trials);
+  std::printf("failure rate: observed %.4f predicted %.4f (sd %.4f)\n", observed, predicted, sd);
+  EXPECT_NEAR(observed, predicted, 4.5 * sd);
+}
+
+}  // namespace
+}  // namespace veil::tfhe

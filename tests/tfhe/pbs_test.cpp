@@ -1,0 +1,142 @@
+#include "veil/tfhe/pbs.hpp"
+
+#include <gtest/gtest.h>
+
+#include "test_util.hpp"
+#include "toy_parameters.hpp"
+#include "veil/tfhe/lwe.hpp"
+
+namespace veil::tfhe {
+namespace {
+
+struct Fixture {
+  SecretKeys secret;
+  EvaluationKeys eval;
+};
+
+Fixture make_keys(const ParameterSet& p, bool allow_insecure) {
+  auto secret = generate_secret_keys(p, allow_insecure);
+  auto eval = expand_evaluation_keys(generate_seeded_evaluation_keys(secret));
+  return {std::move(secret), std::move(eval)};
+}
+
+class PbsPrecision : public ::testing::TestWithParam<unsigned> {};
+
+// Every message of every precision through the identity and a random table.
+TEST_P(PbsPrecision, EveryMessageThroughIdentityAndRandomTable) {
+  const unsigned p = GetParam();
+  auto fx = make_keys(toy::exact_set(p), true);
+  const std::size_t count = std::size_t{1} << p;
+  std::vector<std::uint64_t> random_table(count);
+  for (auto& v : random_table) v = testing::test_rng()() % count;
+  auto identity = LookupTable::from_function(fx.eval.params.polynomial_size, p, p, [](std::uint64_t m) { return m; });
+  auto random = LookupTable::from_function(fx.eval.params.polynomial_size, p, p,
+                                           [&](std::uint64_t m) { return random_table[m]; });
+  PbsScratch scratch(fx.eval.params);
+  AlignedVector<Torus> out(lwe_size(fx.eval.params.big_lwe_dimension()));
+  for (std::uint64_t m = 0; m < count; ++m) {
+    auto ct = encrypt_message(fx.secret, m, p);
+    keyswitch_programmable_bootstrap(fx.eval, ct.data(), identity, out, scratch);
+    ASSERT_EQ(decrypt_message(fx.secret, out, p), m) << p << "-bit identity, message " << m;
+    keyswitch_programmable_bootstrap(fx.eval, ct.data(), random, out, scratch);
+    ASSERT_EQ(decrypt_message(fx.secret, out, p), random_table[m]) << p << "-bit random table, message " << m;
+  }
+}
+
+// A dot product with clear weights feeding a lookup, the shape of every neural layer.
+TEST_P(PbsPrecision, DotProductThenLookup) {
+  const unsigned p = GetParam();
+  auto fx = make_keys(toy::exact_set(p), true);
+  const std::uint64_t modulus = std::uint64_t{1} << p;
+  auto square = LookupTable::from_function(fx.eval.params.polynomial_size, p, p,
+                                           [&](std::uint64_t m) { return (m * m + 1) % modulus; });
+  PbsScratch scratch(fx.eval.params);
+  const std::size_t dim = lwe_size(fx.eval.params.big_lwe_dimension());
+  for (int trial = 0; trial < 8; ++trial) {
+    // Draw until the dot product lies in [0, 2^p): the padding bit must stay 0 (the
+    // circuit layer's range analysis guarantees this in real circuits).
+    std::vector<std::uint64_t> xs(4);
+    std::vector<std::int64_t> w(4);
+    std::int64_t expected = -1;
+    while (expected < 0 || expected >= static_cast<std::int64_t>(modulus)) {
+      expected = 0;
+      for (std::size_t i = 0; i < 4; ++i) {
+        xs[i] = testing::test_rng()() % modulus;
+        w[i] = static_cast<std::int64_t>(testing::test_rng()() % 5) - 2;
+        expected += w[i] * static_cast<std::int64_t>(xs[i]);
+      }
+    }
+    std::vector<LweCiphertext> cts;
+    for (std::size_t i = 0; i < 4; ++i) cts.push_back(encrypt_message(fx.secret, xs[i], p));
+    std::vector<std::span<const Torus>> views;
+    for (const auto& ct : cts) views.push_back(ct.data());
+    AlignedVector<Torus> acc(dim);
+    lwe_dot(acc, views, w);
+    const std::uint64_t m = static_cast<std::uint64_t>(expected);
+    AlignedVector<Torus> out(dim);
+    keyswitch_programmable_bootstrap(fx.eval, acc, square, out, scratch);
+    ASSERT_EQ(decrypt_message(fx.secret, out, p), (m * m + 1) % modulus) << "trial " << trial;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(OneToEightBits, PbsPrecision, ::testing::Range(1u, 9u));
+
+TEST(PbsBatch, EqualsSerialEvaluationWithPerCiphertextTables) {
+  const unsigned p = 3;
+  auto fx = make_keys(toy::exact_set(p), true);
+  const std::size_t count = 24;
+  LweCiphertextList in(fx.eval.params.big_lwe_dimension(), count);
+  for (std::size_t c = 0; c < count; ++c) {
+    auto ct = encrypt_message(fx.secret, c % 8, p);
+    std::copy(ct.data().begin(), ct.data().end(), in[c].begin());
+  }
+  std::vector<LookupTable> tables;
+  for (std::uint64_t s = 0; s < 3; ++s)
+    tables.push_back(LookupTable::from_function(fx.eval.params.polynomial_size, p, p,
+                                                [s](std::uint64_t m) { return (m + s) % 8; }));
+  std::vector<const LookupTable*> per_ct;
+  for (std::size_t c = 0; c < count; ++c) per_ct.push_back(&tables[c % 3]);
+  LweCiphertextList batch(fx.eval.params.big_lwe_dimension(), count);
+  keyswitch_programmable_bootstrap_batch(fx.eval, in, per_ct, batch, {.threads = 2});
+  PbsScratch scratch(fx.eval.params);
+  for (std::size_t c = 0; c < count; ++c) {
+    AlignedVector<Torus> serial(lwe_size(fx.eval.params.big_lwe_dimension()));
+    keyswitch_programmable_bootstrap(fx.eval, in[c], *per_ct[c], serial, scratch);
+    EXPECT_EQ(decrypt_message(fx.secret, batch[c], p), (c % 8 + c % 3) % 8);
+    EXPECT_EQ(decrypt_message(fx.secret, serial, p), decrypt_message(fx.secret, batch[c], p));
+  }
+  std::vector<const LookupTable*> two{&tables[0], &tables[1]};
+  EXPECT_THROW(keyswitch_programmable_bootstrap_batch(fx.eval, in, two, batch), std::invalid_argument);
+}
+
+TEST(LookupTable, RejectsTablesThatDoNotFit) {
+  std::vector<Torus> outputs(4);
+  EXPECT_THROW(LookupTable(PolynomialSize(256), 3, outputs), std::invalid_argument);
+  std::vector<Torus> big(512);
+  EXPECT_THROW(LookupTable(PolynomialSize(256), 9, big), std::invalid_argument);
+}
+
+// Secure parameters, end to end: the reference set and the optimizer's set for 2 and 4 bits.
+class SecurePbs : public ::testing::TestWithParam<unsigned> {};
+
+TEST_P(SecurePbs, OptimizedSetRoundTripsEveryMessage) {
+  const unsigned p = GetParam();
+  auto params = optimize_parameters({.message_bits = p});
+  ASSERT_TRUE(params.has_value());
+  auto fx = make_keys(*params, false);
+  const std::uint64_t modulus = std::uint64_t{1} << p;
+  auto table = LookupTable::from_function(params->polynomial_size, p, p,
+                                          [&](std::uint64_t m) { return (modulus - 1 - m); });
+  PbsScratch scratch(*params);
+  AlignedVector<Torus> out(lwe_size(params->big_lwe_dimension()));
+  for (std::uint64_t m = 0; m < modulus; ++m) {
+    auto ct = encrypt_message(fx.secret, m, p);
+    keyswitch_programmable_bootstrap(fx.eval, ct.data(), table, out, scratch);
+    ASSERT_EQ(decrypt_message(fx.secret, out, p), modulus - 1 - m) << params->describe();
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(TwoAndFourBits, SecurePbs, ::testing::Values(2u, 4u));
+
+}  // namespace
+}  // namespace veil::tfhe
