@@ -142,7 +142,7 @@ void bm_expand(benchmark::State& state, unsigned bits, bool reference) {
   SeededEvaluationKeys keys = generate_seeded_evaluation_keys(secret);
   for (auto _ : state) {
     EvaluationKeys eval = expand_evaluation_keys(keys);
-    benchmark::DoNotOptimize(eval.ksk.data().data());
+    benchmark::DoNotOptimize(eval.ksk.data());
   }
   label(state, p);
 }

@@ -85,6 +85,14 @@ SeededLweKeyswitchKey generate_seeded_keyswitch_key(const SecretKeys& keys, cons
   return out;
 }
 
+TruncatedKeyswitchKey::TruncatedKeyswitchKey(const LweKeyswitchKey& exact)
+    : shape_(exact.shape()), data_(exact.data().size()) {
+  auto words = exact.data();
+  // Round to nearest: the error is zero-mean, which the noise model assumes.
+  for (std::size_t t = 0; t < words.size(); ++t)
+    data_[t] = static_cast<std::uint32_t>((words[t] + (Torus{1} << 31)) >> 32);
+}
+
 LweBootstrapKey decompress_bootstrap_key(const SeededLweBootstrapKey& seeded, const KeygenOptions& options) {
   const GgswShape& g = seeded.shape.ggsw;
   const std::size_t n = g.polynomial_size.value;
@@ -173,7 +181,7 @@ EvaluationKeys expand_evaluation_keys(const SeededEvaluationKeys& seeded, const 
   if (!(seeded.ksk.shape == keyswitch_key_shape(seeded.params)))
     throw std::invalid_argument("keyswitch key shape does not match parameter set " + seeded.params.name);
   return {seeded.params, decompress_bootstrap_key_to_fourier(seeded.bsk, options),
-          decompress_keyswitch_key(seeded.ksk, options)};
+          TruncatedKeyswitchKey(decompress_keyswitch_key(seeded.ksk, options))};
 }
 
 LweCiphertext encrypt_message(const SecretKeys& keys, std::uint64_t message, unsigned message_bits) {

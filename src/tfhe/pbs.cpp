@@ -97,6 +97,36 @@ std::size_t centered_modulus_switch(std::span<const Torus> in, std::size_t log2_
   return modulus_switch(in[n] + half_error_sum, log2_2n);
 }
 
+void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
+               std::vector<std::int64_t>& digits) {
+  const KeyswitchKeyShape& shape = ksk.shape();
+  const std::size_t n_in = shape.input_lwe_dimension.value;
+  const std::size_t w = lwe_size(shape.output_lwe_dimension);
+  if (in.size() != n_in + 1 || out.size() != w)
+    throw std::invalid_argument("keyswitch: input of " + std::to_string(in.size()) + " words, output of " +
+                                std::to_string(out.size()) + ", key maps " + std::to_string(n_in + 1) + " to " +
+                                std::to_string(w));
+  const Decomposer decomposer(shape.base_log, shape.level_count);
+  const std::size_t l = shape.level_count.value;
+  digits.resize(l);
+  // Accumulate the top 32 bits: the low 32 bits of a 64-bit accumulator of 32x32-bit
+  // products (vpmuludq) are exactly the wrapping 32-bit sum; the key streams at 4 bytes a word.
+  Torus* __restrict acc = out.data();
+  for (std::size_t t = 0; t < w; ++t) acc[t] = 0;
+  const std::uint32_t* key = ksk.data();
+  for (std::size_t i = 0; i < n_in; ++i) {
+    decomposer.decompose(in[i], digits.data());
+    for (std::size_t j = 0; j < l; ++j) {
+      const Torus d = static_cast<std::uint32_t>(digits[j]);
+      if (d == 0) continue;
+      const std::uint32_t* __restrict row = key + (i * l + j) * w;
+      for (std::size_t t = 0; t < w; ++t) acc[t] -= d * static_cast<Torus>(row[t]);
+    }
+  }
+  for (std::size_t t = 0; t < w; ++t) acc[t] <<= 32;
+  acc[w - 1] += in[n_in];
+}
+
 void blind_rotate(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,
                   PbsScratch& scratch) {
   const BootstrapKeyShape& shape = bsk.shape();

@@ -180,9 +180,9 @@ class Reader {
   void expect_words(std::uint64_t word_count, const char* field, const std::string& shape, bool last) {
     const std::uint64_t need = checked_mul(type_, word_count, 8);
     if (last ? remaining() != need : remaining() < need)
-      fail(type_, "payload holds " + std::to_string(remaining()) + " bytes for " + field + ", " + shape + " needs " +
-                      std::to_string(word_count) + " words (" + std::to_string(need) + " bytes)" +
-                      (last ? "" : " at least"));
+      fail(type_, std::string(last ? "payload holds " : "only ") + std::to_string(remaining()) + " bytes" +
+                      (last ? " for " : " remain for ") + field + ", " + shape + " needs " +
+                      std::to_string(word_count) + " words (" + std::to_string(need) + " bytes)");
   }
   void expect_end() {
     if (remaining() != 0) fail(type_, std::to_string(remaining()) + " unexpected bytes after the last field");
@@ -362,6 +362,11 @@ ParameterSet read_parameter_set(Reader& r, std::uint64_t header_id) {
   p.ks_base_log = DecompositionBaseLog(r.u64("ks_base_log"));
   p.ks_level_count = DecompositionLevelCount(r.u64("ks_level_count"));
   const std::uint64_t name_bytes = r.u64("name_length");
+  // Later shape arithmetic (k*N in keyswitch_key_shape) is unchecked: refuse here a set
+  // whose big dimension does not fit.
+  if (std::uint64_t big = 0; __builtin_mul_overflow(p.glwe_dimension.value, p.polynomial_size.value, &big))
+    fail(type, "payload says glwe_dimension " + std::to_string(p.glwe_dimension.value) + " and polynomial_size " +
+                   std::to_string(p.polynomial_size.value) + ": k*N exceeds 2^64");
   if (name_bytes > kMaxNameBytes)
     fail(type, "payload says name_length " + std::to_string(name_bytes) + ", the format allows at most " +
                    std::to_string(kMaxNameBytes));

@@ -255,6 +255,23 @@ class LweKeyswitchKey {
   AlignedVector<Torus> data_;
 };
 
+// The keyswitch key as keyswitch() uses it: every word rounded to its top 32 bits. The
+// keyswitch result only feeds the modulus switch to 2N <= 2^17, so the low 32 bits of the key
+// carry nothing the blind rotation can see (their rounding adds variance about 2^-42, counted
+// by keyswitch_variance), while halving the bytes streamed per keyswitch -- the keyswitch is
+// memory-bound. Built by the server from the exact key; never serialized.
+class TruncatedKeyswitchKey {
+ public:
+  explicit TruncatedKeyswitchKey(const LweKeyswitchKey& exact);
+  const KeyswitchKeyShape& shape() const { return shape_; }
+  const std::uint32_t* data() const { return data_.data(); }
+  std::size_t bytes() const { return data_.size() * sizeof(std::uint32_t); }
+
+ private:
+  KeyswitchKeyShape shape_;
+  AlignedVector<std::uint32_t> data_;
+};
+
 // Seeded keyswitch key: ciphertext c = i*l + (j-1) draws mask words [c*n, (c+1)*n).
 struct SeededLweKeyswitchKey {
   KeyswitchKeyShape shape;

@@ -57,7 +57,7 @@ SeededEvaluationKeys generate_seeded_evaluation_keys(const SecretKeys& keys, con
 struct EvaluationKeys {
   ParameterSet params;
   FourierBootstrapKey bsk;
-  LweKeyswitchKey ksk;
+  TruncatedKeyswitchKey ksk;
 };
 // Checks that the seeded keys' shapes match their parameter set, then expands them.
 EvaluationKeys expand_evaluation_keys(const SeededEvaluationKeys& seeded, const KeygenOptions& options = {});

@@ -78,8 +78,12 @@ NoiseBreakdown noise_breakdown(const ParameterSet& params);
 // The individual terms behind noise_breakdown, exposed so that the optimizer can evaluate
 // them without building whole parameter sets. Same units (relative to q^2).
 // Keyswitch from `input_dimension` with a key of noise ksk_std_dev (output modulus q).
+// With `output_dimension` n given, includes the rounding of the evaluation-form keyswitch key
+// to the top 32 bits of every word (TruncatedKeyswitchKey): (n/2 + 1) * n_in * l * E[d^2] *
+// 2^-64 / 12, about 2^-42 -- negligible against the other terms, but counted.
 double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
-                          DecompositionBaseLog base_log, DecompositionLevelCount level_count);
+                          DecompositionBaseLog base_log, DecompositionLevelCount level_count,
+                          LweDimension output_dimension = LweDimension(0));
 // Modulus switch of an LWE ciphertext of dimension n from q to 2N.
 double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polynomial_size);
 // Noise added by one external product (one of the n steps of a blind rotation) with a GGSW

@@ -69,8 +69,11 @@ class PbsScratch {
   ExternalProductScratch external_product;
 };
 
-// out = keyswitch of `in` (dimension k*N) to the small key (dimension n).
+// out = keyswitch of `in` (dimension k*N) to the small key (dimension n), with the exact key
+// (reference) or with the evaluation form (what KS-PBS uses: half the memory traffic).
 void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
+               std::vector<std::int64_t>& digits);
+void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
                std::vector<std::int64_t>& digits);
 // accumulator = blind rotation of the test polynomial by the small ciphertext `in`.
 void blind_rotate(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,

@@ -55,7 +55,8 @@ enum class ObjectType : std::uint16_t {
 };
 const char* object_type_name(ObjectType type);
 
-// Default ceiling for one loaded object: 4 GiB (an 8-bit bootstrap key unseeded is ~2.3 GB).
+// Default ceiling for one loaded object: 4 GiB. Seeded evaluation keys fit for every
+// precision (8 bits: ~2.3 GB); an unseeded 8-bit bootstrap key (~4.6 GB) needs a larger limit.
 inline constexpr std::uint64_t kDefaultMaxBytes = std::uint64_t{4} << 30;
 
 using Bytes = std::vector<std::uint8_t>;
