@@ -98,7 +98,7 @@ ExternalProductScratch::ExternalProductScratch(const GgswShape& shape)
       accumulator(glwe_size(shape.glwe_dimension) * shape.polynomial_size.value) {}
 
 void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
-                          std::span<Torus> out, ExternalProductScratch& scratch) {
+                          std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
   const std::size_t n = shape.polynomial_size.value;
   const std::size_t half = n / 2;
   const std::size_t parts = glwe_size(shape.glwe_dimension);
@@ -113,9 +113,16 @@ void external_product_add(const GgswShape& shape, const double* fourier_ggsw, st
     for (std::size_t j = l; j >= 1; --j) {
       decomposer.next_level_digits(scratch.state, scratch.digits.data());
       fft.forward_integer(scratch.digits.data(), scratch.digit_spectrum.data(), scratch.fft);
-      const double* row = fourier_ggsw + (i * l + (j - 1)) * parts * n;
-      for (std::size_t o = 0; o < parts; ++o)
-        fourier_multiply_add(acc + o * n, scratch.digit_spectrum.data(), row + o * n, half);
+      const std::size_t row_offset = (i * l + (j - 1)) * parts * n;
+      const double* row = fourier_ggsw + row_offset;
+      if (prefetch != nullptr) {
+        for (std::size_t o = 0; o < parts; ++o)
+          fourier_multiply_add_prefetch(acc + o * n, scratch.digit_spectrum.data(), row + o * n, half,
+                                        prefetch + row_offset + o * n);
+      } else {
+        for (std::size_t o = 0; o < parts; ++o)
+          fourier_multiply_add(acc + o * n, scratch.digit_spectrum.data(), row + o * n, half);
+      }
     }
   }
   for (std::size_t o = 0; o < parts; ++o) fft.backward_add_torus(acc + o * n, out.data() + o * n, scratch.fft);

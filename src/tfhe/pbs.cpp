@@ -153,8 +153,11 @@ void blind_rotate(const FourierBootstrapKey& bsk, std::span<const Torus> in, con
     if (a == 0) continue;  // X^0 * ACC - ACC = 0: nothing to add
     for (std::size_t c = 0; c <= k; ++c)
       multiply_by_monomial_minus_one(std::span<const Torus>(acc + c * nn, nn), a, std::span<Torus>(diff + c * nn, nn));
+    // Prefetch the next GGSW that will be used (skipping those whose a~ is 0).
+    std::size_t next = i + 1;
+    while (next < n && switched[next] == 0) ++next;
     external_product_add(shape.ggsw, bsk.spectrum(i, 0, 0), std::span<const Torus>(diff, (k + 1) * nn), acc_out,
-                         scratch.external_product);
+                         scratch.external_product, next < n ? bsk.spectrum(next, 0, 0) : nullptr);
   }
 }
 

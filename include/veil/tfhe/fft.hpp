@@ -20,6 +20,7 @@
 // transform takes the caller's FftScratch, so any number of threads may transform at once.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -94,6 +95,30 @@ inline void fourier_multiply_add(double* __restrict acc, const double* __restric
   for (std::size_t t = 0; t < fourier_size; ++t) {
     acc_re[t] += a_re[t] * b_re[t] - a_im[t] * b_im[t];
     acc_im[t] += a_re[t] * b_im[t] + a_im[t] * b_re[t];
+  }
+}
+
+// The same, while prefetching `next` (a spectrum of the same size, usually the same position
+// in the next GGSW of a bootstrap key) into the cache: a blind rotation streams its key once
+// and would otherwise stall on every row.
+inline void fourier_multiply_add_prefetch(double* __restrict acc, const double* __restrict a,
+                                          const double* __restrict b, std::size_t fourier_size,
+                                          const double* next) {
+  double* acc_re = acc;
+  double* acc_im = acc + fourier_size;
+  const double* a_re = a;
+  const double* a_im = a + fourier_size;
+  const double* b_re = b;
+  const double* b_im = b + fourier_size;
+  constexpr std::size_t kLine = 64 / sizeof(double);
+  for (std::size_t base = 0; base < fourier_size; base += kLine) {
+    __builtin_prefetch(next + base, 0, 3);
+    __builtin_prefetch(next + fourier_size + base, 0, 3);
+    const std::size_t end = std::min(fourier_size, base + kLine);
+    for (std::size_t t = base; t < end; ++t) {
+      acc_re[t] += a_re[t] * b_re[t] - a_im[t] * b_im[t];
+      acc_im[t] += a_re[t] * b_im[t] + a_im[t] * b_re[t];
+    }
   }
 }
 

@@ -65,8 +65,10 @@ class ExternalProductScratch {
 
 // out += GGSW [x] in, with the GGSW given as its Fourier rows (layout of FourierGgswCiphertext).
 // `in` and `out` are GLWE ciphertexts of (k+1)*N words and must not overlap.
+// `prefetch`, when not null, is a GGSW of the same shape to pull into the cache meanwhile.
 void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
-                          std::span<Torus> out, ExternalProductScratch& scratch);
+                          std::span<Torus> out, ExternalProductScratch& scratch,
+                          const double* prefetch = nullptr);
 // out = GGSW [x] in.
 void external_product(const FourierGgswCiphertext& ggsw, const GlweCiphertext& in, GlweCiphertext& out,
                       ExternalProductScratch& scratch);
