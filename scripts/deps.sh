@@ -7,7 +7,11 @@ VEIL_PACKAGES=(
   build-essential cmake pkg-config
   libssl-dev libfftw3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev
+  libzip-dev libcli11-dev libcpp-httplib-dev libsqlite3-dev libpq-dev postgresql
 )
+# Only tools/make_fixtures.py needs these (regenerating tests/fixtures/); builds and tests do not:
+#   apt-get install python3-sklearn python3-xgboost python3-torch python3-onnx
 
 veil_install_deps() {
   local missing=()

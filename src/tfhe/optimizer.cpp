@@ -12,6 +12,7 @@
 // keyswitch noise fits what the other terms leave: about a million cheap steps.
 //
 // Thread safety: pure function of its options.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -79,6 +80,15 @@ void validate_options(const OptimizerOptions& o) {
     fail("sq_norm2 must be finite and >= 0, got " + std::to_string(o.sq_norm2));
   if (!(o.p_error > 0.0 && o.p_error < 1.0))
     fail("p_error must be in (0, 1), got " + std::to_string(o.p_error));
+  for (std::size_t i = 0; i < o.constraints.size(); ++i) {
+    const NoiseConstraint& c = o.constraints[i];
+    if (c.message_bits < 1 || c.message_bits > 8)
+      fail("constraints[" + std::to_string(i) + "].message_bits must be in [1, 8], got " +
+           std::to_string(c.message_bits));
+    if (!(c.sq_norm2 >= 0.0) || !std::isfinite(c.sq_norm2))
+      fail("constraints[" + std::to_string(i) + "].sq_norm2 must be finite and >= 0, got " +
+           std::to_string(c.sq_norm2));
+  }
   if (o.security_bits != 128 && o.security_bits != 132)
     fail("security_bits must be 128 or 132, got " + std::to_string(o.security_bits));
   if (o.min_glwe_dimension < 1 || o.min_glwe_dimension > o.max_glwe_dimension)
@@ -102,12 +112,49 @@ std::string optimized_name(const OptimizerOptions& o) {
   return buf;
 }
 
+// The constraints the search must meet: (sq_norm2, max variance) pairs, the single
+// (message_bits, sq_norm2) of the options when no list is given. Only the largest sq_norm2
+// per precision matters (the bound depends on the precision alone).
+struct Requirement {
+  unsigned message_bits;
+  double sq_norm2;
+  double max_variance;
+};
+
+std::vector<Requirement> requirements_of(const OptimizerOptions& o) {
+  std::vector<Requirement> out;
+  if (o.constraints.empty()) {
+    out.push_back({o.message_bits, o.sq_norm2, max_variance_for_p_error(o.message_bits, o.p_error)});
+    return out;
+  }
+  std::map<unsigned, double> worst;
+  for (const NoiseConstraint& c : o.constraints) {
+    auto [it, inserted] = worst.try_emplace(c.message_bits, c.sq_norm2);
+    if (!inserted) it->second = std::max(it->second, c.sq_norm2);
+  }
+  for (const auto& [bits, sq] : worst)
+    out.push_back({bits, sq, max_variance_for_p_error(bits, o.p_error)});
+  return out;
+}
+
 }  // namespace
 
 std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options) {
   validate_options(options);
-  const double max_variance = max_variance_for_p_error(options.message_bits, options.p_error);
-  const double sq_norm2 = options.sq_norm2;
+  const std::vector<Requirement> requirements = requirements_of(options);
+  unsigned message_bits = 0;
+  for (const Requirement& r : requirements) message_bits = std::max(message_bits, r.message_bits);
+  // Same expression, same order, as variance_at_blind_rotation_input, per requirement.
+  const auto fits_without_ks = [&](double br, double ms) {
+    for (const Requirement& r : requirements)
+      if (r.sq_norm2 * br + ms >= r.max_variance) return false;
+    return true;
+  };
+  const auto fits = [&](double br, double ks, double ms) {
+    for (const Requirement& r : requirements)
+      if (!(r.sq_norm2 * br + ks + ms <= r.max_variance)) return false;
+    return true;
+  };
 
   // The small key's noise is fixed by the curve: the least noise that is secure.
   const std::size_t min_n = options.min_lwe_dimension;
@@ -160,17 +207,17 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
           // Same expression, same order, as variance_at_blind_rotation_input.
           const double br = n_d * ep_variance;
           const double ms = modulus_switch_variance(LweDimension(n), polynomial_size);
-          if (sq_norm2 * br + ms >= max_variance) continue;
+          if (!fits_without_ks(br, ms)) continue;
           for (unsigned l_ks = 1; l_ks <= kMaxKsLevel; ++l_ks) {
             const double ks_cost = static_cast<double>(big_lwe_dimension) *
                                    static_cast<double>(l_ks) * static_cast<double>(n + 1);
             const double cost = pbs + ks_cost;
             if (cost >= best_cost) break;
             const double ks = ks_table.at(n, l_ks);
-            if (!(sq_norm2 * br + ks + ms <= max_variance)) continue;
+            if (!fits(br, ks, ms)) continue;
             best_cost = cost;
             ParameterSet p;
-            p.message_bits = options.message_bits;
+            p.message_bits = message_bits;
             p.lwe_dimension = LweDimension(n);
             p.glwe_dimension = glwe_dimension;
             p.polynomial_size = polynomial_size;
@@ -188,11 +235,16 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
     }
   }
   if (best) {
-    best->name = optimized_name(options);
+    OptimizerOptions named = options;
+    named.message_bits = message_bits;
+    named.sq_norm2 = 0.0;
+    for (const Requirement& r : requirements) named.sq_norm2 = std::max(named.sq_norm2, r.sq_norm2);
+    best->name = optimized_name(named);
     // The search evaluated the noise term by term; the public model must agree.
-    if (!(variance_at_blind_rotation_input(*best, sq_norm2) <= max_variance))
-      throw std::logic_error("optimize_parameters: chosen set " + best->describe() +
-                             " misses its noise bound; search and noise model disagree");
+    for (const Requirement& r : requirements)
+      if (!(variance_at_blind_rotation_input(*best, r.sq_norm2) <= r.max_variance))
+        throw std::logic_error("optimize_parameters: chosen set " + best->describe() +
+                               " misses its noise bound; search and noise model disagree");
   }
   return best;
 }

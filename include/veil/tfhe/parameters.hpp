@@ -131,9 +131,22 @@ double ks_pbs_cost(const ParameterSet& params);
 ParameterSet reference_parameter_set(unsigned message_bits);
 
 // ---- Optimizer ----
+// One kind of lookup a set must serve: its precision and the largest nu^2 feeding it.
+struct NoiseConstraint {
+  unsigned message_bits = 1;
+  double sq_norm2 = 1.0;
+  friend bool operator==(const NoiseConstraint&, const NoiseConstraint&) = default;
+};
+
 struct OptimizerOptions {
   unsigned message_bits = 4;
   double sq_norm2 = 1.0;              // max nu^2 over the lookups this set must serve
+  // When non-empty, replaces (message_bits, sq_norm2): a set is feasible only if every
+  // constraint meets p_error (variance_at_blind_rotation_input(set, c.sq_norm2) <=
+  // max_variance_for_p_error(c.message_bits, p_error)), and the set's message_bits is the
+  // largest c.message_bits. A circuit with lookups of several precisions and norms passes
+  // one constraint per precision.
+  std::vector<NoiseConstraint> constraints;
   double p_error = 0x1.0p-40;         // per-lookup error probability target
   unsigned security_bits = 128;
   // Search space (Concrete's defaults, N capped at 2^16 which the FFT supports).
@@ -142,8 +155,9 @@ struct OptimizerOptions {
   unsigned min_lwe_dimension = 512, max_lwe_dimension = 2047;
 };
 
-// The cheapest set under ks_pbs_cost that is secure and meets p_error, or nullopt when no
-// set in the search space does (precision or norm too large). The set's noise standard
+// The cheapest set under ks_pbs_cost that is secure and meets p_error (for every constraint
+// when `constraints` is given), or nullopt when no set in the search space does (precision
+// or norm too large). The set's noise standard
 // deviations are the smallest the security curve allows for its dimensions.
 std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options);
 

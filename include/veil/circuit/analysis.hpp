@@ -1,0 +1,162 @@
+// Analyses of a circuit (ranges, encoding width, noise), its statistics, and the choice of
+// TFHE parameters for it: what turns a Circuit into a CompiledCircuit the executors run.
+//
+// Encoding. Every encrypted value is an LWE ciphertext under the big key (dimension k*N)
+// holding v * Delta_W (mod 2^64), Delta_W = 2^(63 - W), for one encoding width W per
+// circuit. Levelled operations are exact modulo 2^(W+1); W only has to cover the values
+// that are *read*: lookup inputs (after rounding) and outputs. W is therefore the maximum of
+//   - width(hi - lo) over the outputs (the client decodes the representative in [lo, ...)),
+//   - t + p over the lookups, where the lookup's input is known to be a multiple of 2^t
+//     (round_bits) and p = width(hi/2^t - lo/2^t) is its *reading precision*,
+// which is never more than the widest intermediate of the circuit (an intermediate may wrap
+// modulo 2^(W+1) without harm: every read value fits).
+//
+// Lookups. A lookup whose input v has range [lo, hi] and t known zero low bits reads
+// r = v / 2^t - lo / 2^t in [0, 2^p), p <= 8: the executor subtracts lo (a clear constant),
+// multiplies by 2^(W - t - p) (so that r * Delta_p is the phase) and runs one KS-PBS with a
+// 2^p-entry table computed from the clear tables (entry r is the table's value at
+// v = (lo/2^t + r) * 2^t). The multiplication amplifies the input noise by 4^(W - t - p):
+// the noise constraint of the lookup is (p, nu^2 * 4^(W - t - p)). A lookup whose input
+// needs more than 8 bits is refused, naming it: a round_bits must come first.
+// (With W == p this is the plain one-PBS lookup; the offset and the power of two make it
+// work for signed inputs, for any range and for inputs narrower than W at no PBS cost.)
+//
+// round_bits(x, b). Exact, one PBS per dropped bit (bits already known to be zero cost
+// nothing). For bit i (from the lowest unknown one to b-1), with u = x minus its bits below i
+// (a multiple of 2^i, phase (u/2^i) * Delta_(W-i)): multiply by 2^(W-i) so bit i lands on
+// the padding bit (phase bit * 2^63), add 2^61 (the middle of the half torus, so noise of
+// either sign stays in it), KS-PBS through a 1-bit table whose both entries are
+// +Delta_(W-i)/2 (the negacyclic half returns -Delta_(W-i)/2), then
+// lsb = trivial(Delta_(W-i)/2) - out = bit * 2^i * Delta_W, and u -= lsb. Rounding to
+// nearest adds 2^(b-1) first. Constraint of step i: (1, nu_i^2 * 4^(W-i)), nu_i^2 growing by
+// one PBS output per step.
+//
+// Noise is counted in units of the variance of a PBS output (Var_BR); fresh inputs count 1
+// (their variance glwe_std_dev^2 is far below Var_BR for any set the optimizer returns;
+// compile() checks it). Outputs must decode at width W: constraint (1, nu^2 * 4^(W-1)),
+// which also counts the keyswitch and modulus-switch terms an output never sees (safe side).
+//
+// Circuits without lookups or round_bits are *levelled only*: their parameter set has k = 1
+// and the smallest N >= 1024 whose (secure) fresh noise keeps every output correct at the
+// error target; the rest of the set (n, decompositions) is a valid secure filler that no
+// executor uses: CompiledCircuit::uses_bootstrapping is false and the FHE executor needs no
+// evaluation keys (a client may skip generating them). W up to 48 bits is supported there.
+//
+// Thread safety: pure functions over values.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "veil/circuit/circuit.hpp"
+#include "veil/tfhe/parameters.hpp"
+
+namespace veil::circuit {
+
+inline constexpr unsigned kMaxLookupPrecision = 8;
+// Largest encoding width of a circuit with lookups or round_bits (the extraction tables
+// need Delta_(W-i)/2 >= 1; noise limits real circuits far below this).
+inline constexpr unsigned kMaxEncodingWidth = 48;
+
+// Width of an unsigned integer: bits needed to write `span` (>= 1).
+unsigned width_of_span(std::uint64_t span);
+
+struct LookupInfo {
+  std::uint32_t node = 0;
+  std::int64_t elements = 0;
+  unsigned precision = 0;        // p: the table has 2^p entries
+  unsigned known_zero_bits = 0;  // t
+  std::int64_t reduced_min = 0;  // lo / 2^t: entry r reads v = (reduced_min + r) * 2^t
+  unsigned amplification_bits = 0;  // W - t - p
+  double sq_norm2 = 0;           // input noise, units of Var_BR, before amplification
+  double constraint_sq_norm2 = 0;  // sq_norm2 * 4^amplification_bits
+};
+
+struct RoundBitsInfo {
+  std::uint32_t node = 0;
+  std::int64_t elements = 0;
+  unsigned first_bit = 0;  // bits below are known zero: no PBS for them
+  unsigned bits = 0;       // node's b: steps for bits first_bit .. bits-1
+  bool nearest = false;
+  double input_sq_norm2 = 0;
+  std::vector<double> step_constraint_sq_norm2;  // one per step
+  std::size_t steps() const { return bits > first_bit ? bits - first_bit : 0; }
+};
+
+struct CircuitStatistics {
+  std::map<unsigned, std::int64_t> lookups_by_precision;  // PBS counts of lookups, by p
+  std::int64_t lookup_pbs = 0;
+  std::int64_t extraction_pbs = 0;  // PBS spent by round_bits
+  std::int64_t total_pbs = 0;
+  std::int64_t levelled_ops = 0;  // ciphertext multiply-adds / adds of the levelled program
+  std::int64_t encrypted_inputs = 0, encrypted_outputs = 0;  // ciphertexts
+  unsigned encoding_width = 0;    // W
+  unsigned max_value_bits = 0;    // widest intermediate (signed widths include the sign)
+  unsigned max_lookup_precision = 0;
+  double max_lookup_sq_norm2 = 0;  // largest constraint, units of Var_BR
+  std::size_t pbs_depth = 0;      // sequential PBS waves
+  // Set by compile(): the error probability of the whole circuit under its parameters.
+  std::optional<double> predicted_p_error;
+  std::optional<double> log2_predicted_p_error;
+  std::string parameters;         // ParameterSet::describe(), when compiled
+  std::vector<std::string> warnings;
+
+  // A few lines a person reads: counts, widths, error, warnings.
+  std::string to_string() const;
+};
+
+struct CircuitAnalysis {
+  std::vector<ValueRange> ranges;   // per node
+  std::vector<double> sq_norm2;     // per node: max noise over its elements, units of Var_BR
+  std::vector<unsigned> pbs_depth;  // per node: PBS waves before the node's value is ready
+  unsigned encoding_width = 0;
+  std::vector<LookupInfo> lookups;
+  std::vector<RoundBitsInfo> round_bits;
+  std::vector<tfhe::NoiseConstraint> constraints;  // deduplicated: max sq_norm2 per precision
+  CircuitStatistics statistics;
+  bool uses_bootstrapping() const { return !lookups.empty() || !round_bits.empty(); }
+};
+
+// Runs every analysis. Throws std::invalid_argument naming the node when the circuit is
+// malformed, a value leaves +-2^62, a lookup needs more than 8 bits of precision, or the
+// encoding width exceeds what the executors support.
+CircuitAnalysis analyze(const Circuit& circuit);
+
+// Runs `samples` (each a full set of inputs) through the clear executor and returns the
+// circuit with every node's range_hint set to the observed range. Values outside the
+// calibration set are then read modulo 2^(p+1) by the FHE executor: use only with
+// representative data (this is Concrete's "inputset" behaviour).
+Circuit calibrate(Circuit circuit, const std::vector<std::vector<Tensor>>& samples);
+
+struct CompileOptions {
+  double p_error = 0x1.0p-40;           // per PBS (and per output ciphertext)
+  std::optional<double> global_p_error;  // whole circuit instead: split evenly over PBS + outputs
+  unsigned security_bits = 128;
+  tfhe::OptimizerOptions search;  // search space (message_bits, sq_norm2, p_error ignored)
+};
+
+struct CompiledCircuit {
+  Circuit circuit;
+  CircuitAnalysis analysis;
+  tfhe::ParameterSet params;
+  bool uses_bootstrapping = true;  // false: levelled only, evaluation keys are never used
+  unsigned encoding_width() const { return analysis.encoding_width; }
+};
+
+// Chooses the parameters with the engine's optimizer. Throws std::invalid_argument when
+// the analysis refuses the circuit or no secure set meets the error target (the message
+// names the most demanding lookup).
+CompiledCircuit compile(Circuit circuit, const CompileOptions& options = {});
+// With a given parameter set (tests with toy sets; a set chosen for several circuits).
+// Checks that every lookup's table fits its polynomial size; does not check noise (the
+// statistics say what error probability the set gives).
+CompiledCircuit compile_with_parameters(Circuit circuit, const tfhe::ParameterSet& params);
+
+// The circuit's error probability under `params` (every PBS and output read), log2.
+double log2_circuit_error_probability(const CircuitAnalysis& analysis, const tfhe::ParameterSet& params,
+                                      bool uses_bootstrapping);
+
+}  // namespace veil::circuit

@@ -1,0 +1,238 @@
+// The circuit IR: a DAG of tensor operations over encrypted integers with clear constants,
+// and the builder that constructs it with shape and type checks.
+//
+// Semantics (one semantics, two executors: clear_executor.hpp and fhe_executor.hpp). Every
+// value in a circuit is an encrypted tensor of integers; constants (weights, biases, tables)
+// are clear. Nodes are stored in topological order: a node's operands have smaller ids.
+//   input         a tensor supplied by the client, declared with a bit width and signedness
+//                 (its range), optionally a narrower declared range [lo, hi]
+//   add, sub      element-wise on two encrypted tensors of one shape
+//   add_constant, mul_constant
+//                 element-wise with a clear tensor broadcast to the operand (numpy rules,
+//                 the constant's shape broadcasts to the operand's, never the reverse)
+//   matmul        x[..., K] @ W[K, M] -> [..., M], W clear (dot is matmul with M = 1, reshaped)
+//   conv2d        x[B, C, H, W] (NCHW) with clear weights [O, C / groups, kh, kw]; strides,
+//                 zero padding (top, left, bottom, right), dilations, groups
+//   sum           over a set of axes, optionally keeping them as size-1 dimensions
+//   reshape, transpose, slice (positive steps), concat, broadcast (numpy rules)
+//                 data movement only: no cryptographic cost beyond copies
+//   lookup        y = T(x) element-wise; T is one table, or one table per element (a table
+//                 index per element; per-channel tables are expanded to that)
+//   round_bits    clears the low `bits` bits of x: floor(x / 2^b) * 2^b, or to nearest,
+//                 floor((x + 2^(b-1)) / 2^b) * 2^b. The value keeps its scale (as Concrete's
+//                 round_bit_pattern): a lookup after it sees multiples of 2^b and reads only
+//                 the high bits, which is what lets a wide accumulator feed a narrow table.
+//                 Floor and nearest are exact: one PBS per dropped bit, each reading its bit
+//                 at the circuit's full encoding width (costly: the noise of the whole
+//                 accumulator must stay below its lowest bit).
+//                 Approximate (Concrete ML's default for rounding thresholds): the result is
+//                 floor_b(x) or floor_b(x) + 2^b -- the nearest multiple except within the
+//                 noise of a tie, where it may be the other one. It costs nothing: the
+//                 lookup that reads it takes the high bits and the low ones only move the
+//                 phase inside a box. Its value may therefore only be read by lookups
+//                 (directly or through data movement); the builder refuses anything else,
+//                 outputs included. The clear executor returns the nearest multiple.
+// Arithmetic is exact integer arithmetic; the range analysis (analysis.hpp) bounds every
+// value, and the builder refuses a circuit whose ranges leave +-2^62.
+//
+// A Table maps the integer values domain_min + i * 2^domain_shift (i < values.size()) to
+// values[i]; a lookup's reachable inputs must lie in its tables' domains (checked by the
+// builder against the range it infers, and again by the analysis).
+//
+// Thread safety: Circuit is an immutable value once built; CircuitBuilder is single-threaded.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "veil/circuit/tensor.hpp"
+
+namespace veil::circuit {
+
+enum class OpKind : std::uint16_t {
+  kInput = 1,
+  kAdd = 2,
+  kSub = 3,
+  kAddConstant = 4,
+  kMulConstant = 5,
+  kMatmul = 6,
+  kConv2d = 7,
+  kSum = 8,
+  kReshape = 9,
+  kTranspose = 10,
+  kSlice = 11,
+  kConcat = 12,
+  kBroadcast = 13,
+  kLookup = 14,
+  kRoundBits = 15,
+};
+inline constexpr std::uint16_t kMaxOpKind = 15;
+const char* op_name(OpKind kind);
+
+enum class RoundingMode : std::uint8_t { kFloor = 0, kNearest = 1, kApproximate = 2 };
+
+struct Table {
+  std::int64_t domain_min = 0;
+  unsigned domain_shift = 0;  // the domain's step is 2^domain_shift
+  std::vector<std::int64_t> values;
+  friend bool operator==(const Table&, const Table&) = default;
+};
+
+// Maximum number of entries of one table (a lookup reads at most 8 bits, but a table may be
+// given over a wider domain than it is ever read on).
+inline constexpr std::size_t kMaxTableEntries = std::size_t{1} << 16;
+
+// An inclusive integer interval and the number of low bits known to be zero.
+struct ValueRange {
+  std::int64_t lo = 0;
+  std::int64_t hi = 0;
+  unsigned trailing_zeros = 0;
+  friend bool operator==(const ValueRange&, const ValueRange&) = default;
+};
+
+// Attributes by kind (the serialized form keeps exactly these):
+//   kInput:        attributes = {bit_width, is_signed, lo, hi}
+//   kAddConstant, kMulConstant: constant (broadcastable to shape)
+//   kMatmul:       constant = W [K, M]
+//   kConv2d:       constant = weights [O, C/g, kh, kw];
+//                  attributes = {stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right,
+//                                dilation_h, dilation_w, groups}
+//   kSum:          attributes = {keepdims, axes... (ascending)}
+//   kReshape, kBroadcast: none (the shape says it)
+//   kTranspose:    attributes = perm
+//   kSlice:        attributes = {starts..., ends..., steps...} (rank each, normalised)
+//   kConcat:       attributes = {axis}
+//   kLookup:       tables; table_index empty (one table) or one index per element
+//   kRoundBits:    attributes = {bits, mode}
+// range_hint: when set, a range the analysis intersects with the inferred one (calibration
+// writes these; see analysis.hpp).
+struct Node {
+  OpKind kind = OpKind::kInput;
+  std::vector<std::uint32_t> operands;
+  Shape shape;
+  std::vector<std::int64_t> attributes;
+  Tensor constant;
+  std::vector<Table> tables;
+  std::vector<std::uint32_t> table_index;
+  std::optional<ValueRange> range_hint;
+  std::string name;
+  friend bool operator==(const Node&, const Node&) = default;
+};
+
+struct Circuit {
+  std::vector<Node> nodes;            // topological order
+  std::vector<std::uint32_t> outputs;  // node ids, in output order
+  std::vector<std::string> output_names;
+
+  // Node ids of the inputs, in order of creation.
+  std::vector<std::uint32_t> inputs() const;
+  // "op 'name' (node 12)" or "add (node 12)": how error messages name a node.
+  std::string describe_node(std::uint32_t id) const;
+  friend bool operator==(const Circuit&, const Circuit&) = default;
+};
+
+// A handle to a value under construction.
+struct Value {
+  std::uint32_t id = 0;
+};
+
+struct Conv2dOptions {
+  std::int64_t stride_h = 1, stride_w = 1;
+  std::int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  std::int64_t dilation_h = 1, dilation_w = 1;
+  std::int64_t groups = 1;
+};
+
+using TableFunction = std::function<std::int64_t(std::int64_t)>;
+
+// Builds a Circuit op by op. Every method checks its arguments and throws
+// std::invalid_argument naming the operation (and the node's name when given) on a shape,
+// type or range error; the builder stays usable after a throw (nothing was added).
+// Ranges are inferred as the circuit grows (range()), so that tables can be given as
+// functions and evaluated over exactly the values their input can take.
+class CircuitBuilder {
+ public:
+  // An input of `bit_width` bits (1..62): [0, 2^b - 1], or [-2^(b-1), 2^(b-1) - 1] signed.
+  Value input(const Shape& shape, unsigned bit_width, bool is_signed, std::string name = {});
+  // An input with a declared range inside the one its width allows.
+  Value input_range(const Shape& shape, std::int64_t lo, std::int64_t hi, std::string name = {});
+
+  Value add(Value a, Value b, std::string name = {});
+  Value sub(Value a, Value b, std::string name = {});
+  Value neg(Value a, std::string name = {});
+  Value add(Value a, const Tensor& constant, std::string name = {});
+  Value add(Value a, std::int64_t constant, std::string name = {});
+  Value mul(Value a, const Tensor& constant, std::string name = {});
+  Value mul(Value a, std::int64_t constant, std::string name = {});
+  // x[..., K] @ weights[K, M] -> [..., M].
+  Value matmul(Value x, const Tensor& weights, std::string name = {});
+  // x[K] . w[K] -> a scalar.
+  Value dot(Value x, const std::vector<std::int64_t>& weights, std::string name = {});
+  Value conv2d(Value x, const Tensor& weights, const Conv2dOptions& options = {}, std::string name = {});
+  Value sum(Value a, std::vector<std::int64_t> axes, bool keepdims = false, std::string name = {});
+  Value sum_all(Value a, std::string name = {});
+
+  // One dimension may be -1 (inferred).
+  Value reshape(Value a, Shape shape, std::string name = {});
+  // ONNX Flatten: [prod(dims[:axis]), prod(dims[axis:])]; axis = 0 gives [1, n].
+  Value flatten(Value a, std::int64_t axis = 1, std::string name = {});
+  Value transpose(Value a, std::vector<std::int64_t> perm, std::string name = {});
+  // numpy-like a[starts:ends:steps] per axis; negative indices count from the end and
+  // out-of-range ends are clamped. steps default to 1; they must be >= 1.
+  Value slice(Value a, std::vector<std::int64_t> starts, std::vector<std::int64_t> ends,
+              std::vector<std::int64_t> steps = {}, std::string name = {});
+  Value concat(const std::vector<Value>& values, std::int64_t axis, std::string name = {});
+  Value broadcast(Value a, Shape shape, std::string name = {});
+
+  Value lookup(Value a, Table table, std::string name = {});
+  // The table of f over every value a can take (per the inferred range).
+  Value lookup(Value a, const TableFunction& f, std::string name = {});
+  // tables[table_index[e]] for element e (row-major).
+  Value lookup_per_element(Value a, std::vector<Table> tables, std::vector<std::uint32_t> table_index,
+                           std::string name = {});
+  // tables[c] for every element whose index along `axis` is c.
+  Value lookup_per_channel(Value a, std::int64_t axis, std::vector<Table> tables, std::string name = {});
+  Value lookup_per_channel(Value a, std::int64_t axis, const std::vector<TableFunction>& fs, std::string name = {});
+
+  Value round_bits(Value a, unsigned bits, RoundingMode mode = RoundingMode::kFloor, std::string name = {});
+
+  void output(Value v, std::string name = {});
+
+  const Shape& shape(Value v) const;
+  ValueRange range(Value v) const;
+  // The table of f over the values v can take, as `lookup(v, f)` would build it.
+  Table table_for(Value v, const TableFunction& f) const;
+
+  // Adds a fully specified node (used by deserialization): checks it exactly as the typed
+  // methods do, including that `node.shape` is the shape they would infer.
+  Value add_node(Node node);
+
+  // REQUIRES: at least one output. Throws std::logic_error otherwise.
+  Circuit build() &&;
+  const Circuit& peek() const { return circuit_; }
+
+ private:
+  Value push(Node node);
+  void check_value(Value v, const char* op) const;
+
+  Circuit circuit_;
+  std::vector<ValueRange> ranges_;
+};
+
+// Infers the range of `node` from its operands' ranges (interval arithmetic; the same
+// function the builder and the analysis use). Throws std::invalid_argument naming the node
+// when a bound leaves +-2^62 or a lookup's input is not in its tables' domain.
+ValueRange infer_range(const Circuit& circuit, std::uint32_t id, const std::vector<ValueRange>& ranges);
+
+// True when node `id` carries an approximate round_bits result (itself or through data
+// movement): only lookups may read it.
+bool is_approximate(const Circuit& circuit, std::uint32_t id);
+
+// Validates the whole circuit (ids, topological order, shapes, attributes, tables) by
+// replaying it through a builder. Throws std::invalid_argument naming the first bad node.
+void validate_circuit(const Circuit& circuit);
+
+}  // namespace veil::circuit

@@ -1,0 +1,88 @@
+// The FHE executor and the client-side encoding: runs a CompiledCircuit on encrypted inputs
+// with evaluation keys only, with the semantics of the clear executor (clear_executor.hpp).
+//
+// Encoding (analysis.hpp): value v of any node is an LWE ciphertext under the big key
+// (dimension k*N) of v * Delta_W mod 2^64, Delta_W = 2^(63 - W), W the circuit's encoding
+// width. The client encrypts inputs that way and decodes an output as the representative of
+// round(phase / Delta_W) mod 2^(W+1) that lies in the output's range [lo, lo + 2^(W+1)).
+//
+// Execution: nodes run in topological order. Levelled nodes (add, sub, constants, matmul,
+// conv2d, sum) are ciphertext multiply-adds row by row, parallel over rows; data movement
+// copies ciphertexts; every lookup node is one batch KS-PBS over its elements on all cores;
+// round_bits is one batch per extracted bit. A node's ciphertexts are released after its
+// last use, so peak memory follows the circuit's widest cut, not its size.
+//
+// Thread safety: an FheExecutor is immutable after construction; run() may be called
+// concurrently from several threads (each call owns its buffers).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "veil/circuit/analysis.hpp"
+#include "veil/circuit/tensor.hpp"
+#include "veil/tfhe/entities.hpp"
+#include "veil/tfhe/keys.hpp"
+#include "veil/tfhe/pbs.hpp"
+
+namespace veil::circuit {
+
+// One ciphertext per element, row-major, under the big key of the circuit's parameter set.
+struct EncryptedTensor {
+  Shape shape;
+  tfhe::LweCiphertextList ciphertexts;
+};
+
+// ---- client side (needs the secret keys) ----
+
+// Encrypts one tensor per circuit input (circuit.inputs() order) in seeded form: 8 bytes per
+// element plus a seed. Throws std::invalid_argument naming the input on a count, shape or
+// range mismatch, or when the keys' parameter set is not the circuit's.
+std::vector<tfhe::SeededLweCiphertextList> encrypt_inputs(const CompiledCircuit& circuit,
+                                                          const tfhe::SecretKeys& keys,
+                                                          const std::vector<Tensor>& inputs);
+// Expands seeded inputs (server side; checks dimension and element counts against the
+// circuit's inputs, throwing std::invalid_argument naming the input).
+std::vector<EncryptedTensor> expand_inputs(const CompiledCircuit& circuit,
+                                           const std::vector<tfhe::SeededLweCiphertextList>& inputs);
+// Decrypts and decodes one tensor per output. Throws std::invalid_argument on a count,
+// shape or dimension mismatch.
+std::vector<Tensor> decrypt_outputs(const CompiledCircuit& circuit, const tfhe::SecretKeys& keys,
+                                    const std::vector<EncryptedTensor>& outputs);
+
+// ---- server side ----
+
+struct ExecutorOptions {
+  unsigned threads = 0;  // 0: all hardware threads
+};
+
+// What one run did: for benchmarks and metrics.
+struct ExecutionStats {
+  std::int64_t pbs = 0;          // KS-PBS performed
+  double pbs_seconds = 0;        // wall time inside batch KS-PBS
+  double levelled_seconds = 0;   // wall time of levelled operations and data movement
+  double total_seconds = 0;
+};
+
+class FheExecutor {
+ public:
+  // Copies the circuit; `keys` must outlive the executor and may be null when !circuit.uses_bootstrapping.
+  // Throws std::invalid_argument when keys are missing or belong to another parameter set.
+  FheExecutor(const CompiledCircuit& circuit, const tfhe::EvaluationKeys* keys, ExecutorOptions options = {});
+
+  // One encrypted tensor per input, in circuit.inputs() order; returns one per output.
+  // Throws std::invalid_argument naming the input on a count, shape or dimension mismatch.
+  std::vector<EncryptedTensor> run(const std::vector<EncryptedTensor>& inputs, ExecutionStats* stats = nullptr) const;
+
+  const CompiledCircuit& circuit() const { return circuit_; }
+
+ private:
+  struct Lowered;  // per-node precomputed maps and lookup tables
+  CompiledCircuit circuit_;
+  const tfhe::EvaluationKeys* keys_;
+  ExecutorOptions options_;
+  std::shared_ptr<const Lowered> lowered_;
+};
+
+}  // namespace veil::circuit

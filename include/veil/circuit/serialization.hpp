@@ -1,0 +1,52 @@
+// The binary format of a circuit and of a compiled circuit (what server.zip holds); the
+// reference is docs/formats/circuit.md.
+//
+// One frame, like the engine's objects (serialization.hpp in tfhe/):
+//   header (64 bytes, little-endian)
+//     0  magic "VEILCIRC" (8 bytes)
+//     8  format major (u16), format minor (u16)
+//    12  type (u16): 1 circuit, 2 compiled circuit; reserved (u16) = 0
+//    16  parameter id (u64): ParameterSet::id() of a compiled circuit, 0 for a circuit
+//    24  payload length in bytes (u64)
+//    32  SHA-256 of the payload, first 16 bytes
+//    48  reserved (16 bytes) = 0
+//   payload: the nodes, then the outputs (and for a compiled circuit the parameter set and
+//   the encoding width the analysis gave when it was compiled).
+// Loading checks the length against the caller's limit, the magic, the version (same major;
+// a newer minor reads an older one), the type, the checksum, every count against the bytes
+// left before allocating, and finally replays the nodes through the builder
+// (validate_circuit): a loaded circuit is well-formed or the load throws FormatError naming
+// the field or node. A compiled circuit is re-analysed on load (deterministic) and its
+// encoding width compared with the stored one.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <stdexcept>
+#include <vector>
+
+#include "veil/circuit/analysis.hpp"
+#include "veil/circuit/circuit.hpp"
+
+namespace veil::circuit {
+
+class CircuitFormatError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+inline constexpr std::uint16_t kCircuitFormatMajor = 1;
+inline constexpr std::uint16_t kCircuitFormatMinor = 0;
+// Default ceiling on one loaded circuit: 1 GiB.
+inline constexpr std::uint64_t kDefaultMaxCircuitBytes = std::uint64_t{1} << 30;
+
+std::vector<std::uint8_t> serialize_circuit(const Circuit& circuit);
+Circuit deserialize_circuit(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes = kDefaultMaxCircuitBytes);
+
+std::vector<std::uint8_t> serialize_compiled_circuit(const CompiledCircuit& compiled);
+CompiledCircuit deserialize_compiled_circuit(std::span<const std::uint8_t> bytes,
+                                             std::uint64_t max_bytes = kDefaultMaxCircuitBytes);
+
+}  // namespace veil::circuit

@@ -1,0 +1,470 @@
+// Range, width and noise analyses, statistics, calibration and parameter choice
+// (analysis.hpp states the encoding and the lowering these numbers describe).
+#include "veil/circuit/analysis.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "maps.hpp"
+#include "veil/circuit/clear_executor.hpp"
+
+namespace veil::circuit {
+namespace {
+
+std::string fmt(const char* format, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, v);
+  return buf;
+}
+
+unsigned signed_width(const ValueRange& r) {
+  if (r.lo >= 0) return width_of_span(static_cast<std::uint64_t>(r.hi));
+  unsigned b = 1;
+  while (b < 63 && (-(std::int64_t{1} << (b - 1)) > r.lo || (std::int64_t{1} << (b - 1)) - 1 < r.hi)) ++b;
+  return b;
+}
+
+std::uint64_t span_of(const ValueRange& r) { return static_cast<std::uint64_t>(r.hi) - static_cast<std::uint64_t>(r.lo); }
+
+double max_sq_weight(const std::vector<std::int64_t>& w) {
+  double m = 0;
+  for (std::int64_t v : w) m = std::max(m, static_cast<double>(v) * static_cast<double>(v));
+  return m;
+}
+
+// Noise multiplier of every node (max over its elements), in units of Var_BR.
+double node_sq_norm2(const Circuit& c, std::uint32_t id, const std::vector<double>& sq, const std::vector<RoundBitsInfo>& rb_of) {
+  const Node& n = c.nodes[id];
+  const auto in = [&](std::size_t i) { return sq[n.operands[i]]; };
+  switch (n.kind) {
+    case OpKind::kInput: return 1.0;
+    case OpKind::kAdd:
+    case OpKind::kSub: return in(0) + in(1);
+    case OpKind::kAddConstant: return in(0);
+    case OpKind::kMulConstant: return max_sq_weight(n.constant.data) * in(0);
+    case OpKind::kMatmul: {
+      const std::int64_t k = n.constant.shape[0], m = n.constant.shape[1];
+      double worst = 0;
+      for (std::int64_t j = 0; j < m; ++j) {
+        double s = 0;
+        for (std::int64_t i = 0; i < k; ++i) {
+          const double w = static_cast<double>(n.constant.data[static_cast<std::size_t>(i * m + j)]);
+          s += w * w;
+        }
+        worst = std::max(worst, s);
+      }
+      return worst * in(0);
+    }
+    case OpKind::kConv2d: {
+      const Shape& w = n.constant.shape;
+      const std::int64_t per_out = w[1] * w[2] * w[3];
+      double worst = 0;
+      for (std::int64_t o = 0; o < w[0]; ++o) {
+        double s = 0;
+        for (std::int64_t i = 0; i < per_out; ++i) {
+          const double v = static_cast<double>(n.constant.data[static_cast<std::size_t>(o * per_out + i)]);
+          s += v * v;
+        }
+        worst = std::max(worst, s);
+      }
+      return worst * in(0);
+    }
+    case OpKind::kSum: {
+      const Shape& x = c.nodes[n.operands[0]].shape;
+      double count = 1;
+      for (std::size_t i = 1; i < n.attributes.size(); ++i) count *= static_cast<double>(x[static_cast<std::size_t>(n.attributes[i])]);
+      return count * in(0);
+    }
+    case OpKind::kReshape:
+    case OpKind::kTranspose:
+    case OpKind::kSlice:
+    case OpKind::kBroadcast: return in(0);
+    case OpKind::kConcat: {
+      double m = 0;
+      for (std::size_t i = 0; i < n.operands.size(); ++i) m = std::max(m, in(i));
+      return m;
+    }
+    case OpKind::kLookup: return 1.0;
+    case OpKind::kRoundBits: {
+      for (const auto& rb : rb_of)
+        if (rb.node == id) return in(0) + static_cast<double>(rb.steps());
+      return in(0);
+    }
+  }
+  return in(0);
+}
+
+void add_constraint(std::vector<tfhe::NoiseConstraint>& out, unsigned bits, double sq) {
+  for (auto& c : out)
+    if (c.message_bits == bits) {
+      c.sq_norm2 = std::max(c.sq_norm2, sq);
+      return;
+    }
+  out.push_back({bits, sq});
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.message_bits < b.message_bits; });
+}
+
+// log2(sum_i count_i * 2^(l_i)), or the exact 1 - prod (1 - p_i)^count_i when not small.
+struct ErrorSum {
+  std::vector<std::pair<double, double>> terms;  // (log2 p, count)
+  void add(double log2_p, double count) {
+    if (count > 0) terms.emplace_back(log2_p, count);
+  }
+  double log2_total() const {
+    if (terms.empty()) return -std::numeric_limits<double>::infinity();
+    double mx = -std::numeric_limits<double>::infinity();
+    for (const auto& [l, n] : terms) mx = std::max(mx, l + std::log2(n));
+    double s = 0;
+    for (const auto& [l, n] : terms) s += std::exp2(l + std::log2(n) - mx);
+    const double union_bound = mx + std::log2(s);
+    if (union_bound < -10) return union_bound;  // exact to 0.1% there
+    double log1m = 0;
+    for (const auto& [l, n] : terms) log1m += n * std::log1p(-std::exp2(l));
+    return std::log2(-std::expm1(log1m));
+  }
+};
+
+}  // namespace
+
+unsigned width_of_span(std::uint64_t span) { return std::max(1u, static_cast<unsigned>(std::bit_width(span))); }
+
+CircuitAnalysis analyze(const Circuit& c) {
+  validate_circuit(c);
+  CircuitAnalysis a;
+  const std::size_t count = c.nodes.size();
+  a.ranges.reserve(count);
+  for (std::uint32_t id = 0; id < count; ++id) a.ranges.push_back(infer_range(c, id, a.ranges));
+
+  CircuitStatistics& st = a.statistics;
+  for (std::uint32_t id = 0; id < count; ++id) {
+    const Node& n = c.nodes[id];
+    st.max_value_bits = std::max(st.max_value_bits, signed_width(a.ranges[id]));
+    if (n.kind == OpKind::kInput) st.encrypted_inputs += element_count(n.shape);
+    if (n.kind == OpKind::kLookup) {
+      const ValueRange& x = a.ranges[n.operands[0]];
+      LookupInfo info;
+      info.node = id;
+      info.elements = element_count(n.shape);
+      info.known_zero_bits = x.trailing_zeros;
+      info.reduced_min = x.lo >> x.trailing_zeros;
+      const std::uint64_t reduced_span = span_of(x) >> x.trailing_zeros;
+      info.precision = width_of_span(reduced_span);
+      if (info.precision > kMaxLookupPrecision)
+        throw std::invalid_argument(
+            c.describe_node(id) + ": its input takes values in [" + std::to_string(x.lo) + ", " + std::to_string(x.hi) +
+            "]" + (x.trailing_zeros ? " in steps of 2^" + std::to_string(x.trailing_zeros) : std::string{}) +
+            ", which needs " + std::to_string(info.precision) + " bits of lookup precision; at most " +
+            std::to_string(kMaxLookupPrecision) + " are supported: round_bits(input, " +
+            std::to_string(info.precision - kMaxLookupPrecision + x.trailing_zeros) + ") before it, or calibrate");
+      a.lookups.push_back(info);
+    } else if (n.kind == OpKind::kRoundBits) {
+      const ValueRange& x = a.ranges[n.operands[0]];
+      RoundBitsInfo info;
+      info.node = id;
+      info.elements = element_count(n.shape);
+      info.bits = static_cast<unsigned>(n.attributes[0]);
+      info.first_bit = std::min(x.trailing_zeros, info.bits);
+      info.nearest = n.attributes[1] == 1;
+      // Approximate rounding costs nothing: the lookup reading it takes the high bits.
+      const bool approximate = n.attributes[1] == static_cast<std::int64_t>(RoundingMode::kApproximate);
+      if (!approximate && info.steps() > 0) a.round_bits.push_back(info);
+    }
+  }
+
+  // Encoding width: every read value must fit (analysis.hpp).
+  unsigned w = 1;
+  for (std::uint32_t o : c.outputs) w = std::max(w, width_of_span(span_of(a.ranges[o])));
+  for (const auto& l : a.lookups) w = std::max(w, l.known_zero_bits + l.precision);
+  for (const auto& r : a.round_bits) w = std::max(w, r.bits);
+  const bool bootstrapping = a.uses_bootstrapping();
+  const unsigned max_w = bootstrapping ? kMaxEncodingWidth : 60u;
+  if (w > max_w) {
+    std::uint32_t culprit = c.outputs[0];
+    for (std::uint32_t o : c.outputs)
+      if (width_of_span(span_of(a.ranges[o])) > width_of_span(span_of(a.ranges[culprit]))) culprit = o;
+    throw std::invalid_argument("circuit needs an encoding width of " + std::to_string(w) + " bits (widest read: " +
+                                c.describe_node(culprit) + "), at most " + std::to_string(max_w) +
+                                " are supported " + (bootstrapping ? "with lookups" : "for levelled circuits"));
+  }
+  a.encoding_width = w;
+  st.encoding_width = w;
+
+  // Noise, depth and constraints, in topological order.
+  a.sq_norm2.assign(count, 0.0);
+  a.pbs_depth.assign(count, 0);
+  std::size_t next_lookup = 0, next_round = 0;
+  for (std::uint32_t id = 0; id < count; ++id) {
+    const Node& n = c.nodes[id];
+    unsigned depth = 0;
+    for (std::uint32_t op : n.operands) depth = std::max(depth, a.pbs_depth[op]);
+    if (n.kind == OpKind::kLookup) {
+      LookupInfo& l = a.lookups[next_lookup++];
+      l.sq_norm2 = a.sq_norm2[n.operands[0]];
+      l.amplification_bits = w - l.known_zero_bits - l.precision;
+      l.constraint_sq_norm2 = std::ldexp(l.sq_norm2, 2 * static_cast<int>(l.amplification_bits));
+      add_constraint(a.constraints, l.precision, l.constraint_sq_norm2);
+      depth += 1;
+    } else if (n.kind == OpKind::kRoundBits && next_round < a.round_bits.size() && a.round_bits[next_round].node == id) {
+      RoundBitsInfo& r = a.round_bits[next_round++];
+      r.input_sq_norm2 = a.sq_norm2[n.operands[0]];
+      for (unsigned k = 0; k < r.steps(); ++k) {
+        const unsigned bit = r.first_bit + k;
+        const double sq = std::ldexp(r.input_sq_norm2 + k, 2 * static_cast<int>(w - bit));
+        r.step_constraint_sq_norm2.push_back(sq);
+        add_constraint(a.constraints, 1, sq);
+      }
+      depth += static_cast<unsigned>(r.steps());
+    }
+    a.pbs_depth[id] = depth;
+    a.sq_norm2[id] = node_sq_norm2(c, id, a.sq_norm2, a.round_bits);
+  }
+  if (bootstrapping)
+    for (std::uint32_t o : c.outputs) add_constraint(a.constraints, 1, std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(w - 1)));
+
+  // Statistics.
+  unsigned min_p = kMaxLookupPrecision + 1;
+  for (const auto& l : a.lookups) {
+    st.lookups_by_precision[l.precision] += l.elements;
+    st.lookup_pbs += l.elements;
+    st.max_lookup_precision = std::max(st.max_lookup_precision, l.precision);
+    min_p = std::min(min_p, l.precision);
+  }
+  for (const auto& r : a.round_bits) st.extraction_pbs += r.elements * static_cast<std::int64_t>(r.steps());
+  st.total_pbs = st.lookup_pbs + st.extraction_pbs;
+  for (std::uint32_t o : c.outputs) st.encrypted_outputs += element_count(c.nodes[o].shape);
+  for (std::uint32_t id = 0; id < count; ++id) {
+    st.pbs_depth = std::max<std::size_t>(st.pbs_depth, a.pbs_depth[id]);
+    if (detail::is_linear(c.nodes[id].kind)) st.levelled_ops += static_cast<std::int64_t>(detail::linear_map(c, id).operand.size());
+  }
+  for (const auto& k : a.constraints) st.max_lookup_sq_norm2 = std::max(st.max_lookup_sq_norm2, k.sq_norm2);
+  if (!a.lookups.empty() && st.max_lookup_precision >= min_p + 3)
+    st.warnings.push_back("lookups of " + std::to_string(min_p) + " to " + std::to_string(st.max_lookup_precision) +
+                          " bits share one parameter set sized for " + std::to_string(st.max_lookup_precision) +
+                          " bits: the narrow ones cost as much as the widest (one set per circuit for now)");
+  for (const auto& l : a.lookups)
+    if (l.amplification_bits >= 6) {
+      st.warnings.push_back(c.describe_node(l.node) + " reads a " + std::to_string(l.precision) + "-bit input at width " +
+                            std::to_string(w) + ": its noise is amplified 2^" + std::to_string(l.amplification_bits) +
+                            " times (narrow the circuit's widest read or round it)");
+      break;
+    }
+  return a;
+}
+
+Circuit calibrate(Circuit circuit, const std::vector<std::vector<Tensor>>& samples) {
+  if (samples.empty()) throw std::invalid_argument("calibrate: no samples");
+  validate_circuit(circuit);
+  const std::size_t count = circuit.nodes.size();
+  std::vector<std::int64_t> lo(count, std::numeric_limits<std::int64_t>::max()), hi(count, std::numeric_limits<std::int64_t>::min());
+  for (const auto& sample : samples) {
+    const std::vector<Tensor> values = run_clear_all_nodes(circuit, sample);
+    for (std::size_t id = 0; id < count; ++id)
+      for (std::int64_t v : values[id].data) {
+        lo[id] = std::min(lo[id], v);
+        hi[id] = std::max(hi[id], v);
+      }
+  }
+  for (std::size_t id = 0; id < count; ++id)
+  {
+    const Node& n = circuit.nodes[id];
+    if (n.kind == OpKind::kInput) continue;
+    // An approximate rounding may return the multiple above the nearest one, and a lookup
+    // reading it the entry next to the one the clear run read: both keep the inferred range
+    // (which covers every entry they can read).
+    if (is_approximate(circuit, static_cast<std::uint32_t>(id))) continue;
+    if (n.kind == OpKind::kLookup && is_approximate(circuit, n.operands[0])) continue;
+    circuit.nodes[id].range_hint = ValueRange{lo[id], hi[id], 0};
+  }
+  return circuit;
+}
+
+double log2_circuit_error_probability(const CircuitAnalysis& a, const tfhe::ParameterSet& params, bool uses_bootstrapping) {
+  ErrorSum sum;
+  const unsigned w = a.encoding_width;
+  if (!uses_bootstrapping) {
+    // Levelled only: outputs carry fresh noise times their norm, no keyswitch.
+    const double fresh = params.glwe_std_dev * params.glwe_std_dev;
+    // The analysis counts noise in units of one fresh/PBS-output variance.
+    (void)fresh;
+    return -std::numeric_limits<double>::infinity();
+  }
+  for (const auto& l : a.lookups)
+    sum.add(tfhe::log2_lookup_error_probability_for_variance(
+                l.precision, tfhe::variance_at_blind_rotation_input(params, l.constraint_sq_norm2)),
+            static_cast<double>(l.elements));
+  for (const auto& r : a.round_bits)
+    for (double sq : r.step_constraint_sq_norm2)
+      sum.add(tfhe::log2_lookup_error_probability_for_variance(1, tfhe::variance_at_blind_rotation_input(params, sq)),
+              static_cast<double>(r.elements));
+  (void)w;
+  return sum.log2_total();
+}
+
+namespace {
+
+// Output reads of a levelled circuit: fresh noise times the output's norm, bound Delta_W / 2.
+double log2_levelled_error(const Circuit& c, const CircuitAnalysis& a, double fresh_variance) {
+  ErrorSum sum;
+  for (std::uint32_t o : c.outputs) {
+    const double var = std::ldexp(a.sq_norm2[o] * fresh_variance, 2 * static_cast<int>(a.encoding_width - 1));
+    sum.add(tfhe::log2_lookup_error_probability_for_variance(1, var), static_cast<double>(element_count(c.nodes[o].shape)));
+  }
+  return sum.log2_total();
+}
+
+double log2_output_error(const Circuit& c, const CircuitAnalysis& a, const tfhe::ParameterSet& params) {
+  ErrorSum sum;
+  for (std::uint32_t o : c.outputs) {
+    const double sq = std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(a.encoding_width - 1));
+    sum.add(tfhe::log2_lookup_error_probability_for_variance(1, tfhe::variance_at_blind_rotation_input(params, sq)),
+            static_cast<double>(element_count(c.nodes[o].shape)));
+  }
+  return sum.log2_total();
+}
+
+void finish_statistics(CompiledCircuit& cc) {
+  CircuitStatistics& st = cc.analysis.statistics;
+  double l2;
+  if (cc.uses_bootstrapping) {
+    ErrorSum both;
+    both.add(log2_circuit_error_probability(cc.analysis, cc.params, true), 1);
+    both.add(log2_output_error(cc.circuit, cc.analysis, cc.params), 1);
+    l2 = both.log2_total();
+  } else {
+    l2 = log2_levelled_error(cc.circuit, cc.analysis, cc.params.glwe_std_dev * cc.params.glwe_std_dev);
+  }
+  st.log2_predicted_p_error = l2;
+  st.predicted_p_error = std::exp2(l2);
+  st.parameters = cc.params.describe() + (cc.uses_bootstrapping ? "" : " (levelled only: no PBS, evaluation keys unused)");
+  const tfhe::NoiseBreakdown noise = tfhe::noise_breakdown(cc.params);
+  if (cc.uses_bootstrapping && noise.fresh > noise.blind_rotation)
+    st.warnings.push_back("fresh encryptions are noisier than PBS outputs under " + cc.params.name +
+                          ": the noise analysis counts them as PBS outputs (optimistic)");
+}
+
+tfhe::ParameterSet levelled_parameters(const Circuit& c, const CircuitAnalysis& a, double p_error, unsigned security_bits) {
+  double worst = 0;
+  for (std::uint32_t o : c.outputs) worst = std::max(worst, a.sq_norm2[o]);
+  const double max_var = tfhe::max_variance_for_p_error(1, p_error);
+  for (unsigned log_n = 10; log_n <= 16; ++log_n) {
+    const std::size_t big_n = std::size_t{1} << log_n;
+    const double sigma = std::exp2(tfhe::min_secure_log2_std_dev(big_n, security_bits));
+    if (!(std::ldexp(worst * sigma * sigma, 2 * static_cast<int>(a.encoding_width - 1)) <= max_var)) continue;
+    tfhe::ParameterSet p;
+    p.name = "levelled_w" + std::to_string(a.encoding_width) + "_N" + std::to_string(big_n);
+    p.message_bits = std::min(a.encoding_width, 8u);
+    p.glwe_dimension = tfhe::GlweDimension(1);
+    p.polynomial_size = tfhe::PolynomialSize(big_n);
+    p.glwe_std_dev = sigma;
+    // Filler for the unused small key and decompositions: valid, secure and as small as the
+    // format allows, so that a client that generates keys anyway wastes little.
+    p.lwe_dimension = tfhe::LweDimension(630);
+    p.lwe_std_dev = std::exp2(tfhe::min_secure_log2_std_dev(630, security_bits));
+    p.pbs_base_log = tfhe::DecompositionBaseLog(20);
+    p.pbs_level_count = tfhe::DecompositionLevelCount(1);
+    p.ks_base_log = tfhe::DecompositionBaseLog(4);
+    p.ks_level_count = tfhe::DecompositionLevelCount(1);
+    return p;
+  }
+  throw std::invalid_argument("levelled circuit: no 2^10..2^16 polynomial size keeps its " +
+                              std::to_string(a.encoding_width) + "-bit outputs (noise norm^2 " + fmt("%.3g", worst) +
+                              ") correct at p_error " + fmt("%.3g", p_error));
+}
+
+}  // namespace
+
+CompiledCircuit compile(Circuit circuit, const CompileOptions& options) {
+  CompiledCircuit cc;
+  cc.analysis = analyze(circuit);
+  cc.circuit = std::move(circuit);
+  cc.uses_bootstrapping = cc.analysis.uses_bootstrapping();
+  const CircuitStatistics& st = cc.analysis.statistics;
+  const double reads = static_cast<double>(st.total_pbs + st.encrypted_outputs);
+  double p_error = options.p_error;
+  if (options.global_p_error) {
+    const double g = *options.global_p_error;
+    if (!(g > 0.0 && g < 1.0)) throw std::invalid_argument("compile: global_p_error must be in (0, 1), got " + fmt("%.17g", g));
+    p_error = -std::expm1(std::log1p(-g) / std::max(reads, 1.0));
+  }
+  if (!(p_error > 0.0 && p_error < 1.0)) throw std::invalid_argument("compile: p_error must be in (0, 1), got " + fmt("%.17g", p_error));
+  if (!cc.uses_bootstrapping) {
+    cc.params = levelled_parameters(cc.circuit, cc.analysis, p_error, options.security_bits);
+  } else {
+    tfhe::OptimizerOptions o = options.search;
+    o.constraints = cc.analysis.constraints;
+    o.p_error = p_error;
+    o.security_bits = options.security_bits;
+    auto params = tfhe::optimize_parameters(o);
+    if (!params) {
+      std::string worst;
+      double worst_sq = -1;
+      for (const auto& l : cc.analysis.lookups)
+        if (l.constraint_sq_norm2 > worst_sq) {
+          worst_sq = l.constraint_sq_norm2;
+          worst = cc.circuit.describe_node(l.node) + " (" + std::to_string(l.precision) + " bits, noise amplified 2^" +
+                  std::to_string(l.amplification_bits) + ")";
+        }
+      for (const auto& r : cc.analysis.round_bits)
+        if (!r.step_constraint_sq_norm2.empty() && r.step_constraint_sq_norm2.back() > worst_sq) {
+          worst_sq = r.step_constraint_sq_norm2.back();
+          worst = cc.circuit.describe_node(r.node) + " (bit extraction at width " + std::to_string(cc.analysis.encoding_width) + ")";
+        }
+      throw std::invalid_argument("compile: no " + std::to_string(options.security_bits) +
+                                  "-bit secure parameter set meets p_error " + fmt("%.3g", p_error) +
+                                  " for this circuit; the most demanding operation is " + worst + " with noise norm^2 " +
+                                  fmt("%.3g", worst_sq) + " at encoding width " +
+                                  std::to_string(cc.analysis.encoding_width) + ": narrow it or round earlier");
+    }
+    cc.params = *params;
+  }
+  finish_statistics(cc);
+  return cc;
+}
+
+CompiledCircuit compile_with_parameters(Circuit circuit, const tfhe::ParameterSet& params) {
+  params.validate();
+  CompiledCircuit cc;
+  cc.analysis = analyze(circuit);
+  cc.circuit = std::move(circuit);
+  cc.uses_bootstrapping = cc.analysis.uses_bootstrapping();
+  cc.params = params;
+  for (const auto& l : cc.analysis.lookups)
+    if ((std::size_t{1} << l.precision) > params.polynomial_size.value)
+      throw std::invalid_argument(cc.circuit.describe_node(l.node) + ": a " + std::to_string(l.precision) +
+                                  "-bit table does not fit N = " + std::to_string(params.polynomial_size.value));
+  finish_statistics(cc);
+  return cc;
+}
+
+std::string CircuitStatistics::to_string() const {
+  std::string s = "circuit statistics\n";
+  s += "  encrypted inputs: " + std::to_string(encrypted_inputs) + " ciphertexts, outputs: " +
+       std::to_string(encrypted_outputs) + "\n";
+  s += "  encoding width W: " + std::to_string(encoding_width) + " bits (widest intermediate " +
+       std::to_string(max_value_bits) + " bits)\n";
+  s += "  lookups: " + std::to_string(lookup_pbs) + " PBS";
+  if (!lookups_by_precision.empty()) {
+    s += " (";
+    bool first = true;
+    for (const auto& [p, n] : lookups_by_precision) {
+      s += (first ? "" : ", ") + std::to_string(p) + "-bit: " + std::to_string(n);
+      first = false;
+    }
+    s += ")";
+  }
+  s += "\n  round_bits: " + std::to_string(extraction_pbs) + " PBS (one per dropped bit)\n";
+  s += "  total PBS: " + std::to_string(total_pbs) + " in " + std::to_string(pbs_depth) + " sequential waves\n";
+  s += "  levelled operations: " + std::to_string(levelled_ops) + " ciphertext multiply-adds\n";
+  if (max_lookup_sq_norm2 > 0) s += "  most demanding noise constraint: 2^" + fmt("%.1f", std::log2(max_lookup_sq_norm2)) + " x Var_BR\n";
+  if (!parameters.empty()) s += "  parameters: " + parameters + "\n";
+  if (log2_predicted_p_error) s += "  predicted p_error (whole circuit): 2^" + fmt("%.1f", *log2_predicted_p_error) + "\n";
+  for (const auto& w : warnings) s += "  warning: " + w + "\n";
+  return s;
+}
+
+}  // namespace veil::circuit

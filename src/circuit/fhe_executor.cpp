@@ -1,0 +1,382 @@
+// FHE execution of a compiled circuit (fhe_executor.hpp states the encoding; analysis.hpp
+// the lowering of lookups and round_bits this file carries out).
+#include "veil/circuit/fhe_executor.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <limits>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+#include "maps.hpp"
+#include "veil/circuit/clear_executor.hpp"
+#include "veil/tfhe/lwe.hpp"
+#include "veil/tfhe/parallel.hpp"
+
+namespace veil::circuit {
+
+using tfhe::Torus;
+
+namespace {
+
+// Delta_W = 2^(63 - W): the scale of every value of a circuit of encoding width W.
+Torus value_delta(unsigned width) { return Torus{1} << (63 - width); }
+
+Torus encode_value(std::int64_t v, unsigned width) { return static_cast<Torus>(v) * value_delta(width); }
+
+// The representative in [lo, lo + 2^(W+1)) of round(phase / Delta_W) mod 2^(W+1).
+std::int64_t decode_value(Torus phase, unsigned width, std::int64_t lo) {
+  const unsigned shift = 63 - width;
+  const Torus rounded = (phase + (Torus{1} << shift >> 1)) >> shift;
+  const Torus mask = width >= 63 ? ~Torus{0} : (Torus{1} << (width + 1)) - 1;
+  const Torus offset = (rounded - static_cast<Torus>(lo)) & mask;
+  return static_cast<std::int64_t>(static_cast<Torus>(lo) + offset);
+}
+
+std::size_t big_dimension(const tfhe::ParameterSet& p) { return p.glwe_dimension.value * p.polynomial_size.value; }
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+std::string input_label(const Circuit& c, std::size_t index, std::uint32_t id) {
+  const std::string& name = c.nodes[id].name;
+  return "input " + std::to_string(index) + (name.empty() ? std::string{} : " '" + name + "'");
+}
+
+}  // namespace
+
+// Everything about a node that does not depend on the ciphertexts: computed once.
+struct FheExecutor::Lowered {
+  struct LookupStep {
+    std::vector<tfhe::LookupTable> tables;        // one per distinct table of the node
+    std::vector<std::uint32_t> table_of_element;  // empty: tables[0] for all
+    Torus offset = 0;                             // subtracted: encode(lo)
+    std::uint64_t multiplier = 1;                 // 2^(W - t - p)
+  };
+  struct RoundStep {
+    unsigned first_bit = 0, bits = 0;
+    bool nearest = false;
+    std::vector<tfhe::LookupTable> extraction;  // one per extracted bit
+  };
+  struct NodeProgram {
+    detail::LinearMap linear;
+    detail::GatherMap gather;
+    bool alias = false;  // reshape or approximate round_bits: same ciphertexts as operand 0
+    LookupStep lookup;
+    RoundStep round;
+  };
+  std::vector<NodeProgram> nodes;
+  std::vector<std::uint32_t> last_use;  // node id after which a value is no longer needed
+};
+
+FheExecutor::FheExecutor(const CompiledCircuit& circuit, const tfhe::EvaluationKeys* keys, ExecutorOptions options)
+    : circuit_(circuit), keys_(keys), options_(options) {
+  const Circuit& c = circuit_.circuit;
+  const CircuitAnalysis& a = circuit_.analysis;
+  const tfhe::ParameterSet& params = circuit_.params;
+  if (circuit_.uses_bootstrapping) {
+    if (keys_ == nullptr)
+      throw std::invalid_argument("FheExecutor: the circuit has lookups and needs evaluation keys; none were given");
+    if (keys_->params.id() != params.id())
+      throw std::invalid_argument("FheExecutor: the evaluation keys are for parameter set " + keys_->params.describe() +
+                                  ", the circuit was compiled for " + params.describe());
+  }
+  const unsigned w = a.encoding_width;
+  const tfhe::PolynomialSize big_n = params.polynomial_size;
+  auto lowered = std::make_shared<Lowered>();
+  lowered->nodes.resize(c.nodes.size());
+  lowered->last_use.assign(c.nodes.size(), 0);
+  for (std::uint32_t id = 0; id < c.nodes.size(); ++id)
+    for (std::uint32_t op : c.nodes[id].operands) lowered->last_use[op] = std::max(lowered->last_use[op], id);
+  for (std::uint32_t o : c.outputs) lowered->last_use[o] = std::numeric_limits<std::uint32_t>::max();
+
+  std::size_t next_lookup = 0, next_round = 0;
+  for (std::uint32_t id = 0; id < c.nodes.size(); ++id) {
+    const Node& n = c.nodes[id];
+    Lowered::NodeProgram& prog = lowered->nodes[id];
+    if (detail::is_linear(n.kind)) {
+      prog.linear = detail::linear_map(c, id);
+    } else if (n.kind == OpKind::kReshape) {
+      prog.alias = true;
+    } else if (detail::is_gather(n.kind)) {
+      prog.gather = detail::gather_map(c, id);
+    } else if (n.kind == OpKind::kLookup) {
+      const LookupInfo& info = a.lookups.at(next_lookup++);
+      if (info.node != id) throw std::logic_error("FheExecutor: lookup analysis out of order");
+      const std::size_t entries = std::size_t{1} << info.precision;
+      for (const Table& table : n.tables) {
+        std::vector<Torus> outputs(entries, 0);
+        for (std::size_t r = 0; r < entries; ++r) {
+          const std::int64_t v = (info.reduced_min + static_cast<std::int64_t>(r)) *
+                                 (std::int64_t{1} << info.known_zero_bits);
+          const std::int64_t offset = v - table.domain_min;
+          const std::int64_t index = offset >> table.domain_shift;
+          // Entries the input never reaches (outside the table's domain) read 0.
+          if (offset >= 0 && (offset & ((std::int64_t{1} << table.domain_shift) - 1)) == 0 &&
+              index < static_cast<std::int64_t>(table.values.size()))
+            outputs[r] = encode_value(table.values[static_cast<std::size_t>(index)], w);
+        }
+        prog.lookup.tables.emplace_back(big_n, info.precision, outputs);
+      }
+      prog.lookup.table_of_element = n.table_index;
+      prog.lookup.offset = encode_value(info.reduced_min * (std::int64_t{1} << info.known_zero_bits), w);
+      prog.lookup.multiplier = std::uint64_t{1} << info.amplification_bits;
+    } else if (n.kind == OpKind::kRoundBits) {
+      if (next_round < a.round_bits.size() && a.round_bits[next_round].node == id) {
+        const RoundBitsInfo& info = a.round_bits[next_round++];
+        prog.round.first_bit = info.first_bit;
+        prog.round.bits = info.bits;
+        prog.round.nearest = info.nearest;
+        for (unsigned bit = info.first_bit; bit < info.bits; ++bit) {
+          // Both entries +Delta_(W-bit)/2: the negacyclic half returns the negation, which
+          // is how the bit on the padding position shows (analysis.hpp).
+          const Torus half = Torus{1} << (62 - w + bit);
+          const Torus outputs[2] = {half, half};
+          prog.round.extraction.emplace_back(big_n, 1, outputs);
+        }
+      } else {
+        prog.alias = true;  // approximate, or no unknown bit to clear
+      }
+    }
+  }
+  lowered_ = std::move(lowered);
+}
+
+std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>& inputs, ExecutionStats* stats) const {
+  using Clock = std::chrono::steady_clock;
+  const auto t_start = Clock::now();
+  const Circuit& c = circuit_.circuit;
+  const unsigned w = circuit_.analysis.encoding_width;
+  const tfhe::LweDimension dim(big_dimension(circuit_.params));
+  const std::size_t words = tfhe::lwe_size(dim);
+  const unsigned threads = tfhe::resolve_thread_count(options_.threads);
+  const auto input_ids = c.inputs();
+  if (inputs.size() != input_ids.size())
+    throw std::invalid_argument("run: " + std::to_string(inputs.size()) + " encrypted inputs for " +
+                                std::to_string(input_ids.size()) + " circuit inputs");
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Node& n = c.nodes[input_ids[i]];
+    const std::string label = "run: " + input_label(c, i, input_ids[i]);
+    if (inputs[i].shape != n.shape)
+      throw std::invalid_argument(label + " has shape " + shape_string(inputs[i].shape) + ", the circuit expects " +
+                                  shape_string(n.shape));
+    if (inputs[i].ciphertexts.count() != static_cast<std::size_t>(element_count(n.shape)))
+      throw std::invalid_argument(label + " holds " + std::to_string(inputs[i].ciphertexts.count()) +
+                                  " ciphertexts for " + std::to_string(element_count(n.shape)) + " elements");
+    if (inputs[i].ciphertexts.dimension() != dim)
+      throw std::invalid_argument(label + " has LWE dimension " + std::to_string(inputs[i].ciphertexts.dimension().value) +
+                                  ", the circuit's parameters have " + std::to_string(dim.value));
+  }
+
+  ExecutionStats local;
+  std::vector<std::shared_ptr<const tfhe::LweCiphertextList>> values(c.nodes.size());
+  std::size_t next_input = 0;
+  for (std::uint32_t id = 0; id < c.nodes.size(); ++id) {
+    const Node& n = c.nodes[id];
+    const Lowered::NodeProgram& prog = lowered_->nodes[id];
+    const std::size_t count = static_cast<std::size_t>(element_count(n.shape));
+    if (n.kind == OpKind::kInput) {
+      // Shares the caller's ciphertexts: inputs are only read.
+      values[id] = std::shared_ptr<const tfhe::LweCiphertextList>(std::shared_ptr<void>{},
+                                                                  &inputs[next_input++].ciphertexts);
+      continue;
+    }
+    const auto t0 = Clock::now();
+    if (prog.alias) {
+      values[id] = values[n.operands[0]];
+      local.levelled_seconds += seconds_since(t0);
+    } else if (detail::is_linear(n.kind)) {
+      auto out = std::make_shared<tfhe::LweCiphertextList>(dim, count);
+      const detail::LinearMap& m = prog.linear;
+      tfhe::parallel_for(count, threads, std::max<std::size_t>(1, 64), [&](std::size_t begin, std::size_t end, unsigned) {
+        for (std::size_t r = begin; r < end; ++r) {
+          std::span<Torus> y = (*out)[r];
+          for (std::size_t t = m.row_begin[r]; t < m.row_begin[r + 1]; ++t)
+            tfhe::lwe_mul_scalar_add(y, (*values[n.operands[m.operand[t]]])[static_cast<std::size_t>(m.element[t])],
+                                     m.weight[t]);
+          if (m.constant[r] != 0) tfhe::lwe_add_plaintext(y, encode_value(m.constant[r], w));
+        }
+      });
+      values[id] = std::move(out);
+      local.levelled_seconds += seconds_since(t0);
+    } else if (detail::is_gather(n.kind)) {
+      auto out = std::make_shared<tfhe::LweCiphertextList>(dim, count);
+      const detail::GatherMap& m = prog.gather;
+      for (std::size_t e = 0; e < count; ++e) {
+        const auto src = (*values[n.operands[m.operand[e]]])[static_cast<std::size_t>(m.element[e])];
+        std::copy(src.begin(), src.end(), (*out)[e].begin());
+      }
+      values[id] = std::move(out);
+      local.levelled_seconds += seconds_since(t0);
+    } else if (n.kind == OpKind::kLookup) {
+      const Lowered::LookupStep& step = prog.lookup;
+      auto out = std::make_shared<tfhe::LweCiphertextList>(dim, count);
+      const tfhe::LweCiphertextList& x = *values[n.operands[0]];
+      // Phase r * Delta_p: subtract the range's low end, then lift the p bits read to the top.
+      for (std::size_t e = 0; e < count; ++e) {
+        std::span<Torus> y = (*out)[e];
+        const auto src = x[e];
+        for (std::size_t i = 0; i < words; ++i) y[i] = src[i] * step.multiplier;
+        y[words - 1] -= step.offset * step.multiplier;
+      }
+      local.levelled_seconds += seconds_since(t0);
+      const auto t1 = Clock::now();
+      std::vector<const tfhe::LookupTable*> tables;
+      if (step.table_of_element.empty()) {
+        tables.push_back(&step.tables[0]);
+      } else {
+        tables.reserve(count);
+        for (std::uint32_t t : step.table_of_element) tables.push_back(&step.tables[t]);
+      }
+      tfhe::keyswitch_programmable_bootstrap_batch(*keys_, *out, tables, *out, {options_.threads});
+      local.pbs += static_cast<std::int64_t>(count);
+      local.pbs_seconds += seconds_since(t1);
+      values[id] = std::move(out);
+    } else if (n.kind == OpKind::kRoundBits) {
+      const Lowered::RoundStep& step = prog.round;
+      auto u = std::make_shared<tfhe::LweCiphertextList>(dim, count);
+      {
+        const auto src = values[n.operands[0]]->data();
+        std::copy(src.begin(), src.end(), u->data().begin());
+      }
+      if (step.nearest)
+        for (std::size_t e = 0; e < count; ++e)
+          tfhe::lwe_add_plaintext((*u)[e], encode_value(std::int64_t{1} << (step.bits - 1), w));
+      tfhe::LweCiphertextList probe(dim, count);
+      for (unsigned k = 0; k < step.extraction.size(); ++k) {
+        const unsigned bit = step.first_bit + k;
+        const auto t1 = Clock::now();
+        // Bit `bit` of u (a multiple of 2^bit) onto the padding position, then a quarter
+        // turn so that noise of either sign stays in its half.
+        const std::uint64_t lift = std::uint64_t{1} << (w - bit);
+        for (std::size_t e = 0; e < count; ++e) {
+          const auto src = (*u)[e];
+          std::span<Torus> y = probe[e];
+          for (std::size_t i = 0; i < words; ++i) y[i] = src[i] * lift;
+          y[words - 1] += Torus{1} << 61;
+        }
+        local.levelled_seconds += seconds_since(t1);
+        const auto t2 = Clock::now();
+        const tfhe::LookupTable* table = &step.extraction[k];
+        tfhe::keyswitch_programmable_bootstrap_batch(*keys_, probe, std::span<const tfhe::LookupTable* const>(&table, 1),
+                                                     probe, {options_.threads});
+        local.pbs += static_cast<std::int64_t>(count);
+        local.pbs_seconds += seconds_since(t2);
+        // probe = +-Delta_(W-bit)/2; the bit's value is Delta_(W-bit)/2 - probe: subtract it.
+        const Torus half = Torus{1} << (62 - w + bit);
+        for (std::size_t e = 0; e < count; ++e) {
+          tfhe::lwe_add((*u)[e], (*u)[e], probe[e]);
+          (*u)[e].back() -= half;
+        }
+      }
+      values[id] = std::move(u);
+    } else {
+      throw std::logic_error(std::string("FheExecutor: no lowering for ") + op_name(n.kind));
+    }
+    for (std::uint32_t op : n.operands)
+      if (lowered_->last_use[op] == id) values[op].reset();
+  }
+
+  std::vector<EncryptedTensor> outputs;
+  outputs.reserve(c.outputs.size());
+  for (std::uint32_t o : c.outputs) outputs.push_back(EncryptedTensor{c.nodes[o].shape, *values[o]});
+  local.total_seconds = seconds_since(t_start);
+  if (stats) *stats = local;
+  return outputs;
+}
+
+std::vector<tfhe::SeededLweCiphertextList> encrypt_inputs(const CompiledCircuit& circuit, const tfhe::SecretKeys& keys,
+                                                          const std::vector<Tensor>& inputs) {
+  const Circuit& c = circuit.circuit;
+  if (keys.params.id() != circuit.params.id())
+    throw std::invalid_argument("encrypt_inputs: the secret keys are for parameter set " + keys.params.describe() +
+                                ", the circuit was compiled for " + circuit.params.describe());
+  const auto input_ids = c.inputs();
+  if (inputs.size() != input_ids.size())
+    throw std::invalid_argument("encrypt_inputs: " + std::to_string(inputs.size()) + " tensors for " +
+                                std::to_string(input_ids.size()) + " circuit inputs");
+  const unsigned w = circuit.analysis.encoding_width;
+  tfhe::Csprng noise = tfhe::Csprng::from_os();
+  std::vector<tfhe::SeededLweCiphertextList> out;
+  out.reserve(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Node& n = c.nodes[input_ids[i]];
+    const std::string label = "encrypt_inputs: " + input_label(c, i, input_ids[i]);
+    if (inputs[i].shape != n.shape)
+      throw std::invalid_argument(label + " has shape " + shape_string(inputs[i].shape) + ", the circuit expects " +
+                                  shape_string(n.shape));
+    std::vector<Torus> plaintexts;
+    plaintexts.reserve(inputs[i].data.size());
+    for (std::int64_t v : inputs[i].data) {
+      if (v < n.attributes[2] || v > n.attributes[3])
+        throw std::invalid_argument(label + " holds " + std::to_string(v) + ", outside its range [" +
+                                    std::to_string(n.attributes[2]) + ", " + std::to_string(n.attributes[3]) + "]");
+      plaintexts.push_back(encode_value(v, w));
+    }
+    out.push_back(tfhe::encrypt_seeded_lwe_list(keys.glwe.flattened(), plaintexts, circuit.params.glwe_std_dev, noise));
+  }
+  return out;
+}
+
+std::vector<EncryptedTensor> expand_inputs(const CompiledCircuit& circuit,
+                                           const std::vector<tfhe::SeededLweCiphertextList>& inputs) {
+  const Circuit& c = circuit.circuit;
+  const auto input_ids = c.inputs();
+  if (inputs.size() != input_ids.size())
+    throw std::invalid_argument("expand_inputs: " + std::to_string(inputs.size()) + " ciphertext lists for " +
+                                std::to_string(input_ids.size()) + " circuit inputs");
+  const std::size_t dim = big_dimension(circuit.params);
+  std::vector<EncryptedTensor> out;
+  out.reserve(inputs.size());
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    const Node& n = c.nodes[input_ids[i]];
+    const std::string label = "expand_inputs: " + input_label(c, i, input_ids[i]);
+    if (inputs[i].dimension.value != dim)
+      throw std::invalid_argument(label + " has LWE dimension " + std::to_string(inputs[i].dimension.value) +
+                                  ", the circuit's parameters have " + std::to_string(dim));
+    if (inputs[i].count() != static_cast<std::size_t>(element_count(n.shape)))
+      throw std::invalid_argument(label + " holds " + std::to_string(inputs[i].count()) + " ciphertexts, its shape " +
+                                  shape_string(n.shape) + " has " + std::to_string(element_count(n.shape)) + " elements");
+    out.push_back(EncryptedTensor{n.shape, tfhe::decompress_lwe_list(inputs[i])});
+  }
+  return out;
+}
+
+std::vector<Tensor> decrypt_outputs(const CompiledCircuit& circuit, const tfhe::SecretKeys& keys,
+                                    const std::vector<EncryptedTensor>& outputs) {
+  const Circuit& c = circuit.circuit;
+  if (keys.params.id() != circuit.params.id())
+    throw std::invalid_argument("decrypt_outputs: the secret keys are for parameter set " + keys.params.describe() +
+                                ", the circuit was compiled for " + circuit.params.describe());
+  if (outputs.size() != c.outputs.size())
+    throw std::invalid_argument("decrypt_outputs: " + std::to_string(outputs.size()) + " tensors for " +
+                                std::to_string(c.outputs.size()) + " circuit outputs");
+  const unsigned w = circuit.analysis.encoding_width;
+  const std::size_t dim = big_dimension(circuit.params);
+  std::vector<Tensor> out;
+  out.reserve(outputs.size());
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const std::uint32_t id = c.outputs[i];
+    const Node& n = c.nodes[id];
+    const std::string label = "decrypt_outputs: output " + std::to_string(i);
+    if (outputs[i].shape != n.shape)
+      throw std::invalid_argument(label + " has shape " + shape_string(outputs[i].shape) + ", the circuit's is " +
+                                  shape_string(n.shape));
+    if (outputs[i].ciphertexts.count() != static_cast<std::size_t>(element_count(n.shape)) ||
+        outputs[i].ciphertexts.dimension().value != dim)
+      throw std::invalid_argument(label + " holds " + std::to_string(outputs[i].ciphertexts.count()) +
+                                  " ciphertexts of dimension " + std::to_string(outputs[i].ciphertexts.dimension().value) +
+                                  ", expected " + std::to_string(element_count(n.shape)) + " of dimension " +
+                                  std::to_string(dim));
+    const std::int64_t lo = circuit.analysis.ranges[id].lo;
+    std::vector<std::int64_t> data(outputs[i].ciphertexts.count());
+    for (std::size_t e = 0; e < data.size(); ++e)
+      data[e] = decode_value(tfhe::decrypt_lwe_phase(keys.glwe.flattened(), outputs[i].ciphertexts[e]), w, lo);
+    out.emplace_back(n.shape, std::move(data));
+  }
+  return out;
+}
+
+}  // namespace veil::circuit

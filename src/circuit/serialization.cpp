@@ -1,0 +1,317 @@
+// Circuit frames (serialization.hpp; docs/formats/circuit.md).
+#include "veil/circuit/serialization.hpp"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <string>
+
+#include "veil/tfhe/serialization.hpp"
+
+namespace veil::circuit {
+namespace {
+
+constexpr std::array<std::uint8_t, 8> kMagic = {'V', 'E', 'I', 'L', 'C', 'I', 'R', 'C'};
+constexpr std::size_t kHeaderBytes = 64;
+constexpr std::uint16_t kTypeCircuit = 1;
+constexpr std::uint16_t kTypeCompiled = 2;
+
+[[noreturn]] void fail(const std::string& what) { throw CircuitFormatError("circuit file: " + what); }
+
+std::array<std::uint8_t, 32> sha256(std::span<const std::uint8_t> data) {
+  std::array<std::uint8_t, 32> out{};
+  unsigned len = 0;
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 || len != 32)
+    throw std::runtime_error("circuit file: SHA-256 failed");
+  return out;
+}
+
+class Writer {
+ public:
+  void u8(std::uint8_t v) { out_.push_back(v); }
+  void u16(std::uint16_t v) { put(v, 2); }
+  void u32(std::uint32_t v) { put(v, 4); }
+  void u64(std::uint64_t v) { put(v, 8); }
+  void i64(std::int64_t v) { put(static_cast<std::uint64_t>(v), 8); }
+  void bytes(std::span<const std::uint8_t> b) {
+    u64(b.size());
+    out_.insert(out_.end(), b.begin(), b.end());
+  }
+  void string(const std::string& s) {
+    u32(static_cast<std::uint32_t>(s.size()));
+    out_.insert(out_.end(), s.begin(), s.end());
+  }
+  void i64s(const std::vector<std::int64_t>& v) {
+    u64(v.size());
+    for (std::int64_t x : v) i64(x);
+  }
+  std::vector<std::uint8_t>& data() { return out_; }
+
+ private:
+  void put(std::uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out_.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+  }
+  std::vector<std::uint8_t> out_;
+};
+
+class Reader {
+ public:
+  explicit Reader(std::span<const std::uint8_t> b) : b_(b) {}
+  std::size_t remaining() const { return b_.size() - pos_; }
+  std::uint8_t u8(const char* f) { return static_cast<std::uint8_t>(get(1, f)); }
+  std::uint16_t u16(const char* f) { return static_cast<std::uint16_t>(get(2, f)); }
+  std::uint32_t u32(const char* f) { return static_cast<std::uint32_t>(get(4, f)); }
+  std::uint64_t u64(const char* f) { return get(8, f); }
+  std::int64_t i64(const char* f) { return static_cast<std::int64_t>(get(8, f)); }
+  // A count of items of at least `item_bytes` each: refused before allocation when the
+  // bytes left cannot hold them.
+  std::uint64_t count(const char* f, std::uint64_t item_bytes, std::uint64_t limit) {
+    const std::uint64_t n = u64(f);
+    if (n > limit) fail(std::string(f) + " is " + std::to_string(n) + ", more than the limit " + std::to_string(limit));
+    if (item_bytes > 0 && n > remaining() / item_bytes)
+      fail(std::string(f) + " claims " + std::to_string(n) + " items but only " + std::to_string(remaining()) +
+           " bytes remain");
+    return n;
+  }
+  std::vector<std::int64_t> i64s(const char* f, std::uint64_t limit) {
+    const std::uint64_t n = count(f, 8, limit);
+    std::vector<std::int64_t> v(n);
+    for (auto& x : v) x = i64(f);
+    return v;
+  }
+  std::string string(const char* f) {
+    const std::uint32_t n = u32(f);
+    if (n > 4096) fail(std::string(f) + " is " + std::to_string(n) + " bytes long, at most 4096 are allowed");
+    return std::string(reinterpret_cast<const char*>(take(n, f)), n);
+  }
+  std::span<const std::uint8_t> bytes(const char* f) {
+    const std::uint64_t n = count(f, 1, std::uint64_t{1} << 32);
+    return {take(static_cast<std::size_t>(n), f), static_cast<std::size_t>(n)};
+  }
+  void expect_end() {
+    if (remaining() != 0) fail(std::to_string(remaining()) + " unexpected bytes after the last field");
+  }
+
+ private:
+  const std::uint8_t* take(std::size_t n, const char* f) {
+    if (n > remaining())
+      fail("payload ends inside field '" + std::string(f) + "' at offset " + std::to_string(pos_) + " (" +
+           std::to_string(remaining()) + " bytes left, " + std::to_string(n) + " needed)");
+    const std::uint8_t* p = b_.data() + pos_;
+    pos_ += n;
+    return p;
+  }
+  std::uint64_t get(int n, const char* f) {
+    const std::uint8_t* p = take(static_cast<std::size_t>(n), f);
+    std::uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
+    return v;
+  }
+  std::span<const std::uint8_t> b_;
+  std::size_t pos_ = 0;
+};
+
+void write_tensor(Writer& w, const Tensor& t) {
+  w.i64s(t.shape);
+  w.i64s(t.data);
+}
+
+Tensor read_tensor(Reader& r) {
+  Shape shape = r.i64s("constant rank", kMaxRank);
+  std::vector<std::int64_t> data = r.i64s("constant element count", static_cast<std::uint64_t>(kMaxTensorElements));
+  try {
+    return Tensor(std::move(shape), std::move(data));
+  } catch (const std::invalid_argument& e) {
+    fail(std::string("constant: ") + e.what());
+  }
+}
+
+void write_circuit(Writer& w, const Circuit& c) {
+  w.u64(c.nodes.size());
+  for (const Node& n : c.nodes) {
+    w.u16(static_cast<std::uint16_t>(n.kind));
+    w.u64(n.operands.size());
+    for (std::uint32_t op : n.operands) w.u32(op);
+    w.i64s(n.shape);
+    w.i64s(n.attributes);
+    write_tensor(w, n.constant);
+    w.u64(n.tables.size());
+    for (const Table& t : n.tables) {
+      w.i64(t.domain_min);
+      w.u32(t.domain_shift);
+      w.i64s(t.values);
+    }
+    w.u64(n.table_index.size());
+    for (std::uint32_t t : n.table_index) w.u32(t);
+    w.u8(n.range_hint ? 1 : 0);
+    if (n.range_hint) {
+      w.i64(n.range_hint->lo);
+      w.i64(n.range_hint->hi);
+      w.u32(n.range_hint->trailing_zeros);
+    }
+    w.string(n.name);
+  }
+  w.u64(c.outputs.size());
+  for (std::size_t i = 0; i < c.outputs.size(); ++i) {
+    w.u32(c.outputs[i]);
+    w.string(i < c.output_names.size() ? c.output_names[i] : std::string{});
+  }
+}
+
+Circuit read_circuit(Reader& r) {
+  Circuit c;
+  // The smallest node is ~60 bytes; 8 is a safe lower bound for the pre-allocation check.
+  const std::uint64_t node_count = r.count("node count", 8, std::uint64_t{1} << 24);
+  c.nodes.reserve(node_count);
+  for (std::uint64_t i = 0; i < node_count; ++i) {
+    Node n;
+    const std::uint16_t kind = r.u16("kind");
+    if (kind < 1 || kind > kMaxOpKind) fail("node " + std::to_string(i) + " has unknown kind " + std::to_string(kind));
+    n.kind = static_cast<OpKind>(kind);
+    const std::uint64_t ops = r.count("operand count", 4, 1 << 16);
+    for (std::uint64_t k = 0; k < ops; ++k) n.operands.push_back(r.u32("operand"));
+    n.shape = r.i64s("rank", kMaxRank);
+    n.attributes = r.i64s("attribute count", 1 << 16);
+    n.constant = read_tensor(r);
+    const std::uint64_t tables = r.count("table count", 20, static_cast<std::uint64_t>(kMaxTensorElements));
+    for (std::uint64_t k = 0; k < tables; ++k) {
+      Table t;
+      t.domain_min = r.i64("table domain min");
+      t.domain_shift = r.u32("table domain shift");
+      t.values = r.i64s("table entry count", kMaxTableEntries);
+      n.tables.push_back(std::move(t));
+    }
+    const std::uint64_t index = r.count("table index count", 4, static_cast<std::uint64_t>(kMaxTensorElements));
+    n.table_index.reserve(index);
+    for (std::uint64_t k = 0; k < index; ++k) n.table_index.push_back(r.u32("table index"));
+    const std::uint8_t has_hint = r.u8("range hint flag");
+    if (has_hint > 1) fail("node " + std::to_string(i) + ": range hint flag is " + std::to_string(has_hint));
+    if (has_hint) {
+      ValueRange h;
+      h.lo = r.i64("range hint lo");
+      h.hi = r.i64("range hint hi");
+      h.trailing_zeros = r.u32("range hint trailing zeros");
+      n.range_hint = h;
+    }
+    n.name = r.string("node name");
+    c.nodes.push_back(std::move(n));
+  }
+  const std::uint64_t outputs = r.count("output count", 8, std::uint64_t{1} << 24);
+  for (std::uint64_t k = 0; k < outputs; ++k) {
+    c.outputs.push_back(r.u32("output node"));
+    c.output_names.push_back(r.string("output name"));
+  }
+  try {
+    validate_circuit(c);
+  } catch (const std::invalid_argument& e) {
+    fail(std::string("invalid circuit: ") + e.what());
+  }
+  return c;
+}
+
+std::vector<std::uint8_t> frame(std::uint16_t type, std::uint64_t parameter_id, std::vector<std::uint8_t> payload) {
+  std::vector<std::uint8_t> out(kHeaderBytes, 0);
+  std::copy(kMagic.begin(), kMagic.end(), out.begin());
+  const auto put = [&](std::size_t at, std::uint64_t v, int n) {
+    for (int i = 0; i < n; ++i) out[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
+  };
+  put(8, kCircuitFormatMajor, 2);
+  put(10, kCircuitFormatMinor, 2);
+  put(12, type, 2);
+  put(16, parameter_id, 8);
+  put(24, payload.size(), 8);
+  const auto sum = sha256(payload);
+  std::copy(sum.begin(), sum.begin() + 16, out.begin() + 32);
+  out.insert(out.end(), payload.begin(), payload.end());
+  return out;
+}
+
+struct Opened {
+  std::uint64_t parameter_id = 0;
+  std::span<const std::uint8_t> payload;
+};
+
+Opened open(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes, std::uint16_t expected_type) {
+  if (bytes.size() > max_bytes)
+    fail(std::to_string(bytes.size()) + " bytes, more than the limit of " + std::to_string(max_bytes));
+  if (bytes.size() < kHeaderBytes) fail("truncated: " + std::to_string(bytes.size()) + " bytes, the header alone is 64");
+  if (!std::equal(kMagic.begin(), kMagic.end(), bytes.begin())) fail("not a Veil circuit (bad magic)");
+  const auto get = [&](std::size_t at, int n) {
+    std::uint64_t v = 0;
+    for (int i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(bytes[at + static_cast<std::size_t>(i)]) << (8 * i);
+    return v;
+  };
+  const auto major = get(8, 2), minor = get(10, 2);
+  if (major != kCircuitFormatMajor || minor > kCircuitFormatMinor)
+    fail("format version " + std::to_string(major) + "." + std::to_string(minor) + " cannot be read by this Veil (reads " +
+         std::to_string(kCircuitFormatMajor) + ".0 to " + std::to_string(kCircuitFormatMajor) + "." +
+         std::to_string(kCircuitFormatMinor) + ")");
+  const auto type = get(12, 2);
+  if (type != expected_type)
+    fail("holds object type " + std::to_string(type) + ", expected " + std::to_string(expected_type) +
+         (expected_type == kTypeCircuit ? " (circuit)" : " (compiled circuit)"));
+  const std::uint64_t length = get(24, 8);
+  if (length != bytes.size() - kHeaderBytes)
+    fail("header announces a payload of " + std::to_string(length) + " bytes, " +
+         std::to_string(bytes.size() - kHeaderBytes) + " are present");
+  const std::span<const std::uint8_t> payload = bytes.subspan(kHeaderBytes);
+  const auto sum = sha256(payload);
+  if (!std::equal(sum.begin(), sum.begin() + 16, bytes.begin() + 32)) fail("checksum mismatch: the file is corrupted");
+  return {get(16, 8), payload};
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> serialize_circuit(const Circuit& circuit) {
+  validate_circuit(circuit);
+  Writer w;
+  write_circuit(w, circuit);
+  return frame(kTypeCircuit, 0, std::move(w.data()));
+}
+
+Circuit deserialize_circuit(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes) {
+  const Opened o = open(bytes, max_bytes, kTypeCircuit);
+  Reader r(o.payload);
+  Circuit c = read_circuit(r);
+  r.expect_end();
+  return c;
+}
+
+std::vector<std::uint8_t> serialize_compiled_circuit(const CompiledCircuit& compiled) {
+  Writer w;
+  write_circuit(w, compiled.circuit);
+  w.bytes(tfhe::serialize(compiled.params));
+  w.u32(compiled.analysis.encoding_width);
+  return frame(kTypeCompiled, compiled.params.id(), std::move(w.data()));
+}
+
+CompiledCircuit deserialize_compiled_circuit(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes) {
+  const Opened o = open(bytes, max_bytes, kTypeCompiled);
+  Reader r(o.payload);
+  Circuit c = read_circuit(r);
+  tfhe::ParameterSet params;
+  try {
+    params = tfhe::deserialize_parameter_set(r.bytes("parameter set"));
+  } catch (const tfhe::FormatError& e) {
+    fail(std::string("parameter set: ") + e.what());
+  }
+  if (params.id() != o.parameter_id)
+    fail("header names parameter set " + std::to_string(o.parameter_id) + ", the payload holds " +
+         std::to_string(params.id()));
+  const std::uint32_t width = r.u32("encoding width");
+  r.expect_end();
+  CompiledCircuit cc;
+  try {
+    cc = compile_with_parameters(std::move(c), params);
+  } catch (const std::invalid_argument& e) {
+    fail(std::string("does not compile with its parameter set: ") + e.what());
+  }
+  if (cc.analysis.encoding_width != width)
+    fail("the circuit analyses to encoding width " + std::to_string(cc.analysis.encoding_width) +
+         " but was compiled with " + std::to_string(width) + " (written by an incompatible Veil)");
+  return cc;
+}
+
+}  // namespace veil::circuit

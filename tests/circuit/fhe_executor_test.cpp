@@ -1,0 +1,373 @@
+// FHE execution equals clear execution: random circuits and hand-written ones, under toy
+// (insecure, nearly noise-free, fast) parameter sets. Equivalence under real compiled
+// parameters is in fhe_compiled_test.cpp (label slow).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+
+#include "../tfhe/toy_parameters.hpp"
+#include "veil/circuit/clear_executor.hpp"
+#include "veil/circuit/fhe_executor.hpp"
+#include "veil/circuit/serialization.hpp"
+
+namespace veil::circuit {
+namespace {
+
+struct Keys {
+  tfhe::SecretKeys secret;
+  tfhe::EvaluationKeys evaluation;
+};
+
+// Toy keys for a lookup precision, generated once per test binary.
+const Keys& toy_keys(unsigned precision) {
+  static std::map<unsigned, std::unique_ptr<Keys>> cache;
+  auto& slot = cache[precision];
+  if (!slot) {
+    const tfhe::ParameterSet params = tfhe::toy::exact_set(std::max(precision, 1u));
+    auto secret = tfhe::generate_secret_keys(params, /*allow_insecure=*/true);
+    auto evaluation = tfhe::expand_evaluation_keys(tfhe::generate_seeded_evaluation_keys(secret));
+    slot = std::make_unique<Keys>(Keys{std::move(secret), std::move(evaluation)});
+  }
+  return *slot;
+}
+
+CompiledCircuit compile_toy(const Circuit& c) {
+  const CircuitAnalysis a = analyze(c);
+  return compile_with_parameters(c, tfhe::toy::exact_set(std::max(a.statistics.max_lookup_precision, 1u)));
+}
+
+std::mt19937_64& rng() {
+  static std::mt19937_64 r(0x5eedc1c);
+  return r;
+}
+
+std::int64_t uniform(std::int64_t lo, std::int64_t hi) {
+  return std::uniform_int_distribution<std::int64_t>(lo, hi)(rng());
+}
+
+std::vector<Tensor> random_inputs(const Circuit& c) {
+  std::vector<Tensor> inputs;
+  for (std::uint32_t id : c.inputs()) {
+    const Node& n = c.nodes[id];
+    Tensor t = Tensor::filled(n.shape, 0);
+    for (auto& v : t.data) v = uniform(n.attributes[2], n.attributes[3]);
+    inputs.push_back(std::move(t));
+  }
+  return inputs;
+}
+
+// Runs `c` in the clear and under encryption on `samples` random inputs; every output element
+// must be equal.
+void expect_fhe_equals_clear(const Circuit& c, int samples, const std::vector<Tensor>* fixed = nullptr) {
+  const CompiledCircuit cc = compile_toy(c);
+  const Keys& keys = toy_keys(std::max(cc.analysis.statistics.max_lookup_precision, 1u));
+  const FheExecutor executor(cc, &keys.evaluation);
+  for (int s = 0; s < samples; ++s) {
+    const std::vector<Tensor> inputs = fixed ? *fixed : random_inputs(c);
+    const std::vector<Tensor> expected = run_clear(c, inputs);
+    ExecutionStats stats;
+    const auto encrypted = expand_inputs(cc, encrypt_inputs(cc, keys.secret, inputs));
+    const std::vector<Tensor> got = decrypt_outputs(cc, keys.secret, executor.run(encrypted, &stats));
+    ASSERT_EQ(got.size(), expected.size());
+    for (std::size_t o = 0; o < got.size(); ++o) {
+      ASSERT_EQ(got[o].shape, expected[o].shape);
+      for (std::size_t e = 0; e < got[o].data.size(); ++e)
+        ASSERT_EQ(got[o].data[e], expected[o].data[e]) << "output " << o << " element " << e << " sample " << s;
+    }
+    EXPECT_EQ(stats.pbs, cc.analysis.statistics.total_pbs);
+  }
+}
+
+Table random_table(std::int64_t domain_min, unsigned shift, std::size_t entries, std::int64_t lo, std::int64_t hi) {
+  Table t{domain_min, shift, {}};
+  for (std::size_t i = 0; i < entries; ++i) t.values.push_back(uniform(lo, hi));
+  return t;
+}
+
+// ---------------------------------------------------------------- hand-written circuits
+
+TEST(FheExecutor, DotProduct) {
+  CircuitBuilder b;
+  const Value x = b.input({6}, 4, /*is_signed=*/true, "x");
+  b.output(b.dot(x, {3, -2, 0, 7, -5, 1}), "y");
+  expect_fhe_equals_clear(std::move(b).build(), 4);
+}
+
+TEST(FheExecutor, LevelledOnlyCircuitNeedsNoEvaluationKeys) {
+  CircuitBuilder b;
+  const Value x = b.input({4}, 8, false, "x");
+  b.output(b.add(b.matmul(x, Tensor({4, 2}, {100, -3, 7, 250, -128, 0, 1, 1})), Tensor::vector({5000, -7})));
+  const CompiledCircuit cc = compile(std::move(b).build());
+  ASSERT_FALSE(cc.uses_bootstrapping);
+  const auto secret = tfhe::generate_secret_keys(cc.params);  // the real, secure levelled set
+  const FheExecutor executor(cc, nullptr);
+  for (int s = 0; s < 5; ++s) {
+    const auto inputs = random_inputs(cc.circuit);
+    const auto got = decrypt_outputs(cc, secret, executor.run(expand_inputs(cc, encrypt_inputs(cc, secret, inputs))));
+    EXPECT_EQ(got, run_clear(cc.circuit, inputs));
+  }
+}
+
+TEST(FheExecutor, MlpLayerWithReluAndExactRounding) {
+  CircuitBuilder b;
+  const Value x = b.input({1, 5}, 3, true, "x");
+  Tensor w({5, 3}, {1, -2, 3, 0, 2, -1, 3, 1, 1, -3, 0, 2, 1, 1, -1});
+  const Value acc = b.add(b.matmul(x, w), Tensor({3}, {2, -1, 0}), "acc");
+  // acc spans about 7 bits; drop 2 exactly, then a 5-bit ReLU that requantizes.
+  const Value r = b.round_bits(acc, 2, RoundingMode::kNearest, "round");
+  b.output(b.lookup(r, [](std::int64_t v) { return v > 0 ? v / 4 : 0; }, "relu"), "h");
+  expect_fhe_equals_clear(std::move(b).build(), 4);
+}
+
+TEST(FheExecutor, ConvWithPerChannelTables) {
+  CircuitBuilder b;
+  const Value x = b.input({1, 1, 4, 4}, 2, false, "image");
+  Tensor w({3, 1, 2, 2}, {1, 1, 1, 1, 1, -1, 0, 2, -1, 0, 0, 1});
+  Conv2dOptions o;
+  o.pad_top = o.pad_left = 1;
+  const Value y = b.conv2d(x, w, o, "conv");
+  std::vector<TableFunction> fs = {
+      [](std::int64_t v) { return std::max<std::int64_t>(v, 0); },
+      [](std::int64_t v) { return v * v % 7; },
+      [](std::int64_t v) { return -v; },
+  };
+  b.output(b.lookup_per_channel(y, 1, fs, "act"));
+  expect_fhe_equals_clear(std::move(b).build(), 2);
+}
+
+TEST(FheExecutor, TreeComparisonMatrix) {
+  // A depth-2 tree on 3 features: node tests x[f] <= t as 1-bit lookups, path matrix,
+  // leaf selection by equality with the path length, leaf values by a matmul.
+  CircuitBuilder b;
+  const Value x = b.input({3}, 4, false, "x");
+  const Value tested = b.matmul(x, Tensor({3, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1}), "select");  // features of nodes 0..2
+  std::vector<Table> le;
+  for (std::int64_t t : {7, 3, 11}) {
+    Table tab{0, 0, {}};
+    for (std::int64_t v = 0; v < 16; ++v) tab.values.push_back(v <= t ? 1 : 0);
+    le.push_back(tab);
+  }
+  const Value bits = b.lookup_per_element(tested, le, {0, 1, 2}, "compare");
+  // Leaves: LL (n0 & n1), LR (n0 & !n1), RL (!n0 & n2), RR (!n0 & !n2): path sums with biases
+  // so that the reached leaf scores exactly 2.
+  const Value score = b.add(b.matmul(bits, Tensor({3, 4}, {1, 1, -1, -1, 1, -1, 0, 0, 0, 0, 1, -1})),
+                            Tensor::vector({0, 1, 1, 2}), "paths");
+  const Value hit = b.lookup(score, [](std::int64_t v) { return v == 2 ? 1 : 0; }, "leaf");
+  b.output(b.matmul(hit, Tensor({4, 1}, {10, -20, 30, 5})), "value");
+  const Circuit c = std::move(b).build();
+  for (std::int64_t a = 0; a < 16; a += 5)
+    for (std::int64_t z = 0; z < 16; z += 7) {
+      const std::vector<Tensor> in = {Tensor::vector({a, 9, z})};
+      const std::int64_t want = a <= 7 ? (9 <= 3 ? 10 : -20) : (z <= 11 ? 30 : 5);
+      ASSERT_EQ(run_clear(c, in)[0].data[0], want);
+      expect_fhe_equals_clear(c, 1, &in);
+    }
+}
+
+TEST(FheExecutor, ApproximateRoundingReadsOneOfTheTwoNeighbouringMultiples) {
+  CircuitBuilder b;
+  const Value x = b.input({64}, 10, true, "acc");
+  const Value r = b.round_bits(x, 4, RoundingMode::kApproximate, "round");
+  const auto f = [](std::int64_t v) { return v / 16 + 100; };
+  b.output(b.lookup(b.reshape(r, {8, 8}), f, "requant"));
+  const Circuit c = std::move(b).build();
+  EXPECT_EQ(analyze(c).statistics.total_pbs, 64);  // the rounding itself costs nothing
+  const CompiledCircuit cc = compile_toy(c);
+  const Keys& keys = toy_keys(cc.analysis.statistics.max_lookup_precision);
+  const FheExecutor executor(cc, &keys.evaluation);
+  std::vector<Tensor> in = {Tensor::filled({64}, 0)};
+  for (std::size_t e = 0; e < 64; ++e) in[0].data[e] = e < 16 ? uniform(-32, 31) * 16 : uniform(-512, 511);
+  const Tensor got = decrypt_outputs(cc, keys.secret, executor.run(expand_inputs(cc, encrypt_inputs(cc, keys.secret, in))))[0];
+  for (std::size_t e = 0; e < 64; ++e) {
+    const std::int64_t v = in[0].data[e], floor = v & ~std::int64_t{15};
+    const std::int64_t y = got.data[e];
+    EXPECT_TRUE(y == f(floor) || y == f(floor + 16)) << "input " << v << " read " << y;
+    // A multiple of 16 sits half a step away from both ties: it reads itself.
+    if (e < 16) EXPECT_EQ(y, f(v)) << "input " << v;
+  }
+}
+
+TEST(FheExecutor, ExactFloorRoundingOfSignedValues) {
+  CircuitBuilder b;
+  const Value x = b.input({16}, 9, true, "x");
+  const Value r = b.round_bits(b.mul(x, 3), 5, RoundingMode::kFloor, "floor");
+  b.output(b.lookup(r, [](std::int64_t v) { return v / 32; }), "q");
+  b.output(b.add(r, 1), "rounded");
+  expect_fhe_equals_clear(std::move(b).build(), 2);
+}
+
+TEST(FheExecutor, DataMovementAndSums) {
+  CircuitBuilder b;
+  const Value x = b.input({2, 3, 4}, 3, true, "x");
+  const Value t = b.transpose(x, {2, 0, 1});
+  const Value s = b.slice(t, {1, 0, -2}, {4, 2, 3}, {2, 1, 1});
+  // s is [2, 2, 2]; with the per-row sums over axes 0 and 2 ([3]): 11 values.
+  b.output(b.concat({b.reshape(s, {8}), b.sum(x, {0, 2}, false)}, 0), "joined");
+  const Value sum = b.sum(x, {1}, /*keepdims=*/true);
+  const Value bc = b.broadcast(sum, {2, 3, 4});
+  b.output(b.sub(x, bc), "centered");
+  b.output(b.flatten(s, 0), "flat");
+  expect_fhe_equals_clear(std::move(b).build(), 3);
+}
+
+// ---------------------------------------------------------------- random circuits
+
+// A random circuit of `steps` operations on one or two inputs, keeping every lookup within
+// 6 bits by exact rounding where needed.
+Circuit random_circuit(int steps) {
+  CircuitBuilder b;
+  const std::int64_t width = uniform(2, 6);
+  std::vector<Value> pool;
+  pool.push_back(b.input({width}, static_cast<unsigned>(uniform(2, 5)), uniform(0, 1) == 1, "a"));
+  if (uniform(0, 1)) pool.push_back(b.input({width}, 3, true, "b"));
+  const auto span_bits = [&](Value v) {
+    const ValueRange r = b.range(v);
+    return static_cast<int>(std::bit_width(static_cast<std::uint64_t>(r.hi - r.lo) >> r.trailing_zeros));
+  };
+  for (int i = 0; i < steps; ++i) {
+    Value v = pool[static_cast<std::size_t>(uniform(0, static_cast<std::int64_t>(pool.size()) - 1))];
+    const std::int64_t n = b.shape(v)[0];
+    switch (uniform(0, 5)) {
+      case 0: {  // matmul to a random width
+        const std::int64_t m = uniform(1, 6);
+        Tensor w = Tensor::filled({n, m}, 0);
+        for (auto& x : w.data) x = uniform(-3, 3);
+        v = b.matmul(v, w);
+        break;
+      }
+      case 1: {  // add or subtract another value of the same width
+        for (const Value& o : pool)
+          if (b.shape(o)[0] == n && o.id != v.id) {
+            v = uniform(0, 1) ? b.add(v, o) : b.sub(v, o);
+            break;
+          }
+        v = b.add(v, uniform(-9, 9));
+        break;
+      }
+      case 2: {
+        Tensor k = Tensor::filled({n}, 0);
+        for (auto& x : k.data) x = uniform(-4, 4);
+        v = b.mul(v, k);
+        break;
+      }
+      case 3:
+      case 4: {  // lookup, rounding first when the input is too wide
+        const int bits = span_bits(v);
+        if (bits > 6) v = b.round_bits(v, static_cast<unsigned>(bits - 6), uniform(0, 1) ? RoundingMode::kNearest : RoundingMode::kFloor);
+        const ValueRange r = b.range(v);
+        const std::size_t entries = static_cast<std::size_t>(((r.hi - r.lo) >> r.trailing_zeros) + 1);
+        if (uniform(0, 2) == 0) {
+          std::vector<Table> tables;
+          std::vector<std::uint32_t> index;
+          for (int t = 0; t < 3; ++t) tables.push_back(random_table(r.lo, r.trailing_zeros, entries, -20, 20));
+          for (std::int64_t e = 0; e < n; ++e) index.push_back(static_cast<std::uint32_t>(uniform(0, 2)));
+          v = b.lookup_per_element(v, tables, index);
+        } else {
+          v = b.lookup(v, random_table(r.lo, r.trailing_zeros, entries, -30, 30));
+        }
+        break;
+      }
+      case 5: {  // data movement
+        if (n > 1) v = b.concat({b.slice(v, {1}, {n}), b.slice(v, {0}, {1})}, 0);
+        v = b.reshape(b.transpose(b.reshape(v, {1, n}), {1, 0}), {n});
+        break;
+      }
+    }
+    pool.push_back(v);
+  }
+  b.output(pool.back(), "out");
+  if (pool.size() > 3) b.output(pool[pool.size() / 2], "mid");
+  return std::move(b).build();
+}
+
+TEST(FheExecutor, RandomCircuitsAgreeWithTheClearExecutor) {
+  int with_lookups = 0;
+  for (int trial = 0; trial < 24; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial));
+    Circuit c;
+    try {
+      c = random_circuit(static_cast<int>(uniform(2, 7)));
+      (void)analyze(c);
+    } catch (const std::invalid_argument&) {
+      continue;  // an accumulator grew past the encoding limits: draw again
+    }
+    if (analyze(c).uses_bootstrapping()) ++with_lookups;
+    expect_fhe_equals_clear(c, 2);
+    // The circuit survives its own format and still agrees.
+    expect_fhe_equals_clear(deserialize_circuit(serialize_circuit(c)), 1);
+  }
+  EXPECT_GE(with_lookups, 8);
+}
+
+// ---------------------------------------------------------------- errors
+
+class FheExecutorErrors : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    CircuitBuilder b;
+    const Value x = b.input({3}, 3, false, "x");
+    b.output(b.lookup(x, [](std::int64_t v) { return 7 - v; }));
+    cc_ = compile_toy(std::move(b).build());
+  }
+  CompiledCircuit cc_;
+};
+
+TEST_F(FheExecutorErrors, RefusesMissingOrForeignKeys) {
+  EXPECT_THROW(FheExecutor(cc_, nullptr), std::invalid_argument);
+  const Keys& other = toy_keys(5);  // a different toy set
+  try {
+    FheExecutor e(cc_, &other.evaluation);
+    FAIL() << "keys of another parameter set were accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("parameter set"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(encrypt_inputs(cc_, other.secret, {Tensor::vector({1, 2, 3})}), std::invalid_argument);
+}
+
+TEST_F(FheExecutorErrors, RefusesInputsThatDoNotMatchTheSignature) {
+  const Keys& keys = toy_keys(3);
+  const FheExecutor executor(cc_, &keys.evaluation);
+  EXPECT_THROW(encrypt_inputs(cc_, keys.secret, {Tensor::vector({1, 2})}), std::invalid_argument);       // shape
+  EXPECT_THROW(encrypt_inputs(cc_, keys.secret, {Tensor::vector({1, 2, 8})}), std::invalid_argument);    // range
+  EXPECT_THROW(encrypt_inputs(cc_, keys.secret, {}), std::invalid_argument);                             // count
+  auto good = expand_inputs(cc_, encrypt_inputs(cc_, keys.secret, {Tensor::vector({1, 2, 3})}));
+  EXPECT_THROW(executor.run({}), std::invalid_argument);
+  auto wrong_shape = good;
+  wrong_shape[0].shape = {1, 3};
+  EXPECT_THROW(executor.run(wrong_shape), std::invalid_argument);
+  auto wrong_count = good;
+  wrong_count[0].ciphertexts = tfhe::LweCiphertextList(good[0].ciphertexts.dimension(), 2);
+  EXPECT_THROW(executor.run(wrong_count), std::invalid_argument);
+  auto wrong_dim = good;
+  wrong_dim[0].ciphertexts = tfhe::LweCiphertextList(tfhe::LweDimension(17), 3);
+  EXPECT_THROW(executor.run(wrong_dim), std::invalid_argument);
+  auto seeded = encrypt_inputs(cc_, keys.secret, {Tensor::vector({1, 2, 3})});
+  seeded[0].bodies.pop_back();
+  EXPECT_THROW(expand_inputs(cc_, seeded), std::invalid_argument);
+  auto outputs = executor.run(good);
+  outputs[0].shape = {4};
+  EXPECT_THROW(decrypt_outputs(cc_, keys.secret, outputs), std::invalid_argument);
+}
+
+TEST_F(FheExecutorErrors, ConcurrentRunsShareOneExecutor) {
+  const Keys& keys = toy_keys(3);
+  const FheExecutor executor(cc_, &keys.evaluation, {1});
+  std::vector<std::thread> threads;
+  std::vector<int> ok(4, 0);
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      const std::vector<Tensor> in = {Tensor::vector({t, 7 - t, 3})};
+      const auto out = decrypt_outputs(cc_, keys.secret, executor.run(expand_inputs(cc_, encrypt_inputs(cc_, keys.secret, in))));
+      ok[static_cast<std::size_t>(t)] = out == run_clear(cc_.circuit, in);
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, std::vector<int>(4, 1));
+}
+
+}  // namespace
+}  // namespace veil::circuit
