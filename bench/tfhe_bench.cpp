@@ -61,8 +61,6 @@ void bm_ks(benchmark::State& state, unsigned bits, bool reference) {
     keyswitch(ks.eval.ksk, ct.data(), out, digits);
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["ms"] = benchmark::Counter(static_cast<double>(state.iterations()) * 1e-3,
-                                            benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   label(state, ks.params);
 }
 
@@ -78,8 +76,6 @@ void bm_pbs(benchmark::State& state, unsigned bits, bool reference) {
     programmable_bootstrap(ks.eval.bsk, small, table, out, scratch);
     benchmark::DoNotOptimize(out.data());
   }
-  state.counters["ms"] = benchmark::Counter(static_cast<double>(state.iterations()) * 1e-3,
-                                            benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   label(state, ks.params);
 }
 
@@ -94,8 +90,6 @@ void bm_ks_pbs(benchmark::State& state, unsigned bits, bool reference) {
     benchmark::DoNotOptimize(out.data());
   }
   if (decrypt_message(ks.secret, out, bits) != 1) state.SkipWithError("KS-PBS decrypted wrong");
-  state.counters["ms"] = benchmark::Counter(static_cast<double>(state.iterations()) * 1e-3,
-                                            benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   label(state, ks.params);
 }
 
