@@ -99,6 +99,42 @@ double node_sq_norm2(const Circuit& c, std::uint32_t id, const std::vector<doubl
   return in(0);
 }
 
+// Ciphertext multiply-adds of a levelled node (zero weights cost nothing), counted without
+// building its linear map, which can be large; conv2d counts the terms padding removes too.
+std::int64_t levelled_terms(const Circuit& c, std::uint32_t id) {
+  const Node& n = c.nodes[id];
+  const std::int64_t out = element_count(n.shape);
+  const auto nonzero = [](const std::int64_t* w, std::int64_t count) {
+    std::int64_t nz = 0;
+    for (std::int64_t i = 0; i < count; ++i) nz += w[i] != 0;
+    return nz;
+  };
+  switch (n.kind) {
+    case OpKind::kAdd:
+    case OpKind::kSub: return 2 * out;
+    case OpKind::kMulConstant: {
+      std::int64_t nz = 0;
+      for (std::int64_t e = 0; e < out; ++e)
+        nz += n.constant.data[static_cast<std::size_t>(detail::broadcast_source(n.constant.shape, n.shape, e))] != 0;
+      return nz;
+    }
+    case OpKind::kMatmul: {
+      const std::int64_t m = n.constant.shape[1];
+      return (out / m) * nonzero(n.constant.data.data(), n.constant.size());
+    }
+    case OpKind::kConv2d: {
+      const Shape& w = n.constant.shape;
+      const std::int64_t per_out = w[1] * w[2] * w[3];
+      const std::int64_t positions = out / w[0];  // batch x output pixels, per channel
+      std::int64_t terms = 0;
+      for (std::int64_t o = 0; o < w[0]; ++o) terms += positions * nonzero(n.constant.data.data() + o * per_out, per_out);
+      return terms;
+    }
+    case OpKind::kSum: return element_count(c.nodes[n.operands[0]].shape);
+    default: return out;
+  }
+}
+
 void add_constraint(std::vector<tfhe::NoiseConstraint>& out, unsigned bits, double sq) {
   for (auto& c : out)
     if (c.message_bits == bits) {
@@ -239,7 +275,7 @@ CircuitAnalysis analyze(const Circuit& c) {
   for (std::uint32_t o : c.outputs) st.encrypted_outputs += element_count(c.nodes[o].shape);
   for (std::uint32_t id = 0; id < count; ++id) {
     st.pbs_depth = std::max<std::size_t>(st.pbs_depth, a.pbs_depth[id]);
-    if (detail::is_linear(c.nodes[id].kind)) st.levelled_ops += static_cast<std::int64_t>(detail::linear_map(c, id).operand.size());
+    if (detail::is_linear(c.nodes[id].kind)) st.levelled_ops += levelled_terms(c, id);
   }
   for (const auto& k : a.constraints) st.max_lookup_sq_norm2 = std::max(st.max_lookup_sq_norm2, k.sq_norm2);
   if (!a.lookups.empty() && st.max_lookup_precision >= min_p + 3)
@@ -462,7 +498,9 @@ std::string CircuitStatistics::to_string() const {
   s += "  levelled operations: " + std::to_string(levelled_ops) + " ciphertext multiply-adds\n";
   if (max_lookup_sq_norm2 > 0) s += "  most demanding noise constraint: 2^" + fmt("%.1f", std::log2(max_lookup_sq_norm2)) + " x Var_BR\n";
   if (!parameters.empty()) s += "  parameters: " + parameters + "\n";
-  if (log2_predicted_p_error) s += "  predicted p_error (whole circuit): 2^" + fmt("%.1f", *log2_predicted_p_error) + "\n";
+  if (log2_predicted_p_error)
+    s += "  predicted p_error (whole circuit): " +
+         (*log2_predicted_p_error < -1000 ? std::string("below 2^-1000") : "2^" + fmt("%.1f", *log2_predicted_p_error)) + "\n";
   for (const auto& w : warnings) s += "  warning: " + w + "\n";
   return s;
 }

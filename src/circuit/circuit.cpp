@@ -537,7 +537,8 @@ Value CircuitBuilder::push(Node node) {
   const std::uint32_t id = static_cast<std::uint32_t>(circuit_.nodes.size());
   const std::string label = node_label(node, id);
   if (circuit_.nodes.size() >= (std::size_t{1} << 24)) fail(label, "too many nodes");
-  if (node.name.size() > 4096) fail(label, "name longer than 4096 bytes");
+  if (node.name.size() > kMaxNameBytes) fail(label, "name longer than " + std::to_string(kMaxNameBytes) + " bytes");
+  if (node.operands.size() > kMaxOperands) fail(label, std::to_string(node.operands.size()) + " operands, at most " + std::to_string(kMaxOperands));
   Shape inferred = infer_shape(circuit_, node, label);
   if (node.kind != OpKind::kLookup && !is_gather_kind(node.kind))
     for (std::uint32_t op : node.operands)
@@ -589,12 +590,16 @@ Value CircuitBuilder::input_range(const Shape& shape, std::int64_t lo, std::int6
     throw std::invalid_argument("input '" + name + "': range [" + std::to_string(lo) + ", " + std::to_string(hi) +
                                 "] is empty or exceeds +-2^62");
   const bool is_signed = lo < 0;
+  // The narrowest width holding [lo, hi]; computed in 128 bits (2^62 itself needs 63).
   unsigned bits = 1;
-  if (is_signed) {
-    while (-(std::int64_t{1} << (bits - 1)) > lo || (std::int64_t{1} << (bits - 1)) - 1 < hi) ++bits;
-  } else {
-    while (((std::int64_t{1} << bits) - 1) < hi) ++bits;
-  }
+  const auto fits = [&](unsigned b) {
+    const i128 half = static_cast<i128>(1) << (b - 1);
+    return is_signed ? (-half <= lo && hi <= half - 1) : hi <= (static_cast<i128>(1) << b) - 1;
+  };
+  while (bits <= 62 && !fits(bits)) ++bits;
+  if (bits > 62)
+    throw std::invalid_argument("input '" + name + "': range [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                "] needs more than 62 bits");
   Node n;
   n.kind = OpKind::kInput;
   n.shape = shape;
@@ -708,8 +713,9 @@ Value CircuitBuilder::reshape(Value a, Shape s, std::string name) {
     } else if (s[i] < 1) {
       throw std::invalid_argument("reshape '" + name + "': dimension " + std::to_string(s[i]) + " in " + shape_string(s));
     } else {
+      if (s[i] > kMaxTensorElements / known)  // checked before multiplying: no overflow
+        throw std::invalid_argument("reshape '" + name + "': shape " + shape_string(s) + " is too large");
       known *= s[i];
-      if (known > kMaxTensorElements) throw std::invalid_argument("reshape '" + name + "': shape too large");
     }
   }
   if (unknown >= 0) {
@@ -766,6 +772,9 @@ Value CircuitBuilder::concat(const std::vector<Value>& values, std::int64_t axis
   Node n;
   n.kind = OpKind::kConcat;
   n.name = std::move(name);
+  if (values.size() > kMaxOperands)
+    throw std::invalid_argument("concat '" + n.name + "': " + std::to_string(values.size()) + " operands, at most " +
+                                std::to_string(kMaxOperands));
   for (Value v : values) {
     check_value(v, "concat");
     n.operands.push_back(v.id);
@@ -857,6 +866,9 @@ Value CircuitBuilder::round_bits(Value a, unsigned bits, RoundingMode mode, std:
 
 void CircuitBuilder::output(Value v, std::string name) {
   check_value(v, "output");
+  if (name.size() > kMaxNameBytes)
+    throw std::invalid_argument("output: name of " + std::to_string(name.size()) + " bytes, at most " +
+                                std::to_string(kMaxNameBytes));
   if (is_approximate(circuit_, v.id))
     throw std::invalid_argument("output '" + name + "': " + circuit_.describe_node(v.id) +
                                 " is an approximate round_bits result, which only a lookup may read");
@@ -899,6 +911,10 @@ void validate_circuit(const Circuit& circuit) {
   CircuitBuilder b;
   for (const Node& n : circuit.nodes) b.add_node(n);
   if (circuit.outputs.empty()) throw std::invalid_argument("circuit has no output");
+  for (const std::string& name : circuit.output_names)
+    if (name.size() > kMaxNameBytes)
+      throw std::invalid_argument("circuit has an output name of " + std::to_string(name.size()) + " bytes, at most " +
+                                  std::to_string(kMaxNameBytes));
   if (circuit.output_names.size() != circuit.outputs.size())
     throw std::invalid_argument("circuit has " + std::to_string(circuit.outputs.size()) + " outputs but " +
                                 std::to_string(circuit.output_names.size()) + " output names");

@@ -71,18 +71,30 @@ struct FheExecutor::Lowered {
   std::vector<std::uint32_t> last_use;  // node id after which a value is no longer needed
 };
 
+namespace {
+
+void check_keys(const CompiledCircuit& circuit, const tfhe::EvaluationKeys* keys) {
+  if (!circuit.uses_bootstrapping) return;
+  if (keys == nullptr)
+    throw std::invalid_argument("FheExecutor: the circuit has lookups and needs evaluation keys; none were given");
+  if (keys->params.id() != circuit.params.id())
+    throw std::invalid_argument("FheExecutor: the evaluation keys are for parameter set " + keys->params.describe() +
+                                ", the circuit was compiled for " + circuit.params.describe());
+}
+
+}  // namespace
+
 FheExecutor::FheExecutor(const CompiledCircuit& circuit, const tfhe::EvaluationKeys* keys, ExecutorOptions options)
-    : circuit_(circuit), keys_(keys), options_(options) {
+    : FheExecutor(circuit, options) {
+  check_keys(circuit_, keys);
+  keys_ = keys;
+}
+
+FheExecutor::FheExecutor(const CompiledCircuit& circuit, ExecutorOptions options)
+    : circuit_(circuit), keys_(nullptr), options_(options) {
   const Circuit& c = circuit_.circuit;
   const CircuitAnalysis& a = circuit_.analysis;
   const tfhe::ParameterSet& params = circuit_.params;
-  if (circuit_.uses_bootstrapping) {
-    if (keys_ == nullptr)
-      throw std::invalid_argument("FheExecutor: the circuit has lookups and needs evaluation keys; none were given");
-    if (keys_->params.id() != params.id())
-      throw std::invalid_argument("FheExecutor: the evaluation keys are for parameter set " + keys_->params.describe() +
-                                  ", the circuit was compiled for " + params.describe());
-  }
   const unsigned w = a.encoding_width;
   const tfhe::PolynomialSize big_n = params.polynomial_size;
   auto lowered = std::make_shared<Lowered>();
@@ -145,6 +157,12 @@ FheExecutor::FheExecutor(const CompiledCircuit& circuit, const tfhe::EvaluationK
 }
 
 std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>& inputs, ExecutionStats* stats) const {
+  return run(inputs, keys_, stats);
+}
+
+std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>& inputs,
+                                              const tfhe::EvaluationKeys* keys, ExecutionStats* stats) const {
+  check_keys(circuit_, keys);
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
   const Circuit& c = circuit_.circuit;
@@ -230,7 +248,7 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
         tables.reserve(count);
         for (std::uint32_t t : step.table_of_element) tables.push_back(&step.tables[t]);
       }
-      tfhe::keyswitch_programmable_bootstrap_batch(*keys_, *out, tables, *out, {options_.threads});
+      tfhe::keyswitch_programmable_bootstrap_batch(*keys, *out, tables, *out, {options_.threads});
       local.pbs += static_cast<std::int64_t>(count);
       local.pbs_seconds += seconds_since(t1);
       values[id] = std::move(out);
@@ -260,7 +278,7 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
         local.levelled_seconds += seconds_since(t1);
         const auto t2 = Clock::now();
         const tfhe::LookupTable* table = &step.extraction[k];
-        tfhe::keyswitch_programmable_bootstrap_batch(*keys_, probe, std::span<const tfhe::LookupTable* const>(&table, 1),
+        tfhe::keyswitch_programmable_bootstrap_batch(*keys, probe, std::span<const tfhe::LookupTable* const>(&table, 1),
                                                      probe, {options_.threads});
         local.pbs += static_cast<std::int64_t>(count);
         local.pbs_seconds += seconds_since(t2);
@@ -287,35 +305,57 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
   return outputs;
 }
 
+CircuitSignature signature_of(const CompiledCircuit& circuit) {
+  const Circuit& c = circuit.circuit;
+  CircuitSignature s;
+  s.params = circuit.params;
+  s.encoding_width = circuit.analysis.encoding_width;
+  s.uses_bootstrapping = circuit.uses_bootstrapping;
+  for (std::uint32_t id : c.inputs()) {
+    const Node& n = c.nodes[id];
+    s.inputs.push_back({n.name, n.shape, n.attributes[2], n.attributes[3]});
+  }
+  for (std::size_t i = 0; i < c.outputs.size(); ++i) {
+    const std::uint32_t id = c.outputs[i];
+    const ValueRange& r = circuit.analysis.ranges[id];
+    s.outputs.push_back({i < c.output_names.size() ? c.output_names[i] : std::string{}, c.nodes[id].shape, r.lo, r.hi});
+  }
+  return s;
+}
+
 std::vector<tfhe::SeededLweCiphertextList> encrypt_inputs(const CompiledCircuit& circuit, const tfhe::SecretKeys& keys,
                                                           const std::vector<Tensor>& inputs) {
-  const Circuit& c = circuit.circuit;
-  if (keys.params.id() != circuit.params.id())
+  return encrypt_inputs(signature_of(circuit), keys, inputs);
+}
+
+std::vector<tfhe::SeededLweCiphertextList> encrypt_inputs(const CircuitSignature& sig, const tfhe::SecretKeys& keys,
+                                                          const std::vector<Tensor>& inputs) {
+  if (keys.params.id() != sig.params.id())
     throw std::invalid_argument("encrypt_inputs: the secret keys are for parameter set " + keys.params.describe() +
-                                ", the circuit was compiled for " + circuit.params.describe());
-  const auto input_ids = c.inputs();
-  if (inputs.size() != input_ids.size())
+                                ", the circuit was compiled for " + sig.params.describe());
+  if (inputs.size() != sig.inputs.size())
     throw std::invalid_argument("encrypt_inputs: " + std::to_string(inputs.size()) + " tensors for " +
-                                std::to_string(input_ids.size()) + " circuit inputs");
-  const unsigned w = circuit.analysis.encoding_width;
+                                std::to_string(sig.inputs.size()) + " circuit inputs");
+  const unsigned w = sig.encoding_width;
   tfhe::Csprng noise = tfhe::Csprng::from_os();
   std::vector<tfhe::SeededLweCiphertextList> out;
   out.reserve(inputs.size());
   for (std::size_t i = 0; i < inputs.size(); ++i) {
-    const Node& n = c.nodes[input_ids[i]];
-    const std::string label = "encrypt_inputs: " + input_label(c, i, input_ids[i]);
-    if (inputs[i].shape != n.shape)
+    const TensorSignature& in = sig.inputs[i];
+    const std::string label =
+        "encrypt_inputs: input " + std::to_string(i) + (in.name.empty() ? std::string{} : " '" + in.name + "'");
+    if (inputs[i].shape != in.shape)
       throw std::invalid_argument(label + " has shape " + shape_string(inputs[i].shape) + ", the circuit expects " +
-                                  shape_string(n.shape));
+                                  shape_string(in.shape));
     std::vector<Torus> plaintexts;
     plaintexts.reserve(inputs[i].data.size());
     for (std::int64_t v : inputs[i].data) {
-      if (v < n.attributes[2] || v > n.attributes[3])
+      if (v < in.lo || v > in.hi)
         throw std::invalid_argument(label + " holds " + std::to_string(v) + ", outside its range [" +
-                                    std::to_string(n.attributes[2]) + ", " + std::to_string(n.attributes[3]) + "]");
+                                    std::to_string(in.lo) + ", " + std::to_string(in.hi) + "]");
       plaintexts.push_back(encode_value(v, w));
     }
-    out.push_back(tfhe::encrypt_seeded_lwe_list(keys.glwe.flattened(), plaintexts, circuit.params.glwe_std_dev, noise));
+    out.push_back(tfhe::encrypt_seeded_lwe_list(keys.glwe.flattened(), plaintexts, sig.params.glwe_std_dev, noise));
   }
   return out;
 }
@@ -346,35 +386,37 @@ std::vector<EncryptedTensor> expand_inputs(const CompiledCircuit& circuit,
 
 std::vector<Tensor> decrypt_outputs(const CompiledCircuit& circuit, const tfhe::SecretKeys& keys,
                                     const std::vector<EncryptedTensor>& outputs) {
-  const Circuit& c = circuit.circuit;
-  if (keys.params.id() != circuit.params.id())
+  return decrypt_outputs(signature_of(circuit), keys, outputs);
+}
+
+std::vector<Tensor> decrypt_outputs(const CircuitSignature& sig, const tfhe::SecretKeys& keys,
+                                    const std::vector<EncryptedTensor>& outputs) {
+  if (keys.params.id() != sig.params.id())
     throw std::invalid_argument("decrypt_outputs: the secret keys are for parameter set " + keys.params.describe() +
-                                ", the circuit was compiled for " + circuit.params.describe());
-  if (outputs.size() != c.outputs.size())
+                                ", the circuit was compiled for " + sig.params.describe());
+  if (outputs.size() != sig.outputs.size())
     throw std::invalid_argument("decrypt_outputs: " + std::to_string(outputs.size()) + " tensors for " +
-                                std::to_string(c.outputs.size()) + " circuit outputs");
-  const unsigned w = circuit.analysis.encoding_width;
-  const std::size_t dim = big_dimension(circuit.params);
+                                std::to_string(sig.outputs.size()) + " circuit outputs");
+  const unsigned w = sig.encoding_width;
+  const std::size_t dim = big_dimension(sig.params);
   std::vector<Tensor> out;
   out.reserve(outputs.size());
   for (std::size_t i = 0; i < outputs.size(); ++i) {
-    const std::uint32_t id = c.outputs[i];
-    const Node& n = c.nodes[id];
+    const TensorSignature& o = sig.outputs[i];
     const std::string label = "decrypt_outputs: output " + std::to_string(i);
-    if (outputs[i].shape != n.shape)
+    if (outputs[i].shape != o.shape)
       throw std::invalid_argument(label + " has shape " + shape_string(outputs[i].shape) + ", the circuit's is " +
-                                  shape_string(n.shape));
-    if (outputs[i].ciphertexts.count() != static_cast<std::size_t>(element_count(n.shape)) ||
+                                  shape_string(o.shape));
+    if (outputs[i].ciphertexts.count() != static_cast<std::size_t>(element_count(o.shape)) ||
         outputs[i].ciphertexts.dimension().value != dim)
       throw std::invalid_argument(label + " holds " + std::to_string(outputs[i].ciphertexts.count()) +
                                   " ciphertexts of dimension " + std::to_string(outputs[i].ciphertexts.dimension().value) +
-                                  ", expected " + std::to_string(element_count(n.shape)) + " of dimension " +
+                                  ", expected " + std::to_string(element_count(o.shape)) + " of dimension " +
                                   std::to_string(dim));
-    const std::int64_t lo = circuit.analysis.ranges[id].lo;
     std::vector<std::int64_t> data(outputs[i].ciphertexts.count());
     for (std::size_t e = 0; e < data.size(); ++e)
-      data[e] = decode_value(tfhe::decrypt_lwe_phase(keys.glwe.flattened(), outputs[i].ciphertexts[e]), w, lo);
-    out.emplace_back(n.shape, std::move(data));
+      data[e] = decode_value(tfhe::decrypt_lwe_phase(keys.glwe.flattened(), outputs[i].ciphertexts[e]), w, o.lo);
+    out.emplace_back(o.shape, std::move(data));
   }
   return out;
 }

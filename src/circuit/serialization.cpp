@@ -83,7 +83,9 @@ class Reader {
   }
   std::string string(const char* f) {
     const std::uint32_t n = u32(f);
-    if (n > 4096) fail(std::string(f) + " is " + std::to_string(n) + " bytes long, at most 4096 are allowed");
+    if (n > kMaxNameBytes)
+      fail(std::string(f) + " is " + std::to_string(n) + " bytes long, at most " + std::to_string(kMaxNameBytes) +
+           " are allowed");
     return std::string(reinterpret_cast<const char*>(take(n, f)), n);
   }
   std::span<const std::uint8_t> bytes(const char* f) {
@@ -164,13 +166,14 @@ Circuit read_circuit(Reader& r) {
   Circuit c;
   // The smallest node is ~60 bytes; 8 is a safe lower bound for the pre-allocation check.
   const std::uint64_t node_count = r.count("node count", 8, std::uint64_t{1} << 24);
-  c.nodes.reserve(node_count);
+  // A node takes at least ~60 bytes on the wire: reserve no more than the payload can hold.
+  c.nodes.reserve(std::min<std::uint64_t>(node_count, r.remaining() / 60));
   for (std::uint64_t i = 0; i < node_count; ++i) {
     Node n;
     const std::uint16_t kind = r.u16("kind");
     if (kind < 1 || kind > kMaxOpKind) fail("node " + std::to_string(i) + " has unknown kind " + std::to_string(kind));
     n.kind = static_cast<OpKind>(kind);
-    const std::uint64_t ops = r.count("operand count", 4, 1 << 16);
+    const std::uint64_t ops = r.count("operand count", 4, kMaxOperands);
     for (std::uint64_t k = 0; k < ops; ++k) n.operands.push_back(r.u32("operand"));
     n.shape = r.i64s("rank", kMaxRank);
     n.attributes = r.i64s("attribute count", 1 << 16);
@@ -249,6 +252,9 @@ Opened open(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes, std::u
          std::to_string(kCircuitFormatMajor) + ".0 to " + std::to_string(kCircuitFormatMajor) + "." +
          std::to_string(kCircuitFormatMinor) + ")");
   const auto type = get(12, 2);
+  if (get(14, 2) != 0) fail("reserved header field at offset 14 is not zero");
+  for (std::size_t i = 48; i < 64; ++i)
+    if (bytes[i] != 0) fail("reserved header byte at offset " + std::to_string(i) + " is not zero");
   if (type != expected_type)
     fail("holds object type " + std::to_string(type) + ", expected " + std::to_string(expected_type) +
          (expected_type == kTypeCircuit ? " (circuit)" : " (compiled circuit)"));
@@ -273,6 +279,7 @@ std::vector<std::uint8_t> serialize_circuit(const Circuit& circuit) {
 
 Circuit deserialize_circuit(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes) {
   const Opened o = open(bytes, max_bytes, kTypeCircuit);
+  if (o.parameter_id != 0) fail("a circuit (not compiled) must carry parameter id 0, found " + std::to_string(o.parameter_id));
   Reader r(o.payload);
   Circuit c = read_circuit(r);
   r.expect_end();

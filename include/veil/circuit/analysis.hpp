@@ -40,7 +40,7 @@
 // and the smallest N >= 1024 whose (secure) fresh noise keeps every output correct at the
 // error target; the rest of the set (n, decompositions) is a valid secure filler that no
 // executor uses: CompiledCircuit::uses_bootstrapping is false and the FHE executor needs no
-// evaluation keys (a client may skip generating them). W up to 48 bits is supported there.
+// evaluation keys (a client may skip generating them). W up to 60 bits is supported there.
 //
 // Thread safety: pure functions over values.
 #pragma once

@@ -81,6 +81,10 @@ struct Table {
   friend bool operator==(const Table&, const Table&) = default;
 };
 
+// Limits the builder enforces (and the circuit format relies on).
+inline constexpr std::size_t kMaxNameBytes = 4096;   // node and output names
+inline constexpr std::size_t kMaxOperands = 65536;   // operands of one node (concat)
+
 // Maximum number of entries of one table (a lookup reads at most 8 bits, but a table may be
 // given over a wider domain than it is ever read on).
 inline constexpr std::size_t kMaxTableEntries = std::size_t{1} << 16;

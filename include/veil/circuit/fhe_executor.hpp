@@ -18,6 +18,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "veil/circuit/analysis.hpp"
@@ -35,6 +36,31 @@ struct EncryptedTensor {
 };
 
 // ---- client side (needs the secret keys) ----
+
+// Everything a client needs to encrypt inputs and decode outputs, without the circuit: the
+// parameter set, the encoding width and, per input and output, its shape and value range
+// (client.specs.json carries exactly this).
+struct TensorSignature {
+  std::string name;
+  Shape shape;
+  std::int64_t lo = 0, hi = 0;
+  friend bool operator==(const TensorSignature&, const TensorSignature&) = default;
+};
+struct CircuitSignature {
+  tfhe::ParameterSet params;
+  unsigned encoding_width = 0;
+  bool uses_bootstrapping = true;
+  std::vector<TensorSignature> inputs;
+  std::vector<TensorSignature> outputs;
+  friend bool operator==(const CircuitSignature&, const CircuitSignature&) = default;
+};
+CircuitSignature signature_of(const CompiledCircuit& circuit);
+
+std::vector<tfhe::SeededLweCiphertextList> encrypt_inputs(const CircuitSignature& signature,
+                                                          const tfhe::SecretKeys& keys,
+                                                          const std::vector<Tensor>& inputs);
+std::vector<Tensor> decrypt_outputs(const CircuitSignature& signature, const tfhe::SecretKeys& keys,
+                                    const std::vector<EncryptedTensor>& outputs);
 
 // Encrypts one tensor per circuit input (circuit.inputs() order) in seeded form: 8 bytes per
 // element plus a seed. Throws std::invalid_argument naming the input on a count, shape or
@@ -70,10 +96,15 @@ class FheExecutor {
   // Copies the circuit; `keys` must outlive the executor and may be null when !circuit.uses_bootstrapping.
   // Throws std::invalid_argument when keys are missing or belong to another parameter set.
   FheExecutor(const CompiledCircuit& circuit, const tfhe::EvaluationKeys* keys, ExecutorOptions options = {});
+  // An executor whose keys come with each run (a server with one circuit and many clients).
+  explicit FheExecutor(const CompiledCircuit& circuit, ExecutorOptions options = {});
 
   // One encrypted tensor per input, in circuit.inputs() order; returns one per output.
   // Throws std::invalid_argument naming the input on a count, shape or dimension mismatch.
   std::vector<EncryptedTensor> run(const std::vector<EncryptedTensor>& inputs, ExecutionStats* stats = nullptr) const;
+  // With the given keys (null only for a levelled-only circuit); checks their parameter set.
+  std::vector<EncryptedTensor> run(const std::vector<EncryptedTensor>& inputs, const tfhe::EvaluationKeys* keys,
+                                   ExecutionStats* stats = nullptr) const;
 
   const CompiledCircuit& circuit() const { return circuit_; }
 
