@@ -212,18 +212,41 @@ CircuitAnalysis analyze(const Circuit& c) {
     }
   }
 
-  // Encoding width: every read value must fit (analysis.hpp).
-  unsigned w = 1;
-  for (std::uint32_t o : c.outputs) w = std::max(w, width_of_span(span_of(a.ranges[o])));
-  for (const auto& l : a.lookups) w = std::max(w, l.known_zero_bits + l.precision);
-  for (const auto& r : a.round_bits) w = std::max(w, r.bits);
+  // Segments (analysis.hpp): union of every node with its operands, except across lookups.
+  std::vector<std::uint32_t> parent(count);
+  for (std::uint32_t id = 0; id < count; ++id) parent[id] = id;
+  const auto find = [&](std::uint32_t x) {
+    while (parent[x] != x) x = parent[x] = parent[parent[x]];
+    return x;
+  };
+  for (std::uint32_t id = 0; id < count; ++id)
+    if (c.nodes[id].kind != OpKind::kLookup)
+      for (std::uint32_t op : c.nodes[id].operands) parent[find(op)] = find(id);
+  // Encoding width of each segment: every read value must fit.
+  std::vector<unsigned> segment_width(count, 1);
+  const auto need = [&](std::uint32_t node, unsigned w) {
+    unsigned& sw = segment_width[find(node)];
+    sw = std::max(sw, w);
+  };
+  for (std::uint32_t o : c.outputs) need(o, width_of_span(span_of(a.ranges[o])));
+  for (const auto& l : a.lookups) need(c.nodes[l.node].operands[0], l.known_zero_bits + l.precision);
+  for (const auto& r : a.round_bits) need(r.node, r.bits);
   const bool bootstrapping = a.uses_bootstrapping();
   const unsigned max_w = bootstrapping ? kMaxEncodingWidth : 60u;
+  a.widths.resize(count);
+  unsigned w = 1;
+  for (std::uint32_t id = 0; id < count; ++id) {
+    a.widths[id] = segment_width[find(id)];
+    w = std::max(w, a.widths[id]);
+  }
   if (w > max_w) {
-    std::uint32_t culprit = c.outputs[0];
-    for (std::uint32_t o : c.outputs)
-      if (width_of_span(span_of(a.ranges[o])) > width_of_span(span_of(a.ranges[culprit]))) culprit = o;
-    throw std::invalid_argument("circuit needs an encoding width of " + std::to_string(w) + " bits (widest read: " +
+    std::uint32_t culprit = 0;
+    for (std::uint32_t id = 0; id < count; ++id)
+      if (a.widths[id] == w) {
+        culprit = id;
+        break;
+      }
+    throw std::invalid_argument("circuit needs an encoding width of " + std::to_string(w) + " bits (in the segment of " +
                                 c.describe_node(culprit) + "), at most " + std::to_string(max_w) +
                                 " are supported " + (bootstrapping ? "with lookups" : "for levelled circuits"));
   }
@@ -241,16 +264,19 @@ CircuitAnalysis analyze(const Circuit& c) {
     if (n.kind == OpKind::kLookup) {
       LookupInfo& l = a.lookups[next_lookup++];
       l.sq_norm2 = a.sq_norm2[n.operands[0]];
-      l.amplification_bits = w - l.known_zero_bits - l.precision;
+      l.input_width = a.widths[n.operands[0]];
+      l.output_width = a.widths[id];
+      l.amplification_bits = l.input_width - l.known_zero_bits - l.precision;
       l.constraint_sq_norm2 = std::ldexp(l.sq_norm2, 2 * static_cast<int>(l.amplification_bits));
       add_constraint(a.constraints, l.precision, l.constraint_sq_norm2);
       depth += 1;
     } else if (n.kind == OpKind::kRoundBits && next_round < a.round_bits.size() && a.round_bits[next_round].node == id) {
       RoundBitsInfo& r = a.round_bits[next_round++];
       r.input_sq_norm2 = a.sq_norm2[n.operands[0]];
+      r.width = a.widths[id];
       for (unsigned k = 0; k < r.steps(); ++k) {
         const unsigned bit = r.first_bit + k;
-        const double sq = std::ldexp(r.input_sq_norm2 + k, 2 * static_cast<int>(w - bit));
+        const double sq = std::ldexp(r.input_sq_norm2 + k, 2 * static_cast<int>(r.width - bit));
         r.step_constraint_sq_norm2.push_back(sq);
         add_constraint(a.constraints, 1, sq);
       }
@@ -260,7 +286,8 @@ CircuitAnalysis analyze(const Circuit& c) {
     a.sq_norm2[id] = node_sq_norm2(c, id, a.sq_norm2, a.round_bits);
   }
   if (bootstrapping)
-    for (std::uint32_t o : c.outputs) add_constraint(a.constraints, 1, std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(w - 1)));
+    for (std::uint32_t o : c.outputs)
+      add_constraint(a.constraints, 1, std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(a.widths[o] - 1)));
 
   // Statistics.
   unsigned min_p = kMaxLookupPrecision + 1;
@@ -285,7 +312,7 @@ CircuitAnalysis analyze(const Circuit& c) {
   for (const auto& l : a.lookups)
     if (l.amplification_bits >= 6) {
       st.warnings.push_back(c.describe_node(l.node) + " reads a " + std::to_string(l.precision) + "-bit input at width " +
-                            std::to_string(w) + ": its noise is amplified 2^" + std::to_string(l.amplification_bits) +
+                            std::to_string(l.input_width) + ": its noise is amplified 2^" + std::to_string(l.amplification_bits) +
                             " times (narrow the circuit's widest read or round it)");
       break;
     }
@@ -347,7 +374,7 @@ namespace {
 double log2_levelled_error(const Circuit& c, const CircuitAnalysis& a, double fresh_variance) {
   ErrorSum sum;
   for (std::uint32_t o : c.outputs) {
-    const double var = std::ldexp(a.sq_norm2[o] * fresh_variance, 2 * static_cast<int>(a.encoding_width - 1));
+    const double var = std::ldexp(a.sq_norm2[o] * fresh_variance, 2 * static_cast<int>(a.widths[o] - 1));
     sum.add(tfhe::log2_lookup_error_probability_for_variance(1, var), static_cast<double>(element_count(c.nodes[o].shape)));
   }
   return sum.log2_total();
@@ -356,7 +383,7 @@ double log2_levelled_error(const Circuit& c, const CircuitAnalysis& a, double fr
 double log2_output_error(const Circuit& c, const CircuitAnalysis& a, const tfhe::ParameterSet& params) {
   ErrorSum sum;
   for (std::uint32_t o : c.outputs) {
-    const double sq = std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(a.encoding_width - 1));
+    const double sq = std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(a.widths[o] - 1));
     sum.add(tfhe::log2_lookup_error_probability_for_variance(1, tfhe::variance_at_blind_rotation_input(params, sq)),
             static_cast<double>(element_count(c.nodes[o].shape)));
   }
@@ -384,13 +411,14 @@ void finish_statistics(CompiledCircuit& cc) {
 }
 
 tfhe::ParameterSet levelled_parameters(const Circuit& c, const CircuitAnalysis& a, double p_error, unsigned security_bits) {
+  // The most demanding output read: its noise multiplier times 4^(w-1) of its segment.
   double worst = 0;
-  for (std::uint32_t o : c.outputs) worst = std::max(worst, a.sq_norm2[o]);
+  for (std::uint32_t o : c.outputs) worst = std::max(worst, std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(a.widths[o] - 1)));
   const double max_var = tfhe::max_variance_for_p_error(1, p_error);
   for (unsigned log_n = 10; log_n <= 16; ++log_n) {
     const std::size_t big_n = std::size_t{1} << log_n;
     const double sigma = std::exp2(tfhe::min_secure_log2_std_dev(big_n, security_bits));
-    if (!(std::ldexp(worst * sigma * sigma, 2 * static_cast<int>(a.encoding_width - 1)) <= max_var)) continue;
+    if (!(worst * sigma * sigma <= max_var)) continue;
     tfhe::ParameterSet p;
     p.name = "levelled_w" + std::to_string(a.encoding_width) + "_N" + std::to_string(big_n);
     p.message_bits = std::min(a.encoding_width, 8u);
@@ -408,7 +436,7 @@ tfhe::ParameterSet levelled_parameters(const Circuit& c, const CircuitAnalysis& 
     return p;
   }
   throw std::invalid_argument("levelled circuit: no 2^10..2^16 polynomial size keeps its " +
-                              std::to_string(a.encoding_width) + "-bit outputs (noise norm^2 " + fmt("%.3g", worst) +
+                              std::to_string(a.encoding_width) + "-bit outputs (noise norm^2 x 4^(w-1) " + fmt("%.3g", worst) +
                               ") correct at p_error " + fmt("%.3g", p_error));
 }
 
@@ -448,7 +476,7 @@ CompiledCircuit compile(Circuit circuit, const CompileOptions& options) {
       for (const auto& r : cc.analysis.round_bits)
         if (!r.step_constraint_sq_norm2.empty() && r.step_constraint_sq_norm2.back() > worst_sq) {
           worst_sq = r.step_constraint_sq_norm2.back();
-          worst = cc.circuit.describe_node(r.node) + " (bit extraction at width " + std::to_string(cc.analysis.encoding_width) + ")";
+          worst = cc.circuit.describe_node(r.node) + " (bit extraction at width " + std::to_string(r.width) + ")";
         }
       throw std::invalid_argument("compile: no " + std::to_string(options.security_bits) +
                                   "-bit secure parameter set meets p_error " + fmt("%.3g", p_error) +

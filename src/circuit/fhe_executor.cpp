@@ -56,7 +56,7 @@ struct FheExecutor::Lowered {
     std::uint64_t multiplier = 1;                 // 2^(W - t - p)
   };
   struct RoundStep {
-    unsigned first_bit = 0, bits = 0;
+    unsigned first_bit = 0, bits = 0, width = 0;
     bool nearest = false;
     std::vector<tfhe::LookupTable> extraction;  // one per extracted bit
   };
@@ -95,7 +95,6 @@ FheExecutor::FheExecutor(const CompiledCircuit& circuit, ExecutorOptions options
   const Circuit& c = circuit_.circuit;
   const CircuitAnalysis& a = circuit_.analysis;
   const tfhe::ParameterSet& params = circuit_.params;
-  const unsigned w = a.encoding_width;
   const tfhe::PolynomialSize big_n = params.polynomial_size;
   auto lowered = std::make_shared<Lowered>();
   lowered->nodes.resize(c.nodes.size());
@@ -128,12 +127,12 @@ FheExecutor::FheExecutor(const CompiledCircuit& circuit, ExecutorOptions options
           // Entries the input never reaches (outside the table's domain) read 0.
           if (offset >= 0 && (offset & ((std::int64_t{1} << table.domain_shift) - 1)) == 0 &&
               index < static_cast<std::int64_t>(table.values.size()))
-            outputs[r] = encode_value(table.values[static_cast<std::size_t>(index)], w);
+            outputs[r] = encode_value(table.values[static_cast<std::size_t>(index)], info.output_width);
         }
         prog.lookup.tables.emplace_back(big_n, info.precision, outputs);
       }
       prog.lookup.table_of_element = n.table_index;
-      prog.lookup.offset = encode_value(info.reduced_min * (std::int64_t{1} << info.known_zero_bits), w);
+      prog.lookup.offset = encode_value(info.reduced_min * (std::int64_t{1} << info.known_zero_bits), info.input_width);
       prog.lookup.multiplier = std::uint64_t{1} << info.amplification_bits;
     } else if (n.kind == OpKind::kRoundBits) {
       if (next_round < a.round_bits.size() && a.round_bits[next_round].node == id) {
@@ -141,6 +140,8 @@ FheExecutor::FheExecutor(const CompiledCircuit& circuit, ExecutorOptions options
         prog.round.first_bit = info.first_bit;
         prog.round.bits = info.bits;
         prog.round.nearest = info.nearest;
+        const unsigned w = info.width;
+        prog.round.width = w;
         for (unsigned bit = info.first_bit; bit < info.bits; ++bit) {
           // Both entries +Delta_(W-bit)/2: the negacyclic half returns the negation, which
           // is how the bit on the padding position shows (analysis.hpp).
@@ -166,7 +167,7 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
   const Circuit& c = circuit_.circuit;
-  const unsigned w = circuit_.analysis.encoding_width;
+  const std::vector<unsigned>& widths = circuit_.analysis.widths;
   const tfhe::LweDimension dim(big_dimension(circuit_.params));
   const std::size_t words = tfhe::lwe_size(dim);
   const unsigned threads = tfhe::resolve_thread_count(options_.threads);
@@ -214,7 +215,7 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
           for (std::size_t t = m.row_begin[r]; t < m.row_begin[r + 1]; ++t)
             tfhe::lwe_mul_scalar_add(y, (*values[n.operands[m.operand[t]]])[static_cast<std::size_t>(m.element[t])],
                                      m.weight[t]);
-          if (m.constant[r] != 0) tfhe::lwe_add_plaintext(y, encode_value(m.constant[r], w));
+          if (m.constant[r] != 0) tfhe::lwe_add_plaintext(y, encode_value(m.constant[r], widths[id]));
         }
       });
       values[id] = std::move(out);
@@ -254,6 +255,7 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
       values[id] = std::move(out);
     } else if (n.kind == OpKind::kRoundBits) {
       const Lowered::RoundStep& step = prog.round;
+      const unsigned w = step.width;
       auto u = std::make_shared<tfhe::LweCiphertextList>(dim, count);
       {
         const auto src = values[n.operands[0]]->data();
@@ -313,12 +315,13 @@ CircuitSignature signature_of(const CompiledCircuit& circuit) {
   s.uses_bootstrapping = circuit.uses_bootstrapping;
   for (std::uint32_t id : c.inputs()) {
     const Node& n = c.nodes[id];
-    s.inputs.push_back({n.name, n.shape, n.attributes[2], n.attributes[3]});
+    s.inputs.push_back({n.name, n.shape, n.attributes[2], n.attributes[3], circuit.analysis.widths[id]});
   }
   for (std::size_t i = 0; i < c.outputs.size(); ++i) {
     const std::uint32_t id = c.outputs[i];
     const ValueRange& r = circuit.analysis.ranges[id];
-    s.outputs.push_back({i < c.output_names.size() ? c.output_names[i] : std::string{}, c.nodes[id].shape, r.lo, r.hi});
+    s.outputs.push_back({i < c.output_names.size() ? c.output_names[i] : std::string{}, c.nodes[id].shape, r.lo, r.hi,
+                         circuit.analysis.widths[id]});
   }
   return s;
 }
@@ -336,7 +339,6 @@ std::vector<tfhe::SeededLweCiphertextList> encrypt_inputs(const CircuitSignature
   if (inputs.size() != sig.inputs.size())
     throw std::invalid_argument("encrypt_inputs: " + std::to_string(inputs.size()) + " tensors for " +
                                 std::to_string(sig.inputs.size()) + " circuit inputs");
-  const unsigned w = sig.encoding_width;
   tfhe::Csprng noise = tfhe::Csprng::from_os();
   std::vector<tfhe::SeededLweCiphertextList> out;
   out.reserve(inputs.size());
@@ -353,7 +355,7 @@ std::vector<tfhe::SeededLweCiphertextList> encrypt_inputs(const CircuitSignature
       if (v < in.lo || v > in.hi)
         throw std::invalid_argument(label + " holds " + std::to_string(v) + ", outside its range [" +
                                     std::to_string(in.lo) + ", " + std::to_string(in.hi) + "]");
-      plaintexts.push_back(encode_value(v, w));
+      plaintexts.push_back(encode_value(v, in.width));
     }
     out.push_back(tfhe::encrypt_seeded_lwe_list(keys.glwe.flattened(), plaintexts, sig.params.glwe_std_dev, noise));
   }
@@ -397,7 +399,6 @@ std::vector<Tensor> decrypt_outputs(const CircuitSignature& sig, const tfhe::Sec
   if (outputs.size() != sig.outputs.size())
     throw std::invalid_argument("decrypt_outputs: " + std::to_string(outputs.size()) + " tensors for " +
                                 std::to_string(sig.outputs.size()) + " circuit outputs");
-  const unsigned w = sig.encoding_width;
   const std::size_t dim = big_dimension(sig.params);
   std::vector<Tensor> out;
   out.reserve(outputs.size());
@@ -415,7 +416,7 @@ std::vector<Tensor> decrypt_outputs(const CircuitSignature& sig, const tfhe::Sec
                                   std::to_string(dim));
     std::vector<std::int64_t> data(outputs[i].ciphertexts.count());
     for (std::size_t e = 0; e < data.size(); ++e)
-      data[e] = decode_value(tfhe::decrypt_lwe_phase(keys.glwe.flattened(), outputs[i].ciphertexts[e]), w, o.lo);
+      data[e] = decode_value(tfhe::decrypt_lwe_phase(keys.glwe.flattened(), outputs[i].ciphertexts[e]), o.width, o.lo);
     out.emplace_back(o.shape, std::move(data));
   }
   return out;

@@ -95,8 +95,10 @@ TEST(CircuitAnalysis, LookupPrecisionKnownZerosAndReducedMin) {
   const Value r = b.round_bits(a, 2, RoundingMode::kFloor, "r");  // 5: [-20, 8], t = 2, 2 steps
   b.output(b.lookup(r, positive, "lr"));               // 6: p = width(7) = 3, min -5
   const CircuitAnalysis an = analyze(std::move(b).build());
-  // W = max(1 (outputs), 5, 3 + 3, 2 + 3, 2 (round_bits)) = 6.
+  // Segments: {a, r} reads 5 (la), 2 (round_bits), 2 + 3 (lr): width 5; {q, m} reads 3 + 3:
+  // width 6; each lookup's output its own segment of width 1. The widest is 6.
   ASSERT_EQ(an.encoding_width, 6u);
+  EXPECT_EQ(an.widths, (std::vector<unsigned>{5, 1, 6, 6, 1, 5, 1}));
   ASSERT_EQ(an.lookups.size(), 3u);
   const LookupInfo& la = an.lookups[0];
   const LookupInfo& lm = an.lookups[1];
@@ -106,9 +108,9 @@ TEST(CircuitAnalysis, LookupPrecisionKnownZerosAndReducedMin) {
   EXPECT_EQ(la.precision, 5u);
   EXPECT_EQ(la.known_zero_bits, 0u);
   EXPECT_EQ(la.reduced_min, -20);
-  EXPECT_EQ(la.amplification_bits, 1u);
-  EXPECT_DOUBLE_EQ(la.sq_norm2, 1.0);            // a fresh input
-  EXPECT_DOUBLE_EQ(la.constraint_sq_norm2, 4.0);  // * 4^1
+  EXPECT_EQ(la.amplification_bits, 0u);           // its segment is exactly as wide as it reads
+  EXPECT_DOUBLE_EQ(la.sq_norm2, 1.0);             // a fresh input
+  EXPECT_DOUBLE_EQ(la.constraint_sq_norm2, 1.0);
   EXPECT_EQ(lm.node, 4u);
   EXPECT_EQ(lm.elements, 3);
   EXPECT_EQ(lm.precision, 3u);
@@ -121,9 +123,9 @@ TEST(CircuitAnalysis, LookupPrecisionKnownZerosAndReducedMin) {
   EXPECT_EQ(lr.precision, 3u);
   EXPECT_EQ(lr.known_zero_bits, 2u);
   EXPECT_EQ(lr.reduced_min, -5);
-  EXPECT_EQ(lr.amplification_bits, 1u);
+  EXPECT_EQ(lr.amplification_bits, 0u);
   EXPECT_DOUBLE_EQ(lr.sq_norm2, 3.0);  // the input plus one PBS output per extracted bit
-  EXPECT_DOUBLE_EQ(lr.constraint_sq_norm2, 12.0);
+  EXPECT_DOUBLE_EQ(lr.constraint_sq_norm2, 3.0);
   ASSERT_EQ(an.round_bits.size(), 1u);
   EXPECT_EQ(an.round_bits[0].node, 5u);
   EXPECT_EQ(an.round_bits[0].first_bit, 0u);
@@ -249,7 +251,9 @@ TEST(CircuitAnalysis, StatisticsCountLookupsRoundingsAndDepth) {
   EXPECT_EQ(st.encrypted_outputs, 13);
   EXPECT_EQ(st.max_lookup_precision, 5u);
   EXPECT_EQ(st.max_value_bits, 6u);  // the approximate rounding may reach 32
-  // W = max(3 (outputs), 3, 5, 3 + 2, 2 + 4, 3 (round_bits)) = 6.
+  // Segments: {x} reads 3 (l3): width 3; {y, r, a} reads 5 (l5), 3 (round_bits), 3 + 2 (lr),
+  // 2 + 4 (la): width 6; the lookups' outputs span 3, 3, 2 and 3 bits. The widest is 6.
+  EXPECT_EQ(an.widths, (std::vector<unsigned>{3, 3, 6, 3, 6, 2, 6, 3}));
   EXPECT_EQ(st.encoding_width, 6u);
   EXPECT_EQ(an.encoding_width, 6u);
   EXPECT_EQ(st.pbs_depth, 4u);  // 3 extractions, then the lookup
@@ -271,7 +275,7 @@ TEST(CircuitAnalysis, StatisticsCountLookupsRoundingsAndDepth) {
 
   // Lookups' constraints: (p, nu^2 * 4^(W - t - p)).
   ASSERT_EQ(an.lookups.size(), 4u);
-  EXPECT_DOUBLE_EQ(an.lookups[0].constraint_sq_norm2, 64.0);  // l3: 1 * 4^3
+  EXPECT_DOUBLE_EQ(an.lookups[0].constraint_sq_norm2, 1.0);   // l3: 1 * 4^0 (its segment is 3 bits wide)
   EXPECT_DOUBLE_EQ(an.lookups[1].constraint_sq_norm2, 4.0);   // l5: 1 * 4^1
   EXPECT_DOUBLE_EQ(an.lookups[2].sq_norm2, 4.0);              // lr: 1 + 3 extraction outputs
   EXPECT_DOUBLE_EQ(an.lookups[2].constraint_sq_norm2, 16.0);  // * 4^1
@@ -280,8 +284,8 @@ TEST(CircuitAnalysis, StatisticsCountLookupsRoundingsAndDepth) {
   EXPECT_EQ(an.lookups[3].precision, 4u);
   EXPECT_DOUBLE_EQ(an.lookups[3].constraint_sq_norm2, 1.0);
   // Deduplicated per precision; precision 1 holds the extraction steps and the outputs
-  // (1, nu^2 * 4^(W - 1)) = 1024, the largest being 4096.
-  const std::vector<tfhe::NoiseConstraint> want = {{1, 4096.0}, {2, 16.0}, {3, 64.0}, {4, 1.0}, {5, 4.0}};
+  // (1, nu^2 * 4^(w - 1)) at their own widths (16 at most), the largest being 4096.
+  const std::vector<tfhe::NoiseConstraint> want = {{1, 4096.0}, {2, 16.0}, {3, 1.0}, {4, 1.0}, {5, 4.0}};
   EXPECT_EQ(an.constraints, want);
   EXPECT_DOUBLE_EQ(st.max_lookup_sq_norm2, 4096.0);
 }
@@ -545,11 +549,12 @@ TEST(CircuitAnalysis, UnreachableTargetsAreRefusedNamingTheMostDemandingLookup) 
   CircuitBuilder b;
   const Value x = b.input({2}, 6, false, "x");
   b.output(b.lookup(x, [](std::int64_t v) { return v / 2; }, "act"), "y");
-  b.output(b.input({1}, 40, false, "wide"), "w");  // W = 40: the 6-bit lookup's noise is amplified 2^34
+  // x shares a segment with a 41-bit output: the 6-bit lookup's noise is amplified 2^35.
+  b.output(b.add(x, b.input({2}, 40, false, "wide")), "w");
   const Circuit c = std::move(b).build();
   const CircuitAnalysis an = analyze(c);
   ASSERT_EQ(an.lookups.size(), 1u);
-  EXPECT_EQ(an.lookups[0].amplification_bits, 34u);
+  EXPECT_EQ(an.lookups[0].amplification_bits, 35u);
   EXPECT_FALSE(an.statistics.warnings.empty());  // the amplification is worth a warning
   const std::string e = error_of([&] { compile(c); });
   EXPECT_TRUE(has(e, "lookup 'act' (node 1)")) << e;
@@ -594,6 +599,36 @@ TEST(CircuitAnalysis, WidthOfSpan) {
   EXPECT_EQ(width_of_span(255), 8u);
   EXPECT_EQ(width_of_span(256), 9u);
   EXPECT_EQ(width_of_span(~std::uint64_t{0}), 64u);
+}
+
+}  // namespace
+}  // namespace veil::circuit
+
+namespace veil::circuit {
+namespace {
+
+TEST(CircuitAnalysis, LookupOutputsStartNarrowSegments) {
+  // A network layer: a wide accumulator read through approximate rounding by a lookup whose
+  // 4-bit output is the circuit's output. The output decodes at 4 bits, not at the
+  // accumulator's width, so its constraint is 4^3, not 4^(W - 1).
+  CircuitBuilder b;
+  const Value x = b.input({1, 30}, 8, false, "x");
+  const Value acc = b.matmul(x, Tensor::filled({30, 2}, 7), "acc");  // [0, 53550]: 16 bits
+  const Value r = b.round_bits(acc, 12, RoundingMode::kApproximate, "round");
+  const Value y = b.lookup(r, [](std::int64_t v) { return std::min<std::int64_t>(v >> 12, 15); }, "act");
+  b.output(y, "y");
+  const CircuitAnalysis an = analyze(std::move(b).build());
+  EXPECT_EQ(an.widths[acc.id], 16u);
+  EXPECT_EQ(an.widths[y.id], 4u);
+  EXPECT_EQ(an.encoding_width, 16u);
+  ASSERT_EQ(an.lookups.size(), 1u);
+  EXPECT_EQ(an.lookups[0].input_width, 16u);
+  EXPECT_EQ(an.lookups[0].output_width, 4u);
+  EXPECT_EQ(an.lookups[0].amplification_bits, 0u);
+  // Precision 1 holds the output read only: nu^2 = 1 (a PBS output) times 4^(4 - 1).
+  ASSERT_FALSE(an.constraints.empty());
+  EXPECT_EQ(an.constraints.front().message_bits, 1u);
+  EXPECT_DOUBLE_EQ(an.constraints.front().sq_norm2, 64.0);
 }
 
 }  // namespace

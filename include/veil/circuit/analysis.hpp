@@ -2,14 +2,21 @@
 // TFHE parameters for it: what turns a Circuit into a CompiledCircuit the executors run.
 //
 // Encoding. Every encrypted value is an LWE ciphertext under the big key (dimension k*N)
-// holding v * Delta_W (mod 2^64), Delta_W = 2^(63 - W), for one encoding width W per
-// circuit. Levelled operations are exact modulo 2^(W+1); W only has to cover the values
-// that are *read*: lookup inputs (after rounding) and outputs. W is therefore the maximum of
-//   - width(hi - lo) over the outputs (the client decodes the representative in [lo, ...)),
-//   - t + p over the lookups, where the lookup's input is known to be a multiple of 2^t
-//     (round_bits) and p = width(hi/2^t - lo/2^t) is its *reading precision*,
-// which is never more than the widest intermediate of the circuit (an intermediate may wrap
-// modulo 2^(W+1) without harm: every read value fits).
+// holding v * Delta_w (mod 2^64), Delta_w = 2^(63 - w), where w is the encoding width of the
+// value's *segment*: the nodes joined by levelled operations and data movement (a linear
+// combination keeps the scale of its operands). A lookup ends a segment and starts another:
+// its table writes its outputs at the width of its own segment, whatever the width of the
+// segment it reads. Levelled operations are exact modulo 2^(w+1); w only has to cover the
+// values that are *read* in the segment: lookup inputs (after rounding) and outputs. The width
+// of a segment is therefore the maximum of
+//   - width(hi - lo) over its outputs (the client decodes the representative in [lo, ...)),
+//   - t + p over the lookups reading it, where the lookup's input is known to be a multiple
+//     of 2^t (round_bits) and p = width(hi/2^t - lo/2^t) is its *reading precision*,
+//   - b over its exact round_bits(x, b),
+// which is never more than the widest intermediate of the segment (an intermediate may wrap
+// modulo 2^(w+1) without harm: every read value fits). Segments keep narrow outputs cheap to
+// decode: a network's 8-bit output written by its last lookup does not inherit the 14 bits of
+// the accumulators before it. In what follows W is the width of the segment in question.
 //
 // Lookups. A lookup whose input v has range [lo, hi] and t known zero low bits reads
 // r = v / 2^t - lo / 2^t in [0, 2^p), p <= 8: the executor subtracts lo (a clear constant),
@@ -71,6 +78,8 @@ struct LookupInfo {
   unsigned known_zero_bits = 0;  // t
   std::int64_t reduced_min = 0;  // lo / 2^t: entry r reads v = (reduced_min + r) * 2^t
   unsigned amplification_bits = 0;  // W - t - p
+  unsigned input_width = 0;        // W of the segment read
+  unsigned output_width = 0;       // width of the segment the table writes into
   double sq_norm2 = 0;           // input noise, units of Var_BR, before amplification
   double constraint_sq_norm2 = 0;  // sq_norm2 * 4^amplification_bits
 };
@@ -81,6 +90,7 @@ struct RoundBitsInfo {
   unsigned first_bit = 0;  // bits below are known zero: no PBS for them
   unsigned bits = 0;       // node's b: steps for bits first_bit .. bits-1
   bool nearest = false;
+  unsigned width = 0;  // W of its segment
   double input_sq_norm2 = 0;
   std::vector<double> step_constraint_sq_norm2;  // one per step
   std::size_t steps() const { return bits > first_bit ? bits - first_bit : 0; }
@@ -93,7 +103,7 @@ struct CircuitStatistics {
   std::int64_t total_pbs = 0;
   std::int64_t levelled_ops = 0;  // ciphertext multiply-adds / adds of the levelled program
   std::int64_t encrypted_inputs = 0, encrypted_outputs = 0;  // ciphertexts
-  unsigned encoding_width = 0;    // W
+  unsigned encoding_width = 0;    // the widest segment's W
   unsigned max_value_bits = 0;    // widest intermediate (signed widths include the sign)
   unsigned max_lookup_precision = 0;
   double max_lookup_sq_norm2 = 0;  // largest constraint, units of Var_BR
@@ -112,7 +122,8 @@ struct CircuitAnalysis {
   std::vector<ValueRange> ranges;   // per node
   std::vector<double> sq_norm2;     // per node: max noise over its elements, units of Var_BR
   std::vector<unsigned> pbs_depth;  // per node: PBS waves before the node's value is ready
-  unsigned encoding_width = 0;
+  std::vector<unsigned> widths;     // per node: the encoding width of its segment
+  unsigned encoding_width = 0;      // max over widths
   std::vector<LookupInfo> lookups;
   std::vector<RoundBitsInfo> round_bits;
   std::vector<tfhe::NoiseConstraint> constraints;  // deduplicated: max sq_norm2 per precision

@@ -2,9 +2,10 @@
 // with evaluation keys only, with the semantics of the clear executor (clear_executor.hpp).
 //
 // Encoding (analysis.hpp): value v of any node is an LWE ciphertext under the big key
-// (dimension k*N) of v * Delta_W mod 2^64, Delta_W = 2^(63 - W), W the circuit's encoding
-// width. The client encrypts inputs that way and decodes an output as the representative of
-// round(phase / Delta_W) mod 2^(W+1) that lies in the output's range [lo, lo + 2^(W+1)).
+// (dimension k*N) of v * Delta_w mod 2^64, Delta_w = 2^(63 - w), w the encoding width of the
+// node's segment. The client encrypts inputs that way and decodes an output as the
+// representative of round(phase / Delta_w) mod 2^(w+1) that lies in the output's range
+// [lo, lo + 2^(w+1)).
 //
 // Execution: nodes run in topological order. Levelled nodes (add, sub, constants, matmul,
 // conv2d, sum) are ciphertext multiply-adds row by row, parallel over rows; data movement
@@ -44,6 +45,7 @@ struct TensorSignature {
   std::string name;
   Shape shape;
   std::int64_t lo = 0, hi = 0;
+  unsigned width = 0;  // encoding width of its segment (analysis.hpp)
   friend bool operator==(const TensorSignature&, const TensorSignature&) = default;
 };
 struct CircuitSignature {

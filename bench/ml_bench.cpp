@@ -1,0 +1,85 @@
+// Models end to end: accuracy float / quantized (clear) / FHE, lookups per sample and FHE
+// latency per sample, per fixture model and dataset. Named ml/<model>/<dataset>; counters:
+//   float_acc, quant_acc (accuracy or R^2 on the whole test split), fhe_agree (fraction of the
+//   FHE-run rows whose prediction equals the clear one), pbs (per sample), ms_per_sample.
+// Compilation, key generation and the clear runs happen once per model, outside the timing;
+// each iteration encrypts, runs and decrypts one test row (cycling through the split).
+#include <benchmark/benchmark.h>
+
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "veil/circuit/analysis.hpp"
+#include "veil/circuit/clear_executor.hpp"
+#include "veil/circuit/fhe_executor.hpp"
+#include "veil/ml/importers.hpp"
+#include "veil/ml/quantize.hpp"
+
+#ifndef VEIL_SOURCE_DIR
+#define VEIL_SOURCE_DIR "."
+#endif
+
+namespace {
+
+using namespace veil;
+
+std::string fixtures() {
+  if (const char* env = std::getenv("VEIL_FIXTURES")) return env;
+  return std::string(VEIL_SOURCE_DIR) + "/tests/fixtures";
+}
+
+void bench_model(benchmark::State& state, std::string name, std::string file, std::string dataset, bool regression) {
+  const std::string dir = fixtures();
+  const ml::Model model = ml::load_model(dir + "/" + file);
+  const ml::Matrix calib = ml::load_csv(dir + "/data/" + dataset + "_calib.csv");
+  const ml::Matrix all = ml::load_csv(dir + "/data/" + dataset + "_test.csv");
+  const ml::Matrix x = all.first_columns(all.cols - 1);
+  const std::vector<double> y = all.column(all.cols - 1);
+  const ml::QuantizedModel q = ml::compile_model(model, calib, {});
+  const ml::Predictions fp = ml::predict_float(model, x), qp = ml::predict_clear(q, x);
+  const circuit::CompiledCircuit cc = circuit::compile(q.circuit);
+  const auto secret = tfhe::generate_secret_keys(cc.params);
+  const auto evaluation = tfhe::expand_evaluation_keys(tfhe::generate_seeded_evaluation_keys(secret));
+  const circuit::FheExecutor executor(cc, cc.uses_bootstrapping ? &evaluation : nullptr);
+  std::size_t row = 0, agree = 0, runs = 0;
+  double seconds = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const circuit::Tensor in = ml::quantize_input(q.processing, x.row(row));
+    const auto out = circuit::decrypt_outputs(cc, secret, executor.run(circuit::expand_inputs(cc, circuit::encrypt_inputs(cc, secret, {in}))));
+    const ml::RowPrediction p = ml::postprocess_row(q.processing, out);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (regression) agree += std::fabs(p.value - qp.values[row]) <= 1e-2 * std::fabs(qp.values[row]) + 1e-6;
+    else agree += p.label == qp.labels[row];
+    ++runs;
+    row = (row + 1) % x.rows;
+  }
+  state.counters["float_acc"] = regression ? ml::r2_score(fp.values, y) : ml::accuracy(fp.labels, y);
+  state.counters["quant_acc"] = regression ? ml::r2_score(qp.values, y) : ml::accuracy(qp.labels, y);
+  state.counters["fhe_agree"] = runs ? static_cast<double>(agree) / static_cast<double>(runs) : 0.0;
+  state.counters["pbs"] = static_cast<double>(cc.analysis.statistics.total_pbs);
+  state.counters["ms_per_sample"] = runs ? 1e3 * seconds / static_cast<double>(runs) : 0.0;
+  state.SetLabel(cc.params.describe());
+  (void)name;
+}
+
+// One benchmark per fixture of the manifest.
+const bool registered = [] {
+  std::ifstream in(fixtures() + "/manifest.json");
+  if (!in) return false;
+  const auto manifest = nlohmann::json::parse(in, nullptr, false);
+  if (manifest.is_discarded()) return false;
+  for (const auto& m : manifest["models"]) {
+    const std::string name = m["name"], file = m["file"], dataset = m["dataset"], task = m["task"];
+    std::string model = name.substr(0, name.rfind('_' + dataset));
+    benchmark::RegisterBenchmark(("ml/" + model + "/" + dataset).c_str(), bench_model, name, file, dataset, task == "regression")
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(name.rfind("cnn", 0) == 0 ? 1 : 3)
+        ->UseRealTime();
+  }
+  return true;
+}();
+
+}  // namespace

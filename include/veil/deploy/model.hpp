@@ -1,0 +1,180 @@
+// The deployment API, mirroring Concrete ML's FHEModelDev / FHEModelClient / FHEModelServer:
+//   ModelDev     compiles a model with calibration data and saves the three artifacts
+//                (client.zip, server.zip, serialized_processing.json) into a directory;
+//   ModelClient  loads client.zip + serialized_processing.json, generates and keeps the
+//                secret key (never in a file meant for the server), publishes evaluation keys,
+//                quantizes + encrypts inputs and decrypts + dequantizes + post-processes outputs;
+//   ModelServer  loads server.zip once and runs the circuit on encrypted batches with a
+//                client's evaluation keys (expanded once, reused across calls and threads).
+// The artifact formats are in docs/formats/artifacts.md; keys and ciphertexts travel in
+// envelopes (envelope.hpp) stamped with the model id the three artifacts share.
+//
+// Errors: DeployError for anything wrong with files (missing, corrupted, another model's,
+// another version's), with a message naming the file and the problem; std::invalid_argument
+// for bad arguments (rows of the wrong width, bad options).
+// Thread safety: ModelServer::run and load_evaluation_keys are safe to call concurrently;
+// ModelClient and ModelDev are single-threaded objects.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "veil/circuit/analysis.hpp"
+#include "veil/circuit/fhe_executor.hpp"
+#include "veil/deploy/envelope.hpp"
+#include "veil/ml/data.hpp"
+#include "veil/ml/model.hpp"
+#include "veil/ml/processing.hpp"
+#include "veil/ml/quantize.hpp"
+
+namespace veil::deploy {
+
+class DeployError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+inline constexpr int kArtifactFormatMajor = 1;
+inline constexpr int kArtifactFormatMinor = 0;
+inline constexpr const char* kVeilVersion = "0.1.0";
+
+inline constexpr const char* kClientZip = "client.zip";
+inline constexpr const char* kServerZip = "server.zip";
+inline constexpr const char* kProcessingJson = "serialized_processing.json";
+inline constexpr const char* kSecretKeyFile = "secret.key";
+inline constexpr const char* kEvaluationKeysFile = "evaluation.keys";
+
+// client.specs.json: what a client needs to make keys and ciphertexts for one compiled model.
+struct ClientSpecs {
+  ModelId model_id{};
+  circuit::CircuitSignature signature;
+  unsigned security_bits = 128;
+  circuit::CircuitStatistics statistics;
+};
+
+struct DevOptions {
+  ml::QuantizationOptions quantization;
+  circuit::CompileOptions compile;
+};
+
+class ModelDev {
+ public:
+  // Quantizes, lowers, analyses and chooses parameters. Throws std::invalid_argument naming
+  // what cannot be compiled.
+  static ModelDev compile(const ml::Model& model, const ml::Matrix& calibration, const DevOptions& options = {});
+  // Loads the model (ml::load_model) and calibration rows (CSV or .npy) first.
+  static ModelDev compile_files(const std::string& model_path, const std::string& calibration_path,
+                                const DevOptions& options = {});
+
+  // Writes DIR/client.zip, DIR/server.zip and DIR/serialized_processing.json (creating DIR),
+  // each atomically. Refuses (DeployError) when one exists and !overwrite.
+  void save(const std::filesystem::path& dir, bool overwrite = false) const;
+
+  const circuit::CompiledCircuit& compiled() const { return compiled_; }
+  const ml::Processing& processing() const { return processing_; }
+  const ModelId& model_id() const { return model_id_; }
+  std::string statistics() const { return compiled_.analysis.statistics.to_string(); }
+
+ private:
+  circuit::CompiledCircuit compiled_;
+  ml::Processing processing_;
+  ModelId model_id_{};
+};
+
+using Progress = std::function<void(const std::string& step, double fraction)>;
+
+struct KeySizes {
+  std::uint64_t secret_key_bytes = 0;
+  std::uint64_t evaluation_keys_bytes = 0;  // the seeded file a client uploads
+};
+
+class ModelClient {
+ public:
+  // Loads DIR/client.zip and DIR/serialized_processing.json and checks they share a model id.
+  static ModelClient load(const std::filesystem::path& dir);
+
+  // Generates a secret key and the seeded evaluation keys into KEYDIR (secret.key with mode
+  // 0600, evaluation.keys), unless valid ones for this model are there already and !force.
+  // Returns the sizes. Keys for another model in KEYDIR are refused unless force.
+  KeySizes generate_keys(const std::filesystem::path& key_dir, bool force = false, const Progress& progress = {});
+  // Loads the secret key from KEYDIR (checking the model id).
+  void load_keys(const std::filesystem::path& key_dir);
+  bool has_keys() const { return secret_ != nullptr; }
+  // The bytes of KEYDIR/evaluation.keys (checked to be this model's).
+  static Bytes read_evaluation_keys(const std::filesystem::path& key_dir, const ModelId& model);
+
+  // Quantizes rows (n_features columns) and encrypts them: one input batch envelope.
+  // REQUIRES: keys loaded or generated (throws std::logic_error otherwise).
+  Bytes quantize_encrypt_serialize(const ml::Matrix& rows) const;
+  // Decrypts an output batch envelope and post-processes it.
+  ml::Predictions deserialize_decrypt_dequantize(std::span<const std::uint8_t> output_batch) const;
+  // The decrypted integer outputs, before post-processing (rows x outputs).
+  std::vector<std::vector<circuit::Tensor>> decrypt_raw(std::span<const std::uint8_t> output_batch) const;
+
+  const ClientSpecs& specs() const { return specs_; }
+  const ml::Processing& processing() const { return processing_; }
+  const ModelId& model_id() const { return specs_.model_id; }
+
+ private:
+  ClientSpecs specs_;
+  ml::Processing processing_;
+  std::shared_ptr<const tfhe::SecretKeys> secret_;
+};
+
+struct RunStats {
+  std::size_t rows = 0;
+  std::int64_t pbs = 0;
+  double pbs_seconds = 0;
+  double total_seconds = 0;
+};
+
+class ModelServer {
+ public:
+  // Loads DIR/server.zip (or the given .zip path).
+  static ModelServer load(const std::filesystem::path& dir_or_zip);
+
+  // Parses and expands a client's evaluation-keys envelope; the result is shared across runs.
+  // A levelled-only model returns null (it needs no keys). Throws EnvelopeError / DeployError.
+  std::shared_ptr<const tfhe::EvaluationKeys> load_evaluation_keys(std::span<const std::uint8_t> bytes) const;
+  // Runs the circuit on every row of an input batch envelope; returns the output batch.
+  // `keys` may be null only for a levelled-only model. Throws EnvelopeError for a batch of
+  // another model or malformed, std::invalid_argument when it does not match the signature.
+  Bytes run(std::span<const std::uint8_t> input_batch, const tfhe::EvaluationKeys* keys, RunStats* stats = nullptr) const;
+
+  const ModelId& model_id() const { return model_id_; }
+  const circuit::CompiledCircuit& compiled() const { return *compiled_; }
+  bool needs_evaluation_keys() const { return compiled_->uses_bootstrapping; }
+
+ private:
+  ModelId model_id_{};
+  std::shared_ptr<const circuit::CompiledCircuit> compiled_;
+};
+
+// ---- artifact files (artifacts.cpp) ----
+
+// versions.json of an artifact: {"veil", "artifact_format", "model_id"}; checks the major.
+ModelId check_versions_json(const std::string& text, const std::string& source);
+std::string make_versions_json(const ModelId& model);
+std::string client_specs_to_json(const ClientSpecs& specs);
+ClientSpecs client_specs_from_json(const std::string& text, const std::string& source);
+
+// Reads a member of a zip file (size-limited); throws DeployError naming the zip and member.
+Bytes read_zip_member(const std::filesystem::path& zip, const std::string& member, std::uint64_t max_bytes);
+// Writes a zip atomically (temporary file + rename).
+void write_zip(const std::filesystem::path& zip, const std::vector<std::pair<std::string, Bytes>>& members);
+// Reads / writes a whole file (atomically: temporary + rename; `mode` for new files).
+Bytes read_file(const std::filesystem::path& path, std::uint64_t max_bytes);
+void write_file_atomic(const std::filesystem::path& path, std::span<const std::uint8_t> bytes, unsigned mode = 0644);
+
+// What a Veil file is, for `veil inspect`: one paragraph of text. When `artifact_dir` is
+// given, says whether the file belongs with that model.
+std::string inspect_file(const std::filesystem::path& path, const std::optional<std::filesystem::path>& artifact_dir);
+
+}  // namespace veil::deploy

@@ -1,0 +1,95 @@
+// Post-training quantization and lowering: a float Model plus calibration rows become a
+// circuit (circuit.hpp) and the client's Processing (processing.hpp).
+//
+// Lowerings (the mathematics: ../shared/TFHE_ALGORITHMS.md, "Quantization" and "Trees as
+// matrices"):
+//   linear models  inputs quantized per feature (affine, calibration min/max), weights per
+//                  output (symmetric), preprocessing and input scales folded into the
+//                  weights, bias-corrected at the mean calibration codes; the circuit
+//                  is one integer matmul, no lookup. The client
+//                  dequantizes the accumulator and applies the link.
+//   tree ensembles inputs quantized per feature (default 6 bits); per node one lookup on
+//                  the quantized feature giving the comparison bit (evaluated on the
+//                  dequantized value, so the client's quantization decides every split);
+//                  per leaf the count of satisfied path conditions (a clear matmul), then
+//                  one lookup per leaf giving the leaf's quantized value when the count
+//                  equals the path length, 0 otherwise (or the 0/1 indicator followed by a
+//                  clear matmul with the leaf values, for multi-output leaves); trees
+//                  summed on the client unless sum_trees_in_circuit.
+//   networks       every encrypted value carries a per-element affine interpretation
+//                  (real = s * v + b); linear ops (Gemm, MatMul, Conv, BatchNormalization,
+//                  Add/Sub/Mul by constants, average pooling) fold the scales into
+//                  per-output-channel quantized weights and the rest into the
+//                  interpretation (with bias correction: the weights' rounding error at
+//                  the calibration rows' mean input joins the offset); each activation is one lookup fused with requantization
+//                  to activation_bits, preceded by an approximate round_bits that keeps
+//                  lookup_precision bits of the accumulator's calibrated range; MaxPool is
+//                  max(a, b) = a + relu(b - a) through lookups; the last layer's
+//                  accumulator is requantized by one lookup to output_bits so that the
+//                  encrypted outputs stay narrow.
+// Range hints: every levelled node gets the range observed on the calibration rows, widened
+// by range_margin of its span on each side (clipped to the inferred range), so that the
+// circuit's bit widths follow real data (values outside wrap in FHE, as with Concrete's
+// input sets).
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "veil/circuit/circuit.hpp"
+#include "veil/ml/data.hpp"
+#include "veil/ml/model.hpp"
+#include "veil/ml/processing.hpp"
+
+namespace veil::ml {
+
+enum class TreeLeafMode {
+  kAuto,          // value lookups up to 4 values per leaf, indicator + matmul beyond
+  kValueLookup,   // one lookup per (leaf, value): the leaf's quantized value or 0
+  kIndicator,     // one lookup per leaf (0/1), then a clear matmul with the leaf values
+};
+
+struct QuantizationOptions {
+  // Linear models (Concrete ML's defaults: 8 and 8).
+  unsigned linear_input_bits = 8;
+  unsigned linear_weight_bits = 8;
+  // Tree ensembles (Concrete ML's default: 6 input bits).
+  unsigned tree_input_bits = 6;
+  unsigned tree_leaf_bits = 6;  // leaf values, symmetric, one scale for the whole ensemble
+  bool sum_trees_in_circuit = false;
+  TreeLeafMode tree_leaf_mode = TreeLeafMode::kAuto;
+  // Models whose trees route missing values by default directions (XGBoost) reserve the top
+  // input code for NaN, so that a missing feature follows its node's default direction.
+  bool tree_missing_values = true;
+  // Networks.
+  unsigned network_input_bits = 6;
+  unsigned network_weight_bits = 5;
+  unsigned network_activation_bits = 5;
+  unsigned network_output_bits = 8;
+  unsigned lookup_precision = 6;  // rounding threshold: lookups read at most this many bits
+  std::map<std::string, unsigned> activation_bits_per_node;  // by ONNX node name
+  std::map<std::string, unsigned> weight_bits_per_node;
+  // Calibration.
+  double range_margin = 0.1;
+  std::size_t max_calibration_rows = 1000;  // networks: rows observed per layer
+};
+
+struct QuantizedModel {
+  circuit::Circuit circuit;
+  Processing processing;
+};
+
+// Quantizes and lowers `model` with `calibration` rows (n_features columns, at least one
+// row, no NaN except for models that route missing values). Throws std::invalid_argument
+// naming the model part (layer, node, tree) that cannot be lowered: an unsupported op or
+// attribute, a shape the lowering does not handle, bit widths outside [1, 8] / [2, 16].
+QuantizedModel compile_model(const Model& model, const Matrix& calibration, const QuantizationOptions& options = {});
+
+// Quantize, run the circuit with the clear executor, post-process: "what FHE will return".
+Predictions predict_clear(const QuantizedModel& model, const Matrix& rows);
+
+}  // namespace veil::ml

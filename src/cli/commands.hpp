@@ -1,0 +1,59 @@
+// The subcommands of `veil` (main.cpp wires them to CLI11). Each returns the process exit
+// status; errors are thrown and reported by main as one line.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace veil::cli {
+
+struct CompileArgs {
+  std::string model, calibration, out;
+  std::optional<unsigned> n_bits;         // all input/weight bit widths of the model family
+  std::optional<unsigned> lookup_bits;    // networks: rounding threshold
+  std::optional<double> p_error;          // per PBS
+  std::optional<double> global_p_error;   // whole circuit
+  bool force = false;
+};
+int compile(const CompileArgs& a);
+
+struct KeygenArgs {
+  std::string client, keys;
+  bool force = false;
+};
+int keygen(const KeygenArgs& a);
+
+struct EncryptArgs {
+  std::string client, keys, input, out;
+};
+int encrypt(const EncryptArgs& a);
+
+struct RunArgs {
+  std::string server, evaluation_keys, input, out;
+};
+int run(const RunArgs& a);
+
+struct DecryptArgs {
+  std::string client, keys, input, out;
+};
+int decrypt(const DecryptArgs& a);
+
+// Quantized clear execution of the compiled circuit: what FHE will return, without keys.
+struct SimulateArgs {
+  std::string artifacts, input, out;
+};
+int simulate(const SimulateArgs& a);
+
+struct InspectArgs {
+  std::string file;
+  std::optional<std::string> artifacts;
+};
+int inspect(const InspectArgs& a);
+
+// Writes predictions as CSV: classifiers "label,<score per class>", regressors "value".
+std::string predictions_csv(const std::vector<long long>& labels, const std::vector<double>& values,
+                            const std::vector<std::vector<double>>& scores, const std::vector<long long>& classes,
+                            bool classification);
+
+}  // namespace veil::cli

@@ -1,0 +1,381 @@
+// Artifact files: zip members, versions.json, client.specs.json, atomic writes, inspection
+// (docs/formats/artifacts.md).
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zip.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <sstream>
+
+#include "veil/circuit/serialization.hpp"
+#include "veil/deploy/model.hpp"
+#include "veil/ml/processing.hpp"
+#include "veil/tfhe/serialization.hpp"
+
+namespace veil::deploy {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void fail(const std::string& what) { throw DeployError(what); }
+
+std::string hex64(std::uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
+  return buf;
+}
+
+json params_to_json(const tfhe::ParameterSet& p) {
+  return json{{"name", p.name},
+              {"id", hex64(p.id())},
+              {"message_bits", p.message_bits},
+              {"lwe_dimension", p.lwe_dimension.value},
+              {"glwe_dimension", p.glwe_dimension.value},
+              {"polynomial_size", p.polynomial_size.value},
+              {"lwe_std_dev", p.lwe_std_dev},
+              {"glwe_std_dev", p.glwe_std_dev},
+              {"pbs_base_log", p.pbs_base_log.value},
+              {"pbs_level_count", p.pbs_level_count.value},
+              {"ks_base_log", p.ks_base_log.value},
+              {"ks_level_count", p.ks_level_count.value}};
+}
+
+// Typed field access that names the field on error.
+template <class T>
+T field(const json& j, const char* name, const std::string& where) {
+  if (!j.is_object() || !j.contains(name)) fail(where + ": missing field '" + name + "'");
+  try {
+    return j.at(name).get<T>();
+  } catch (const json::exception&) {
+    fail(where + ": field '" + name + "' has the wrong type");
+  }
+}
+
+tfhe::ParameterSet params_from_json(const json& j, const std::string& where) {
+  tfhe::ParameterSet p;
+  p.name = field<std::string>(j, "name", where);
+  p.message_bits = field<unsigned>(j, "message_bits", where);
+  p.lwe_dimension = tfhe::LweDimension(field<std::size_t>(j, "lwe_dimension", where));
+  p.glwe_dimension = tfhe::GlweDimension(field<std::size_t>(j, "glwe_dimension", where));
+  p.polynomial_size = tfhe::PolynomialSize(field<std::size_t>(j, "polynomial_size", where));
+  p.lwe_std_dev = field<double>(j, "lwe_std_dev", where);
+  p.glwe_std_dev = field<double>(j, "glwe_std_dev", where);
+  p.pbs_base_log = tfhe::DecompositionBaseLog(field<std::size_t>(j, "pbs_base_log", where));
+  p.pbs_level_count = tfhe::DecompositionLevelCount(field<std::size_t>(j, "pbs_level_count", where));
+  p.ks_base_log = tfhe::DecompositionBaseLog(field<std::size_t>(j, "ks_base_log", where));
+  p.ks_level_count = tfhe::DecompositionLevelCount(field<std::size_t>(j, "ks_level_count", where));
+  try {
+    p.validate();
+  } catch (const std::invalid_argument& e) {
+    fail(where + ": invalid parameter set: " + e.what());
+  }
+  const std::string id = field<std::string>(j, "id", where);
+  if (id != hex64(p.id()))
+    fail(where + ": parameter set id " + id + " does not match its fields (" + hex64(p.id()) + "): the file was edited or corrupted");
+  return p;
+}
+
+json tensor_sig_to_json(const circuit::TensorSignature& t) {
+  return json{{"name", t.name}, {"shape", t.shape}, {"lo", t.lo}, {"hi", t.hi}, {"width", t.width}};
+}
+
+circuit::TensorSignature tensor_sig_from_json(const json& j, const std::string& where) {
+  circuit::TensorSignature t;
+  t.name = field<std::string>(j, "name", where);
+  t.shape = field<circuit::Shape>(j, "shape", where);
+  t.lo = field<std::int64_t>(j, "lo", where);
+  t.hi = field<std::int64_t>(j, "hi", where);
+  t.width = field<unsigned>(j, "width", where);
+  if (t.width < 1 || t.width > 60) fail(where + ": width " + std::to_string(t.width) + " outside [1, 60]");
+  try {
+    (void)circuit::element_count(t.shape, where);
+  } catch (const std::invalid_argument& e) {
+    fail(e.what());
+  }
+  if (t.lo > t.hi) fail(where + ": empty range [" + std::to_string(t.lo) + ", " + std::to_string(t.hi) + "]");
+  return t;
+}
+
+json parse_json(const std::string& text, const std::string& source) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    fail(source + ": not valid JSON (" + e.what() + ")");
+  }
+}
+
+std::string zip_error_text(int code) {
+  zip_error_t e;
+  zip_error_init_with_code(&e, code);
+  std::string s = zip_error_strerror(&e);
+  zip_error_fini(&e);
+  return s;
+}
+
+std::filesystem::path temp_sibling(const std::filesystem::path& path) {
+  std::random_device rd;
+  return path.parent_path() / ("." + path.filename().string() + ".tmp" + std::to_string(rd()));
+}
+
+}  // namespace
+
+ModelId check_versions_json(const std::string& text, const std::string& source) {
+  const json j = parse_json(text, source);
+  const std::string format = field<std::string>(j, "artifact_format", source);
+  int major = -1, minor = -1;
+  if (std::sscanf(format.c_str(), "%d.%d", &major, &minor) != 2) fail(source + ": artifact_format '" + format + "' is not MAJOR.MINOR");
+  if (major != kArtifactFormatMajor || minor > kArtifactFormatMinor)
+    fail(source + ": artifact format " + format + " (written by Veil " + field<std::string>(j, "veil", source) +
+         ") cannot be read by this Veil " + kVeilVersion + ", which reads " + std::to_string(kArtifactFormatMajor) +
+         ".0 to " + std::to_string(kArtifactFormatMajor) + "." + std::to_string(kArtifactFormatMinor));
+  try {
+    return parse_model_id(field<std::string>(j, "model_id", source));
+  } catch (const std::invalid_argument& e) {
+    fail(source + ": " + e.what());
+  }
+}
+
+std::string make_versions_json(const ModelId& model) {
+  return json{{"veil", kVeilVersion},
+              {"artifact_format", std::to_string(kArtifactFormatMajor) + "." + std::to_string(kArtifactFormatMinor)},
+              {"circuit_format", std::to_string(circuit::kCircuitFormatMajor) + "." + std::to_string(circuit::kCircuitFormatMinor)},
+              {"envelope_format", std::to_string(kEnvelopeMajor) + "." + std::to_string(kEnvelopeMinor)},
+              {"model_id", model_id_hex(model)}}
+      .dump(2);
+}
+
+std::string client_specs_to_json(const ClientSpecs& s) {
+  json inputs = json::array(), outputs = json::array();
+  for (const auto& t : s.signature.inputs) inputs.push_back(tensor_sig_to_json(t));
+  for (const auto& t : s.signature.outputs) outputs.push_back(tensor_sig_to_json(t));
+  const auto& p = s.signature.params;
+  const auto& st = s.statistics;
+  json lookups = json::object();
+  for (const auto& [bits, n] : st.lookups_by_precision) lookups[std::to_string(bits)] = n;
+  json j{{"format", "veil-client-specs"},
+         {"format_version", std::to_string(kArtifactFormatMajor) + "." + std::to_string(kArtifactFormatMinor)},
+         {"model_id", model_id_hex(s.model_id)},
+         {"security_bits", s.security_bits},
+         {"parameters", params_to_json(p)},
+         {"encoding_width", s.signature.encoding_width},
+         {"uses_bootstrapping", s.signature.uses_bootstrapping},
+         {"inputs", inputs},
+         {"outputs", outputs},
+         {"key_layout",
+          {{"secret_keys", {{"lwe_dimension", p.lwe_dimension.value}, {"glwe_dimension", p.glwe_dimension.value},
+                            {"polynomial_size", p.polynomial_size.value}, {"distribution", "uniform binary"}}},
+           {"evaluation_keys", s.signature.uses_bootstrapping
+                                   ? json{{"bootstrap_key", "seeded, GGSW of the small key under the GLWE key"},
+                                          {"keyswitch_key", "seeded, big LWE key to small LWE key"}}
+                                   : json{{"none", "levelled-only circuit: no evaluation keys are needed"}}}}},
+         {"statistics",
+          {{"total_pbs", st.total_pbs}, {"lookups_by_precision", lookups}, {"levelled_ops", st.levelled_ops},
+           {"encrypted_inputs", st.encrypted_inputs}, {"encrypted_outputs", st.encrypted_outputs},
+           {"pbs_depth", st.pbs_depth},
+           {"log2_predicted_p_error", st.log2_predicted_p_error ? json(*st.log2_predicted_p_error) : json(nullptr)}}}};
+  return j.dump(2);
+}
+
+ClientSpecs client_specs_from_json(const std::string& text, const std::string& source) {
+  const json j = parse_json(text, source);
+  if (field<std::string>(j, "format", source) != "veil-client-specs") fail(source + ": not a Veil client.specs.json");
+  ClientSpecs s;
+  try {
+    s.model_id = parse_model_id(field<std::string>(j, "model_id", source));
+  } catch (const std::invalid_argument& e) {
+    fail(source + ": " + e.what());
+  }
+  s.security_bits = field<unsigned>(j, "security_bits", source);
+  s.signature.params = params_from_json(field<json>(j, "parameters", source), source + " parameters");
+  s.signature.encoding_width = field<unsigned>(j, "encoding_width", source);
+  if (s.signature.encoding_width < 1 || s.signature.encoding_width > 60)
+    fail(source + ": encoding_width " + std::to_string(s.signature.encoding_width) + " outside [1, 60]");
+  s.signature.uses_bootstrapping = field<bool>(j, "uses_bootstrapping", source);
+  for (const auto& t : field<json>(j, "inputs", source)) s.signature.inputs.push_back(tensor_sig_from_json(t, source + " input"));
+  for (const auto& t : field<json>(j, "outputs", source)) s.signature.outputs.push_back(tensor_sig_from_json(t, source + " output"));
+  if (s.signature.inputs.empty() || s.signature.outputs.empty()) fail(source + ": no inputs or no outputs");
+  const json st = field<json>(j, "statistics", source);
+  s.statistics.total_pbs = field<std::int64_t>(st, "total_pbs", source + " statistics");
+  s.statistics.encrypted_inputs = field<std::int64_t>(st, "encrypted_inputs", source + " statistics");
+  s.statistics.encrypted_outputs = field<std::int64_t>(st, "encrypted_outputs", source + " statistics");
+  return s;
+}
+
+Bytes read_zip_member(const std::filesystem::path& path, const std::string& member, std::uint64_t max_bytes) {
+  int err = 0;
+  zip_t* z = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
+  if (!z) fail(path.string() + ": cannot open as a zip archive (" + zip_error_text(err) + ")");
+  struct Closer {
+    zip_t* z;
+    ~Closer() { zip_discard(z); }
+  } closer{z};
+  zip_stat_t st;
+  zip_stat_init(&st);
+  if (zip_stat(z, member.c_str(), 0, &st) != 0)
+    fail(path.string() + ": has no member '" + member + "' (is it a Veil artifact?)");
+  if (!(st.valid & ZIP_STAT_SIZE) || st.size > max_bytes)
+    fail(path.string() + ": member '" + member + "' is " + std::to_string(st.size) + " bytes, more than the limit of " +
+         std::to_string(max_bytes));
+  zip_file_t* f = zip_fopen(z, member.c_str(), 0);
+  if (!f) fail(path.string() + ": cannot read member '" + member + "' (" + zip_strerror(z) + ")");
+  Bytes out(static_cast<std::size_t>(st.size));
+  const zip_int64_t n = out.empty() ? 0 : zip_fread(f, out.data(), out.size());
+  const bool ok = n == static_cast<zip_int64_t>(out.size());
+  std::string why = ok ? "" : zip_file_strerror(f);
+  zip_fclose(f);  // also verifies the CRC of what was read
+  if (!ok) fail(path.string() + ": member '" + member + "' is corrupted (" + why + ")");
+  return out;
+}
+
+void write_zip(const std::filesystem::path& path, const std::vector<std::pair<std::string, Bytes>>& members) {
+  const auto tmp = temp_sibling(path);
+  int err = 0;
+  zip_t* z = zip_open(tmp.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+  if (!z) fail(path.string() + ": cannot create (" + zip_error_text(err) + ")");
+  for (const auto& [name, data] : members) {
+    zip_source_t* src = zip_source_buffer(z, data.data(), data.size(), 0);
+    if (!src || zip_file_add(z, name.c_str(), src, ZIP_FL_OVERWRITE | ZIP_FL_ENC_UTF_8) < 0) {
+      if (src) zip_source_free(src);
+      const std::string why = zip_strerror(z);
+      zip_discard(z);
+      std::filesystem::remove(tmp);
+      fail(path.string() + ": cannot add '" + name + "' (" + why + ")");
+    }
+  }
+  if (zip_close(z) != 0) {
+    const std::string why = zip_strerror(z);
+    zip_discard(z);
+    std::filesystem::remove(tmp);
+    fail(path.string() + ": cannot write (" + why + ")");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp);
+    fail(path.string() + ": cannot move into place (" + ec.message() + ")");
+  }
+}
+
+Bytes read_file(const std::filesystem::path& path, std::uint64_t max_bytes) {
+  std::error_code ec;
+  const auto size = std::filesystem::file_size(path, ec);
+  if (ec) fail(path.string() + ": cannot read (" + ec.message() + ")");
+  if (size > max_bytes)
+    fail(path.string() + ": " + std::to_string(size) + " bytes, more than the limit of " + std::to_string(max_bytes));
+  std::ifstream in(path, std::ios::binary);
+  Bytes out(static_cast<std::size_t>(size));
+  if (!in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size())))
+    fail(path.string() + ": read failed");
+  return out;
+}
+
+void write_file_atomic(const std::filesystem::path& path, std::span<const std::uint8_t> bytes, unsigned mode) {
+  const auto tmp = temp_sibling(path);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode));
+  if (fd < 0) fail(path.string() + ": cannot create (" + std::strerror(errno) + ")");
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      fail(path.string() + ": write failed (" + why + ")");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fchmod(fd, static_cast<mode_t>(mode)) != 0 || ::fsync(fd) != 0 || ::close(fd) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    fail(path.string() + ": write failed (" + why + ")");
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    fail(path.string() + ": cannot move into place (" + why + ")");
+  }
+}
+
+std::string inspect_file(const std::filesystem::path& path, const std::optional<std::filesystem::path>& artifact_dir) {
+  std::ostringstream out;
+  std::optional<ModelId> id;
+  const std::string name = path.filename().string();
+  const Bytes head = [&] {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) fail(path.string() + ": cannot open");
+    Bytes b(64);
+    in.read(reinterpret_cast<char*>(b.data()), 64);
+    b.resize(static_cast<std::size_t>(in.gcount()));
+    return b;
+  }();
+  const auto size = std::filesystem::file_size(path);
+  if (head.size() >= 4 && head[0] == 'P' && head[1] == 'K') {
+    // An artifact zip: versions.json says which model; specs or circuit say the rest.
+    const Bytes versions = read_zip_member(path, "versions.json", 1 << 20);
+    id = check_versions_json(std::string(versions.begin(), versions.end()), path.string() + " versions.json");
+    out << path.string() << ": Veil artifact, " << size << " bytes, model " << model_id_hex(*id) << "\n";
+    try {
+      const Bytes specs = read_zip_member(path, "client.specs.json", 16 << 20);
+      const ClientSpecs s = client_specs_from_json(std::string(specs.begin(), specs.end()), "client.specs.json");
+      out << "  client.zip: parameters " << s.signature.params.describe() << "\n  encoding width "
+          << s.signature.encoding_width << " bits, " << s.signature.inputs.size() << " input(s), "
+          << s.signature.outputs.size() << " output(s), " << s.statistics.total_pbs << " PBS per row"
+          << (s.signature.uses_bootstrapping ? "" : " (levelled only: no evaluation keys)") << "\n";
+    } catch (const DeployError&) {
+      const Bytes circuit_bytes = read_zip_member(path, "circuit.veil", std::uint64_t{1} << 30);
+      const auto cc = circuit::deserialize_compiled_circuit(circuit_bytes);
+      out << "  server.zip: compiled circuit of " << cc.circuit.nodes.size() << " nodes, parameters "
+          << cc.params.describe() << "\n" << cc.analysis.statistics.to_string();
+    }
+  } else if (looks_like_envelope(head)) {
+    const Bytes all = read_file(path, kMaxKeyEnvelopeBytes);
+    const EnvelopeInfo info = inspect_envelope(all);
+    id = info.model_id;
+    out << path.string() << ": Veil " << envelope_kind_name(info.kind) << ", " << size << " bytes, format "
+        << info.major << "." << info.minor << ", model " << model_id_hex(info.model_id) << "\n";
+    if (info.kind == EnvelopeKind::kSecretKeys) out << "  SECRET: keep it on the client; never send this file\n";
+  } else if (head.size() >= 8 && std::string(head.begin(), head.begin() + 8) == "VEILCIRC") {
+    const Bytes all = read_file(path, std::uint64_t{1} << 30);
+    out << path.string() << ": Veil circuit, " << size << " bytes\n";
+    try {
+      const auto cc = circuit::deserialize_compiled_circuit(all);
+      out << "  compiled, parameters " << cc.params.describe() << "\n" << cc.analysis.statistics.to_string();
+    } catch (const circuit::CircuitFormatError&) {
+      const auto c = circuit::deserialize_circuit(all);
+      out << "  " << c.nodes.size() << " nodes, " << c.outputs.size() << " outputs\n";
+    }
+  } else if (head.size() >= 8 && std::string(head.begin(), head.begin() + 8) == "VEILTFHE") {
+    const Bytes all = read_file(path, tfhe::kDefaultMaxBytes);
+    const auto info = tfhe::inspect_frame(all);
+    out << path.string() << ": Veil TFHE object (" << tfhe::object_type_name(info.type) << "), " << size
+        << " bytes, parameter id " << hex64(info.parameter_id) << "\n";
+  } else if (!head.empty() && head[0] == '{') {
+    const Bytes all = read_file(path, 64 << 20);
+    const json j = parse_json(std::string(all.begin(), all.end()), path.string());
+    if (j.contains("model_id") && j.contains("input_quantizers")) {
+      id = parse_model_id(j.at("model_id").get<std::string>());
+      out << path.string() << ": Veil serialized_processing.json, model " << model_id_hex(*id) << "\n";
+    } else {
+      fail(path.string() + ": JSON, but not a Veil file");
+    }
+  } else {
+    fail(path.string() + ": not a Veil file (unknown format)");
+  }
+  if (artifact_dir && id) {
+    const Bytes versions = read_zip_member(*artifact_dir / kClientZip, "versions.json", 1 << 20);
+    const ModelId dir_id = check_versions_json(std::string(versions.begin(), versions.end()),
+                                               (*artifact_dir / kClientZip).string());
+    out << (dir_id == *id ? "  belongs with the model in " : "  does NOT belong with the model in ")
+        << artifact_dir->string() << " (model " << model_id_hex(dir_id) << ")\n";
+  }
+  return out.str();
+}
+
+}  // namespace veil::deploy

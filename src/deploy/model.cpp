@@ -1,0 +1,280 @@
+// ModelDev, ModelClient, ModelServer (model.hpp).
+#include <openssl/evp.h>
+#include <sys/stat.h>
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "veil/circuit/serialization.hpp"
+#include "veil/deploy/model.hpp"
+#include "veil/ml/importers.hpp"
+#include "veil/tfhe/serialization.hpp"
+
+namespace veil::deploy {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr std::uint64_t kMaxSpecsBytes = 64 << 20;
+constexpr std::uint64_t kMaxCircuitBytes = std::uint64_t{1} << 30;
+
+[[noreturn]] void fail(const std::string& what) { throw DeployError(what); }
+
+ModelId derive_model_id(const Bytes& circuit_bytes, const std::string& processing_text) {
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  std::array<std::uint8_t, 32> digest{};
+  unsigned len = 0;
+  const bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1 &&
+                  EVP_DigestUpdate(ctx, circuit_bytes.data(), circuit_bytes.size()) == 1 &&
+                  EVP_DigestUpdate(ctx, processing_text.data(), processing_text.size()) == 1 &&
+                  EVP_DigestFinal_ex(ctx, digest.data(), &len) == 1;
+  EVP_MD_CTX_free(ctx);
+  if (!ok) throw std::runtime_error("model id: SHA-256 failed");
+  ModelId id{};
+  std::copy(digest.begin(), digest.begin() + 16, id.begin());
+  return id;
+}
+
+Bytes to_bytes(const std::string& s) { return Bytes(s.begin(), s.end()); }
+std::string to_string(const Bytes& b) { return std::string(b.begin(), b.end()); }
+
+// serialized_processing.json: the ml layer's document plus the model id.
+std::string processing_file_text(const ml::Processing& p, const ModelId& id) {
+  json j = ml::to_json(p);
+  j["model_id"] = model_id_hex(id);
+  return j.dump(2);
+}
+
+bool file_exists(const fs::path& p) {
+  std::error_code ec;
+  return fs::exists(p, ec);
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- ModelDev
+
+ModelDev ModelDev::compile(const ml::Model& model, const ml::Matrix& calibration, const DevOptions& options) {
+  ml::QuantizedModel q = ml::compile_model(model, calibration, options.quantization);
+  ModelDev dev;
+  dev.compiled_ = circuit::compile(std::move(q.circuit), options.compile);
+  dev.processing_ = std::move(q.processing);
+  dev.model_id_ = derive_model_id(circuit::serialize_compiled_circuit(dev.compiled_), ml::to_json(dev.processing_).dump());
+  return dev;
+}
+
+ModelDev ModelDev::compile_files(const std::string& model_path, const std::string& calibration_path,
+                                 const DevOptions& options) {
+  const ml::Model model = ml::load_model(model_path);
+  const ml::Matrix calibration = ml::load_matrix(calibration_path);
+  return compile(model, calibration, options);
+}
+
+void ModelDev::save(const fs::path& dir, bool overwrite) const {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(dir.string() + ": cannot create the directory (" + ec.message() + ")");
+  for (const char* name : {kClientZip, kServerZip, kProcessingJson})
+    if (!overwrite && file_exists(dir / name))
+      fail((dir / name).string() + " exists already; refusing to overwrite it (use --force)");
+  ClientSpecs specs;
+  specs.model_id = model_id_;
+  specs.signature = circuit::signature_of(compiled_);
+  specs.statistics = compiled_.analysis.statistics;
+  const Bytes versions = to_bytes(make_versions_json(model_id_));
+  write_zip(dir / kServerZip, {{"circuit.veil", circuit::serialize_compiled_circuit(compiled_)}, {"versions.json", versions}});
+  write_zip(dir / kClientZip, {{"client.specs.json", to_bytes(client_specs_to_json(specs))}, {"versions.json", versions}});
+  const std::string processing = processing_file_text(processing_, model_id_);
+  write_file_atomic(dir / kProcessingJson, std::span(reinterpret_cast<const std::uint8_t*>(processing.data()), processing.size()));
+}
+
+// ---------------------------------------------------------------- ModelClient
+
+ModelClient ModelClient::load(const fs::path& dir) {
+  ModelClient c;
+  const fs::path zip = dir / kClientZip;
+  const ModelId versions_id = check_versions_json(to_string(read_zip_member(zip, "versions.json", 1 << 20)), zip.string() + " versions.json");
+  c.specs_ = client_specs_from_json(to_string(read_zip_member(zip, "client.specs.json", kMaxSpecsBytes)), zip.string() + " client.specs.json");
+  if (c.specs_.model_id != versions_id)
+    fail(zip.string() + ": client.specs.json is for model " + model_id_hex(c.specs_.model_id) + " but versions.json says " +
+         model_id_hex(versions_id));
+  const fs::path proc_path = dir / kProcessingJson;
+  json doc;
+  try {
+    doc = json::parse(to_string(read_file(proc_path, kMaxSpecsBytes)));
+  } catch (const json::parse_error& e) {
+    fail(proc_path.string() + ": not valid JSON (" + e.what() + ")");
+  }
+  if (!doc.is_object() || !doc.contains("model_id") || !doc["model_id"].is_string())
+    fail(proc_path.string() + ": no model_id (not written by veil compile?)");
+  ModelId proc_id;
+  try {
+    proc_id = parse_model_id(doc["model_id"].get<std::string>());
+  } catch (const std::invalid_argument& e) {
+    fail(proc_path.string() + ": " + e.what());
+  }
+  if (proc_id != c.specs_.model_id)
+    fail(proc_path.string() + " belongs to model " + model_id_hex(proc_id) + " but " + zip.string() + " to model " +
+         model_id_hex(c.specs_.model_id) + " (files from two different compiles are mixed)");
+  doc.erase("model_id");
+  try {
+    c.processing_ = ml::processing_from_json(doc);
+  } catch (const ml::ProcessingFormatError& e) {
+    fail(proc_path.string() + ": " + e.what());
+  }
+  if (c.specs_.signature.inputs.size() != 1 || c.specs_.signature.inputs[0].shape != c.processing_.input_shape)
+    fail(proc_path.string() + ": its input shape does not match the circuit's signature in " + zip.string());
+  return c;
+}
+
+KeySizes ModelClient::generate_keys(const fs::path& key_dir, bool force, const Progress& progress) {
+  const fs::path secret_path = key_dir / kSecretKeyFile, eval_path = key_dir / kEvaluationKeysFile;
+  if (!force && file_exists(secret_path) && file_exists(eval_path)) {
+    load_keys(key_dir);  // throws for another model's keys: nothing is overwritten
+    (void)read_evaluation_keys(key_dir, model_id());
+    return {fs::file_size(secret_path), fs::file_size(eval_path)};
+  }
+  std::error_code ec;
+  fs::create_directories(key_dir, ec);
+  if (ec) fail(key_dir.string() + ": cannot create the key directory (" + ec.message() + ")");
+  fs::permissions(key_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+  const auto& sig = specs_.signature;
+  if (progress) progress("secret key", 0.0);
+  auto secret = std::make_shared<tfhe::SecretKeys>(tfhe::generate_secret_keys(sig.params, false, specs_.security_bits));
+  Bytes eval;
+  if (sig.uses_bootstrapping) {
+    if (progress) progress("evaluation keys", 0.1);
+    const tfhe::SeededEvaluationKeys seeded = tfhe::generate_seeded_evaluation_keys(*secret);
+    if (progress) progress("evaluation keys", 0.9);
+    eval = seal_evaluation_keys(model_id(), &seeded);
+  } else {
+    eval = seal_evaluation_keys(model_id(), nullptr);
+  }
+  Bytes secret_bytes = seal_secret_keys(model_id(), *secret);
+  write_file_atomic(secret_path, secret_bytes, 0600);
+  std::fill(secret_bytes.begin(), secret_bytes.end(), 0);
+  write_file_atomic(eval_path, eval, 0644);
+  if (progress) progress("done", 1.0);
+  secret_ = std::move(secret);
+  return {secret_bytes.size(), eval.size()};
+}
+
+void ModelClient::load_keys(const fs::path& key_dir) {
+  const fs::path path = key_dir / kSecretKeyFile;
+  Bytes bytes = read_file(path, kMaxKeyEnvelopeBytes);
+  try {
+    secret_ = std::make_shared<tfhe::SecretKeys>(open_secret_keys(bytes, model_id(), specs_.signature.params));
+  } catch (const EnvelopeError& e) {
+    std::fill(bytes.begin(), bytes.end(), 0);
+    fail(path.string() + ": " + e.what());
+  }
+  std::fill(bytes.begin(), bytes.end(), 0);
+}
+
+Bytes ModelClient::read_evaluation_keys(const fs::path& key_dir, const ModelId& model) {
+  const fs::path path = key_dir / kEvaluationKeysFile;
+  Bytes bytes = read_file(path, kMaxKeyEnvelopeBytes);
+  try {
+    const EnvelopeInfo info = inspect_envelope(bytes);
+    if (info.kind != EnvelopeKind::kEvaluationKeys) fail(path.string() + ": holds " + envelope_kind_name(info.kind));
+    if (info.model_id != model)
+      fail(path.string() + ": keys of model " + model_id_hex(info.model_id) + ", not of model " + model_id_hex(model));
+  } catch (const EnvelopeError& e) {
+    fail(path.string() + ": " + e.what());
+  }
+  return bytes;
+}
+
+Bytes ModelClient::quantize_encrypt_serialize(const ml::Matrix& rows) const {
+  if (!secret_) throw std::logic_error("ModelClient: no keys (generate_keys or load_keys first)");
+  if (rows.cols != processing_.n_features)
+    throw std::invalid_argument("input has " + std::to_string(rows.cols) + " columns, the model expects " +
+                                std::to_string(processing_.n_features) + " features");
+  std::vector<std::vector<tfhe::SeededLweCiphertextList>> batch;
+  batch.reserve(rows.rows);
+  for (std::size_t r = 0; r < rows.rows; ++r) {
+    circuit::Tensor t;
+    try {
+      t = ml::quantize_input(processing_, rows.row(r));
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("row " + std::to_string(r + 1) + ": " + e.what());
+    }
+    batch.push_back(circuit::encrypt_inputs(specs_.signature, *secret_, {t}));
+  }
+  return seal_input_batch(model_id(), specs_.signature.params, batch);
+}
+
+std::vector<std::vector<circuit::Tensor>> ModelClient::decrypt_raw(std::span<const std::uint8_t> output_batch) const {
+  if (!secret_) throw std::logic_error("ModelClient: no keys (generate_keys or load_keys first)");
+  const auto& sig = specs_.signature;
+  const auto rows = open_output_batch(output_batch, model_id(), sig.params);
+  std::vector<std::vector<circuit::Tensor>> out;
+  out.reserve(rows.size());
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (rows[r].size() != sig.outputs.size())
+      throw EnvelopeError("encrypted output batch: row " + std::to_string(r) + " holds " + std::to_string(rows[r].size()) +
+                          " tensors, the model has " + std::to_string(sig.outputs.size()) + " outputs");
+    std::vector<circuit::EncryptedTensor> tensors;
+    for (std::size_t o = 0; o < rows[r].size(); ++o) tensors.push_back({sig.outputs[o].shape, rows[r][o]});
+    out.push_back(circuit::decrypt_outputs(sig, *secret_, tensors));
+  }
+  return out;
+}
+
+ml::Predictions ModelClient::deserialize_decrypt_dequantize(std::span<const std::uint8_t> output_batch) const {
+  return ml::postprocess(processing_, decrypt_raw(output_batch));
+}
+
+// ---------------------------------------------------------------- ModelServer
+
+ModelServer ModelServer::load(const fs::path& dir_or_zip) {
+  const fs::path zip = fs::is_directory(dir_or_zip) ? dir_or_zip / kServerZip : dir_or_zip;
+  ModelServer s;
+  s.model_id_ = check_versions_json(to_string(read_zip_member(zip, "versions.json", 1 << 20)), zip.string() + " versions.json");
+  try {
+    s.compiled_ = std::make_shared<const circuit::CompiledCircuit>(
+        circuit::deserialize_compiled_circuit(read_zip_member(zip, "circuit.veil", kMaxCircuitBytes)));
+  } catch (const circuit::CircuitFormatError& e) {
+    fail(zip.string() + ": circuit.veil: " + e.what());
+  }
+  return s;
+}
+
+std::shared_ptr<const tfhe::EvaluationKeys> ModelServer::load_evaluation_keys(std::span<const std::uint8_t> bytes) const {
+  auto seeded = open_evaluation_keys(bytes, model_id_, compiled_->params);
+  if (!compiled_->uses_bootstrapping) return nullptr;
+  if (!seeded) fail("evaluation keys: the file holds none, but this model needs them (it has lookups)");
+  return std::make_shared<const tfhe::EvaluationKeys>(tfhe::expand_evaluation_keys(*seeded));
+}
+
+Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::EvaluationKeys* keys, RunStats* stats) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto rows = open_input_batch(input_batch, model_id_, compiled_->params);
+  const circuit::FheExecutor executor(*compiled_);
+  std::vector<std::vector<tfhe::LweCiphertextList>> out;
+  out.reserve(rows.size());
+  RunStats local;
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    std::vector<circuit::EncryptedTensor> inputs;
+    try {
+      inputs = circuit::expand_inputs(*compiled_, rows[r]);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument("row " + std::to_string(r) + ": " + e.what());
+    }
+    circuit::ExecutionStats es;
+    auto outputs = executor.run(inputs, keys, &es);
+    local.pbs += es.pbs;
+    local.pbs_seconds += es.pbs_seconds;
+    std::vector<tfhe::LweCiphertextList> lists;
+    for (auto& t : outputs) lists.push_back(std::move(t.ciphertexts));
+    out.push_back(std::move(lists));
+  }
+  local.rows = rows.size();
+  Bytes result = seal_output_batch(model_id_, compiled_->params, out);
+  local.total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (stats) *stats = local;
+  return result;
+}
+
+}  // namespace veil::deploy

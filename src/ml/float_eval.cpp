@@ -1,0 +1,288 @@
+// Double-precision evaluation of a Network (the reference for calibration and tests).
+#include <algorithm>
+#include <cmath>
+
+#include "network_ops.hpp"
+#include "veil/ml/model.hpp"
+
+namespace veil::ml {
+namespace {
+
+using detail::node_fail;
+using circuit::Shape;
+
+Shape broadcast_shape(const GraphNode& n, const Shape& a, const Shape& b) {
+  const std::size_t r = std::max(a.size(), b.size());
+  Shape out(r);
+  for (std::size_t i = 0; i < r; ++i) {
+    const std::int64_t da = i < r - a.size() ? 1 : a[i - (r - a.size())];
+    const std::int64_t db = i < r - b.size() ? 1 : b[i - (r - b.size())];
+    if (da != db && da != 1 && db != 1)
+      node_fail(n, "shapes " + circuit::shape_string(a) + " and " + circuit::shape_string(b) + " do not broadcast");
+    out[i] = std::max(da, db);
+  }
+  return out;
+}
+
+// Index into `src` (broadcast to `out`) of output element e.
+std::int64_t broadcast_index(const Shape& src, const Shape& out, std::int64_t e) {
+  const auto os = circuit::strides_of(out);
+  const auto ss = circuit::strides_of(src);
+  std::int64_t idx = 0;
+  const std::size_t off = out.size() - src.size();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const std::int64_t c = (e / os[i]) % out[i];
+    if (i >= off && src[i - off] != 1) idx += c * ss[i - off];
+  }
+  return idx;
+}
+
+FloatTensor elementwise(const GraphNode& n, const FloatTensor& a, const FloatTensor& b, char op) {
+  FloatTensor y;
+  y.shape = broadcast_shape(n, a.shape, b.shape);
+  const std::int64_t count = circuit::element_count(y.shape);
+  y.data.resize(static_cast<std::size_t>(count));
+  for (std::int64_t e = 0; e < count; ++e) {
+    const double x = a.data[static_cast<std::size_t>(broadcast_index(a.shape, y.shape, e))];
+    const double z = b.data[static_cast<std::size_t>(broadcast_index(b.shape, y.shape, e))];
+    y.data[static_cast<std::size_t>(e)] = op == '+' ? x + z : op == '-' ? x - z : x * z;
+  }
+  return y;
+}
+
+FloatTensor unary(const FloatTensor& x, double (*f)(double, double), double p) {
+  FloatTensor y = x;
+  for (auto& v : y.data) v = f(v, p);
+  return y;
+}
+
+FloatTensor gemm(const GraphNode& n, const FloatTensor& a, const FloatTensor& b, const FloatTensor* c) {
+  const bool ta = detail::attr_int(n, "transA", 0) != 0, tb = detail::attr_int(n, "transB", 0) != 0;
+  const double alpha = detail::attr_float(n, "alpha", 1.0), beta = detail::attr_float(n, "beta", 1.0);
+  if (a.shape.size() != 2 || b.shape.size() != 2) node_fail(n, "Gemm needs rank-2 operands");
+  const std::int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
+  const std::int64_t kb = tb ? b.shape[1] : b.shape[0], nn = tb ? b.shape[0] : b.shape[1];
+  if (k != kb) node_fail(n, "inner dimensions " + std::to_string(k) + " and " + std::to_string(kb) + " differ");
+  FloatTensor y{{m, nn}, std::vector<double>(static_cast<std::size_t>(m * nn), 0.0)};
+  for (std::int64_t i = 0; i < m; ++i)
+    for (std::int64_t j = 0; j < nn; ++j) {
+      double acc = 0;
+      for (std::int64_t t = 0; t < k; ++t) {
+        const double av = ta ? a.data[static_cast<std::size_t>(t * a.shape[1] + i)] : a.data[static_cast<std::size_t>(i * a.shape[1] + t)];
+        const double bv = tb ? b.data[static_cast<std::size_t>(j * b.shape[1] + t)] : b.data[static_cast<std::size_t>(t * b.shape[1] + j)];
+        acc += av * bv;
+      }
+      y.data[static_cast<std::size_t>(i * nn + j)] = alpha * acc;
+    }
+  if (c) {
+    const Shape bs = broadcast_shape(n, c->shape, y.shape);
+    if (bs != y.shape) node_fail(n, "C does not broadcast to the output");
+    for (std::int64_t e = 0; e < m * nn; ++e)
+      y.data[static_cast<std::size_t>(e)] += beta * c->data[static_cast<std::size_t>(broadcast_index(c->shape, y.shape, e))];
+  }
+  return y;
+}
+
+FloatTensor matmul(const GraphNode& n, const FloatTensor& a, const FloatTensor& b) {
+  if (b.shape.size() != 2 || a.shape.empty()) node_fail(n, "MatMul supports x[..., K] @ W[K, N]");
+  const std::int64_t k = b.shape[0], nn = b.shape[1];
+  if (a.shape.back() != k) node_fail(n, "inner dimensions differ");
+  const std::int64_t rows = circuit::element_count(a.shape) / k;
+  FloatTensor y;
+  y.shape = a.shape;
+  y.shape.back() = nn;
+  y.data.assign(static_cast<std::size_t>(rows * nn), 0.0);
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t j = 0; j < nn; ++j) {
+      double acc = 0;
+      for (std::int64_t t = 0; t < k; ++t) acc += a.data[static_cast<std::size_t>(r * k + t)] * b.data[static_cast<std::size_t>(t * nn + j)];
+      y.data[static_cast<std::size_t>(r * nn + j)] = acc;
+    }
+  return y;
+}
+
+FloatTensor conv(const GraphNode& n, const FloatTensor& x, const FloatTensor& w, const FloatTensor* bias) {
+  if (w.shape.size() != 4) node_fail(n, "only 2-D convolutions are supported");
+  const detail::Window win = detail::window_of(n, x.shape, w.shape[2], w.shape[3]);
+  const std::int64_t groups = detail::attr_int(n, "group", 1);
+  const std::int64_t b = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3], o = w.shape[0], cg = w.shape[1];
+  if (groups < 1 || c != cg * groups || o % groups != 0) node_fail(n, "channels do not match the weights and groups");
+  FloatTensor y{{b, o, win.out_h, win.out_w}, {}};
+  y.data.assign(static_cast<std::size_t>(circuit::element_count(y.shape)), 0.0);
+  const std::int64_t per_group = o / groups;
+  for (std::int64_t bi = 0; bi < b; ++bi)
+    for (std::int64_t oc = 0; oc < o; ++oc)
+      for (std::int64_t oy = 0; oy < win.out_h; ++oy)
+        for (std::int64_t ox = 0; ox < win.out_w; ++ox) {
+          double acc = bias ? bias->data[static_cast<std::size_t>(oc)] : 0.0;
+          const std::int64_t g = oc / per_group;
+          for (std::int64_t ic = 0; ic < cg; ++ic)
+            for (std::int64_t ky = 0; ky < win.kh; ++ky)
+              for (std::int64_t kx = 0; kx < win.kw; ++kx) {
+                const std::int64_t iy = oy * win.stride_h - win.pad_top + ky * win.dilation_h;
+                const std::int64_t ix = ox * win.stride_w - win.pad_left + kx * win.dilation_w;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+                acc += x.data[static_cast<std::size_t>(((bi * c + g * cg + ic) * h + iy) * wd + ix)] *
+                       w.data[static_cast<std::size_t>(((oc * cg + ic) * win.kh + ky) * win.kw + kx)];
+              }
+          y.data[static_cast<std::size_t>(((bi * o + oc) * win.out_h + oy) * win.out_w + ox)] = acc;
+        }
+  return y;
+}
+
+FloatTensor pool(const GraphNode& n, const FloatTensor& x, bool is_max) {
+  const detail::Window win = detail::pool_window(n, x.shape);
+  const std::int64_t b = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3];
+  FloatTensor y{{b, c, win.out_h, win.out_w}, {}};
+  y.data.assign(static_cast<std::size_t>(circuit::element_count(y.shape)), 0.0);
+  for (std::int64_t bc = 0; bc < b * c; ++bc)
+    for (std::int64_t oy = 0; oy < win.out_h; ++oy)
+      for (std::int64_t ox = 0; ox < win.out_w; ++ox) {
+        double acc = is_max ? -INFINITY : 0.0;
+        std::int64_t count = 0;
+        for (std::int64_t ky = 0; ky < win.kh; ++ky)
+          for (std::int64_t kx = 0; kx < win.kw; ++kx) {
+            const std::int64_t iy = oy * win.stride_h - win.pad_top + ky * win.dilation_h;
+            const std::int64_t ix = ox * win.stride_w - win.pad_left + kx * win.dilation_w;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= wd) {
+              if (!is_max && win.count_include_pad) ++count;
+              continue;
+            }
+            const double v = x.data[static_cast<std::size_t>((bc * h + iy) * wd + ix)];
+            acc = is_max ? std::max(acc, v) : acc + v;
+            ++count;
+          }
+        y.data[static_cast<std::size_t>((bc * win.out_h + oy) * win.out_w + ox)] = is_max ? acc : acc / static_cast<double>(count);
+      }
+  return y;
+}
+
+}  // namespace
+
+namespace detail {
+FloatTensor conv_float(const GraphNode& n, const FloatTensor& x, const FloatTensor& w, const FloatTensor* bias) {
+  return conv(n, x, w, bias);
+}
+FloatTensor pool_float(const GraphNode& n, const FloatTensor& x, bool is_max) { return pool(n, x, is_max); }
+
+PadSpec pad_spec(const GraphNode& n, const std::map<std::string, FloatTensor>& values, std::int64_t opset, std::size_t rank) {
+  PadSpec p;
+  if (attr_string(n, "mode", "constant") != "constant") node_fail(n, "only mode 'constant' is supported");
+  if (opset < 11) {
+    p.pads = attr_ints(n, "pads", {});
+    p.value = attr_float(n, "value", 0.0);
+  } else {
+    if (n.inputs.size() < 2 || !values.count(n.inputs[1])) node_fail(n, "pads must be a constant input");
+    for (double v : values.at(n.inputs[1]).data) p.pads.push_back(static_cast<std::int64_t>(v));
+    if (n.inputs.size() >= 3 && !n.inputs[2].empty()) {
+      if (!values.count(n.inputs[2])) node_fail(n, "constant_value must be a constant input");
+      p.value = values.at(n.inputs[2]).data.at(0);
+    }
+    if (n.inputs.size() >= 4 && !n.inputs[3].empty()) node_fail(n, "the axes input is not supported");
+  }
+  if (p.pads.size() != 2 * rank) node_fail(n, std::to_string(p.pads.size()) + " pads for rank " + std::to_string(rank));
+  for (auto v : p.pads)
+    if (v < 0) node_fail(n, "negative pads are not supported");
+  return p;
+}
+}  // namespace detail
+
+namespace {
+
+FloatTensor pad(const FloatTensor& x, const detail::PadSpec& p) {
+  const std::size_t r = x.shape.size();
+  FloatTensor y;
+  y.shape = x.shape;
+  for (std::size_t i = 0; i < r; ++i) y.shape[i] += p.pads[i] + p.pads[i + r];
+  y.data.assign(static_cast<std::size_t>(circuit::element_count(y.shape)), p.value);
+  const auto xs = circuit::strides_of(x.shape), ys = circuit::strides_of(y.shape);
+  for (std::int64_t e = 0; e < static_cast<std::int64_t>(x.data.size()); ++e) {
+    std::int64_t idx = 0;
+    for (std::size_t i = 0; i < r; ++i) idx += ((e / xs[i]) % x.shape[i] + p.pads[i]) * ys[i];
+    y.data[static_cast<std::size_t>(idx)] = x.data[static_cast<std::size_t>(e)];
+  }
+  return y;
+}
+
+}  // namespace
+
+std::map<std::string, FloatTensor> evaluate_network(const Network& net, const FloatTensor& input) {
+  std::map<std::string, FloatTensor> v = net.initializers;
+  if (input.shape != net.input_shape)
+    throw std::invalid_argument("evaluate_network: input shape " + circuit::shape_string(input.shape) + ", expected " +
+                                circuit::shape_string(net.input_shape));
+  v[net.input_name] = input;
+  for (const auto& n : net.nodes) {
+    auto in = [&](std::size_t i) -> const FloatTensor& {
+      if (i >= n.inputs.size() || n.inputs[i].empty()) node_fail(n, "missing input " + std::to_string(i));
+      auto it = v.find(n.inputs[i]);
+      if (it == v.end()) node_fail(n, "input '" + n.inputs[i] + "' is not computed");
+      return it->second;
+    };
+    const bool has3 = n.inputs.size() >= 3 && !n.inputs[2].empty();
+    FloatTensor y;
+    const std::string& op = n.op_type;
+    if (op == "Gemm") y = gemm(n, in(0), in(1), has3 ? &in(2) : nullptr);
+    else if (op == "MatMul") y = matmul(n, in(0), in(1));
+    else if (op == "Add") y = elementwise(n, in(0), in(1), '+');
+    else if (op == "Sub") y = elementwise(n, in(0), in(1), '-');
+    else if (op == "Mul") y = elementwise(n, in(0), in(1), '*');
+    else if (op == "Conv") y = conv(n, in(0), in(1), has3 ? &in(2) : nullptr);
+    else if (op == "Relu") y = unary(in(0), [](double x, double) { return x > 0 ? x : 0.0; }, 0);
+    else if (op == "Sigmoid") y = unary(in(0), [](double x, double) { return 1.0 / (1.0 + std::exp(-x)); }, 0);
+    else if (op == "Tanh") y = unary(in(0), [](double x, double) { return std::tanh(x); }, 0);
+    else if (op == "LeakyRelu") y = unary(in(0), [](double x, double a) { return x >= 0 ? x : a * x; }, detail::attr_float(n, "alpha", 0.01));
+    else if (op == "BatchNormalization") {
+      const FloatTensor& x = in(0);
+      if (detail::attr_int(n, "training_mode", 0) != 0) node_fail(n, "training_mode = 1 is not supported");
+      const double eps = detail::attr_float(n, "epsilon", 1e-5);
+      const auto &sc = in(1), &bi = in(2), &mean = in(3), &var = in(4);
+      if (x.shape.size() < 2) node_fail(n, "input must have a channel axis");
+      const std::int64_t c = x.shape[1];
+      if (static_cast<std::int64_t>(sc.data.size()) != c || static_cast<std::int64_t>(bi.data.size()) != c ||
+          static_cast<std::int64_t>(mean.data.size()) != c || static_cast<std::int64_t>(var.data.size()) != c)
+        node_fail(n, "parameters must have one entry per channel");
+      std::int64_t inner = 1;
+      for (std::size_t i = 2; i < x.shape.size(); ++i) inner *= x.shape[i];
+      y = x;
+      for (std::int64_t e = 0; e < static_cast<std::int64_t>(y.data.size()); ++e) {
+        const auto ch = static_cast<std::size_t>((e / inner) % c);
+        auto& val = y.data[static_cast<std::size_t>(e)];
+        val = sc.data[ch] * (val - mean.data[ch]) / std::sqrt(var.data[ch] + eps) + bi.data[ch];
+      }
+    } else if (op == "MaxPool") y = pool(n, in(0), true);
+    else if (op == "AveragePool") y = pool(n, in(0), false);
+    else if (op == "GlobalAveragePool") {
+      const FloatTensor& x = in(0);
+      if (x.shape.size() != 4) node_fail(n, "expects NCHW");
+      const std::int64_t hw = x.shape[2] * x.shape[3];
+      y.shape = {x.shape[0], x.shape[1], 1, 1};
+      for (std::int64_t bc = 0; bc < x.shape[0] * x.shape[1]; ++bc) {
+        double s = 0;
+        for (std::int64_t i = 0; i < hw; ++i) s += x.data[static_cast<std::size_t>(bc * hw + i)];
+        y.data.push_back(s / static_cast<double>(hw));
+      }
+    } else if (op == "Flatten") {
+      const FloatTensor& x = in(0);
+      std::int64_t axis = detail::attr_int(n, "axis", 1);
+      if (axis < 0) axis += static_cast<std::int64_t>(x.shape.size());
+      if (axis < 0 || axis > static_cast<std::int64_t>(x.shape.size())) node_fail(n, "axis out of range");
+      std::int64_t a = 1;
+      for (std::int64_t i = 0; i < axis; ++i) a *= x.shape[static_cast<std::size_t>(i)];
+      y = x;
+      y.shape = {a, circuit::element_count(x.shape) / std::max<std::int64_t>(a, 1)};
+    } else if (op == "Reshape") {
+      const FloatTensor& x = in(0);
+      y = x;
+      y.shape = detail::reshape_target(n, x.shape, in(1).data);
+    } else if (op == "Pad") {
+      y = pad(in(0), detail::pad_spec(n, v, net.opset, in(0).shape.size()));
+    } else {
+      node_fail(n, "op is not supported by the evaluator");
+    }
+    v[n.outputs[0]] = std::move(y);
+  }
+  return v;
+}
+
+}  // namespace veil::ml

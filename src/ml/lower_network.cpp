@@ -1,0 +1,644 @@
+// Networks: post-training quantization of an ONNX graph into a circuit.
+//
+// Every encrypted tensor carries a per-element affine interpretation real[e] ~ s[e] * v[e] +
+// b[e]. Linear ops fold s into their clear weights (quantized symmetrically per output
+// channel) and compute the new b in floats, so that no integer bias is ever added under
+// encryption; BatchNormalization and Add/Sub/Mul by constants only change (s, b).
+// Activations are lookups t(v) = clamp(round(f(s v + b) / s_out), q_lo, q_lo + 2^n - 1)
+// (offset 0 afterwards: real zero is integer zero, so zero padding stays exact), preceded by
+// an approximate round_bits when the accumulator's calibrated range needs more than
+// lookup_precision bits. Tables are grouped: elements with the same (s, b) share one.
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "lowering.hpp"
+#include "network_ops.hpp"
+#include "veil/circuit/analysis.hpp"
+#include "veil/circuit/clear_executor.hpp"
+
+namespace veil::ml::detail {
+namespace {
+
+using circuit::Shape;
+using circuit::Value;
+
+struct Enc {
+  Value v;
+  Shape shape;
+  std::vector<double> s;  // per element
+  std::vector<double> b;
+};
+
+double act(const std::string& op, double x, double alpha) {
+  if (op == "Relu") return x > 0 ? x : 0.0;
+  if (op == "Sigmoid") return 1.0 / (1.0 + std::exp(-x));
+  if (op == "Tanh") return std::tanh(x);
+  if (op == "LeakyRelu") return x >= 0 ? x : alpha * x;
+  return x;  // identity: requantization
+}
+
+class NetworkLowering {
+ public:
+  NetworkLowering(const Model& model, const Network& net, const Matrix& calibration, const QuantizationOptions& options)
+      : model_(model), net_(net), options_(options) {
+    const std::size_t rows = std::min(calibration.rows, options.max_calibration_rows);
+    calib_ = calibration.first_rows(rows);
+    // Float reference values of every tensor, per calibration row.
+    for (std::size_t r = 0; r < rows; ++r) {
+      std::vector<double> x(calib_.row(r).begin(), calib_.row(r).end());
+      apply_preprocessing(model, x);
+      auto values = evaluate_network(net, FloatTensor{net.input_shape, x});
+      for (auto& [name, t] : values) {
+        if (net.initializers.count(name)) continue;
+        auto& range = float_range_[name];
+        if (range.empty()) range.assign(2, 0.0), range[0] = INFINITY, range[1] = -INFINITY;
+        for (double v : t.data) range[0] = std::min(range[0], v), range[1] = std::max(range[1], v);
+      }
+    }
+  }
+
+  QuantizedModel run() {
+    QuantizedModel out;
+    Processing& p = out.processing;
+    p.model_kind = "network";
+    p.input_shape = net_.input_shape;
+    make_input(p);
+    for (const auto& node : net_.nodes) lower_node(node);
+    auto it = enc_.find(net_.output_name);
+    if (it == enc_.end())
+      throw std::invalid_argument("network output '" + net_.output_name + "' does not depend on the input");
+    Enc y = it->second;
+    if (builder_.peek().nodes[y.v.id].kind != circuit::OpKind::kLookup)
+      y = activation(y, "Identity", 0.0, options_.network_output_bits, net_.output_name, "output_requantize");
+    builder_.output(y.v, "y");
+    out.circuit = std::move(builder_).build();
+    for (const auto& [id, r] : exact_hints_) out.circuit.nodes[id].range_hint = r;
+    set_range_hints(out.circuit, samples_, options_.range_margin);
+    OutputDequantizer dq;
+    dq.shape = y.shape;
+    dq.scale = y.s;
+    dq.offset = y.b;
+    p.outputs.push_back(std::move(dq));
+    p.aggregation = OutputAggregation::kNone;
+    p.n_outputs = y.s.size();
+    p.link = net_.link;
+    return out;
+  }
+
+ private:
+  [[noreturn]] void fail(const GraphNode& n, const std::string& what) const { node_fail(n, what); }
+
+  void make_input(Processing& p) {
+    const Shape& shape = net_.input_shape;
+    const std::int64_t count = circuit::element_count(shape);
+    // Per feature for [1, F]; per channel for [1, C, ...] (convolutions need one scale per channel).
+    const std::int64_t channels = shape.size() > 2 ? shape[1] : count;
+    const std::int64_t inner = count / channels;
+    // Quantizers read the raw features (the client's values); preprocessing, if any, is
+    // folded into the interpretation below.
+    std::vector<double> rlo, rhi;
+    column_ranges(calib_, rlo, rhi);
+    Enc x;
+    x.shape = shape;
+    x.s.resize(static_cast<std::size_t>(count));
+    x.b.resize(static_cast<std::size_t>(count));
+    const unsigned bits = options_.network_input_bits;
+    for (std::int64_t c = 0; c < channels; ++c) {
+      double l = INFINITY, h = -INFINITY;
+      for (std::int64_t i = 0; i < inner; ++i) {
+        l = std::min(l, rlo[static_cast<std::size_t>(c * inner + i)]);
+        h = std::max(h, rhi[static_cast<std::size_t>(c * inner + i)]);
+      }
+      InputQuantizer q = affine_quantizer(l, h, bits);
+      if (q.q_max == q.q_min) {
+        // Keep the channel's codes usable: a constant channel still gets its n bits.
+        q.q_max = (std::int64_t{1} << bits) - 1;
+      }
+      for (std::int64_t i = 0; i < inner; ++i) {
+        const auto e = static_cast<std::size_t>(c * inner + i);
+        p.input_quantizers.push_back(q);
+        x.s[e] = q.scale;
+        x.b[e] = -q.scale * static_cast<double>(q.zero_point);
+      }
+    }
+    if (!model_.preprocessing.empty()) {
+      // x' = mul x + add per feature (only for [1, F] inputs).
+      if (shape.size() != 2) throw std::invalid_argument("preprocessing is supported for [1, F] network inputs only");
+      for (const auto& t : model_.preprocessing)
+        for (std::size_t e = 0; e < x.s.size(); ++e) x.s[e] *= t.mul[e], x.b[e] = x.b[e] * t.mul[e] + t.add[e];
+    }
+    x.v = builder_.input(shape, bits, false, net_.input_name);
+    enc_[net_.input_name] = x;
+    // Integer calibration inputs.
+    for (std::size_t r = 0; r < calib_.rows; ++r) {
+      std::vector<std::int64_t> q(static_cast<std::size_t>(count));
+      for (std::size_t e = 0; e < q.size(); ++e) {
+        const double v = calib_.at(r, e);
+        if (std::isnan(v)) throw std::invalid_argument("calibration row " + std::to_string(r) + " has a missing value");
+        q[e] = p.input_quantizers[e].quantize(v);
+      }
+      samples_.push_back({circuit::Tensor(shape, q)});
+    }
+  }
+
+  const FloatTensor* constant(const std::string& name) const {
+    auto it = net_.initializers.find(name);
+    return it == net_.initializers.end() ? nullptr : &it->second;
+  }
+  const Enc& encrypted(const GraphNode& n, std::size_t i) const {
+    if (i >= n.inputs.size()) node_fail(n, "missing input " + std::to_string(i));
+    auto it = enc_.find(n.inputs[i]);
+    if (it == enc_.end()) node_fail(n, "input '" + n.inputs[i] + "' is not an encrypted value (constant folding of this op is not supported)");
+    return it->second;
+  }
+
+  // Observed integer range of a value on the calibration rows.
+  std::pair<std::int64_t, std::int64_t> observed(Value v) {
+    std::int64_t lo = INT64_MAX, hi = INT64_MIN;
+    const circuit::Circuit& c = builder_.peek();
+    for (const auto& sample : samples_) {
+      const auto values = circuit::run_clear_all_nodes(c, sample);
+      for (auto x : values[v.id].data) lo = std::min(lo, x), hi = std::max(hi, x);
+    }
+    return {lo, hi};
+  }
+
+  // Mean over the calibration rows of every element of a value.
+  std::vector<double> observed_mean(Value v) {
+    const circuit::Circuit& c = builder_.peek();
+    std::vector<double> mean(static_cast<std::size_t>(circuit::element_count(c.nodes[v.id].shape)), 0.0);
+    for (const auto& sample : samples_) {
+      const auto values = circuit::run_clear_all_nodes(c, sample);
+      for (std::size_t e = 0; e < mean.size(); ++e) mean[e] += static_cast<double>(values[v.id].data[e]);
+    }
+    for (auto& m : mean) m /= static_cast<double>(std::max<std::size_t>(samples_.size(), 1));
+    return mean;
+  }
+
+  // Approximate rounding that leaves at most lookup_precision bits of the calibrated range.
+  Value round_for_lookup(Value v, const std::string& name) {
+    const auto inferred = builder_.range(v);
+    auto [lo, hi] = observed(v);
+    const auto widen = static_cast<std::int64_t>(std::ceil(static_cast<double>(hi - lo) * options_.range_margin));
+    lo = std::max(inferred.lo, lo - widen);
+    hi = std::min(inferred.hi, hi + widen);
+    unsigned r = 0;
+    const auto floor_div = [](std::int64_t a, std::int64_t d) { return a >= 0 ? a / d : -((-a + d - 1) / d); };
+    while (r < 60) {
+      const std::int64_t d = std::int64_t{1} << r;
+      const std::int64_t span = floor_div(hi, d) - floor_div(lo, d) + (r > 0 ? 1 : 0);
+      if (circuit::width_of_span(static_cast<std::uint64_t>(span)) <= options_.lookup_precision) break;
+      ++r;
+    }
+    if (r == 0 || r <= inferred.trailing_zeros) return v;
+    return builder_.round_bits(v, r, circuit::RoundingMode::kApproximate, name + "/round");
+  }
+
+  // One lookup fused with requantization to `bits` bits of f's calibrated output range.
+  Enc activation(const Enc& x, const std::string& op, double alpha, unsigned bits, const std::string& out_name,
+                 const std::string& label) {
+    auto fr = float_range_.find(out_name);
+    double lo = 0, hi = 0;
+    if (fr != float_range_.end()) lo = fr->second[0], hi = fr->second[1];
+    if (!(hi > lo)) hi = lo + 1e-6;
+    const double levels = static_cast<double>((std::int64_t{1} << bits) - 1);
+    const double s_out = (hi - lo) / levels;
+    const std::int64_t q_lo = static_cast<std::int64_t>(std::nearbyint(lo / s_out));
+    const std::int64_t q_hi = q_lo + (std::int64_t{1} << bits) - 1;
+    const Value in = round_for_lookup(x.v, label);
+    std::map<std::pair<double, double>, std::uint32_t> groups;
+    std::vector<circuit::Table> tables;
+    std::vector<std::uint32_t> index(x.s.size());
+    for (std::size_t e = 0; e < x.s.size(); ++e) {
+      const auto key = std::make_pair(x.s[e], x.b[e]);
+      auto it = groups.find(key);
+      if (it == groups.end()) {
+        const double s = x.s[e], b = x.b[e];
+        tables.push_back(builder_.table_for(in, [=](std::int64_t t) {
+          const double y = act(op, s * static_cast<double>(t) + b, alpha);
+          const double q = std::nearbyint(y / s_out);
+          return static_cast<std::int64_t>(std::clamp(q, static_cast<double>(q_lo), static_cast<double>(q_hi)));
+        }));
+        it = groups.emplace(key, static_cast<std::uint32_t>(tables.size() - 1)).first;
+      }
+      index[e] = it->second;
+    }
+    Enc y;
+    y.v = builder_.lookup_per_element(in, std::move(tables), std::move(index), label);
+    y.shape = x.shape;
+    y.s.assign(x.s.size(), s_out);
+    y.b.assign(x.s.size(), 0.0);
+    return y;
+  }
+
+  unsigned activation_bits(const GraphNode& n) const {
+    auto it = options_.activation_bits_per_node.find(n.name);
+    return it == options_.activation_bits_per_node.end() ? options_.network_activation_bits : it->second;
+  }
+  unsigned weight_bits(const GraphNode& n) const {
+    auto it = options_.weight_bits_per_node.find(n.name);
+    return it == options_.weight_bits_per_node.end() ? options_.network_weight_bits : it->second;
+  }
+
+  // Requantizes x with offset 0 and one scale (identity lookup): what convolutions, pools and
+  // additions need when the interpretation varies inside a channel.
+  Enc requantize(const Enc& x, const std::string& float_name, const std::string& label) {
+    return activation(x, "Identity", 0.0, options_.network_activation_bits, float_name, label);
+  }
+
+  static bool uniform_per_channel(const Enc& x, bool need_offset, bool positive) {
+    if (x.shape.size() < 2) return false;
+    const std::int64_t c = x.shape[1];
+    const std::int64_t inner = static_cast<std::int64_t>(x.s.size()) / (x.shape[0] * c);
+    for (std::int64_t e = 0; e < static_cast<std::int64_t>(x.s.size()); ++e) {
+      const std::int64_t first = (e / inner) * inner;
+      const auto i = static_cast<std::size_t>(e), f = static_cast<std::size_t>(first);
+      if (std::fabs(x.s[i] - x.s[f]) > 1e-12 * std::fabs(x.s[f])) return false;
+      if (need_offset && std::fabs(x.b[i] - x.b[f]) > 1e-12 * (1 + std::fabs(x.b[f]))) return false;
+      if (positive && !(x.s[i] > 0)) return false;
+    }
+    return true;
+  }
+
+  void lower_node(const GraphNode& n) {
+    const std::string& op = n.op_type;
+    const std::string& out = n.outputs[0];
+    bool any_enc = false;
+    for (const auto& in : n.inputs)
+      if (enc_.count(in)) any_enc = true;
+    if (!any_enc) fail(n, "does not depend on the network input (constant subgraphs are not folded)");
+
+    if (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "LeakyRelu") {
+      enc_[out] = activation(encrypted(n, 0), op, attr_float(n, "alpha", 0.01), activation_bits(n), out, n.name);
+    } else if (op == "Add" || op == "Sub" || op == "Mul") {
+      lower_elementwise(n);
+    } else if (op == "Gemm" || op == "MatMul") {
+      lower_gemm(n);
+    } else if (op == "Conv") {
+      lower_conv(n);
+    } else if (op == "BatchNormalization") {
+      Enc x = encrypted(n, 0);
+      if (attr_int(n, "training_mode", 0) != 0) fail(n, "training_mode = 1 is not supported");
+      const double eps = attr_float(n, "epsilon", 1e-5);
+      const FloatTensor *sc = constant(n.inputs.at(1)), *bi = constant(n.inputs.at(2)), *mean = constant(n.inputs.at(3)),
+                        *var = constant(n.inputs.at(4));
+      if (!sc || !bi || !mean || !var) fail(n, "parameters must be constants");
+      const std::int64_t c = x.shape.at(1);
+      const std::int64_t inner = static_cast<std::int64_t>(x.s.size()) / c;
+      if (static_cast<std::int64_t>(sc->data.size()) != c) fail(n, "parameters must have one entry per channel");
+      for (std::size_t e = 0; e < x.s.size(); ++e) {
+        const auto ch = static_cast<std::size_t>((static_cast<std::int64_t>(e) / inner) % c);
+        const double a = sc->data[ch] / std::sqrt(var->data[ch] + eps);
+        const double d = bi->data[ch] - mean->data[ch] * a;
+        x.s[e] *= a;
+        x.b[e] = x.b[e] * a + d;
+      }
+      enc_[out] = x;
+    } else if (op == "MaxPool") {
+      lower_maxpool(n);
+    } else if (op == "AveragePool" || op == "GlobalAveragePool") {
+      lower_avgpool(n, op == "GlobalAveragePool");
+    } else if (op == "Flatten" || op == "Reshape") {
+      Enc x = encrypted(n, 0);
+      Shape target;
+      if (op == "Flatten") {
+        std::int64_t axis = attr_int(n, "axis", 1);
+        if (axis < 0) axis += static_cast<std::int64_t>(x.shape.size());
+        std::int64_t a = 1;
+        for (std::int64_t i = 0; i < axis; ++i) a *= x.shape[static_cast<std::size_t>(i)];
+        target = {a, static_cast<std::int64_t>(x.s.size()) / std::max<std::int64_t>(a, 1)};
+      } else {
+        const FloatTensor* spec = constant(n.inputs.at(1));
+        if (!spec) fail(n, "the target shape must be a constant");
+        target = reshape_target(n, x.shape, spec->data);
+      }
+      x.v = builder_.reshape(x.v, target, n.name);
+      x.shape = target;
+      enc_[out] = x;
+    } else if (op == "Pad") {
+      lower_pad(n);
+    } else {
+      fail(n, "op is not supported by the lowering");
+    }
+  }
+
+  void lower_elementwise(const GraphNode& n) {
+    const std::string& op = n.op_type;
+    const bool e0 = enc_.count(n.inputs.at(0)) > 0, e1 = enc_.count(n.inputs.at(1)) > 0;
+    if (e0 && e1) {
+      if (op == "Mul") fail(n, "a product of two encrypted values is not supported");
+      Enc a = encrypted(n, 0), b = encrypted(n, 1);
+      if (a.shape != b.shape) fail(n, "encrypted operands of different shapes are not supported");
+      bool same = true;
+      for (std::size_t e = 0; e < a.s.size(); ++e)
+        if (std::fabs(a.s[e] - b.s[e]) > 1e-12 * std::fabs(a.s[e])) same = false;
+      if (!same) {
+        // A common scale: both requantized by the range of the result.
+        a = requantize(a, n.outputs[0], n.name + "/lhs");
+        b = requantize(b, n.outputs[0], n.name + "/rhs");
+      }
+      Enc y = a;
+      y.v = op == "Add" ? builder_.add(a.v, b.v, n.name) : builder_.sub(a.v, b.v, n.name);
+      for (std::size_t e = 0; e < y.b.size(); ++e) y.b[e] = op == "Add" ? a.b[e] + b.b[e] : a.b[e] - b.b[e];
+      enc_[n.outputs[0]] = y;
+      return;
+    }
+    const bool enc_first = e0;
+    Enc x = encrypted(n, enc_first ? 0 : 1);
+    const FloatTensor* c = constant(n.inputs.at(enc_first ? 1 : 0));
+    if (!c) fail(n, "operand is neither encrypted nor constant");
+    // The constant must broadcast to the encrypted operand's shape.
+    const Shape& xs = x.shape;
+    if (c->shape.size() > xs.size()) fail(n, "the constant " + circuit::shape_string(c->shape) + " is larger than the operand");
+    const auto xstr = circuit::strides_of(xs), cstr = circuit::strides_of(c->shape);
+    const std::size_t off = xs.size() - c->shape.size();
+    for (std::size_t i = 0; i < c->shape.size(); ++i)
+      if (c->shape[i] != 1 && c->shape[i] != xs[off + i])
+        fail(n, "the constant " + circuit::shape_string(c->shape) + " does not broadcast to " + circuit::shape_string(xs));
+    for (std::size_t e = 0; e < x.s.size(); ++e) {
+      std::int64_t idx = 0;
+      for (std::size_t i = 0; i < c->shape.size(); ++i)
+        if (c->shape[i] != 1) idx += ((static_cast<std::int64_t>(e) / xstr[off + i]) % xs[off + i]) * cstr[i];
+      const double k = c->data[static_cast<std::size_t>(idx)];
+      if (n.op_type == "Add") x.b[e] += k;
+      else if (n.op_type == "Mul") x.s[e] *= k, x.b[e] *= k;
+      else if (enc_first) x.b[e] -= k;
+      else x.s[e] = -x.s[e], x.b[e] = k - x.b[e];
+    }
+    enc_[n.outputs[0]] = x;
+  }
+
+  void lower_gemm(const GraphNode& n) {
+    const Enc& x = encrypted(n, 0);
+    const FloatTensor* w = constant(n.inputs.at(1));
+    if (!w || w->shape.size() != 2) fail(n, "the weights must be a rank-2 constant");
+    const bool gemm = n.op_type == "Gemm";
+    if (gemm && attr_int(n, "transA", 0) != 0) fail(n, "transA = 1 is not supported");
+    const bool tb = gemm && attr_int(n, "transB", 0) != 0;
+    const double alpha = gemm ? attr_float(n, "alpha", 1.0) : 1.0, beta = gemm ? attr_float(n, "beta", 1.0) : 1.0;
+    const std::int64_t k = tb ? w->shape[1] : w->shape[0], m = tb ? w->shape[0] : w->shape[1];
+    if (static_cast<std::int64_t>(x.s.size()) != k || x.shape.back() != k)
+      fail(n, "input " + circuit::shape_string(x.shape) + " is not one row of " + std::to_string(k) + " features");
+    const FloatTensor* c = gemm && n.inputs.size() >= 3 && !n.inputs[2].empty() ? constant(n.inputs[2]) : nullptr;
+    if (gemm && n.inputs.size() >= 3 && !n.inputs[2].empty() && !c) fail(n, "the bias must be a constant");
+    auto wv = [&](std::int64_t i, std::int64_t j) { return w->data[static_cast<std::size_t>(tb ? j * k + i : i * m + j)]; };
+    // Bias correction: the weights' rounding error times the mean input joins the offset.
+    const std::vector<double> mean = observed_mean(x.v);
+    circuit::Tensor q({k, m}, std::vector<std::int64_t>(static_cast<std::size_t>(k * m), 0));
+    Enc y;
+    y.shape = x.shape;
+    y.shape.back() = m;
+    for (std::int64_t j = 0; j < m; ++j) {
+      std::vector<double> a(static_cast<std::size_t>(k));
+      double offset = 0;
+      if (c) offset = beta * c->data[c->data.size() == 1 ? 0 : static_cast<std::size_t>(j)];
+      for (std::int64_t i = 0; i < k; ++i) {
+        a[static_cast<std::size_t>(i)] = alpha * wv(i, j) * x.s[static_cast<std::size_t>(i)];
+        offset += alpha * wv(i, j) * x.b[static_cast<std::size_t>(i)];
+      }
+      std::vector<std::int64_t> qa;
+      const double sw = quantize_symmetric(a, weight_bits(n), qa);
+      for (std::int64_t i = 0; i < k; ++i) {
+        const auto ii = static_cast<std::size_t>(i);
+        q.data[static_cast<std::size_t>(i * m + j)] = qa[ii];
+        offset += (a[ii] - sw * static_cast<double>(qa[ii])) * mean[ii];
+      }
+      y.s.push_back(sw);
+      y.b.push_back(offset);
+    }
+    if (c && c->data.size() != 1 && static_cast<std::int64_t>(c->data.size()) != m) fail(n, "the bias must have one entry per output");
+    y.v = builder_.matmul(x.v, q, n.name);
+    enc_[n.outputs[0]] = y;
+  }
+
+  void lower_conv(const GraphNode& n) {
+    Enc x = encrypted(n, 0);
+    const FloatTensor* w = constant(n.inputs.at(1));
+    if (!w || w->shape.size() != 4) fail(n, "the weights must be a rank-4 constant (2-D convolution)");
+    const FloatTensor* bias = n.inputs.size() >= 3 && !n.inputs[2].empty() ? constant(n.inputs[2]) : nullptr;
+    if (n.inputs.size() >= 3 && !n.inputs[2].empty() && !bias) fail(n, "the bias must be a constant");
+    if (!uniform_per_channel(x, false, false)) x = requantize(x, n.inputs[0], n.name + "/requantize");
+    const Window win = window_of(n, x.shape, w->shape[2], w->shape[3]);
+    const std::int64_t groups = attr_int(n, "group", 1);
+    const std::int64_t o = w->shape[0], cg = w->shape[1], per_out = cg * w->shape[2] * w->shape[3];
+    const std::int64_t inner = x.shape[2] * x.shape[3];
+    if (groups < 1 || x.shape[1] != cg * groups || o % groups != 0) fail(n, "channels do not match the weights and groups");
+    circuit::Tensor q(w->shape, std::vector<std::int64_t>(w->data.size(), 0));
+    std::vector<double> out_scale(static_cast<std::size_t>(o));
+    // Bias correction with the per-channel mean input (borders ignored).
+    const std::vector<double> mean_e = observed_mean(x.v);
+    std::vector<double> mean_c(static_cast<std::size_t>(x.shape[1]), 0.0);
+    for (std::size_t e = 0; e < mean_e.size(); ++e) mean_c[(e / static_cast<std::size_t>(inner)) % mean_c.size()] += mean_e[e] / static_cast<double>(inner);
+    std::vector<double> correction(static_cast<std::size_t>(o), 0.0);
+    for (std::int64_t oc = 0; oc < o; ++oc) {
+      const std::int64_t g = oc / (o / groups);
+      std::vector<double> a(static_cast<std::size_t>(per_out));
+      for (std::int64_t i = 0; i < per_out; ++i) {
+        const std::int64_t ic = g * cg + i / (w->shape[2] * w->shape[3]);
+        a[static_cast<std::size_t>(i)] = w->data[static_cast<std::size_t>(oc * per_out + i)] * x.s[static_cast<std::size_t>(ic * inner)];
+      }
+      std::vector<std::int64_t> qa;
+      const double sw = out_scale[static_cast<std::size_t>(oc)] = quantize_symmetric(a, weight_bits(n), qa);
+      for (std::int64_t i = 0; i < per_out; ++i) {
+        const std::int64_t ic = g * cg + i / (w->shape[2] * w->shape[3]);
+        correction[static_cast<std::size_t>(oc)] +=
+            (a[static_cast<std::size_t>(i)] - sw * static_cast<double>(qa[static_cast<std::size_t>(i)])) * mean_c[static_cast<std::size_t>(ic)];
+      }
+      std::copy(qa.begin(), qa.end(), q.data.begin() + oc * per_out);
+    }
+    circuit::Conv2dOptions co;
+    co.stride_h = win.stride_h, co.stride_w = win.stride_w;
+    co.pad_top = win.pad_top, co.pad_left = win.pad_left, co.pad_bottom = win.pad_bottom, co.pad_right = win.pad_right;
+    co.dilation_h = win.dilation_h, co.dilation_w = win.dilation_w, co.groups = groups;
+    Enc y;
+    y.v = builder_.conv2d(x.v, q, co, n.name);
+    y.shape = builder_.shape(y.v);
+    // Offsets: the float convolution of the input offsets (zero padding contributes 0).
+    const FloatTensor offsets = conv_float(n, FloatTensor{x.shape, x.b}, *w, bias);
+    y.b = offsets.data;
+    const std::int64_t out_inner = y.shape[2] * y.shape[3];
+    for (std::size_t e = 0; e < y.b.size(); ++e) {
+      const auto oc = static_cast<std::size_t>((static_cast<std::int64_t>(e) / out_inner) % o);
+      y.s.push_back(out_scale[oc]);
+      y.b[e] += correction[oc];
+    }
+    enc_[n.outputs[0]] = y;
+  }
+
+  // Slice of x for window offset (ky, kx): out_h x out_w positions.
+  Value window_slice(Value v, const Shape& s, const Window& w, std::int64_t ky, std::int64_t kx, const std::string& name) {
+    const std::int64_t y0 = ky * w.dilation_h, x0 = kx * w.dilation_w;
+    return builder_.slice(v, {0, 0, y0, x0},
+                          {s[0], s[1], y0 + (w.out_h - 1) * w.stride_h + 1, x0 + (w.out_w - 1) * w.stride_w + 1},
+                          {1, 1, w.stride_h, w.stride_w}, name);
+  }
+
+  void lower_maxpool(const GraphNode& n) {
+    Enc x = encrypted(n, 0);
+    if (n.outputs.size() > 1 && !n.outputs[1].empty()) fail(n, "the Indices output is not supported");
+    const Window win = pool_window(n, x.shape);
+    if (win.pad_top || win.pad_left || win.pad_bottom || win.pad_right) fail(n, "padded max pooling is not supported");
+    if (!uniform_per_channel(x, true, true)) x = requantize(x, n.inputs[0], n.name + "/requantize");
+    std::vector<Value> parts;
+    for (std::int64_t ky = 0; ky < win.kh; ++ky)
+      for (std::int64_t kx = 0; kx < win.kw; ++kx)
+        parts.push_back(window_slice(x.v, x.shape, win, ky, kx, n.name + "/window"));
+    const auto in_range = builder_.range(x.v);
+    // max(a, b) = a + relu(b - a), reduced as a tree (depth log2(kh * kw) lookups).
+    while (parts.size() > 1) {
+      std::vector<Value> next;
+      for (std::size_t i = 0; i + 1 < parts.size(); i += 2) {
+        const Value d = builder_.sub(parts[i + 1], parts[i], n.name + "/diff");
+        const Value r = builder_.lookup(d, [](std::int64_t t) { return t > 0 ? t : 0; }, n.name + "/relu");
+        const Value m = builder_.add(parts[i], r, n.name + "/max");
+        exact_hints_[m.id] = circuit::ValueRange{in_range.lo, in_range.hi, 0};
+        // The difference of two values in [lo, hi].
+        exact_hints_[d.id] = circuit::ValueRange{in_range.lo - in_range.hi, in_range.hi - in_range.lo, 0};
+        next.push_back(m);
+      }
+      if (parts.size() % 2) next.push_back(parts.back());
+      parts = std::move(next);
+    }
+    Enc y;
+    y.v = parts[0];
+    y.shape = builder_.shape(y.v);
+    const std::int64_t c = x.shape[1], inner_in = x.shape[2] * x.shape[3], inner_out = y.shape[2] * y.shape[3];
+    for (std::int64_t e = 0; e < circuit::element_count(y.shape); ++e) {
+      const std::int64_t ch = (e / inner_out) % c, src = ((e / inner_out) / c * c + ch) * inner_in;
+      y.s.push_back(x.s[static_cast<std::size_t>(src)]);
+      y.b.push_back(x.b[static_cast<std::size_t>(src)]);
+    }
+    enc_[n.outputs[0]] = y;
+  }
+
+  void lower_avgpool(const GraphNode& n, bool global) {
+    Enc x = encrypted(n, 0);
+    if (x.shape.size() != 4) fail(n, "expects an NCHW input");
+    if (!uniform_per_channel(x, false, false)) x = requantize(x, n.inputs[0], n.name + "/requantize");
+    const std::int64_t c = x.shape[1], inner = x.shape[2] * x.shape[3];
+    Enc y;
+    if (global) {
+      y.v = builder_.sum(x.v, {2, 3}, true, n.name);
+      y.shape = builder_.shape(y.v);
+      for (std::int64_t ch = 0; ch < c; ++ch) {
+        double b = 0;
+        for (std::int64_t i = 0; i < inner; ++i) b += x.b[static_cast<std::size_t>(ch * inner + i)];
+        y.s.push_back(x.s[static_cast<std::size_t>(ch * inner)] / static_cast<double>(inner));
+        y.b.push_back(b / static_cast<double>(inner));
+      }
+    } else {
+      const Window win = pool_window(n, x.shape);
+      circuit::Tensor ones({c, 1, win.kh, win.kw}, std::vector<std::int64_t>(static_cast<std::size_t>(c * win.kh * win.kw), 1));
+      circuit::Conv2dOptions co;
+      co.stride_h = win.stride_h, co.stride_w = win.stride_w;
+      co.pad_top = win.pad_top, co.pad_left = win.pad_left, co.pad_bottom = win.pad_bottom, co.pad_right = win.pad_right;
+      co.dilation_h = win.dilation_h, co.dilation_w = win.dilation_w, co.groups = c;
+      y.v = builder_.conv2d(x.v, ones, co, n.name);
+      y.shape = builder_.shape(y.v);
+      // The divisor of each output (count_include_pad or not) is what the float pool divides
+      // by: pooling a tensor of ones gives (valid count) / divisor.
+      const FloatTensor onesf{x.shape, std::vector<double>(x.s.size(), 1.0)};
+      const FloatTensor frac = pool_float(n, onesf, false);
+      const FloatTensor offsets = pool_float(n, FloatTensor{x.shape, x.b}, false);
+      y.b = offsets.data;
+      const std::int64_t out_inner = y.shape[2] * y.shape[3];
+      for (std::size_t e = 0; e < y.b.size(); ++e) {
+        const std::int64_t ch = (static_cast<std::int64_t>(e) / out_inner) % c;
+        // Count of valid positions of this window, from the dimensions.
+        const std::int64_t oy = (static_cast<std::int64_t>(e) / y.shape[3]) % y.shape[2], ox = static_cast<std::int64_t>(e) % y.shape[3];
+        std::int64_t valid = 0;
+        for (std::int64_t ky = 0; ky < win.kh; ++ky)
+          for (std::int64_t kx = 0; kx < win.kw; ++kx) {
+            const std::int64_t iy = oy * win.stride_h - win.pad_top + ky * win.dilation_h;
+            const std::int64_t ix = ox * win.stride_w - win.pad_left + kx * win.dilation_w;
+            valid += iy >= 0 && iy < x.shape[2] && ix >= 0 && ix < x.shape[3];
+          }
+        const double divisor = static_cast<double>(valid) / frac.data[e];
+        y.s.push_back(x.s[static_cast<std::size_t>(ch * inner)] / divisor);
+      }
+    }
+    enc_[n.outputs[0]] = y;
+  }
+
+  void lower_pad(const GraphNode& n) {
+    Enc x = encrypted(n, 0);
+    const PadSpec spec = pad_spec(n, net_.initializers, net_.opset, x.shape.size());
+    const std::size_t r = x.shape.size();
+    bool any = false;
+    for (auto p : spec.pads) any = any || p != 0;
+    if (!any) {
+      enc_[n.outputs[0]] = x;
+      return;
+    }
+    // Padded elements: integer 0 interpreted as the pad value (per-element offsets).
+    for (std::size_t axis = 0; axis < r; ++axis) {
+      const std::int64_t before = spec.pads[axis], after = spec.pads[axis + r];
+      if (!before && !after) continue;
+      Shape one = x.shape;
+      one[axis] = 1;
+      std::vector<std::int64_t> starts(r, 0), ends(x.shape.begin(), x.shape.end());
+      ends[axis] = 1;
+      const Value zero1 = builder_.mul(builder_.slice(x.v, starts, ends, {}, n.name + "/zero_slice"), 0, n.name + "/zero");
+      std::vector<Value> parts;
+      if (before) {
+        Shape s = x.shape;
+        s[axis] = before;
+        parts.push_back(builder_.broadcast(zero1, s, n.name + "/pad_before"));
+      }
+      parts.push_back(x.v);
+      if (after) {
+        Shape s = x.shape;
+        s[axis] = after;
+        parts.push_back(builder_.broadcast(zero1, s, n.name + "/pad_after"));
+      }
+      const Value v = builder_.concat(parts, static_cast<std::int64_t>(axis), n.name);
+      Enc y;
+      y.v = v;
+      y.shape = builder_.shape(v);
+      const auto ys = circuit::strides_of(y.shape), xs = circuit::strides_of(x.shape);
+      const std::int64_t ch_axis = r >= 2 ? 1 : 0;
+      for (std::int64_t e = 0; e < circuit::element_count(y.shape); ++e) {
+        std::vector<std::int64_t> idx(r);
+        for (std::size_t i = 0; i < r; ++i) idx[i] = (e / ys[i]) % y.shape[i];
+        const std::int64_t pos = idx[axis] - before;
+        if (pos >= 0 && pos < x.shape[axis]) {
+          std::int64_t src = 0;
+          for (std::size_t i = 0; i < r; ++i) src += (i == axis ? pos : idx[i]) * xs[i];
+          y.s.push_back(x.s[static_cast<std::size_t>(src)]);
+          y.b.push_back(x.b[static_cast<std::size_t>(src)]);
+        } else {
+          // Keep the channel's scale so that convolutions still see one scale per channel.
+          std::int64_t src = 0;
+          for (std::size_t i = 0; i < r; ++i) src += (i == axis ? 0 : idx[i]) * xs[i];
+          (void)ch_axis;
+          y.s.push_back(x.s[static_cast<std::size_t>(src)]);
+          y.b.push_back(spec.value);
+        }
+      }
+      x = y;
+    }
+    enc_[n.outputs[0]] = x;
+  }
+
+  const Model& model_;
+  const Network& net_;
+  const QuantizationOptions& options_;
+  Matrix calib_;
+  std::map<std::string, std::vector<double>> float_range_;
+  std::map<std::string, Enc> enc_;
+  circuit::CircuitBuilder builder_;
+  std::vector<std::vector<circuit::Tensor>> samples_;
+  std::map<std::uint32_t, circuit::ValueRange> exact_hints_;
+};
+
+}  // namespace
+
+QuantizedModel lower_network(const Model& model, const Network& net, const Matrix& calibration,
+                             const QuantizationOptions& options) {
+  NetworkLowering lowering(model, net, calibration, options);
+  return lowering.run();
+}
+
+}  // namespace veil::ml::detail

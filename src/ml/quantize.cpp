@@ -1,0 +1,138 @@
+// compile_model's dispatch, shared quantization helpers and predict_clear.
+#include "veil/ml/quantize.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "lowering.hpp"
+#include "veil/circuit/analysis.hpp"
+#include "veil/circuit/clear_executor.hpp"
+
+namespace veil::ml {
+namespace detail {
+
+InputQuantizer affine_quantizer(double lo, double hi, unsigned bits, bool reserve_top) {
+  InputQuantizer q;
+  q.n_bits = bits;
+  q.is_signed = false;
+  q.q_min = 0;
+  const std::int64_t top = (std::int64_t{1} << bits) - 1 - (reserve_top ? 1 : 0);
+  if (top < 1) throw std::invalid_argument("affine_quantizer: " + std::to_string(bits) + " bits leave no room");
+  q.q_max = top;
+  if (reserve_top) q.missing_code = top + 1;
+  if (!(hi > lo)) {
+    // Constant on the calibration rows: one code (0) standing for that value, so that the
+    // lowerings see a constant (values outside the calibrated range clamp, as always).
+    q.scale = lo != 0 ? std::fabs(lo) : 1.0;
+    q.zero_point = lo > 0 ? -1 : (lo < 0 ? 1 : 0);
+    q.q_max = 0;
+    return q;
+  }
+  q.scale = (hi - lo) / static_cast<double>(top);
+  q.zero_point = static_cast<std::int64_t>(std::nearbyint(-lo / q.scale));
+  return q;
+}
+
+void column_ranges(const Matrix& rows, std::vector<double>& lo, std::vector<double>& hi) {
+  lo.assign(rows.cols, std::numeric_limits<double>::infinity());
+  hi.assign(rows.cols, -std::numeric_limits<double>::infinity());
+  for (std::size_t r = 0; r < rows.rows; ++r)
+    for (std::size_t c = 0; c < rows.cols; ++c) {
+      const double v = rows.at(r, c);
+      if (std::isnan(v)) continue;
+      lo[c] = std::min(lo[c], v);
+      hi[c] = std::max(hi[c], v);
+    }
+  for (std::size_t c = 0; c < rows.cols; ++c)
+    if (lo[c] > hi[c]) lo[c] = hi[c] = 0;
+}
+
+void set_range_hints(circuit::Circuit& c, const std::vector<std::vector<circuit::Tensor>>& samples, double margin) {
+  const circuit::Circuit calibrated = circuit::calibrate(c, samples);
+  for (std::size_t id = 0; id < c.nodes.size(); ++id) {
+    const auto& n = calibrated.nodes[id];
+    switch (n.kind) {
+      case circuit::OpKind::kAdd:
+      case circuit::OpKind::kSub:
+      case circuit::OpKind::kAddConstant:
+      case circuit::OpKind::kMulConstant:
+      case circuit::OpKind::kMatmul:
+      case circuit::OpKind::kConv2d:
+      case circuit::OpKind::kSum:
+        break;
+      default:
+        continue;
+    }
+    if (!n.range_hint || circuit::is_approximate(c, static_cast<std::uint32_t>(id))) continue;
+    circuit::ValueRange h = *n.range_hint;
+    const double span = static_cast<double>(h.hi - h.lo);
+    const auto widen = static_cast<std::int64_t>(std::ceil(span * margin));
+    h.lo -= widen;
+    h.hi += widen;
+    // Keep an existing (tighter, exact) hint set by the lowering.
+    if (c.nodes[id].range_hint) {
+      h.lo = std::max(h.lo, c.nodes[id].range_hint->lo);
+      h.hi = std::min(h.hi, c.nodes[id].range_hint->hi);
+      if (h.lo > h.hi) h = *c.nodes[id].range_hint;
+    }
+    c.nodes[id].range_hint = h;
+  }
+}
+
+double quantize_symmetric(const std::vector<double>& values, unsigned bits, std::vector<std::int64_t>& q) {
+  double mx = 0;
+  for (double v : values) mx = std::max(mx, std::fabs(v));
+  const double levels = static_cast<double>((std::int64_t{1} << (bits - 1)) - 1);
+  const double scale = mx > 0 ? mx / levels : 1.0;
+  q.resize(values.size());
+  for (std::size_t i = 0; i < values.size(); ++i) q[i] = static_cast<std::int64_t>(std::nearbyint(values[i] / scale));
+  return scale;
+}
+
+}  // namespace detail
+
+namespace {
+void check_bits(unsigned bits, unsigned lo, unsigned hi, const char* what) {
+  if (bits < lo || bits > hi)
+    throw std::invalid_argument(std::string("compile_model: ") + what + " = " + std::to_string(bits) + " is outside [" +
+                                std::to_string(lo) + ", " + std::to_string(hi) + "]");
+}
+}  // namespace
+
+QuantizedModel compile_model(const Model& model, const Matrix& calibration, const QuantizationOptions& options) {
+  if (calibration.rows == 0) throw std::invalid_argument("compile_model: no calibration rows");
+  if (calibration.cols != model.n_features)
+    throw std::invalid_argument("compile_model: calibration rows have " + std::to_string(calibration.cols) +
+                                " columns, the model " + std::to_string(model.n_features) + " features");
+  check_bits(options.linear_input_bits, 1, 16, "linear_input_bits");
+  check_bits(options.linear_weight_bits, 2, 16, "linear_weight_bits");
+  check_bits(options.tree_input_bits, 1, 8, "tree_input_bits");
+  check_bits(options.tree_leaf_bits, 2, 16, "tree_leaf_bits");
+  check_bits(options.network_input_bits, 1, 8, "network_input_bits");
+  check_bits(options.network_weight_bits, 2, 16, "network_weight_bits");
+  check_bits(options.network_activation_bits, 1, 8, "network_activation_bits");
+  check_bits(options.network_output_bits, 1, 8, "network_output_bits");
+  check_bits(options.lookup_precision, 1, 8, "lookup_precision");
+  if (!(options.range_margin >= 0) || options.range_margin > 10)
+    throw std::invalid_argument("compile_model: range_margin must be in [0, 10]");
+  QuantizedModel q;
+  if (const auto* lin = std::get_if<LinearModel>(&model.body)) q = detail::lower_linear(model, *lin, calibration, options);
+  else if (const auto* ens = std::get_if<TreeEnsemble>(&model.body)) q = detail::lower_trees(model, *ens, calibration, options);
+  else q = detail::lower_network(model, std::get<Network>(model.body), calibration, options);
+  q.processing.task = model.task;
+  q.processing.n_features = model.n_features;
+  q.processing.classes = model.classes;
+  return q;
+}
+
+Predictions predict_clear(const QuantizedModel& model, const Matrix& rows) {
+  const auto inputs = quantize_inputs(model.processing, rows);
+  std::vector<std::vector<circuit::Tensor>> outputs;
+  outputs.reserve(inputs.size());
+  for (const auto& in : inputs) outputs.push_back(circuit::run_clear(model.circuit, {in}));
+  return postprocess(model.processing, outputs);
+}
+
+}  // namespace veil::ml

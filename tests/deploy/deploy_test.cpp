@@ -1,0 +1,240 @@
+// The deployment workflow end to end through the C++ API: compile -> save -> client keygen ->
+// encrypt -> server run -> decrypt equals the clear quantized prediction; artifacts of two
+// compiles are refused when mixed; the secret key is in no file meant for the server;
+// corrupted and truncated files give clear errors.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "veil/deploy/model.hpp"
+#include "veil/ml/importers.hpp"
+#include "veil/tfhe/serialization.hpp"
+
+namespace veil::deploy {
+namespace {
+
+namespace fs = std::filesystem;
+
+const fs::path kFixtures = VEIL_FIXTURES_DIR;
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("veil_deploy_test_" + name + "_" + std::to_string(::getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+ml::Matrix features(const std::string& file, std::size_t rows) {
+  ml::Matrix m = ml::load_matrix((kFixtures / "data" / file).string());
+  return m.first_columns(30).first_rows(rows);
+}
+
+Bytes slurp(const fs::path& p) { return read_file(p, std::uint64_t{1} << 32); }
+void spit(const fs::path& p, const Bytes& b) {
+  std::ofstream out(p, std::ios::binary | std::ios::trunc);
+  out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+
+struct Compiled {
+  fs::path dir;
+  ModelDev dev;
+};
+
+Compiled compile_fixture(const std::string& model, const std::string& name, const DevOptions& options = {}) {
+  const ml::Model m = ml::load_model((kFixtures / "models" / model).string());
+  const ml::Matrix calibration = features("breast_cancer_calib.csv", 300);
+  Compiled c{temp_dir(name), ModelDev::compile(m, calibration, options)};
+  c.dev.save(c.dir);
+  return c;
+}
+
+// The encrypted round trip of `rows` through the three artifacts and two key files.
+void expect_round_trip(const Compiled& c, const ml::Matrix& rows) {
+  ModelClient client = ModelClient::load(c.dir);
+  EXPECT_EQ(client.model_id(), c.dev.model_id());
+  const fs::path keys = c.dir / "keys";
+  client.generate_keys(keys);
+  const ModelServer server = ModelServer::load(c.dir);
+  const auto eval = server.load_evaluation_keys(ModelClient::read_evaluation_keys(keys, client.model_id()));
+  EXPECT_EQ(eval != nullptr, server.needs_evaluation_keys());
+  const Bytes input = client.quantize_encrypt_serialize(rows);
+  RunStats stats;
+  const Bytes output = server.run(input, eval.get(), &stats);
+  EXPECT_EQ(stats.rows, rows.rows);
+  EXPECT_EQ(stats.pbs, static_cast<std::int64_t>(rows.rows) * c.dev.compiled().analysis.statistics.total_pbs);
+  // A fresh client (keys from disk) decrypts what the first one encrypted.
+  ModelClient other = ModelClient::load(c.dir);
+  other.load_keys(keys);
+  const ml::Predictions fhe = other.deserialize_decrypt_dequantize(output);
+  const ml::Predictions clear = ml::predict_clear(ml::QuantizedModel{c.dev.compiled().circuit, c.dev.processing()}, rows);
+  EXPECT_EQ(fhe.labels, clear.labels);
+  ASSERT_EQ(fhe.values.size(), clear.values.size());
+  for (std::size_t i = 0; i < fhe.values.size(); ++i) EXPECT_DOUBLE_EQ(fhe.values[i], clear.values[i]);
+  ASSERT_EQ(fhe.scores.data.size(), clear.scores.data.size());
+  for (std::size_t i = 0; i < fhe.scores.data.size(); ++i) EXPECT_DOUBLE_EQ(fhe.scores.data[i], clear.scores.data[i]);
+}
+
+TEST(Deploy, LogisticRegressionRoundTrip) {
+  const Compiled c = compile_fixture("logreg_breast_cancer.json", "logreg");
+  EXPECT_FALSE(c.dev.compiled().uses_bootstrapping);
+  expect_round_trip(c, features("breast_cancer_test.csv", 20));
+}
+
+TEST(Deploy, XgboostRoundTrip) {
+  const Compiled c = compile_fixture("xgb_breast_cancer.json", "xgb");
+  EXPECT_TRUE(c.dev.compiled().uses_bootstrapping);
+  expect_round_trip(c, features("breast_cancer_test.csv", 2));
+}
+
+TEST(Deploy, SaveRefusesToOverwriteUnlessAsked) {
+  const Compiled c = compile_fixture("logreg_breast_cancer.json", "overwrite");
+  EXPECT_THROW(c.dev.save(c.dir), DeployError);
+  EXPECT_NO_THROW(c.dev.save(c.dir, /*overwrite=*/true));
+}
+
+TEST(Deploy, FilesOfTwoCompilesAreRefusedWhenMixed) {
+  const Compiled a = compile_fixture("logreg_breast_cancer.json", "mix_a");
+  DevOptions narrow;
+  narrow.quantization.linear_input_bits = 6;
+  narrow.quantization.linear_weight_bits = 6;
+  const Compiled b = compile_fixture("logreg_breast_cancer.json", "mix_b", narrow);
+  ASSERT_NE(a.dev.model_id(), b.dev.model_id());
+
+  // client.zip of one compile with serialized_processing.json of the other.
+  const fs::path mixed = temp_dir("mixed");
+  fs::copy_file(a.dir / kClientZip, mixed / kClientZip);
+  fs::copy_file(b.dir / kProcessingJson, mixed / kProcessingJson);
+  try {
+    (void)ModelClient::load(mixed);
+    FAIL() << "mixed client files were accepted";
+  } catch (const DeployError& e) {
+    EXPECT_NE(std::string(e.what()).find("different compiles"), std::string::npos) << e.what();
+  }
+
+  ModelClient client_a = ModelClient::load(a.dir);
+  client_a.generate_keys(a.dir / "keys");
+  const ModelServer server_b = ModelServer::load(b.dir);
+  // Keys and inputs of model a at the server of model b.
+  EXPECT_THROW(server_b.load_evaluation_keys(ModelClient::read_evaluation_keys(a.dir / "keys", a.dev.model_id())),
+               EnvelopeError);
+  const Bytes input_a = client_a.quantize_encrypt_serialize(features("breast_cancer_test.csv", 1));
+  try {
+    server_b.run(input_a, nullptr);
+    FAIL() << "an input of another model was run";
+  } catch (const EnvelopeError& e) {
+    EXPECT_NE(std::string(e.what()).find(model_id_hex(a.dev.model_id())), std::string::npos) << e.what();
+  }
+  // The secret key of model a is refused by a client of model b.
+  ModelClient client_b = ModelClient::load(b.dir);
+  EXPECT_THROW(client_b.load_keys(a.dir / "keys"), DeployError);
+  EXPECT_THROW(client_b.generate_keys(a.dir / "keys"), DeployError);  // never overwrites another model's keys
+  // An output of model a decrypted as model b.
+  const ModelServer server_a = ModelServer::load(a.dir);
+  const Bytes output_a = server_a.run(input_a, nullptr);
+  client_b.generate_keys(b.dir / "keys");
+  EXPECT_THROW(client_b.deserialize_decrypt_dequantize(output_a), EnvelopeError);
+}
+
+// Every 256-byte window of the secret key material must be absent from a file.
+bool contains_secret(const Bytes& file, const Bytes& secret_material) {
+  const std::size_t w = 256;
+  for (std::size_t off = 0; off + w <= secret_material.size(); off += w) {
+    const auto begin = secret_material.begin() + static_cast<std::ptrdiff_t>(off);
+    if (std::search(file.begin(), file.end(), begin, begin + static_cast<std::ptrdiff_t>(w)) != file.end()) return true;
+  }
+  return false;
+}
+
+TEST(Deploy, SecretKeyIsInNoFileMeantForTheServer) {
+  const Compiled c = compile_fixture("xgb_breast_cancer.json", "secret");
+  ModelClient client = ModelClient::load(c.dir);
+  const fs::path keys = c.dir / "keys";
+  client.generate_keys(keys);
+  struct stat st{};
+  ASSERT_EQ(::stat((keys / kSecretKeyFile).c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  const tfhe::SecretKeys secret = open_secret_keys(slurp(keys / kSecretKeyFile), client.model_id(), client.specs().signature.params);
+  // The key material as it would appear serialized (64-bit little-endian words of 0/1).
+  Bytes material;
+  for (const auto& bits : {secret.glwe.flattened(), secret.lwe.bits()})
+    for (tfhe::Torus b : bits)
+      for (int i = 0; i < 8; ++i) material.push_back(static_cast<std::uint8_t>(b >> (8 * i)));
+  ASSERT_TRUE(contains_secret(slurp(keys / kSecretKeyFile), material));  // the check can see it
+  const Bytes input = client.quantize_encrypt_serialize(features("breast_cancer_test.csv", 2));
+  EXPECT_FALSE(contains_secret(slurp(keys / kEvaluationKeysFile), material));
+  EXPECT_FALSE(contains_secret(input, material));
+  for (const char* f : {kClientZip, kServerZip, kProcessingJson}) EXPECT_FALSE(contains_secret(slurp(c.dir / f), material)) << f;
+}
+
+TEST(Deploy, CorruptedOrTruncatedFilesGiveClearErrors) {
+  const Compiled c = compile_fixture("xgb_breast_cancer.json", "corrupt");
+  ModelClient client = ModelClient::load(c.dir);
+  client.generate_keys(c.dir / "keys");
+  const ModelServer server = ModelServer::load(c.dir);
+  const Bytes eval = ModelClient::read_evaluation_keys(c.dir / "keys", client.model_id());
+  const Bytes input = client.quantize_encrypt_serialize(features("breast_cancer_test.csv", 1));
+  std::mt19937_64 rng(99);
+  for (int trial = 0; trial < 20; ++trial) {
+    Bytes bad_eval = eval, bad_input = input;
+    bad_eval[rng() % bad_eval.size()] ^= static_cast<std::uint8_t>(1 + rng() % 255);
+    bad_input[rng() % bad_input.size()] ^= static_cast<std::uint8_t>(1 + rng() % 255);
+    EXPECT_THROW(server.load_evaluation_keys(bad_eval), std::exception);
+    EXPECT_THROW(server.run(bad_input, nullptr), std::exception);
+    bad_input.resize(rng() % input.size());
+    EXPECT_THROW(server.run(bad_input, nullptr), EnvelopeError);
+  }
+  // Artifacts: a flipped byte in the middle of a zip member, a truncated zip.
+  for (const char* name : {kClientZip, kServerZip}) {
+    const fs::path dir = temp_dir(std::string("corrupt_") + name);
+    for (const char* f : {kClientZip, kServerZip, kProcessingJson}) fs::copy_file(c.dir / f, dir / f);
+    Bytes zip = slurp(dir / name);
+    Bytes truncated(zip.begin(), zip.begin() + static_cast<std::ptrdiff_t>(zip.size() / 2));
+    spit(dir / name, truncated);
+    if (std::string(name) == kClientZip) EXPECT_THROW(ModelClient::load(dir), DeployError);
+    else EXPECT_THROW(ModelServer::load(dir), DeployError);
+    zip[zip.size() / 3] ^= 0x5a;
+    spit(dir / name, zip);
+    if (std::string(name) == kClientZip) EXPECT_THROW(ModelClient::load(dir), std::exception);
+    else EXPECT_THROW(ModelServer::load(dir), std::exception);
+  }
+  // A processing file that is not JSON, and one with a field of the wrong type.
+  const fs::path dir = temp_dir("corrupt_processing");
+  for (const char* f : {kClientZip, kServerZip}) fs::copy_file(c.dir / f, dir / f);
+  spit(dir / kProcessingJson, Bytes{'{', 'x'});
+  EXPECT_THROW(ModelClient::load(dir), DeployError);
+}
+
+TEST(Deploy, NewerMajorVersionIsRefusedNamingBothVersions) {
+  const std::string text = R"({"veil": "9.0.0", "artifact_format": "2.0", "model_id": "00112233445566778899aabbccddeeff"})";
+  try {
+    (void)check_versions_json(text, "versions.json");
+    FAIL();
+  } catch (const DeployError& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("2.0"), std::string::npos) << m;
+    EXPECT_NE(m.find(kVeilVersion), std::string::npos) << m;
+  }
+  EXPECT_NO_THROW(check_versions_json(R"({"veil": "0.1.0", "artifact_format": "1.0", "model_id": "00112233445566778899aabbccddeeff"})", "v"));
+}
+
+TEST(Deploy, InspectNamesEveryFile) {
+  const Compiled c = compile_fixture("logreg_breast_cancer.json", "inspect");
+  ModelClient client = ModelClient::load(c.dir);
+  client.generate_keys(c.dir / "keys");
+  const std::string id = model_id_hex(c.dev.model_id());
+  for (const fs::path& f : {c.dir / kClientZip, c.dir / kServerZip, c.dir / kProcessingJson, c.dir / "keys" / kSecretKeyFile,
+                            c.dir / "keys" / kEvaluationKeysFile}) {
+    const std::string text = inspect_file(f, c.dir);
+    EXPECT_NE(text.find(id), std::string::npos) << text;
+    EXPECT_NE(text.find("belongs with"), std::string::npos) << text;
+  }
+  EXPECT_NE(inspect_file(c.dir / "keys" / kSecretKeyFile, std::nullopt).find("SECRET"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace veil::deploy

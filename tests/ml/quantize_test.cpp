@@ -1,0 +1,346 @@
+// The lowerings' structure and semantics, beyond the fixture accuracy figures.
+#include <cmath>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "fixtures.hpp"
+#include "veil/circuit/analysis.hpp"
+#include "veil/circuit/clear_executor.hpp"
+#include "veil/ml/quantize.hpp"
+
+namespace veil::ml {
+namespace {
+
+Model fixture(const std::string& rel) { return load_model(testing::fixture_path("models/" + rel)); }
+
+// Rows made of the values the client's quantizers represent exactly.
+Matrix dequantized(const Processing& p, const Matrix& rows) {
+  Matrix out = rows;
+  for (std::size_t r = 0; r < rows.rows; ++r) {
+    const circuit::Tensor q = quantize_input(p, rows.row(r));
+    for (std::size_t f = 0; f < rows.cols; ++f) out.at(r, f) = p.input_quantizers[f].dequantize(q.data[f]);
+  }
+  return out;
+}
+
+TEST(LinearLowering, IsOneMatmulWithoutLookupAndDequantizesCloseToFloat) {
+  const Model m = fixture("ridge_diabetes.json");
+  const auto split = testing::load_test_split("diabetes");
+  const QuantizedModel q = compile_model(m, testing::load_calibration("diabetes"), {});
+  const auto a = circuit::analyze(q.circuit);
+  EXPECT_FALSE(a.uses_bootstrapping());
+  EXPECT_EQ(q.circuit.nodes.size(), 2u);
+  const Matrix x = dequantized(q.processing, split.features);
+  const Predictions fp = predict_float(m, x), qp = predict_clear(q, split.features);
+  // 8-bit weights on 8-bit codes: the error stays a few percent of the predictions' spread
+  // (standard deviation about 50 here), far below what would change R^2 by 0.02.
+  for (std::size_t r = 0; r < x.rows; ++r) EXPECT_NEAR(qp.values[r], fp.values[r], 4.0) << r;
+}
+
+TEST(TreeLowering, EqualsFloatModelOnRepresentableInputsUpToLeafRounding) {
+  for (const std::string name : {"forest_breast_cancer.json", "tree_wine.json", "xgb_iris.json"}) {
+    const Model m = fixture(name);
+    const std::string ds = name.find("wine") != std::string::npos ? "wine"
+                           : name.find("iris") != std::string::npos ? "iris" : "breast_cancer";
+    const auto split = testing::load_test_split(ds);
+    const QuantizedModel q = compile_model(m, testing::load_calibration(ds), {});
+    const Matrix x = dequantized(q.processing, split.features);
+    const Matrix fm = model_margins(m, x);
+    const double step = q.processing.outputs[0].scale[0];
+    const double trees = static_cast<double>(std::get<TreeEnsemble>(m.body).trees.size());
+    for (std::size_t r = 0; r < x.rows; ++r) {
+      const RowPrediction p = postprocess_row(q.processing, circuit::run_clear(q.circuit, {quantize_input(q.processing, split.features.row(r))}));
+      for (std::size_t k = 0; k < p.margins.size(); ++k)
+        EXPECT_NEAR(p.margins[k], fm.at(r, k), step / 2 * trees + 1e-9) << name << " row " << r;
+    }
+  }
+}
+
+TEST(TreeLowering, LeafModesAndInCircuitSumAgree) {
+  const Model m = fixture("forest_iris.json");
+  const auto split = testing::load_test_split("iris");
+  const Matrix calib = testing::load_calibration("iris");
+  QuantizationOptions o;
+  o.tree_leaf_mode = TreeLeafMode::kValueLookup;
+  const Predictions a = predict_clear(compile_model(m, calib, o), split.features);
+  o.tree_leaf_mode = TreeLeafMode::kIndicator;
+  const QuantizedModel qi = compile_model(m, calib, o);
+  const Predictions b = predict_clear(qi, split.features);
+  o.sum_trees_in_circuit = true;
+  const QuantizedModel qs = compile_model(m, calib, o);
+  const Predictions c = predict_clear(qs, split.features);
+  EXPECT_EQ(a.labels, b.labels);
+  EXPECT_EQ(a.labels, c.labels);
+  for (std::size_t r = 0; r < a.scores.rows; ++r)
+    for (std::size_t k = 0; k < a.scores.cols; ++k) {
+      EXPECT_NEAR(a.scores.at(r, k), b.scores.at(r, k), 1e-12);
+      EXPECT_NEAR(a.scores.at(r, k), c.scores.at(r, k), 1e-12);
+    }
+  EXPECT_EQ(qs.processing.outputs[0].shape, (circuit::Shape{1, 3}));
+  // The exact output range (one leaf per tree) keeps the encoding narrow.
+  EXPECT_LE(circuit::analyze(qi.circuit).encoding_width, 6u + 3u);
+}
+
+TEST(TreeLowering, XgboostMissingValueRoutedLikeTheFloatModel) {
+  const Model m = fixture("xgb_breast_cancer.json");
+  const auto split = testing::load_test_split("breast_cancer");
+  const QuantizedModel q = compile_model(m, testing::load_calibration("breast_cancer"), {});
+  ASSERT_TRUE(q.processing.input_quantizers[0].missing_code.has_value());
+  Matrix rows = dequantized(q.processing, split.features.first_rows(20));
+  for (std::size_t r = 0; r < rows.rows; ++r) rows.at(r, r % rows.cols) = NAN;
+  const Matrix fm = model_margins(m, rows);
+  const Predictions qp = predict_clear(q, rows);
+  const double step = q.processing.outputs[0].scale[0];
+  for (std::size_t r = 0; r < rows.rows; ++r) {
+    const double margin = std::log(qp.scores.at(r, 1) / qp.scores.at(r, 0));
+    EXPECT_NEAR(margin, fm.at(r, 0), step / 2 * 20 + 1e-6) << r;
+  }
+  // Models without default directions refuse a NaN.
+  const QuantizedModel lin = compile_model(fixture("logreg_breast_cancer.json"), testing::load_calibration("breast_cancer"), {});
+  EXPECT_THROW(predict_clear(lin, rows), std::invalid_argument);
+}
+
+TEST(NetworkLowering, LookupsStayWithinTheRoundingThreshold) {
+  const Model m = fixture("cnn_digits.onnx");
+  QuantizationOptions o;
+  o.lookup_precision = 6;
+  const QuantizedModel q = compile_model(m, testing::load_calibration("digits"), o);
+  const auto a = circuit::analyze(q.circuit);
+  for (const auto& l : a.lookups)
+    EXPECT_LE(l.precision, 6u) << q.circuit.describe_node(l.node);
+  bool rounds = false;
+  for (const auto& n : q.circuit.nodes) rounds = rounds || n.kind == circuit::OpKind::kRoundBits;
+  EXPECT_TRUE(rounds);
+  EXPECT_EQ(q.processing.outputs[0].shape, (circuit::Shape{1, 10}));
+}
+
+TEST(NetworkLowering, MoreBitsTrackTheFloatNetworkMoreClosely) {
+  const Model m = fixture("mlp_wine.onnx");
+  const auto split = testing::load_test_split("wine");
+  const Matrix calib = testing::load_calibration("wine");
+  const Matrix fm = model_margins(m, split.features);
+  auto error = [&](unsigned bits) {
+    QuantizationOptions o;
+    o.network_input_bits = bits;
+    o.network_weight_bits = bits;
+    o.network_activation_bits = bits;
+    o.lookup_precision = 8;
+    const QuantizedModel q = compile_model(m, calib, o);
+    double err = 0;
+    for (std::size_t r = 0; r < split.features.rows; ++r) {
+      const RowPrediction p = postprocess_row(q.processing, circuit::run_clear(q.circuit, {quantize_input(q.processing, split.features.row(r))}));
+      for (std::size_t k = 0; k < p.margins.size(); ++k) err += std::fabs(p.margins[k] - fm.at(r, k));
+    }
+    return err;
+  };
+  EXPECT_LT(error(8), error(3));
+}
+
+TEST(CompileModel, RefusesBadArguments) {
+  const Model m = fixture("logreg_iris.json");
+  EXPECT_THROW(compile_model(m, Matrix(3, 5), {}), std::invalid_argument);
+  EXPECT_THROW(compile_model(m, Matrix(0, 4), {}), std::invalid_argument);
+  QuantizationOptions o;
+  o.tree_input_bits = 9;
+  EXPECT_THROW(compile_model(m, Matrix(3, 4), o), std::invalid_argument);
+}
+
+TEST(CompileModel, ConstantCalibrationFeatureBecomesAConstant) {
+  const Model m = fixture("logreg_iris.json");
+  Matrix calib = testing::load_calibration("iris");
+  for (std::size_t r = 0; r < calib.rows; ++r) calib.at(r, 2) = 1.5;
+  const QuantizedModel q = compile_model(m, calib, {});
+  EXPECT_EQ(q.processing.input_quantizers[2].q_max, 0);
+  EXPECT_DOUBLE_EQ(q.processing.input_quantizers[2].dequantize(0), 1.5);
+  EXPECT_EQ(q.circuit.nodes[1].constant.data[2 * 3 + 0], 0);
+}
+
+}  // namespace
+}  // namespace veil::ml
+
+namespace veil::ml {
+namespace {
+
+// A network exercising the ops the fixtures do not: padded convolution, BatchNormalization
+// on channels, Pad, AveragePool with padding (count_include_pad = 0), Sigmoid, MaxPool with
+// stride 1, GlobalAveragePool, MatMul, Tanh, LeakyRelu, an Add of two encrypted values with
+// different scales, Gemm.
+Model synthetic_network() {
+  std::mt19937 rng(11);
+  std::normal_distribution<double> g(0.0, 0.5);
+  auto tensor = [&](circuit::Shape s) {
+    FloatTensor t{s, std::vector<double>(static_cast<std::size_t>(circuit::element_count(s)))};
+    for (auto& v : t.data) v = g(rng);
+    return t;
+  };
+  auto node = [](std::string op, std::vector<std::string> in, std::string out) {
+    GraphNode n;
+    n.op_type = std::move(op);
+    n.name = "/" + out;
+    n.inputs = std::move(in);
+    n.outputs = {std::move(out)};
+    return n;
+  };
+  auto ints = [](std::vector<std::int64_t> v) {
+    Attribute a;
+    a.type = Attribute::Type::kInts;
+    a.ints = std::move(v);
+    return a;
+  };
+  auto integer = [](std::int64_t v) {
+    Attribute a;
+    a.i = v;
+    return a;
+  };
+  Network net;
+  net.input_name = "x";
+  net.input_shape = {1, 2, 6, 6};
+  net.output_name = "y";
+  net.opset = 13;
+  net.initializers["w1"] = tensor({3, 2, 3, 3});
+  net.initializers["b1"] = tensor({3});
+  net.initializers["bn_scale"] = FloatTensor{{3}, {1.5, -0.8, 1.0}};
+  net.initializers["bn_bias"] = tensor({3});
+  net.initializers["bn_mean"] = tensor({3});
+  net.initializers["bn_var"] = FloatTensor{{3}, {0.5, 2.0, 1.0}};
+  net.initializers["pads"] = FloatTensor{{8}, {0, 0, 1, 1, 0, 0, 1, 1}};
+  net.initializers["w2"] = tensor({3, 4});
+  net.initializers["w3"] = tensor({2, 4});
+  net.initializers["b3"] = tensor({2});
+  GraphNode conv = node("Conv", {"x", "w1", "b1"}, "c1");
+  conv.attributes["pads"] = ints({1, 1, 1, 1});
+  net.nodes.push_back(conv);
+  net.nodes.push_back(node("BatchNormalization", {"c1", "bn_scale", "bn_bias", "bn_mean", "bn_var"}, "bn"));
+  net.nodes.push_back(node("Relu", {"bn"}, "r1"));
+  net.nodes.push_back(node("Pad", {"r1", "pads"}, "p1"));
+  GraphNode avg = node("AveragePool", {"p1"}, "a1");
+  avg.attributes["kernel_shape"] = ints({2, 2});
+  avg.attributes["strides"] = ints({2, 2});
+  avg.attributes["pads"] = ints({1, 1, 1, 1});
+  net.nodes.push_back(avg);
+  net.nodes.push_back(node("Sigmoid", {"a1"}, "s1"));
+  GraphNode mp = node("MaxPool", {"s1"}, "m1");
+  mp.attributes["kernel_shape"] = ints({2, 2});
+  mp.attributes["strides"] = ints({1, 1});
+  net.nodes.push_back(mp);
+  net.nodes.push_back(node("GlobalAveragePool", {"m1"}, "g1"));
+  GraphNode fl = node("Flatten", {"g1"}, "f1");
+  fl.attributes["axis"] = integer(1);
+  net.nodes.push_back(fl);
+  net.nodes.push_back(node("MatMul", {"f1", "w2"}, "mm"));
+  net.nodes.push_back(node("Tanh", {"mm"}, "t1"));
+  GraphNode lr = node("LeakyRelu", {"mm"}, "l1");
+  Attribute alpha;
+  alpha.type = Attribute::Type::kFloat;
+  alpha.f = 0.2;
+  lr.attributes["alpha"] = alpha;
+  net.nodes.push_back(lr);
+  net.nodes.push_back(node("Add", {"t1", "l1"}, "sum"));
+  GraphNode gemm = node("Gemm", {"sum", "w3", "b3"}, "y");
+  gemm.attributes["transB"] = integer(1);
+  net.nodes.push_back(gemm);
+  Model m;
+  m.format = "onnx";
+  m.task = Task::kClassification;
+  m.n_features = 72;
+  m.classes = {0, 1};
+  m.body = std::move(net);
+  return m;
+}
+
+TEST(NetworkLowering, SyntheticNetworkWithEveryOpTracksTheFloatNetwork) {
+  const Model m = synthetic_network();
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(-1.0, 2.0);
+  Matrix calib(300, 72), test(60, 72);
+  for (auto& v : calib.data) v = u(rng);
+  for (auto& v : test.data) v = u(rng) * 0.9 + 0.05;
+  QuantizationOptions o;
+  o.network_input_bits = 8;
+  o.network_weight_bits = 8;
+  o.network_activation_bits = 8;
+  o.lookup_precision = 8;
+  const QuantizedModel q = compile_model(m, calib, o);
+  const Matrix fm = model_margins(m, test);
+  // The margins' difference varies little across inputs here (global pooling of random
+  // images): compare the error with its range. EveryOpPrefixTracksTheFloatValues checks
+  // each op separately.
+  double err = 0, lo = INFINITY, hi = -INFINITY;
+  for (std::size_t r = 0; r < test.rows; ++r) {
+    const RowPrediction p = postprocess_row(q.processing, circuit::run_clear(q.circuit, {quantize_input(q.processing, test.row(r))}));
+    const double fd = fm.at(r, 0) - fm.at(r, 1), qd = p.margins[0] - p.margins[1];
+    err += std::fabs(fd - qd) / static_cast<double>(test.rows);
+    lo = std::min(lo, fd), hi = std::max(hi, fd);
+  }
+  EXPECT_LT(err, 0.1 * (hi - lo)) << "mean error " << err << ", range " << hi - lo;
+  // Both Add operands were requantized to one scale, and max pooling used lookups.
+  std::size_t lookups = 0;
+  for (const auto& n : q.circuit.nodes) lookups += n.kind == circuit::OpKind::kLookup;
+  EXPECT_GE(lookups, 8u);
+}
+
+TEST(NetworkLowering, UnsupportedPatternsAreRefusedNamingTheNode) {
+  Model m = synthetic_network();
+  auto& net = std::get<Network>(m.body);
+  net.nodes[12].op_type = "Mul";  // t1 * l1: a product of two encrypted values
+  Matrix calib(10, 72);
+  try {
+    compile_model(m, calib, {});
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("/sum"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace veil::ml
+
+namespace veil::ml {
+namespace {
+
+// Every prefix of the synthetic network, cut after one op, tracks the float values within a
+// few percent of their range: each op's interpretation (scale, offset) is right.
+TEST(NetworkLowering, EveryOpPrefixTracksTheFloatValues) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(-1.0, 2.0);
+  Matrix calib(200, 72), test(30, 72);
+  for (auto& v : calib.data) v = u(rng);
+  for (auto& v : test.data) v = u(rng) * 0.9 + 0.05;
+  QuantizationOptions o;
+  o.network_input_bits = 8;
+  o.network_weight_bits = 8;
+  o.network_activation_bits = 8;
+  o.lookup_precision = 8;
+  for (const std::string cut : {"c1", "bn", "r1", "p1", "a1", "s1", "m1", "g1", "mm", "t1", "sum", "y"}) {
+    Model m = synthetic_network();
+    auto& net = std::get<Network>(m.body);
+    while (net.nodes.back().outputs[0] != cut) net.nodes.pop_back();
+    net.output_name = cut;
+    const auto shape = evaluate_network(net, FloatTensor{net.input_shape, std::vector<double>(72, 0.0)}).at(cut).shape;
+    if (shape.size() != 2) {
+      GraphNode fl;
+      fl.op_type = "Flatten";
+      fl.name = "/flat";
+      fl.inputs = {cut};
+      fl.outputs = {"flat"};
+      net.nodes.push_back(fl);
+      net.output_name = "flat";
+    }
+    const std::int64_t k = circuit::element_count(shape);
+    m.classes.clear();
+    for (std::int64_t c = 0; c < k; ++c) m.classes.push_back(c);
+    const QuantizedModel q = compile_model(m, calib, o);
+    const Matrix fm = model_margins(m, test);
+    double lo = INFINITY, hi = -INFINITY, worst = 0;
+    for (double v : fm.data) lo = std::min(lo, v), hi = std::max(hi, v);
+    for (std::size_t r = 0; r < test.rows; ++r) {
+      const RowPrediction p = postprocess_row(q.processing, circuit::run_clear(q.circuit, {quantize_input(q.processing, test.row(r))}));
+      for (std::size_t e = 0; e < p.margins.size(); ++e) worst = std::max(worst, std::fabs(p.margins[e] - fm.at(r, e)));
+    }
+    EXPECT_LT(worst, 0.05 * (hi - lo) + 1e-9) << "cut after " << cut << ": range [" << lo << ", " << hi << "]";
+  }
+}
+
+}  // namespace
+}  // namespace veil::ml
