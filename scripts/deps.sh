@@ -4,7 +4,7 @@
 set -euo pipefail
 
 VEIL_PACKAGES=(
-  build-essential cmake pkg-config
+  build-essential cmake pkg-config curl
   libssl-dev libfftw3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev

@@ -1,0 +1,97 @@
+// A client of the inference server's HTTP API (docs/api.md): list models, fetch the client
+// files, upload evaluation keys, run predictions, delete keys. Bytes in, bytes out: making
+// keys and ciphertexts is deploy::ModelClient's job; `veil predict` joins the two.
+//
+// Errors: HttpError for an answer other than success (status, the server's "error" code and
+// "detail"), std::runtime_error when no answer came (cannot connect, timeout, connection
+// lost), std::invalid_argument for a malformed URL.
+// Thread safety: one HttpClient per thread (each keeps one connection, reused while the
+// server keeps it alive). cpp-httplib writes without MSG_NOSIGNAL: a program using this
+// should ignore SIGPIPE (`veil predict` does), or a server closing the connection mid-upload
+// ends it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace veil::server {
+
+class HttpError : public std::runtime_error {
+ public:
+  HttpError(int status, std::string error, std::string detail, std::optional<unsigned> retry_after);
+  int status() const { return status_; }
+  // The server's machine-readable code ("unknown_key", "overloaded", ...; empty when the
+  // body was not a Veil JSON error) and its explanation.
+  const std::string& error() const { return error_; }
+  const std::string& detail() const { return detail_; }
+  // Seconds, from a Retry-After header (503).
+  std::optional<unsigned> retry_after() const { return retry_after_; }
+
+ private:
+  int status_;
+  std::string error_, detail_;
+  std::optional<unsigned> retry_after_;
+};
+
+struct HttpClientOptions {
+  std::chrono::milliseconds connect_timeout{10'000};
+  // A prediction of a large batch on a model with lookups takes minutes.
+  std::chrono::milliseconds read_timeout{3'600'000};
+  std::chrono::milliseconds write_timeout{600'000};
+};
+
+// What the server issued for an upload: the key id and the token that guards it.
+struct KeyGrant {
+  std::string key_id;
+  std::string token;
+};
+
+// What the server said about one prediction (its X-Veil-* headers).
+struct PredictInfo {
+  std::uint64_t rows = 0;
+  std::int64_t pbs = 0;
+  double run_ms = 0;  // the model run on the server, without queueing, keys and transfer
+};
+
+// One entry of GET /v1/models.
+struct RemoteModel {
+  std::string name;
+  std::string model_id;
+  bool keys_required = false;
+  std::string json;  // the whole entry, as the server wrote it
+};
+
+class HttpClient {
+ public:
+  // base_url: "http://host:port" (or https://; a path prefix is kept: "http://h/veil").
+  explicit HttpClient(const std::string& base_url, const HttpClientOptions& options = {});
+  ~HttpClient();
+  HttpClient(const HttpClient&) = delete;
+  HttpClient& operator=(const HttpClient&) = delete;
+
+  std::vector<RemoteModel> list_models();
+  RemoteModel model(const std::string& name);
+  // "client.zip" or "serialized_processing.json" of a model.
+  std::vector<std::uint8_t> fetch_file(const std::string& model, const std::string& file);
+  KeyGrant upload_keys(const std::string& model, std::span<const std::uint8_t> evaluation_keys);
+  // The output batch. `grant` may be null for a model that needs no keys.
+  std::vector<std::uint8_t> predict(const std::string& model, const KeyGrant* grant,
+                                    std::span<const std::uint8_t> input_batch, PredictInfo* info = nullptr);
+  void delete_keys(const KeyGrant& grant);
+  bool healthy();
+
+  const std::string& base_url() const { return base_url_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::string base_url_;
+};
+
+}  // namespace veil::server

@@ -1,0 +1,135 @@
+// The inference server's HTTP API (docs/api.md is the reference): a directory of compiled
+// models, a KeyStore of clients' evaluation keys and a KeyCache of their expanded form,
+// behind cpp-httplib (kept out of this header).
+//
+//   GET    /v1/models                                  models, ids, input signatures
+//   GET    /v1/models/{name}                           one of them
+//   GET    /v1/models/{name}/client.zip                what a client needs to make keys
+//   GET    /v1/models/{name}/serialized_processing.json
+//   POST   /v1/models/{name}/keys                      evaluation keys -> {key_id, token}
+//   POST   /v1/models/{name}/predict                   encrypted batch -> encrypted result
+//   DELETE /v1/keys/{key_id}                           with its token
+//   GET    /healthz, GET /metrics                      liveness, Prometheus text
+//
+// Models: every subdirectory of the models directory that holds client.zip, server.zip and
+// serialized_processing.json is a model named after the subdirectory (or the directory
+// itself is the one model when it holds the three files). They are loaded once, at
+// construction; restart to add or replace one.
+//
+// Security: a key id (128 random bits) addresses an upload; the token (256 random bits)
+// issued with it is the only way to use or delete it. The store keeps only the token's
+// SHA-256, compared in constant time. An upload is parsed and expanded in full before it is
+// stored, and refused if it is malformed or belongs to another model; the store's record
+// carries the model id and predict checks it: a request is never run with the keys of
+// another model, nor with keys whose token it does not hold.
+//
+// Resources: request bodies are bounded (keys and inputs separately; a refused body is not
+// read); connections are served by `worker_threads` threads; FHE work (key expansion and
+// model runs) runs in at most `max_jobs` job slots at once with at most `max_queue` requests
+// waiting for one -- more get 503 with Retry-After. The FHE executor already spreads one job
+// over every core, so the default of one job slot does not oversubscribe the machine.
+//
+// Thread safety: stop() may be called from any thread (a signal-watching thread, a test);
+// the other methods are for the owning thread. Everything a request touches is thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "veil/server/key_cache.hpp"
+#include "veil/server/key_store.hpp"
+
+namespace veil::server {
+
+struct HttpServerOptions {
+  // Directory of model subdirectories (or one model's directory).
+  std::filesystem::path models_dir;
+
+  // Largest accepted body of POST .../keys and POST .../predict (413 beyond; the body is
+  // not read). Keys are large (tens to hundreds of MiB for models with lookups), inputs small.
+  std::uint64_t max_key_bytes = std::uint64_t{1} << 30;
+  std::uint64_t max_input_bytes = std::uint64_t{64} << 20;
+
+  // Threads serving connections (one per connection being served; idle keep-alive
+  // connections hold theirs for at most keep_alive_timeout).
+  std::size_t worker_threads = 32;
+  // FHE jobs running at once, and requests waiting for a job slot; a request that finds the
+  // queue full, or waits longer than queue_timeout, gets 503 with Retry-After.
+  std::size_t max_jobs = 1;
+  std::size_t max_queue = 16;
+  std::chrono::milliseconds queue_timeout{60'000};
+  unsigned retry_after_seconds = 1;
+
+  // Timeouts: one read or write making no progress; receiving one whole request (headers
+  // and body: slow clients cannot hold a worker forever); an idle keep-alive connection.
+  std::chrono::milliseconds read_timeout{30'000};
+  std::chrono::milliseconds write_timeout{60'000};
+  std::chrono::milliseconds request_read_timeout{600'000};
+  std::chrono::milliseconds keep_alive_timeout{5'000};
+  std::size_t keep_alive_max_requests = 100;
+
+  // Byte budget of the cache of expanded evaluation keys.
+  std::uint64_t key_cache_bytes = std::uint64_t{4} << 30;
+  // last_used_at of a key is written at most this often (it is a store write).
+  std::chrono::seconds touch_interval{60};
+
+  // One line per request (JSON: time, method, path, route, status, bytes in and out, ms,
+  // key id, remote address, error) and start-up notices. Empty: written to stderr.
+  std::function<void(std::string_view line)> log;
+  bool log_requests = true;
+
+  // Called in the job slot before every FHE job (key expansion or model run), with the
+  // model's name. For tests and tracing; may block (it then holds the slot).
+  std::function<void(const std::string& model)> job_hook;
+};
+
+// What GET /v1/models says about a model.
+struct ServedModel {
+  std::string name;
+  std::string model_id;  // 32 hex digits
+  bool keys_required = false;
+};
+
+class HttpServer {
+ public:
+  // Loads every model of options.models_dir. Throws std::invalid_argument for options out
+  // of range, deploy::DeployError (naming the file) for a model directory that cannot be
+  // loaded, and std::runtime_error when the directory holds no model.
+  // REQUIRES: store non-null.
+  HttpServer(HttpServerOptions options, std::shared_ptr<KeyStore> store);
+  // Stops, waiting for the requests in progress when the server runs on its own thread
+  // (start()). REQUIRES: a run() called on a thread of yours has returned.
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds and listens on host:port; port 0 picks a free port. Returns the port. Throws
+  // std::runtime_error naming the address when it cannot bind (the port is taken: no
+  // SO_REUSEPORT sharing). Connections are queued by the kernel from here on, before run()
+  // accepts them. REQUIRES: not bound yet.
+  int bind(const std::string& host, int port);
+  // Serves until stop(); in-flight requests finish, queued FHE jobs get 503.
+  // REQUIRES: bind() succeeded.
+  void run();
+  // bind + run on a thread of the server's own; returns the port once listening.
+  int start(const std::string& host, int port);
+  // Idempotent; returns at once (the thread of run() returns when requests are done).
+  void stop();
+
+  const std::vector<ServedModel>& models() const;
+  // The /metrics text.
+  std::string metrics_text() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace veil::server

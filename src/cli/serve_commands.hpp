@@ -1,0 +1,46 @@
+// `veil serve` (the HTTP inference server) and `veil predict` (its client: fetch the client
+// files, make and upload keys once, encrypt, send in batches, decrypt). Built when the server
+// layer is (main.cpp, VEIL_HAVE_SERVER). Errors are thrown and reported by main as one line.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace veil::cli {
+
+struct ServeArgs {
+  std::string models;
+  std::string listen = "127.0.0.1:8080";
+  std::string store = "sqlite:veil-keys.db";
+  std::string max_key_bytes = "1GiB";
+  std::string max_input_bytes = "64MiB";
+  std::string cache_bytes = "4GiB";
+  std::size_t workers = 32;
+  std::size_t max_jobs = 1;
+  std::size_t queue = 16;
+  double queue_timeout = 60;     // seconds
+  double read_timeout = 30;      // seconds
+  double request_timeout = 600;  // seconds to receive one whole request
+  bool quiet = false;            // no per-request log lines
+};
+int serve(const ServeArgs& a);
+
+struct PredictArgs {
+  std::string url, model, keys, input, out;
+  std::size_t batch_size = 32;
+  unsigned retries = 30;  // on 503 (server busy), waiting Retry-After each time
+  bool delete_keys = false;
+};
+int predict(const PredictArgs& a);
+
+// "1048576", "64KiB", "64MiB", "1GiB" (K/M/G = KiB/MiB/GiB; KB/MB/GB = powers of 1000).
+// Throws std::invalid_argument naming the option.
+std::uint64_t parse_byte_size(const std::string& text, const std::string& option);
+// "HOST:PORT" or "[IPv6]:PORT". Throws std::invalid_argument.
+std::pair<std::string, int> parse_listen_address(const std::string& text);
+
+void add_serve_commands(CLI::App& app);
+
+}  // namespace veil::cli

@@ -1,0 +1,814 @@
+// The HTTP API over models, key store and key cache (http_server.hpp; docs/api.md).
+#include "veil/server/http_server.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <regex>
+#include <thread>
+#include <unordered_map>
+
+#include "http_transport.hpp"
+#include "job_gate.hpp"
+#include "metrics.hpp"
+#include "veil/deploy/model.hpp"
+
+namespace veil::server {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr const char* kKeyIdHeader = "X-Veil-Key-Id";
+constexpr std::size_t kKeyIdBytes = 16;  // 128 bits
+constexpr std::size_t kTokenBytes = 32;  // 256 bits
+constexpr std::uint64_t kMaxArtifactBytes = std::uint64_t{256} << 20;
+
+// A refusal: the status, a machine-readable code and a sentence for a person.
+struct ApiError {
+  int status;
+  std::string code;
+  std::string detail;
+};
+
+[[noreturn]] void refuse(int status, std::string code, std::string detail) {
+  throw ApiError{status, std::move(code), std::move(detail)};
+}
+
+std::string hex_random(std::size_t bytes) {
+  std::vector<std::uint8_t> buf(bytes);
+  if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) throw std::runtime_error("the CSPRNG failed");
+  std::string out = to_hex(buf.data(), buf.size());
+  OPENSSL_cleanse(buf.data(), buf.size());
+  return out;
+}
+
+bool is_lower_hex(const std::string& s, std::size_t length) {
+  return s.size() == length && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+bool valid_model_name(const std::string& name) {
+  static const std::regex kName("[A-Za-z0-9][A-Za-z0-9._-]{0,127}");
+  return std::regex_match(name, kName);
+}
+
+std::span<const std::uint8_t> bytes_of(const std::string& s) {
+  return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+}
+
+std::string iso8601_now() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[96];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+std::string json_dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// The route template of a path, for metrics and method checks; "other" when none.
+struct RouteMatch {
+  std::string route = "other";
+  const char* method = nullptr;  // the one method the route takes
+  std::uint64_t body_limit = 0;  // filled by the server: bytes a body may have
+};
+
+RouteMatch match_route(const std::string& path) {
+  static const std::regex kModel("/v1/models/[^/]+");
+  static const std::regex kClientZip("/v1/models/[^/]+/client\\.zip");
+  static const std::regex kProcessing("/v1/models/[^/]+/serialized_processing\\.json");
+  static const std::regex kKeys("/v1/models/[^/]+/keys");
+  static const std::regex kPredict("/v1/models/[^/]+/predict");
+  static const std::regex kKey("/v1/keys/[^/]+");
+  if (path == "/v1/models") return {"/v1/models", "GET"};
+  if (path == "/healthz") return {"/healthz", "GET"};
+  if (path == "/metrics") return {"/metrics", "GET"};
+  if (path.rfind("/v1/", 0) != 0) return {};
+  if (std::regex_match(path, kModel)) return {"/v1/models/{name}", "GET"};
+  if (std::regex_match(path, kClientZip)) return {"/v1/models/{name}/client.zip", "GET"};
+  if (std::regex_match(path, kProcessing)) return {"/v1/models/{name}/serialized_processing.json", "GET"};
+  if (std::regex_match(path, kKeys)) return {"/v1/models/{name}/keys", "POST"};
+  if (std::regex_match(path, kPredict)) return {"/v1/models/{name}/predict", "POST"};
+  if (std::regex_match(path, kKey)) return {"/v1/keys/{key_id}", "DELETE"};
+  return {};
+}
+
+void set_error(httplib::Response& res, int status, const std::string& code, const std::string& detail) {
+  res.status = status;
+  res.set_content(json_dump(json{{"error", code}, {"detail", detail}}) + "\n", "application/json");
+  if (RequestContext* ctx = current_request()) ctx->error = code;
+}
+
+// The bearer token of an Authorization header, or "".
+std::string bearer_token(const httplib::Request& req) {
+  const std::string h = req.get_header_value("Authorization");
+  if (h.size() < 7) return {};
+  std::string scheme = h.substr(0, 7);
+  std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
+  if (scheme != "bearer ") return {};
+  std::string token = h.substr(7);
+  while (!token.empty() && token.front() == ' ') token.erase(token.begin());
+  while (!token.empty() && token.back() == ' ') token.pop_back();
+  return token;
+}
+
+json tensor_json(const circuit::TensorSignature& t) {
+  return json{{"name", t.name}, {"shape", t.shape}, {"min", t.lo}, {"max", t.hi}};
+}
+
+struct Model {
+  std::string name;
+  fs::path dir;
+  deploy::ModelServer server;
+  deploy::ModelId id{};
+  std::string id_hex;
+  bool keys_required = false;
+  std::string client_zip;
+  std::string processing_json;
+  std::string client_zip_sha256, processing_sha256;
+  json description;
+};
+
+bool has_artifacts(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_regular_file(dir / deploy::kClientZip, ec) && fs::is_regular_file(dir / deploy::kServerZip, ec) &&
+         fs::is_regular_file(dir / deploy::kProcessingJson, ec);
+}
+
+std::string read_text(const fs::path& p) {
+  const deploy::Bytes b = deploy::read_file(p, kMaxArtifactBytes);
+  return std::string(b.begin(), b.end());
+}
+
+std::unique_ptr<Model> load_model(const std::string& name, const fs::path& dir, const HttpServerOptions& options) {
+  auto m = std::make_unique<Model>();
+  m->name = name;
+  m->dir = dir;
+  m->server = deploy::ModelServer::load(dir);
+  const deploy::ModelClient client = deploy::ModelClient::load(dir);
+  if (client.model_id() != m->server.model_id())
+    throw deploy::DeployError(dir.string() + ": server.zip (model " + deploy::model_id_hex(m->server.model_id()) +
+                              ") and client.zip (model " + deploy::model_id_hex(client.model_id()) +
+                              ") belong to different compiles");
+  m->id = m->server.model_id();
+  m->id_hex = deploy::model_id_hex(m->id);
+  m->keys_required = m->server.needs_evaluation_keys();
+  m->client_zip = read_text(dir / deploy::kClientZip);
+  m->processing_json = read_text(dir / deploy::kProcessingJson);
+  m->client_zip_sha256 = to_hex(sha256(bytes_of(m->client_zip)));
+  m->processing_sha256 = to_hex(sha256(bytes_of(m->processing_json)));
+
+  const auto& specs = client.specs();
+  const auto& processing = client.processing();
+  json inputs = json::array(), outputs = json::array();
+  for (const auto& t : specs.signature.inputs) inputs.push_back(tensor_json(t));
+  for (const auto& t : specs.signature.outputs) outputs.push_back(tensor_json(t));
+  m->description = json{
+      {"name", name},
+      {"model_id", m->id_hex},
+      {"keys_required", m->keys_required},
+      {"task", ml::task_name(processing.task)},
+      {"model_kind", processing.model_kind},
+      {"n_features", processing.n_features},
+      {"classes", processing.classes},
+      {"input_signature", inputs},
+      {"output_signature", outputs},
+      {"parameter_set", specs.signature.params.describe()},
+      {"encoding_width", specs.signature.encoding_width},
+      {"pbs_per_row", specs.statistics.total_pbs},
+      {"files",
+       {{deploy::kClientZip, {{"bytes", m->client_zip.size()}, {"sha256", m->client_zip_sha256}}},
+        {deploy::kProcessingJson, {{"bytes", m->processing_json.size()}, {"sha256", m->processing_sha256}}}}},
+      {"limits", {{"max_key_bytes", options.max_key_bytes}, {"max_input_bytes", options.max_input_bytes}}},
+  };
+  return m;
+}
+
+void check_options(const HttpServerOptions& o) {
+  auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("HttpServerOptions: " + what);
+  };
+  need(o.max_key_bytes > 0, "max_key_bytes must be positive");
+  need(o.max_input_bytes > 0, "max_input_bytes must be positive");
+  need(o.worker_threads >= 1 && o.worker_threads <= 4096, "worker_threads must be in [1, 4096], got " +
+                                                            std::to_string(o.worker_threads));
+  need(o.max_jobs >= 1 && o.max_jobs <= 1024, "max_jobs must be in [1, 1024], got " + std::to_string(o.max_jobs));
+  need(o.max_queue <= 65536, "max_queue must be at most 65536, got " + std::to_string(o.max_queue));
+  need(o.keep_alive_max_requests >= 1, "keep_alive_max_requests must be at least 1");
+  need(o.read_timeout.count() > 0 && o.write_timeout.count() > 0 && o.request_read_timeout.count() > 0 &&
+           o.keep_alive_timeout.count() > 0,
+       "timeouts must be positive");
+  need(o.queue_timeout.count() >= 0, "queue_timeout must not be negative");
+}
+
+}  // namespace
+
+struct HttpServer::Impl {
+  HttpServerOptions options;
+  std::shared_ptr<KeyStore> store;
+  KeyCache cache;
+  JobGate gate;
+  ServerMetrics metrics;
+  std::vector<std::unique_ptr<Model>> models;
+  std::map<std::string, const Model*> by_name;
+  std::map<std::string, const Model*> by_id;
+  std::vector<ServedModel> served;
+  std::unique_ptr<Transport> transport;
+  std::thread thread;
+  std::atomic<bool> bound{false};
+  std::mutex log_mutex;
+  std::mutex touch_mutex;
+  std::unordered_map<std::string, Clock::time_point> last_touch;
+  const std::int64_t started_at = static_cast<std::int64_t>(std::time(nullptr));
+
+  Impl(HttpServerOptions o, std::shared_ptr<KeyStore> s)
+      : options(std::move(o)), store(std::move(s)), cache(options.key_cache_bytes), gate(options.max_jobs, options.max_queue) {}
+
+  void log(const json& line) {
+    const std::string text = json_dump(line);
+    if (options.log) {
+      options.log(text);
+      return;
+    }
+    std::lock_guard lock(log_mutex);
+    std::cerr << text << '\n' << std::flush;
+  }
+
+  void load_models() {
+    const fs::path& root = options.models_dir;
+    std::error_code ec;
+    if (!fs::is_directory(root, ec)) throw std::runtime_error("models directory " + root.string() + " does not exist");
+    std::vector<std::pair<std::string, fs::path>> found;
+    if (has_artifacts(root)) {
+      // The directory is one model, named after it.
+      fs::path p = fs::absolute(root).lexically_normal();
+      if (p.filename().empty()) p = p.parent_path();
+      found.emplace_back(p.filename().string(), root);
+    } else {
+      for (const auto& entry : fs::directory_iterator(root)) {
+        if (!entry.is_directory()) continue;
+        const std::string name = entry.path().filename().string();
+        if (!has_artifacts(entry.path())) continue;
+        if (!valid_model_name(name)) {
+          log({{"ts", iso8601_now()}, {"level", "warning"}, {"msg", "model directory skipped: its name is not a valid model name "
+                                                                     "(letters, digits, '.', '_', '-'; at most 128)"},
+               {"dir", entry.path().string()}});
+          continue;
+        }
+        found.emplace_back(name, entry.path());
+      }
+      std::sort(found.begin(), found.end());
+    }
+    if (found.empty())
+      throw std::runtime_error("models directory " + root.string() + " holds no model (a subdirectory with " +
+                               deploy::kClientZip + ", " + deploy::kServerZip + " and " + deploy::kProcessingJson + ")");
+    for (const auto& [name, dir] : found) {
+      if (!valid_model_name(name)) throw std::runtime_error("model directory " + dir.string() + ": not a valid model name");
+      auto m = load_model(name, dir, options);
+      if (const auto it = by_id.find(m->id_hex); it != by_id.end())
+        log({{"ts", iso8601_now()}, {"level", "warning"}, {"msg", "two model directories hold the same compile"},
+             {"model", name}, {"same_as", it->second->name}});
+      by_name[name] = m.get();
+      by_id.emplace(m->id_hex, m.get());
+      served.push_back({name, m->id_hex, m->keys_required});
+      log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "model loaded"}, {"model", name}, {"model_id", m->id_hex},
+           {"keys_required", m->keys_required}, {"dir", dir.string()}});
+      models.push_back(std::move(m));
+    }
+  }
+
+  const Model& model_or_404(const std::string& name) const {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) refuse(404, "unknown_model", "no model named '" + name + "' on this server (GET /v1/models lists them)");
+    return *it->second;
+  }
+
+  // The model named by a model id, for messages.
+  std::string name_of_id(const std::string& id_hex) const {
+    const auto it = by_id.find(id_hex);
+    return it == by_id.end() ? "not served here" : "'" + it->second->name + "' on this server";
+  }
+
+  std::uint64_t body_limit(const std::string& route) const {
+    if (route == "/v1/models/{name}/keys") return options.max_key_bytes;
+    if (route == "/v1/models/{name}/predict") return options.max_input_bytes;
+    return 0;
+  }
+
+  // Refuses, before it is read, a body the route does not take or that is too large; the
+  // connection is then closed. Returns whether it refused.
+  bool refuse_body(const httplib::Request& req, httplib::Response& res) {
+    RequestContext* ctx = current_request();
+    const RouteMatch route = match_route(req.path);
+    if (ctx != nullptr) ctx->route = route.route;
+    const std::uint64_t limit = body_limit(route.route);
+    auto close = [&](int status, const std::string& code, const std::string& detail) {
+      set_error(res, status, code, detail);
+      res.set_header("Connection", "close");
+      if (ctx != nullptr) ctx->close_connection = true;
+      return true;
+    };
+    if (req.has_header("Content-Encoding")) {
+      std::string enc = req.get_header_value("Content-Encoding");
+      std::transform(enc.begin(), enc.end(), enc.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (enc != "identity")
+        return close(415, "unsupported_encoding",
+                     "Content-Encoding '" + req.get_header_value("Content-Encoding") + "' is not accepted: send the body as is");
+    }
+    if (req.has_header("Transfer-Encoding"))
+      return close(411, "length_required", "send the body with a Content-Length header, not chunked");
+    if (!req.has_header("Content-Length")) return false;
+    const std::string text = req.get_header_value("Content-Length");
+    std::uint64_t length = 0;
+    bool ok = !text.empty() && text.size() <= 19;
+    for (const char c : text) {
+      if (c < '0' || c > '9') {
+        ok = false;
+        break;
+      }
+      length = length * 10 + static_cast<std::uint64_t>(c - '0');
+    }
+    if (!ok) return close(400, "bad_request", "Content-Length '" + text + "' is not a byte count");
+    if (length > limit) {
+      if (limit == 0) return close(413, "body_too_large", req.method + " " + route.route + " takes no body");
+      return close(413, "body_too_large",
+                   "the body has " + std::to_string(length) + " bytes; " + route.route + " accepts at most " +
+                       std::to_string(limit) + " (the server's " +
+                       (route.route == "/v1/models/{name}/keys" ? "--max-key-bytes" : "--max-input-bytes") + ")");
+    }
+    return false;
+  }
+
+  // A job slot, or a 503.
+  JobGate::Slot admit() {
+    JobGate::Outcome outcome{};
+    JobGate::Slot slot = gate.acquire(options.queue_timeout, &outcome);
+    switch (outcome) {
+      case JobGate::Outcome::kAdmitted:
+        return slot;
+      case JobGate::Outcome::kQueueFull:
+        refuse(503, "overloaded",
+               "all " + std::to_string(options.max_jobs) + " FHE job slots are busy and " +
+                   std::to_string(options.max_queue) + " requests are waiting: retry later");
+      case JobGate::Outcome::kTimedOut:
+        refuse(503, "overloaded",
+               "no FHE job slot became free within " + std::to_string(options.queue_timeout.count()) + " ms: retry later");
+      case JobGate::Outcome::kStopping:
+        refuse(503, "shutting_down", "the server is stopping");
+    }
+    refuse(500, "internal", "unexpected admission outcome");
+  }
+
+  void run_hook(const Model& m) const {
+    if (options.job_hook) options.job_hook(m.name);
+  }
+
+  // Header checks of an envelope body before any work: kind and model.
+  void check_envelope(const std::string& body, deploy::EnvelopeKind kind, const Model& m, std::uint64_t max_bytes,
+                      const char* what) const {
+    deploy::EnvelopeInfo info;
+    try {
+      info = deploy::inspect_envelope(bytes_of(body), max_bytes);
+    } catch (const std::exception& e) {
+      refuse(400, "malformed_body", std::string("the body is not a valid ") + what + " envelope: " + e.what());
+    }
+    if (info.kind != kind)
+      refuse(400, "malformed_body",
+             std::string("the body is an envelope of ") + deploy::envelope_kind_name(info.kind) + ", this route takes " +
+                 deploy::envelope_kind_name(kind));
+    const std::string id = deploy::model_id_hex(info.model_id);
+    if (id != m.id_hex)
+      refuse(422, "model_mismatch",
+             std::string("the ") + what + " belong to model " + id + " (" + name_of_id(id) + "), not to '" + m.name +
+                 "' (model " + m.id_hex + ")");
+  }
+
+  // The stored record of a request's key id, after checking the token and the model.
+  KeyRecordInfo authorize(const httplib::Request& req, const std::string& key_id, const Model* m) {
+    const std::string token = bearer_token(req);
+    if (key_id.empty())
+      refuse(401, "missing_credentials",
+             std::string(kKeyIdHeader) + " header missing: upload evaluation keys with POST /v1/models/{name}/keys "
+                                         "and send the key id it returns");
+    if (token.empty()) refuse(401, "missing_credentials", "Authorization: Bearer <token> header missing or malformed");
+    if (!is_lower_hex(key_id, 2 * kKeyIdBytes)) refuse(404, "unknown_key", "no keys with id '" + key_id.substr(0, 64) + "'");
+    if (RequestContext* ctx = current_request()) ctx->key_id = key_id;
+    const std::optional<KeyRecordInfo> info = store->info(key_id);
+    if (!info) refuse(404, "unknown_key", "no keys with id " + key_id + " (never uploaded, or deleted): upload them again");
+    const Sha256 presented = sha256(token.data(), token.size());
+    if (CRYPTO_memcmp(presented.data(), info->token_sha256.data(), presented.size()) != 0)
+      refuse(403, "invalid_token", "the token is not the one issued for keys " + key_id);
+    if (m != nullptr && info->model_id != m->id_hex)
+      refuse(409, "key_model_mismatch",
+             "keys " + key_id + " belong to model " + info->model_id + " (" + name_of_id(info->model_id) + "), not to '" +
+                 m->name + "' (model " + m->id_hex + "): upload keys for this model");
+    return *info;
+  }
+
+  void touch(const std::string& key_id, bool force) {
+    const auto now = Clock::now();
+    {
+      std::lock_guard lock(touch_mutex);
+      auto [it, inserted] = last_touch.try_emplace(key_id, now);
+      if (!inserted && !force && now - it->second < options.touch_interval) return;
+      it->second = now;
+      if (inserted && !force) return;  // just uploaded or first seen: created_at/last_used_at are recent
+    }
+    try {
+      store->touch(key_id, static_cast<std::int64_t>(std::time(nullptr)));
+    } catch (const std::exception& e) {
+      log({{"ts", iso8601_now()}, {"level", "warning"}, {"msg", "cannot record key use"}, {"key_id", key_id},
+           {"detail", e.what()}});
+    }
+  }
+
+  // ---- handlers ----
+
+  void list_models(httplib::Response& res) const {
+    json list = json::array();
+    for (const auto& m : models) list.push_back(m->description);
+    res.set_content(json_dump(json{{"models", list}}) + "\n", "application/json");
+  }
+
+  void get_model(const std::string& name, httplib::Response& res) const {
+    res.set_content(json_dump(model_or_404(name).description) + "\n", "application/json");
+  }
+
+  void get_file(const std::string& name, const std::string& file, httplib::Response& res) const {
+    const Model& m = model_or_404(name);
+    const bool zip = file == deploy::kClientZip;
+    res.set_content(zip ? m.client_zip : m.processing_json, zip ? "application/zip" : "application/json");
+    res.set_header("ETag", "\"" + (zip ? m.client_zip_sha256 : m.processing_sha256) + "\"");
+    res.set_header("X-Veil-Model-Id", m.id_hex);
+  }
+
+  void upload_keys(const std::string& name, const httplib::Request& req, httplib::Response& res) {
+    const Model& m = model_or_404(name);
+    const auto t0 = Clock::now();
+    check_envelope(req.body, deploy::EnvelopeKind::kEvaluationKeys, m, options.max_key_bytes, "evaluation keys");
+    // Parse and expand in full: what is stored is known to load.
+    std::shared_ptr<const tfhe::EvaluationKeys> keys;
+    {
+      JobGate::Slot slot;
+      if (m.keys_required) {
+        slot = admit();
+        run_hook(m);
+      }
+      try {
+        keys = m.server.load_evaluation_keys(bytes_of(req.body));
+      } catch (const deploy::EnvelopeError& e) {
+        refuse(400, "malformed_body", std::string("the evaluation keys cannot be loaded: ") + e.what());
+      } catch (const deploy::DeployError& e) {
+        refuse(400, "malformed_body", std::string("the evaluation keys cannot be loaded: ") + e.what());
+      } catch (const std::invalid_argument& e) {
+        refuse(400, "malformed_body", std::string("the evaluation keys cannot be loaded: ") + e.what());
+      } catch (const std::length_error& e) {
+        refuse(400, "malformed_body", std::string("the evaluation keys cannot be loaded: ") + e.what());
+      }
+    }
+    KeyRecordInfo info;
+    const std::string token = hex_random(kTokenBytes);
+    info.model_id = m.id_hex;
+    info.token_sha256 = sha256(token.data(), token.size());
+    info.created_at = info.last_used_at = static_cast<std::int64_t>(std::time(nullptr));
+    for (int attempt = 0;; ++attempt) {
+      info.key_id = hex_random(kKeyIdBytes);
+      try {
+        store->put(info, bytes_of(req.body));
+        break;
+      } catch (const KeyIdExists&) {
+        if (attempt >= 3) throw;
+      }
+    }
+    if (RequestContext* ctx = current_request()) ctx->key_id = info.key_id;
+    {
+      std::lock_guard lock(touch_mutex);
+      last_touch[info.key_id] = Clock::now();
+    }
+    if (keys) cache.get_or_load(info.key_id, [&] { return keys; });
+    metrics.observe_key_upload(m.name, req.body.size(), std::chrono::duration<double>(Clock::now() - t0).count());
+    res.status = 201;
+    res.set_header("Location", "/v1/keys/" + info.key_id);
+    res.set_content(json_dump(json{{"key_id", info.key_id},
+                                   {"token", token},
+                                   {"model", m.name},
+                                   {"model_id", m.id_hex},
+                                   {"bytes", req.body.size()}}) +
+                        "\n",
+                    "application/json");
+  }
+
+  void predict(const std::string& name, const httplib::Request& req, httplib::Response& res) {
+    const Model& m = model_or_404(name);
+    const std::string key_id = req.get_header_value(kKeyIdHeader);
+    const bool credentials = !key_id.empty() || req.has_header("Authorization");
+    if (m.keys_required || credentials) authorize(req, key_id, &m);
+    check_envelope(req.body, deploy::EnvelopeKind::kInputBatch, m, options.max_input_bytes, "inputs");
+
+    deploy::RunStats stats;
+    deploy::Bytes output;
+    {
+      JobGate::Slot slot = admit();
+      run_hook(m);
+      KeyCache::Value keys;
+      if (m.keys_required) {
+        keys = cache.get_or_load(key_id, [&]() -> KeyCache::Value {
+          const auto t0 = Clock::now();
+          std::optional<KeyRecord> record = store->get(key_id);
+          if (!record) refuse(404, "unknown_key", "keys " + key_id + " were deleted: upload them again");
+          if (record->info.model_id != m.id_hex)
+            refuse(409, "key_model_mismatch", "keys " + key_id + " belong to model " + record->info.model_id);
+          KeyCache::Value loaded;
+          try {
+            loaded = m.server.load_evaluation_keys(record->keys);
+          } catch (const std::exception& e) {
+            refuse(500, "internal", "stored keys " + key_id + " cannot be loaded: " + e.what());
+          }
+          metrics.observe_key_load(std::chrono::duration<double>(Clock::now() - t0).count());
+          return loaded;
+        });
+      }
+      try {
+        output = m.server.run(bytes_of(req.body), keys.get(), &stats);
+      } catch (const deploy::EnvelopeError& e) {
+        refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
+      } catch (const deploy::DeployError& e) {
+        refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
+      } catch (const std::invalid_argument& e) {
+        refuse(422, "signature_mismatch", std::string("the encrypted inputs do not match the model's inputs: ") + e.what());
+      } catch (const std::length_error& e) {
+        refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
+      }
+    }
+    if (!key_id.empty()) touch(key_id, false);
+    metrics.observe_prediction(m.name, stats.rows, stats.pbs, stats.pbs_seconds, stats.total_seconds);
+    res.set_header("X-Veil-Rows", std::to_string(stats.rows));
+    res.set_header("X-Veil-Pbs", std::to_string(stats.pbs));
+    char ms[32];
+    std::snprintf(ms, sizeof ms, "%.3f", stats.total_seconds * 1000);
+    res.set_header("X-Veil-Run-Ms", ms);
+    res.set_content(reinterpret_cast<const char*>(output.data()), output.size(), "application/octet-stream");
+  }
+
+  void delete_keys(const std::string& key_id, const httplib::Request& req, httplib::Response& res) {
+    authorize(req, key_id, nullptr);
+    if (!store->remove(key_id)) refuse(404, "unknown_key", "no keys with id " + key_id);
+    cache.erase(key_id);
+    {
+      std::lock_guard lock(touch_mutex);
+      last_touch.erase(key_id);
+    }
+    res.status = 204;
+  }
+
+  void healthz(httplib::Response& res) const {
+    const bool stopping = transport && transport->stopping();
+    res.status = stopping ? 503 : 200;
+    res.set_content(json_dump(json{{"status", stopping ? "stopping" : "ok"}, {"models", models.size()}}) + "\n",
+                    "application/json");
+  }
+
+  std::string metrics_text() const {
+    PrometheusWriter w;
+    metrics.write(w);
+    const JobGateStats g = gate.stats();
+    w.family("veil_fhe_jobs_running", "gauge", "FHE jobs (key expansions and model runs) running now.");
+    w.sample("veil_fhe_jobs_running", "", g.running);
+    w.family("veil_fhe_jobs_queued", "gauge", "Requests waiting for an FHE job slot.");
+    w.sample("veil_fhe_jobs_queued", "", g.waiting);
+    w.family("veil_fhe_job_slots", "gauge", "FHE job slots (--max-jobs).");
+    w.sample("veil_fhe_job_slots", "", static_cast<std::uint64_t>(options.max_jobs));
+    w.family("veil_fhe_jobs_rejected_total", "counter", "Requests refused with 503, by reason.");
+    w.sample("veil_fhe_jobs_rejected_total", prometheus_label("reason", "queue_full"), g.rejected);
+    w.sample("veil_fhe_jobs_rejected_total", prometheus_label("reason", "queue_timeout"), g.timed_out);
+    w.sample("veil_fhe_jobs_rejected_total", prometheus_label("reason", "stopping"), g.cancelled);
+
+    const KeyCacheStats c = cache.stats();
+    w.family("veil_key_cache_hits_total", "counter", "Predictions served with keys already expanded in memory.");
+    w.sample("veil_key_cache_hits_total", "", c.hits);
+    w.family("veil_key_cache_misses_total", "counter", "Key-cache lookups that loaded and expanded keys.");
+    w.sample("veil_key_cache_misses_total", "", c.misses);
+    w.family("veil_key_cache_waits_total", "counter", "Lookups that waited for another request's load of the same keys.");
+    w.sample("veil_key_cache_waits_total", "", c.waits);
+    w.family("veil_key_cache_evictions_total", "counter", "Key sets dropped from memory to stay within the budget.");
+    w.sample("veil_key_cache_evictions_total", "", c.evictions);
+    w.family("veil_key_cache_load_failures_total", "counter", "Key loads that failed.");
+    w.sample("veil_key_cache_load_failures_total", "", c.load_failures);
+    w.family("veil_key_cache_entries", "gauge", "Expanded key sets in memory.");
+    w.sample("veil_key_cache_entries", "", c.entries);
+    w.family("veil_key_cache_bytes", "gauge", "Bytes of expanded key sets in memory.");
+    w.sample("veil_key_cache_bytes", "", c.bytes);
+    w.family("veil_key_cache_budget_bytes", "gauge", "Byte budget of the key cache (--cache-bytes).");
+    w.sample("veil_key_cache_budget_bytes", "", c.byte_budget);
+
+    std::optional<KeyStoreStats> s;
+    try {
+      s = store->stats();
+    } catch (const std::exception&) {
+    }
+    w.family("veil_key_store_up", "gauge", "1 when the key store answered this scrape.");
+    w.sample("veil_key_store_up", "", std::uint64_t{s ? 1u : 0u});
+    if (s) {
+      w.family("veil_key_store_keys", "gauge", "Key sets in the store (all replicas).");
+      w.sample("veil_key_store_keys", "", s->key_count);
+      w.family("veil_key_store_bytes", "gauge", "Bytes of evaluation keys in the store, as uploaded.");
+      w.sample("veil_key_store_bytes", "", s->total_bytes);
+    }
+    w.family("veil_models", "gauge", "Models served.");
+    w.sample("veil_models", "", static_cast<std::uint64_t>(models.size()));
+    w.family("veil_model_info", "gauge", "One sample per model served, with its id.");
+    for (const auto& m : models)
+      w.sample("veil_model_info",
+               prometheus_label("model", m->name) + "," + prometheus_label("model_id", m->id_hex) + "," +
+                   prometheus_label("keys_required", m->keys_required ? "true" : "false"),
+               std::uint64_t{1});
+    w.family("veil_start_time_seconds", "gauge", "Unix time the server started.");
+    w.sample("veil_start_time_seconds", "", static_cast<std::uint64_t>(started_at));
+    return w.text();
+  }
+
+  // Runs a handler with the request's route recorded and every failure turned into a JSON
+  // error.
+  template <class F>
+  httplib::Server::Handler handler(const char* route, F f) {
+    return [this, route, f](const httplib::Request& req, httplib::Response& res) {
+      if (RequestContext* ctx = current_request()) ctx->route = route;
+      try {
+        f(req, res);
+      } catch (const ApiError& e) {
+        set_error(res, e.status, e.code, e.detail);
+        if (e.status == 503) res.set_header("Retry-After", std::to_string(options.retry_after_seconds));
+        if (e.status == 401) res.set_header("WWW-Authenticate", "Bearer realm=\"veil\"");
+      } catch (const KeyStoreError& e) {
+        log({{"ts", iso8601_now()}, {"level", "error"}, {"msg", "key store failure"}, {"detail", e.what()}});
+        set_error(res, 503, "store_unavailable", std::string("the key store failed: ") + e.what());
+        res.set_header("Retry-After", std::to_string(options.retry_after_seconds));
+      } catch (const std::bad_alloc&) {
+        set_error(res, 503, "out_of_memory", "the server ran out of memory for this request");
+        res.set_header("Retry-After", std::to_string(options.retry_after_seconds));
+      } catch (const std::exception& e) {
+        log({{"ts", iso8601_now()}, {"level", "error"}, {"msg", "request failed"}, {"path", req.path}, {"detail", e.what()}});
+        set_error(res, 500, "internal", e.what());
+      }
+    };
+  }
+
+  void install_routes() {
+    Transport& t = *transport;
+    t.Get("/v1/models", handler("/v1/models", [this](const httplib::Request&, httplib::Response& res) { list_models(res); }));
+    t.Get(R"(/v1/models/([^/]+))", handler("/v1/models/{name}", [this](const httplib::Request& req, httplib::Response& res) {
+            get_model(req.matches[1], res);
+          }));
+    t.Get(R"(/v1/models/([^/]+)/client\.zip)",
+          handler("/v1/models/{name}/client.zip", [this](const httplib::Request& req, httplib::Response& res) {
+            get_file(req.matches[1], deploy::kClientZip, res);
+          }));
+    t.Get(R"(/v1/models/([^/]+)/serialized_processing\.json)",
+          handler("/v1/models/{name}/serialized_processing.json", [this](const httplib::Request& req, httplib::Response& res) {
+            get_file(req.matches[1], deploy::kProcessingJson, res);
+          }));
+    t.Post(R"(/v1/models/([^/]+)/keys)", handler("/v1/models/{name}/keys", [this](const httplib::Request& req, httplib::Response& res) {
+             upload_keys(req.matches[1], req, res);
+           }));
+    t.Post(R"(/v1/models/([^/]+)/predict)",
+           handler("/v1/models/{name}/predict", [this](const httplib::Request& req, httplib::Response& res) {
+             predict(req.matches[1], req, res);
+           }));
+    t.Delete(R"(/v1/keys/([^/]+))", handler("/v1/keys/{key_id}", [this](const httplib::Request& req, httplib::Response& res) {
+               delete_keys(req.matches[1], req, res);
+             }));
+    t.Get("/healthz", handler("/healthz", [this](const httplib::Request&, httplib::Response& res) { healthz(res); }));
+    t.Get("/metrics", handler("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+            res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+          }));
+
+    t.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      return refuse_body(req, res) ? httplib::Server::HandlerResponse::Handled : httplib::Server::HandlerResponse::Unhandled;
+    });
+    // curl sends large bodies with "Expect: 100-continue": refuse them before they are sent.
+    t.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
+      return refuse_body(req, res) ? res.status : 100;
+    });
+    // Answers httplib gives by itself (no route, unparsable request, ...) get a JSON body too.
+    t.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+      if (res.status == 404) {
+        const RouteMatch route = match_route(req.path);
+        if (route.method != nullptr && req.method != route.method && !(req.method == "HEAD" && std::string(route.method) == "GET")) {
+          set_error(res, 405, "method_not_allowed", req.method + " is not allowed on " + route.route + ": use " + route.method);
+          res.set_header("Allow", route.method);
+          return httplib::Server::HandlerResponse::Handled;
+        }
+        set_error(res, 404, "not_found", "no route " + req.method + " " + req.path + " (see docs/api.md)");
+        return httplib::Server::HandlerResponse::Handled;
+      }
+      const std::string code = res.status == 413 ? "body_too_large" : res.status == 414 ? "uri_too_long" : res.status == 400 ? "bad_request" : "error";
+      set_error(res, res.status, code, "the request was refused by the HTTP layer (status " + std::to_string(res.status) + ")");
+      return httplib::Server::HandlerResponse::Handled;
+    }));
+    t.set_exception_handler([this](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      std::string what = "unknown error";
+      try {
+        if (ep) std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        what = e.what();
+      } catch (...) {
+      }
+      log({{"ts", iso8601_now()}, {"level", "error"}, {"msg", "unhandled exception"}, {"detail", what}});
+      set_error(res, 500, "internal", what);
+    });
+  }
+
+  void on_response(const RequestContext& ctx) {
+    const double seconds = std::chrono::duration<double>(Clock::now() - ctx.start).count();
+    metrics.observe_request(ctx.route, ctx.method, ctx.status, seconds, ctx.bytes_in, ctx.bytes_out);
+    if (!options.log_requests) return;
+    json line{{"ts", iso8601_now()},   {"level", "info"},         {"msg", "request"},
+              {"method", ctx.method},  {"path", ctx.path},        {"route", ctx.route},
+              {"status", ctx.status},  {"bytes_in", ctx.bytes_in}, {"bytes_out", ctx.bytes_out},
+              {"ms", std::round(seconds * 1e6) / 1e3}, {"remote", ctx.remote}};
+    if (!ctx.key_id.empty()) line["key_id"] = ctx.key_id;
+    if (!ctx.error.empty()) line["error"] = ctx.error;
+    log(line);
+  }
+};
+
+HttpServer::HttpServer(HttpServerOptions options, std::shared_ptr<KeyStore> store) {
+  check_options(options);
+  if (!store) throw std::invalid_argument("HttpServer: no key store");
+  impl_ = std::make_unique<Impl>(std::move(options), std::move(store));
+  impl_->load_models();
+  TransportOptions t;
+  t.read_timeout = impl_->options.read_timeout;
+  t.write_timeout = impl_->options.write_timeout;
+  t.request_read_timeout = impl_->options.request_read_timeout;
+  t.keep_alive_timeout = impl_->options.keep_alive_timeout;
+  t.keep_alive_max_requests = impl_->options.keep_alive_max_requests;
+  t.worker_threads = impl_->options.worker_threads;
+  Impl* impl = impl_.get();
+  impl_->transport = std::make_unique<Transport>(t, [impl](const RequestContext& ctx) { impl->on_response(ctx); });
+  impl_->transport->set_payload_max_length(
+      static_cast<std::size_t>(std::max(impl_->options.max_key_bytes, impl_->options.max_input_bytes)));
+  impl_->install_routes();
+}
+
+HttpServer::~HttpServer() {
+  if (!impl_) return;
+  stop();
+  if (impl_->thread.joinable()) impl_->thread.join();
+}
+
+int HttpServer::bind(const std::string& host, int port) {
+  if (port < 0 || port > 65535) throw std::invalid_argument("port " + std::to_string(port) + " is not in [0, 65535]");
+  if (impl_->bound) throw std::logic_error("HttpServer::bind: already bound");
+  const int bound = impl_->transport->bind_and_listen(host, port);
+  if (bound < 0)
+    throw std::runtime_error("cannot listen on " + host + ":" + std::to_string(port) + ": " +
+                             (errno != 0 ? std::strerror(errno) : "bind failed"));
+  impl_->bound = true;
+  impl_->log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "listening"}, {"host", host}, {"port", bound},
+              {"store", impl_->store->describe()}, {"models", impl_->models.size()}});
+  return bound;
+}
+
+void HttpServer::run() {
+  if (!impl_->bound) throw std::logic_error("HttpServer::run: bind() first");
+  if (!impl_->transport->stopping()) impl_->transport->listen_after_bind();
+  impl_->log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "stopped"}});
+}
+
+int HttpServer::start(const std::string& host, int port) {
+  if (impl_->thread.joinable()) throw std::logic_error("HttpServer::start: already started");
+  const int bound = bind(host, port);
+  impl_->thread = std::thread([this] { run(); });
+  return bound;
+}
+
+void HttpServer::stop() {
+  impl_->gate.stop();
+  impl_->transport->request_stop();
+}
+
+const std::vector<ServedModel>& HttpServer::models() const { return impl_->served; }
+
+std::string HttpServer::metrics_text() const { return impl_->metrics_text(); }
+
+}  // namespace veil::server

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# `veil serve` and `veil predict` end to end through the binary: serve a compiled logistic
+# regression on a free loopback port with the SQLite store, predict through it (fetching the
+# client files, making and uploading keys), predict again (keys reused), compare with
+# `veil simulate`, stop with SIGTERM; then the error paths, each one line on stderr.
+# Usage: cli_serve_test.sh VEIL_BINARY FIXTURES_DIR
+set -uo pipefail
+veil="$1"
+fixtures="$2"
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then kill -KILL "$server_pid" 2>/dev/null; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+failures=0
+fail() { echo "FAIL: $*" >&2; failures=$((failures + 1)); }
+ok() {
+  if ! "$@" >"$work/out" 2>"$work/err"; then
+    fail "expected success: $*"; cat "$work/err" >&2
+  fi
+}
+refused() {
+  local want="$1"; shift
+  if "$@" >"$work/out" 2>"$work/err"; then fail "expected failure: $*"; return; fi
+  if [ "$(wc -l <"$work/err")" -ne 1 ]; then fail "expected one line on stderr: $*"; cat "$work/err" >&2; fi
+  if ! grep -qi -- "$want" "$work/err"; then fail "stderr of '$*' does not mention '$want': $(cat "$work/err")"; fi
+}
+
+# `veil serve` logs the models it loaded before it fails to listen: its error is the last line.
+refused_serve() {
+  local want="$1"; shift
+  if "$@" >"$work/out" 2>"$work/err"; then fail "expected failure: $*"; return; fi
+  if ! tail -1 "$work/err" | grep -q "^veil: error: .*$want"; then fail "last stderr line of '$*' is not an error mentioning '$want': $(cat "$work/err")"; fi
+}
+
+cut -d, -f1-30 "$fixtures/data/breast_cancer_calib.csv" >"$work/calib.csv"
+head -11 "$fixtures/data/breast_cancer_test.csv" | cut -d, -f1-30 >"$work/test.csv"
+ok "$veil" serve --help
+ok "$veil" predict --help
+ok "$veil" compile --model "$fixtures/models/logreg_breast_cancer.json" --calibration "$work/calib.csv" --out "$work/models/logreg"
+ok "$veil" simulate --artifacts "$work/models/logreg" --input "$work/test.csv" --out "$work/expected.csv"
+
+"$veil" serve --models "$work/models" --listen 127.0.0.1:0 --store "sqlite:$work/keys.db" >"$work/serve.out" 2>"$work/serve.err" &
+server_pid=$!
+url=
+for _ in $(seq 100); do
+  url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.out" 2>/dev/null | head -1)
+  [ -n "$url" ] && break
+  sleep 0.1
+done
+if [ -z "$url" ]; then
+  fail "veil serve did not start"; cat "$work/serve.out" "$work/serve.err" >&2
+  exit 1
+fi
+
+ok "$veil" predict --url "$url" --model logreg --keys "$work/client" --input "$work/test.csv" --out "$work/y.csv" --batch-size 4
+cmp -s "$work/y.csv" "$work/expected.csv" || fail "predictions through the server differ from veil simulate"
+grep -q "uploaded" "$work/out" || fail "first predict did not report the key upload: $(cat "$work/out")"
+grep -q "batch 3/3" "$work/err" || fail "no progress per batch on stderr: $(cat "$work/err")"
+[ "$(stat -c %a "$work/client/server_key.json")" = "600" ] || fail "server_key.json is not mode 600"
+[ "$(stat -c %a "$work/client/secret.key")" = "600" ] || fail "secret.key is not mode 600"
+ok "$veil" predict --url "$url" --model logreg --keys "$work/client" --input "$work/test.csv" --out "$work/y2.csv" --delete-keys
+grep -q "already on the server" "$work/out" || fail "second predict uploaded the keys again: $(cat "$work/out")"
+cmp -s "$work/y2.csv" "$work/expected.csv" || fail "second predictions differ"
+# The keys were deleted: the next predict uploads them again by itself.
+ok "$veil" predict --url "$url" --model logreg --keys "$work/client" --input "$work/test.csv" --out "$work/y3.csv"
+grep -q "uploaded" "$work/out" || fail "predict did not upload the keys after they were deleted"
+
+refused "unknown_model" "$veil" predict --url "$url" --model nope --keys "$work/c2" --input "$work/test.csv" --out "$work/n.csv"
+refused "columns" "$veil" predict --url "$url" --model logreg --keys "$work/client" --input "$fixtures/data/breast_cancer_test.csv" --out "$work/n.csv"
+refused "not HOST:PORT" "$veil" serve --models "$work/models" --listen 8080
+refused_serve "cannot listen" "$veil" serve --models "$work/models" --listen "${url#http://}" --store "sqlite:$work/other.db"
+refused "no model" "$veil" serve --models "$work" --listen 127.0.0.1:0 --store "sqlite:$work/other.db"
+refused "unknown unit" "$veil" serve --models "$work/models" --max-key-bytes 12XB
+
+grep -q '"msg":"request"' "$work/serve.err" || fail "no request log lines"
+kill -TERM "$server_pid"
+wait "$server_pid"
+status=$?
+server_pid=
+[ "$status" -eq 0 ] || fail "veil serve exited with $status on SIGTERM"
+grep -q "stopped" "$work/serve.out" || fail "veil serve did not say it stopped"
+refused "cannot connect" "$veil" predict --url "$url" --model logreg --keys "$work/client" --input "$work/test.csv" --out "$work/n.csv"
+
+if [ "$failures" -ne 0 ]; then
+  echo "$failures failure(s)" >&2
+  exit 1
+fi
+echo "cli serve/predict: all checks passed"

@@ -1,0 +1,777 @@
+// The HTTP API end to end: a real server on a free loopback port, clients with keys of their
+// own, over the SQLite store and (the suite marked Postgres) a PostgreSQL store. Models are
+// compiled from the fixtures into a temporary models directory: two logistic regressions
+// (levelled only: FHE runs take milliseconds; two compiles, so two model ids) and a one-split
+// decision tree, the smallest model with lookups (keys required: 114 MiB of keys, ~1.5 s of
+// keygen, ~0.4 s per row), used sparingly.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "server/key_store_backends.hpp"
+#include "veil/deploy/model.hpp"
+#include "veil/ml/importers.hpp"
+#include "veil/server/http_client.hpp"
+#include "veil/server/http_server.hpp"
+
+namespace veil::server {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using testing::PostgresBackend;
+using testing::SqliteBackend;
+using testing::TempDir;
+
+const fs::path kFixtures = VEIL_FIXTURES_DIR;
+
+// A one-split tree on feature 22 ("worst perimeter"): the smallest circuit with lookups.
+constexpr const char* kStumpJson = R"({"format":"veil-sklearn","version":"1.0","producer":"http_test","n_features":30,
+ "preprocessing":[],"model":{"type":"tree_ensemble","estimator":"DecisionTreeClassifier","task":"classification",
+ "aggregation":"mean","comparison":"less_equal","n_outputs":2,"classes":[0,1],
+ "trees":[{"feature":[22,-1,-1],"threshold":[105.95,0,0],"left":[1,-1,-1],"right":[2,-1,-1],
+           "value":[[],[0.1,0.9],[0.95,0.05]]}]}})";
+
+ml::Matrix features(const std::string& file, std::size_t rows) {
+  return ml::load_matrix((kFixtures / "data" / file).string()).first_columns(30).first_rows(rows);
+}
+
+ml::Matrix row_range(const ml::Matrix& m, std::size_t begin, std::size_t end) {
+  ml::Matrix out(end - begin, m.cols);
+  for (std::size_t r = begin; r < end; ++r)
+    for (std::size_t c = 0; c < m.cols; ++c) out.at(r - begin, c) = m.at(r, c);
+  return out;
+}
+
+// The models directory, compiled once per test process.
+class Models {
+ public:
+  static const Models& get() {
+    static const Models models;
+    return models;
+  }
+  fs::path dir() const { return tmp_.path() / "models"; }
+  fs::path dir(const std::string& name) const { return dir() / name; }
+  const deploy::ModelDev& dev(const std::string& name) const { return devs_.at(name); }
+  const ml::Matrix& rows() const { return rows_; }  // 40 rows of the test split
+  ml::Predictions expected(const std::string& name, const ml::Matrix& rows) const {
+    const deploy::ModelDev& d = dev(name);
+    return ml::predict_clear(ml::QuantizedModel{d.compiled().circuit, d.processing()}, rows);
+  }
+
+ private:
+  Models() : rows_(features("breast_cancer_test.csv", 40)) {
+    std::signal(SIGPIPE, SIG_IGN);  // see http_client.hpp
+    const ml::Matrix calibration = features("breast_cancer_calib.csv", 300);
+    const ml::Model logreg = ml::load_model((kFixtures / "models" / "logreg_breast_cancer.json").string());
+    add("logreg", logreg, calibration, {});
+    deploy::DevOptions narrow;
+    narrow.quantization.linear_input_bits = 6;
+    narrow.quantization.linear_weight_bits = 6;
+    add("logreg6", logreg, calibration, narrow);
+    const fs::path stump = tmp_.path() / "stump.json";
+    std::ofstream(stump) << kStumpJson;
+    add("stump", ml::load_model(stump.string()), calibration, {});
+  }
+  void add(const std::string& name, const ml::Model& model, const ml::Matrix& calibration, const deploy::DevOptions& o) {
+    deploy::ModelDev d = deploy::ModelDev::compile(model, calibration, o);
+    d.save(dir(name));
+    devs_.emplace(name, std::move(d));
+  }
+
+  TempDir tmp_;
+  ml::Matrix rows_;
+  std::map<std::string, deploy::ModelDev> devs_;
+};
+
+void expect_same(const ml::Predictions& got, const ml::Predictions& want) {
+  EXPECT_EQ(got.labels, want.labels);
+  ASSERT_EQ(got.scores.data.size(), want.scores.data.size());
+  for (std::size_t i = 0; i < got.scores.data.size(); ++i) EXPECT_DOUBLE_EQ(got.scores.data[i], want.scores.data[i]);
+}
+
+// A server on 127.0.0.1 and a free port, its log lines kept for inspection.
+class TestServer {
+ public:
+  TestServer(std::shared_ptr<KeyStore> store, HttpServerOptions options = {}) {
+    options.models_dir = Models::get().dir();
+    options.log = [this](std::string_view line) {
+      std::lock_guard lock(mutex_);
+      lines_.emplace_back(line);
+    };
+    server_ = std::make_unique<HttpServer>(std::move(options), std::move(store));
+    port_ = server_->start("127.0.0.1", 0);
+  }
+  // The server logs until it has stopped: stop it before the log goes.
+  ~TestServer() { server_.reset(); }
+  TestServer(const TestServer&) = delete;
+  TestServer& operator=(const TestServer&) = delete;
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
+  HttpServer& server() { return *server_; }
+  std::unique_ptr<httplib::Client> raw() const {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", port_);
+    c->set_read_timeout(std::chrono::seconds(60));
+    return c;
+  }
+  // HTTP-level counters and log lines are recorded once a response is written, after the
+  // client may have read it: wait for them.
+  double wait_metric(const std::string& name, const std::string& labels, double expected) const {
+    double value = -1;
+    for (int i = 0; i < 500; ++i) {
+      value = metric(name, labels);
+      if (value == expected) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return value;
+  }
+  std::vector<std::string> log_lines(std::size_t requests = 0) const {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lock(mutex_);
+        std::size_t n = 0;
+        for (const auto& l : lines_) n += l.find("\"msg\":\"request\"") != std::string::npos;
+        if (n >= requests) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::lock_guard lock(mutex_);
+    return lines_;
+  }
+  // The value of an unlabelled sample, or of the first sample whose labels contain `labels`.
+  double metric(const std::string& name, const std::string& labels = "") const {
+    std::istringstream in(server_->metrics_text());
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(name, 0) != 0 || line.size() <= name.size()) continue;
+      const char next = line[name.size()];
+      if (next != ' ' && next != '{') continue;
+      if (!labels.empty() && line.find(labels) == std::string::npos) continue;
+      return std::stod(line.substr(line.rfind(' ') + 1));
+    }
+    return -1;
+  }
+
+ private:
+  std::unique_ptr<HttpServer> server_;
+  int port_ = 0;
+  mutable std::mutex mutex_;
+  std::vector<std::string> lines_;
+};
+
+// One client of one model: a key directory of its own, a connection of its own.
+class TestClient {
+ public:
+  TestClient(const std::string& url, const std::string& model)
+      : model_(model), client_(deploy::ModelClient::load(Models::get().dir(model))), http_(url) {
+    client_.generate_keys(keys_.path());
+  }
+  const KeyGrant& upload() {
+    grant_ = http_.upload_keys(model_, deploy::ModelClient::read_evaluation_keys(keys_.path(), client_.model_id()));
+    return grant_;
+  }
+  deploy::Bytes encrypt(const ml::Matrix& rows) const { return client_.quantize_encrypt_serialize(rows); }
+  ml::Predictions predict(const ml::Matrix& rows, PredictInfo* info = nullptr) {
+    return client_.deserialize_decrypt_dequantize(http_.predict(model_, &grant_, encrypt(rows), info));
+  }
+  deploy::Bytes evaluation_keys() const {
+    return deploy::ModelClient::read_evaluation_keys(keys_.path(), client_.model_id());
+  }
+  const KeyGrant& grant() const { return grant_; }
+  void set_grant(const KeyGrant& g) { grant_ = g; }
+  HttpClient& http() { return http_; }
+  const deploy::ModelClient& model_client() const { return client_; }
+
+ private:
+  std::string model_;
+  TempDir keys_;
+  deploy::ModelClient client_;
+  HttpClient http_;
+  KeyGrant grant_;
+};
+
+// The HttpError `f` throws (status 0 when it throws none).
+template <class F>
+HttpError http_error(F&& f) {
+  try {
+    f();
+  } catch (const HttpError& e) {
+    return e;
+  }
+  return HttpError(0, "", "no error", std::nullopt);
+}
+
+// A raw answer must be a JSON error with this status and code.
+void expect_json_error(const httplib::Result& r, int status, const std::string& code) {
+  ASSERT_TRUE(r) << "no answer: " << httplib::to_string(r.error());
+  EXPECT_EQ(r->status, status) << r->body;
+  EXPECT_EQ(r->get_header_value("Content-Type"), "application/json");
+  json j;
+  ASSERT_NO_THROW(j = json::parse(r->body)) << r->body;
+  EXPECT_EQ(j.value("error", ""), code) << r->body;
+  EXPECT_FALSE(j.value("detail", "").empty()) << r->body;
+}
+
+std::string as_string(const deploy::Bytes& b) { return std::string(b.begin(), b.end()); }
+
+httplib::Headers credentials(const KeyGrant& g) {
+  return {{"X-Veil-Key-Id", g.key_id}, {"Authorization", "Bearer " + g.token}};
+}
+
+// Holds the first FHE job in its slot until released.
+class JobBlocker {
+ public:
+  void hook() {
+    std::unique_lock lock(mutex_);
+    if (++calls_ != 1) return;
+    entered_ = true;
+    cv_.notify_all();
+    cv_.wait(lock, [&] { return released_; });
+  }
+  bool wait_entered() {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, std::chrono::seconds(30), [&] { return entered_; });
+  }
+  void release() {
+    std::lock_guard lock(mutex_);
+    released_ = true;
+    cv_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  int calls_ = 0;
+  bool entered_ = false, released_ = false;
+};
+
+// ---------------------------------------------------------------- both stores
+
+template <class Backend>
+class HttpStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!backend_.skip_reason().empty()) GTEST_SKIP() << backend_.skip_reason();
+    (void)Models::get();
+  }
+  std::shared_ptr<KeyStore> open_store() const { return open_key_store(backend_.spec()); }
+
+  Backend backend_;
+};
+
+TYPED_TEST_SUITE_P(HttpStoreTest);
+
+TYPED_TEST_P(HttpStoreTest, ManyClientsInParallelEachGetTheirOwnPredictions) {
+  TestServer server(this->open_store());
+  constexpr int kClients = 8;
+  const ml::Matrix& rows = Models::get().rows();
+  std::vector<std::string> key_ids(kClients);
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      try {
+        TestClient client(server.url(), c % 2 == 0 ? "logreg" : "logreg6");
+        key_ids[c] = client.upload().key_id;
+        // Each client its own rows, three batches, on one connection.
+        for (int b = 0; b < 3; ++b) {
+          const std::size_t begin = static_cast<std::size_t>((c * 3 + b) % 36);
+          const ml::Matrix batch = row_range(rows, begin, begin + 4);
+          const ml::Predictions got = client.predict(batch);
+          const ml::Predictions want = Models::get().expected(c % 2 == 0 ? "logreg" : "logreg6", batch);
+          if (got.labels != want.labels || got.scores.data != want.scores.data) ++failures;
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "client " << c << ": " << e.what();
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  std::sort(key_ids.begin(), key_ids.end());
+  EXPECT_EQ(std::unique(key_ids.begin(), key_ids.end()), key_ids.end()) << "two clients got the same key id";
+  EXPECT_EQ(server.metric("veil_key_store_keys"), kClients);
+  EXPECT_EQ(server.wait_metric("veil_http_requests_total",
+                               "route=\"/v1/models/{name}/predict\",method=\"POST\",status=\"200\"", 3 * kClients),
+            3 * kClients);
+}
+
+TYPED_TEST_P(HttpStoreTest, KeysSurviveARestart) {
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 5);
+  KeyGrant grant;
+  std::unique_ptr<TestClient> client;
+  {
+    TestServer first(this->open_store());
+    client = std::make_unique<TestClient>(first.url(), "logreg");
+    grant = client->upload();
+    expect_same(client->predict(rows), Models::get().expected("logreg", rows));
+  }
+  // A new server object over a new store object on the same database.
+  TestServer second(this->open_store());
+  TestClient again(second.url(), "logreg");
+  EXPECT_EQ(second.metric("veil_key_store_keys"), 1);
+  // The first client's keys and token, through a new connection to the new server.
+  HttpClient http(second.url());
+  const deploy::Bytes out = http.predict("logreg", &grant, client->encrypt(rows));
+  expect_same(client->model_client().deserialize_decrypt_dequantize(out), Models::get().expected("logreg", rows));
+  http.delete_keys(grant);
+  EXPECT_EQ(http_error([&] { http.predict("logreg", &grant, client->encrypt(rows)); }).error(), "unknown_key");
+}
+
+TYPED_TEST_P(HttpStoreTest, ConcurrentUploadsAndPredictionsThroughTwoReplicasOfOneStore) {
+  // Two servers over one database, as replicas behind a load balancer: a client uploads to
+  // one and predicts through the other.
+  TestServer a(this->open_store());
+  TestServer b(this->open_store());
+  constexpr int kClients = 6;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < kClients; ++c) {
+    threads.emplace_back([&, c] {
+      try {
+        TestClient uploader(c % 2 == 0 ? a.url() : b.url(), "logreg");
+        const KeyGrant grant = uploader.upload();
+        HttpClient other(c % 2 == 0 ? b.url() : a.url());
+        for (int i = 0; i < 4; ++i) {
+          const ml::Matrix batch = row_range(Models::get().rows(), static_cast<std::size_t>(c * 5 + i), static_cast<std::size_t>(c * 5 + i + 3));
+          const auto out = other.predict("logreg", &grant, uploader.encrypt(batch));
+          const ml::Predictions got = uploader.model_client().deserialize_decrypt_dequantize(out);
+          const ml::Predictions want = Models::get().expected("logreg", batch);
+          if (got.labels != want.labels || got.scores.data != want.scores.data) ++failures;
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "client " << c << ": " << e.what();
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(a.metric("veil_key_store_keys"), kClients);
+  EXPECT_EQ(b.metric("veil_key_store_keys"), kClients);
+}
+
+TYPED_TEST_P(HttpStoreTest, WrongTokensUnknownKeysAndDeletion) {
+  TestServer server(this->open_store());
+  TestClient alice(server.url(), "logreg");
+  TestClient bob(server.url(), "logreg");
+  const KeyGrant a = alice.upload();
+  const KeyGrant b = bob.upload();
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 2);
+  auto raw = server.raw();
+  const std::string batch = as_string(alice.encrypt(rows));
+
+  // Alice's key id with Bob's token, a token one character off, no token, an unknown id.
+  expect_json_error(raw->Post("/v1/models/logreg/predict", credentials({a.key_id, b.token}), batch, "application/octet-stream"),
+                    403, "invalid_token");
+  std::string off = a.token;
+  off.back() = off.back() == '0' ? '1' : '0';
+  expect_json_error(raw->Post("/v1/models/logreg/predict", credentials({a.key_id, off}), batch, "application/octet-stream"),
+                    403, "invalid_token");
+  expect_json_error(raw->Post("/v1/models/logreg/predict", {{"X-Veil-Key-Id", a.key_id}}, batch, "application/octet-stream"),
+                    401, "missing_credentials");
+  expect_json_error(raw->Post("/v1/models/logreg/predict", {{"Authorization", "Bearer " + a.token}}, batch,
+                              "application/octet-stream"),
+                    401, "missing_credentials");
+  expect_json_error(raw->Post("/v1/models/logreg/predict", credentials({std::string(32, 'a'), a.token}), batch,
+                              "application/octet-stream"),
+                    404, "unknown_key");
+  expect_json_error(raw->Post("/v1/models/logreg/predict", credentials({"../../etc/passwd", a.token}), batch,
+                              "application/octet-stream"),
+                    404, "unknown_key");
+
+  // Deleting needs the token of that very key.
+  expect_json_error(raw->Delete("/v1/keys/" + a.key_id, httplib::Headers{{"Authorization", "Bearer " + b.token}}), 403,
+                    "invalid_token");
+  expect_json_error(raw->Delete("/v1/keys/" + a.key_id), 401, "missing_credentials");
+  EXPECT_NO_THROW(alice.http().delete_keys(a));
+  EXPECT_EQ(http_error([&] { alice.predict(rows); }).error(), "unknown_key");
+  EXPECT_EQ(http_error([&] { alice.http().delete_keys(a); }).status(), 404);
+
+  // Bob is unaffected, and the server still serves.
+  expect_same(bob.predict(rows), Models::get().expected("logreg", rows));
+  EXPECT_EQ(server.metric("veil_key_store_keys"), 1);
+}
+
+REGISTER_TYPED_TEST_SUITE_P(HttpStoreTest, ManyClientsInParallelEachGetTheirOwnPredictions, KeysSurviveARestart,
+                            ConcurrentUploadsAndPredictionsThroughTwoReplicasOfOneStore,
+                            WrongTokensUnknownKeysAndDeletion);
+INSTANTIATE_TYPED_TEST_SUITE_P(Sqlite, HttpStoreTest, SqliteBackend);
+INSTANTIATE_TYPED_TEST_SUITE_P(Postgres, HttpStoreTest, PostgresBackend);
+
+// ---------------------------------------------------------------- SQLite only
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { (void)Models::get(); }
+  std::shared_ptr<KeyStore> open_store() const { return open_key_store(backend_.spec()); }
+  SqliteBackend backend_;
+};
+
+TEST_F(HttpServerTest, ListsModelsWithTheirIdsSignaturesAndFiles) {
+  TestServer server(open_store());
+  HttpClient http(server.url());
+  const auto models = http.list_models();
+  ASSERT_EQ(models.size(), 3u);
+  EXPECT_EQ(models[0].name, "logreg");
+  EXPECT_EQ(models[1].name, "logreg6");
+  EXPECT_EQ(models[2].name, "stump");
+  EXPECT_EQ(models[0].model_id, deploy::model_id_hex(Models::get().dev("logreg").model_id()));
+  EXPECT_FALSE(models[0].keys_required);
+  EXPECT_TRUE(models[2].keys_required);
+  const json logreg = json::parse(http.model("logreg").json);
+  EXPECT_EQ(logreg["n_features"], 30);
+  EXPECT_EQ(logreg["task"], "classification");
+  EXPECT_EQ(logreg["input_signature"][0]["shape"], json::array({1, 30}));
+  EXPECT_GT(json::parse(models[2].json)["pbs_per_row"].get<int>(), 0);
+
+  const fs::path dir = Models::get().dir("logreg");
+  EXPECT_EQ(http.fetch_file("logreg", "client.zip"), deploy::read_file(dir / "client.zip", 1 << 24));
+  EXPECT_EQ(http.fetch_file("logreg", "serialized_processing.json"),
+            deploy::read_file(dir / "serialized_processing.json", 1 << 24));
+  auto raw = server.raw();
+  const auto zip = raw->Get("/v1/models/logreg/client.zip");
+  ASSERT_TRUE(zip);
+  EXPECT_EQ(zip->get_header_value("Content-Type"), "application/zip");
+  EXPECT_EQ(zip->get_header_value("X-Veil-Model-Id"), models[0].model_id);
+
+  expect_json_error(raw->Get("/v1/models/nope"), 404, "unknown_model");
+  expect_json_error(raw->Get("/v1/models/nope/client.zip"), 404, "unknown_model");
+  expect_json_error(raw->Get("/v1/nothing"), 404, "not_found");
+  expect_json_error(raw->Get("/v1/models/logreg/predict"), 405, "method_not_allowed");
+  const auto health = raw->Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(json::parse(health->body)["status"], "ok");
+}
+
+TEST_F(HttpServerTest, MalformedBodiesAreRefusedWithAClearErrorAndTheServerStillServes) {
+  TestServer server(open_store());
+  TestClient client(server.url(), "logreg");
+  TestClient other(server.url(), "logreg6");
+  client.upload();
+  const KeyGrant& g = client.grant();
+  auto raw = server.raw();
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 3);
+  const std::string good = as_string(client.encrypt(rows));
+  auto predict = [&](const std::string& body) {
+    return raw->Post("/v1/models/logreg/predict", credentials(g), body, "application/octet-stream");
+  };
+
+  expect_json_error(predict(""), 400, "malformed_body");
+  expect_json_error(predict("definitely not an envelope"), 400, "malformed_body");
+  expect_json_error(predict(good.substr(0, good.size() / 2)), 400, "malformed_body");
+  std::string flipped = good;
+  flipped[flipped.size() - 10] ^= 0x40;  // the payload checksum no longer matches
+  expect_json_error(predict(flipped), 400, "malformed_body");
+  expect_json_error(predict(as_string(client.evaluation_keys())), 400, "malformed_body");  // keys, not inputs
+  expect_json_error(predict(as_string(other.encrypt(rows))), 422, "model_mismatch");
+  // The right model's envelope with a row of two tensors: the circuit has one input.
+  {
+    const deploy::ModelId id = client.model_client().model_id();
+    const auto& params = client.model_client().specs().signature.params;
+    auto batch = deploy::open_input_batch(client.encrypt(row_range(rows, 0, 1)), id, params);
+    batch[0].push_back(batch[0][0]);
+    expect_json_error(predict(as_string(deploy::seal_input_batch(id, params, batch))), 422, "signature_mismatch");
+  }
+
+  auto upload = [&](const std::string& model, const std::string& body) {
+    return raw->Post("/v1/models/" + model + "/keys", body, "application/octet-stream");
+  };
+  expect_json_error(upload("logreg", ""), 400, "malformed_body");
+  expect_json_error(upload("logreg", std::string(1000, 'x')), 400, "malformed_body");
+  expect_json_error(upload("logreg", good), 400, "malformed_body");  // inputs, not keys
+  expect_json_error(upload("logreg", as_string(other.evaluation_keys())), 422, "model_mismatch");
+  expect_json_error(upload("nope", as_string(client.evaluation_keys())), 404, "unknown_model");
+  // The stump's model id, but no keys in it: a model with lookups needs them.
+  const deploy::Bytes empty_stump = deploy::seal_evaluation_keys(Models::get().dev("stump").model_id(), nullptr);
+  expect_json_error(upload("stump", as_string(empty_stump)), 400, "malformed_body");
+  std::string corrupt = as_string(client.evaluation_keys());
+  corrupt.back() ^= 1;
+  expect_json_error(upload("logreg", corrupt), 400, "malformed_body");
+  // Nothing refused was stored.
+  EXPECT_EQ(server.metric("veil_key_store_keys"), 1);
+
+  // The same connection and the server still serve.
+  const auto ok = predict(good);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  expect_same(client.model_client().deserialize_decrypt_dequantize(deploy::Bytes(ok->body.begin(), ok->body.end())),
+              Models::get().expected("logreg", rows));
+  EXPECT_EQ(server.wait_metric("veil_http_requests_total",
+                               "route=\"/v1/models/{name}/predict\",method=\"POST\",status=\"400\"", 5),
+            5);
+}
+
+TEST_F(HttpServerTest, OversizedBodiesAreRefusedBeforeTheyAreRead) {
+  HttpServerOptions o;
+  o.max_input_bytes = 4096;
+  o.max_key_bytes = 8192;
+  TestServer server(open_store(), o);
+  TestClient client(server.url(), "logreg");
+  client.upload();  // 65 bytes: within the key limit
+  auto raw = server.raw();
+  const std::string big(64 << 10, 'x');
+  const std::string huge(8 << 20, 'x');  // more than the sockets buffer: the server drains it
+
+  expect_json_error(raw->Post("/v1/models/logreg/predict", credentials(client.grant()), big, "application/octet-stream"),
+                    413, "body_too_large");
+  expect_json_error(raw->Post("/v1/models/logreg/predict", credentials(client.grant()), huge, "application/octet-stream"),
+                    413, "body_too_large");
+  expect_json_error(raw->Post("/v1/models/logreg/keys", std::string(8193, 'k'), "application/octet-stream"), 413,
+                    "body_too_large");
+  expect_json_error(raw->Get("/v1/models", httplib::Headers{{"Content-Length", "10"}}), 413, "body_too_large");
+  // Compressed bodies (a small body could inflate without bound) and chunked ones (no
+  // length to check first) are refused too.
+  expect_json_error(raw->Post("/v1/models/logreg/predict", httplib::Headers{{"Content-Encoding", "gzip"}}, "abc",
+                              "application/octet-stream"),
+                    415, "unsupported_encoding");
+  expect_json_error(raw->Post(
+                        "/v1/models/logreg/predict",
+                        [](size_t offset, httplib::DataSink& sink) {
+                          if (offset == 0) sink.write("abc", 3);
+                          sink.done();
+                          return true;
+                        },
+                        "application/octet-stream"),
+                    411, "length_required");
+
+  // An input batch just under the limit is fine; the server still serves.
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 2);
+  expect_same(client.predict(rows), Models::get().expected("logreg", rows));
+  EXPECT_EQ(server.wait_metric("veil_http_requests_total",
+                               "route=\"/v1/models/{name}/predict\",method=\"POST\",status=\"413\"", 2),
+            2);
+}
+
+TEST_F(HttpServerTest, KeysOfAnotherModelAreRefused) {
+  TestServer server(open_store());
+  TestClient client(server.url(), "logreg");
+  const KeyGrant grant = client.upload();
+  TestClient other(server.url(), "logreg6");
+  auto raw = server.raw();
+  // logreg's key id and token on logreg6, with a logreg6 batch.
+  const auto r = raw->Post("/v1/models/logreg6/predict", credentials(grant),
+                           as_string(other.encrypt(row_range(Models::get().rows(), 0, 1))), "application/octet-stream");
+  expect_json_error(r, 409, "key_model_mismatch");
+  EXPECT_NE(json::parse(r->body)["detail"].get<std::string>().find("'logreg' on this server"), std::string::npos);
+  // Uploading logreg's keys to logreg6.
+  expect_json_error(raw->Post("/v1/models/logreg6/keys", as_string(client.evaluation_keys()), "application/octet-stream"), 422,
+                    "model_mismatch");
+  // The stump's keys are checked before anything is parsed: logreg's keys are refused.
+  expect_json_error(raw->Post("/v1/models/stump/keys", as_string(client.evaluation_keys()), "application/octet-stream"), 422,
+                    "model_mismatch");
+}
+
+TEST_F(HttpServerTest, AFullQueueGives503WithRetryAfter) {
+  JobBlocker blocker;
+  HttpServerOptions o;
+  o.max_jobs = 1;
+  o.max_queue = 0;
+  o.retry_after_seconds = 3;
+  o.job_hook = [&](const std::string&) { blocker.hook(); };
+  TestServer server(open_store(), o);
+  TestClient first(server.url(), "logreg");
+  TestClient second(server.url(), "logreg");
+  first.upload();
+  second.upload();
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 2);
+
+  std::thread busy([&] { expect_same(first.predict(rows), Models::get().expected("logreg", rows)); });
+  ASSERT_TRUE(blocker.wait_entered());
+  auto raw = server.raw();
+  const auto r = raw->Post("/v1/models/logreg/predict", credentials(second.grant()), as_string(second.encrypt(rows)),
+                           "application/octet-stream");
+  expect_json_error(r, 503, "overloaded");
+  EXPECT_EQ(r->get_header_value("Retry-After"), "3");
+  EXPECT_EQ(http_error([&] { second.predict(rows); }).retry_after(), 3u);
+  // Requests without FHE work are still served while the slot is busy.
+  const auto health = raw->Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(server.metric("veil_fhe_jobs_running"), 1);
+  blocker.release();
+  busy.join();
+  expect_same(second.predict(rows), Models::get().expected("logreg", rows));
+  EXPECT_EQ(server.metric("veil_fhe_jobs_rejected_total", "reason=\"queue_full\""), 2);
+}
+
+TEST_F(HttpServerTest, AQueuedRequestGives503AfterTheQueueTimeout) {
+  JobBlocker blocker;
+  HttpServerOptions o;
+  o.max_jobs = 1;
+  o.max_queue = 1;
+  o.queue_timeout = std::chrono::milliseconds(200);
+  o.job_hook = [&](const std::string&) { blocker.hook(); };
+  TestServer server(open_store(), o);
+  TestClient first(server.url(), "logreg");
+  TestClient second(server.url(), "logreg");
+  first.upload();
+  second.upload();
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 1);
+  std::thread busy([&] { EXPECT_NO_THROW(first.predict(rows)); });
+  ASSERT_TRUE(blocker.wait_entered());
+  const auto t0 = std::chrono::steady_clock::now();
+  const HttpError e = http_error([&] { second.predict(rows); });
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(e.status(), 503);
+  EXPECT_EQ(e.error(), "overloaded");
+  EXPECT_GE(waited, std::chrono::milliseconds(190));
+  blocker.release();
+  busy.join();
+  EXPECT_EQ(server.metric("veil_fhe_jobs_rejected_total", "reason=\"queue_timeout\""), 1);
+}
+
+TEST_F(HttpServerTest, StopFinishesRunningJobsAndRefusesQueuedOnes) {
+  JobBlocker blocker;
+  HttpServerOptions o;
+  o.max_jobs = 1;
+  o.max_queue = 4;
+  o.job_hook = [&](const std::string&) { blocker.hook(); };
+  auto server = std::make_unique<TestServer>(open_store(), o);
+  TestClient first(server->url(), "logreg");
+  TestClient second(server->url(), "logreg");
+  first.upload();
+  second.upload();
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 1);
+  std::thread running([&] { expect_same(first.predict(rows), Models::get().expected("logreg", rows)); });
+  ASSERT_TRUE(blocker.wait_entered());
+  HttpError queued(0, "", "", std::nullopt);
+  std::thread waiting([&] { queued = http_error([&] { second.predict(rows); }); });
+  for (int i = 0; i < 500 && server->metric("veil_fhe_jobs_queued") < 1; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_EQ(server->metric("veil_fhe_jobs_queued"), 1);
+  server->server().stop();
+  waiting.join();
+  EXPECT_EQ(queued.status(), 503);
+  EXPECT_EQ(queued.error(), "shutting_down");
+  blocker.release();
+  running.join();
+  const int port = server->port();
+  server.reset();
+  httplib::Client after("127.0.0.1", port);
+  EXPECT_FALSE(after.Get("/healthz")) << "the server still answers after stopping";
+}
+
+TEST_F(HttpServerTest, LogsOneJsonLinePerRequestWithoutTheToken) {
+  TestServer server(open_store());
+  TestClient client(server.url(), "logreg");
+  const KeyGrant grant = client.upload();
+  client.predict(row_range(Models::get().rows(), 0, 1));
+  auto raw = server.raw();
+  raw->Get("/v1/models/nope");
+  std::vector<json> requests;
+  for (const auto& line : server.log_lines(3)) {
+    EXPECT_EQ(line.find(grant.token), std::string::npos) << "the token is in a log line: " << line;
+    json j;
+    ASSERT_NO_THROW(j = json::parse(line)) << line;
+    if (j["msg"] == "request") requests.push_back(j);
+  }
+  ASSERT_EQ(requests.size(), 3u);
+  // A line is written once its response is sent, so consecutive requests may log in either
+  // order: find each by what it was.
+  const auto find = [&](const char* field, const json& value) -> const json& {
+    for (const json& r : requests)
+      if (r.contains(field) && r[field] == value) return r;
+    ADD_FAILURE() << "no request log line with " << field << " = " << value;
+    return requests[0];
+  };
+  const json& keys = find("route", "/v1/models/{name}/keys");
+  EXPECT_EQ(keys["method"], "POST");
+  EXPECT_EQ(keys["status"], 201);
+  EXPECT_EQ(keys["key_id"], grant.key_id);
+  const json& predict = find("path", "/v1/models/logreg/predict");
+  EXPECT_EQ(predict["status"], 200);
+  EXPECT_EQ(predict["key_id"], grant.key_id);
+  EXPECT_GT(predict["bytes_in"].get<int>(), 0);
+  EXPECT_GT(predict["bytes_out"].get<int>(), 0);
+  EXPECT_GE(predict["ms"].get<double>(), 0.0);
+  EXPECT_EQ(predict["remote"], "127.0.0.1");
+  const json& missing = find("status", 404);
+  EXPECT_EQ(missing["error"], "unknown_model");
+}
+
+TEST_F(HttpServerTest, MetricsArePrometheusText) {
+  TestServer server(open_store());
+  TestClient client(server.url(), "logreg");
+  client.upload();
+  client.predict(row_range(Models::get().rows(), 0, 3));
+  auto raw = server.raw();
+  const auto r = raw->Get("/metrics");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/plain"), std::string::npos);
+  for (const char* family : {"veil_http_requests_total", "veil_http_request_duration_seconds", "veil_pbs_total",
+                             "veil_key_cache_hits_total", "veil_key_cache_misses_total", "veil_key_cache_bytes",
+                             "veil_key_store_keys", "veil_key_store_bytes", "veil_fhe_jobs_queued"})
+    EXPECT_NE(r->body.find("# TYPE " + std::string(family) + " "), std::string::npos) << family;
+  EXPECT_EQ(server.metric("veil_predicted_rows_total", "model=\"logreg\""), 3);
+  EXPECT_EQ(server.metric("veil_key_store_bytes"), static_cast<double>(client.evaluation_keys().size()));
+  EXPECT_EQ(server.wait_metric("veil_http_request_duration_seconds_count", "route=\"/v1/models/{name}/predict\"", 1), 1);
+}
+
+// The model with lookups: keys are validated in full, expanded once, cached, reloaded from
+// the store after a restart, and erased from the cache when deleted.
+TEST_F(HttpServerTest, AModelWithLookupsUsesItsKeysFromTheCacheAndAfterARestartFromTheStore) {
+  const ml::Matrix rows = row_range(Models::get().rows(), 3, 4);
+  const ml::Predictions want = Models::get().expected("stump", rows);
+  std::unique_ptr<TestClient> client;
+  {
+    TestServer server(open_store());
+    client = std::make_unique<TestClient>(server.url(), "stump");
+    // No keys, no prediction.
+    auto raw = server.raw();
+    expect_json_error(raw->Post("/v1/models/stump/predict", as_string(client->encrypt(rows)), "application/octet-stream"),
+                      401, "missing_credentials");
+    client->upload();
+    EXPECT_EQ(server.metric("veil_key_cache_entries"), 1);  // expanded at upload, kept
+    PredictInfo info;
+    expect_same(client->predict(rows, &info), want);
+    EXPECT_EQ(info.rows, 1u);
+    EXPECT_EQ(info.pbs, Models::get().dev("stump").compiled().analysis.statistics.total_pbs);
+    expect_same(client->predict(rows), want);
+    EXPECT_EQ(server.metric("veil_key_cache_hits_total"), 2);
+    EXPECT_EQ(server.metric("veil_key_load_duration_seconds_count"), 0);  // never parsed again
+    EXPECT_EQ(server.metric("veil_pbs_total", "model=\"stump\""), 2 * info.pbs);
+  }
+  TestServer restarted(open_store());
+  HttpClient http(restarted.url());
+  const KeyGrant grant = client->grant();
+  const auto out = http.predict("stump", &grant, client->encrypt(rows));
+  expect_same(client->model_client().deserialize_decrypt_dequantize(out), want);
+  EXPECT_EQ(restarted.metric("veil_key_cache_misses_total"), 1);
+  EXPECT_EQ(restarted.metric("veil_key_load_duration_seconds_count"), 1);
+  http.delete_keys(grant);
+  EXPECT_EQ(restarted.metric("veil_key_cache_entries"), 0);
+  EXPECT_EQ(http_error([&] { http.predict("stump", &grant, client->encrypt(rows)); }).error(), "unknown_key");
+}
+
+TEST_F(HttpServerTest, RefusesABadModelsDirectory) {
+  HttpServerOptions o;
+  TempDir empty;
+  o.models_dir = empty.path();
+  EXPECT_THROW(HttpServer(o, open_store()), std::runtime_error);
+  o.models_dir = empty.path() / "missing";
+  EXPECT_THROW(HttpServer(o, open_store()), std::runtime_error);
+  // One model's directory is served as that one model.
+  o.models_dir = Models::get().dir("logreg");
+  HttpServer one(o, open_store());
+  ASSERT_EQ(one.models().size(), 1u);
+  EXPECT_EQ(one.models()[0].name, "logreg");
+  o.max_jobs = 0;
+  EXPECT_THROW(HttpServer(o, open_store()), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace veil::server
