@@ -16,6 +16,12 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+void write_bytes(const std::string& path, std::span<const std::uint8_t> bytes) {
+  deploy::write_file_atomic(path, bytes, 0644);
+}
+
+}  // namespace
+
 std::string human_bytes(std::uint64_t b) {
   char buf[32];
   if (b >= (1u << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1u << 30));
@@ -24,12 +30,6 @@ std::string human_bytes(std::uint64_t b) {
   else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
   return buf;
 }
-
-void write_bytes(const std::string& path, std::span<const std::uint8_t> bytes) {
-  deploy::write_file_atomic(path, bytes, 0644);
-}
-
-}  // namespace
 
 int compile(const CompileArgs& a) {
   deploy::DevOptions o;

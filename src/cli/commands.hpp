@@ -2,6 +2,7 @@
 // status; errors are thrown and reported by main as one line.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -50,6 +51,9 @@ struct InspectArgs {
   std::optional<std::string> artifacts;
 };
 int inspect(const InspectArgs& a);
+
+// "1.50 MiB": a byte count for people.
+std::string human_bytes(std::uint64_t bytes);
 
 // Writes predictions as CSV: classifiers "label,<score per class>", regressors "value".
 std::string predictions_csv(const std::vector<long long>& labels, const std::vector<double>& values,

@@ -34,15 +34,6 @@ constexpr const char* kGrantFile = "server_key.json";
 
 double ms_since(Clock::time_point t0) { return std::chrono::duration<double, std::milli>(Clock::now() - t0).count(); }
 
-std::string human_bytes(std::uint64_t b) {
-  char buf[32];
-  if (b >= (1u << 30)) std::snprintf(buf, sizeof buf, "%.2f GiB", static_cast<double>(b) / (1u << 30));
-  else if (b >= (1u << 20)) std::snprintf(buf, sizeof buf, "%.2f MiB", static_cast<double>(b) / (1u << 20));
-  else if (b >= 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", static_cast<double>(b) / 1024);
-  else std::snprintf(buf, sizeof buf, "%llu B", static_cast<unsigned long long>(b));
-  return buf;
-}
-
 std::string fixed(double v, int digits = 1) {
   char buf[48];
   std::snprintf(buf, sizeof buf, "%.*f", digits, v);
