@@ -238,6 +238,7 @@ ModelServer ModelServer::load(const fs::path& dir_or_zip) {
   } catch (const circuit::CircuitFormatError& e) {
     fail(zip.string() + ": circuit.veil: " + e.what());
   }
+  s.executor_ = std::make_shared<const circuit::FheExecutor>(*s.compiled_);
   return s;
 }
 
@@ -251,7 +252,7 @@ std::shared_ptr<const tfhe::EvaluationKeys> ModelServer::load_evaluation_keys(st
 Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::EvaluationKeys* keys, RunStats* stats) const {
   const auto t0 = std::chrono::steady_clock::now();
   const auto rows = open_input_batch(input_batch, model_id_, compiled_->params);
-  const circuit::FheExecutor executor(*compiled_);
+  const circuit::FheExecutor& executor = *executor_;
   std::vector<std::vector<tfhe::LweCiphertextList>> out;
   out.reserve(rows.size());
   RunStats local;

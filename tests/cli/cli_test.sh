@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# End-to-end through the `veil` binary: compile -> keygen -> encrypt -> run -> decrypt for a
-# linear model and a tree ensemble (plus a network when its fixture compiles), then the error
-# paths: every bad file or argument exits non-zero with one line on stderr.
+# End-to-end through the `veil` binary: compile -> keygen -> encrypt -> run -> decrypt for one
+# model of each family (linear, tree ensemble, network), then the error paths: every bad file
+# or argument exits non-zero with one line on stderr.
 # Usage: cli_test.sh VEIL_BINARY FIXTURES_DIR
 set -uo pipefail
 veil="$1"
@@ -52,8 +52,9 @@ roundtrip() {  # name model
   done
 }
 
-roundtrip logreg "$fixtures/models/logreg_breast_cancer.json"
-roundtrip xgb "$fixtures/models/xgb_breast_cancer.json"
+roundtrip logreg "$fixtures/models/logreg_breast_cancer.json"   # linear (scikit-learn JSON)
+roundtrip xgb "$fixtures/models/xgb_breast_cancer.json"         # tree ensemble (XGBoost JSON)
+roundtrip mlp "$fixtures/models/mlp_breast_cancer.onnx"         # network (ONNX from PyTorch)
 
 # Error paths.
 refused "exists already" "$veil" compile --model "$fixtures/models/logreg_breast_cancer.json" --calibration "$work/calib.csv" --out "$work/logreg"

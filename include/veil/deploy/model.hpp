@@ -155,6 +155,7 @@ class ModelServer {
  private:
   ModelId model_id_{};
   std::shared_ptr<const circuit::CompiledCircuit> compiled_;
+  std::shared_ptr<const circuit::FheExecutor> executor_;  // lowered once; keys come per run
 };
 
 // ---- artifact files (artifacts.cpp) ----
