@@ -371,3 +371,29 @@ TEST_F(FheExecutorErrors, ConcurrentRunsShareOneExecutor) {
 
 }  // namespace
 }  // namespace veil::circuit
+
+namespace veil::circuit {
+namespace {
+
+TEST(FheExecutor, OutputsKeyswitchedToTheSmallKeyDecryptAlike) {
+  CircuitBuilder b;
+  const Value x = b.input({5}, 4, true, "x");
+  b.output(b.lookup(b.mul(x, 3), [](std::int64_t v) { return v / 3 - 1; }, "f"), "y");
+  const Circuit c = std::move(b).build();
+  const CompiledCircuit cc = compile_toy(c);
+  const Keys& keys = toy_keys(cc.analysis.statistics.max_lookup_precision);
+  const FheExecutor executor(cc, &keys.evaluation);
+  const std::vector<Tensor> in = {Tensor::vector({-8, -3, 0, 5, 7})};
+  std::vector<EncryptedTensor> out = executor.run(expand_inputs(cc, encrypt_inputs(cc, keys.secret, in)));
+  tfhe::LweCiphertextList small(cc.params.lwe_dimension, out[0].ciphertexts.count());
+  std::vector<std::int64_t> digits;
+  for (std::size_t e = 0; e < small.count(); ++e) tfhe::keyswitch(keys.evaluation.ksk, out[0].ciphertexts[e], small[e], digits);
+  const std::vector<EncryptedTensor> switched = {EncryptedTensor{out[0].shape, small}};
+  EXPECT_EQ(decrypt_outputs(cc, keys.secret, switched), run_clear(c, in));
+  // Any other dimension is refused.
+  const std::vector<EncryptedTensor> wrong = {EncryptedTensor{out[0].shape, tfhe::LweCiphertextList(tfhe::LweDimension(7), 5)}};
+  EXPECT_THROW(decrypt_outputs(cc, keys.secret, wrong), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace veil::circuit

@@ -74,8 +74,8 @@ std::vector<tfhe::SeededLweCiphertextList> encrypt_inputs(const CompiledCircuit&
 // circuit's inputs, throwing std::invalid_argument naming the input).
 std::vector<EncryptedTensor> expand_inputs(const CompiledCircuit& circuit,
                                            const std::vector<tfhe::SeededLweCiphertextList>& inputs);
-// Decrypts and decodes one tensor per output. Throws std::invalid_argument on a count,
-// shape or dimension mismatch.
+// Decrypts and decodes one tensor per output, under the big key or (dimension n) keyswitched
+// to the small key. Throws std::invalid_argument on a count, shape or dimension mismatch.
 std::vector<Tensor> decrypt_outputs(const CompiledCircuit& circuit, const tfhe::SecretKeys& keys,
                                     const std::vector<EncryptedTensor>& outputs);
 
