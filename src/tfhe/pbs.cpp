@@ -1,6 +1,7 @@
 #include "veil/tfhe/pbs.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <stdexcept>
 #include <string>
@@ -98,6 +99,95 @@ std::size_t centered_modulus_switch(std::span<const Torus> in, std::size_t log2_
   return modulus_switch(in[n] + half_error_sum, log2_2n);
 }
 
+namespace {
+
+// Ciphertexts a batch worker carries through one pass over the keys. Each GGSW of the
+// bootstrap key (73 KB for the 4-bit set) and each keyswitch-key row stays in cache while it
+// serves the whole group, so the ~60 MB bootstrap key and ~33 MB keyswitch key are streamed
+// from memory once per group instead of once per ciphertext.
+constexpr std::size_t kBatchGroup = 4;
+
+// out[g] = keyswitch of in[g] for g < count (<= kBatchGroup), one pass over the key.
+// Accumulates the top 32 bits: the low 32 bits of a 64-bit accumulator of 32x32-bit products
+// (vpmuludq) are exactly the wrapping 32-bit sum; the key streams at 4 bytes a word.
+// REQUIRES: sizes checked by the caller.
+void keyswitch_each(const TruncatedKeyswitchKey& ksk, std::size_t count, const std::span<const Torus>* in,
+                    const std::span<Torus>* out, std::vector<std::int64_t>* const* digits) {
+  const KeyswitchKeyShape& shape = ksk.shape();
+  const std::size_t n_in = shape.input_lwe_dimension.value;
+  const std::size_t w = lwe_size(shape.output_lwe_dimension);
+  const std::size_t l = shape.level_count.value;
+  const Decomposer decomposer(shape.base_log, shape.level_count);
+  for (std::size_t g = 0; g < count; ++g) {
+    digits[g]->resize(l);
+    std::fill(out[g].begin(), out[g].end(), Torus{0});
+  }
+  const std::uint32_t* key = ksk.data();
+  for (std::size_t i = 0; i < n_in; ++i) {
+    for (std::size_t g = 0; g < count; ++g) decomposer.decompose(in[g][i], digits[g]->data());
+    for (std::size_t j = 0; j < l; ++j) {
+      const std::uint32_t* __restrict row = key + (i * l + j) * w;
+      for (std::size_t g = 0; g < count; ++g) {
+        const Torus d = static_cast<std::uint32_t>((*digits[g])[j]);
+        if (d == 0) continue;
+        Torus* __restrict acc = out[g].data();
+        for (std::size_t t = 0; t < w; ++t) acc[t] -= d * static_cast<Torus>(row[t]);
+      }
+    }
+  }
+  for (std::size_t g = 0; g < count; ++g) {
+    Torus* acc = out[g].data();
+    for (std::size_t t = 0; t < w; ++t) acc[t] <<= 32;
+    acc[w - 1] += in[g][n_in];
+  }
+}
+
+// Blind rotation of in[g] through tables[g] into scratch[g].accumulator for g < count
+// (<= kBatchGroup), one pass over the bootstrap key: each GGSW serves every ciphertext of the
+// group while it is in cache. Per ciphertext, the arithmetic and its order are those of a
+// one-ciphertext rotation: grouping changes no result.
+void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const std::span<const Torus>* in,
+                       const LookupTable* const* tables, PbsScratch* const* scratch) {
+  const BootstrapKeyShape& shape = bsk.shape();
+  const std::size_t n = shape.input_lwe_dimension.value;
+  const std::size_t nn = shape.ggsw.polynomial_size.value;
+  const std::size_t k = shape.ggsw.glwe_dimension.value;
+  const std::size_t log2_2n = static_cast<std::size_t>(std::countr_zero(nn)) + 1;
+  const std::size_t two_n = 2 * nn;
+  for (std::size_t g = 0; g < count; ++g) {
+    if (in[g].size() != n + 1)
+      throw std::invalid_argument("blind_rotate: ciphertext of " + std::to_string(in[g].size()) +
+                                  " words, the bootstrap key expects " + std::to_string(n + 1));
+    if (tables[g]->polynomial().size() != nn)
+      throw std::invalid_argument("blind_rotate: table of " + std::to_string(tables[g]->polynomial().size()) +
+                                  " coefficients for N = " + std::to_string(nn));
+    Torus* acc = scratch[g]->accumulator.data();
+    std::fill(acc, acc + k * nn, Torus{0});
+    const std::size_t b = centered_modulus_switch(in[g], log2_2n, scratch[g]->switched_mask);
+    multiply_by_monomial(tables[g]->polynomial(), (two_n - b) % two_n, std::span<Torus>(acc + k * nn, nn));
+  }
+  ExternalProductScratch& ep = scratch[0]->external_product;
+  for (std::size_t i = 0; i < n; ++i) {
+    const double* ggsw = bsk.spectrum(i, 0, 0);
+    const double* next = i + 1 < n ? bsk.spectrum(i + 1, 0, 0) : nullptr;
+    bool prefetched = false;
+    for (std::size_t g = 0; g < count; ++g) {
+      const std::size_t a = scratch[g]->switched_mask[i];
+      if (a == 0) continue;  // X^0 * ACC - ACC = 0: nothing to add
+      Torus* acc = scratch[g]->accumulator.data();
+      Torus* diff = scratch[g]->difference.data();
+      for (std::size_t c = 0; c <= k; ++c)
+        multiply_by_monomial_minus_one(std::span<const Torus>(acc + c * nn, nn), a, std::span<Torus>(diff + c * nn, nn));
+      // The first product of the group pulls the next GGSW into the cache meanwhile.
+      external_product_add(shape.ggsw, ggsw, std::span<const Torus>(diff, (k + 1) * nn),
+                           std::span<Torus>(acc, (k + 1) * nn), ep, prefetched ? nullptr : next);
+      prefetched = true;
+    }
+  }
+}
+
+}  // namespace
+
 void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
                std::vector<std::int64_t>& digits) {
   const KeyswitchKeyShape& shape = ksk.shape();
@@ -107,59 +197,15 @@ void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std:
     throw std::invalid_argument("keyswitch: input of " + std::to_string(in.size()) + " words, output of " +
                                 std::to_string(out.size()) + ", key maps " + std::to_string(n_in + 1) + " to " +
                                 std::to_string(w));
-  const Decomposer decomposer(shape.base_log, shape.level_count);
-  const std::size_t l = shape.level_count.value;
-  digits.resize(l);
-  // Accumulate the top 32 bits: the low 32 bits of a 64-bit accumulator of 32x32-bit
-  // products (vpmuludq) are exactly the wrapping 32-bit sum; the key streams at 4 bytes a word.
-  Torus* __restrict acc = out.data();
-  for (std::size_t t = 0; t < w; ++t) acc[t] = 0;
-  const std::uint32_t* key = ksk.data();
-  for (std::size_t i = 0; i < n_in; ++i) {
-    decomposer.decompose(in[i], digits.data());
-    for (std::size_t j = 0; j < l; ++j) {
-      const Torus d = static_cast<std::uint32_t>(digits[j]);
-      if (d == 0) continue;
-      const std::uint32_t* __restrict row = key + (i * l + j) * w;
-      for (std::size_t t = 0; t < w; ++t) acc[t] -= d * static_cast<Torus>(row[t]);
-    }
-  }
-  for (std::size_t t = 0; t < w; ++t) acc[t] <<= 32;
-  acc[w - 1] += in[n_in];
+  std::vector<std::int64_t>* d = &digits;
+  keyswitch_each(ksk, 1, &in, &out, &d);
 }
 
 void blind_rotate(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,
                   PbsScratch& scratch) {
-  const BootstrapKeyShape& shape = bsk.shape();
-  const std::size_t n = shape.input_lwe_dimension.value;
-  const std::size_t nn = shape.ggsw.polynomial_size.value;
-  const std::size_t k = shape.ggsw.glwe_dimension.value;
-  if (in.size() != n + 1)
-    throw std::invalid_argument("blind_rotate: ciphertext of " + std::to_string(in.size()) +
-                                " words, the bootstrap key expects " + std::to_string(n + 1));
-  if (table.polynomial().size() != nn)
-    throw std::invalid_argument("blind_rotate: table of " + std::to_string(table.polynomial().size()) +
-                                " coefficients for N = " + std::to_string(nn));
-  const std::size_t log2_2n = static_cast<std::size_t>(std::countr_zero(nn)) + 1;
-  const std::size_t two_n = 2 * nn;
-  Torus* acc = scratch.accumulator.data();
-  Torus* diff = scratch.difference.data();
-  std::fill(acc, acc + k * nn, Torus{0});
-  std::size_t* switched = scratch.switched_mask.data();
-  const std::size_t b = centered_modulus_switch(in, log2_2n, scratch.switched_mask);
-  multiply_by_monomial(table.polynomial(), (two_n - b) % two_n, std::span<Torus>(acc + k * nn, nn));
-  const std::span<Torus> acc_out(acc, (k + 1) * nn);
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t a = switched[i];
-    if (a == 0) continue;  // X^0 * ACC - ACC = 0: nothing to add
-    for (std::size_t c = 0; c <= k; ++c)
-      multiply_by_monomial_minus_one(std::span<const Torus>(acc + c * nn, nn), a, std::span<Torus>(diff + c * nn, nn));
-    // Prefetch the next GGSW that will be used (skipping those whose a~ is 0).
-    std::size_t next = i + 1;
-    while (next < n && switched[next] == 0) ++next;
-    external_product_add(shape.ggsw, bsk.spectrum(i, 0, 0), std::span<const Torus>(diff, (k + 1) * nn), acc_out,
-                         scratch.external_product, next < n ? bsk.spectrum(next, 0, 0) : nullptr);
-  }
+  const LookupTable* t = &table;
+  PbsScratch* sc = &scratch;
+  blind_rotate_each(bsk, 1, &in, &t, &sc);
 }
 
 void programmable_bootstrap(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,
@@ -173,90 +219,6 @@ void keyswitch_programmable_bootstrap(const EvaluationKeys& keys, std::span<cons
   keyswitch(keys.ksk, in, scratch.small, scratch.ks_digits);
   programmable_bootstrap(keys.bsk, scratch.small, table, out, scratch);
 }
-
-namespace {
-
-// Ciphertexts a batch worker carries through one pass over the keys. Each GGSW of the
-// bootstrap key (73 KB for the 4-bit set) and each keyswitch-key row stays in cache while it
-// serves the whole group, so the ~60 MB bootstrap key and ~33 MB keyswitch key are streamed
-// from memory once per group instead of once per ciphertext.
-constexpr std::size_t kBatchGroup = 4;
-
-// Keyswitch of in[first .. first+count) into scratch[g].small, one pass over the key.
-void keyswitch_group(const TruncatedKeyswitchKey& ksk, const LweCiphertextList& in, std::size_t first,
-                     std::size_t count, std::span<PbsScratch> scratch) {
-  const KeyswitchKeyShape& shape = ksk.shape();
-  const std::size_t n_in = shape.input_lwe_dimension.value;
-  const std::size_t w = lwe_size(shape.output_lwe_dimension);
-  const std::size_t l = shape.level_count.value;
-  const Decomposer decomposer(shape.base_log, shape.level_count);
-  for (std::size_t g = 0; g < count; ++g) {
-    scratch[g].ks_digits.resize(l);
-    std::fill(scratch[g].small.begin(), scratch[g].small.end(), Torus{0});
-  }
-  const std::uint32_t* key = ksk.data();
-  for (std::size_t i = 0; i < n_in; ++i) {
-    for (std::size_t g = 0; g < count; ++g) decomposer.decompose(in[first + g][i], scratch[g].ks_digits.data());
-    for (std::size_t j = 0; j < l; ++j) {
-      const std::uint32_t* __restrict row = key + (i * l + j) * w;
-      for (std::size_t g = 0; g < count; ++g) {
-        const Torus d = static_cast<std::uint32_t>(scratch[g].ks_digits[j]);
-        if (d == 0) continue;
-        Torus* __restrict acc = scratch[g].small.data();
-        for (std::size_t t = 0; t < w; ++t) acc[t] -= d * static_cast<Torus>(row[t]);
-      }
-    }
-  }
-  for (std::size_t g = 0; g < count; ++g) {
-    Torus* acc = scratch[g].small.data();
-    for (std::size_t t = 0; t < w; ++t) acc[t] <<= 32;
-    acc[w - 1] += in[first + g][n_in];
-  }
-}
-
-// Blind rotation of scratch[g].small for every g, one pass over the bootstrap key; then sample
-// extraction into out[first + g]. Same arithmetic, in the same order per ciphertext, as
-// blind_rotate: the results are identical to the one-at-a-time path.
-void blind_rotate_group(const FourierBootstrapKey& bsk, std::span<const LookupTable* const> tables, std::size_t first,
-                        std::size_t count, std::span<PbsScratch> scratch, LweCiphertextList& out) {
-  const BootstrapKeyShape& shape = bsk.shape();
-  const std::size_t n = shape.input_lwe_dimension.value;
-  const std::size_t nn = shape.ggsw.polynomial_size.value;
-  const std::size_t k = shape.ggsw.glwe_dimension.value;
-  const std::size_t log2_2n = static_cast<std::size_t>(std::countr_zero(nn)) + 1;
-  const std::size_t two_n = 2 * nn;
-  for (std::size_t g = 0; g < count; ++g) {
-    const LookupTable& table = *tables[tables.size() == 1 ? 0 : first + g];
-    if (table.polynomial().size() != nn)
-      throw std::invalid_argument("blind_rotate: table of " + std::to_string(table.polynomial().size()) +
-                                  " coefficients for N = " + std::to_string(nn));
-    Torus* acc = scratch[g].accumulator.data();
-    std::fill(acc, acc + k * nn, Torus{0});
-    const std::size_t b = centered_modulus_switch(scratch[g].small, log2_2n, scratch[g].switched_mask);
-    multiply_by_monomial(table.polynomial(), (two_n - b) % two_n, std::span<Torus>(acc + k * nn, nn));
-  }
-  ExternalProductScratch& ep = scratch[0].external_product;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double* ggsw = bsk.spectrum(i, 0, 0);
-    const double* next = i + 1 < n ? bsk.spectrum(i + 1, 0, 0) : nullptr;
-    bool prefetched = false;
-    for (std::size_t g = 0; g < count; ++g) {
-      const std::size_t a = scratch[g].switched_mask[i];
-      if (a == 0) continue;
-      Torus* acc = scratch[g].accumulator.data();
-      Torus* diff = scratch[g].difference.data();
-      for (std::size_t c = 0; c <= k; ++c)
-        multiply_by_monomial_minus_one(std::span<const Torus>(acc + c * nn, nn), a, std::span<Torus>(diff + c * nn, nn));
-      external_product_add(shape.ggsw, ggsw, std::span<const Torus>(diff, (k + 1) * nn),
-                           std::span<Torus>(acc, (k + 1) * nn), ep, prefetched ? nullptr : next);
-      prefetched = true;
-    }
-  }
-  for (std::size_t g = 0; g < count; ++g)
-    sample_extract(scratch[g].accumulator, shape.ggsw.glwe_dimension, shape.ggsw.polynomial_size, out[first + g]);
-}
-
-}  // namespace
 
 void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const LweCiphertextList& in,
                                             std::span<const LookupTable* const> tables, LweCiphertextList& out,
@@ -282,11 +244,27 @@ void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const Lw
     s.reserve(group);
     for (std::size_t g = 0; g < group; ++g) s.emplace_back(keys.params);
   }
-  // `out` may be `in`: every group reads its inputs (keyswitch) before writing its outputs.
   parallel_for(count, threads, group, [&](std::size_t begin, std::size_t end, unsigned worker) {
-    std::span<PbsScratch> mine(scratch[worker]);
-    keyswitch_group(keys.ksk, in, begin, end - begin, mine);
-    blind_rotate_group(keys.bsk, tables, begin, end - begin, mine, out);
+    const std::size_t n = end - begin;
+    std::array<std::span<const Torus>, kBatchGroup> big_in, small_in;
+    std::array<std::span<Torus>, kBatchGroup> small_out;
+    std::array<std::vector<std::int64_t>*, kBatchGroup> digits;
+    std::array<const LookupTable*, kBatchGroup> group_tables;
+    std::array<PbsScratch*, kBatchGroup> group_scratch;
+    for (std::size_t g = 0; g < n; ++g) {
+      PbsScratch& sc = scratch[worker][g];
+      big_in[g] = in[begin + g];
+      small_out[g] = sc.small;
+      small_in[g] = sc.small;
+      digits[g] = &sc.ks_digits;
+      group_tables[g] = tables[tables.size() == 1 ? 0 : begin + g];
+      group_scratch[g] = &sc;
+    }
+    // `out` may be `in`: the group's inputs are all read (keyswitch) before any output is written.
+    keyswitch_each(keys.ksk, n, big_in.data(), small_out.data(), digits.data());
+    blind_rotate_each(keys.bsk, n, small_in.data(), group_tables.data(), group_scratch.data());
+    for (std::size_t g = 0; g < n; ++g)
+      sample_extract(scratch[worker][g].accumulator, keys.params.glwe_dimension, keys.params.polynomial_size, out[begin + g]);
   });
 }
 
