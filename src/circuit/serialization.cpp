@@ -1,14 +1,13 @@
 // Circuit frames (serialization.hpp; docs/formats/circuit.md).
 #include "veil/circuit/serialization.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <array>
 #include <cstring>
 #include <string>
 
 #include "veil/tfhe/serialization.hpp"
+#include "veil/tfhe/sha256.hpp"
 
 namespace veil::circuit {
 namespace {
@@ -19,14 +18,6 @@ constexpr std::uint16_t kTypeCircuit = 1;
 constexpr std::uint16_t kTypeCompiled = 2;
 
 [[noreturn]] void fail(const std::string& what) { throw CircuitFormatError("circuit file: " + what); }
-
-std::array<std::uint8_t, 32> sha256(std::span<const std::uint8_t> data) {
-  std::array<std::uint8_t, 32> out{};
-  unsigned len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 || len != 32)
-    throw std::runtime_error("circuit file: SHA-256 failed");
-  return out;
-}
 
 class Writer {
  public:
@@ -225,7 +216,7 @@ std::vector<std::uint8_t> frame(std::uint16_t type, std::uint64_t parameter_id, 
   put(12, type, 2);
   put(16, parameter_id, 8);
   put(24, payload.size(), 8);
-  const auto sum = sha256(payload);
+  const auto sum = tfhe::sha256(payload);
   std::copy(sum.begin(), sum.begin() + 16, out.begin() + 32);
   out.insert(out.end(), payload.begin(), payload.end());
   return out;
@@ -263,7 +254,7 @@ Opened open(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes, std::u
     fail("header announces a payload of " + std::to_string(length) + " bytes, " +
          std::to_string(bytes.size() - kHeaderBytes) + " are present");
   const std::span<const std::uint8_t> payload = bytes.subspan(kHeaderBytes);
-  const auto sum = sha256(payload);
+  const auto sum = tfhe::sha256(payload);
   if (!std::equal(sum.begin(), sum.begin() + 16, bytes.begin() + 32)) fail("checksum mismatch: the file is corrupted");
   return {get(16, 8), payload};
 }

@@ -1,12 +1,11 @@
 // Envelopes (envelope.hpp; docs/formats/deploy.md).
 #include "veil/deploy/envelope.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cstring>
 
 #include "veil/tfhe/serialization.hpp"
+#include "veil/tfhe/sha256.hpp"
 
 namespace veil::deploy {
 namespace {
@@ -16,14 +15,6 @@ constexpr std::size_t kHeaderBytes = 64;
 // Rows and tensors per row of one batch: bounds what a count field can make us allocate.
 constexpr std::uint32_t kMaxRows = 1u << 20;
 constexpr std::uint32_t kMaxTensorsPerRow = 1u << 10;
-
-std::array<std::uint8_t, 32> sha256(std::span<const std::uint8_t> data) {
-  std::array<std::uint8_t, 32> out{};
-  unsigned len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 || len != 32)
-    throw std::runtime_error("envelope: SHA-256 failed");
-  return out;
-}
 
 void put(Bytes& out, std::uint64_t v, int n) {
   for (int i = 0; i < n; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
@@ -49,7 +40,7 @@ Bytes seal(EnvelopeKind kind, const ModelId& model, const Bytes& payload) {
   put(out, 0, 2);
   out.insert(out.end(), model.begin(), model.end());
   put(out, payload.size(), 8);
-  const auto sum = sha256(payload);
+  const auto sum = tfhe::sha256(payload);
   out.insert(out.end(), sum.begin(), sum.begin() + 16);
   put(out, 0, 8);
   out.insert(out.end(), payload.begin(), payload.end());
@@ -87,7 +78,7 @@ std::span<const std::uint8_t> open(std::span<const std::uint8_t> bytes, std::uin
     fail(what, "header announces a payload of " + std::to_string(info.payload_bytes) + " bytes, " +
                    std::to_string(bytes.size() - kHeaderBytes) + " are present (truncated or padded)");
   const auto payload = bytes.subspan(kHeaderBytes);
-  const auto sum = sha256(payload);
+  const auto sum = tfhe::sha256(payload);
   if (!std::equal(sum.begin(), sum.begin() + 16, bytes.begin() + 40)) fail(what, "checksum mismatch: the file is corrupted");
   if (model && info.model_id != *model)
     fail(what, "belongs to model " + model_id_hex(info.model_id) + ", this is model " + model_id_hex(*model) +

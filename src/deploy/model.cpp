@@ -1,5 +1,4 @@
 // ModelDev, ModelClient, ModelServer (model.hpp).
-#include <openssl/evp.h>
 #include <sys/stat.h>
 
 #include <chrono>
@@ -11,6 +10,7 @@
 #include "veil/tfhe/parallel.hpp"
 #include "veil/tfhe/pbs.hpp"
 #include "veil/tfhe/serialization.hpp"
+#include "veil/tfhe/sha256.hpp"
 
 namespace veil::deploy {
 namespace {
@@ -24,15 +24,8 @@ constexpr std::uint64_t kMaxCircuitBytes = std::uint64_t{1} << 30;
 [[noreturn]] void fail(const std::string& what) { throw DeployError(what); }
 
 ModelId derive_model_id(const Bytes& circuit_bytes, const std::string& processing_text) {
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  std::array<std::uint8_t, 32> digest{};
-  unsigned len = 0;
-  const bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1 &&
-                  EVP_DigestUpdate(ctx, circuit_bytes.data(), circuit_bytes.size()) == 1 &&
-                  EVP_DigestUpdate(ctx, processing_text.data(), processing_text.size()) == 1 &&
-                  EVP_DigestFinal_ex(ctx, digest.data(), &len) == 1;
-  EVP_MD_CTX_free(ctx);
-  if (!ok) throw std::runtime_error("model id: SHA-256 failed");
+  const tfhe::Sha256Digest digest =
+      tfhe::sha256({circuit_bytes, std::span(reinterpret_cast<const std::uint8_t*>(processing_text.data()), processing_text.size())});
   ModelId id{};
   std::copy(digest.begin(), digest.begin() + 16, id.begin());
   return id;

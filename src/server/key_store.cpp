@@ -2,23 +2,18 @@
 // redaction, option checks, and the checks on what get() reassembles.
 #include "veil/server/key_store.hpp"
 
-#include <openssl/evp.h>
 
 #include <algorithm>
 #include <cctype>
 
 #include "key_store_internal.hpp"
+#include "veil/tfhe/sha256.hpp"
 
 namespace veil::server {
 
 Sha256 sha256(const void* data, std::size_t size) {
-  Sha256 out{};
-  unsigned int len = 0;
-  static const std::uint8_t kEmpty = 0;
-  if (data == nullptr) data = &kEmpty;  // an empty span may have no pointer
-  if (EVP_Digest(data, size, out.data(), &len, EVP_sha256(), nullptr) != 1 || len != out.size())
-    throw std::runtime_error("SHA-256 failed");
-  return out;
+  // An empty span may have no pointer.
+  return tfhe::sha256(size == 0 ? std::span<const std::uint8_t>{} : std::span(static_cast<const std::uint8_t*>(data), size));
 }
 
 Sha256 sha256(std::span<const std::uint8_t> bytes) { return sha256(bytes.data(), bytes.size()); }

@@ -10,7 +10,8 @@
 // Thread safety: pure functions.
 #include "veil/tfhe/serialization.hpp"
 
-#include <openssl/evp.h>
+#include "veil/tfhe/sha256.hpp"
+
 
 #include <algorithm>
 #include <array>
@@ -88,11 +89,7 @@ std::uint64_t checked_add(ObjectType type, std::uint64_t a, std::uint64_t b) {
 
 // The first 16 bytes of SHA-256: corruption detection, not authentication.
 std::array<std::uint8_t, kChecksumBytes> checksum(std::span<const std::uint8_t> payload) {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int digest_len = 0;
-  if (EVP_Digest(payload.data(), payload.size(), digest.data(), &digest_len, EVP_sha256(), nullptr) != 1 ||
-      digest_len < kChecksumBytes)
-    throw std::runtime_error("serialization: SHA-256 (OpenSSL EVP_Digest) failed");
+  const Sha256Digest digest = sha256(payload);
   std::array<std::uint8_t, kChecksumBytes> out{};
   std::copy_n(digest.begin(), kChecksumBytes, out.begin());
   return out;

@@ -1,0 +1,24 @@
+#include "veil/tfhe/sha256.hpp"
+
+#include <openssl/evp.h>
+
+#include <memory>
+#include <stdexcept>
+
+namespace veil::tfhe {
+
+Sha256Digest sha256(std::initializer_list<std::span<const std::uint8_t>> pieces) {
+  const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  Sha256Digest out{};
+  unsigned len = 0;
+  bool ok = ctx && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1;
+  for (const auto& piece : pieces)
+    ok = ok && (piece.empty() || EVP_DigestUpdate(ctx.get(), piece.data(), piece.size()) == 1);
+  ok = ok && EVP_DigestFinal_ex(ctx.get(), out.data(), &len) == 1 && len == out.size();
+  if (!ok) throw std::runtime_error("SHA-256 (OpenSSL EVP) failed");
+  return out;
+}
+
+Sha256Digest sha256(std::span<const std::uint8_t> data) { return sha256({data}); }
+
+}  // namespace veil::tfhe
