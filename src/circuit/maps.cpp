@@ -29,6 +29,26 @@ std::int64_t broadcast_source(const Shape& from, const Shape& to, std::int64_t e
   return src;
 }
 
+namespace {
+
+// element[e] = sum over axes of base[i] + coord_i(e) * step[i], for every element e of `shape`
+// (row-major): the source offsets of a transpose or a slice.
+void strided_sources(const Shape& shape, const std::vector<std::int64_t>& base, const std::vector<std::int64_t>& step,
+                     std::vector<std::int64_t>& element) {
+  std::int64_t offset0 = 0;
+  for (std::int64_t b : base) offset0 += b;
+  for (std::size_t e = 0; e < element.size(); ++e) {
+    std::int64_t rem = static_cast<std::int64_t>(e), src = offset0;
+    for (std::size_t i = shape.size(); i-- > 0;) {
+      src += (rem % shape[i]) * step[i];
+      rem /= shape[i];
+    }
+    element[e] = src;
+  }
+}
+
+}  // namespace
+
 GatherMap gather_map(const Circuit& c, std::uint32_t id) {
   const Node& n = c.nodes[id];
   const std::int64_t count = element_count(n.shape);
@@ -44,31 +64,23 @@ GatherMap gather_map(const Circuit& c, std::uint32_t id) {
       for (std::int64_t e = 0; e < count; ++e) m.element[static_cast<std::size_t>(e)] = broadcast_source(x, n.shape, e);
       break;
     case OpKind::kTranspose: {
+      // Output axis i reads input axis perm[i].
       const auto xs = strides_of(x);
-      const std::size_t r = n.shape.size();
-      for (std::int64_t e = 0; e < count; ++e) {
-        std::int64_t rem = e, src = 0;
-        for (std::size_t i = r; i-- > 0;) {
-          const std::int64_t coord = rem % n.shape[i];
-          rem /= n.shape[i];
-          src += coord * xs[static_cast<std::size_t>(n.attributes[i])];
-        }
-        m.element[static_cast<std::size_t>(e)] = src;
-      }
+      std::vector<std::int64_t> base(n.shape.size(), 0), step(n.shape.size());
+      for (std::size_t i = 0; i < n.shape.size(); ++i) step[i] = xs[static_cast<std::size_t>(n.attributes[i])];
+      strided_sources(n.shape, base, step, m.element);
       break;
     }
     case OpKind::kSlice: {
+      // Output axis i reads input axis i from starts[i] in steps of steps[i].
       const auto xs = strides_of(x);
       const std::size_t r = n.shape.size();
-      for (std::int64_t e = 0; e < count; ++e) {
-        std::int64_t rem = e, src = 0;
-        for (std::size_t i = r; i-- > 0;) {
-          const std::int64_t coord = rem % n.shape[i];
-          rem /= n.shape[i];
-          src += (n.attributes[i] + coord * n.attributes[2 * r + i]) * xs[i];
-        }
-        m.element[static_cast<std::size_t>(e)] = src;
+      std::vector<std::int64_t> base(r), step(r);
+      for (std::size_t i = 0; i < r; ++i) {
+        base[i] = n.attributes[i] * xs[i];
+        step[i] = n.attributes[2 * r + i] * xs[i];
       }
+      strided_sources(n.shape, base, step, m.element);
       break;
     }
     case OpKind::kConcat: {
