@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 
 #include "lowering.hpp"
 
@@ -38,6 +39,62 @@ void collect_leaves(const DecisionTree& t, std::size_t i, std::vector<PathStep>&
   path.back().left = false;
   collect_leaves(t, static_cast<std::size_t>(t.right[i]), path, leaves);
   path.pop_back();
+}
+
+// The leaves under `root`, reached through the ancestor steps `path`, read by one lookup:
+//   v = 2^m (s + R) + sum_j 2^j c_j
+// where c_j is the comparison bit of the j-th non-constant internal node of the subtree
+// (preorder), s the sum over the path's non-constant comparisons of +c (left turns) and -c
+// (right turns), L and R their numbers of left and right turns. Every step is taken exactly
+// when s == L, and v lies in [0, span - 1] with span = 2^m (L + R + 1).
+struct LeafGroup {
+  std::size_t tree = 0;
+  std::size_t root = 0;
+  std::vector<PathStep> path;
+  std::vector<std::size_t> bit_nodes;
+  std::int64_t left_turns = 0, right_turns = 0;
+  std::int64_t span() const { return (left_turns + right_turns + 1) << bit_nodes.size(); }
+};
+
+unsigned bits_for(std::int64_t count) {
+  unsigned b = 0;
+  while ((std::int64_t{1} << b) < count) ++b;
+  return b;
+}
+
+// node_comp: per node, the comparison index, or -1 / -2 for a constant right / left turn.
+void subtree_bit_nodes(const DecisionTree& t, const std::vector<std::int64_t>& node_comp, std::size_t i,
+                       std::vector<std::size_t>& out) {
+  if (t.is_leaf(i)) return;
+  if (node_comp[i] >= 0) out.push_back(i);
+  if (node_comp[i] != -1) subtree_bit_nodes(t, node_comp, static_cast<std::size_t>(t.left[i]), out);
+  if (node_comp[i] != -2) subtree_bit_nodes(t, node_comp, static_cast<std::size_t>(t.right[i]), out);
+}
+
+// Splits the reachable leaves under node i into groups whose lookups read at most `budget`
+// bits, largest subtrees first; a leaf is a group whatever its width, and budget 0 makes
+// every leaf its own group.
+void form_groups(const DecisionTree& t, std::size_t tree, const std::vector<std::int64_t>& node_comp, std::size_t i,
+                 std::vector<PathStep>& path, std::int64_t left_turns, std::int64_t right_turns, unsigned budget,
+                 std::vector<LeafGroup>& out) {
+  LeafGroup g{tree, i, path, {}, left_turns, right_turns};
+  subtree_bit_nodes(t, node_comp, i, g.bit_nodes);
+  if (t.is_leaf(i) || (budget > 0 && bits_for(g.span()) <= budget)) {
+    out.push_back(std::move(g));
+    return;
+  }
+  const std::int64_t ci = node_comp[i];
+  const std::int64_t dynamic = ci >= 0 ? 1 : 0;
+  if (ci != -1) {  // the left branch is reachable
+    path.push_back({i, true});
+    form_groups(t, tree, node_comp, static_cast<std::size_t>(t.left[i]), path, left_turns + dynamic, right_turns, budget, out);
+    path.pop_back();
+  }
+  if (ci != -2) {
+    path.push_back({i, false});
+    form_groups(t, tree, node_comp, static_cast<std::size_t>(t.right[i]), path, left_turns, right_turns + dynamic, budget, out);
+    path.pop_back();
+  }
 }
 
 }  // namespace
@@ -109,34 +166,19 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
   if (comps.empty()) comps.push_back({0, std::vector<std::int64_t>(static_cast<std::size_t>(codes), 0)});
   const std::size_t u_count = comps.size();
 
-  // Leaves: path coefficients and targets.
+  // Leaves, each with its quantized values.
   const std::size_t vpl = ens.values_per_leaf();
   struct Leaf {
     std::size_t tree;
-    std::int64_t target;
     std::vector<double> value;
   };
   std::vector<Leaf> leaves;
-  std::vector<std::vector<std::int64_t>> leaf_coef;
   for (std::size_t t = 0; t < ens.trees.size(); ++t) {
     std::vector<PathStep> path;
     std::vector<std::pair<std::size_t, std::vector<PathStep>>> found;
     collect_leaves(ens.trees[t], 0, path, found);
-    for (const auto& [leaf, steps] : found) {
-      std::vector<std::int64_t> coef(u_count, 0);
-      std::int64_t target = 0;
-      for (const auto& s : steps) {
-        const std::int64_t sign = s.left ? 1 : -1;
-        if (s.left) ++target;
-        const std::int64_t ci = node_comp[t][s.node];
-        if (ci >= 0) coef[static_cast<std::size_t>(ci)] += sign;
-        else target -= sign * (ci == -2 ? 1 : 0);
-      }
-      leaves.push_back({t, target, ens.trees[t].value[leaf]});
-      leaf_coef.push_back(std::move(coef));
-    }
+    for (const auto& [leaf, steps] : found) leaves.push_back({t, ens.trees[t].value[leaf]});
   }
-  const std::size_t n_leaves = leaves.size();
 
   // Leaf values: one scale for the ensemble.
   double vmin = 0, vmax = 0;
@@ -158,6 +200,20 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
   TreeLeafMode mode = options.tree_leaf_mode;
   if (mode == TreeLeafMode::kAuto) mode = vpl <= 4 ? TreeLeafMode::kValueLookup : TreeLeafMode::kIndicator;
 
+  // Leaf groups, one lookup each (per value). Value lookups merge the leaves of a subtree
+  // while the lookup's input stays within the group budget; indicators need one per leaf.
+  const unsigned budget = mode == TreeLeafMode::kValueLookup
+                              ? (options.tree_group_bits ? options.tree_group_bits : bits)
+                              : 0;
+  std::vector<LeafGroup> groups;
+  for (std::size_t t = 0; t < n_trees; ++t) {
+    std::vector<PathStep> path;
+    form_groups(ens.trees[t], t, node_comp[t], 0, path, 0, 0, budget, groups);
+  }
+  const std::size_t n_groups = groups.size();
+  std::int64_t group_span = 1;  // the widest group's input takes values in [0, group_span - 1]
+  for (const auto& g : groups) group_span = std::max(group_span, g.span());
+
   circuit::CircuitBuilder b;
   const circuit::Value x = b.input(p.input_shape, bits, false, "x");
   circuit::Tensor select({static_cast<std::int64_t>(nf), static_cast<std::int64_t>(u_count)},
@@ -171,11 +227,30 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
   }
   const circuit::Value xs = b.matmul(x, select, "tree_features");
   const circuit::Value c = b.lookup_per_element(xs, std::move(comp_tables), std::move(comp_index_of), "tree_comparisons");
-  circuit::Tensor cm({static_cast<std::int64_t>(u_count), static_cast<std::int64_t>(n_leaves)},
-                     std::vector<std::int64_t>(u_count * n_leaves, 0));
-  for (std::size_t l = 0; l < n_leaves; ++l)
-    for (std::size_t u = 0; u < u_count; ++u) cm.data[u * n_leaves + l] = leaf_coef[l][u];
-  const circuit::Value s = b.matmul(c, cm, "tree_paths");
+
+  // One column per (group, value): the group's input before its offset.
+  const std::size_t per_group = mode == TreeLeafMode::kValueLookup ? vpl : 1;
+  const std::size_t cols = n_groups * per_group;
+  circuit::Tensor cm({static_cast<std::int64_t>(u_count), static_cast<std::int64_t>(cols)},
+                     std::vector<std::int64_t>(u_count * cols, 0));
+  circuit::Tensor offsets({1, static_cast<std::int64_t>(cols)}, std::vector<std::int64_t>(cols, 0));
+  for (std::size_t g = 0; g < n_groups; ++g) {
+    const LeafGroup& grp = groups[g];
+    const std::int64_t high = std::int64_t{1} << grp.bit_nodes.size();
+    std::vector<std::int64_t> coef(u_count, 0);
+    for (const auto& step : grp.path) {
+      const std::int64_t ci = node_comp[grp.tree][step.node];
+      if (ci >= 0) coef[static_cast<std::size_t>(ci)] += step.left ? high : -high;
+    }
+    for (std::size_t j = 0; j < grp.bit_nodes.size(); ++j)
+      coef[static_cast<std::size_t>(node_comp[grp.tree][grp.bit_nodes[j]])] += std::int64_t{1} << j;
+    for (std::size_t k = 0; k < per_group; ++k) {
+      const std::size_t col = g * per_group + k;
+      for (std::size_t u = 0; u < u_count; ++u) cm.data[u * cols + col] = coef[u];
+      offsets.data[col] = high * grp.right_turns;
+    }
+  }
+  const circuit::Value s = b.add(b.matmul(c, cm, "tree_paths"), offsets, "tree_group_inputs");
 
   // Exact output range: one reached leaf per tree.
   std::vector<std::int64_t> col_lo(out_cols, 0), col_hi(out_cols, 0);
@@ -194,45 +269,56 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
       }
   }
 
-  circuit::Value result;
-  if (mode == TreeLeafMode::kValueLookup) {
-    circuit::Value sv = s;
-    if (vpl > 1) {
-      sv = b.reshape(s, {static_cast<std::int64_t>(n_leaves), 1}, "tree_paths_column");
-      sv = b.broadcast(sv, {static_cast<std::int64_t>(n_leaves), static_cast<std::int64_t>(vpl)}, "tree_paths_values");
-      sv = b.reshape(sv, {1, static_cast<std::int64_t>(n_leaves * vpl)}, "tree_paths_flat");
-    }
-    std::vector<circuit::Table> tables;
-    std::vector<std::uint32_t> index;
-    for (std::size_t l = 0; l < n_leaves; ++l)
-      for (std::size_t k = 0; k < vpl; ++k) {
-        const std::int64_t target = leaves[l].target, q = qval(leaves[l].value[k]);
-        tables.push_back(b.table_for(sv, [target, q](std::int64_t v) { return v == target ? q : 0; }));
-        index.push_back(static_cast<std::uint32_t>(index.size()));
+  // The leaf a group's input selects, or none when its path is not taken.
+  auto group_leaf = [&](const LeafGroup& grp, std::int64_t v) -> std::optional<std::size_t> {
+    const std::size_t m = grp.bit_nodes.size();
+    if (v < 0 || v >= grp.span() || (v >> m) - grp.right_turns != grp.left_turns) return std::nullopt;
+    const DecisionTree& tree = ens.trees[grp.tree];
+    std::size_t i = grp.root;
+    while (!tree.is_leaf(i)) {
+      const std::int64_t ci = node_comp[grp.tree][i];
+      bool left = ci == -2;
+      if (ci >= 0) {
+        const auto j = static_cast<std::size_t>(std::find(grp.bit_nodes.begin(), grp.bit_nodes.end(), i) - grp.bit_nodes.begin());
+        left = (v >> j) & 1;
       }
-    const circuit::Value lv = b.lookup_per_element(sv, std::move(tables), std::move(index), "tree_leaf_values");
-    circuit::Tensor g({static_cast<std::int64_t>(n_leaves * vpl), static_cast<std::int64_t>(out_cols)},
-                      std::vector<std::int64_t>(n_leaves * vpl * out_cols, 0));
-    for (std::size_t l = 0; l < n_leaves; ++l)
-      for (std::size_t k = 0; k < vpl; ++k) g.data[(l * vpl + k) * out_cols + out_col(leaves[l].tree, k)] = 1;
-    result = b.matmul(lv, g, "tree_outputs");
-  } else {
-    std::vector<circuit::Table> tables;
-    std::vector<std::uint32_t> index;
-    for (std::size_t l = 0; l < n_leaves; ++l) {
-      const std::int64_t target = leaves[l].target;
-      tables.push_back(b.table_for(s, [target](std::int64_t v) { return v == target ? 1 : 0; }));
-      index.push_back(static_cast<std::uint32_t>(l));
+      i = static_cast<std::size_t>(left ? tree.left[i] : tree.right[i]);
     }
-    const circuit::Value ind = b.lookup_per_element(s, std::move(tables), std::move(index), "tree_leaf_indicators");
-    circuit::Tensor e({static_cast<std::int64_t>(n_leaves), static_cast<std::int64_t>(out_cols)},
-                      std::vector<std::int64_t>(n_leaves * out_cols, 0));
-    for (std::size_t l = 0; l < n_leaves; ++l)
-      for (std::size_t k = 0; k < vpl; ++k) e.data[l * out_cols + out_col(leaves[l].tree, k)] += qval(leaves[l].value[k]);
-    result = b.matmul(ind, e, "tree_outputs");
+    return i;
+  };
+
+  std::vector<circuit::Table> tables;
+  std::vector<std::uint32_t> index;
+  circuit::Tensor g({static_cast<std::int64_t>(cols), static_cast<std::int64_t>(out_cols)},
+                    std::vector<std::int64_t>(cols * out_cols, 0));
+  for (std::size_t gi = 0; gi < n_groups; ++gi) {
+    const LeafGroup& grp = groups[gi];
+    const DecisionTree& tree = ens.trees[grp.tree];
+    for (std::size_t k = 0; k < per_group; ++k) {
+      const std::size_t col = gi * per_group + k;
+      if (mode == TreeLeafMode::kValueLookup) {
+        // The reached leaf's quantized value k, or 0.
+        tables.push_back(b.table_for(s, [&, k](std::int64_t v) {
+          const auto leaf = group_leaf(grp, v);
+          return leaf ? qval(tree.value[*leaf][k]) : std::int64_t{0};
+        }));
+        g.data[col * out_cols + out_col(grp.tree, k)] = 1;
+      } else {
+        // A group is one leaf here: its 0/1 indicator, then a matmul with its values.
+        tables.push_back(b.table_for(s, [&](std::int64_t v) { return group_leaf(grp, v) ? std::int64_t{1} : 0; }));
+        for (std::size_t kk = 0; kk < vpl; ++kk) g.data[col * out_cols + out_col(grp.tree, kk)] += qval(tree.value[grp.root][kk]);
+      }
+      index.push_back(static_cast<std::uint32_t>(col));
+    }
   }
+  const circuit::Value lv = b.lookup_per_element(
+      s, std::move(tables), std::move(index), mode == TreeLeafMode::kValueLookup ? "tree_leaf_values" : "tree_leaf_indicators");
+  const circuit::Value result = b.matmul(lv, g, "tree_outputs");
   b.output(result, "tree_values");
   out.circuit = std::move(b).build();
+  // Every group's input lies in [0, its span - 1]; interval arithmetic over the whole matmul
+  // would take the union of the groups' signed ranges instead.
+  out.circuit.nodes[s.id].range_hint = circuit::ValueRange{0, group_span - 1, 0};
   out.circuit.nodes[result.id].range_hint =
       circuit::ValueRange{*std::min_element(col_lo.begin(), col_lo.end()), *std::max_element(col_hi.begin(), col_hi.end()), 0};
 

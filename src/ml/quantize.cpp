@@ -110,6 +110,7 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   check_bits(options.linear_weight_bits, 2, 16, "linear_weight_bits");
   check_bits(options.tree_input_bits, 1, 8, "tree_input_bits");
   check_bits(options.tree_leaf_bits, 2, 16, "tree_leaf_bits");
+  if (options.tree_group_bits > 8) throw std::invalid_argument("compile_model: tree_group_bits must be in [0, 8], got " + std::to_string(options.tree_group_bits));
   check_bits(options.network_input_bits, 1, 8, "network_input_bits");
   check_bits(options.network_weight_bits, 2, 16, "network_weight_bits");
   check_bits(options.network_activation_bits, 1, 8, "network_activation_bits");

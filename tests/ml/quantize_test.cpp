@@ -82,6 +82,79 @@ TEST(TreeLowering, LeafModesAndInCircuitSumAgree) {
   EXPECT_LE(circuit::analyze(qi.circuit).encoding_width, 6u + 3u);
 }
 
+// Lookups per sample of a compiled circuit.
+std::int64_t lookup_count(const QuantizedModel& q) { return circuit::analyze(q.circuit).statistics.total_pbs; }
+
+TEST(TreeLowering, LeafGroupsGiveTheSameScoresWithFewerLookups) {
+  for (const std::string name : {"xgb_breast_cancer.json", "forest_breast_cancer.json", "forest_iris.json", "tree_diabetes.json"}) {
+    const Model m = fixture(name);
+    const std::string ds = name.find("iris") != std::string::npos       ? "iris"
+                           : name.find("diabetes") != std::string::npos ? "diabetes" : "breast_cancer";
+    const auto split = testing::load_test_split(ds);
+    const Matrix calib = testing::load_calibration(ds);
+    QuantizationOptions o;
+    o.tree_leaf_mode = TreeLeafMode::kValueLookup;
+    const QuantizedModel grouped = compile_model(m, calib, o);
+    o.tree_group_bits = 1;  // (almost) one lookup per leaf
+    const QuantizedModel per_leaf = compile_model(m, calib, o);
+    o.tree_group_bits = 8;
+    const QuantizedModel wide = compile_model(m, calib, o);
+    EXPECT_LT(lookup_count(grouped), lookup_count(per_leaf)) << name;
+    EXPECT_LE(lookup_count(wide), lookup_count(grouped)) << name;
+    // Default groups never read more bits than the comparisons do.
+    for (const auto& l : circuit::analyze(grouped.circuit).lookups) EXPECT_LE(l.precision, 6u) << name;
+    for (const QuantizedModel* q : {&per_leaf, &wide}) {
+      const Predictions a = predict_clear(grouped, split.features), b = predict_clear(*q, split.features);
+      EXPECT_EQ(a.labels, b.labels) << name;
+      ASSERT_EQ(a.scores.data.size(), b.scores.data.size());
+      for (std::size_t i = 0; i < a.scores.data.size(); ++i) EXPECT_DOUBLE_EQ(a.scores.data[i], b.scores.data[i]) << name << " " << i;
+    }
+  }
+}
+
+// A tree whose quantized splits include constants (thresholds outside the calibrated range)
+// and a comparison repeated below itself: every group still selects the leaf the float
+// tree reaches, for every input code.
+TEST(TreeLowering, GroupsHandleConstantAndRepeatedComparisons) {
+  Model m;
+  m.format = "sklearn";
+  m.estimator = "DecisionTreeRegressor";
+  m.task = Task::kRegression;
+  m.n_features = 2;
+  TreeEnsemble e;
+  e.aggregation = Aggregation::kSum;
+  DecisionTree t;
+  //            0: x0 <= 0.5
+  //      1: x1 <= 99 (always)        2: x0 <= 0.5 (repeat)
+  //   3: x1 <= 0.3   4: leaf 40     5: x1 <= -99 (never)   6: leaf 60
+  //  7: 10   8: 20                  9: leaf 70  10: x1 <= 0.7
+  //                                             11: 80   12: 90
+  t.feature = {0, 1, 0, 1, -1, 1, -1, -1, -1, -1, 1, -1, -1};
+  t.threshold = {0.5, 99, 0.5, 0.3, 0, -99, 0, 0, 0, 0, 0.7, 0, 0};
+  t.left = {1, 3, 5, 7, -1, 9, -1, -1, -1, -1, 11, -1, -1};
+  t.right = {2, 4, 6, 8, -1, 10, -1, -1, -1, -1, 12, -1, -1};
+  t.default_left.assign(13, 1);
+  const std::vector<double> leaf = {0, 0, 0, 0, 40, 0, 60, 10, 20, 70, 0, 80, 90};
+  for (double v : leaf) t.value.push_back({v});
+  e.trees.push_back(t);
+  e.n_outputs = 1;
+  m.body = e;
+  Matrix calib(2, 2);
+  calib.at(0, 0) = 0, calib.at(0, 1) = 0, calib.at(1, 0) = 1, calib.at(1, 1) = 1;
+  Matrix grid(64, 2);
+  for (std::size_t r = 0; r < 64; ++r) grid.at(r, 0) = static_cast<double>(r % 8) / 7, grid.at(r, 1) = static_cast<double>(r / 8) / 7;
+  for (unsigned group_bits : {1u, 3u, 6u}) {
+    QuantizationOptions o;
+    o.tree_input_bits = 3;
+    o.tree_leaf_bits = 8;
+    o.tree_group_bits = group_bits;
+    const QuantizedModel q = compile_model(m, calib, o);
+    const Predictions fp = predict_float(m, grid), qp = predict_clear(q, grid);
+    const double step = q.processing.outputs[0].scale[0];
+    for (std::size_t r = 0; r < grid.rows; ++r) EXPECT_NEAR(qp.values[r], fp.values[r], step / 2 + 1e-9) << group_bits << " row " << r;
+  }
+}
+
 TEST(TreeLowering, XgboostMissingValueRoutedLikeTheFloatModel) {
   const Model m = fixture("xgb_breast_cancer.json");
   const auto split = testing::load_test_split("breast_cancer");

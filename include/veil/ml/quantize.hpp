@@ -11,11 +11,13 @@
 //   tree ensembles inputs quantized per feature (default 6 bits); per node one lookup on
 //                  the quantized feature giving the comparison bit (evaluated on the
 //                  dequantized value, so the client's quantization decides every split);
-//                  per leaf the count of satisfied path conditions (a clear matmul), then
-//                  one lookup per leaf giving the leaf's quantized value when the count
-//                  equals the path length, 0 otherwise (or the 0/1 indicator followed by a
-//                  clear matmul with the leaf values, for multi-output leaves); trees
-//                  summed on the client unless sum_trees_in_circuit.
+//                  leaves in groups (a subtree's leaves, as many as fit tree_group_bits):
+//                  a clear matmul packs the group's path conditions and its subtree's
+//                  comparison bits into one integer, and one lookup gives the reached
+//                  leaf's quantized value, 0 when the path is not taken (or, for
+//                  multi-output leaves, one 0/1 indicator per leaf followed by a clear
+//                  matmul with the leaf values); trees summed on the client unless
+//                  sum_trees_in_circuit.
 //   networks       every encrypted value carries a per-element affine interpretation
 //                  (real = s * v + b); linear ops (Gemm, MatMul, Conv, BatchNormalization,
 //                  Add/Sub/Mul by constants, average pooling) fold the scales into
@@ -62,6 +64,9 @@ struct QuantizationOptions {
   unsigned tree_leaf_bits = 6;  // leaf values, symmetric, one scale for the whole ensemble
   bool sum_trees_in_circuit = false;
   TreeLeafMode tree_leaf_mode = TreeLeafMode::kAuto;
+  // Value lookups serve a whole subtree's leaves while the lookup reads at most this many
+  // bits (0: tree_input_bits, so that leaf lookups are never wider than comparisons).
+  unsigned tree_group_bits = 0;
   // Models whose trees route missing values by default directions (XGBoost) reserve the top
   // input code for NaN, so that a missing feature follows its node's default direction.
   bool tree_missing_values = true;
