@@ -267,11 +267,14 @@ class NetworkLowering {
     const std::string& out = n.outputs[0];
     bool any_enc = false;
     for (const auto& in : n.inputs)
-      if (enc_.count(in)) any_enc = true;
+      if (enc_.count(in) || deferred_.count(in)) any_enc = true;
     if (!any_enc) fail(n, "does not depend on the network input (constant subgraphs are not folded)");
 
     if (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "LeakyRelu") {
-      enc_[out] = activation(encrypted(n, 0), op, attr_float(n, "alpha", 0.01), activation_bits(n), out, n.name);
+      const Enc& x = encrypted(n, 0);
+      const double alpha = attr_float(n, "alpha", 0.01);
+      if (defers_to_maxpool(n, x, alpha)) deferred_[out] = {x, op, alpha, activation_bits(n), n.name};
+      else enc_[out] = activation(x, op, alpha, activation_bits(n), out, n.name);
     } else if (op == "Add" || op == "Sub" || op == "Mul") {
       lower_elementwise(n);
     } else if (op == "Gemm" || op == "MatMul") {
@@ -322,6 +325,28 @@ class NetworkLowering {
     } else {
       fail(n, "op is not supported by the lowering");
     }
+  }
+
+  // max(f(a), f(b)) = f(max(a, b)) for a non-decreasing f: an activation (requantization
+  // included) whose only consumer is an unpadded MaxPool runs after the pooling, on a
+  // quarter of the elements for 2x2 windows, and the max reads the accumulators instead.
+  // That needs one interpretation per channel with a positive scale, so that every element
+  // of a window goes through the same non-decreasing function.
+  bool defers_to_maxpool(const GraphNode& act, const Enc& x, double alpha) const {
+    if (!options_.pool_before_activation || (act.op_type == "LeakyRelu" && alpha < 0)) return false;
+    const std::string& out = act.outputs[0];
+    if (out == net_.output_name || x.shape.size() != 4 || !uniform_per_channel(x, true, true)) return false;
+    const GraphNode* consumer = nullptr;
+    for (const auto& node : net_.nodes)
+      for (const auto& in : node.inputs)
+        if (in == out) {
+          if (consumer) return false;
+          consumer = &node;
+        }
+    if (!consumer || consumer->op_type != "MaxPool" || consumer->inputs.at(0) != out) return false;
+    if (consumer->outputs.size() > 1 && !consumer->outputs[1].empty()) return false;
+    const Window win = pool_window(*consumer, x.shape);
+    return !(win.pad_top || win.pad_left || win.pad_bottom || win.pad_right);
   }
 
   void lower_elementwise(const GraphNode& n) {
@@ -476,7 +501,8 @@ class NetworkLowering {
   }
 
   void lower_maxpool(const GraphNode& n) {
-    Enc x = encrypted(n, 0);
+    const auto deferred = deferred_.find(n.inputs.at(0));
+    Enc x = deferred != deferred_.end() ? deferred->second.x : encrypted(n, 0);
     if (n.outputs.size() > 1 && !n.outputs[1].empty()) fail(n, "the Indices output is not supported");
     const Window win = pool_window(n, x.shape);
     if (win.pad_top || win.pad_left || win.pad_bottom || win.pad_right) fail(n, "padded max pooling is not supported");
@@ -491,11 +517,16 @@ class NetworkLowering {
       std::vector<Value> next;
       for (std::size_t i = 0; i + 1 < parts.size(); i += 2) {
         const Value d = builder_.sub(parts[i + 1], parts[i], n.name + "/diff");
-        const Value r = builder_.lookup(d, [](std::int64_t t) { return t > 0 ? t : 0; }, n.name + "/relu");
-        const Value m = builder_.add(parts[i], r, n.name + "/max");
-        exact_hints_[m.id] = circuit::ValueRange{in_range.lo, in_range.hi, 0};
         // The difference of two values in [lo, hi].
         exact_hints_[d.id] = circuit::ValueRange{in_range.lo - in_range.hi, in_range.hi - in_range.lo, 0};
+        // Accumulators (under a deferred activation) are rounded first: the max is then
+        // exact up to one rounding step 2^r, m in [lo, hi + 2^r]. Activations are narrow
+        // enough to be compared exactly.
+        const Value rd = deferred != deferred_.end() ? round_for_lookup(d, n.name) : d;
+        const Value r = builder_.lookup(rd, [](std::int64_t t) { return t > 0 ? t : 0; }, n.name + "/relu");
+        const Value m = builder_.add(parts[i], r, n.name + "/max");
+        const std::int64_t step = rd.id == d.id ? 0 : std::int64_t{1} << builder_.range(rd).trailing_zeros;
+        exact_hints_[m.id] = circuit::ValueRange{in_range.lo, in_range.hi + step, 0};
         next.push_back(m);
       }
       if (parts.size() % 2) next.push_back(parts.back());
@@ -509,6 +540,11 @@ class NetworkLowering {
       const std::int64_t ch = (e / inner_out) % c, src = ((e / inner_out) / c * c + ch) * inner_in;
       y.s.push_back(x.s[static_cast<std::size_t>(src)]);
       y.b.push_back(x.b[static_cast<std::size_t>(src)]);
+    }
+    if (deferred != deferred_.end()) {
+      const DeferredActivation& a = deferred->second;
+      // The pooled output's float range is that of f(max): requantize to it.
+      y = activation(y, a.op, a.alpha, a.bits, n.outputs[0], a.label);
     }
     enc_[n.outputs[0]] = y;
   }
@@ -631,6 +667,15 @@ class NetworkLowering {
   circuit::CircuitBuilder builder_;
   std::vector<std::vector<circuit::Tensor>> samples_;
   std::map<std::uint32_t, circuit::ValueRange> exact_hints_;
+  // Activations moved behind the max pooling that is their only consumer (see defers_to_maxpool).
+  struct DeferredActivation {
+    Enc x;  // the activation's input
+    std::string op;
+    double alpha = 0;
+    unsigned bits = 0;
+    std::string label;
+  };
+  std::map<std::string, DeferredActivation> deferred_;
 };
 
 }  // namespace
