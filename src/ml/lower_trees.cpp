@@ -180,10 +180,25 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
     for (const auto& [leaf, steps] : found) leaves.push_back({t, ens.trees[t].value[leaf]});
   }
 
+  // The last class is the complement of the others when every leaf's values sum to one
+  // constant: it is not computed.
+  std::optional<double> leaf_total;
+  if (options.tree_complement_class && model.task == Task::kClassification && ens.tree_output.empty() && vpl >= 2) {
+    auto total = [](const Leaf& l) {
+      double s = 0;
+      for (double v : l.value) s += v;
+      return s;
+    };
+    leaf_total = total(leaves.front());
+    for (const auto& l : leaves)
+      if (std::fabs(total(l) - *leaf_total) > 1e-9 * std::max(1.0, std::fabs(*leaf_total))) leaf_total.reset();
+  }
+  const std::size_t vc = leaf_total ? vpl - 1 : vpl;  // values computed per leaf
+
   // Leaf values: one scale for the ensemble.
   double vmin = 0, vmax = 0;
   for (const auto& l : leaves)
-    for (double v : l.value) vmin = std::min(vmin, v), vmax = std::max(vmax, v);
+    for (std::size_t k = 0; k < vc; ++k) vmin = std::min(vmin, l.value[k]), vmax = std::max(vmax, l.value[k]);
   const unsigned lb = options.tree_leaf_bits;
   double scale = 1.0;
   if (vmin >= 0) scale = vmax > 0 ? vmax / static_cast<double>((std::int64_t{1} << lb) - 1) : 1.0;
@@ -192,13 +207,13 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
 
   const bool in_circuit = options.sum_trees_in_circuit;
   const std::size_t n_trees = ens.trees.size();
-  const std::size_t out_cols = in_circuit ? ens.n_outputs : n_trees * vpl;
+  const std::size_t out_cols = in_circuit ? (ens.tree_output.empty() ? vc : ens.n_outputs) : n_trees * vc;
   auto out_col = [&](std::size_t tree, std::size_t k) -> std::size_t {
-    if (!in_circuit) return tree * vpl + k;
+    if (!in_circuit) return tree * vc + k;
     return ens.tree_output.empty() ? k : static_cast<std::size_t>(ens.tree_output[tree]);
   };
   TreeLeafMode mode = options.tree_leaf_mode;
-  if (mode == TreeLeafMode::kAuto) mode = vpl <= 4 ? TreeLeafMode::kValueLookup : TreeLeafMode::kIndicator;
+  if (mode == TreeLeafMode::kAuto) mode = vc <= 4 ? TreeLeafMode::kValueLookup : TreeLeafMode::kIndicator;
 
   // Leaf groups, one lookup each (per value). Value lookups merge the leaves of a subtree
   // while the lookup's input stays within the group budget; indicators need one per leaf.
@@ -229,7 +244,7 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
   const circuit::Value c = b.lookup_per_element(xs, std::move(comp_tables), std::move(comp_index_of), "tree_comparisons");
 
   // One column per (group, value): the group's input before its offset.
-  const std::size_t per_group = mode == TreeLeafMode::kValueLookup ? vpl : 1;
+  const std::size_t per_group = mode == TreeLeafMode::kValueLookup ? vc : 1;
   const std::size_t cols = n_groups * per_group;
   circuit::Tensor cm({static_cast<std::int64_t>(u_count), static_cast<std::int64_t>(cols)},
                      std::vector<std::int64_t>(u_count * cols, 0));
@@ -255,17 +270,17 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
   // Exact output range: one reached leaf per tree.
   std::vector<std::int64_t> col_lo(out_cols, 0), col_hi(out_cols, 0);
   {
-    std::vector<std::int64_t> tmin(n_trees * vpl, INT64_MAX), tmax(n_trees * vpl, INT64_MIN);
+    std::vector<std::int64_t> tmin(n_trees * vc, INT64_MAX), tmax(n_trees * vc, INT64_MIN);
     for (const auto& l : leaves)
-      for (std::size_t k = 0; k < vpl; ++k) {
+      for (std::size_t k = 0; k < vc; ++k) {
         const std::int64_t q = qval(l.value[k]);
-        tmin[l.tree * vpl + k] = std::min(tmin[l.tree * vpl + k], q);
-        tmax[l.tree * vpl + k] = std::max(tmax[l.tree * vpl + k], q);
+        tmin[l.tree * vc + k] = std::min(tmin[l.tree * vc + k], q);
+        tmax[l.tree * vc + k] = std::max(tmax[l.tree * vc + k], q);
       }
     for (std::size_t t = 0; t < n_trees; ++t)
-      for (std::size_t k = 0; k < vpl; ++k) {
-        col_lo[out_col(t, k)] += tmin[t * vpl + k];
-        col_hi[out_col(t, k)] += tmax[t * vpl + k];
+      for (std::size_t k = 0; k < vc; ++k) {
+        col_lo[out_col(t, k)] += tmin[t * vc + k];
+        col_hi[out_col(t, k)] += tmax[t * vc + k];
       }
   }
 
@@ -306,7 +321,7 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
       } else {
         // A group is one leaf here: its 0/1 indicator, then a matmul with its values.
         tables.push_back(b.table_for(s, [&](std::int64_t v) { return group_leaf(grp, v) ? std::int64_t{1} : 0; }));
-        for (std::size_t kk = 0; kk < vpl; ++kk) g.data[col * out_cols + out_col(grp.tree, kk)] += qval(tree.value[grp.root][kk]);
+        for (std::size_t kk = 0; kk < vc; ++kk) g.data[col * out_cols + out_col(grp.tree, kk)] += qval(tree.value[grp.root][kk]);
       }
       index.push_back(static_cast<std::uint32_t>(col));
     }
@@ -328,6 +343,8 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
   dq.scale.assign(out_cols, out_scale);
   dq.offset.assign(out_cols, 0.0);
   p.outputs.push_back(std::move(dq));
+  if (leaf_total)
+    p.complement = *leaf_total * (ens.aggregation == Aggregation::kSum ? static_cast<double>(n_trees) : 1.0);
   p.aggregation = in_circuit ? OutputAggregation::kNone
                              : (ens.aggregation == Aggregation::kMean ? OutputAggregation::kMean : OutputAggregation::kSum);
   if (!in_circuit) p.tree_output = ens.tree_output;

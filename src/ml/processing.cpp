@@ -97,7 +97,8 @@ nlohmann::json to_json(const Processing& p) {
                           {"tree_output", p.tree_output},
                           {"n_outputs", p.n_outputs},
                           {"base_score", p.base_score},
-                          {"link", link_name(p.link)}};
+                          {"link", link_name(p.link)},
+                          {"complement", p.complement ? nlohmann::json(*p.complement) : nlohmann::json(nullptr)}};
   return j;
 }
 
@@ -112,7 +113,7 @@ Processing processing_from_json(const nlohmann::json& j) {
   } catch (...) {
     bad("$.version", "'" + version + "' is not MAJOR.MINOR");
   }
-  if (major != kProcessingFormatMajor)
+  if (major < kProcessingFormatOldestMajor || major > kProcessingFormatMajor)
     bad("$.version", "format version " + version + " cannot be read by this reader (version " +
                          std::to_string(kProcessingFormatMajor) + "." + std::to_string(kProcessingFormatMinor) + ")");
   p.model_kind = str(get(j, "model_kind", "$"), "$.model_kind");
@@ -192,12 +193,19 @@ Processing processing_from_json(const nlohmann::json& j) {
   } catch (const std::invalid_argument& e) {
     bad("$.post_processing.link", e.what());
   }
-  // The first output must produce the margins.
+  if (const auto it = pp.find("complement"); it != pp.end() && !it->is_null()) {
+    if (!it->is_number() || !std::isfinite(it->get<double>())) bad("$.post_processing.complement", "expected a finite number or null");
+    if (p.n_outputs < 2 || !p.tree_output.empty())
+      bad("$.post_processing.complement", "needs n_outputs >= 2 and no tree_output");
+    p.complement = it->get<double>();
+  }
+  // The first output must produce the margins (all but the last one with a complement).
+  const std::size_t computed = p.n_outputs - (p.complement ? 1 : 0);
   const std::size_t out0 = p.outputs[0].scale.size();
-  if (p.aggregation == OutputAggregation::kNone && out0 != p.n_outputs)
-    bad("$.outputs[0]", std::to_string(out0) + " elements, expected n_outputs = " + std::to_string(p.n_outputs));
+  if (p.aggregation == OutputAggregation::kNone && out0 != computed)
+    bad("$.outputs[0]", std::to_string(out0) + " elements, expected " + std::to_string(computed) + " margins");
   if (p.aggregation != OutputAggregation::kNone) {
-    const std::size_t per = p.tree_output.empty() ? p.n_outputs : 1;
+    const std::size_t per = p.tree_output.empty() ? computed : 1;
     if (out0 % per != 0) bad("$.outputs[0]", "element count is not a multiple of the values per tree");
     if (!p.tree_output.empty() && p.tree_output.size() != out0) bad("$.post_processing.tree_output", "expected one entry per tree");
   }
@@ -251,11 +259,14 @@ RowPrediction postprocess_row(const Processing& p, const std::vector<circuit::Te
   std::vector<double> d(v.data.size());
   for (std::size_t e = 0; e < d.size(); ++e) d[e] = dq.scale[e] * static_cast<double>(v.data[e]) + dq.offset[e];
   RowPrediction r;
-  r.margins.assign(p.n_outputs, 0.0);
+  const std::size_t computed = p.n_outputs - (p.complement ? 1 : 0);
+  r.margins.assign(computed, 0.0);
   if (p.aggregation == OutputAggregation::kNone) {
+    if (d.size() != computed)
+      throw std::invalid_argument("postprocess: " + std::to_string(d.size()) + " output values, expected " + std::to_string(computed));
     r.margins = d;
   } else {
-    const std::size_t per = p.tree_output.empty() ? p.n_outputs : 1;
+    const std::size_t per = p.tree_output.empty() ? computed : 1;
     const std::size_t trees = d.size() / per;
     for (std::size_t t = 0; t < trees; ++t) {
       if (p.tree_output.empty())
@@ -265,6 +276,11 @@ RowPrediction postprocess_row(const Processing& p, const std::vector<circuit::Te
     }
     if (p.aggregation == OutputAggregation::kMean)
       for (auto& m : r.margins) m /= static_cast<double>(p.tree_output.empty() ? trees : trees / p.n_outputs);
+  }
+  if (p.complement) {
+    double rest = *p.complement;
+    for (double m : r.margins) rest -= m;
+    r.margins.push_back(rest);
   }
   for (std::size_t k = 0; k < p.base_score.size() && k < r.margins.size(); ++k) r.margins[k] += p.base_score[k];
   finish_prediction(p.task, p.link, p.classes, r.margins, r.scores, r.label);

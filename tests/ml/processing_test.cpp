@@ -28,16 +28,43 @@ TEST(Processing, JsonRoundTripsForEveryModelKind) {
 
 TEST(Processing, RefusesOtherMajorVersionNamingBoth) {
   auto j = to_json(compiled_processing("logreg_iris.json", "iris"));
-  j["version"] = "2.0";
-  try {
-    processing_from_json(j);
-    FAIL();
-  } catch (const ProcessingFormatError& e) {
-    EXPECT_NE(std::string(e.what()).find("2.0"), std::string::npos);
-    EXPECT_NE(std::string(e.what()).find("1.0"), std::string::npos);
+  for (const char* unknown : {"3.0", "0.9"}) {
+    j["version"] = unknown;
+    try {
+      processing_from_json(j);
+      FAIL() << unknown;
+    } catch (const ProcessingFormatError& e) {
+      EXPECT_NE(std::string(e.what()).find(unknown), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find("2.0"), std::string::npos);
+    }
   }
-  j["version"] = "1.7";  // a newer minor reads
+  j["version"] = "2.7";  // a newer minor reads
   EXPECT_NO_THROW(processing_from_json(j));
+  j["version"] = "1.0";  // files from before the complement field read as before
+  j["post_processing"].erase("complement");
+  EXPECT_NO_THROW(processing_from_json(j));
+}
+
+// A binary forest computes one class; the client derives the other. A malformed complement
+// is refused.
+TEST(Processing, ComplementClassIsTheTotalMinusTheOthers) {
+  const Processing p = compiled_processing("forest_breast_cancer.json", "breast_cancer");
+  ASSERT_TRUE(p.complement.has_value());
+  EXPECT_DOUBLE_EQ(*p.complement, 1.0);  // class fractions, mean over trees
+  EXPECT_EQ(p.n_outputs, 2u);
+  const std::int64_t trees = p.outputs[0].shape.at(1);
+  circuit::Tensor out({1, trees}, std::vector<std::int64_t>(static_cast<std::size_t>(trees), 0));
+  for (std::int64_t t = 0; t < trees; ++t) out.data[static_cast<std::size_t>(t)] = t % 3;
+  const RowPrediction r = postprocess_row(p, {out});
+  ASSERT_EQ(r.margins.size(), 2u);
+  EXPECT_NEAR(r.margins[0] + r.margins[1], 1.0, 1e-12);
+  EXPECT_EQ(processing_from_json(to_json(p)), p);
+  auto j = to_json(p);
+  j["post_processing"]["complement"] = "one";
+  EXPECT_THROW(processing_from_json(j), ProcessingFormatError);
+  j["post_processing"]["complement"] = 1.0;
+  j["post_processing"]["n_outputs"] = 1;
+  EXPECT_THROW(processing_from_json(j), ProcessingFormatError);
 }
 
 TEST(Processing, RefusesInconsistentFieldsNamingThem) {

@@ -77,7 +77,16 @@ TEST(TreeLowering, LeafModesAndInCircuitSumAgree) {
       EXPECT_NEAR(a.scores.at(r, k), b.scores.at(r, k), 1e-12);
       EXPECT_NEAR(a.scores.at(r, k), c.scores.at(r, k), 1e-12);
     }
-  EXPECT_EQ(qs.processing.outputs[0].shape, (circuit::Shape{1, 3}));
+  // Three classes whose fractions sum to one: the circuit computes two.
+  EXPECT_EQ(qs.processing.outputs[0].shape, (circuit::Shape{1, 2}));
+  o.tree_complement_class = false;
+  const QuantizedModel all = compile_model(m, calib, o);
+  EXPECT_EQ(all.processing.outputs[0].shape, (circuit::Shape{1, 3}));
+  const Predictions d = predict_clear(all, split.features);
+  // Each mean margin is within half a leaf step of the float one; the derived class carries
+  // the two others' errors: the two compilations differ by at most 1.5 leaf steps.
+  const double leaf_step = all.processing.outputs[0].scale[0] * static_cast<double>(std::get<TreeEnsemble>(m.body).trees.size());
+  for (std::size_t i = 0; i < d.scores.data.size(); ++i) EXPECT_NEAR(d.scores.data[i], c.scores.data[i], 1.5 * leaf_step + 1e-12);
   // The exact output range (one leaf per tree) keeps the encoding narrow.
   EXPECT_LE(circuit::analyze(qi.circuit).encoding_width, 6u + 3u);
 }

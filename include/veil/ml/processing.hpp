@@ -38,7 +38,10 @@ class ProcessingFormatError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-inline constexpr int kProcessingFormatMajor = 1;
+// Major 2 added post_processing.complement: a reader of major 1 would misread such a file,
+// so it must refuse it. This reader reads majors 1 and 2.
+inline constexpr int kProcessingFormatMajor = 2;
+inline constexpr int kProcessingFormatOldestMajor = 1;
 inline constexpr int kProcessingFormatMinor = 0;
 
 // q = clamp(round(x / scale) + zero_point, q_min, q_max); x ~ scale * (q - zero_point).
@@ -79,6 +82,9 @@ struct Processing {
   std::size_t n_outputs = 1;              // margins
   std::vector<double> base_score;         // added to the margins (empty: zero)
   Link link = Link::kIdentity;
+  // When set, the outputs omit the last margin, which is this total minus the others (after
+  // aggregation, before base_score): the classes of a tree classifier's leaves sum to one.
+  std::optional<double> complement;
 
   friend bool operator==(const Processing&, const Processing&) = default;
 };

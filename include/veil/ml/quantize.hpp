@@ -17,7 +17,9 @@
 //                  leaf's quantized value, 0 when the path is not taken (or, for
 //                  multi-output leaves, one 0/1 indicator per leaf followed by a clear
 //                  matmul with the leaf values); trees summed on the client unless
-//                  sum_trees_in_circuit.
+//                  sum_trees_in_circuit; classifiers whose leaves hold class fractions
+//                  compute every class but the last, which the client derives
+//                  (Processing::complement).
 //   networks       every encrypted value carries a per-element affine interpretation
 //                  (real = s * v + b); linear ops (Gemm, MatMul, Conv, BatchNormalization,
 //                  Add/Sub/Mul by constants, average pooling) fold the scales into
@@ -68,6 +70,9 @@ struct QuantizationOptions {
   // Value lookups serve a whole subtree's leaves while the lookup reads at most this many
   // bits (0: tree_input_bits, so that leaf lookups are never wider than comparisons).
   unsigned tree_group_bits = 0;
+  // Classifiers whose leaf values sum to one constant (class fractions) compute all classes
+  // but the last; the client takes the last as the constant minus the others.
+  bool tree_complement_class = true;
   // Models whose trees route missing values by default directions (XGBoost) reserve the top
   // input code for NaN, so that a missing feature follows its node's default direction.
   bool tree_missing_values = true;
