@@ -350,18 +350,29 @@ Model synthetic_network() {
   return m;
 }
 
-TEST(NetworkLowering, SyntheticNetworkWithEveryOpTracksTheFloatNetwork) {
-  const Model m = synthetic_network();
+// Random rows for the synthetic network: calibration in [-1, 2], test rows inside it.
+void synthetic_rows(Matrix& calib, Matrix& test) {
   std::mt19937 rng(5);
   std::uniform_real_distribution<double> u(-1.0, 2.0);
-  Matrix calib(300, 72), test(60, 72);
   for (auto& v : calib.data) v = u(rng);
   for (auto& v : test.data) v = u(rng) * 0.9 + 0.05;
+}
+
+// 8 bits everywhere: the lowering's own error, far from the defaults' quantization error.
+QuantizationOptions eight_bit_options() {
   QuantizationOptions o;
   o.network_input_bits = 8;
   o.network_weight_bits = 8;
   o.network_activation_bits = 8;
   o.lookup_precision = 8;
+  return o;
+}
+
+TEST(NetworkLowering, SyntheticNetworkWithEveryOpTracksTheFloatNetwork) {
+  const Model m = synthetic_network();
+  Matrix calib(300, 72), test(60, 72);
+  synthetic_rows(calib, test);
+  const QuantizationOptions o = eight_bit_options();
   const QuantizedModel q = compile_model(m, calib, o);
   const Matrix fm = model_margins(m, test);
   // The margins' difference varies little across inputs here (global pooling of random
@@ -406,16 +417,9 @@ namespace {
 // accumulators' differences to the max: a wider bound.
 TEST(NetworkLowering, EveryOpPrefixTracksTheFloatValues) {
   for (const bool pool_first : {false, true}) {
-    std::mt19937 rng(5);
-    std::uniform_real_distribution<double> u(-1.0, 2.0);
     Matrix calib(200, 72), test(30, 72);
-    for (auto& v : calib.data) v = u(rng);
-    for (auto& v : test.data) v = u(rng) * 0.9 + 0.05;
-    QuantizationOptions o;
-    o.network_input_bits = 8;
-    o.network_weight_bits = 8;
-    o.network_activation_bits = 8;
-    o.lookup_precision = 8;
+    synthetic_rows(calib, test);
+    QuantizationOptions o = eight_bit_options();
     o.pool_before_activation = pool_first;
     for (const std::string cut : {"c1", "bn", "r1", "p1", "a1", "s1", "m1", "g1", "mm", "t1", "sum", "y"}) {
       SCOPED_TRACE(pool_first ? "pool before activation" : "activation before pool");
