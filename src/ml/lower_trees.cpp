@@ -1,18 +1,21 @@
-// Tree ensembles by the comparison-matrix approach (TFHE_ALGORITHMS.md, "Trees as matrices").
+// Tree ensembles by the comparison-matrix approach (TFHE_ALGORITHMS.md, "Trees as matrices"),
+// with one lookup per group of leaves instead of one per leaf:
 //
 //   x [1, F] (quantized features)
 //   -> matmul with a one-hot [F, U]: the feature of each distinct comparison
 //   -> lookup per element: c_u = [dequantized x_f satisfies node u's split] (0/1); nodes whose
 //      (feature, table) coincide share one comparison, constant tables are folded away
-//   -> matmul with C [U, leaves]: s_l = sum over the leaf's path of +c (left turns) and
-//      -c (right turns); the leaf is reached iff s_l equals its number of left turns
-//      (minus what constant comparisons contribute)
-//   -> lookup per element: the leaf's quantized value when s_l == D_l, else 0
-//      (or the 0/1 indicator, then a matmul with the leaf values)
-//   -> matmul summing each tree's leaves: [1, trees * values] (or the margins when the sum
+//   -> matmul with C [U, groups] plus an offset per group: each group (a subtree's leaves, see
+//      LeafGroup) packs its ancestors' path count and its subtree's comparison bits into one
+//      integer, as wide as the comparisons at most
+//   -> lookup per element: the reached leaf's quantized value, 0 when the group's path is
+//      not taken (or, one leaf per group, the 0/1 indicator, then a matmul with the values)
+//   -> matmul summing each tree's groups: [1, trees * values] (or the margins when the sum
 //      over trees is requested in the circuit).
 // Exactly one leaf of a tree is reached for every input, so the output's range is known
 // exactly: it is set as the node's range hint (interval arithmetic would add all leaves).
+// Classifiers whose leaf values sum to one constant skip their last class (the client's
+// Processing::complement derives it).
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -27,19 +30,6 @@ struct PathStep {
   std::size_t node;
   bool left;
 };
-
-void collect_leaves(const DecisionTree& t, std::size_t i, std::vector<PathStep>& path,
-                    std::vector<std::pair<std::size_t, std::vector<PathStep>>>& leaves) {
-  if (t.is_leaf(i)) {
-    leaves.emplace_back(i, path);
-    return;
-  }
-  path.push_back({i, true});
-  collect_leaves(t, static_cast<std::size_t>(t.left[i]), path, leaves);
-  path.back().left = false;
-  collect_leaves(t, static_cast<std::size_t>(t.right[i]), path, leaves);
-  path.pop_back();
-}
 
 // The leaves under `root`, reached through the ancestor steps `path`, read by one lookup:
 //   v = 2^m (s + R) + sum_j 2^j c_j
@@ -166,19 +156,16 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
   if (comps.empty()) comps.push_back({0, std::vector<std::int64_t>(static_cast<std::size_t>(codes), 0)});
   const std::size_t u_count = comps.size();
 
-  // Leaves, each with its quantized values.
+  // Leaves (reachable or not: their values bound the outputs).
   const std::size_t vpl = ens.values_per_leaf();
   struct Leaf {
     std::size_t tree;
     std::vector<double> value;
   };
   std::vector<Leaf> leaves;
-  for (std::size_t t = 0; t < ens.trees.size(); ++t) {
-    std::vector<PathStep> path;
-    std::vector<std::pair<std::size_t, std::vector<PathStep>>> found;
-    collect_leaves(ens.trees[t], 0, path, found);
-    for (const auto& [leaf, steps] : found) leaves.push_back({t, ens.trees[t].value[leaf]});
-  }
+  for (std::size_t t = 0; t < ens.trees.size(); ++t)
+    for (std::size_t i = 0; i < ens.trees[t].node_count(); ++i)
+      if (ens.trees[t].is_leaf(i)) leaves.push_back({t, ens.trees[t].value[i]});
 
   // The last class is the complement of the others when every leaf's values sum to one
   // constant: it is not computed.
