@@ -53,8 +53,8 @@
 namespace veil::ml {
 
 enum class TreeLeafMode {
-  kAuto,          // value lookups up to 4 values per leaf, indicator + matmul beyond
-  kValueLookup,   // one lookup per (leaf, value): the leaf's quantized value or 0
+  kAuto,          // value lookups up to 4 computed values per leaf, indicator + matmul beyond
+  kValueLookup,   // one lookup per (leaf group, value): the reached leaf's quantized value or 0
   kIndicator,     // one lookup per leaf (0/1), then a clear matmul with the leaf values
 };
 
