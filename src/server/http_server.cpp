@@ -590,58 +590,42 @@ struct HttpServer::Impl {
     PrometheusWriter w;
     metrics.write(w);
     const JobGateStats g = gate.stats();
-    w.family("veil_fhe_jobs_running", "gauge", "FHE jobs (key expansions and model runs) running now.");
-    w.sample("veil_fhe_jobs_running", "", g.running);
-    w.family("veil_fhe_jobs_queued", "gauge", "Requests waiting for an FHE job slot.");
-    w.sample("veil_fhe_jobs_queued", "", g.waiting);
-    w.family("veil_fhe_job_slots", "gauge", "FHE job slots (--max-jobs).");
-    w.sample("veil_fhe_job_slots", "", static_cast<std::uint64_t>(options.max_jobs));
+    w.single("veil_fhe_jobs_running", "gauge", "FHE jobs (key expansions and model runs) running now.", g.running);
+    w.single("veil_fhe_jobs_queued", "gauge", "Requests waiting for an FHE job slot.", g.waiting);
+    w.single("veil_fhe_job_slots", "gauge", "FHE job slots (--max-jobs).", static_cast<std::uint64_t>(options.max_jobs));
     w.family("veil_fhe_jobs_rejected_total", "counter", "Requests refused with 503, by reason.");
     w.sample("veil_fhe_jobs_rejected_total", prometheus_label("reason", "queue_full"), g.rejected);
     w.sample("veil_fhe_jobs_rejected_total", prometheus_label("reason", "queue_timeout"), g.timed_out);
     w.sample("veil_fhe_jobs_rejected_total", prometheus_label("reason", "stopping"), g.cancelled);
 
     const KeyCacheStats c = cache.stats();
-    w.family("veil_key_cache_hits_total", "counter", "Predictions served with keys already expanded in memory.");
-    w.sample("veil_key_cache_hits_total", "", c.hits);
-    w.family("veil_key_cache_misses_total", "counter", "Key-cache lookups that loaded and expanded keys.");
-    w.sample("veil_key_cache_misses_total", "", c.misses);
-    w.family("veil_key_cache_waits_total", "counter", "Lookups that waited for another request's load of the same keys.");
-    w.sample("veil_key_cache_waits_total", "", c.waits);
-    w.family("veil_key_cache_evictions_total", "counter", "Key sets dropped from memory to stay within the budget.");
-    w.sample("veil_key_cache_evictions_total", "", c.evictions);
-    w.family("veil_key_cache_load_failures_total", "counter", "Key loads that failed.");
-    w.sample("veil_key_cache_load_failures_total", "", c.load_failures);
-    w.family("veil_key_cache_entries", "gauge", "Expanded key sets in memory.");
-    w.sample("veil_key_cache_entries", "", c.entries);
-    w.family("veil_key_cache_bytes", "gauge", "Bytes of expanded key sets in memory.");
-    w.sample("veil_key_cache_bytes", "", c.bytes);
-    w.family("veil_key_cache_budget_bytes", "gauge", "Byte budget of the key cache (--cache-bytes).");
-    w.sample("veil_key_cache_budget_bytes", "", c.byte_budget);
+    w.single("veil_key_cache_hits_total", "counter", "Predictions served with keys already expanded in memory.", c.hits);
+    w.single("veil_key_cache_misses_total", "counter", "Key-cache lookups that loaded and expanded keys.", c.misses);
+    w.single("veil_key_cache_waits_total", "counter", "Lookups that waited for another request's load of the same keys.", c.waits);
+    w.single("veil_key_cache_evictions_total", "counter", "Key sets dropped from memory to stay within the budget.", c.evictions);
+    w.single("veil_key_cache_load_failures_total", "counter", "Key loads that failed.", c.load_failures);
+    w.single("veil_key_cache_entries", "gauge", "Expanded key sets in memory.", c.entries);
+    w.single("veil_key_cache_bytes", "gauge", "Bytes of expanded key sets in memory.", c.bytes);
+    w.single("veil_key_cache_budget_bytes", "gauge", "Byte budget of the key cache (--cache-bytes).", c.byte_budget);
 
     std::optional<KeyStoreStats> s;
     try {
       s = store->stats();
     } catch (const std::exception&) {
     }
-    w.family("veil_key_store_up", "gauge", "1 when the key store answered this scrape.");
-    w.sample("veil_key_store_up", "", std::uint64_t{s ? 1u : 0u});
+    w.single("veil_key_store_up", "gauge", "1 when the key store answered this scrape.", std::uint64_t{s ? 1u : 0u});
     if (s) {
-      w.family("veil_key_store_keys", "gauge", "Key sets in the store (all replicas).");
-      w.sample("veil_key_store_keys", "", s->key_count);
-      w.family("veil_key_store_bytes", "gauge", "Bytes of evaluation keys in the store, as uploaded.");
-      w.sample("veil_key_store_bytes", "", s->total_bytes);
+      w.single("veil_key_store_keys", "gauge", "Key sets in the store (all replicas).", s->key_count);
+      w.single("veil_key_store_bytes", "gauge", "Bytes of evaluation keys in the store, as uploaded.", s->total_bytes);
     }
-    w.family("veil_models", "gauge", "Models served.");
-    w.sample("veil_models", "", static_cast<std::uint64_t>(models.size()));
+    w.single("veil_models", "gauge", "Models served.", static_cast<std::uint64_t>(models.size()));
     w.family("veil_model_info", "gauge", "One sample per model served, with its id.");
     for (const auto& m : models)
       w.sample("veil_model_info",
                prometheus_label("model", m->name) + "," + prometheus_label("model_id", m->id_hex) + "," +
                    prometheus_label("keys_required", m->keys_required ? "true" : "false"),
                std::uint64_t{1});
-    w.family("veil_start_time_seconds", "gauge", "Unix time the server started.");
-    w.sample("veil_start_time_seconds", "", static_cast<std::uint64_t>(started_at));
+    w.single("veil_start_time_seconds", "gauge", "Unix time the server started.", static_cast<std::uint64_t>(started_at));
     return w.text();
   }
 

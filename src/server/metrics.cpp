@@ -40,7 +40,7 @@ void PrometheusWriter::family(const std::string& name, const char* type, const c
   out_ += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
 }
 
-void PrometheusWriter::sample(const std::string& name, const std::string& labels, double value) {
+void PrometheusWriter::sample_prefix(const std::string& name, const std::string& labels) {
   out_ += name;
   if (!labels.empty()) {
     out_ += '{';
@@ -48,20 +48,23 @@ void PrometheusWriter::sample(const std::string& name, const std::string& labels
     out_ += '}';
   }
   out_ += ' ';
+}
+
+void PrometheusWriter::sample(const std::string& name, const std::string& labels, double value) {
+  sample_prefix(name, labels);
   out_ += format_double(value);
   out_ += '\n';
 }
 
 void PrometheusWriter::sample(const std::string& name, const std::string& labels, std::uint64_t value) {
-  out_ += name;
-  if (!labels.empty()) {
-    out_ += '{';
-    out_ += labels;
-    out_ += '}';
-  }
-  out_ += ' ';
+  sample_prefix(name, labels);
   out_ += std::to_string(value);
   out_ += '\n';
+}
+
+void PrometheusWriter::single(const std::string& name, const char* type, const char* help, std::uint64_t value) {
+  family(name, type, help);
+  sample(name, "", value);
 }
 
 void Histogram::observe(double value) {

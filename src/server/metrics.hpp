@@ -19,9 +19,12 @@ class PrometheusWriter {
   void family(const std::string& name, const char* type, const char* help);
   void sample(const std::string& name, const std::string& labels, double value);
   void sample(const std::string& name, const std::string& labels, std::uint64_t value);
+  // A family with one unlabelled sample.
+  void single(const std::string& name, const char* type, const char* help, std::uint64_t value);
   const std::string& text() const { return out_; }
 
  private:
+  void sample_prefix(const std::string& name, const std::string& labels);  // "name{labels} "
   std::string out_;
 };
 
