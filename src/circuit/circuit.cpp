@@ -636,11 +636,15 @@ Value CircuitBuilder::sub(Value a, Value b, std::string name) {
 
 Value CircuitBuilder::neg(Value a, std::string name) { return mul(a, std::int64_t{-1}, std::move(name)); }
 
-Value CircuitBuilder::add(Value a, const Tensor& constant, std::string name) {
-  check_value(a, "add_constant");
-  Node n = unary(OpKind::kAddConstant, a, std::move(name));
+Value CircuitBuilder::with_constant(OpKind kind, Value a, const Tensor& constant, std::string name) {
+  check_value(a, op_name(kind));
+  Node n = unary(kind, a, std::move(name));
   n.constant = constant;
   return push(std::move(n));
+}
+
+Value CircuitBuilder::add(Value a, const Tensor& constant, std::string name) {
+  return with_constant(OpKind::kAddConstant, a, constant, std::move(name));
 }
 
 Value CircuitBuilder::add(Value a, std::int64_t constant, std::string name) {
@@ -648,10 +652,7 @@ Value CircuitBuilder::add(Value a, std::int64_t constant, std::string name) {
 }
 
 Value CircuitBuilder::mul(Value a, const Tensor& constant, std::string name) {
-  check_value(a, "mul_constant");
-  Node n = unary(OpKind::kMulConstant, a, std::move(name));
-  n.constant = constant;
-  return push(std::move(n));
+  return with_constant(OpKind::kMulConstant, a, constant, std::move(name));
 }
 
 Value CircuitBuilder::mul(Value a, std::int64_t constant, std::string name) {
@@ -659,10 +660,7 @@ Value CircuitBuilder::mul(Value a, std::int64_t constant, std::string name) {
 }
 
 Value CircuitBuilder::matmul(Value x, const Tensor& weights, std::string name) {
-  check_value(x, "matmul");
-  Node n = unary(OpKind::kMatmul, x, std::move(name));
-  n.constant = weights;
-  return push(std::move(n));
+  return with_constant(OpKind::kMatmul, x, weights, std::move(name));
 }
 
 Value CircuitBuilder::dot(Value x, const std::vector<std::int64_t>& weights, std::string name) {

@@ -221,6 +221,8 @@ class CircuitBuilder {
  private:
   Value push(Node node);
   void check_value(Value v, const char* op) const;
+  // add_constant, mul_constant and matmul: one operand and a constant tensor.
+  Value with_constant(OpKind kind, Value a, const Tensor& constant, std::string name);
 
   Circuit circuit_;
   std::vector<ValueRange> ranges_;
