@@ -154,15 +154,26 @@ class NetworkLowering {
     return it->second;
   }
 
-  // Observed integer range of a value on the calibration rows.
-  std::pair<std::int64_t, std::int64_t> observed(Value v) {
-    std::int64_t lo = INT64_MAX, hi = INT64_MIN;
+  // Observed integer range of every element of a value on the calibration rows.
+  struct ElementRanges {
+    std::vector<std::int64_t> lo, hi;
+  };
+  ElementRanges observed_elements(Value v) {
     const circuit::Circuit& c = builder_.peek();
+    const auto count = static_cast<std::size_t>(circuit::element_count(c.nodes[v.id].shape));
+    ElementRanges r{std::vector<std::int64_t>(count, INT64_MAX), std::vector<std::int64_t>(count, INT64_MIN)};
     for (const auto& sample : samples_) {
       const auto values = circuit::run_clear_all_nodes(c, sample);
-      for (auto x : values[v.id].data) lo = std::min(lo, x), hi = std::max(hi, x);
+      for (std::size_t e = 0; e < count; ++e)
+        r.lo[e] = std::min(r.lo[e], values[v.id].data[e]), r.hi[e] = std::max(r.hi[e], values[v.id].data[e]);
     }
-    return {lo, hi};
+    return r;
+  }
+
+  // Observed integer range of a value (all elements) on the calibration rows.
+  std::pair<std::int64_t, std::int64_t> observed(Value v) {
+    const ElementRanges r = observed_elements(v);
+    return {*std::min_element(r.lo.begin(), r.lo.end()), *std::max_element(r.hi.begin(), r.hi.end())};
   }
 
   // Mean over the calibration rows of every element of a value.
@@ -186,18 +197,52 @@ class NetworkLowering {
     hi = std::min(inferred.hi, hi + widen);
     unsigned r = 0;
     const auto floor_div = [](std::int64_t a, std::int64_t d) { return a >= 0 ? a / d : -((-a + d - 1) / d); };
+    // The observed range must fit lookup_precision bits, and the inferred one (which the
+    // table covers) a table.
     while (r < 60) {
       const std::int64_t d = std::int64_t{1} << r;
       const std::int64_t span = floor_div(hi, d) - floor_div(lo, d) + (r > 0 ? 1 : 0);
-      if (circuit::width_of_span(static_cast<std::uint64_t>(span)) <= options_.lookup_precision) break;
+      const auto entries = static_cast<std::uint64_t>(floor_div(inferred.hi, d) - floor_div(inferred.lo, d) + 1);
+      if (circuit::width_of_span(static_cast<std::uint64_t>(span)) <= options_.lookup_precision && entries <= circuit::kMaxTableEntries)
+        break;
       ++r;
     }
     if (r == 0 || r <= inferred.trailing_zeros) return v;
     return builder_.round_bits(v, r, circuit::RoundingMode::kApproximate, name + "/round");
   }
 
+  // x plus a clear constant per interpretation group (elements with the same s and b) that
+  // puts the middle of the group's calibrated range at 0, the constant folded into b. The
+  // rounding ahead of a lookup keeps lookup_precision bits of the range of *all* elements:
+  // centred, that range is the widest group's, not the spread of the groups' positions
+  // (a unit that is always negative no longer pushes the others' levels apart).
+  Enc centred(Enc x, const std::string& label) {
+    if (samples_.empty() || x.s.size() < 2) return x;
+    const ElementRanges r = observed_elements(x.v);
+    std::map<std::pair<double, double>, std::pair<std::int64_t, std::int64_t>> group_range;
+    for (std::size_t e = 0; e < x.s.size(); ++e) {
+      auto [it, fresh] = group_range.try_emplace({x.s[e], x.b[e]}, r.lo[e], r.hi[e]);
+      if (!fresh) it->second.first = std::min(it->second.first, r.lo[e]), it->second.second = std::max(it->second.second, r.hi[e]);
+    }
+    circuit::Tensor c(x.shape, std::vector<std::int64_t>(x.s.size(), 0));
+    std::int64_t lo = INT64_MAX, hi = INT64_MIN, clo = INT64_MAX, chi = INT64_MIN;
+    for (std::size_t e = 0; e < x.s.size(); ++e) {
+      const auto [glo, ghi] = group_range.at({x.s[e], x.b[e]});
+      c.data[e] = -(glo + (ghi - glo) / 2);
+      lo = std::min(lo, glo), hi = std::max(hi, ghi);
+      clo = std::min(clo, glo + c.data[e]), chi = std::max(chi, ghi + c.data[e]);
+    }
+    // Only where the lookup needs rounding and centring narrows what it rounds.
+    const auto width = [](std::int64_t a, std::int64_t b) { return circuit::width_of_span(static_cast<std::uint64_t>(b - a)); };
+    if (width(lo, hi) <= options_.lookup_precision || chi - clo >= hi - lo) return x;
+    // real = s v + b = s (v + c) + (b - s c)
+    for (std::size_t e = 0; e < x.s.size(); ++e) x.b[e] -= x.s[e] * static_cast<double>(c.data[e]);
+    x.v = builder_.add(x.v, c, label + "/centre");
+    return x;
+  }
+
   // One lookup fused with requantization to `bits` bits of f's calibrated output range.
-  Enc activation(const Enc& x, const std::string& op, double alpha, unsigned bits, const std::string& out_name,
+  Enc activation(const Enc& x_in, const std::string& op, double alpha, unsigned bits, const std::string& out_name,
                  const std::string& label) {
     auto fr = float_range_.find(out_name);
     double lo = 0, hi = 0;
@@ -207,6 +252,7 @@ class NetworkLowering {
     const double s_out = (hi - lo) / levels;
     const std::int64_t q_lo = static_cast<std::int64_t>(std::nearbyint(lo / s_out));
     const std::int64_t q_hi = q_lo + (std::int64_t{1} << bits) - 1;
+    const Enc x = centred(x_in, label);
     const Value in = round_for_lookup(x.v, label);
     std::map<std::pair<double, double>, std::uint32_t> groups;
     std::vector<circuit::Table> tables;

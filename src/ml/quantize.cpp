@@ -115,17 +115,49 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   check_bits(options.network_weight_bits, 2, 16, "network_weight_bits");
   check_bits(options.network_activation_bits, 1, 8, "network_activation_bits");
   check_bits(options.network_output_bits, 1, 8, "network_output_bits");
-  check_bits(options.lookup_precision, 1, 8, "lookup_precision");
+  if (options.lookup_precision != 0) check_bits(options.lookup_precision, 1, 8, "lookup_precision");
+  check_bits(options.max_lookup_precision, 2, 8, "max_lookup_precision");
+  if (!(options.lookup_tolerance >= 0) || options.lookup_tolerance > 1)
+    throw std::invalid_argument("compile_model: lookup_tolerance must be in [0, 1]");
   if (!(options.range_margin >= 0) || options.range_margin > 10)
     throw std::invalid_argument("compile_model: range_margin must be in [0, 10]");
-  QuantizedModel q;
-  if (const auto* lin = std::get_if<LinearModel>(&model.body)) q = detail::lower_linear(model, *lin, calibration, options);
-  else if (const auto* ens = std::get_if<TreeEnsemble>(&model.body)) q = detail::lower_trees(model, *ens, calibration, options);
-  else q = detail::lower_network(model, std::get<Network>(model.body), calibration, options);
-  q.processing.task = model.task;
-  q.processing.n_features = model.n_features;
-  q.processing.classes = model.classes;
-  return q;
+  const auto finish = [&](QuantizedModel q) {
+    q.processing.task = model.task;
+    q.processing.n_features = model.n_features;
+    q.processing.classes = model.classes;
+    return q;
+  };
+  if (const auto* lin = std::get_if<LinearModel>(&model.body)) return finish(detail::lower_linear(model, *lin, calibration, options));
+  if (const auto* ens = std::get_if<TreeEnsemble>(&model.body)) return finish(detail::lower_trees(model, *ens, calibration, options));
+  const auto& net = std::get<Network>(model.body);
+  const auto lower = [&](unsigned precision) {
+    QuantizationOptions o = options;
+    o.lookup_precision = precision;
+    QuantizedModel q = finish(detail::lower_network(model, net, calibration, o));
+    q.lookup_precision = precision;
+    return q;
+  };
+  if (options.lookup_precision != 0) return lower(options.lookup_precision);
+  // Automatic precision: the cheapest lookups that follow the float model on the
+  // calibration rows about as well as max_lookup_precision does.
+  const Matrix rows = calibration.first_rows(std::min(calibration.rows, options.max_calibration_rows));
+  const Predictions reference = predict_float(model, rows);
+  QuantizedModel best = lower(options.max_lookup_precision);
+  const double target = lookup_infidelity(model.task, predict_clear(best, rows), reference) + options.lookup_tolerance;
+  for (unsigned p = 2; p < options.max_lookup_precision; ++p) {
+    QuantizedModel q = lower(p);
+    if (lookup_infidelity(model.task, predict_clear(q, rows), reference) <= target + 1e-12) return q;
+  }
+  return best;
+}
+
+double lookup_infidelity(Task task, const Predictions& quantized, const Predictions& reference) {
+  if (task == Task::kClassification) {
+    if (quantized.labels.size() != reference.labels.size() || reference.labels.empty())
+      throw std::invalid_argument("lookup_infidelity: prediction counts differ or are zero");
+    return 1.0 - accuracy(quantized.labels, std::vector<double>(reference.labels.begin(), reference.labels.end()));
+  }
+  return 1.0 - r2_score(quantized.values, reference.values);
 }
 
 Predictions predict_clear(const QuantizedModel& model, const Matrix& rows) {

@@ -27,7 +27,9 @@
 //                  interpretation (with bias correction: the weights' rounding error at
 //                  the calibration rows' mean input joins the offset); each activation is one lookup fused with requantization
 //                  to activation_bits, preceded by an approximate round_bits that keeps
-//                  lookup_precision bits of the accumulator's calibrated range; MaxPool is
+//                  lookup_precision bits of the accumulator's calibrated range (each
+//                  unit's range centred on zero first, by a clear constant, so that the
+//                  bits go to the widest unit's width, not to the units' spread); MaxPool is
 //                  max(a, b) = a + relu(b - a) through lookups, taken before the
 //                  activation that feeds it when pool_before_activation; the last layer's
 //                  accumulator is requantized by one lookup to output_bits so that the
@@ -81,7 +83,16 @@ struct QuantizationOptions {
   unsigned network_weight_bits = 5;
   unsigned network_activation_bits = 5;
   unsigned network_output_bits = 8;
-  unsigned lookup_precision = 6;  // rounding threshold: lookups read at most this many bits
+  // Rounding threshold: lookups read at most this many bits. 0 (the default) chooses it per
+  // model: the smallest precision in [2, max_lookup_precision] whose clear predictions on
+  // the calibration rows follow the float model's within lookup_tolerance of what
+  // max_lookup_precision achieves (classification: the fraction of rows whose label
+  // differs; regression: 1 - R^2 of the quantized values against the float ones). Every
+  // bit less roughly halves the cost of each PBS (6-bit set: N = 4096; 4-bit: N = 2048,
+  // one decomposition level).
+  unsigned lookup_precision = 0;
+  unsigned max_lookup_precision = 6;
+  double lookup_tolerance = 0.01;
   // An activation whose only consumer is an unpadded MaxPool runs after it, on the pooled
   // elements (a quarter of them for 2x2 windows): the max then reads rounded accumulator
   // differences, which costs up to one rounding step of accuracy (cnn_digits: 730 -> 442
@@ -97,6 +108,9 @@ struct QuantizationOptions {
 struct QuantizedModel {
   circuit::Circuit circuit;
   Processing processing;
+  // Networks: the lookup precision the lowering used (QuantizationOptions::lookup_precision,
+  // or its automatic choice); 0 for other models.
+  unsigned lookup_precision = 0;
 };
 
 // Quantizes and lowers `model` with `calibration` rows (n_features columns, at least one
@@ -107,5 +121,10 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
 
 // Quantize, run the circuit with the clear executor, post-process: "what FHE will return".
 Predictions predict_clear(const QuantizedModel& model, const Matrix& rows);
+
+// How far quantized predictions stray from reference (float) ones on the same rows:
+// classification, the fraction of labels that differ; regression, 1 - R^2 of the quantized
+// values against the reference values. What the automatic lookup precision bounds.
+double lookup_infidelity(Task task, const Predictions& quantized, const Predictions& reference);
 
 }  // namespace veil::ml
