@@ -106,7 +106,7 @@ void Fft::forward(const double* a, double* spectrum, FftScratch& scratch) const 
   forward_twisted(spectrum, scratch);
 }
 
-void Fft::forward_integer(const std::int64_t* a, double* spectrum, FftScratch& scratch) const {
+const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch& scratch) const {
   const std::size_t half = n_ / 2;
   double* buf = scratch.data();
   for (std::size_t j = 0; j < half; ++j) {
@@ -114,7 +114,9 @@ void Fft::forward_integer(const std::int64_t* a, double* spectrum, FftScratch& s
     buf[2 * j] = x * twist_re_[j] - y * twist_im_[j];
     buf[2 * j + 1] = x * twist_im_[j] + y * twist_re_[j];
   }
-  forward_twisted(spectrum, scratch);
+  fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
+                   reinterpret_cast<fftw_complex*>(scratch.output()));
+  return scratch.output();
 }
 
 void Fft::forward_torus(const Torus* a, double* spectrum, FftScratch& scratch) const {
@@ -153,8 +155,10 @@ void Fft::backward(const double* spectrum, double* out, FftScratch& scratch) con
   }
 }
 
-void Fft::backward_add_torus(const double* spectrum, Torus* out, FftScratch& scratch) const {
-  backward_to_scratch(spectrum, scratch);
+void Fft::backward_add_torus_interleaved(const double* spectrum, Torus* out, FftScratch& scratch) const {
+  // Out of place: FFTW leaves the input of a complex transform intact.
+  fftw_execute_dft(static_cast<fftw_plan>(backward_plan_), reinterpret_cast<fftw_complex*>(const_cast<double*>(spectrum)),
+                   reinterpret_cast<fftw_complex*>(scratch.output()));
   const std::size_t half = n_ / 2;
   const double* buf = scratch.output();
   for (std::size_t j = 0; j < half; ++j) {

@@ -94,7 +94,6 @@ ExternalProductScratch::ExternalProductScratch(const GgswShape& shape)
     : fft(shape.polynomial_size),
       state(shape.polynomial_size.value),
       digits(shape.polynomial_size.value),
-      digit_spectrum(shape.polynomial_size.value),
       accumulator(glwe_size(shape.glwe_dimension) * shape.polynomial_size.value) {}
 
 void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
@@ -112,20 +111,15 @@ void external_product_add(const GgswShape& shape, const double* fourier_ggsw, st
     for (std::size_t t = 0; t < n; ++t) scratch.state[t] = decomposer.round_to_top_bits(poly[t]);
     for (std::size_t j = l; j >= 1; --j) {
       decomposer.next_level_digits(scratch.state, scratch.digits.data());
-      fft.forward_integer(scratch.digits.data(), scratch.digit_spectrum.data(), scratch.fft);
+      const double* digit_spectrum = fft.forward_integer_interleaved(scratch.digits.data(), scratch.fft);
       const std::size_t row_offset = (i * l + (j - 1)) * parts * n;
       const double* row = fourier_ggsw + row_offset;
-      if (prefetch != nullptr) {
-        for (std::size_t o = 0; o < parts; ++o)
-          fourier_multiply_add_prefetch(acc + o * n, scratch.digit_spectrum.data(), row + o * n, half,
-                                        prefetch + row_offset + o * n);
-      } else {
-        for (std::size_t o = 0; o < parts; ++o)
-          fourier_multiply_add(acc + o * n, scratch.digit_spectrum.data(), row + o * n, half);
-      }
+      for (std::size_t o = 0; o < parts; ++o)
+        fourier_multiply_add_interleaved(acc + o * n, digit_spectrum, row + o * n, half,
+                                         prefetch != nullptr ? prefetch + row_offset + o * n : nullptr);
     }
   }
-  for (std::size_t o = 0; o < parts; ++o) fft.backward_add_torus(acc + o * n, out.data() + o * n, scratch.fft);
+  for (std::size_t o = 0; o < parts; ++o) fft.backward_add_torus_interleaved(acc + o * n, out.data() + o * n, scratch.fft);
 }
 
 void external_product(const FourierGgswCiphertext& ggsw, const GlweCiphertext& in, GlweCiphertext& out,

@@ -50,7 +50,7 @@ std::size_t PbsScratch::bytes() const {
   return (small.size() + accumulator.size() + difference.size()) * sizeof(Torus) +
          ks_digits.size() * sizeof(std::int64_t) + switched_mask.size() * sizeof(std::size_t) + external_product.fft.size() * sizeof(double) +
          external_product.state.size() * sizeof(Torus) + external_product.digits.size() * sizeof(std::int64_t) +
-         (external_product.digit_spectrum.size() + external_product.accumulator.size()) * sizeof(double);
+         external_product.accumulator.size() * sizeof(double);
 }
 
 void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,

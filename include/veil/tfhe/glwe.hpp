@@ -59,8 +59,7 @@ class ExternalProductScratch {
   FftScratch fft;
   AlignedVector<Torus> state;
   AlignedVector<std::int64_t> digits;
-  AlignedVector<double> digit_spectrum;
-  AlignedVector<double> accumulator;  // (k+1) spectra
+  AlignedVector<double> accumulator;  // (k+1) spectra, interleaved (Fft::backward_add_torus_interleaved)
 };
 
 // out += GGSW [x] in, with the GGSW given as its Fourier rows (layout of FourierGgswCiphertext).
