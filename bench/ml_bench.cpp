@@ -4,8 +4,11 @@
 //   FHE-run rows whose prediction equals the clear one), pbs (per sample), ms_per_sample.
 // Compilation, key generation and the clear runs happen once per model, outside the timing;
 // each iteration encrypts, runs and decrypts one test row (cycling through the split).
-// Tree ensembles also run as ml/<model>/<dataset>/input_bits:4: 4-bit instead of the default
-// 6-bit feature quantizers, so that every lookup fits the 4-bit parameter set.
+// Tree ensembles also run as ml/<model>/<dataset>/input_bits:4 (4-bit instead of the default
+// 6-bit feature quantizers, so that every lookup fits the 4-bit parameter set) and
+// input_bits:auto (QuantizationOptions::tree_input_bits = 0: the fewest bits within the
+// trees' tolerance). Counter `bits`: the input bits of a tree ensemble, the lookup precision
+// of a network (both may be automatic choices).
 #include <benchmark/benchmark.h>
 
 #include <chrono>
@@ -33,7 +36,7 @@ std::string fixtures() {
 }
 
 void bench_model(benchmark::State& state, std::string name, std::string file, std::string dataset, bool regression,
-                 unsigned tree_input_bits) {
+                 int tree_input_bits) {
   const std::string dir = fixtures();
   const ml::Model model = ml::load_model(dir + "/" + file);
   const ml::Matrix calib = ml::load_csv(dir + "/data/" + dataset + "_calib.csv");
@@ -41,7 +44,7 @@ void bench_model(benchmark::State& state, std::string name, std::string file, st
   const ml::Matrix x = all.first_columns(all.cols - 1);
   const std::vector<double> y = all.column(all.cols - 1);
   ml::QuantizationOptions options;
-  if (tree_input_bits) options.tree_input_bits = tree_input_bits;
+  if (tree_input_bits >= 0) options.tree_input_bits = static_cast<unsigned>(tree_input_bits);  // 0: automatic
   const ml::QuantizedModel q = ml::compile_model(model, calib, options);
   const ml::Predictions fp = ml::predict_float(model, x), qp = ml::predict_clear(q, x);
   const circuit::CompiledCircuit cc = circuit::compile(q.circuit);
@@ -65,6 +68,7 @@ void bench_model(benchmark::State& state, std::string name, std::string file, st
   state.counters["quant_acc"] = regression ? ml::r2_score(qp.values, y) : ml::accuracy(qp.labels, y);
   state.counters["fhe_agree"] = runs ? static_cast<double>(agree) / static_cast<double>(runs) : 0.0;
   state.counters["pbs"] = static_cast<double>(cc.analysis.statistics.total_pbs);
+  state.counters["bits"] = static_cast<double>(q.tree_input_bits ? q.tree_input_bits : q.lookup_precision);
   state.counters["ms_per_sample"] = runs ? 1e3 * seconds / static_cast<double>(runs) : 0.0;
   state.SetLabel(cc.params.describe());
   (void)name;
@@ -80,8 +84,9 @@ const bool registered = [] {
     const std::string name = m["name"], file = m["file"], dataset = m["dataset"], task = m["task"];
     std::string model = name.substr(0, name.rfind('_' + dataset));
     const bool trees = model == "tree" || model == "forest" || model == "xgb";
-    for (const unsigned bits : trees ? std::vector<unsigned>{0, 4} : std::vector<unsigned>{0}) {
-      const std::string suffix = bits ? "/input_bits:" + std::to_string(bits) : "";
+    // -1: the default widths; 0: automatic input bits.
+    for (const int bits : trees ? std::vector<int>{-1, 4, 0} : std::vector<int>{-1}) {
+      const std::string suffix = bits < 0 ? "" : "/input_bits:" + (bits ? std::to_string(bits) : std::string("auto"));
       benchmark::RegisterBenchmark(("ml/" + model + "/" + dataset + suffix).c_str(), bench_model, name, file, dataset,
                                    task == "regression", bits)
           ->Unit(benchmark::kMillisecond)

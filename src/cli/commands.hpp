@@ -13,6 +13,7 @@ struct CompileArgs {
   std::string model, calibration, out;
   std::optional<unsigned> n_bits;         // all input/weight bit widths of the model family
   std::optional<unsigned> lookup_bits;    // networks: rounding threshold
+  bool auto_tree_bits = false;            // trees: input bits chosen per model
   std::optional<double> p_error;          // per PBS
   std::optional<double> global_p_error;   // whole circuit
   bool force = false;

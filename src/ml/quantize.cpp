@@ -99,6 +99,23 @@ void check_bits(unsigned bits, unsigned lo, unsigned hi, const char* what) {
     throw std::invalid_argument(std::string("compile_model: ") + what + " = " + std::to_string(bits) + " is outside [" +
                                 std::to_string(lo) + ", " + std::to_string(hi) + "]");
 }
+
+// An automatic width: the fewest bits b in [2, max] whose lowering `lower(b)` predicts the
+// calibration rows as faithfully (to the float model) as lower(max) does, give or take
+// `tolerance`.
+template <class Lower>
+QuantizedModel fewest_bits_within_tolerance(const Model& model, const Matrix& calibration, const QuantizationOptions& options,
+                                            unsigned max, double tolerance, Lower&& lower) {
+  const Matrix rows = calibration.first_rows(std::min(calibration.rows, options.max_calibration_rows));
+  const Predictions reference = predict_float(model, rows);
+  QuantizedModel widest = lower(max);
+  const double bound = prediction_infidelity(model.task, predict_clear(widest, rows), reference) + tolerance;
+  for (unsigned b = 2; b < max; ++b) {
+    QuantizedModel q = lower(b);
+    if (prediction_infidelity(model.task, predict_clear(q, rows), reference) <= bound + 1e-12) return q;
+  }
+  return widest;
+}
 }  // namespace
 
 QuantizedModel compile_model(const Model& model, const Matrix& calibration, const QuantizationOptions& options) {
@@ -108,7 +125,8 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
                                 " columns, the model " + std::to_string(model.n_features) + " features");
   check_bits(options.linear_input_bits, 1, 16, "linear_input_bits");
   check_bits(options.linear_weight_bits, 2, 16, "linear_weight_bits");
-  check_bits(options.tree_input_bits, 1, 8, "tree_input_bits");
+  if (options.tree_input_bits != 0) check_bits(options.tree_input_bits, 1, 8, "tree_input_bits");
+  check_bits(options.max_tree_input_bits, 2, 8, "max_tree_input_bits");
   check_bits(options.tree_leaf_bits, 2, 16, "tree_leaf_bits");
   if (options.tree_group_bits > 8) throw std::invalid_argument("compile_model: tree_group_bits must be in [0, 8], got " + std::to_string(options.tree_group_bits));
   check_bits(options.network_input_bits, 1, 8, "network_input_bits");
@@ -117,8 +135,10 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   check_bits(options.network_output_bits, 1, 8, "network_output_bits");
   if (options.lookup_precision != 0) check_bits(options.lookup_precision, 1, 8, "lookup_precision");
   check_bits(options.max_lookup_precision, 2, 8, "max_lookup_precision");
-  if (!(options.lookup_tolerance >= 0) || options.lookup_tolerance > 1)
-    throw std::invalid_argument("compile_model: lookup_tolerance must be in [0, 1]");
+  if (!(options.auto_tolerance >= 0) || options.auto_tolerance > 1)
+    throw std::invalid_argument("compile_model: auto_tolerance must be in [0, 1]");
+  if (!(options.tree_auto_tolerance >= 0) || options.tree_auto_tolerance > 1)
+    throw std::invalid_argument("compile_model: tree_auto_tolerance must be in [0, 1]");
   if (!(options.range_margin >= 0) || options.range_margin > 10)
     throw std::invalid_argument("compile_model: range_margin must be in [0, 10]");
   const auto finish = [&](QuantizedModel q) {
@@ -128,7 +148,17 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
     return q;
   };
   if (const auto* lin = std::get_if<LinearModel>(&model.body)) return finish(detail::lower_linear(model, *lin, calibration, options));
-  if (const auto* ens = std::get_if<TreeEnsemble>(&model.body)) return finish(detail::lower_trees(model, *ens, calibration, options));
+  if (const auto* ens = std::get_if<TreeEnsemble>(&model.body)) {
+    const auto lower = [&](unsigned bits) {
+      QuantizationOptions o = options;
+      o.tree_input_bits = bits;
+      QuantizedModel q = finish(detail::lower_trees(model, *ens, calibration, o));
+      q.tree_input_bits = bits;
+      return q;
+    };
+    if (options.tree_input_bits != 0) return lower(options.tree_input_bits);
+    return fewest_bits_within_tolerance(model, calibration, options, options.max_tree_input_bits, options.tree_auto_tolerance, lower);
+  }
   const auto& net = std::get<Network>(model.body);
   const auto lower = [&](unsigned precision) {
     QuantizationOptions o = options;
@@ -138,23 +168,13 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
     return q;
   };
   if (options.lookup_precision != 0) return lower(options.lookup_precision);
-  // Automatic precision: the cheapest lookups that follow the float model on the
-  // calibration rows about as well as max_lookup_precision does.
-  const Matrix rows = calibration.first_rows(std::min(calibration.rows, options.max_calibration_rows));
-  const Predictions reference = predict_float(model, rows);
-  QuantizedModel best = lower(options.max_lookup_precision);
-  const double target = lookup_infidelity(model.task, predict_clear(best, rows), reference) + options.lookup_tolerance;
-  for (unsigned p = 2; p < options.max_lookup_precision; ++p) {
-    QuantizedModel q = lower(p);
-    if (lookup_infidelity(model.task, predict_clear(q, rows), reference) <= target + 1e-12) return q;
-  }
-  return best;
+  return fewest_bits_within_tolerance(model, calibration, options, options.max_lookup_precision, options.auto_tolerance, lower);
 }
 
-double lookup_infidelity(Task task, const Predictions& quantized, const Predictions& reference) {
+double prediction_infidelity(Task task, const Predictions& quantized, const Predictions& reference) {
   if (task == Task::kClassification) {
     if (quantized.labels.size() != reference.labels.size() || reference.labels.empty())
-      throw std::invalid_argument("lookup_infidelity: prediction counts differ or are zero");
+      throw std::invalid_argument("prediction_infidelity: prediction counts differ or are zero");
     return 1.0 - accuracy(quantized.labels, std::vector<double>(reference.labels.begin(), reference.labels.end()));
   }
   return 1.0 - r2_score(quantized.values, reference.values);

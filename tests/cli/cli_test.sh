@@ -56,7 +56,12 @@ roundtrip logreg "$fixtures/models/logreg_breast_cancer.json"   # linear (scikit
 roundtrip xgb "$fixtures/models/xgb_breast_cancer.json"         # tree ensemble (XGBoost JSON)
 roundtrip mlp "$fixtures/models/mlp_breast_cancer.onnx"         # network (ONNX from PyTorch)
 
+# Automatic tree input bits: the XGBoost model fits the 4-bit set (see quantize_test).
+ok "$veil" compile --model "$fixtures/models/xgb_breast_cancer.json" --calibration "$work/calib.csv" --out "$work/xgb_auto" --auto-tree-bits
+grep -q "(4-bit: " "$work/out" || fail "--auto-tree-bits: expected 4-bit lookups, got: $(grep lookups "$work/out")"
+
 # Error paths.
+refused "excludes" "$veil" compile --model "$fixtures/models/xgb_breast_cancer.json" --calibration "$work/calib.csv" --out "$work/xgb_both" --auto-tree-bits --n-bits 4
 refused "exists already" "$veil" compile --model "$fixtures/models/logreg_breast_cancer.json" --calibration "$work/calib.csv" --out "$work/logreg"
 refused "required" "$veil" compile --model "$fixtures/models/logreg_breast_cancer.json"
 refused "columns\|features" "$veil" encrypt --client "$work/logreg" --keys "$work/logreg/keys" --input "$fixtures/data/breast_cancer_test.csv" --out "$work/bad.enc"

@@ -64,8 +64,13 @@ struct QuantizationOptions {
   // Linear models (Concrete ML's defaults: 8 and 8).
   unsigned linear_input_bits = 8;
   unsigned linear_weight_bits = 8;
-  // Tree ensembles (Concrete ML's default: 6 input bits).
+  // Tree ensembles (Concrete ML's default: 6 input bits). 0 chooses them per model: the
+  // fewest bits in [2, max_tree_input_bits] whose clear predictions on the calibration rows
+  // stray from the float model's at most tree_auto_tolerance more than max_tree_input_bits' do
+  // (as lookup_precision = 0 for networks). Every comparison reads all input bits, so 4 bits
+  // put a tree ensemble on the 4-bit set, about 5x cheaper per PBS than the 6-bit one.
   unsigned tree_input_bits = 6;
+  unsigned max_tree_input_bits = 6;
   unsigned tree_leaf_bits = 6;  // leaf values, symmetric, one scale for the whole ensemble
   bool sum_trees_in_circuit = false;
   TreeLeafMode tree_leaf_mode = TreeLeafMode::kAuto;
@@ -85,14 +90,17 @@ struct QuantizationOptions {
   unsigned network_output_bits = 8;
   // Rounding threshold: lookups read at most this many bits. 0 (the default) chooses it per
   // model: the smallest precision in [2, max_lookup_precision] whose clear predictions on
-  // the calibration rows follow the float model's within lookup_tolerance of what
-  // max_lookup_precision achieves (classification: the fraction of rows whose label
-  // differs; regression: 1 - R^2 of the quantized values against the float ones). Every
-  // bit less roughly halves the cost of each PBS (6-bit set: N = 4096; 4-bit: N = 2048,
-  // one decomposition level).
+  // the calibration rows follow the float model's within auto_tolerance of what
+  // max_lookup_precision achieves (prediction_infidelity). Every bit less makes each PBS
+  // cheaper (6-bit set: N = 4096, two levels; 5-bit: N = 2048).
   unsigned lookup_precision = 0;
   unsigned max_lookup_precision = 6;
-  double lookup_tolerance = 0.01;
+  // Automatic choices: how much more the predictions on the calibration rows may stray from
+  // the float model's than at the largest width (0.01: one row in a hundred more with
+  // another label). The defaults are the accuracy targets Veil holds itself to: 1 point for
+  // networks (lookup_precision = 0), 2 for tree ensembles (tree_input_bits = 0).
+  double auto_tolerance = 0.01;
+  double tree_auto_tolerance = 0.02;
   // An activation whose only consumer is an unpadded MaxPool runs after it, on the pooled
   // elements (a quarter of them for 2x2 windows): the max then reads rounded accumulator
   // differences, which costs up to one rounding step of accuracy (cnn_digits: 730 -> 442
@@ -108,9 +116,10 @@ struct QuantizationOptions {
 struct QuantizedModel {
   circuit::Circuit circuit;
   Processing processing;
-  // Networks: the lookup precision the lowering used (QuantizationOptions::lookup_precision,
-  // or its automatic choice); 0 for other models.
+  // The widths the lowering used, the automatic choices included: the lookup precision of
+  // a network and the input bits of a tree ensemble (0 for the other models).
   unsigned lookup_precision = 0;
+  unsigned tree_input_bits = 0;
 };
 
 // Quantizes and lowers `model` with `calibration` rows (n_features columns, at least one
@@ -124,7 +133,7 @@ Predictions predict_clear(const QuantizedModel& model, const Matrix& rows);
 
 // How far quantized predictions stray from reference (float) ones on the same rows:
 // classification, the fraction of labels that differ; regression, 1 - R^2 of the quantized
-// values against the reference values. What the automatic lookup precision bounds.
-double lookup_infidelity(Task task, const Predictions& quantized, const Predictions& reference);
+// values against the reference values. What the automatic widths bound.
+double prediction_infidelity(Task task, const Predictions& quantized, const Predictions& reference);
 
 }  // namespace veil::ml
