@@ -236,6 +236,22 @@ TEST(NetworkLowering, NarrowLookupsKeepTheMlpAccuracy) {
   }
 }
 
+// The rule of an automatic width: `chosen` bits stray from the float model's predictions on
+// the calibration rows at most `tolerance` more than `max` bits do, and every narrower width
+// strays more. `set(o, bits)` puts the width under test into default options.
+void expect_fewest_within_tolerance(const Model& m, const Matrix& calib, unsigned chosen, unsigned max, double tolerance,
+                                    void (*set)(QuantizationOptions&, unsigned)) {
+  const Predictions reference = predict_float(m, calib);
+  auto infidelity = [&](unsigned bits) {
+    QuantizationOptions o;
+    set(o, bits);
+    return prediction_infidelity(m.task, predict_clear(compile_model(m, calib, o), calib), reference);
+  };
+  const double bound = infidelity(max) + tolerance + 1e-12;
+  EXPECT_LE(infidelity(chosen), bound);
+  for (unsigned b = 2; b < chosen; ++b) EXPECT_GT(infidelity(b), bound) << b << " bits would do";
+}
+
 // By default the lookup precision is the smallest in [2, max_lookup_precision] whose clear
 // predictions on the calibration rows stray from the float model's at most auto_tolerance
 // more than max_lookup_precision's do.
@@ -251,15 +267,8 @@ TEST(NetworkLowering, AutomaticLookupPrecisionIsTheSmallestWithinTolerance) {
     ASSERT_GE(chosen.lookup_precision, 2u);
     ASSERT_LE(chosen.lookup_precision, defaults.max_lookup_precision);
     for (const auto& l : circuit::analyze(chosen.circuit).lookups) EXPECT_LE(l.precision, chosen.lookup_precision);
-    const Predictions reference = predict_float(m, calib);
-    auto infidelity = [&](unsigned p) {
-      QuantizationOptions o;
-      o.lookup_precision = p;
-      return prediction_infidelity(m.task, predict_clear(compile_model(m, calib, o), calib), reference);
-    };
-    const double bound = infidelity(defaults.max_lookup_precision) + defaults.auto_tolerance + 1e-12;
-    EXPECT_LE(infidelity(chosen.lookup_precision), bound);
-    for (unsigned p = 2; p < chosen.lookup_precision; ++p) EXPECT_GT(infidelity(p), bound) << p << " bits would do";
+    expect_fewest_within_tolerance(m, calib, chosen.lookup_precision, defaults.max_lookup_precision, defaults.auto_tolerance,
+                                   [](QuantizationOptions& o, unsigned p) { o.lookup_precision = p; });
     // The same circuit as asking for that precision.
     QuantizationOptions fixed;
     fixed.lookup_precision = chosen.lookup_precision;
@@ -287,15 +296,8 @@ TEST(TreeLowering, AutomaticInputBitsAreTheFewestWithinTolerance) {
     ASSERT_GE(chosen.tree_input_bits, 2u);
     ASSERT_LE(chosen.tree_input_bits, o.max_tree_input_bits);
     chosen_bits[file] = chosen.tree_input_bits;
-    const Predictions reference = predict_float(m, calib);
-    auto infidelity = [&](unsigned bits) {
-      QuantizationOptions fixed;
-      fixed.tree_input_bits = bits;
-      return prediction_infidelity(m.task, predict_clear(compile_model(m, calib, fixed), calib), reference);
-    };
-    const double bound = infidelity(o.max_tree_input_bits) + o.tree_auto_tolerance + 1e-12;
-    EXPECT_LE(infidelity(chosen.tree_input_bits), bound);
-    for (unsigned b = 2; b < chosen.tree_input_bits; ++b) EXPECT_GT(infidelity(b), bound) << b << " bits would do";
+    expect_fewest_within_tolerance(m, calib, chosen.tree_input_bits, o.max_tree_input_bits, o.tree_auto_tolerance,
+                                   [](QuantizationOptions& fixed, unsigned b) { fixed.tree_input_bits = b; });
     for (const auto& q : chosen.processing.input_quantizers) EXPECT_EQ(q.n_bits, chosen.tree_input_bits);
   }
   EXPECT_LE(chosen_bits["xgb_breast_cancer.json"], 4u);
