@@ -100,17 +100,17 @@ void check_bits(unsigned bits, unsigned lo, unsigned hi, const char* what) {
                                 std::to_string(lo) + ", " + std::to_string(hi) + "]");
 }
 
-// An automatic width: the fewest bits b in [2, max] whose lowering `lower(b)` predicts the
+// An automatic width: the fewest bits b in [min, max] whose lowering `lower(b)` predicts the
 // calibration rows as faithfully (to the float model) as lower(max) does, give or take
 // `tolerance`.
 template <class Lower>
 QuantizedModel fewest_bits_within_tolerance(const Model& model, const Matrix& calibration, const QuantizationOptions& options,
-                                            unsigned max, double tolerance, Lower&& lower) {
+                                            unsigned min, unsigned max, double tolerance, Lower&& lower) {
   const Matrix rows = calibration.first_rows(std::min(calibration.rows, options.max_calibration_rows));
   const Predictions reference = predict_float(model, rows);
   QuantizedModel widest = lower(max);
   const double bound = prediction_infidelity(model.task, predict_clear(widest, rows), reference) + tolerance;
-  for (unsigned b = 2; b < max; ++b) {
+  for (unsigned b = min; b < max; ++b) {
     QuantizedModel q = lower(b);
     if (prediction_infidelity(model.task, predict_clear(q, rows), reference) <= bound + 1e-12) return q;
   }
@@ -133,8 +133,9 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   check_bits(options.network_weight_bits, 2, 16, "network_weight_bits");
   check_bits(options.network_activation_bits, 1, 8, "network_activation_bits");
   check_bits(options.network_output_bits, 1, 8, "network_output_bits");
-  if (options.lookup_precision != 0) check_bits(options.lookup_precision, 1, 8, "lookup_precision");
-  check_bits(options.max_lookup_precision, 2, 8, "max_lookup_precision");
+  // kMinLookupPrecision: narrower lookups are refused (quantize.hpp says why).
+  if (options.lookup_precision != 0) check_bits(options.lookup_precision, kMinLookupPrecision, 8, "lookup_precision");
+  check_bits(options.max_lookup_precision, kMinLookupPrecision, 8, "max_lookup_precision");
   if (!(options.auto_tolerance >= 0) || options.auto_tolerance > 1)
     throw std::invalid_argument("compile_model: auto_tolerance must be in [0, 1]");
   if (!(options.tree_auto_tolerance >= 0) || options.tree_auto_tolerance > 1)
@@ -157,7 +158,7 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
       return q;
     };
     if (options.tree_input_bits != 0) return lower(options.tree_input_bits);
-    return fewest_bits_within_tolerance(model, calibration, options, options.max_tree_input_bits, options.tree_auto_tolerance, lower);
+    return fewest_bits_within_tolerance(model, calibration, options, 2, options.max_tree_input_bits, options.tree_auto_tolerance, lower);
   }
   const auto& net = std::get<Network>(model.body);
   const auto lower = [&](unsigned precision) {
@@ -168,7 +169,8 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
     return q;
   };
   if (options.lookup_precision != 0) return lower(options.lookup_precision);
-  return fewest_bits_within_tolerance(model, calibration, options, options.max_lookup_precision, options.auto_tolerance, lower);
+  return fewest_bits_within_tolerance(model, calibration, options, kMinLookupPrecision, options.max_lookup_precision,
+                                      options.auto_tolerance, lower);
 }
 
 double prediction_infidelity(Task task, const Predictions& quantized, const Predictions& reference) {

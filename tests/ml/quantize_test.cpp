@@ -220,13 +220,13 @@ TEST(NetworkLowering, PoolingBeforeTheActivationNeedsFewerLookups) {
 // The units of a layer sit at different places of the accumulator's range: centred before
 // the rounding (one shift for the whole layer), each keeps lookup_precision bits of the
 // widest unit's range. Without the centring this MLP lost 9 points at 5 bits (0.972 ->
-// 0.881) and 14 at 4 (0.825).
+// 0.881). 4 bits are refused (kMinLookupPrecision).
 TEST(NetworkLowering, NarrowLookupsKeepTheMlpAccuracy) {
   const Model m = fixture("mlp_breast_cancer.onnx");
   const auto split = testing::load_test_split("breast_cancer");
   const Matrix calib = testing::load_calibration("breast_cancer");
   const double float_acc = accuracy(predict_float(m, split.features).labels, split.targets);
-  for (const unsigned p : {4u, 5u}) {
+  for (const unsigned p : {5u}) {
     QuantizationOptions o;
     o.lookup_precision = p;
     const QuantizedModel q = compile_model(m, calib, o);
@@ -238,9 +238,9 @@ TEST(NetworkLowering, NarrowLookupsKeepTheMlpAccuracy) {
 
 // The rule of an automatic width: `chosen` bits stray from the float model's predictions on
 // the calibration rows at most `tolerance` more than `max` bits do, and every narrower width
-// strays more. `set(o, bits)` puts the width under test into default options.
-void expect_fewest_within_tolerance(const Model& m, const Matrix& calib, unsigned chosen, unsigned max, double tolerance,
-                                    void (*set)(QuantizationOptions&, unsigned)) {
+// from `min` on strays more. `set(o, bits)` puts the width under test into default options.
+void expect_fewest_within_tolerance(const Model& m, const Matrix& calib, unsigned chosen, unsigned min, unsigned max,
+                                    double tolerance, void (*set)(QuantizationOptions&, unsigned)) {
   const Predictions reference = predict_float(m, calib);
   auto infidelity = [&](unsigned bits) {
     QuantizationOptions o;
@@ -249,10 +249,10 @@ void expect_fewest_within_tolerance(const Model& m, const Matrix& calib, unsigne
   };
   const double bound = infidelity(max) + tolerance + 1e-12;
   EXPECT_LE(infidelity(chosen), bound);
-  for (unsigned b = 2; b < chosen; ++b) EXPECT_GT(infidelity(b), bound) << b << " bits would do";
+  for (unsigned b = min; b < chosen; ++b) EXPECT_GT(infidelity(b), bound) << b << " bits would do";
 }
 
-// By default the lookup precision is the smallest in [2, max_lookup_precision] whose clear
+// By default the lookup precision is the smallest in [kMinLookupPrecision, max_lookup_precision] whose clear
 // predictions on the calibration rows stray from the float model's at most auto_tolerance
 // more than max_lookup_precision's do.
 TEST(NetworkLowering, AutomaticLookupPrecisionIsTheSmallestWithinTolerance) {
@@ -264,10 +264,11 @@ TEST(NetworkLowering, AutomaticLookupPrecisionIsTheSmallestWithinTolerance) {
     const QuantizationOptions defaults;
     ASSERT_EQ(defaults.lookup_precision, 0u);
     const QuantizedModel chosen = compile_model(m, calib, defaults);
-    ASSERT_GE(chosen.lookup_precision, 2u);
     ASSERT_LE(chosen.lookup_precision, defaults.max_lookup_precision);
     for (const auto& l : circuit::analyze(chosen.circuit).lookups) EXPECT_LE(l.precision, chosen.lookup_precision);
-    expect_fewest_within_tolerance(m, calib, chosen.lookup_precision, defaults.max_lookup_precision, defaults.auto_tolerance,
+    ASSERT_GE(chosen.lookup_precision, kMinLookupPrecision);
+    expect_fewest_within_tolerance(m, calib, chosen.lookup_precision, kMinLookupPrecision, defaults.max_lookup_precision,
+                                   defaults.auto_tolerance,
                                    [](QuantizationOptions& o, unsigned p) { o.lookup_precision = p; });
     // The same circuit as asking for that precision.
     QuantizationOptions fixed;
@@ -296,7 +297,7 @@ TEST(TreeLowering, AutomaticInputBitsAreTheFewestWithinTolerance) {
     ASSERT_GE(chosen.tree_input_bits, 2u);
     ASSERT_LE(chosen.tree_input_bits, o.max_tree_input_bits);
     chosen_bits[file] = chosen.tree_input_bits;
-    expect_fewest_within_tolerance(m, calib, chosen.tree_input_bits, o.max_tree_input_bits, o.tree_auto_tolerance,
+    expect_fewest_within_tolerance(m, calib, chosen.tree_input_bits, 2, o.max_tree_input_bits, o.tree_auto_tolerance,
                                    [](QuantizationOptions& fixed, unsigned b) { fixed.tree_input_bits = b; });
     for (const auto& q : chosen.processing.input_quantizers) EXPECT_EQ(q.n_bits, chosen.tree_input_bits);
   }
@@ -329,6 +330,8 @@ TEST(NetworkLowering, LookupPrecisionOptionsAreChecked) {
   EXPECT_THROW(compile_model(m, calib, o), std::invalid_argument);
   o = {};
   o.lookup_precision = 9;
+  EXPECT_THROW(compile_model(m, calib, o), std::invalid_argument);
+  o.lookup_precision = kMinLookupPrecision - 1;
   EXPECT_THROW(compile_model(m, calib, o), std::invalid_argument);
   o = {};
   o.max_tree_input_bits = 1;
