@@ -624,34 +624,28 @@ TEST(CircuitSerialization, HugeCountsAreRefusedWithoutAllocating) {
   const std::vector<std::string> u64_fields = {"node count", "operand count", "rank", "attribute count",
                                                "constant rank", "constant element count", "table count",
                                                "table entry count", "table index count", "output count"};
+  // The field (of `bytes` bytes) claiming `claim`: refused, and nothing near it allocated.
+  const auto expect_refused = [&](const std::string& field, std::uint64_t claim, int bytes) {
+    Bytes payload = e.out;
+    set_le(payload, e.offsets.at(field), claim, bytes);
+    const Bytes frame = seal(1, 0, payload);
+    g_largest_allocation = 0;
+    g_watch_allocations = true;
+    const bool ok = loads([&] { deserialize_circuit(frame); }, field.c_str());
+    g_watch_allocations = false;
+    EXPECT_FALSE(ok) << field << " = " << claim;
+    EXPECT_LT(g_largest_allocation, std::size_t{1} << 20) << field << " = " << claim;
+  };
   for (const std::string& field : u64_fields) {
     ASSERT_TRUE(e.offsets.count(field)) << field;
     for (std::uint64_t claim : {std::uint64_t{1} << 16, std::uint64_t{1} << 24, std::uint64_t{1} << 32,
-                                std::uint64_t{1} << 48, std::uint64_t{1} << 63, ~std::uint64_t{0}}) {
-      Bytes payload = e.out;
-      set_le(payload, e.offsets.at(field), claim, 8);
-      const Bytes frame = seal(1, 0, payload);
-      g_largest_allocation = 0;
-      g_watch_allocations = true;
-      const bool ok = loads([&] { deserialize_circuit(frame); }, field.c_str());
-      g_watch_allocations = false;
-      EXPECT_FALSE(ok) << field << " = " << claim;
-      EXPECT_LT(g_largest_allocation, std::size_t{1} << 20) << field << " = " << claim;
-    }
+                                std::uint64_t{1} << 48, std::uint64_t{1} << 63, ~std::uint64_t{0}})
+      expect_refused(field, claim, 8);
   }
   for (const std::string& field : {std::string("node name length"), std::string("output name length")}) {
     ASSERT_TRUE(e.offsets.count(field)) << field;
-    for (std::uint64_t claim : {std::uint64_t{4097}, std::uint64_t{1} << 20, std::uint64_t{0xFFFFFFFF}}) {
-      Bytes payload = e.out;
-      set_le(payload, e.offsets.at(field), claim, 4);
-      const Bytes frame = seal(1, 0, payload);
-      g_largest_allocation = 0;
-      g_watch_allocations = true;
-      const bool ok = loads([&] { deserialize_circuit(frame); }, field.c_str());
-      g_watch_allocations = false;
-      EXPECT_FALSE(ok) << field << " = " << claim;
-      EXPECT_LT(g_largest_allocation, std::size_t{1} << 20) << field << " = " << claim;
-    }
+    for (std::uint64_t claim : {std::uint64_t{4097}, std::uint64_t{1} << 20, std::uint64_t{0xFFFFFFFF}})
+      expect_refused(field, claim, 4);
   }
   // The embedded parameter set of a compiled circuit.
   const CompiledCircuit cc = compiled_toy(c);
