@@ -53,15 +53,23 @@ std::size_t PbsScratch::bytes() const {
          external_product.accumulator.size() * sizeof(double);
 }
 
+namespace {
+// Both key forms: `in` and `out` must be the key's input and output ciphertext sizes.
+void check_keyswitch_sizes(const KeyswitchKeyShape& shape, std::size_t in, std::size_t out) {
+  const std::size_t n_in = shape.input_lwe_dimension.value;
+  const std::size_t w = lwe_size(shape.output_lwe_dimension);
+  if (in != n_in + 1 || out != w)
+    throw std::invalid_argument("keyswitch: input of " + std::to_string(in) + " words, output of " + std::to_string(out) +
+                                ", key maps " + std::to_string(n_in + 1) + " to " + std::to_string(w));
+}
+}  // namespace
+
 void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
                std::vector<std::int64_t>& digits) {
   const KeyswitchKeyShape& shape = ksk.shape();
   const std::size_t n_in = shape.input_lwe_dimension.value;
   const std::size_t w = lwe_size(shape.output_lwe_dimension);
-  if (in.size() != n_in + 1 || out.size() != w)
-    throw std::invalid_argument("keyswitch: input of " + std::to_string(in.size()) + " words, output of " +
-                                std::to_string(out.size()) + ", key maps " + std::to_string(n_in + 1) + " to " +
-                                std::to_string(w));
+  check_keyswitch_sizes(shape, in.size(), out.size());
   const Decomposer decomposer(shape.base_log, shape.level_count);
   const std::size_t l = shape.level_count.value;
   digits.resize(l);
@@ -190,13 +198,7 @@ void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const 
 
 void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
                std::vector<std::int64_t>& digits) {
-  const KeyswitchKeyShape& shape = ksk.shape();
-  const std::size_t n_in = shape.input_lwe_dimension.value;
-  const std::size_t w = lwe_size(shape.output_lwe_dimension);
-  if (in.size() != n_in + 1 || out.size() != w)
-    throw std::invalid_argument("keyswitch: input of " + std::to_string(in.size()) + " words, output of " +
-                                std::to_string(out.size()) + ", key maps " + std::to_string(n_in + 1) + " to " +
-                                std::to_string(w));
+  check_keyswitch_sizes(ksk.shape(), in.size(), out.size());
   std::vector<std::int64_t>* d = &digits;
   keyswitch_each(ksk, 1, &in, &out, &d);
 }
