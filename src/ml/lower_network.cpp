@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "lowering.hpp"
@@ -188,10 +189,12 @@ class NetworkLowering {
     return mean;
   }
 
-  // Approximate rounding that leaves at most lookup_precision bits of the calibrated range.
-  Value round_for_lookup(Value v, const std::string& name) {
+  // Approximate rounding that leaves at most lookup_precision bits of the calibrated range
+  // (`known`: that range, when the caller has it already).
+  using Range = std::pair<std::int64_t, std::int64_t>;
+  Value round_for_lookup(Value v, const std::string& name, std::optional<Range> known = std::nullopt) {
     const auto inferred = builder_.range(v);
-    auto [lo, hi] = observed(v);
+    auto [lo, hi] = known ? *known : observed(v);
     const auto widen = static_cast<std::int64_t>(std::ceil(static_cast<double>(hi - lo) * options_.range_margin));
     lo = std::max(inferred.lo, lo - widen);
     hi = std::min(inferred.hi, hi + widen);
@@ -216,7 +219,9 @@ class NetworkLowering {
   // rounding ahead of a lookup keeps lookup_precision bits of the range of *all* elements:
   // centred, that range is the widest group's, not the spread of the groups' positions
   // (a unit that is always negative no longer pushes the others' levels apart).
-  Enc centred(Enc x, const std::string& label) {
+  // `observed_out`: the calibrated range of the returned value (all elements).
+  Enc centred(Enc x, const std::string& label, std::optional<Range>& observed_out) {
+    observed_out.reset();
     if (samples_.empty() || x.s.size() < 2) return x;
     const ElementRanges r = observed_elements(x.v);
     std::map<std::pair<double, double>, std::pair<std::int64_t, std::int64_t>> group_range;
@@ -234,7 +239,9 @@ class NetworkLowering {
     }
     // Only where the lookup needs rounding and centring narrows what it rounds.
     const auto width = [](std::int64_t a, std::int64_t b) { return circuit::width_of_span(static_cast<std::uint64_t>(b - a)); };
+    observed_out = Range{lo, hi};
     if (width(lo, hi) <= options_.lookup_precision || chi - clo >= hi - lo) return x;
+    observed_out = Range{clo, chi};
     // real = s v + b = s (v + c) + (b - s c)
     for (std::size_t e = 0; e < x.s.size(); ++e) x.b[e] -= x.s[e] * static_cast<double>(c.data[e]);
     x.v = builder_.add(x.v, c, label + "/centre");
@@ -252,8 +259,9 @@ class NetworkLowering {
     const double s_out = (hi - lo) / levels;
     const std::int64_t q_lo = static_cast<std::int64_t>(std::nearbyint(lo / s_out));
     const std::int64_t q_hi = q_lo + (std::int64_t{1} << bits) - 1;
-    const Enc x = centred(x_in, label);
-    const Value in = round_for_lookup(x.v, label);
+    std::optional<Range> range;
+    const Enc x = centred(x_in, label, range);
+    const Value in = round_for_lookup(x.v, label, range);
     std::map<std::pair<double, double>, std::uint32_t> groups;
     std::vector<circuit::Table> tables;
     std::vector<std::uint32_t> index(x.s.size());
