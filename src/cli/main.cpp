@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
   c->add_flag("--auto-tree-bits", compile_args.auto_tree_bits,
               "Trees: the fewest input bits (at most 6) whose predictions on the calibration rows stay within 2 points of 6 bits (default: 6 bits)")
       ->excludes("--n-bits");
-  c->add_option("--lookup-bits", compile_args.lookup_bits, "Networks: bits a lookup reads after rounding, 5 to 8 (default: the fewest, at most 6, whose predictions on the calibration rows stay within 1 point of 6 bits)")->check(CLI::Range(5u, 8u));
+  c->add_option("--lookup-bits", compile_args.lookup_bits, "Networks: bits a lookup reads after rounding, 2 to 8 (default: the fewest, at most 6, whose predictions on the calibration rows stay within 1 point of 6 bits)")->check(CLI::Range(2u, 8u));
   c->add_option("--p-error", compile_args.p_error, "Error probability per PBS (default 2^-40)")->check(CLI::Range(1e-300, 0.5));
   c->add_option("--global-p-error", compile_args.global_p_error, "Error probability of the whole circuit, instead of --p-error")->check(CLI::Range(1e-300, 0.5));
   c->add_flag("--force", compile_args.force, "Overwrite existing artifacts");

@@ -60,10 +60,9 @@ enum class TreeLeafMode {
   kIndicator,     // one lookup per leaf (0/1), then a clear matmul with the leaf values
 };
 
-// The narrowest network lookups compile_model accepts: at 4 bits, lookups after approximate
-// rounding decrypt wrong in FHE about once per hundred PBS on some parameter sets (an open
-// bug; the clear evaluation is right), so they are refused rather than silently wrong.
-inline constexpr unsigned kMinLookupPrecision = 5;
+// The narrowest network lookups: where the automatic choice starts, the least an explicit
+// lookup_precision may ask.
+inline constexpr unsigned kMinLookupPrecision = 2;
 
 struct QuantizationOptions {
   // Linear models (Concrete ML's defaults: 8 and 8).
