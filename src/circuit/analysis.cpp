@@ -165,7 +165,16 @@ struct ErrorSum {
   }
 };
 
+// The noise constraint of decrypting output `o`: nu^2 * 4^(W - t - 1) (analysis.hpp).
+double output_read_sq_norm2(const CircuitAnalysis& a, std::uint32_t o) {
+  return std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(a.widths[o] - output_step_bits(a, o) - 1));
+}
+
 }  // namespace
+
+unsigned output_step_bits(const CircuitAnalysis& a, std::uint32_t node) {
+  return std::min(a.ranges[node].trailing_zeros, a.widths[node] - 1);
+}
 
 unsigned width_of_span(std::uint64_t span) { return std::max(1u, static_cast<unsigned>(std::bit_width(span))); }
 
@@ -287,7 +296,7 @@ CircuitAnalysis analyze(const Circuit& c) {
   }
   if (bootstrapping)
     for (std::uint32_t o : c.outputs)
-      add_constraint(a.constraints, 1, std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(a.widths[o] - 1)));
+      add_constraint(a.constraints, 1, output_read_sq_norm2(a, o));
 
   // Statistics.
   unsigned min_p = kMaxLookupPrecision + 1;
@@ -374,7 +383,7 @@ namespace {
 double log2_levelled_error(const Circuit& c, const CircuitAnalysis& a, double fresh_variance) {
   ErrorSum sum;
   for (std::uint32_t o : c.outputs) {
-    const double var = std::ldexp(a.sq_norm2[o] * fresh_variance, 2 * static_cast<int>(a.widths[o] - 1));
+    const double var = output_read_sq_norm2(a, o) * fresh_variance;
     sum.add(tfhe::log2_lookup_error_probability_for_variance(1, var), static_cast<double>(element_count(c.nodes[o].shape)));
   }
   return sum.log2_total();
@@ -383,7 +392,7 @@ double log2_levelled_error(const Circuit& c, const CircuitAnalysis& a, double fr
 double log2_output_error(const Circuit& c, const CircuitAnalysis& a, const tfhe::ParameterSet& params) {
   ErrorSum sum;
   for (std::uint32_t o : c.outputs) {
-    const double sq = std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(a.widths[o] - 1));
+    const double sq = output_read_sq_norm2(a, o);
     sum.add(tfhe::log2_lookup_error_probability_for_variance(1, tfhe::variance_at_blind_rotation_input(params, sq)),
             static_cast<double>(element_count(c.nodes[o].shape)));
   }
@@ -411,9 +420,9 @@ void finish_statistics(CompiledCircuit& cc) {
 }
 
 tfhe::ParameterSet levelled_parameters(const Circuit& c, const CircuitAnalysis& a, double p_error, unsigned security_bits) {
-  // The most demanding output read: its noise multiplier times 4^(w-1) of its segment.
+  // The most demanding output read: its noise multiplier times 4^(W-t-1).
   double worst = 0;
-  for (std::uint32_t o : c.outputs) worst = std::max(worst, std::ldexp(a.sq_norm2[o], 2 * static_cast<int>(a.widths[o] - 1)));
+  for (std::uint32_t o : c.outputs) worst = std::max(worst, output_read_sq_norm2(a, o));
   const double max_var = tfhe::max_variance_for_p_error(1, p_error);
   for (unsigned log_n = 10; log_n <= 16; ++log_n) {
     const std::size_t big_n = std::size_t{1} << log_n;

@@ -867,9 +867,6 @@ void CircuitBuilder::output(Value v, std::string name) {
   if (name.size() > kMaxNameBytes)
     throw std::invalid_argument("output: name of " + std::to_string(name.size()) + " bytes, at most " +
                                 std::to_string(kMaxNameBytes));
-  if (is_approximate(circuit_, v.id))
-    throw std::invalid_argument("output '" + name + "': " + circuit_.describe_node(v.id) +
-                                " is an approximate round_bits result, which only a lookup may read");
   circuit_.outputs.push_back(v.id);
   circuit_.output_names.push_back(std::move(name));
 }
@@ -920,9 +917,6 @@ void validate_circuit(const Circuit& circuit) {
     if (o >= circuit.nodes.size())
       throw std::invalid_argument("output refers to node " + std::to_string(o) + ", the circuit has " +
                                   std::to_string(circuit.nodes.size()));
-    if (is_approximate(circuit, o))
-      throw std::invalid_argument("output " + circuit.describe_node(o) +
-                                  " is an approximate round_bits result, which only a lookup may read");
   }
 }
 

@@ -25,10 +25,11 @@ Torus value_delta(unsigned width) { return Torus{1} << (63 - width); }
 
 Torus encode_value(std::int64_t v, unsigned width) { return static_cast<Torus>(v) * value_delta(width); }
 
-// The representative in [lo, lo + 2^(W+1)) of round(phase / Delta_W) mod 2^(W+1).
-std::int64_t decode_value(Torus phase, unsigned width, std::int64_t lo) {
-  const unsigned shift = 63 - width;
-  const Torus rounded = (phase + (Torus{1} << shift >> 1)) >> shift;
+// The representative in [lo, lo + 2^(W+1)) of round(phase / (2^t Delta_W)) 2^t mod 2^(W+1):
+// the nearest multiple of 2^t (t < W; t = 0 for most values).
+std::int64_t decode_value(Torus phase, unsigned width, std::int64_t lo, unsigned step_bits) {
+  const unsigned shift = 63 - width + step_bits;
+  const Torus rounded = ((phase + (Torus{1} << shift >> 1)) >> shift) << step_bits;
   const Torus mask = width >= 63 ? ~Torus{0} : (Torus{1} << (width + 1)) - 1;
   const Torus offset = (rounded - static_cast<Torus>(lo)) & mask;
   return static_cast<std::int64_t>(static_cast<Torus>(lo) + offset);
@@ -321,7 +322,7 @@ CircuitSignature signature_of(const CompiledCircuit& circuit) {
     const std::uint32_t id = c.outputs[i];
     const ValueRange& r = circuit.analysis.ranges[id];
     s.outputs.push_back({i < c.output_names.size() ? c.output_names[i] : std::string{}, c.nodes[id].shape, r.lo, r.hi,
-                         circuit.analysis.widths[id]});
+                         circuit.analysis.widths[id], output_step_bits(circuit.analysis, id)});
   }
   return s;
 }
@@ -419,7 +420,7 @@ std::vector<Tensor> decrypt_outputs(const CircuitSignature& sig, const tfhe::Sec
     const std::span<const Torus> key = got == dim ? keys.glwe.flattened() : keys.lwe.bits();
     std::vector<std::int64_t> data(outputs[i].ciphertexts.count());
     for (std::size_t e = 0; e < data.size(); ++e)
-      data[e] = decode_value(tfhe::decrypt_lwe_phase(key, outputs[i].ciphertexts[e]), o.width, o.lo);
+      data[e] = decode_value(tfhe::decrypt_lwe_phase(key, outputs[i].ciphertexts[e]), o.width, o.lo, o.step_bits);
     out.emplace_back(o.shape, std::move(data));
   }
   return out;

@@ -82,7 +82,9 @@ tfhe::ParameterSet params_from_json(const json& j, const std::string& where) {
 }
 
 json tensor_sig_to_json(const circuit::TensorSignature& t) {
-  return json{{"name", t.name}, {"shape", t.shape}, {"lo", t.lo}, {"hi", t.hi}, {"width", t.width}};
+  json j{{"name", t.name}, {"shape", t.shape}, {"lo", t.lo}, {"hi", t.hi}, {"width", t.width}};
+  if (t.step_bits != 0) j["step_bits"] = t.step_bits;
+  return j;
 }
 
 circuit::TensorSignature tensor_sig_from_json(const json& j, const std::string& where) {
@@ -93,6 +95,10 @@ circuit::TensorSignature tensor_sig_from_json(const json& j, const std::string& 
   t.hi = field<std::int64_t>(j, "hi", where);
   t.width = field<unsigned>(j, "width", where);
   if (t.width < 1 || t.width > 60) fail(where + ": width " + std::to_string(t.width) + " outside [1, 60]");
+  // Absent in artifacts written before outputs could be read at a step (and for inputs).
+  if (j.contains("step_bits")) t.step_bits = field<unsigned>(j, "step_bits", where);
+  if (t.step_bits >= t.width)
+    fail(where + ": step_bits " + std::to_string(t.step_bits) + " must be below the width " + std::to_string(t.width));
   try {
     (void)circuit::element_count(t.shape, where);
   } catch (const std::invalid_argument& e) {

@@ -192,6 +192,41 @@ TEST(FheExecutor, ApproximateRoundingReadsOneOfTheTwoNeighbouringMultiples) {
   }
 }
 
+// An approximate rounding read by the client: the output's signature carries the step, and
+// decryption rounds the phase to the nearest multiple of it (or, within the noise of a tie,
+// the other neighbour), at the reading precision W - t rather than W.
+TEST(FheExecutor, ApproximateOutputDecryptsToANeighbouringMultiple) {
+  CircuitBuilder b;
+  const Value x = b.input({64}, 10, true, "acc");
+  const Value act = b.lookup(b.round_bits(x, 6, RoundingMode::kApproximate), [](std::int64_t v) { return v / 64; }, "act");
+  b.output(act, "act");
+  const Value r = b.round_bits(b.add(x, b.mul(act, 3)), 4, RoundingMode::kApproximate, "out");
+  b.output(r, "rounded");
+  const Circuit c = std::move(b).build();
+  const CompiledCircuit cc = compile_toy(c);
+  const CircuitSignature sig = signature_of(cc);
+  EXPECT_EQ(sig.outputs[0].step_bits, 0u);
+  EXPECT_EQ(sig.outputs[1].step_bits, 4u);
+  const Keys& keys = toy_keys(cc.analysis.statistics.max_lookup_precision);
+  const FheExecutor executor(cc, &keys.evaluation);
+  std::vector<Tensor> in = {Tensor::filled({64}, 0)};
+  for (std::size_t e = 8; e < 64; ++e) in[0].data[e] = uniform(-512, 511);  // the first 8 stay 0
+  const auto out = decrypt_outputs(cc, keys.secret, executor.run(expand_inputs(cc, encrypt_inputs(cc, keys.secret, in))));
+  const auto clear = run_clear(c, in);
+  for (std::size_t e = 0; e < 64; ++e) {
+    // The lookup may read a neighbouring multiple too; the output rounds what it returned.
+    const std::int64_t a = out[0].data[e], y = out[1].data[e];
+    EXPECT_LE(std::abs(a - clear[0].data[e]), 1) << "element " << e;
+    const std::int64_t exact = in[0].data[e] + 3 * a;
+    const std::int64_t floor = exact - (((exact % 16) + 16) % 16);
+    EXPECT_TRUE(y == floor || y == floor + 16) << "element " << e << ": " << exact << " decrypted as " << y;
+    // A multiple of 16 sits half a step away from both ties: it decrypts to itself.
+    if (exact % 16 == 0) EXPECT_EQ(y, exact) << "element " << e;
+    if (a == clear[0].data[e]) EXPECT_LE(std::abs(y - clear[1].data[e]), 16) << "element " << e;
+  }
+  EXPECT_EQ(out[1].data[0], 0);
+}
+
 TEST(FheExecutor, ExactFloorRoundingOfSignedValues) {
   CircuitBuilder b;
   const Value x = b.input({16}, 9, true, "x");

@@ -40,8 +40,13 @@
 //
 // Noise is counted in units of the variance of a PBS output (Var_BR); fresh inputs count 1
 // (their variance glwe_std_dev^2 is far below Var_BR for any set the optimizer returns;
-// compile() checks it). Outputs must decode at width W: constraint (1, nu^2 * 4^(W-1)),
-// which also counts the keyswitch and modulus-switch terms an output never sees (safe side).
+// compile() checks it). Outputs. An output known to be a multiple of 2^t (its range's
+// trailing zeros: a multiplication by a power of two, or an approximate round_bits, whose
+// low bits are not cleared under encryption) is decrypted by rounding the phase to the
+// nearest multiple of 2^t * Delta_W, so it must decode at W - t bits: constraint
+// (1, nu^2 * 4^(W-t-1)), which also counts the keyswitch and modulus-switch terms an output
+// never sees (safe side). An approximate output decrypts to the nearest multiple except
+// within the noise of a tie, like the lookups reading one.
 //
 // Circuits without lookups or round_bits are *levelled only*: their parameter set has k = 1
 // and the smallest N >= 1024 whose (secure) fresh noise keeps every output correct at the
@@ -130,6 +135,10 @@ struct CircuitAnalysis {
   CircuitStatistics statistics;
   bool uses_bootstrapping() const { return !lookups.empty() || !round_bits.empty(); }
 };
+
+// Known zero low bits t of output node `node` (at most W - 1): its decryption rounds to a
+// multiple of 2^t and reads W - t bits.
+unsigned output_step_bits(const CircuitAnalysis& a, std::uint32_t node);
 
 // Runs every analysis. Throws std::invalid_argument naming the node when the circuit is
 // malformed, a value leaves +-2^62, a lookup needs more than 8 bits of precision, or the

@@ -30,8 +30,9 @@
 //                 noise of a tie, where it may be the other one. It costs nothing: the
 //                 lookup that reads it takes the high bits and the low ones only move the
 //                 phase inside a box. Its value may therefore only be read by lookups
-//                 (directly or through data movement); the builder refuses anything else,
-//                 outputs included. The clear executor returns the nearest multiple.
+//                 (directly or through data movement) and by the client as an output,
+//                 whose decryption rounds the phase to a multiple of 2^b; the builder
+//                 refuses levelled reads. The clear executor returns the nearest multiple.
 // Arithmetic is exact integer arithmetic; the range analysis (analysis.hpp) bounds every
 // value, and the builder refuses a circuit whose ranges leave +-2^62.
 //
@@ -234,7 +235,7 @@ class CircuitBuilder {
 ValueRange infer_range(const Circuit& circuit, std::uint32_t id, const std::vector<ValueRange>& ranges);
 
 // True when node `id` carries an approximate round_bits result (itself or through data
-// movement): only lookups may read it.
+// movement): only lookups and outputs may read it.
 bool is_approximate(const Circuit& circuit, std::uint32_t id);
 
 // Validates the whole circuit (ids, topological order, shapes, attributes, tables) by

@@ -46,6 +46,8 @@ struct TensorSignature {
   Shape shape;
   std::int64_t lo = 0, hi = 0;
   unsigned width = 0;  // encoding width of its segment (analysis.hpp)
+  // Outputs: known zero low bits t (output_step_bits): decryption rounds to a multiple of 2^t.
+  unsigned step_bits = 0;
   friend bool operator==(const TensorSignature&, const TensorSignature&) = default;
 };
 struct CircuitSignature {
