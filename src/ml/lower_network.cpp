@@ -71,8 +71,16 @@ class NetworkLowering {
     if (it == enc_.end())
       throw std::invalid_argument("network output '" + net_.output_name + "' does not depend on the input");
     Enc y = it->second;
-    if (builder_.peek().nodes[y.v.id].kind != circuit::OpKind::kLookup)
-      y = activation(y, "Identity", 0.0, options_.network_output_bits, net_.output_name, "output_requantize");
+    const auto& nodes = builder_.peek().nodes;
+    const bool bootstrapped = std::any_of(nodes.begin(), nodes.end(), [](const circuit::Node& n) { return n.kind == circuit::OpKind::kLookup; });
+    if (bootstrapped && nodes[y.v.id].kind != circuit::OpKind::kLookup) {
+      // The client reads the top output_bits of the last accumulator: centred and
+      // approximately rounded like a lookup's input, no lookup (decryption rounds it).
+      const unsigned bits = options_.network_output_bits ? options_.network_output_bits : std::min(8u, options_.lookup_precision + 1);
+      std::optional<Range> range;
+      y = centred(y, "output", range, bits);
+      y.v = round_for_lookup(y.v, "output", range, bits);
+    }
     builder_.output(y.v, "y");
     out.circuit = std::move(builder_).build();
     for (const auto& [id, r] : exact_hints_) out.circuit.nodes[id].range_hint = r;
@@ -189,10 +197,11 @@ class NetworkLowering {
     return mean;
   }
 
-  // Approximate rounding that leaves at most lookup_precision bits of the calibrated range
-  // (`known`: that range, when the caller has it already).
+  // Approximate rounding that leaves at most `bits` bits (lookup_precision when 0) of the
+  // calibrated range (`known`: that range, when the caller has it already).
   using Range = std::pair<std::int64_t, std::int64_t>;
-  Value round_for_lookup(Value v, const std::string& name, std::optional<Range> known = std::nullopt) {
+  Value round_for_lookup(Value v, const std::string& name, std::optional<Range> known = std::nullopt, unsigned bits = 0) {
+    if (bits == 0) bits = options_.lookup_precision;
     const auto inferred = builder_.range(v);
     auto [lo, hi] = known ? *known : observed(v);
     const auto widen = static_cast<std::int64_t>(std::ceil(static_cast<double>(hi - lo) * options_.range_margin));
@@ -206,7 +215,7 @@ class NetworkLowering {
       const std::int64_t d = std::int64_t{1} << r;
       const std::int64_t span = floor_div(hi, d) - floor_div(lo, d) + (r > 0 ? 1 : 0);
       const auto entries = static_cast<std::uint64_t>(floor_div(inferred.hi, d) - floor_div(inferred.lo, d) + 1);
-      if (circuit::width_of_span(static_cast<std::uint64_t>(span)) <= options_.lookup_precision && entries <= circuit::kMaxTableEntries)
+      if (circuit::width_of_span(static_cast<std::uint64_t>(span)) <= bits && entries <= circuit::kMaxTableEntries)
         break;
       ++r;
     }
@@ -219,8 +228,10 @@ class NetworkLowering {
   // rounding ahead of a lookup keeps lookup_precision bits of the range of *all* elements:
   // centred, that range is the widest group's, not the spread of the groups' positions
   // (a unit that is always negative no longer pushes the others' levels apart).
-  // `observed_out`: the calibrated range of the returned value (all elements).
-  Enc centred(Enc x, const std::string& label, std::optional<Range>& observed_out) {
+  // `observed_out`: the calibrated range of the returned value (all elements). `bits`: what
+  // the rounding keeps (lookup_precision when 0).
+  Enc centred(Enc x, const std::string& label, std::optional<Range>& observed_out, unsigned bits = 0) {
+    if (bits == 0) bits = options_.lookup_precision;
     observed_out.reset();
     if (samples_.empty() || x.s.size() < 2) return x;
     const ElementRanges r = observed_elements(x.v);
@@ -240,7 +251,7 @@ class NetworkLowering {
     // Only where the lookup needs rounding and centring narrows what it rounds.
     const auto width = [](std::int64_t a, std::int64_t b) { return circuit::width_of_span(static_cast<std::uint64_t>(b - a)); };
     observed_out = Range{lo, hi};
-    if (width(lo, hi) <= options_.lookup_precision || chi - clo >= hi - lo) return x;
+    if (width(lo, hi) <= bits || chi - clo >= hi - lo) return x;
     observed_out = Range{clo, chi};
     // real = s v + b = s (v + c) + (b - s c)
     for (std::size_t e = 0; e < x.s.size(); ++e) x.b[e] -= x.s[e] * static_cast<double>(c.data[e]);

@@ -132,7 +132,7 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   check_bits(options.network_input_bits, 1, 8, "network_input_bits");
   check_bits(options.network_weight_bits, 2, 16, "network_weight_bits");
   check_bits(options.network_activation_bits, 1, 8, "network_activation_bits");
-  check_bits(options.network_output_bits, 1, 8, "network_output_bits");
+  if (options.network_output_bits != 0) check_bits(options.network_output_bits, 1, 8, "network_output_bits");
   if (options.lookup_precision != 0) check_bits(options.lookup_precision, kMinLookupPrecision, 8, "lookup_precision");
   check_bits(options.max_lookup_precision, kMinLookupPrecision, 8, "max_lookup_precision");
   if (!(options.auto_tolerance >= 0) || options.auto_tolerance > 1)

@@ -32,8 +32,9 @@
 //                  bits go to the widest unit's width, not to the units' spread); MaxPool is
 //                  max(a, b) = a + relu(b - a) through lookups, taken before the
 //                  activation that feeds it when pool_before_activation; the last layer's
-//                  accumulator is requantized by one lookup to output_bits so that the
-//                  encrypted outputs stay narrow.
+//                  accumulator is the output, centred and approximately rounded to
+//                  network_output_bits (no lookup: the client's decryption rounds it; exact,
+//                  unrounded, when the network has no lookup at all).
 // Range hints: every levelled node gets the range observed on the calibration rows, widened
 // by range_margin of its span on each side (clipped to the inferred range), so that the
 // circuit's bit widths follow real data (values outside wrap in FHE, as with Concrete's
@@ -91,7 +92,12 @@ struct QuantizationOptions {
   unsigned network_input_bits = 6;
   unsigned network_weight_bits = 5;
   unsigned network_activation_bits = 5;
-  unsigned network_output_bits = 8;
+  // Bits of the last accumulator's calibrated range the client reads. 0: one more than
+  // lookup_precision (at most 8): at the lookups' own precision, close logits often round
+  // to the same value and the argmax breaks the tie by class order. Each bit quadruples the
+  // output's noise constraint (with the 5- and 6-bit sets, the lookups' constraints stay
+  // the binding ones; the 4-bit wine MLP moves from one PBS level to two).
+  unsigned network_output_bits = 0;
   // Rounding threshold: lookups read at most this many bits, at least kMinLookupPrecision.
   // 0 (the default) chooses it per model: the smallest precision in [kMinLookupPrecision,
   // max_lookup_precision] whose clear predictions on
