@@ -202,9 +202,11 @@ def main():
         def forward(self, x):  # Sub and Mul (ONNX Div is not in Veil's supported list)
             return (x - self.mean) * self.inv_std
 
-    def net(name, model, dataset, opset, shape=None, softmax=False):
+    def net(name, model, dataset, opset, shape=None, softmax=False, before_export=None):
         xtr, xte, ytr, _ = data[dataset]
         train(model, xtr if shape is None else xtr.reshape((-1,) + shape), ytr, epochs=60)
+        if before_export is not None:
+            before_export()
         xin = xte if shape is None else xte.reshape((-1,) + shape)
         with torch.no_grad():
             logits = model(torch.tensor(xin, dtype=torch.float32))
@@ -230,6 +232,29 @@ def main():
     net("cnn_digits", nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                                     nn.Conv2d(6, 12, 3), nn.ReLU(), nn.AvgPool2d(2),
                                     nn.Flatten(), nn.Linear(12, 10)), "digits", 11, shape=(1, 8, 8))
+
+    # Concrete ML's TinyCNN (its CNN-on-digits example, the network behind its published
+    # latency): three convolutions with ReLU and no pooling, every neuron's fan-in capped at
+    # 10 non-zero weights so that accumulators stay narrow. Trained, pruned by magnitude per
+    # neuron, then fine-tuned with the pruning mask fixed.
+    from torch.nn.utils import prune
+
+    def cap_fan_in(model, epochs, n_active=10):
+        xtr, _, ytr, _ = data["digits"]
+        train(model, xtr.reshape((-1, 1, 8, 8)), ytr, epochs=epochs)
+        convs = [m for m in model if isinstance(m, nn.Conv2d)]
+        for layer in convs:
+            w = layer.weight.detach().reshape(layer.weight.shape[0], -1)
+            keep = w.abs().topk(min(n_active, w.shape[1]), dim=1).indices
+            mask = torch.zeros_like(w).scatter_(1, keep, 1.0)
+            prune.custom_from_mask(layer, "weight", mask.reshape(layer.weight.shape))
+        return convs
+
+    tiny = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 3, 3, stride=2), nn.ReLU(),
+                         nn.Conv2d(3, 16, 2), nn.ReLU(), nn.Flatten(), nn.Linear(16, 10))
+    pruned = cap_fan_in(tiny, epochs=60)
+    net("tinycnn_digits", tiny, "digits", 11, shape=(1, 8, 8),
+        before_export=lambda: [prune.remove(layer, "weight") for layer in pruned])
 
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
