@@ -26,7 +26,9 @@ template <class Body>
 void parallel_for(std::size_t count, unsigned threads, std::size_t chunk, Body&& body) {
   threads = static_cast<unsigned>(std::min<std::size_t>(resolve_thread_count(threads), (count + chunk - 1) / std::max<std::size_t>(chunk, 1)));
   if (threads <= 1) {
-    if (count > 0) body(std::size_t{0}, count, 0u);
+    // Chunk by chunk here too: a body may size per-chunk scratch by `chunk` (batch PBS does).
+    for (std::size_t begin = 0; begin < count; begin += std::max<std::size_t>(chunk, 1))
+      body(begin, std::min(count, begin + std::max<std::size_t>(chunk, 1)), 0u);
     return;
   }
   std::atomic<std::size_t> next{0};
