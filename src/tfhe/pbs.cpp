@@ -239,8 +239,13 @@ void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const Lw
                                 std::to_string(big.value));
   const std::size_t count = in.count();
   const unsigned threads = resolve_thread_count(options.threads);
-  // Groups as large as kBatchGroup while every thread still gets work.
-  const std::size_t group = std::clamp<std::size_t>(count / std::max<std::size_t>(threads, 1), 1, kBatchGroup);
+  // As few passes over the keys per thread as groups of kBatchGroup allow, then groups as
+  // even as possible: 12 ciphertexts on 2 threads run as 4 groups of 3 (2 passes each), not
+  // as 3 groups of 4 (one thread doing two passes of 4 while the other idles after one).
+  const std::size_t lanes = std::max<std::size_t>(threads, 1);
+  const std::size_t passes = (count + lanes * kBatchGroup - 1) / (lanes * kBatchGroup);
+  const std::size_t group =
+      std::clamp<std::size_t>((count + lanes * passes - 1) / std::max<std::size_t>(lanes * passes, 1), 1, kBatchGroup);
   std::vector<std::vector<PbsScratch>> scratch(threads);
   for (auto& s : scratch) {
     s.reserve(group);
