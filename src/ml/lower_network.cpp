@@ -76,7 +76,7 @@ class NetworkLowering {
     if (bootstrapped && nodes[y.v.id].kind != circuit::OpKind::kLookup) {
       // The client reads the top output_bits of the last accumulator: centred and
       // approximately rounded like a lookup's input, no lookup (decryption rounds it).
-      const unsigned bits = options_.network_output_bits ? options_.network_output_bits : std::min(8u, options_.lookup_precision + 1);
+      const unsigned bits = options_.network_output_bits ? options_.network_output_bits : options_.lookup_precision;
       std::optional<Range> range;
       y = centred(y, "output", range, bits);
       y.v = round_for_lookup(y.v, "output", range, bits);

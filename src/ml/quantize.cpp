@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 
 #include "lowering.hpp"
 #include "veil/circuit/analysis.hpp"
 #include "veil/circuit/clear_executor.hpp"
+#include "veil/tfhe/pbs.hpp"
 
 namespace veil::ml {
 namespace detail {
@@ -160,16 +162,47 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
     return fewest_bits_within_tolerance(model, calibration, options, 2, options.max_tree_input_bits, options.tree_auto_tolerance, lower);
   }
   const auto& net = std::get<Network>(model.body);
-  const auto lower = [&](unsigned precision) {
+  const auto lower_with = [&](unsigned precision, unsigned output_bits) {
     QuantizationOptions o = options;
     o.lookup_precision = precision;
+    o.network_output_bits = output_bits;
     QuantizedModel q = finish(detail::lower_network(model, net, calibration, o));
     q.lookup_precision = precision;
     return q;
   };
-  if (options.lookup_precision != 0) return lower(options.lookup_precision);
-  return fewest_bits_within_tolerance(model, calibration, options, kMinLookupPrecision, options.max_lookup_precision,
-                                      options.auto_tolerance, lower);
+  // Output bits beyond the lookups' precision, where they are free (network_output_bits).
+  const auto cost = [](const circuit::Circuit& c) -> std::optional<double> {
+    try {
+      const circuit::CompiledCircuit cc = circuit::compile(c);
+      if (!cc.uses_bootstrapping) return std::nullopt;
+      return tfhe::ks_pbs_cost(cc.params);
+    } catch (const std::invalid_argument&) {
+      return std::nullopt;  // compile() says why when the caller compiles
+    }
+  };
+  const auto with_free_output_bits = [&](QuantizedModel q) {
+    const unsigned precision = q.lookup_precision;
+    const std::optional<double> base = cost(q.circuit);
+    if (!base) return q;
+    for (unsigned bits = std::min(8u, precision + 2); bits > precision; --bits) {
+      QuantizedModel wider = lower_with(precision, bits);
+      const std::optional<double> c = cost(wider.circuit);
+      if (c && *c <= *base) return wider;
+    }
+    return q;
+  };
+  if (options.network_output_bits != 0) {
+    const auto lower = [&](unsigned precision) { return lower_with(precision, options.network_output_bits); };
+    if (options.lookup_precision != 0) return lower(options.lookup_precision);
+    return fewest_bits_within_tolerance(model, calibration, options, kMinLookupPrecision, options.max_lookup_precision,
+                                        options.auto_tolerance, lower);
+  }
+  // The precision is chosen with the outputs read at the lookups' precision, then the
+  // outputs get the bits that are free.
+  const auto lower = [&](unsigned precision) { return lower_with(precision, precision); };
+  if (options.lookup_precision != 0) return with_free_output_bits(lower(options.lookup_precision));
+  return with_free_output_bits(fewest_bits_within_tolerance(model, calibration, options, kMinLookupPrecision,
+                                                            options.max_lookup_precision, options.auto_tolerance, lower));
 }
 
 double prediction_infidelity(Task task, const Predictions& quantized, const Predictions& reference) {

@@ -92,11 +92,13 @@ struct QuantizationOptions {
   unsigned network_input_bits = 6;
   unsigned network_weight_bits = 5;
   unsigned network_activation_bits = 5;
-  // Bits of the last accumulator's calibrated range the client reads. 0: one more than
-  // lookup_precision (at most 8): at the lookups' own precision, close logits often round
-  // to the same value and the argmax breaks the tie by class order. Each bit quadruples the
-  // output's noise constraint (with the 5- and 6-bit sets, the lookups' constraints stay
-  // the binding ones; the 4-bit wine MLP moves from one PBS level to two).
+  // Bits of the last accumulator's calibrated range the client reads. 0: the most, up to
+  // lookup_precision + 2 (and 8), that leave the parameter set compile() picks at its
+  // default error target no costlier than lookup_precision bits would: at the lookups' own
+  // precision close logits often round to the same value and the argmax breaks the tie by
+  // class order, but each bit quadruples the output's noise constraint (free with the 5-
+  // and 6-bit sets, where the lookups' constraints bind; not with the 4-bit wine MLP's).
+  // The automatic lookup precision is chosen with the outputs read at that precision.
   unsigned network_output_bits = 0;
   // Rounding threshold: lookups read at most this many bits, at least kMinLookupPrecision.
   // 0 (the default) chooses it per model: the smallest precision in [kMinLookupPrecision,
