@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -89,6 +90,44 @@ TEST(Deploy, XgboostRoundTrip) {
   const Compiled c = compile_fixture("xgb_breast_cancer.json", "xgb");
   EXPECT_TRUE(c.dev.compiled().uses_bootstrapping);
   expect_round_trip(c, features("breast_cancer_test.csv", 2));
+}
+
+// A network's output is its last accumulator, approximately rounded: client.specs.json
+// carries the step, the client's decryption rounds to it, and each score is the clear one or
+// a neighbouring multiple of the step (within the noise of a tie).
+TEST(Deploy, NetworkRoundTripRoundsTheOutputToItsStep) {
+  const Compiled c = compile_fixture("mlp_breast_cancer.onnx", "mlp");
+  ModelClient client = ModelClient::load(c.dir);
+  const unsigned step_bits = client.specs().signature.outputs.at(0).step_bits;
+  EXPECT_GT(step_bits, 0u);
+  // The step travels in client.specs.json; a file without it (written before outputs had
+  // steps) reads 0; a step that is not below the width is refused, naming the field.
+  ClientSpecs specs = client.specs();
+  EXPECT_EQ(client_specs_from_json(client_specs_to_json(specs), "specs").signature, specs.signature);
+  specs.signature.outputs[0].step_bits = 0;
+  EXPECT_EQ(client_specs_to_json(specs).find("step_bits"), std::string::npos);
+  EXPECT_EQ(client_specs_from_json(client_specs_to_json(specs), "specs").signature.outputs[0].step_bits, 0u);
+  specs.signature.outputs[0].step_bits = specs.signature.outputs[0].width;
+  try {
+    (void)client_specs_from_json(client_specs_to_json(specs), "specs");
+    ADD_FAILURE() << "a step as wide as the output was accepted";
+  } catch (const DeployError& e) {
+    EXPECT_NE(std::string(e.what()).find("step_bits"), std::string::npos) << e.what();
+  }
+  client.generate_keys(c.dir / "keys");
+  const ModelServer server = ModelServer::load(c.dir);
+  const auto eval = server.load_evaluation_keys(ModelClient::read_evaluation_keys(c.dir / "keys", client.model_id()));
+  const ml::Matrix rows = features("breast_cancer_test.csv", 3);
+  const ml::Predictions fhe = client.deserialize_decrypt_dequantize(server.run(client.quantize_encrypt_serialize(rows), eval.get()));
+  const ml::Predictions clear = ml::predict_clear(ml::QuantizedModel{c.dev.compiled().circuit, c.dev.processing()}, rows);
+  const std::vector<double>& scale = c.dev.processing().outputs.at(0).scale;
+  ASSERT_EQ(fhe.scores.data.size(), clear.scores.data.size());
+  ASSERT_EQ(clear.scores.cols, scale.size());
+  for (std::size_t i = 0; i < fhe.scores.data.size(); ++i) {
+    const double step = std::ldexp(scale[i % scale.size()], static_cast<int>(step_bits));
+    const double d = std::fabs(fhe.scores.data[i] - clear.scores.data[i]);
+    EXPECT_TRUE(d < 1e-9 * (1 + step) || std::fabs(d - step) < 1e-9 * (1 + step)) << "score " << i << " differs by " << d << ", step " << step;
+  }
 }
 
 TEST(Deploy, SaveRefusesToOverwriteUnlessAsked) {
