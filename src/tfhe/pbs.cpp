@@ -64,30 +64,6 @@ void check_keyswitch_sizes(const KeyswitchKeyShape& shape, std::size_t in, std::
 }
 }  // namespace
 
-void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
-               std::vector<std::int64_t>& digits) {
-  const KeyswitchKeyShape& shape = ksk.shape();
-  const std::size_t n_in = shape.input_lwe_dimension.value;
-  const std::size_t w = lwe_size(shape.output_lwe_dimension);
-  check_keyswitch_sizes(shape, in.size(), out.size());
-  const Decomposer decomposer(shape.base_log, shape.level_count);
-  const std::size_t l = shape.level_count.value;
-  digits.resize(l);
-  Torus* __restrict o = out.data();
-  for (std::size_t t = 0; t < w; ++t) o[t] = 0;
-  o[w - 1] = in[n_in];
-  const Torus* key = ksk.data().data();
-  for (std::size_t i = 0; i < n_in; ++i) {
-    decomposer.decompose(in[i], digits.data());
-    for (std::size_t j = 0; j < l; ++j) {
-      const Torus d = static_cast<Torus>(digits[j]);
-      if (d == 0) continue;
-      const Torus* __restrict row = key + (i * l + j) * w;
-      for (std::size_t t = 0; t < w; ++t) o[t] -= d * row[t];
-    }
-  }
-}
-
 std::size_t centered_modulus_switch(std::span<const Torus> in, std::size_t log2_2n, std::span<std::size_t> mask) {
   const std::size_t n = in.size() - 1;
   if (mask.size() != n)
@@ -115,13 +91,15 @@ namespace {
 // from memory once per group instead of once per ciphertext.
 constexpr std::size_t kBatchGroup = 4;
 
-// out[g] = keyswitch of in[g] for g < count (<= kBatchGroup), one pass over the key.
-// Accumulates the top 32 bits: the low 32 bits of a 64-bit accumulator of 32x32-bit products
-// (vpmuludq) are exactly the wrapping 32-bit sum; the key streams at 4 bytes a word.
+// out[g] = keyswitch of in[g] for g < count, one pass over the key: every row of the key
+// (`Word`s) serves the whole group while it is in cache. The exact key holds torus words;
+// the evaluation form (TruncatedKeyswitchKey) their top 32 bits, accumulated in the low 32
+// bits of each word (the low 32 bits of 64-bit sums of 32x32-bit products, vpmuludq, are
+// exactly the wrapping 32-bit sum) and moved up at the end: the key streams at 4 bytes a word.
 // REQUIRES: sizes checked by the caller.
-void keyswitch_each(const TruncatedKeyswitchKey& ksk, std::size_t count, const std::span<const Torus>* in,
+template <class Word>
+void keyswitch_each(const KeyswitchKeyShape& shape, const Word* key, std::size_t count, const std::span<const Torus>* in,
                     const std::span<Torus>* out, std::vector<std::int64_t>* const* digits) {
-  const KeyswitchKeyShape& shape = ksk.shape();
   const std::size_t n_in = shape.input_lwe_dimension.value;
   const std::size_t w = lwe_size(shape.output_lwe_dimension);
   const std::size_t l = shape.level_count.value;
@@ -130,22 +108,23 @@ void keyswitch_each(const TruncatedKeyswitchKey& ksk, std::size_t count, const s
     digits[g]->resize(l);
     std::fill(out[g].begin(), out[g].end(), Torus{0});
   }
-  const std::uint32_t* key = ksk.data();
   for (std::size_t i = 0; i < n_in; ++i) {
     for (std::size_t g = 0; g < count; ++g) decomposer.decompose(in[g][i], digits[g]->data());
     for (std::size_t j = 0; j < l; ++j) {
-      const std::uint32_t* __restrict row = key + (i * l + j) * w;
+      const Word* __restrict row = key + (i * l + j) * w;
       for (std::size_t g = 0; g < count; ++g) {
-        const Torus d = static_cast<std::uint32_t>((*digits[g])[j]);
+        const Torus d = static_cast<Word>((*digits[g])[j]);
         if (d == 0) continue;
         Torus* __restrict acc = out[g].data();
         for (std::size_t t = 0; t < w; ++t) acc[t] -= d * static_cast<Torus>(row[t]);
       }
     }
   }
+  constexpr unsigned kShift = 64 - 8 * sizeof(Word);
   for (std::size_t g = 0; g < count; ++g) {
     Torus* acc = out[g].data();
-    for (std::size_t t = 0; t < w; ++t) acc[t] <<= 32;
+    if constexpr (kShift != 0)
+      for (std::size_t t = 0; t < w; ++t) acc[t] <<= kShift;
     acc[w - 1] += in[g][n_in];
   }
 }
@@ -196,11 +175,18 @@ void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const 
 
 }  // namespace
 
+void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
+               std::vector<std::int64_t>& digits) {
+  check_keyswitch_sizes(ksk.shape(), in.size(), out.size());
+  std::vector<std::int64_t>* d = &digits;
+  keyswitch_each(ksk.shape(), ksk.data().data(), 1, &in, &out, &d);
+}
+
 void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
                std::vector<std::int64_t>& digits) {
   check_keyswitch_sizes(ksk.shape(), in.size(), out.size());
   std::vector<std::int64_t>* d = &digits;
-  keyswitch_each(ksk, 1, &in, &out, &d);
+  keyswitch_each(ksk.shape(), ksk.data(), 1, &in, &out, &d);
 }
 
 void blind_rotate(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,
@@ -268,7 +254,7 @@ void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const Lw
       group_scratch[g] = &sc;
     }
     // `out` may be `in`: the group's inputs are all read (keyswitch) before any output is written.
-    keyswitch_each(keys.ksk, n, big_in.data(), small_out.data(), digits.data());
+    keyswitch_each(keys.ksk.shape(), keys.ksk.data(), n, big_in.data(), small_out.data(), digits.data());
     blind_rotate_each(keys.bsk, n, small_in.data(), group_tables.data(), group_scratch.data());
     for (std::size_t g = 0; g < n; ++g)
       sample_extract(scratch[worker][g].accumulator, keys.params.glwe_dimension, keys.params.polynomial_size, out[begin + g]);
