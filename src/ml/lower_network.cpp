@@ -72,8 +72,8 @@ class NetworkLowering {
       throw std::invalid_argument("network output '" + net_.output_name + "' does not depend on the input");
     Enc y = it->second;
     const auto& nodes = builder_.peek().nodes;
-    const bool bootstrapped = std::any_of(nodes.begin(), nodes.end(), [](const circuit::Node& n) { return n.kind == circuit::OpKind::kLookup; });
-    if (bootstrapped && nodes[y.v.id].kind != circuit::OpKind::kLookup) {
+    const bool has_lookups = std::any_of(nodes.begin(), nodes.end(), [](const circuit::Node& n) { return n.kind == circuit::OpKind::kLookup; });
+    if (has_lookups && nodes[y.v.id].kind != circuit::OpKind::kLookup) {
       // The client reads the top output_bits of the last accumulator: centred and
       // approximately rounded like a lookup's input, no lookup (decryption rounds it).
       const unsigned bits = options_.network_output_bits ? options_.network_output_bits : options_.lookup_precision;

@@ -191,18 +191,15 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
     }
     return q;
   };
-  if (options.network_output_bits != 0) {
-    const auto lower = [&](unsigned precision) { return lower_with(precision, options.network_output_bits); };
-    if (options.lookup_precision != 0) return lower(options.lookup_precision);
-    return fewest_bits_within_tolerance(model, calibration, options, kMinLookupPrecision, options.max_lookup_precision,
-                                        options.auto_tolerance, lower);
-  }
-  // The precision is chosen with the outputs read at the lookups' precision, then the
-  // outputs get the bits that are free.
-  const auto lower = [&](unsigned precision) { return lower_with(precision, precision); };
-  if (options.lookup_precision != 0) return with_free_output_bits(lower(options.lookup_precision));
-  return with_free_output_bits(fewest_bits_within_tolerance(model, calibration, options, kMinLookupPrecision,
-                                                            options.max_lookup_precision, options.auto_tolerance, lower));
+  // The automatic precision is chosen with the outputs read at the lookups' precision (or at
+  // the bits asked for); the outputs then get the bits that are free.
+  const unsigned output_bits = options.network_output_bits;
+  const auto lower = [&](unsigned precision) { return lower_with(precision, output_bits ? output_bits : precision); };
+  QuantizedModel q = options.lookup_precision != 0
+                         ? lower(options.lookup_precision)
+                         : fewest_bits_within_tolerance(model, calibration, options, kMinLookupPrecision,
+                                                        options.max_lookup_precision, options.auto_tolerance, lower);
+  return output_bits ? q : with_free_output_bits(std::move(q));
 }
 
 double prediction_infidelity(Task task, const Predictions& quantized, const Predictions& reference) {
