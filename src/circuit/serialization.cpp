@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "veil/tfhe/byte_reader.hpp"
 #include "veil/tfhe/serialization.hpp"
 #include "veil/tfhe/sha256.hpp"
 
@@ -47,15 +48,16 @@ class Writer {
   std::vector<std::uint8_t> out_;
 };
 
-class Reader {
+struct CircuitFail {
+  [[noreturn]] void operator()(const std::string& what) const { fail(what); }
+};
+class Reader : public tfhe::ByteReader<CircuitFail> {
  public:
-  explicit Reader(std::span<const std::uint8_t> b) : b_(b) {}
-  std::size_t remaining() const { return b_.size() - pos_; }
-  std::uint8_t u8(const char* f) { return static_cast<std::uint8_t>(get(1, f)); }
-  std::uint16_t u16(const char* f) { return static_cast<std::uint16_t>(get(2, f)); }
-  std::uint32_t u32(const char* f) { return static_cast<std::uint32_t>(get(4, f)); }
-  std::uint64_t u64(const char* f) { return get(8, f); }
-  std::int64_t i64(const char* f) { return static_cast<std::int64_t>(get(8, f)); }
+  explicit Reader(std::span<const std::uint8_t> b) : ByteReader(b, CircuitFail{}) {}
+  std::uint8_t u8(const char* f) { return static_cast<std::uint8_t>(uint(1, f)); }
+  std::uint16_t u16(const char* f) { return static_cast<std::uint16_t>(uint(2, f)); }
+  std::uint32_t u32(const char* f) { return static_cast<std::uint32_t>(uint(4, f)); }
+  std::int64_t i64(const char* f) { return static_cast<std::int64_t>(u64(f)); }
   // A count of items of at least `item_bytes` each: refused before allocation when the
   // bytes left cannot hold them.
   std::uint64_t count(const char* f, std::uint64_t item_bytes, std::uint64_t limit) {
@@ -83,27 +85,6 @@ class Reader {
     const std::uint64_t n = count(f, 1, std::uint64_t{1} << 32);
     return {take(static_cast<std::size_t>(n), f), static_cast<std::size_t>(n)};
   }
-  void expect_end() {
-    if (remaining() != 0) fail(std::to_string(remaining()) + " unexpected bytes after the last field");
-  }
-
- private:
-  const std::uint8_t* take(std::size_t n, const char* f) {
-    if (n > remaining())
-      fail("payload ends inside field '" + std::string(f) + "' at offset " + std::to_string(pos_) + " (" +
-           std::to_string(remaining()) + " bytes left, " + std::to_string(n) + " needed)");
-    const std::uint8_t* p = b_.data() + pos_;
-    pos_ += n;
-    return p;
-  }
-  std::uint64_t get(int n, const char* f) {
-    const std::uint8_t* p = take(static_cast<std::size_t>(n), f);
-    std::uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
-    return v;
-  }
-  std::span<const std::uint8_t> b_;
-  std::size_t pos_ = 0;
 };
 
 void write_tensor(Writer& w, const Tensor& t) {

@@ -10,6 +10,7 @@
 // Thread safety: pure functions.
 #include "veil/tfhe/serialization.hpp"
 
+#include "veil/tfhe/byte_reader.hpp"
 #include "veil/tfhe/sha256.hpp"
 
 
@@ -149,13 +150,15 @@ class Writer {
 };
 
 // Reads a payload; every read checks the bytes left and names the field it was reading.
-class Reader {
+struct TypedFail {
+  ObjectType type;
+  [[noreturn]] void operator()(const std::string& what) const { fail(type, what); }
+};
+class Reader : public ByteReader<TypedFail> {
  public:
-  Reader(std::span<const std::uint8_t> bytes, ObjectType type) : bytes_(bytes), type_(type) {}
+  Reader(std::span<const std::uint8_t> bytes, ObjectType type) : ByteReader(bytes, TypedFail{type}), type_(type) {}
   ObjectType type() const { return type_; }
-  std::size_t remaining() const { return bytes_.size() - pos_; }
 
-  std::uint64_t u64(const char* field) { return load_u64(take(8, field)); }
   double f64(const char* field) { return std::bit_cast<double>(u64(field)); }
   Seed seed(const char* field) {
     Seed s;
@@ -177,26 +180,13 @@ class Reader {
   void expect_words(std::uint64_t word_count, const char* field, const std::string& shape, bool last) {
     const std::uint64_t need = checked_mul(type_, word_count, 8);
     if (last ? remaining() != need : remaining() < need)
-      fail(type_, std::string(last ? "payload holds " : "only ") + std::to_string(remaining()) + " bytes" +
-                      (last ? " for " : " remain for ") + field + ", " + shape + " needs " +
-                      std::to_string(word_count) + " words (" + std::to_string(need) + " bytes)");
-  }
-  void expect_end() {
-    if (remaining() != 0) fail(type_, std::to_string(remaining()) + " unexpected bytes after the last field");
+      fail(std::string(last ? "payload holds " : "only ") + std::to_string(remaining()) + " bytes" +
+           (last ? " for " : " remain for ") + field + ", " + shape + " needs " + std::to_string(word_count) +
+           " words (" + std::to_string(need) + " bytes)");
   }
 
  private:
-  const std::uint8_t* take(std::size_t n, const char* field) {
-    if (n > remaining())
-      fail(type_, "payload ends inside field '" + std::string(field) + "' at offset " + std::to_string(pos_) + " (" +
-                      std::to_string(remaining()) + " bytes left, " + std::to_string(n) + " needed)");
-    const std::uint8_t* p = bytes_.data() + pos_;
-    pos_ += n;
-    return p;
-  }
-  std::span<const std::uint8_t> bytes_;
   ObjectType type_;
-  std::size_t pos_ = 0;
 };
 
 // A shape field must equal what the parameter set implies.
