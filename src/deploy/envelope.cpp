@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "veil/tfhe/byte_reader.hpp"
 #include "veil/tfhe/serialization.hpp"
 #include "veil/tfhe/sha256.hpp"
 
@@ -87,36 +88,19 @@ std::span<const std::uint8_t> open(std::span<const std::uint8_t> bytes, std::uin
   return payload;
 }
 
-class PayloadReader {
+struct EnvelopeFail {
+  const char* what;
+  [[noreturn]] void operator()(const std::string& detail) const { fail(what, detail); }
+};
+class PayloadReader : public tfhe::ByteReader<EnvelopeFail> {
  public:
-  PayloadReader(std::span<const std::uint8_t> b, const char* what) : b_(b), what_(what) {}
-  std::uint64_t u(int n, const char* field) {
-    need(static_cast<std::size_t>(n), field);
-    const std::uint64_t v = get(b_, pos_, n);
-    pos_ += static_cast<std::size_t>(n);
-    return v;
-  }
+  PayloadReader(std::span<const std::uint8_t> b, const char* what) : ByteReader(b, EnvelopeFail{what}) {}
   std::span<const std::uint8_t> frame(const char* field) {
-    const std::uint64_t n = u(8, field);
-    if (n > b_.size() - pos_)
-      fail(what_, std::string(field) + " claims " + std::to_string(n) + " bytes, " + std::to_string(b_.size() - pos_) +
-                      " remain");
-    const auto s = b_.subspan(pos_, static_cast<std::size_t>(n));
-    pos_ += static_cast<std::size_t>(n);
-    return s;
+    const std::uint64_t n = u64(field);
+    if (n > remaining())
+      fail(std::string(field) + " claims " + std::to_string(n) + " bytes, " + std::to_string(remaining()) + " remain");
+    return {take(static_cast<std::size_t>(n), field), static_cast<std::size_t>(n)};
   }
-  void end() {
-    if (pos_ != b_.size()) fail(what_, std::to_string(b_.size() - pos_) + " unexpected bytes after the last field");
-  }
-  std::size_t remaining() const { return b_.size() - pos_; }
-
- private:
-  void need(std::size_t n, const char* field) {
-    if (n > b_.size() - pos_) fail(what_, std::string("payload ends inside ") + field);
-  }
-  std::span<const std::uint8_t> b_;
-  const char* what_;
-  std::size_t pos_ = 0;
 };
 
 // Runs a tfhe loader, turning its FormatError into an EnvelopeError that names the place.
@@ -150,8 +134,8 @@ std::vector<std::vector<List>> open_batch(EnvelopeKind kind, std::span<const std
                                           std::uint64_t max_bytes, Load&& load) {
   const char* what = envelope_kind_name(kind);
   PayloadReader r(open(bytes, max_bytes, kind, &model, nullptr), what);
-  const auto rows = static_cast<std::uint32_t>(r.u(4, "row count"));
-  const auto tensors = static_cast<std::uint32_t>(r.u(4, "tensors per row"));
+  const auto rows = static_cast<std::uint32_t>(r.uint(4, "row count"));
+  const auto tensors = static_cast<std::uint32_t>(r.uint(4, "tensors per row"));
   if (rows > kMaxRows || tensors > kMaxTensorsPerRow)
     fail(what, std::to_string(rows) + " rows of " + std::to_string(tensors) + " tensors exceed the limits (" +
                    std::to_string(kMaxRows) + ", " + std::to_string(kMaxTensorsPerRow) + ")");
@@ -167,7 +151,7 @@ std::vector<std::vector<List>> open_batch(EnvelopeKind kind, std::span<const std
       out[i].push_back(load_inner(what, "row " + std::to_string(i) + " tensor " + std::to_string(t), [&] { return load(frame); }));
     }
   }
-  r.end();
+  r.expect_end();
   return out;
 }
 
@@ -234,7 +218,7 @@ tfhe::SecretKeys open_secret_keys(std::span<const std::uint8_t> bytes, const Mod
     fail(what, "made for parameter set " + p.describe() + ", the model uses " + params.describe());
   auto lwe = load_inner(what, "LWE secret key", [&] { return tfhe::deserialize_lwe_secret_key(r.frame("LWE key"), params); });
   auto glwe = load_inner(what, "GLWE secret key", [&] { return tfhe::deserialize_glwe_secret_key(r.frame("GLWE key"), params); });
-  r.end();
+  r.expect_end();
   return tfhe::SecretKeys{params, std::move(lwe), std::move(glwe)};
 }
 
@@ -249,14 +233,14 @@ std::optional<tfhe::SeededEvaluationKeys> open_evaluation_keys(std::span<const s
                                                                const tfhe::ParameterSet& params, std::uint64_t max_bytes) {
   const char* what = "evaluation keys";
   PayloadReader r(open(bytes, max_bytes, EnvelopeKind::kEvaluationKeys, &model, nullptr), what);
-  const auto present = r.u(1, "presence flag");
+  const auto present = r.uint(1, "presence flag");
   if (present > 1) fail(what, "presence flag is " + std::to_string(present));
   if (present == 0) {
-    r.end();
+    r.expect_end();
     return std::nullopt;
   }
   auto keys = load_inner(what, "seeded keys", [&] { return tfhe::deserialize_seeded_evaluation_keys(r.frame("keys"), &params); });
-  r.end();
+  r.expect_end();
   return keys;
 }
 
