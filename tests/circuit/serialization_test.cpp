@@ -16,32 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "../common/allocation_watch.hpp"
 #include "../tfhe/toy_parameters.hpp"
 #include "veil/circuit/clear_executor.hpp"
 #include "veil/circuit/serialization.hpp"
 #include "veil/tfhe/serialization.hpp"
-
-// Loading must never allocate what a field merely claims. The replaced global operator new
-// records the largest request made while a test is watching (same technique as
-// tests/tfhe/serialization_test.cpp; plain malloc/free otherwise).
-namespace {
-thread_local bool g_watch_allocations = false;
-thread_local std::size_t g_largest_allocation = 0;
-}  // namespace
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
-  if (g_watch_allocations) g_largest_allocation = std::max(g_largest_allocation, size);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return ::operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 namespace veil::circuit {
 namespace {

@@ -14,36 +14,11 @@
 #include <string>
 #include <vector>
 
+#include "../common/allocation_watch.hpp"
 #include "toy_parameters.hpp"
 #include "veil/tfhe/glwe.hpp"
 #include "veil/tfhe/keys.hpp"
 #include "veil/tfhe/lwe.hpp"
-
-// Loading must never allocate what a length field merely claims. The replaced global
-// operator new records the largest request made while a test is watching, so that the test
-// can assert that refusing a hostile header allocated nothing of the claimed size.
-// (AlignedVector goes through aligned_alloc, not operator new: claims that reach it are made
-// large enough, 2^57 bytes and up, that an allocation would surface as std::bad_alloc, which
-// the tests reject as well.)
-namespace {
-thread_local bool g_watch_allocations = false;
-thread_local std::size_t g_largest_allocation = 0;
-}  // namespace
-
-// GCC's -Wmismatched-new-delete cannot see that this pair is malloc/free on both sides.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
-  if (g_watch_allocations) g_largest_allocation = std::max(g_largest_allocation, size);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return ::operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 namespace veil::tfhe {
 namespace {
