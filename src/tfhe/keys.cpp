@@ -93,25 +93,37 @@ TruncatedKeyswitchKey::TruncatedKeyswitchKey(const LweKeyswitchKey& exact)
     data_[t] = static_cast<std::uint32_t>((words[t] + (Torus{1} << 31)) >> 32);
 }
 
-LweBootstrapKey decompress_bootstrap_key(const SeededLweBootstrapKey& seeded, const KeygenOptions& options) {
+namespace {
+
+void check_seeded_bootstrap_key(const SeededLweBootstrapKey& seeded) {
+  const GgswShape& g = seeded.shape.ggsw;
+  const std::size_t words = seeded.shape.input_lwe_dimension.value * g.row_count() * g.polynomial_size.value;
+  if (seeded.bodies.size() != words)
+    throw std::invalid_argument("seeded bootstrap key holds " + std::to_string(seeded.bodies.size()) +
+                                " body words, its shape needs " + std::to_string(words));
+}
+
+// GGSW t of a seeded bootstrap key in the standard domain: masks from the seed's stream at
+// t's offset, bodies as stored.
+void expand_seeded_ggsw(const SeededLweBootstrapKey& seeded, std::size_t t, std::span<Torus> ggsw) {
   const GgswShape& g = seeded.shape.ggsw;
   const std::size_t n = g.polynomial_size.value;
   const std::size_t k = g.glwe_dimension.value;
-  if (seeded.bodies.size() != seeded.shape.input_lwe_dimension.value * g.row_count() * n)
-    throw std::invalid_argument("seeded bootstrap key holds " + std::to_string(seeded.bodies.size()) +
-                                " body words, its shape needs " +
-                                std::to_string(seeded.shape.input_lwe_dimension.value * g.row_count() * n));
+  Csprng mask_stream(seeded.seed, t * g.mask_words());
+  for (std::size_t r = 0; r < g.row_count(); ++r) {
+    auto row = ggsw.subspan(r * g.row_words(), g.row_words());
+    mask_stream.fill(row.first(k * n));
+    std::copy_n(seeded.bodies.data() + (t * g.row_count() + r) * n, n, row.data() + k * n);
+  }
+}
+
+}  // namespace
+
+LweBootstrapKey decompress_bootstrap_key(const SeededLweBootstrapKey& seeded, const KeygenOptions& options) {
+  check_seeded_bootstrap_key(seeded);
   LweBootstrapKey out(seeded.shape);
   parallel_for(seeded.shape.input_lwe_dimension.value, options.threads, 8, [&](std::size_t begin, std::size_t end, unsigned) {
-    for (std::size_t t = begin; t < end; ++t) {
-      Csprng mask_stream(seeded.seed, t * g.mask_words());
-      auto ggsw = out.ggsw(t);
-      for (std::size_t r = 0; r < g.row_count(); ++r) {
-        auto row = ggsw.subspan(r * g.row_words(), g.row_words());
-        mask_stream.fill(row.first(k * n));
-        std::copy_n(seeded.bodies.data() + (t * g.row_count() + r) * n, n, row.data() + k * n);
-      }
-    }
+    for (std::size_t t = begin; t < end; ++t) expand_seeded_ggsw(seeded, t, out.ggsw(t));
   });
   return out;
 }
@@ -147,24 +159,14 @@ FourierBootstrapKey convert_bootstrap_key_to_fourier(const LweBootstrapKey& bsk,
 
 FourierBootstrapKey decompress_bootstrap_key_to_fourier(const SeededLweBootstrapKey& seeded,
                                                         const KeygenOptions& options) {
+  check_seeded_bootstrap_key(seeded);
   const GgswShape& g = seeded.shape.ggsw;
-  const std::size_t n = g.polynomial_size.value;
-  const std::size_t k = g.glwe_dimension.value;
-  if (seeded.bodies.size() != seeded.shape.input_lwe_dimension.value * g.row_count() * n)
-    throw std::invalid_argument("seeded bootstrap key holds " + std::to_string(seeded.bodies.size()) +
-                                " body words, its shape needs " +
-                                std::to_string(seeded.shape.input_lwe_dimension.value * g.row_count() * n));
   FourierBootstrapKey out(seeded.shape);
   parallel_for(seeded.shape.input_lwe_dimension.value, options.threads, 8, [&](std::size_t begin, std::size_t end, unsigned) {
     FftScratch scratch(g.polynomial_size);
     AlignedVector<Torus> ggsw(g.words());
     for (std::size_t t = begin; t < end; ++t) {
-      Csprng mask_stream(seeded.seed, t * g.mask_words());
-      for (std::size_t r = 0; r < g.row_count(); ++r) {
-        Torus* row = ggsw.data() + r * g.row_words();
-        mask_stream.fill(std::span<Torus>(row, k * n));
-        std::copy_n(seeded.bodies.data() + (t * g.row_count() + r) * n, n, row + k * n);
-      }
+      expand_seeded_ggsw(seeded, t, ggsw);
       convert_ggsw_to_fourier(g, ggsw, out.mutable_ggsw(t), scratch);
     }
   });
