@@ -116,7 +116,14 @@ void keyswitch_each(const KeyswitchKeyShape& shape, const Word* key, std::size_t
         const Torus d = static_cast<Word>((*digits[g])[j]);
         if (d == 0) continue;
         Torus* __restrict acc = out[g].data();
-        for (std::size_t t = 0; t < w; ++t) acc[t] -= d * static_cast<Torus>(row[t]);
+        // Digits of +-1 (every nonzero one with base 2) need no multiplication; -1 is the
+        // word's all-ones value, and adding the row is subtracting it times -1 modulo the word.
+        if (d == 1)
+          for (std::size_t t = 0; t < w; ++t) acc[t] -= static_cast<Torus>(row[t]);
+        else if (d == static_cast<Word>(~Word{0}))
+          for (std::size_t t = 0; t < w; ++t) acc[t] += static_cast<Torus>(row[t]);
+        else
+          for (std::size_t t = 0; t < w; ++t) acc[t] -= d * static_cast<Torus>(row[t]);
       }
     }
   }
