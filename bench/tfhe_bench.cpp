@@ -56,9 +56,9 @@ void bm_ks(benchmark::State& state, unsigned bits, bool reference) {
   const KeySet& ks = keys_for(bits, reference);
   auto ct = encrypt_message(ks.secret, 1, bits);
   AlignedVector<Torus> out(lwe_size(ks.params.lwe_dimension));
-  std::vector<std::int64_t> digits;
+  KeyswitchScratch ks_scratch;
   for (auto _ : state) {
-    keyswitch(ks.eval.ksk, ct.data(), out, digits);
+    keyswitch(ks.eval.ksk, ct.data(), out, ks_scratch);
     benchmark::DoNotOptimize(out.data());
   }
   label(state, ks.params);
@@ -68,7 +68,7 @@ void bm_pbs(benchmark::State& state, unsigned bits, bool reference) {
   const KeySet& ks = keys_for(bits, reference);
   auto ct = encrypt_message(ks.secret, 1, bits);
   PbsScratch scratch(ks.params);
-  keyswitch(ks.eval.ksk, ct.data(), scratch.small, scratch.ks_digits);
+  keyswitch(ks.eval.ksk, ct.data(), scratch.small, scratch.keyswitch);
   AlignedVector<Torus> small(scratch.small.begin(), scratch.small.end());
   auto table = LookupTable::from_function(ks.params.polynomial_size, bits, bits, [](std::uint64_t m) { return m; });
   AlignedVector<Torus> out(lwe_size(ks.params.big_lwe_dimension()));

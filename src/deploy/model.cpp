@@ -52,8 +52,8 @@ bool file_exists(const fs::path& p) {
 tfhe::LweCiphertextList keyswitch_to_small_key(const tfhe::EvaluationKeys& keys, const tfhe::LweCiphertextList& in) {
   tfhe::LweCiphertextList out(keys.params.lwe_dimension, in.count());
   tfhe::parallel_for(in.count(), 0, 1, [&](std::size_t begin, std::size_t end, unsigned) {
-    std::vector<std::int64_t> digits;
-    for (std::size_t c = begin; c < end; ++c) tfhe::keyswitch(keys.ksk, in[c], out[c], digits);
+    tfhe::KeyswitchScratch ks_scratch;
+    for (std::size_t c = begin; c < end; ++c) tfhe::keyswitch(keys.ksk, in[c], out[c], ks_scratch);
   });
   return out;
 }

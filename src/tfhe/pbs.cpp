@@ -5,6 +5,7 @@
 #include <bit>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "veil/tfhe/decomposition.hpp"
 #include "veil/tfhe/lwe.hpp"
@@ -43,12 +44,12 @@ PbsScratch::PbsScratch(const ParameterSet& p)
       accumulator(glwe_size(p.glwe_dimension) * p.polynomial_size.value),
       difference(glwe_size(p.glwe_dimension) * p.polynomial_size.value),
       switched_mask(p.lwe_dimension.value),
-      ks_digits(p.ks_level_count.value),
+      keyswitch{std::vector<std::int64_t>(p.ks_level_count.value), std::vector<std::uint32_t>(lwe_size(p.lwe_dimension))},
       external_product(GgswShape{p.glwe_dimension, p.polynomial_size, p.pbs_base_log, p.pbs_level_count}) {}
 
 std::size_t PbsScratch::bytes() const {
   return (small.size() + accumulator.size() + difference.size()) * sizeof(Torus) +
-         ks_digits.size() * sizeof(std::int64_t) + switched_mask.size() * sizeof(std::size_t) + external_product.fft.size() * sizeof(double) +
+         keyswitch.digits.size() * sizeof(std::int64_t) + keyswitch.sums.size() * sizeof(std::uint32_t) + switched_mask.size() * sizeof(std::size_t) + external_product.fft.size() * sizeof(double) +
          external_product.state.size() * sizeof(Torus) + external_product.digits.size() * sizeof(std::int64_t) +
          external_product.accumulator.size() * sizeof(double);
 }
@@ -92,30 +93,37 @@ namespace {
 constexpr std::size_t kBatchGroup = 4;
 
 // out[g] = keyswitch of in[g] for g < count, one pass over the key: every row of the key
-// (`Word`s) serves the whole group while it is in cache. The exact key holds torus words;
-// the evaluation form (TruncatedKeyswitchKey) their top 32 bits, summed in wrapping 32-bit
-// words (sixteen to an AVX-512 register, half the accumulator traffic) and moved up at the
-// end: the key streams at 4 bytes a word. The per-thread sums are reused from call to call
-// (no allocation once warm). REQUIRES: sizes checked by the caller.
+// (`Word`s) serves the whole group while it is in cache. The exact key holds torus words,
+// summed in place in out[g]; the evaluation form (TruncatedKeyswitchKey) their top 32 bits,
+// summed in wrapping 32-bit words in scratch[g] (sixteen to an AVX-512 register, half the
+// accumulator traffic) and moved up at the end: the key streams at 4 bytes a word.
+// REQUIRES: sizes checked by the caller.
 template <class Word>
 void keyswitch_each(const KeyswitchKeyShape& shape, const Word* key, std::size_t count, const std::span<const Torus>* in,
-                    const std::span<Torus>* out, std::vector<std::int64_t>* const* digits) {
+                    const std::span<Torus>* out, KeyswitchScratch* const* scratch) {
   const std::size_t n_in = shape.input_lwe_dimension.value;
   const std::size_t w = lwe_size(shape.output_lwe_dimension);
   const std::size_t l = shape.level_count.value;
   const Decomposer decomposer(shape.base_log, shape.level_count);
-  // Sums in the key's word size (wrapping), per ciphertext of the group.
-  thread_local std::vector<Word> sums;
-  sums.assign(count * w, Word{0});
-  for (std::size_t g = 0; g < count; ++g) digits[g]->resize(l);
+  std::array<Word*, kBatchGroup> sums;
+  for (std::size_t g = 0; g < count; ++g) {
+    scratch[g]->digits.resize(l);
+    if constexpr (std::is_same_v<Word, Torus>) {
+      sums[g] = out[g].data();
+    } else {
+      scratch[g]->sums.resize(w);
+      sums[g] = scratch[g]->sums.data();
+    }
+    std::fill(sums[g], sums[g] + w, Word{0});
+  }
   for (std::size_t i = 0; i < n_in; ++i) {
-    for (std::size_t g = 0; g < count; ++g) decomposer.decompose(in[g][i], digits[g]->data());
+    for (std::size_t g = 0; g < count; ++g) decomposer.decompose(in[g][i], scratch[g]->digits.data());
     for (std::size_t j = 0; j < l; ++j) {
       const Word* __restrict row = key + (i * l + j) * w;
       for (std::size_t g = 0; g < count; ++g) {
-        const Word d = static_cast<Word>((*digits[g])[j]);
+        const Word d = static_cast<Word>(scratch[g]->digits[j]);
         if (d == 0) continue;
-        Word* __restrict acc = sums.data() + g * w;
+        Word* __restrict acc = sums[g];
         // Digits of +-1 (every nonzero one with base 2) need no multiplication.
         if (d == 1)
           for (std::size_t t = 0; t < w; ++t) acc[t] -= row[t];
@@ -126,11 +134,10 @@ void keyswitch_each(const KeyswitchKeyShape& shape, const Word* key, std::size_t
       }
     }
   }
-  constexpr unsigned kShift = 64 - 8 * sizeof(Word);
   for (std::size_t g = 0; g < count; ++g) {
-    const Word* acc = sums.data() + g * w;
     Torus* o = out[g].data();
-    for (std::size_t t = 0; t < w; ++t) o[t] = static_cast<Torus>(acc[t]) << kShift;
+    if constexpr (!std::is_same_v<Word, Torus>)
+      for (std::size_t t = 0; t < w; ++t) o[t] = static_cast<Torus>(sums[g][t]) << (64 - 8 * sizeof(Word));
     o[w - 1] += in[g][n_in];
   }
 }
@@ -182,17 +189,17 @@ void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const 
 }  // namespace
 
 void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
-               std::vector<std::int64_t>& digits) {
+               KeyswitchScratch& scratch) {
   check_keyswitch_sizes(ksk.shape(), in.size(), out.size());
-  std::vector<std::int64_t>* d = &digits;
-  keyswitch_each(ksk.shape(), ksk.data().data(), 1, &in, &out, &d);
+  KeyswitchScratch* s = &scratch;
+  keyswitch_each(ksk.shape(), ksk.data().data(), 1, &in, &out, &s);
 }
 
 void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
-               std::vector<std::int64_t>& digits) {
+               KeyswitchScratch& scratch) {
   check_keyswitch_sizes(ksk.shape(), in.size(), out.size());
-  std::vector<std::int64_t>* d = &digits;
-  keyswitch_each(ksk.shape(), ksk.data(), 1, &in, &out, &d);
+  KeyswitchScratch* s = &scratch;
+  keyswitch_each(ksk.shape(), ksk.data(), 1, &in, &out, &s);
 }
 
 void blind_rotate(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,
@@ -210,7 +217,7 @@ void programmable_bootstrap(const FourierBootstrapKey& bsk, std::span<const Toru
 
 void keyswitch_programmable_bootstrap(const EvaluationKeys& keys, std::span<const Torus> in,
                                       const LookupTable& table, std::span<Torus> out, PbsScratch& scratch) {
-  keyswitch(keys.ksk, in, scratch.small, scratch.ks_digits);
+  keyswitch(keys.ksk, in, scratch.small, scratch.keyswitch);
   programmable_bootstrap(keys.bsk, scratch.small, table, out, scratch);
 }
 
@@ -247,7 +254,7 @@ void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const Lw
     const std::size_t n = end - begin;
     std::array<std::span<const Torus>, kBatchGroup> big_in, small_in;
     std::array<std::span<Torus>, kBatchGroup> small_out;
-    std::array<std::vector<std::int64_t>*, kBatchGroup> digits;
+    std::array<KeyswitchScratch*, kBatchGroup> ks_scratch;
     std::array<const LookupTable*, kBatchGroup> group_tables;
     std::array<PbsScratch*, kBatchGroup> group_scratch;
     for (std::size_t g = 0; g < n; ++g) {
@@ -255,12 +262,12 @@ void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const Lw
       big_in[g] = in[begin + g];
       small_out[g] = sc.small;
       small_in[g] = sc.small;
-      digits[g] = &sc.ks_digits;
+      ks_scratch[g] = &sc.keyswitch;
       group_tables[g] = tables[tables.size() == 1 ? 0 : begin + g];
       group_scratch[g] = &sc;
     }
     // `out` may be `in`: the group's inputs are all read (keyswitch) before any output is written.
-    keyswitch_each(keys.ksk.shape(), keys.ksk.data(), n, big_in.data(), small_out.data(), digits.data());
+    keyswitch_each(keys.ksk.shape(), keys.ksk.data(), n, big_in.data(), small_out.data(), ks_scratch.data());
     blind_rotate_each(keys.bsk, n, small_in.data(), group_tables.data(), group_scratch.data());
     for (std::size_t g = 0; g < n; ++g)
       sample_extract(scratch[worker][g].accumulator, keys.params.glwe_dimension, keys.params.polynomial_size, out[begin + g]);

@@ -423,8 +423,8 @@ TEST(FheExecutor, OutputsKeyswitchedToTheSmallKeyDecryptAlike) {
   const std::vector<Tensor> in = {Tensor::vector({-8, -3, 0, 5, 7})};
   std::vector<EncryptedTensor> out = executor.run(expand_inputs(cc, encrypt_inputs(cc, keys.secret, in)));
   tfhe::LweCiphertextList small(cc.params.lwe_dimension, out[0].ciphertexts.count());
-  std::vector<std::int64_t> digits;
-  for (std::size_t e = 0; e < small.count(); ++e) tfhe::keyswitch(keys.evaluation.ksk, out[0].ciphertexts[e], small[e], digits);
+  tfhe::KeyswitchScratch ks_scratch;
+  for (std::size_t e = 0; e < small.count(); ++e) tfhe::keyswitch(keys.evaluation.ksk, out[0].ciphertexts[e], small[e], ks_scratch);
   const std::vector<EncryptedTensor> switched = {EncryptedTensor{out[0].shape, small}};
   EXPECT_EQ(decrypt_outputs(cc, keys.secret, switched), run_clear(c, in));
   // Any other dimension is refused.

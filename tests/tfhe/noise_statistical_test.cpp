@@ -76,11 +76,11 @@ TEST(NoiseStatistics, Keyswitch) {
     auto p = optimized(bits);
     auto k = keys_for(p);
     Variance v;
-    std::vector<std::int64_t> digits;
+    KeyswitchScratch ks_scratch;
     AlignedVector<Torus> small(lwe_size(p.lwe_dimension));
     for (int i = 0; i < 300; ++i) {
       auto ct = encrypt_message(k.secret, 1, bits);
-      keyswitch(k.eval.ksk, ct.data(), small, digits);
+      keyswitch(k.eval.ksk, ct.data(), small, ks_scratch);
       v.add(torus_error(decrypt_lwe_phase(k.secret.lwe.bits(), small), encode_message(1, bits)));
     }
     const auto noise = noise_breakdown(p);

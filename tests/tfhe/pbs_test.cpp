@@ -164,12 +164,12 @@ TEST(TruncatedKeyswitch, AgreesWithTheExactKeyswitch) {
   auto exact = decompress_keyswitch_key(generate_seeded_keyswitch_key(secret));
   TruncatedKeyswitchKey truncated(exact);
   EXPECT_EQ(truncated.bytes() * 2, exact.data().size() * sizeof(Torus));
-  std::vector<std::int64_t> digits;
+  KeyswitchScratch ks_scratch;
   AlignedVector<Torus> a(lwe_size(p->lwe_dimension)), b(lwe_size(p->lwe_dimension));
   for (std::uint64_t m = 0; m < 16; ++m) {
     auto ct = encrypt_message(secret, m, 4);
-    keyswitch(exact, ct.data(), a, digits);
-    keyswitch(truncated, ct.data(), b, digits);
+    keyswitch(exact, ct.data(), a, ks_scratch);
+    keyswitch(truncated, ct.data(), b, ks_scratch);
     const auto diff = testing::torus_distance(decrypt_lwe_phase(secret.lwe.bits(), a),
                                               decrypt_lwe_phase(secret.lwe.bits(), b));
     // Model: sigma ~ sqrt((n/2 + 1) n_in l E[d^2] / 12) * 2^32 ~ 2^43.5 here; 2^46 is 6 sigma,

@@ -56,6 +56,13 @@ inline std::size_t modulus_switch(Torus x, std::size_t log2_2n) {
 // variance (the derivation is in pbs.cpp; the variance in parameters.cpp).
 std::size_t centered_modulus_switch(std::span<const Torus> in, std::size_t log2_2n, std::span<std::size_t> mask);
 
+// A keyswitch's working memory, reused from call to call (no allocation once warm): the
+// digits of one input word and, for the 32-bit evaluation form, the sums in 32-bit words.
+struct KeyswitchScratch {
+  std::vector<std::int64_t> digits;
+  std::vector<std::uint32_t> sums;
+};
+
 class PbsScratch {
  public:
   explicit PbsScratch(const ParameterSet& params);
@@ -65,16 +72,16 @@ class PbsScratch {
   AlignedVector<Torus> accumulator;  // (k+1) * N
   AlignedVector<Torus> difference;   // (k+1) * N
   std::vector<std::size_t> switched_mask;  // n: the mask after the modulus switch
-  std::vector<std::int64_t> ks_digits;
+  KeyswitchScratch keyswitch;
   ExternalProductScratch external_product;
 };
 
 // out = keyswitch of `in` (dimension k*N) to the small key (dimension n), with the exact key
 // (reference) or with the evaluation form (what KS-PBS uses: half the memory traffic).
 void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
-               std::vector<std::int64_t>& digits);
+               KeyswitchScratch& scratch);
 void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
-               std::vector<std::int64_t>& digits);
+               KeyswitchScratch& scratch);
 // accumulator = blind rotation of the test polynomial by the small ciphertext `in`.
 void blind_rotate(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,
                   PbsScratch& scratch);
