@@ -2,6 +2,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include <bit>
@@ -21,6 +22,12 @@ namespace veil::tfhe {
 
 void secure_wipe(void* p, std::size_t bytes) noexcept {
   if (p != nullptr && bytes != 0) OPENSSL_cleanse(p, bytes);
+}
+
+void advise_huge_pages(void* p, std::size_t bytes) noexcept {
+  // Advice only: where transparent huge pages are off, or the kernel refuses, the buffer
+  // simply stays on 4 KiB pages.
+  (void)madvise(p, bytes, MADV_HUGEPAGE);
 }
 
 Seed os_random_seed() {
