@@ -69,6 +69,27 @@ ValueRange finish(i128 lo, i128 hi, unsigned tz, const std::string& label) {
   return r;
 }
 
+// Range of the weighted sums y_o = sum_i weight(o, i) * x_i (o < outputs, i < terms), each
+// x_i in [xlo, xhi] with x_tz known zero low bits: every term bounded on its own, the union
+// over the outputs, and the trailing zeros the weights keep. Matmul and conv2d.
+template <class Weight>
+ValueRange weighted_sum_range(std::int64_t outputs, std::int64_t terms, const Weight& weight, i128 xlo, i128 xhi,
+                              unsigned x_tz, const std::string& label) {
+  i128 lo = 0, hi = 0;
+  unsigned ctz = 64;
+  for (std::int64_t o = 0; o < outputs; ++o) {
+    Bound b;
+    for (std::int64_t i = 0; i < terms; ++i) {
+      const std::int64_t w = weight(o, i);
+      add_product(b, w, xlo, xhi, label);
+      ctz = std::min(ctz, ctz64(w));
+    }
+    lo = o == 0 ? b.lo : std::min(lo, b.lo);
+    hi = o == 0 ? b.hi : std::max(hi, b.hi);
+  }
+  return finish(lo, hi, std::min(64u, x_tz + ctz), label);
+}
+
 bool is_gather_kind(OpKind kind) {
   return kind == OpKind::kReshape || kind == OpKind::kTranspose || kind == OpKind::kSlice ||
          kind == OpKind::kConcat || kind == OpKind::kBroadcast;
@@ -409,19 +430,8 @@ ValueRange infer_range(const Circuit& c, std::uint32_t id, const std::vector<Val
     }
     case OpKind::kMatmul: {
       const std::int64_t k = n.constant.shape[0], m = n.constant.shape[1];
-      i128 lo = 0, hi = 0;
-      unsigned ctz = 64;
-      for (std::int64_t j = 0; j < m; ++j) {
-        Bound b;
-        for (std::int64_t i = 0; i < k; ++i) {
-          const std::int64_t w = n.constant.data[static_cast<std::size_t>(i * m + j)];
-          add_product(b, w, in(0).lo, in(0).hi, label);
-          ctz = std::min(ctz, ctz64(w));
-        }
-        lo = j == 0 ? b.lo : std::min(lo, b.lo);
-        hi = j == 0 ? b.hi : std::max(hi, b.hi);
-      }
-      r = finish(lo, hi, std::min(64u, in(0).trailing_zeros + ctz), label);
+      const auto weight = [&](std::int64_t j, std::int64_t i) { return n.constant.data[static_cast<std::size_t>(i * m + j)]; };
+      r = weighted_sum_range(m, k, weight, in(0).lo, in(0).hi, in(0).trailing_zeros, label);
       break;
     }
     case OpKind::kConv2d: {
@@ -430,19 +440,8 @@ ValueRange infer_range(const Circuit& c, std::uint32_t id, const std::vector<Val
       const bool padded = n.attributes[2] || n.attributes[3] || n.attributes[4] || n.attributes[5];
       const i128 xlo = padded ? std::min<std::int64_t>(in(0).lo, 0) : in(0).lo;
       const i128 xhi = padded ? std::max<std::int64_t>(in(0).hi, 0) : in(0).hi;
-      i128 lo = 0, hi = 0;
-      unsigned ctz = 64;
-      for (std::int64_t o = 0; o < w[0]; ++o) {
-        Bound b;
-        for (std::int64_t i = 0; i < per_out; ++i) {
-          const std::int64_t v = n.constant.data[static_cast<std::size_t>(o * per_out + i)];
-          add_product(b, v, xlo, xhi, label);
-          ctz = std::min(ctz, ctz64(v));
-        }
-        lo = o == 0 ? b.lo : std::min(lo, b.lo);
-        hi = o == 0 ? b.hi : std::max(hi, b.hi);
-      }
-      r = finish(lo, hi, std::min(64u, in(0).trailing_zeros + ctz), label);
+      const auto weight = [&](std::int64_t o, std::int64_t i) { return n.constant.data[static_cast<std::size_t>(o * per_out + i)]; };
+      r = weighted_sum_range(w[0], per_out, weight, xlo, xhi, in(0).trailing_zeros, label);
       break;
     }
     case OpKind::kSum: {
