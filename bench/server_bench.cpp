@@ -102,6 +102,13 @@ class Workspace {
   int counter_ = 0;
 };
 
+// The compiled fixture `model`, or "" with the benchmark marked skipped.
+fs::path model_or_skip(benchmark::State& state, const std::string& model) {
+  fs::path dir = Workspace::get().model(model);
+  if (dir.empty()) state.SkipWithError("fixtures not found: set VEIL_FIXTURES");
+  return dir;
+}
+
 // A server over one model on a free loopback port, quiet.
 struct BenchServer {
   std::shared_ptr<server::KeyStore> store;
@@ -140,11 +147,8 @@ struct BenchClient {
 
 void predict_http(benchmark::State& state, const std::string& model, std::size_t clients, std::size_t rows,
                   std::size_t jobs) {
-  const fs::path dir = Workspace::get().model(model);
-  if (dir.empty()) {
-    state.SkipWithError("fixtures not found: set VEIL_FIXTURES");
-    return;
-  }
+  const fs::path dir = model_or_skip(state, model);
+  if (dir.empty()) return;
   BenchServer server(dir, jobs);
   const std::string name = dir.filename().string();
   const ml::Matrix input = Workspace::get().rows(rows);
@@ -193,11 +197,8 @@ void predict_http(benchmark::State& state, const std::string& model, std::size_t
 }
 
 void http_overhead(benchmark::State& state, const std::string& model) {
-  const fs::path dir = Workspace::get().model(model);
-  if (dir.empty()) {
-    state.SkipWithError("fixtures not found: set VEIL_FIXTURES");
-    return;
-  }
+  const fs::path dir = model_or_skip(state, model);
+  if (dir.empty()) return;
   BenchServer server(dir, 1);
   const std::string name = dir.filename().string();
   BenchClient client(dir, server.url);
@@ -234,11 +235,8 @@ void http_overhead(benchmark::State& state, const std::string& model) {
 }
 
 void key_upload(benchmark::State& state, const std::string& model) {
-  const fs::path dir = Workspace::get().model(model);
-  if (dir.empty()) {
-    state.SkipWithError("fixtures not found: set VEIL_FIXTURES");
-    return;
-  }
+  const fs::path dir = model_or_skip(state, model);
+  if (dir.empty()) return;
   BenchServer server(dir, 1);
   const std::string name = dir.filename().string();
   BenchClient client(dir, server.url);

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/error_message.hpp"
 #include "../tfhe/toy_parameters.hpp"
 #include "veil/circuit/analysis.hpp"
 #include "veil/circuit/clear_executor.hpp"
@@ -19,17 +20,8 @@
 namespace veil::circuit {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected std::invalid_argument";
-  return {};
-}
-
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using veil::test_support::error_of;
+using veil::test_support::has;
 
 Table table(std::int64_t domain_min, unsigned shift, std::vector<std::int64_t> values) {
   return Table{domain_min, shift, std::move(values)};

@@ -13,26 +13,15 @@
 
 #include <unistd.h>
 
+#include "../common/error_message.hpp"
 #include "veil/circuit/circuit.hpp"
 
 namespace veil::circuit {
 namespace {
 
-constexpr std::int64_t k2p62 = std::int64_t{1} << 62;
+using veil::test_support::error_of;
 
-// The message of the std::invalid_argument that `f` throws ("" and a failure otherwise).
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected std::invalid_argument, got another exception: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "expected std::invalid_argument, nothing was thrown";
-  return {};
-}
+constexpr std::int64_t k2p62 = std::int64_t{1} << 62;
 
 ::testing::AssertionResult mentions(const std::string& message, std::initializer_list<const char*> parts) {
   for (const char* p : parts)

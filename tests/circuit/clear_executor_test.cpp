@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/error_message.hpp"
 #include "veil/circuit/clear_executor.hpp"
 
 namespace veil::circuit {
@@ -22,6 +23,9 @@ static void PrintTo(const Tensor& t, std::ostream* os) {
 }
 
 namespace {
+
+using veil::test_support::error_of;
+using veil::test_support::has;
 
 Tensor t2(std::int64_t rows, std::int64_t cols, std::vector<std::int64_t> data) {
   return Tensor({rows, cols}, std::move(data));
@@ -43,19 +47,6 @@ Tensor run1(const Shape& shape, std::int64_t lo, std::int64_t hi, const Tensor& 
   EXPECT_EQ(out.size(), 1u);
   return out.at(0);
 }
-
-// The message of the std::invalid_argument `f` throws.
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::invalid_argument& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected std::invalid_argument";
-  return {};
-}
-
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // ---------------------------------------------------------------- element-wise
 

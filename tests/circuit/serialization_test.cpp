@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "../common/allocation_watch.hpp"
+#include "../common/error_message.hpp"
 #include "../tfhe/toy_parameters.hpp"
 #include "veil/circuit/clear_executor.hpp"
 #include "veil/circuit/serialization.hpp"
@@ -24,6 +25,8 @@
 
 namespace veil::circuit {
 namespace {
+
+using veil::test_support::has;
 
 using Bytes = std::vector<std::uint8_t>;
 
@@ -234,8 +237,6 @@ std::string format_error(const std::function<void()>& f) {
   ADD_FAILURE() << "expected CircuitFormatError, the load succeeded";
   return {};
 }
-
-bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // ---------------------------------------------------------------- round trips and layout
 

@@ -14,6 +14,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -99,6 +100,30 @@ void expect_same(const ml::Predictions& got, const ml::Predictions& want) {
   EXPECT_EQ(got.labels, want.labels);
   ASSERT_EQ(got.scores.data.size(), want.scores.data.size());
   for (std::size_t i = 0; i < got.scores.data.size(); ++i) EXPECT_DOUBLE_EQ(got.scores.data[i], want.scores.data[i]);
+}
+
+// Runs client(c) for c < clients, each on its own thread, and returns how many predictions
+// differed from the expected ones (client(c) returns its count) or threw (a failure each,
+// reported with the client's number).
+int run_clients(int clients, const std::function<int(int)>& client) {
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      try {
+        failures += client(c);
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "client " << c << ": " << e.what();
+        ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return failures.load();
+}
+
+bool differ(const ml::Predictions& got, const ml::Predictions& want) {
+  return got.labels != want.labels || got.scores.data != want.scores.data;
 }
 
 // A server on 127.0.0.1 and a free port, its log lines kept for inspection.
@@ -276,29 +301,19 @@ TYPED_TEST_P(HttpStoreTest, ManyClientsInParallelEachGetTheirOwnPredictions) {
   constexpr int kClients = 8;
   const ml::Matrix& rows = Models::get().rows();
   std::vector<std::string> key_ids(kClients);
-  std::vector<std::thread> threads;
-  std::atomic<int> failures{0};
-  for (int c = 0; c < kClients; ++c) {
-    threads.emplace_back([&, c] {
-      try {
-        TestClient client(server.url(), c % 2 == 0 ? "logreg" : "logreg6");
-        key_ids[c] = client.upload().key_id;
-        // Each client its own rows, three batches, on one connection.
-        for (int b = 0; b < 3; ++b) {
-          const std::size_t begin = static_cast<std::size_t>((c * 3 + b) % 36);
-          const ml::Matrix batch = row_range(rows, begin, begin + 4);
-          const ml::Predictions got = client.predict(batch);
-          const ml::Predictions want = Models::get().expected(c % 2 == 0 ? "logreg" : "logreg6", batch);
-          if (got.labels != want.labels || got.scores.data != want.scores.data) ++failures;
-        }
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "client " << c << ": " << e.what();
-        ++failures;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(failures.load(), 0);
+  const int failures = run_clients(kClients, [&](int c) {
+    TestClient client(server.url(), c % 2 == 0 ? "logreg" : "logreg6");
+    key_ids[c] = client.upload().key_id;
+    // Each client its own rows, three batches, on one connection.
+    int wrong = 0;
+    for (int b = 0; b < 3; ++b) {
+      const std::size_t begin = static_cast<std::size_t>((c * 3 + b) % 36);
+      const ml::Matrix batch = row_range(rows, begin, begin + 4);
+      wrong += differ(client.predict(batch), Models::get().expected(c % 2 == 0 ? "logreg" : "logreg6", batch));
+    }
+    return wrong;
+  });
+  EXPECT_EQ(failures, 0);
   std::sort(key_ids.begin(), key_ids.end());
   EXPECT_EQ(std::unique(key_ids.begin(), key_ids.end()), key_ids.end()) << "two clients got the same key id";
   EXPECT_EQ(server.metric("veil_key_store_keys"), kClients);
@@ -335,29 +350,19 @@ TYPED_TEST_P(HttpStoreTest, ConcurrentUploadsAndPredictionsThroughTwoReplicasOfO
   TestServer a(this->open_store());
   TestServer b(this->open_store());
   constexpr int kClients = 6;
-  std::atomic<int> failures{0};
-  std::vector<std::thread> threads;
-  for (int c = 0; c < kClients; ++c) {
-    threads.emplace_back([&, c] {
-      try {
-        TestClient uploader(c % 2 == 0 ? a.url() : b.url(), "logreg");
-        const KeyGrant grant = uploader.upload();
-        HttpClient other(c % 2 == 0 ? b.url() : a.url());
-        for (int i = 0; i < 4; ++i) {
-          const ml::Matrix batch = row_range(Models::get().rows(), static_cast<std::size_t>(c * 5 + i), static_cast<std::size_t>(c * 5 + i + 3));
-          const auto out = other.predict("logreg", &grant, uploader.encrypt(batch));
-          const ml::Predictions got = uploader.model_client().deserialize_decrypt_dequantize(out);
-          const ml::Predictions want = Models::get().expected("logreg", batch);
-          if (got.labels != want.labels || got.scores.data != want.scores.data) ++failures;
-        }
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "client " << c << ": " << e.what();
-        ++failures;
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(failures.load(), 0);
+  const int failures = run_clients(kClients, [&](int c) {
+    TestClient uploader(c % 2 == 0 ? a.url() : b.url(), "logreg");
+    const KeyGrant grant = uploader.upload();
+    HttpClient other(c % 2 == 0 ? b.url() : a.url());
+    int wrong = 0;
+    for (int i = 0; i < 4; ++i) {
+      const ml::Matrix batch = row_range(Models::get().rows(), static_cast<std::size_t>(c * 5 + i), static_cast<std::size_t>(c * 5 + i + 3));
+      const auto out = other.predict("logreg", &grant, uploader.encrypt(batch));
+      wrong += differ(uploader.model_client().deserialize_decrypt_dequantize(out), Models::get().expected("logreg", batch));
+    }
+    return wrong;
+  });
+  EXPECT_EQ(failures, 0);
   EXPECT_EQ(a.metric("veil_key_store_keys"), kClients);
   EXPECT_EQ(b.metric("veil_key_store_keys"), kClients);
 }
