@@ -152,4 +152,25 @@ void sample_extract(std::span<const Torus> glwe, GlweDimension k, PolynomialSize
   out[k.value * nn] = glwe[k.value * nn];
 }
 
+void sample_extract_rotated_add(std::span<const Torus> glwe, GlweDimension k, PolynomialSize n, std::size_t shift,
+                                std::int64_t factor, std::span<Torus> out) {
+  const std::size_t nn = n.value;
+  if (glwe.size() != glwe_size(k) * nn || out.size() != k.value * nn + 1 || shift >= nn)
+    throw std::invalid_argument("sample_extract_rotated_add: GLWE of " + std::to_string(glwe.size()) +
+                                " words into LWE of " + std::to_string(out.size()) + ", shift " + std::to_string(shift));
+  // Coefficient i of a GLWE (a, b) is the LWE (a'_t = a[i - t] for t <= i, -a[N + i - t]
+  // above; body b[i]); the constant coefficient of X^shift (a, b) is coefficient 0 for
+  // shift 0 and minus coefficient N - shift otherwise.
+  const Torus f = static_cast<Torus>(factor);
+  const Torus sf = shift == 0 ? f : Torus{0} - f;
+  const std::size_t i = shift == 0 ? 0 : nn - shift;
+  for (std::size_t c = 0; c < k.value; ++c) {
+    const Torus* a = glwe.data() + c * nn;
+    Torus* o = out.data() + c * nn;
+    for (std::size_t t = 0; t <= i; ++t) o[t] += sf * a[i - t];
+    for (std::size_t t = i + 1; t < nn; ++t) o[t] -= sf * a[nn + i - t];
+  }
+  out[k.value * nn] += sf * glwe[k.value * nn + i];
+}
+
 }  // namespace veil::tfhe

@@ -221,14 +221,18 @@ void keyswitch_programmable_bootstrap(const EvaluationKeys& keys, std::span<cons
   programmable_bootstrap(keys.bsk, scratch.small, table, out, scratch);
 }
 
-void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const LweCiphertextList& in,
-                                            std::span<const LookupTable* const> tables, LweCiphertextList& out,
-                                            const BatchOptions& options) {
+namespace {
+
+// KS then blind rotation of every in[c] through tables[c] (or tables[0]) on all workers, then
+// finish(c, accumulator of c) on the worker that rotated it.
+template <class Finish>
+void keyswitch_blind_rotate_each(const EvaluationKeys& keys, const LweCiphertextList& in,
+                                 std::span<const LookupTable* const> tables, const BatchOptions& options,
+                                 const Finish& finish) {
   const LweDimension big = keys.params.big_lwe_dimension();
-  if (in.dimension() != big || out.dimension() != big || in.count() != out.count())
-    throw std::invalid_argument("batch KS-PBS: lists of dimension " + std::to_string(in.dimension().value) + " x " +
-                                std::to_string(in.count()) + " -> " + std::to_string(out.dimension().value) + " x " +
-                                std::to_string(out.count()) + ", keys expect dimension " + std::to_string(big.value));
+  if (in.dimension() != big)
+    throw std::invalid_argument("batch KS-PBS: ciphertexts of dimension " + std::to_string(in.dimension().value) +
+                                ", keys expect dimension " + std::to_string(big.value));
   if (tables.size() != 1 && tables.size() != in.count())
     throw std::invalid_argument("batch KS-PBS: " + std::to_string(tables.size()) + " tables for " +
                                 std::to_string(in.count()) + " ciphertexts (give 1 or one each)");
@@ -269,8 +273,34 @@ void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const Lw
     // `out` may be `in`: the group's inputs are all read (keyswitch) before any output is written.
     keyswitch_each(keys.ksk.shape(), keys.ksk.data(), n, big_in.data(), small_out.data(), ks_scratch.data());
     blind_rotate_each(keys.bsk, n, small_in.data(), group_tables.data(), group_scratch.data());
-    for (std::size_t g = 0; g < n; ++g)
-      sample_extract(scratch[worker][g].accumulator, keys.params.glwe_dimension, keys.params.polynomial_size, out[begin + g]);
+    for (std::size_t g = 0; g < n; ++g) finish(begin + g, std::span<const Torus>(scratch[worker][g].accumulator));
+  });
+}
+
+}  // namespace
+
+void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const LweCiphertextList& in,
+                                            std::span<const LookupTable* const> tables, LweCiphertextList& out,
+                                            const BatchOptions& options) {
+  const LweDimension big = keys.params.big_lwe_dimension();
+  if (out.dimension() != big || in.count() != out.count())
+    throw std::invalid_argument("batch KS-PBS: lists of dimension " + std::to_string(in.dimension().value) + " x " +
+                                std::to_string(in.count()) + " -> " + std::to_string(out.dimension().value) + " x " +
+                                std::to_string(out.count()) + ", keys expect dimension " + std::to_string(big.value));
+  keyswitch_blind_rotate_each(keys, in, tables, options, [&](std::size_t c, std::span<const Torus> accumulator) {
+    sample_extract(accumulator, keys.params.glwe_dimension, keys.params.polynomial_size, out[c]);
+  });
+}
+
+void keyswitch_blind_rotate_batch(const EvaluationKeys& keys, const LweCiphertextList& in,
+                                  std::span<const LookupTable* const> tables, std::span<Torus> accumulators,
+                                  const BatchOptions& options) {
+  const std::size_t size = glwe_size(keys.params.glwe_dimension) * keys.params.polynomial_size.value;
+  if (accumulators.size() != in.count() * size)
+    throw std::invalid_argument("batch blind rotation: " + std::to_string(accumulators.size()) + " words for " +
+                                std::to_string(in.count()) + " accumulators of " + std::to_string(size));
+  keyswitch_blind_rotate_each(keys, in, tables, options, [&](std::size_t c, std::span<const Torus> accumulator) {
+    std::copy(accumulator.begin(), accumulator.end(), accumulators.begin() + static_cast<std::ptrdiff_t>(c * size));
   });
 }
 

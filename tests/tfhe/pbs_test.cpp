@@ -120,6 +120,53 @@ TEST(PbsBatch, EqualsSerialEvaluationWithPerCiphertextTables) {
   EXPECT_THROW(keyswitch_programmable_bootstrap_batch(fx.eval, in, two, batch), std::invalid_argument);
 }
 
+// Multi-value bootstrapping: one blind rotation of the constant test polynomial
+// P0 = (Delta/2)(1 + X + ... + X^(N-1)) serves every table F of the same input, as
+// P0 * v = the table's polynomial for v = (F_0 + F_last) + sum_m (F_m - F_(m-1)) X^(m box):
+// the result is the sum of v's terms read by sample_extract_rotated_add.
+TEST(MultiValue, OneRotationServesEveryTableOfAnInput) {
+  const unsigned p = 3;
+  auto fx = make_keys(toy::exact_set(p), true);
+  const ParameterSet& params = fx.eval.params;
+  const std::size_t nn = params.polynomial_size.value, box = nn >> p, entries = std::size_t{1} << p;
+  const Torus delta = encode_message(1, p);
+  const std::vector<Torus> constant(entries, delta / 2);
+  const LookupTable p0(params.polynomial_size, p, constant);
+  // Steps both ways at every threshold, and one table with several jumps.
+  std::vector<std::vector<std::int64_t>> tables;
+  for (std::size_t t = 1; t < entries; ++t) {
+    std::vector<std::int64_t> below(entries), above(entries);
+    for (std::size_t m = 0; m < entries; ++m) below[m] = m < t ? 1 : 0, above[m] = m < t ? 0 : 1;
+    tables.push_back(below);
+    tables.push_back(above);
+  }
+  tables.push_back({0, 3, 3, 1, 1, 1, 2, 0});
+  const std::size_t count = entries;
+  LweCiphertextList in(params.big_lwe_dimension(), count);
+  for (std::size_t m = 0; m < count; ++m) {
+    auto ct = encrypt_message(fx.secret, m, p);
+    std::copy(ct.data().begin(), ct.data().end(), in[m].begin());
+  }
+  const std::size_t glwe = glwe_size(params.glwe_dimension) * nn;
+  AlignedVector<Torus> accumulators(count * glwe);
+  const LookupTable* shared[] = {&p0};
+  keyswitch_blind_rotate_batch(fx.eval, in, shared, accumulators, {.threads = 2});
+  for (std::size_t m = 0; m < count; ++m) {
+    const std::span<const Torus> acc(accumulators.data() + m * glwe, glwe);
+    for (const auto& f : tables) {
+      AlignedVector<Torus> out(lwe_size(params.big_lwe_dimension()), 0);
+      const std::int64_t wrap = f.front() + f.back();
+      if (wrap != 0) sample_extract_rotated_add(acc, params.glwe_dimension, params.polynomial_size, 0, wrap, out);
+      for (std::size_t j = 1; j < entries; ++j)
+        if (f[j] != f[j - 1])
+          sample_extract_rotated_add(acc, params.glwe_dimension, params.polynomial_size, j * box, f[j] - f[j - 1], out);
+      ASSERT_EQ(decrypt_message(fx.secret, out, p), static_cast<std::uint64_t>(f[m])) << "message " << m;
+    }
+  }
+  EXPECT_THROW(keyswitch_blind_rotate_batch(fx.eval, in, shared, std::span<Torus>(accumulators).first(glwe)),
+               std::invalid_argument);
+}
+
 TEST(LookupTable, RejectsTablesThatDoNotFit) {
   std::vector<Torus> outputs(4);
   EXPECT_THROW(LookupTable(PolynomialSize(256), 3, outputs), std::invalid_argument);

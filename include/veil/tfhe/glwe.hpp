@@ -77,5 +77,11 @@ void cmux(const FourierGgswCiphertext& ggsw, GlweCiphertext& c0, const GlweCiphe
 
 // LWE (dimension k*N, under the flattened key) of the constant coefficient of a GLWE.
 void sample_extract(std::span<const Torus> glwe, GlweDimension k, PolynomialSize n, std::span<Torus> out);
+// out (dimension k*N) += factor * the LWE encryption of the constant coefficient of
+// X^shift * glwe (shift < N): coefficient 0 for shift 0, minus coefficient N - shift
+// otherwise. Multi-value bootstrapping reads a product of an accumulator by a clear
+// polynomial this way, one term per nonzero coefficient.
+void sample_extract_rotated_add(std::span<const Torus> glwe, GlweDimension k, PolynomialSize n, std::size_t shift,
+                                std::int64_t factor, std::span<Torus> out);
 
 }  // namespace veil::tfhe

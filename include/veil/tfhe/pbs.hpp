@@ -100,5 +100,12 @@ struct BatchOptions {
 void keyswitch_programmable_bootstrap_batch(const EvaluationKeys& keys, const LweCiphertextList& in,
                                             std::span<const LookupTable* const> tables, LweCiphertextList& out,
                                             const BatchOptions& options = {});
+// The same up to the blind rotation: accumulators[c * (k+1)N ...] = the GLWE accumulator of
+// in[c] (what the PBS would sample-extract), for multi-value bootstrapping
+// (sample_extract_rotated_add reads products of it by clear polynomials).
+// REQUIRES: accumulators.size() == in.count() * (k+1) * N.
+void keyswitch_blind_rotate_batch(const EvaluationKeys& keys, const LweCiphertextList& in,
+                                  std::span<const LookupTable* const> tables, std::span<Torus> accumulators,
+                                  const BatchOptions& options = {});
 
 }  // namespace veil::tfhe
