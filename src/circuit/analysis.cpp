@@ -178,6 +178,66 @@ unsigned output_step_bits(const CircuitAnalysis& a, std::uint32_t node) {
 
 unsigned width_of_span(std::uint64_t span) { return std::max(1u, static_cast<unsigned>(std::bit_width(span))); }
 
+std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& info) {
+  std::vector<std::int64_t> entries(std::size_t{1} << info.precision, 0);
+  for (std::size_t r = 0; r < entries.size(); ++r) {
+    const std::int64_t v = (info.reduced_min + static_cast<std::int64_t>(r)) * (std::int64_t{1} << info.known_zero_bits);
+    const std::int64_t offset = v - table.domain_min;
+    const std::int64_t index = offset >> table.domain_shift;
+    if (offset >= 0 && (offset & ((std::int64_t{1} << table.domain_shift) - 1)) == 0 &&
+        index < static_cast<std::int64_t>(table.values.size()))
+      entries[r] = table.values[static_cast<std::size_t>(index)];
+  }
+  return entries;
+}
+
+double multi_value_norm2(const std::vector<std::int64_t>& entries) {
+  const double wrap = static_cast<double>(entries.front()) + static_cast<double>(entries.back());
+  double sum = wrap * wrap;
+  for (std::size_t m = 1; m < entries.size(); ++m) {
+    const double jump = static_cast<double>(entries[m]) - static_cast<double>(entries[m - 1]);
+    sum += jump * jump;
+  }
+  return sum;
+}
+
+std::vector<std::uint32_t> shared_rotation_leaders(const Circuit& c, std::uint32_t id) {
+  const Node& n = c.nodes[id];
+  const std::size_t count = static_cast<std::size_t>(element_count(n.shape));
+  std::vector<std::uint32_t> leader(count);
+  for (std::size_t e = 0; e < count; ++e) leader[e] = static_cast<std::uint32_t>(e);
+  const Node& x = c.nodes[n.operands[0]];
+  if (x.kind != OpKind::kMatmul) return leader;
+  const std::int64_t k = x.constant.shape[0], m = x.constant.shape[1];
+  // Column j copies input element src[j] when it is one-hot with a 1.
+  std::vector<std::int64_t> src(static_cast<std::size_t>(m), -1);
+  for (std::int64_t j = 0; j < m; ++j) {
+    std::int64_t one = -1;
+    bool copy = true;
+    for (std::int64_t i = 0; i < k && copy; ++i) {
+      const std::int64_t w = x.constant.data[static_cast<std::size_t>(i * m + j)];
+      if (w == 0) continue;
+      if (w != 1 || one >= 0) copy = false;
+      one = i;
+    }
+    if (copy && one >= 0) src[static_cast<std::size_t>(j)] = one;
+  }
+  // Row by row (the leading dimensions), the first column copying each input element leads.
+  std::vector<std::int64_t> first(static_cast<std::size_t>(k));
+  for (std::size_t row = 0; row * static_cast<std::size_t>(m) < count; ++row) {
+    std::fill(first.begin(), first.end(), -1);
+    for (std::int64_t j = 0; j < m; ++j) {
+      const std::size_t e = row * static_cast<std::size_t>(m) + static_cast<std::size_t>(j);
+      const std::int64_t s = src[static_cast<std::size_t>(j)];
+      if (s < 0) continue;
+      std::int64_t& f = first[static_cast<std::size_t>(s)];
+      if (f < 0) f = static_cast<std::int64_t>(e);
+      leader[e] = static_cast<std::uint32_t>(f);
+    }
+  }
+  return leader;
+}
+
 CircuitAnalysis analyze(const Circuit& c) {
   validate_circuit(c);
   CircuitAnalysis a;
@@ -206,6 +266,15 @@ CircuitAnalysis analyze(const Circuit& c) {
             ", which needs " + std::to_string(info.precision) + " bits of lookup precision; at most " +
             std::to_string(kMaxLookupPrecision) + " are supported: round_bits(input, " +
             std::to_string(info.precision - kMaxLookupPrecision + x.trailing_zeros) + ") before it, or calibrate");
+      info.rotations = info.elements;
+      info.shared = n.attributes.size() == 1 && n.attributes[0] == 1;
+      if (info.shared) {
+        const std::vector<std::uint32_t> leader = shared_rotation_leaders(c, id);
+        info.rotations = 0;
+        for (std::size_t e = 0; e < leader.size(); ++e) info.rotations += leader[e] == e ? 1 : 0;
+        info.output_sq_norm2 = 0;
+        for (const Table& t : n.tables) info.output_sq_norm2 = std::max(info.output_sq_norm2, multi_value_norm2(lookup_entries(t, info)));
+      }
       a.lookups.push_back(info);
     } else if (n.kind == OpKind::kRoundBits) {
       const ValueRange& x = a.ranges[n.operands[0]];
@@ -293,6 +362,7 @@ CircuitAnalysis analyze(const Circuit& c) {
     }
     a.pbs_depth[id] = depth;
     a.sq_norm2[id] = node_sq_norm2(c, id, a.sq_norm2, a.round_bits);
+    if (n.kind == OpKind::kLookup) a.sq_norm2[id] = a.lookups[next_lookup - 1].output_sq_norm2;
   }
   if (bootstrapping)
     for (std::uint32_t o : c.outputs)
@@ -301,8 +371,8 @@ CircuitAnalysis analyze(const Circuit& c) {
   // Statistics.
   unsigned min_p = kMaxLookupPrecision + 1;
   for (const auto& l : a.lookups) {
-    st.lookups_by_precision[l.precision] += l.elements;
-    st.lookup_pbs += l.elements;
+    st.lookups_by_precision[l.precision] += l.rotations;
+    st.lookup_pbs += l.rotations;
     st.max_lookup_precision = std::max(st.max_lookup_precision, l.precision);
     min_p = std::min(min_p, l.precision);
   }
@@ -368,7 +438,7 @@ double log2_circuit_error_probability(const CircuitAnalysis& a, const tfhe::Para
   for (const auto& l : a.lookups)
     sum.add(tfhe::log2_lookup_error_probability_for_variance(
                 l.precision, tfhe::variance_at_blind_rotation_input(params, l.constraint_sq_norm2)),
-            static_cast<double>(l.elements));
+            static_cast<double>(l.rotations));
   for (const auto& r : a.round_bits)
     for (double sq : r.step_constraint_sq_norm2)
       sum.add(tfhe::log2_lookup_error_probability_for_variance(1, tfhe::variance_at_blind_rotation_input(params, sq)),

@@ -322,7 +322,10 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     }
     case OpKind::kLookup: {
       check_operand_count(n, 1, label);
-      check_attr_count(n, 0, label);
+      if (n.attributes.size() > 1)
+        fail(label, "expects at most 1 attribute (shared rotations), got " + std::to_string(n.attributes.size()));
+      if (n.attributes.size() == 1 && n.attributes[0] != 0 && n.attributes[0] != 1)
+        fail(label, "shared rotations must be 0 or 1, got " + std::to_string(n.attributes[0]));
       const std::int64_t count = element_count(operand_shape(0), label);
       if (n.tables.empty()) fail(label, "needs at least one table");
       if (n.tables.size() > static_cast<std::size_t>(count) && n.tables.size() > 1)
@@ -826,6 +829,16 @@ Value CircuitBuilder::lookup_per_element(Value a, std::vector<Table> tables, std
       if (t != 0) return push(std::move(n));  // let the check name the bad index
     n.table_index.clear();
   }
+  return push(std::move(n));
+}
+
+Value CircuitBuilder::lookup_per_element_shared(Value a, std::vector<Table> tables,
+                                                std::vector<std::uint32_t> table_index, std::string name) {
+  check_value(a, "lookup");
+  Node n = unary(OpKind::kLookup, a, std::move(name));
+  n.tables = std::move(tables);
+  n.table_index = std::move(table_index);
+  n.attributes = {1};
   return push(std::move(n));
 }
 

@@ -50,11 +50,21 @@ std::string input_label(const Circuit& c, std::size_t index, std::uint32_t id) {
 
 // Everything about a node that does not depend on the ciphertexts: computed once.
 struct FheExecutor::Lowered {
+  // One term of a multi-value read: factor times the constant coefficient of X^shift ACC.
+  struct Jump {
+    std::size_t shift = 0;
+    std::int64_t factor = 0;
+  };
   struct LookupStep {
     std::vector<tfhe::LookupTable> tables;        // one per distinct table of the node
     std::vector<std::uint32_t> table_of_element;  // empty: tables[0] for all
     Torus offset = 0;                             // subtracted: encode(lo)
     std::uint64_t multiplier = 1;                 // 2^(W - t - p)
+    // Shared rotations (multi-value): `tables` holds the one constant test polynomial P0,
+    // every element reads the rotation of its leader through its table's jumps.
+    bool shared = false;
+    std::vector<std::uint32_t> leader;            // per element
+    std::vector<std::vector<Jump>> jumps;         // per node table
   };
   struct RoundStep {
     unsigned first_bit = 0, bits = 0, width = 0;
@@ -118,19 +128,28 @@ FheExecutor::FheExecutor(const CompiledCircuit& circuit, ExecutorOptions options
       const LookupInfo& info = a.lookups.at(next_lookup++);
       if (info.node != id) throw std::logic_error("FheExecutor: lookup analysis out of order");
       const std::size_t entries = std::size_t{1} << info.precision;
-      for (const Table& table : n.tables) {
-        std::vector<Torus> outputs(entries, 0);
-        for (std::size_t r = 0; r < entries; ++r) {
-          const std::int64_t v = (info.reduced_min + static_cast<std::int64_t>(r)) *
-                                 (std::int64_t{1} << info.known_zero_bits);
-          const std::int64_t offset = v - table.domain_min;
-          const std::int64_t index = offset >> table.domain_shift;
-          // Entries the input never reaches (outside the table's domain) read 0.
-          if (offset >= 0 && (offset & ((std::int64_t{1} << table.domain_shift) - 1)) == 0 &&
-              index < static_cast<std::int64_t>(table.values.size()))
-            outputs[r] = encode_value(table.values[static_cast<std::size_t>(index)], info.output_width);
+      if (info.shared) {
+        // P0 = Delta/2 everywhere; table T is P0 * v_T (analysis.hpp, multi_value_norm2).
+        const std::vector<Torus> constant(entries, value_delta(info.output_width) / 2);
+        prog.lookup.tables.emplace_back(big_n, info.precision, constant);
+        prog.lookup.shared = true;
+        prog.lookup.leader = shared_rotation_leaders(c, id);
+        const std::size_t box = big_n.value >> info.precision;
+        for (const Table& table : n.tables) {
+          const std::vector<std::int64_t> f = lookup_entries(table, info);
+          std::vector<Lowered::Jump> jumps;
+          if (f.front() + f.back() != 0) jumps.push_back({0, f.front() + f.back()});
+          for (std::size_t m = 1; m < entries; ++m)
+            if (f[m] != f[m - 1]) jumps.push_back({m * box, f[m] - f[m - 1]});
+          prog.lookup.jumps.push_back(std::move(jumps));
         }
-        prog.lookup.tables.emplace_back(big_n, info.precision, outputs);
+      } else {
+        for (const Table& table : n.tables) {
+          std::vector<Torus> outputs(entries, 0);
+          const std::vector<std::int64_t> f = lookup_entries(table, info);
+          for (std::size_t r = 0; r < entries; ++r) outputs[r] = encode_value(f[r], info.output_width);
+          prog.lookup.tables.emplace_back(big_n, info.precision, outputs);
+        }
       }
       prog.lookup.table_of_element = n.table_index;
       prog.lookup.offset = encode_value(info.reduced_min * (std::int64_t{1} << info.known_zero_bits), info.input_width);
@@ -243,15 +262,41 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
       }
       local.levelled_seconds += seconds_since(t0);
       const auto t1 = Clock::now();
-      std::vector<const tfhe::LookupTable*> tables;
-      if (step.table_of_element.empty()) {
-        tables.push_back(&step.tables[0]);
+      if (step.shared) {
+        // One rotation per leader, then every element's table read from its leader's.
+        std::vector<std::size_t> slot(count, 0);
+        std::size_t leaders = 0;
+        for (std::size_t e = 0; e < count; ++e)
+          if (step.leader[e] == e) slot[e] = leaders++;
+        tfhe::LweCiphertextList lead(dim, leaders);
+        for (std::size_t e = 0; e < count; ++e)
+          if (step.leader[e] == e) std::copy((*out)[e].begin(), (*out)[e].end(), lead[slot[e]].begin());
+        const tfhe::GlweDimension k = circuit_.params.glwe_dimension;
+        const tfhe::PolynomialSize big_n = circuit_.params.polynomial_size;
+        const std::size_t glwe = tfhe::glwe_size(k) * big_n.value;
+        tfhe::AlignedVector<Torus> accumulators(leaders * glwe);
+        const tfhe::LookupTable* p0 = &step.tables[0];
+        tfhe::keyswitch_blind_rotate_batch(*keys, lead, std::span<const tfhe::LookupTable* const>(&p0, 1), accumulators,
+                                           {options_.threads});
+        for (std::size_t e = 0; e < count; ++e) {
+          std::span<Torus> y = (*out)[e];
+          std::fill(y.begin(), y.end(), Torus{0});
+          const std::span<const Torus> acc(accumulators.data() + slot[step.leader[e]] * glwe, glwe);
+          for (const Lowered::Jump& j : step.jumps[step.table_of_element.empty() ? 0 : step.table_of_element[e]])
+            tfhe::sample_extract_rotated_add(acc, k, big_n, j.shift, j.factor, y);
+        }
+        local.pbs += static_cast<std::int64_t>(leaders);
       } else {
-        tables.reserve(count);
-        for (std::uint32_t t : step.table_of_element) tables.push_back(&step.tables[t]);
+        std::vector<const tfhe::LookupTable*> tables;
+        if (step.table_of_element.empty()) {
+          tables.push_back(&step.tables[0]);
+        } else {
+          tables.reserve(count);
+          for (std::uint32_t t : step.table_of_element) tables.push_back(&step.tables[t]);
+        }
+        tfhe::keyswitch_programmable_bootstrap_batch(*keys, *out, tables, *out, {options_.threads});
+        local.pbs += static_cast<std::int64_t>(count);
       }
-      tfhe::keyswitch_programmable_bootstrap_batch(*keys, *out, tables, *out, {options_.threads});
-      local.pbs += static_cast<std::int64_t>(count);
       local.pbs_seconds += seconds_since(t1);
       values[id] = std::move(out);
     } else if (n.kind == OpKind::kRoundBits) {

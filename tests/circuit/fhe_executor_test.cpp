@@ -169,6 +169,74 @@ TEST(FheExecutor, TreeComparisonMatrix) {
     }
 }
 
+// Shared rotations (multi-value bootstrapping): columns copying the same input element share
+// one blind rotation, each reads its own table from it; a column that is not a copy leads
+// itself. Two rows, so that the sharing stays within a row.
+TEST(FheExecutor, SharedRotationsServeEveryTableOfACopiedInput) {
+  CircuitBuilder b;
+  const Value x = b.input({2, 3}, 3, false, "x");
+  // Columns: x0, x0, x1, x0, 2*x2 - x1 (not a copy), x1.
+  const Value xs = b.matmul(x, Tensor({3, 6}, {1, 1, 0, 1, 0, 0,  //
+                                              0, 0, 1, 0, -1, 1,  //
+                                              0, 0, 0, 0, 2, 0}),
+                            "select");
+  // Every table covers the node's range, [-7, 14] (the mixed column's).
+  std::vector<Table> tables;
+  for (std::int64_t t : {2, 5, 7}) {
+    Table step{-7, 0, {}};
+    for (std::int64_t v = -7; v <= 14; ++v) step.values.push_back(v < t ? 1 : 0);
+    tables.push_back(step);
+  }
+  Table wide{-7, 0, {}};  // several jumps, negative values
+  for (std::int64_t v = -7; v <= 14; ++v) wide.values.push_back((v * 5) % 7 - 3);
+  tables.push_back(wide);
+  Table up{-7, 0, {}};
+  for (std::int64_t v = -7; v <= 14; ++v) up.values.push_back(v >= 4 ? 2 : 0);
+  tables.push_back(up);
+  const std::vector<std::uint32_t> index = {0, 1, 0, 2, 3, 4, 0, 1, 0, 2, 3, 4};
+  const Value c = b.lookup_per_element_shared(xs, tables, index, "compare");
+  b.output(c, "bits");
+  const Circuit circuit = std::move(b).build();
+
+  const CircuitAnalysis a = analyze(circuit);
+  ASSERT_EQ(a.lookups.size(), 1u);
+  EXPECT_TRUE(a.lookups[0].shared);
+  EXPECT_EQ(a.lookups[0].rotations, 6);  // per row: x0, x1 and the mixed column
+  EXPECT_EQ(a.statistics.lookup_pbs, 6);
+  EXPECT_EQ(shared_rotation_leaders(circuit, c.id),
+            (std::vector<std::uint32_t>{0, 0, 2, 0, 4, 2, 6, 6, 8, 6, 10, 8}));
+  // The output noise is the widest table's |v|^2 (the wide table's), at least a step's 2.
+  double widest = 0;
+  for (const Table& t : tables) widest = std::max(widest, multi_value_norm2(lookup_entries(t, a.lookups[0])));
+  EXPECT_DOUBLE_EQ(a.lookups[0].output_sq_norm2, widest);
+  EXPECT_DOUBLE_EQ(a.sq_norm2[c.id], widest);
+  EXPECT_DOUBLE_EQ(multi_value_norm2({1, 1, 0, 0}), 2.0);
+  EXPECT_DOUBLE_EQ(multi_value_norm2({0, 0, 2, 2}), 8.0);
+
+  for (std::int64_t v = 0; v < 8; ++v) {
+    const std::vector<Tensor> in = {Tensor({2, 3}, {v, (v * 3) % 8, (v + 5) % 8, 7 - v, v / 2, (v * 7) % 8})};
+    expect_fhe_equals_clear(circuit, 1, &in);
+  }
+  // The same circuit without sharing: one PBS per element.
+  CircuitBuilder plain;
+  const Value px = plain.input({2, 3}, 3, false, "x");
+  plain.output(plain.lookup_per_element(plain.matmul(px, circuit.nodes[xs.id].constant), tables, index), "bits");
+  EXPECT_EQ(analyze(std::move(plain).build()).statistics.lookup_pbs, 12);
+}
+
+TEST(CircuitBuilder, LookupSharingAttributeIsZeroOrOne) {
+  CircuitBuilder b;
+  const Value x = b.input({2}, 3, false, "x");
+  b.output(b.lookup_per_element_shared(x, {Table{0, 0, {0, 1, 1, 0, 0, 1, 1, 0}}}, {}), "y");
+  Circuit c = std::move(b).build();
+  c.nodes[1].attributes = {2};
+  EXPECT_THROW(validate_circuit(c), std::invalid_argument);
+  c.nodes[1].attributes = {1, 0};
+  EXPECT_THROW(validate_circuit(c), std::invalid_argument);
+  c.nodes[1].attributes = {0};
+  EXPECT_NO_THROW(validate_circuit(c));
+}
+
 TEST(FheExecutor, ApproximateRoundingReadsOneOfTheTwoNeighbouringMultiples) {
   CircuitBuilder b;
   const Value x = b.input({64}, 10, true, "acc");

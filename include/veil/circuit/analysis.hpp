@@ -87,7 +87,30 @@ struct LookupInfo {
   unsigned output_width = 0;       // width of the segment the table writes into
   double sq_norm2 = 0;           // input noise, units of Var_BR, before amplification
   double constraint_sq_norm2 = 0;  // sq_norm2 * 4^amplification_bits
+  // Shared rotations (lookup_per_element_shared): one blind rotation per distinct input
+  // ciphertext (`rotations` of them, the PBS count), and every output carries
+  // output_sq_norm2 = the largest |v_T|^2 of its tables (multi_value_norm2) instead of 1.
+  bool shared = false;
+  std::int64_t rotations = 0;  // = elements unless shared
+  double output_sq_norm2 = 1;
 };
+
+// The 2^p entries a lookup's table T takes at its reduced inputs (entry r reads
+// v = (reduced_min + r) * 2^t; 0 where v is outside T's domain): what the PBS's test
+// polynomial holds, box by box.
+std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& info);
+
+// Multi-value bootstrapping (docs/formats/circuit.md, "Shared rotations"): the test
+// polynomial of entries F is P0 * v, P0 the constant polynomial Delta/2 and
+// v = (F_0 + F_last) + sum_m (F_m - F_(m-1)) X^(m * box). The output of the shared rotation
+// multiplied by v carries |v|^2 times a PBS output's noise; this returns |v|^2 (2 for a
+// step, one jump).
+double multi_value_norm2(const std::vector<std::int64_t>& entries);
+
+// For a lookup with shared rotations: per element, the element whose blind rotation it
+// reads (the first element reading the same ciphertext: elements of a matmul by one-hot
+// 0/1 columns that copy the same input element; every other element leads itself).
+std::vector<std::uint32_t> shared_rotation_leaders(const Circuit& circuit, std::uint32_t lookup_id);
 
 struct RoundBitsInfo {
   std::uint32_t node = 0;

@@ -17,7 +17,9 @@
 //   reshape, transpose, slice (positive steps), concat, broadcast (numpy rules)
 //                 data movement only: no cryptographic cost beyond copies
 //   lookup        y = T(x) element-wise; T is one table, or one table per element (a table
-//                 index per element; per-channel tables are expanded to that)
+//                 index per element; per-channel tables are expanded to that). One optional
+//                 attribute: 1 = shared rotations (lookup_per_element_shared), same values,
+//                 evaluated by multi-value bootstrapping
 //   round_bits    clears the low `bits` bits of x: floor(x / 2^b) * 2^b, or to nearest,
 //                 floor((x + 2^(b-1)) / 2^b) * 2^b. The value keeps its scale (as Concrete's
 //                 round_bit_pattern): a lookup after it sees multiples of 2^b and reads only
@@ -198,6 +200,13 @@ class CircuitBuilder {
   // tables[table_index[e]] for element e (row-major).
   Value lookup_per_element(Value a, std::vector<Table> tables, std::vector<std::uint32_t> table_index,
                            std::string name = {});
+  // The same values, evaluated by multi-value bootstrapping: elements whose inputs are the
+  // same ciphertext (copies of one input element through a matmul by one-hot 0/1 columns)
+  // share one blind rotation, and each output is read from it by its table's jumps
+  // (analysis.hpp, multi_value_norm2): one PBS per distinct input instead of one per
+  // element, at |v|^2 times a PBS output's noise (2 for a step table: comparisons).
+  Value lookup_per_element_shared(Value a, std::vector<Table> tables, std::vector<std::uint32_t> table_index,
+                                  std::string name = {});
   // tables[c] for every element whose index along `axis` is c.
   Value lookup_per_channel(Value a, std::int64_t axis, std::vector<Table> tables, std::string name = {});
   Value lookup_per_channel(Value a, std::int64_t axis, const std::vector<TableFunction>& fs, std::string name = {});
