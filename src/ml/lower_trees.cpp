@@ -4,7 +4,10 @@
 //   x [1, F] (quantized features)
 //   -> matmul with a one-hot [F, U]: the feature of each distinct comparison
 //   -> lookup per element: c_u = [dequantized x_f satisfies node u's split] (0/1); nodes whose
-//      (feature, table) coincide share one comparison, constant tables are folded away
+//      (feature, table) coincide share one comparison, constant tables are folded away; the
+//      comparisons of one feature share one blind rotation (multi-value bootstrapping: each
+//      table is a step, read from the rotation of the constant polynomial by two sample
+//      extractions)
 //   -> matmul with C [U, groups] plus an offset per group: each group (a subtree's leaves, see
 //      LeafGroup) packs its ancestors' path count and its subtree's comparison bits into one
 //      integer, as wide as the comparisons at most
@@ -22,6 +25,7 @@
 #include <optional>
 
 #include "lowering.hpp"
+#include "veil/circuit/analysis.hpp"
 
 namespace veil::ml::detail {
 namespace {
@@ -222,13 +226,28 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
                          std::vector<std::int64_t>(nf * u_count, 0));
   std::vector<circuit::Table> comp_tables;
   std::vector<std::uint32_t> comp_index_of(u_count);
+  std::vector<bool> flipped(u_count, false);
   for (std::size_t u = 0; u < u_count; ++u) {
     select.data[comps[u].feature * u_count + u] = 1;
     comp_tables.push_back(circuit::Table{0, 0, comps[u].table});
+    // A comparison computes its bit or the complement, whichever table has the smaller
+    // multi-value norm (a shared rotation's output noise): XGBoost's missing-value code at
+    // the top of a step makes |v|^2 = 6, its complement 2. The path matrix undoes it.
+    std::vector<std::int64_t> complement(comps[u].table.size());
+    for (std::size_t i = 0; i < complement.size(); ++i) complement[i] = 1 - comps[u].table[i];
+    flipped[u] = circuit::multi_value_norm2(complement) < circuit::multi_value_norm2(comps[u].table);
+    if (flipped[u]) comp_tables.back().values = std::move(complement);
     comp_index_of[u] = static_cast<std::uint32_t>(u);
   }
   const circuit::Value xs = b.matmul(x, select, "tree_features");
-  const circuit::Value c = b.lookup_per_element(xs, std::move(comp_tables), std::move(comp_index_of), "tree_comparisons");
+  // One rotation per compared feature (multi-value) pays when a feature has two comparisons.
+  std::vector<std::size_t> per_feature(nf, 0);
+  bool shared = false;
+  for (const Split& cmp : comps) shared = shared || ++per_feature[cmp.feature] > 1;
+  const circuit::Value c =
+      options.tree_shared_comparisons && shared
+          ? b.lookup_per_element_shared(xs, std::move(comp_tables), std::move(comp_index_of), "tree_comparisons")
+          : b.lookup_per_element(xs, std::move(comp_tables), std::move(comp_index_of), "tree_comparisons");
 
   // One column per (group, value): the group's input before its offset.
   const std::size_t per_group = mode == TreeLeafMode::kValueLookup ? vc : 1;
@@ -248,8 +267,12 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
       coef[static_cast<std::size_t>(node_comp[grp.tree][grp.bit_nodes[j]])] += std::int64_t{1} << j;
     for (std::size_t k = 0; k < per_group; ++k) {
       const std::size_t col = g * per_group + k;
-      for (std::size_t u = 0; u < u_count; ++u) cm.data[u * cols + col] = coef[u];
       offsets.data[col] = high * grp.right_turns;
+      // coef * c = coef - coef * (1 - c) for a complemented comparison.
+      for (std::size_t u = 0; u < u_count; ++u) {
+        cm.data[u * cols + col] = flipped[u] ? -coef[u] : coef[u];
+        if (flipped[u]) offsets.data[col] += coef[u];
+      }
     }
   }
   const circuit::Value s = b.add(b.matmul(c, cm, "tree_paths"), offsets, "tree_group_inputs");

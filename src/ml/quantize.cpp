@@ -151,15 +151,34 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   };
   if (const auto* lin = std::get_if<LinearModel>(&model.body)) return finish(detail::lower_linear(model, *lin, calibration, options));
   if (const auto* ens = std::get_if<TreeEnsemble>(&model.body)) {
-    const auto lower = [&](unsigned bits) {
+    const auto lower_as = [&](unsigned bits, bool shared) {
       QuantizationOptions o = options;
       o.tree_input_bits = bits;
+      o.tree_shared_comparisons = shared;
       QuantizedModel q = finish(detail::lower_trees(model, *ens, calibration, o));
       q.tree_input_bits = bits;
       return q;
     };
-    if (options.tree_input_bits != 0) return lower(options.tree_input_bits);
-    return fewest_bits_within_tolerance(model, calibration, options, 2, options.max_tree_input_bits, options.tree_auto_tolerance, lower);
+    const auto lower = [&](unsigned bits) { return lower_as(bits, false); };
+    QuantizedModel q = options.tree_input_bits != 0
+                           ? lower(options.tree_input_bits)
+                           : fewest_bits_within_tolerance(model, calibration, options, 2, options.max_tree_input_bits,
+                                                          options.tree_auto_tolerance, lower);
+    if (!options.tree_shared_comparisons) return q;
+    // Shared comparisons (same predictions) when they make the circuit cheaper: fewer PBS,
+    // but twice the noise on the comparisons, which may cost a larger parameter set.
+    const auto total_cost = [](const circuit::Circuit& c) -> std::optional<double> {
+      try {
+        const circuit::CompiledCircuit cc = circuit::compile(c);
+        if (!cc.uses_bootstrapping) return std::nullopt;
+        return static_cast<double>(cc.analysis.statistics.total_pbs) * tfhe::ks_pbs_cost(cc.params);
+      } catch (const std::invalid_argument&) {
+        return std::nullopt;  // compile() says why when the caller compiles
+      }
+    };
+    QuantizedModel shared = lower_as(q.tree_input_bits, true);
+    const std::optional<double> plain_cost = total_cost(q.circuit), shared_cost = total_cost(shared.circuit);
+    return plain_cost && shared_cost && *shared_cost < *plain_cost ? shared : q;
   }
   const auto& net = std::get<Network>(model.body);
   const auto lower_with = [&](unsigned precision, unsigned output_bits) {

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 #include <tuple>
 
 #include <gtest/gtest.h>
@@ -121,6 +122,46 @@ TEST(TreeLowering, LeafGroupsGiveTheSameScoresWithFewerLookups) {
       ASSERT_EQ(a.scores.data.size(), b.scores.data.size());
       for (std::size_t i = 0; i < a.scores.data.size(); ++i) EXPECT_DOUBLE_EQ(a.scores.data[i], b.scores.data[i]) << name << " " << i;
     }
+  }
+}
+
+// The comparisons of one feature share one blind rotation: one PBS per compared feature, the
+// same predictions, and the comparison outputs counted at a step table's noise (2).
+TEST(TreeLowering, ComparisonsOfAFeatureShareOneRotation) {
+  for (const std::string name : {"xgb_breast_cancer.json", "forest_breast_cancer.json"}) {
+    const Model m = fixture(name);
+    const auto split = testing::load_test_split("breast_cancer");
+    const Matrix calib = testing::load_calibration("breast_cancer");
+    QuantizationOptions o;
+    const QuantizedModel shared = compile_model(m, calib, o);
+    o.tree_shared_comparisons = false;
+    const QuantizedModel plain = compile_model(m, calib, o);
+    const circuit::CircuitAnalysis as = circuit::analyze(shared.circuit), ap = circuit::analyze(plain.circuit);
+    ASSERT_EQ(as.lookups.size(), 2u) << name;  // comparisons, then leaf groups
+    const circuit::LookupInfo& cmp = as.lookups[0];
+    EXPECT_TRUE(cmp.shared) << name;
+    EXPECT_FALSE(ap.lookups[0].shared) << name;
+    EXPECT_EQ(ap.lookups[0].rotations, cmp.elements) << name;
+    // One rotation per distinct compared feature.
+    const circuit::Node& select = shared.circuit.nodes[shared.circuit.nodes[cmp.node].operands[0]];
+    std::set<std::int64_t> features;
+    for (std::int64_t f = 0; f < select.constant.shape[0]; ++f)
+      for (std::int64_t u = 0; u < select.constant.shape[1]; ++u)
+        if (select.constant.data[static_cast<std::size_t>(f * select.constant.shape[1] + u)] != 0) features.insert(f);
+    EXPECT_EQ(cmp.rotations, static_cast<std::int64_t>(features.size())) << name;
+    EXPECT_LT(cmp.rotations, cmp.elements) << name;
+    // A step has |v|^2 = 2. XGBoost's tables also send the top (missing-value) code to the
+    // default side, a second jump (6 when the default is the low codes' side): those
+    // comparisons compute the complement, back to 2.
+    double widest = 0;
+    for (const circuit::Table& t : shared.circuit.nodes[cmp.node].tables)
+      widest = std::max(widest, circuit::multi_value_norm2(circuit::lookup_entries(t, cmp)));
+    EXPECT_DOUBLE_EQ(cmp.output_sq_norm2, widest) << name;
+    EXPECT_DOUBLE_EQ(widest, 2.0) << name;
+    EXPECT_EQ(as.statistics.total_pbs, ap.statistics.total_pbs - (cmp.elements - cmp.rotations)) << name;
+    const Predictions a = predict_clear(shared, split.features), b = predict_clear(plain, split.features);
+    EXPECT_EQ(a.labels, b.labels) << name;
+    EXPECT_EQ(a.scores.data, b.scores.data) << name;
   }
 }
 

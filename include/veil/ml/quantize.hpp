@@ -10,7 +10,8 @@
 //                  dequantizes the accumulator and applies the link.
 //   tree ensembles inputs quantized per feature (default 6 bits); per node one lookup on
 //                  the quantized feature giving the comparison bit (evaluated on the
-//                  dequantized value, so the client's quantization decides every split);
+//                  dequantized value, so the client's quantization decides every split),
+//                  the comparisons of one feature sharing one blind rotation;
 //                  leaves in groups (a subtree's leaves, as many as fit tree_group_bits):
 //                  a clear matmul packs the group's path conditions and its subtree's
 //                  comparison bits into one integer, and one lookup gives the reached
@@ -88,6 +89,11 @@ struct QuantizationOptions {
   // Models whose trees route missing values by default directions (XGBoost) reserve the top
   // input code for NaN, so that a missing feature follows its node's default direction.
   bool tree_missing_values = true;
+  // The comparisons of one feature share one blind rotation (multi-value bootstrapping:
+  // CircuitBuilder::lookup_per_element_shared) when some feature has several: one PBS per
+  // compared feature instead of one per comparison, at twice a PBS output's noise.
+  // compile_model keeps it when the compiled circuit's PBS count times its set's cost is lower.
+  bool tree_shared_comparisons = true;
   // Networks.
   unsigned network_input_bits = 6;
   unsigned network_weight_bits = 5;
