@@ -225,18 +225,7 @@ bool loads(F&& load, const char* context) {
   }
 }
 
-std::string format_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CircuitFormatError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected CircuitFormatError, got: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "expected CircuitFormatError, the load succeeded";
-  return {};
-}
+std::string format_error(const std::function<void()>& f) { return veil::test_support::error_of<CircuitFormatError>(f); }
 
 // ---------------------------------------------------------------- round trips and layout
 

@@ -8,21 +8,23 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 
 namespace veil::test_support {
 
-// The message of the std::invalid_argument that `f` throws ("" and a test failure when it
-// throws nothing or another exception).
-inline std::string error_of(const std::function<void()>& f) {
+// The message of the `Error` that `f` throws ("" and a test failure when it throws nothing
+// or another exception).
+template <class Error = std::invalid_argument>
+std::string error_of(const std::function<void()>& f) {
   try {
     f();
-  } catch (const std::invalid_argument& e) {
+  } catch (const Error& e) {
     return e.what();
   } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected std::invalid_argument, got another exception: " << e.what();
+    ADD_FAILURE() << "expected " << typeid(Error).name() << ", got another exception: " << e.what();
     return {};
   }
-  ADD_FAILURE() << "expected std::invalid_argument, nothing was thrown";
+  ADD_FAILURE() << "expected " << typeid(Error).name() << ", nothing was thrown";
   return {};
 }
 
