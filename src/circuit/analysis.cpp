@@ -425,6 +425,39 @@ Circuit calibrate(Circuit circuit, const std::vector<std::vector<Tensor>>& sampl
   return circuit;
 }
 
+std::vector<double> approximate_read_std_dev(const CompiledCircuit& cc) {
+  const Circuit& c = cc.circuit;
+  const CircuitAnalysis& a = cc.analysis;
+  std::vector<double> sd(c.nodes.size(), 0.0);
+  if (!cc.uses_bootstrapping) return sd;
+  // The approximate round_bits nodes behind `id` through data movement.
+  const auto raise = [&](std::uint32_t id, double value) {
+    std::vector<std::uint32_t> stack{id};
+    while (!stack.empty()) {
+      const Node& n = c.nodes[stack.back()];
+      const std::uint32_t at = stack.back();
+      stack.pop_back();
+      if (n.kind == OpKind::kRoundBits && n.attributes[1] == static_cast<std::int64_t>(RoundingMode::kApproximate))
+        sd[at] = std::max(sd[at], value);
+      else if (n.kind == OpKind::kReshape || n.kind == OpKind::kTranspose || n.kind == OpKind::kSlice ||
+               n.kind == OpKind::kConcat || n.kind == OpKind::kBroadcast)
+        stack.insert(stack.end(), n.operands.begin(), n.operands.end());
+    }
+  };
+  // A lookup lifts its input so that its 2^p boxes of 2^t values fill the torus: one value is
+  // 2^-(1 + t + p) of it.
+  for (const LookupInfo& l : a.lookups) {
+    const double v = tfhe::variance_at_blind_rotation_input(cc.params, l.constraint_sq_norm2);
+    raise(c.nodes[l.node].operands[0], std::sqrt(v) * std::ldexp(1.0, 1 + static_cast<int>(l.known_zero_bits + l.precision)));
+  }
+  // An output decrypts at its segment's width W: one value is Delta_W = 2^-(1 + W).
+  for (std::uint32_t o : c.outputs) {
+    const double v = tfhe::variance_at_blind_rotation_input(cc.params, a.sq_norm2[o]);
+    raise(o, std::sqrt(v) * std::ldexp(1.0, 1 + static_cast<int>(a.widths[o])));
+  }
+  return sd;
+}
+
 double log2_circuit_error_probability(const CircuitAnalysis& a, const tfhe::ParameterSet& params, bool uses_bootstrapping) {
   ErrorSum sum;
   const unsigned w = a.encoding_width;

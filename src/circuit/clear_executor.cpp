@@ -3,6 +3,7 @@
 // node's final value fits +-2^62.
 #include "veil/circuit/clear_executor.hpp"
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -14,7 +15,13 @@ namespace {
 using u64 = std::uint64_t;
 std::int64_t wrap(u64 v) { return static_cast<std::int64_t>(v); }
 
-Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& values) {
+// Phase noise of approximate reads (run_clear_noisy): per node, and the generator.
+struct ReadNoise {
+  const std::vector<double>* std_dev = nullptr;
+  std::mt19937_64* rng = nullptr;
+};
+
+Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& values, const ReadNoise& noise) {
   const Node& n = c.nodes[id];
   const std::int64_t count = element_count(n.shape);
   Tensor out(n.shape, std::vector<std::int64_t>(static_cast<std::size_t>(count), 0));
@@ -113,6 +120,21 @@ Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& v
       break;
     case OpKind::kRoundBits: {
       const unsigned bits = static_cast<unsigned>(n.attributes[0]);
+      const double sd = noise.std_dev != nullptr ? (*noise.std_dev)[id] : 0.0;
+      if (n.attributes[1] == static_cast<std::int64_t>(RoundingMode::kApproximate) && sd > 0) {
+        // floor_b(x) + 2^b * round((x - floor_b(x) + e) / 2^b): exact integers around the
+        // rounded-away part, which alone carries the noise.
+        std::normal_distribution<double> gauss(0.0, sd);
+        const u64 mask = ~((u64{1} << bits) - 1);
+        const double step = std::ldexp(1.0, static_cast<int>(bits));
+        for (std::size_t e = 0; e < y.size(); ++e) {
+          const u64 floor = u64(x[e]) & mask;
+          const double low = static_cast<double>(u64(x[e]) - floor) + gauss(*noise.rng);
+          const auto k = static_cast<std::int64_t>(std::floor(low / step + 0.5));
+          y[e] = wrap(floor + u64(k) * (u64{1} << bits));
+        }
+        break;
+      }
       const u64 add = n.attributes[1] != 0 ? (u64{1} << (bits - 1)) : 0;  // nearest; approximate reads as nearest
       const u64 mask = ~((u64{1} << bits) - 1);
       // Two's complement: clearing the low bits is the floor to a multiple of 2^b.
@@ -134,7 +156,9 @@ std::int64_t table_value(const Table& table, std::int64_t v) {
   return table.values[static_cast<std::size_t>(index)];
 }
 
-std::vector<Tensor> run_clear_all_nodes(const Circuit& c, const std::vector<Tensor>& inputs) {
+namespace {
+
+std::vector<Tensor> run_all(const Circuit& c, const std::vector<Tensor>& inputs, const ReadNoise& noise) {
   const auto input_ids = c.inputs();
   if (inputs.size() != input_ids.size())
     throw std::invalid_argument("run_clear: " + std::to_string(inputs.size()) + " input tensors for " +
@@ -158,18 +182,35 @@ std::vector<Tensor> run_clear_all_nodes(const Circuit& c, const std::vector<Tens
                                       std::to_string(n.attributes[2]) + ", " + std::to_string(n.attributes[3]) + "]");
       values[id] = t;
     } else {
-      values[id] = run_node(c, id, values);
+      values[id] = run_node(c, id, values, noise);
     }
   }
   return values;
 }
 
-std::vector<Tensor> run_clear(const Circuit& c, const std::vector<Tensor>& inputs) {
-  std::vector<Tensor> all = run_clear_all_nodes(c, inputs);
+std::vector<Tensor> outputs_of(const Circuit& c, std::vector<Tensor> all) {
   std::vector<Tensor> out;
   out.reserve(c.outputs.size());
-  for (std::uint32_t o : c.outputs) out.push_back(all[o]);
+  for (std::uint32_t o : c.outputs) out.push_back(std::move(all[o]));
   return out;
+}
+
+}  // namespace
+
+std::vector<Tensor> run_clear_all_nodes(const Circuit& c, const std::vector<Tensor>& inputs) {
+  return run_all(c, inputs, {});
+}
+
+std::vector<Tensor> run_clear(const Circuit& c, const std::vector<Tensor>& inputs) {
+  return outputs_of(c, run_all(c, inputs, {}));
+}
+
+std::vector<Tensor> run_clear_noisy(const Circuit& c, const std::vector<Tensor>& inputs,
+                                    const std::vector<double>& std_dev, std::mt19937_64& rng) {
+  if (std_dev.size() != c.nodes.size())
+    throw std::invalid_argument("run_clear_noisy: " + std::to_string(std_dev.size()) + " noise levels for " +
+                                std::to_string(c.nodes.size()) + " nodes");
+  return outputs_of(c, run_all(c, inputs, ReadNoise{&std_dev, &rng}));
 }
 
 }  // namespace veil::circuit

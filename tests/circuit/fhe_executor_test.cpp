@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -258,6 +259,43 @@ TEST(FheExecutor, ApproximateRoundingReadsOneOfTheTwoNeighbouringMultiples) {
     // A multiple of 16 sits half a step away from both ties: it reads itself.
     if (e < 16) EXPECT_EQ(y, f(v)) << "input " << v;
   }
+}
+
+// The clear simulation of approximate reads: the noise of the lookup reading the rounding
+// (approximate_read_std_dev) drawn at the rounding. Far from a tie the read is the nearest
+// multiple, at a tie both neighbours come out, and with no noise it is run_clear.
+TEST(ClearSimulation, ApproximateReadsDrawTheirNeighbourOnlyNearATie) {
+  CircuitBuilder b;
+  const Value x = b.input({2}, 10, true, "acc");
+  const Value r = b.round_bits(x, 4, RoundingMode::kApproximate, "round");
+  b.output(b.lookup(b.reshape(r, {2}), [](std::int64_t v) { return v / 16 + 100; }, "requant"));
+  const Circuit c = std::move(b).build();
+  const CompiledCircuit cc = compile_toy(c);
+  const std::vector<double> sd = approximate_read_std_dev(cc);
+  ASSERT_EQ(sd.size(), c.nodes.size());
+  for (std::uint32_t id = 0; id < c.nodes.size(); ++id) {
+    if (id == r.id) {
+      EXPECT_GT(sd[id], 0.0);
+      EXPECT_LT(sd[id], 8.0 / 5);  // the toy set reads a step's centre right (p_error far below 2^-10)
+    } else {
+      EXPECT_EQ(sd[id], 0.0) << c.describe_node(id);
+    }
+  }
+  std::mt19937_64 gen(7);
+  const std::vector<Tensor> in = {Tensor::vector({-48, 40})};  // a multiple of 16, a tie (40 = 32 + 8)
+  const std::vector<double> quiet(c.nodes.size(), 0.0);
+  EXPECT_EQ(run_clear_noisy(c, in, quiet, gen)[0].data, run_clear(c, in)[0].data);
+  // Wider noise than the toy set has (the draws are seeded: the test is deterministic).
+  std::vector<double> wide = sd;
+  wide[r.id] = 1.5;
+  std::set<std::int64_t> at_tie;
+  for (int draw = 0; draw < 200; ++draw) {
+    const std::vector<std::int64_t> y = run_clear_noisy(c, in, wide, gen)[0].data;
+    EXPECT_EQ(y[0], -48 / 16 + 100);  // 8 away from both ties: over five standard deviations
+    at_tie.insert(y[1]);
+  }
+  EXPECT_EQ(at_tie, (std::set<std::int64_t>{102, 103}));
+  EXPECT_THROW(run_clear_noisy(c, in, std::vector<double>(1, 0.0), gen), std::invalid_argument);
 }
 
 // An approximate rounding read by the client: the output's signature carries the step, and

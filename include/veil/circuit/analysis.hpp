@@ -198,6 +198,14 @@ CompiledCircuit compile(Circuit circuit, const CompileOptions& options = {});
 // statistics say what error probability the set gives).
 CompiledCircuit compile_with_parameters(Circuit circuit, const tfhe::ParameterSet& params);
 
+// For simulating FHE in the clear (run_clear_noisy): per node, the standard deviation, in
+// units of the node's value, of the phase noise an approximate round_bits node's readers see:
+// the lookups reading it (the variance at their blind-rotation input, lifted as the lookup
+// lifts it) and the outputs it is (their decryption, counted with the keyswitch and
+// modulus-switch terms as the output constraint is: a slight overestimate). The largest over
+// its readers; 0 for every other node, and everywhere for a levelled-only circuit.
+std::vector<double> approximate_read_std_dev(const CompiledCircuit& compiled);
+
 // The circuit's error probability under `params` (every PBS and output read), log2.
 double log2_circuit_error_probability(const CircuitAnalysis& analysis, const tfhe::ParameterSet& params,
                                       bool uses_bootstrapping);
