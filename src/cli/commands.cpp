@@ -144,9 +144,13 @@ int simulate(const SimulateArgs& a) {
   if (rows.cols != client.processing().n_features)
     throw std::invalid_argument(a.input + " has " + std::to_string(rows.cols) + " columns, the model expects " +
                                 std::to_string(client.processing().n_features) + " features");
-  const ml::Predictions p = ml::predict_clear(ml::QuantizedModel{server.compiled().circuit, client.processing()}, rows);
+  const ml::QuantizedModel model{server.compiled().circuit, client.processing()};
+  const ml::Predictions p =
+      a.fhe_noise ? ml::predict_simulated(model, server.compiled(), rows, a.seed) : ml::predict_clear(model, rows);
   write_predictions(client, p, a.out);
-  std::cout << "simulated " << rows.rows << " rows in the clear (quantized): " << a.out << "\n";
+  std::cout << "simulated " << rows.rows << " rows in the clear (quantized"
+            << (a.fhe_noise ? ", approximate reads drawn with FHE's noise, seed " + std::to_string(a.seed) : std::string{})
+            << "): " << a.out << "\n";
   return 0;
 }
 

@@ -44,6 +44,8 @@ int decrypt(const DecryptArgs& a);
 // Quantized clear execution of the compiled circuit: what FHE will return, without keys.
 struct SimulateArgs {
   std::string artifacts, input, out;
+  bool fhe_noise = false;    // draw the approximate reads as FHE makes them
+  std::uint64_t seed = 1;
 };
 int simulate(const SimulateArgs& a);
 

@@ -67,6 +67,10 @@ int main(int argc, char** argv) {
   s->add_option("--artifacts", simulate_args.artifacts, "Directory with the three artifacts")->required()->check(CLI::ExistingDirectory);
   s->add_option("--input", simulate_args.input, "Rows: .csv or .npy, one column per feature")->required()->check(CLI::ExistingFile);
   s->add_option("--out", simulate_args.out, "Predictions CSV to write")->required();
+  s->add_flag("--fhe-noise", simulate_args.fhe_noise,
+              "Draw every approximate rounding read as FHE makes it near a tie (networks): an estimate of the "
+              "FHE accuracy, not the exact clear value");
+  s->add_option("--seed", simulate_args.seed, "Seed of the --fhe-noise draws (default 1)")->needs("--fhe-noise");
   s->callback([&] { std::exit(simulate(simulate_args)); });
 
   InspectArgs inspect_args;

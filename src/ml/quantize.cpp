@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <optional>
+#include <random>
 #include <stdexcept>
 
 #include "lowering.hpp"
@@ -235,6 +236,17 @@ Predictions predict_clear(const QuantizedModel& model, const Matrix& rows) {
   std::vector<std::vector<circuit::Tensor>> outputs;
   outputs.reserve(inputs.size());
   for (const auto& in : inputs) outputs.push_back(circuit::run_clear(model.circuit, {in}));
+  return postprocess(model.processing, outputs);
+}
+
+Predictions predict_simulated(const QuantizedModel& model, const circuit::CompiledCircuit& compiled, const Matrix& rows,
+                              std::uint64_t seed) {
+  const std::vector<double> std_dev = circuit::approximate_read_std_dev(compiled);
+  std::mt19937_64 rng(seed);
+  const auto inputs = quantize_inputs(model.processing, rows);
+  std::vector<std::vector<circuit::Tensor>> outputs;
+  outputs.reserve(inputs.size());
+  for (const auto& in : inputs) outputs.push_back(circuit::run_clear_noisy(compiled.circuit, {in}, std_dev, rng));
   return postprocess(model.processing, outputs);
 }
 

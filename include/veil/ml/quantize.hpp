@@ -49,6 +49,7 @@
 #include <string>
 #include <vector>
 
+#include "veil/circuit/analysis.hpp"
 #include "veil/circuit/circuit.hpp"
 #include "veil/ml/data.hpp"
 #include "veil/ml/model.hpp"
@@ -149,6 +150,12 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
 
 // Quantize, run the circuit with the clear executor, post-process: "what FHE will return".
 Predictions predict_clear(const QuantizedModel& model, const Matrix& rows);
+// predict_clear with every approximate read drawn as FHE makes it (circuit::run_clear_noisy,
+// the noise of circuit::approximate_read_std_dev for `compiled`, the compile of
+// model.circuit): an estimate of the FHE predictions at clear speed, reproducible for a seed.
+// Circuits without approximate reads predict exactly as predict_clear.
+Predictions predict_simulated(const QuantizedModel& model, const circuit::CompiledCircuit& compiled, const Matrix& rows,
+                              std::uint64_t seed);
 
 // How far quantized predictions stray from reference (float) ones on the same rows:
 // classification, the fraction of labels that differ; regression, 1 - R^2 of the quantized
