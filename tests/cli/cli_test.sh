@@ -56,6 +56,16 @@ roundtrip logreg "$fixtures/models/logreg_breast_cancer.json"   # linear (scikit
 roundtrip xgb "$fixtures/models/xgb_breast_cancer.json"         # tree ensemble (XGBoost JSON)
 roundtrip mlp "$fixtures/models/mlp_breast_cancer.onnx"         # network (ONNX from PyTorch)
 
+# Simulated FHE reads: a tree ensemble reads nothing approximately (the same predictions as
+# the plain simulation); a network's draws are reproducible for a seed; --seed needs the flag.
+ok "$veil" simulate --artifacts "$work/xgb" --input "$work/test.csv" --out "$work/xgb_plain.csv"
+ok "$veil" simulate --artifacts "$work/xgb" --input "$work/test.csv" --out "$work/xgb_noisy.csv" --fhe-noise
+cmp -s "$work/xgb_plain.csv" "$work/xgb_noisy.csv" || fail "--fhe-noise changed a tree ensemble's predictions"
+ok "$veil" simulate --artifacts "$work/mlp" --input "$work/test.csv" --out "$work/mlp_a.csv" --fhe-noise --seed 7
+ok "$veil" simulate --artifacts "$work/mlp" --input "$work/test.csv" --out "$work/mlp_b.csv" --fhe-noise --seed 7
+cmp -s "$work/mlp_a.csv" "$work/mlp_b.csv" || fail "--fhe-noise with one seed gave two different answers"
+refused "fhe-noise" "$veil" simulate --artifacts "$work/mlp" --input "$work/test.csv" --out "$work/mlp_c.csv" --seed 7
+
 # Automatic tree input bits: the XGBoost model fits the 4-bit set (see quantize_test).
 ok "$veil" compile --model "$fixtures/models/xgb_breast_cancer.json" --calibration "$work/calib.csv" --out "$work/xgb_auto" --auto-tree-bits
 grep -q "(4-bit: " "$work/out" || fail "--auto-tree-bits: expected 4-bit lookups, got: $(grep lookups "$work/out")"
