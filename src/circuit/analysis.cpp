@@ -89,7 +89,7 @@ double node_sq_norm2(const Circuit& c, std::uint32_t id, const std::vector<doubl
       for (std::size_t i = 0; i < n.operands.size(); ++i) m = std::max(m, in(i));
       return m;
     }
-    case OpKind::kLookup: return 1.0;
+    case OpKind::kLookup: throw std::logic_error("node_sq_norm2: a lookup's noise is its LookupInfo's");
     case OpKind::kRoundBits: {
       for (const auto& rb : rb_of)
         if (rb.node == id) return in(0) + static_cast<double>(rb.steps());
@@ -191,13 +191,17 @@ std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& i
   return entries;
 }
 
+std::vector<MultiValueTerm> multi_value_terms(const std::vector<std::int64_t>& entries) {
+  std::vector<MultiValueTerm> terms;
+  if (entries.front() + entries.back() != 0) terms.push_back({0, entries.front() + entries.back()});
+  for (std::size_t m = 1; m < entries.size(); ++m)
+    if (entries[m] != entries[m - 1]) terms.push_back({m, entries[m] - entries[m - 1]});
+  return terms;
+}
+
 double multi_value_norm2(const std::vector<std::int64_t>& entries) {
-  const double wrap = static_cast<double>(entries.front()) + static_cast<double>(entries.back());
-  double sum = wrap * wrap;
-  for (std::size_t m = 1; m < entries.size(); ++m) {
-    const double jump = static_cast<double>(entries[m]) - static_cast<double>(entries[m - 1]);
-    sum += jump * jump;
-  }
+  double sum = 0;
+  for (const MultiValueTerm& t : multi_value_terms(entries)) sum += static_cast<double>(t.factor) * static_cast<double>(t.factor);
   return sum;
 }
 
@@ -361,8 +365,9 @@ CircuitAnalysis analyze(const Circuit& c) {
       depth += static_cast<unsigned>(r.steps());
     }
     a.pbs_depth[id] = depth;
-    a.sq_norm2[id] = node_sq_norm2(c, id, a.sq_norm2, a.round_bits);
-    if (n.kind == OpKind::kLookup) a.sq_norm2[id] = a.lookups[next_lookup - 1].output_sq_norm2;
+    // A lookup's outputs: a PBS output's noise (1), or its tables' |v|^2 with shared rotations.
+    a.sq_norm2[id] = n.kind == OpKind::kLookup ? a.lookups[next_lookup - 1].output_sq_norm2
+                                               : node_sq_norm2(c, id, a.sq_norm2, a.round_bits);
   }
   if (bootstrapping)
     for (std::uint32_t o : c.outputs)
@@ -439,8 +444,7 @@ std::vector<double> approximate_read_std_dev(const CompiledCircuit& cc) {
       stack.pop_back();
       if (n.kind == OpKind::kRoundBits && n.attributes[1] == static_cast<std::int64_t>(RoundingMode::kApproximate))
         sd[at] = std::max(sd[at], value);
-      else if (n.kind == OpKind::kReshape || n.kind == OpKind::kTranspose || n.kind == OpKind::kSlice ||
-               n.kind == OpKind::kConcat || n.kind == OpKind::kBroadcast)
+      else if (detail::is_gather(n.kind))
         stack.insert(stack.end(), n.operands.begin(), n.operands.end());
     }
   };

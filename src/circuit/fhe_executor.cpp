@@ -50,21 +50,19 @@ std::string input_label(const Circuit& c, std::size_t index, std::uint32_t id) {
 
 // Everything about a node that does not depend on the ciphertexts: computed once.
 struct FheExecutor::Lowered {
-  // One term of a multi-value read: factor times the constant coefficient of X^shift ACC.
-  struct Jump {
-    std::size_t shift = 0;
-    std::int64_t factor = 0;
-  };
   struct LookupStep {
     std::vector<tfhe::LookupTable> tables;        // one per distinct table of the node
     std::vector<std::uint32_t> table_of_element;  // empty: tables[0] for all
     Torus offset = 0;                             // subtracted: encode(lo)
     std::uint64_t multiplier = 1;                 // 2^(W - t - p)
-    // Shared rotations (multi-value): `tables` holds the one constant test polynomial P0,
-    // every element reads the rotation of its leader through its table's jumps.
+    // Shared rotations (multi-value): `tables` holds the one constant test polynomial P0;
+    // rotation r rotates element rotated[r], and element e reads rotation rotation_of[e]
+    // through its table's terms (shift m * box for entry m).
     bool shared = false;
-    std::vector<std::uint32_t> leader;            // per element
-    std::vector<std::vector<Jump>> jumps;         // per node table
+    std::vector<std::uint32_t> rotated;           // per rotation: the element it rotates
+    std::vector<std::uint32_t> rotation_of;       // per element
+    std::vector<std::vector<MultiValueTerm>> terms;  // per node table
+    std::size_t box = 0;
   };
   struct RoundStep {
     unsigned first_bit = 0, bits = 0, width = 0;
@@ -133,16 +131,15 @@ FheExecutor::FheExecutor(const CompiledCircuit& circuit, ExecutorOptions options
         const std::vector<Torus> constant(entries, value_delta(info.output_width) / 2);
         prog.lookup.tables.emplace_back(big_n, info.precision, constant);
         prog.lookup.shared = true;
-        prog.lookup.leader = shared_rotation_leaders(c, id);
-        const std::size_t box = big_n.value >> info.precision;
-        for (const Table& table : n.tables) {
-          const std::vector<std::int64_t> f = lookup_entries(table, info);
-          std::vector<Lowered::Jump> jumps;
-          if (f.front() + f.back() != 0) jumps.push_back({0, f.front() + f.back()});
-          for (std::size_t m = 1; m < entries; ++m)
-            if (f[m] != f[m - 1]) jumps.push_back({m * box, f[m] - f[m - 1]});
-          prog.lookup.jumps.push_back(std::move(jumps));
+        const std::vector<std::uint32_t> leader = shared_rotation_leaders(c, id);
+        prog.lookup.rotation_of.resize(leader.size());
+        for (std::size_t e = 0; e < leader.size(); ++e) {
+          if (leader[e] == e) prog.lookup.rotated.push_back(static_cast<std::uint32_t>(e));
+          prog.lookup.rotation_of[e] = leader[e] == e ? static_cast<std::uint32_t>(prog.lookup.rotated.size() - 1)
+                                                      : prog.lookup.rotation_of[leader[e]];
         }
+        prog.lookup.box = big_n.value >> info.precision;
+        for (const Table& table : n.tables) prog.lookup.terms.push_back(multi_value_terms(lookup_entries(table, info)));
       } else {
         for (const Table& table : n.tables) {
           std::vector<Torus> outputs(entries, 0);
@@ -254,38 +251,35 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
       auto out = std::make_shared<tfhe::LweCiphertextList>(dim, count);
       const tfhe::LweCiphertextList& x = *values[n.operands[0]];
       // Phase r * Delta_p: subtract the range's low end, then lift the p bits read to the top.
-      for (std::size_t e = 0; e < count; ++e) {
-        std::span<Torus> y = (*out)[e];
-        const auto src = x[e];
+      // With shared rotations only the rotated elements are read.
+      const std::size_t lifted = step.shared ? step.rotated.size() : count;
+      tfhe::LweCiphertextList rotated_inputs(dim, step.shared ? lifted : 0);
+      tfhe::LweCiphertextList& lift = step.shared ? rotated_inputs : *out;
+      for (std::size_t r = 0; r < lifted; ++r) {
+        std::span<Torus> y = lift[r];
+        const auto src = x[step.shared ? step.rotated[r] : r];
         for (std::size_t i = 0; i < words; ++i) y[i] = src[i] * step.multiplier;
         y[words - 1] -= step.offset * step.multiplier;
       }
       local.levelled_seconds += seconds_since(t0);
       const auto t1 = Clock::now();
       if (step.shared) {
-        // One rotation per leader, then every element's table read from its leader's.
-        std::vector<std::size_t> slot(count, 0);
-        std::size_t leaders = 0;
-        for (std::size_t e = 0; e < count; ++e)
-          if (step.leader[e] == e) slot[e] = leaders++;
-        tfhe::LweCiphertextList lead(dim, leaders);
-        for (std::size_t e = 0; e < count; ++e)
-          if (step.leader[e] == e) std::copy((*out)[e].begin(), (*out)[e].end(), lead[slot[e]].begin());
+        // One rotation per distinct input, then every element's table read from its rotation.
         const tfhe::GlweDimension k = circuit_.params.glwe_dimension;
         const tfhe::PolynomialSize big_n = circuit_.params.polynomial_size;
         const std::size_t glwe = tfhe::glwe_size(k) * big_n.value;
-        tfhe::AlignedVector<Torus> accumulators(leaders * glwe);
+        tfhe::AlignedVector<Torus> accumulators(lifted * glwe);
         const tfhe::LookupTable* p0 = &step.tables[0];
-        tfhe::keyswitch_blind_rotate_batch(*keys, lead, std::span<const tfhe::LookupTable* const>(&p0, 1), accumulators,
-                                           {options_.threads});
+        tfhe::keyswitch_blind_rotate_batch(*keys, rotated_inputs, std::span<const tfhe::LookupTable* const>(&p0, 1),
+                                           accumulators, {options_.threads});
         for (std::size_t e = 0; e < count; ++e) {
           std::span<Torus> y = (*out)[e];
           std::fill(y.begin(), y.end(), Torus{0});
-          const std::span<const Torus> acc(accumulators.data() + slot[step.leader[e]] * glwe, glwe);
-          for (const Lowered::Jump& j : step.jumps[step.table_of_element.empty() ? 0 : step.table_of_element[e]])
-            tfhe::sample_extract_rotated_add(acc, k, big_n, j.shift, j.factor, y);
+          const std::span<const Torus> acc(accumulators.data() + step.rotation_of[e] * glwe, glwe);
+          for (const MultiValueTerm& t : step.terms[step.table_of_element.empty() ? 0 : step.table_of_element[e]])
+            tfhe::sample_extract_rotated_add(acc, k, big_n, t.entry * step.box, t.factor, y);
         }
-        local.pbs += static_cast<std::int64_t>(leaders);
+        local.pbs += static_cast<std::int64_t>(lifted);
       } else {
         std::vector<const tfhe::LookupTable*> tables;
         if (step.table_of_element.empty()) {

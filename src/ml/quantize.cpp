@@ -97,6 +97,20 @@ double quantize_symmetric(const std::vector<double>& values, unsigned bits, std:
 }  // namespace detail
 
 namespace {
+
+// The compiled circuit when it bootstraps, for comparing the costs of lowering choices;
+// nullopt for a levelled-only circuit or one compile() refuses (it says why when the caller
+// compiles the choice made).
+std::optional<circuit::CompiledCircuit> compile_bootstrapped(const circuit::Circuit& c) {
+  try {
+    circuit::CompiledCircuit cc = circuit::compile(c);
+    if (!cc.uses_bootstrapping) return std::nullopt;
+    return cc;
+  } catch (const std::invalid_argument&) {
+    return std::nullopt;
+  }
+}
+
 void check_bits(unsigned bits, unsigned lo, unsigned hi, const char* what) {
   if (bits < lo || bits > hi)
     throw std::invalid_argument(std::string("compile_model: ") + what + " = " + std::to_string(bits) + " is outside [" +
@@ -169,13 +183,9 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
     // Shared comparisons (same predictions) when they make the circuit cheaper: fewer PBS,
     // but twice the noise on the comparisons, which may cost a larger parameter set.
     const auto total_cost = [](const circuit::Circuit& c) -> std::optional<double> {
-      try {
-        const circuit::CompiledCircuit cc = circuit::compile(c);
-        if (!cc.uses_bootstrapping) return std::nullopt;
-        return static_cast<double>(cc.analysis.statistics.total_pbs) * tfhe::ks_pbs_cost(cc.params);
-      } catch (const std::invalid_argument&) {
-        return std::nullopt;  // compile() says why when the caller compiles
-      }
+      const std::optional<circuit::CompiledCircuit> cc = compile_bootstrapped(c);
+      if (!cc) return std::nullopt;
+      return static_cast<double>(cc->analysis.statistics.total_pbs) * tfhe::ks_pbs_cost(cc->params);
     };
     QuantizedModel shared = lower_as(q.tree_input_bits, true);
     const std::optional<double> plain_cost = total_cost(q.circuit), shared_cost = total_cost(shared.circuit);
@@ -192,13 +202,9 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   };
   // Output bits beyond the lookups' precision, where they are free (network_output_bits).
   const auto cost = [](const circuit::Circuit& c) -> std::optional<double> {
-    try {
-      const circuit::CompiledCircuit cc = circuit::compile(c);
-      if (!cc.uses_bootstrapping) return std::nullopt;
-      return tfhe::ks_pbs_cost(cc.params);
-    } catch (const std::invalid_argument&) {
-      return std::nullopt;  // compile() says why when the caller compiles
-    }
+    const std::optional<circuit::CompiledCircuit> cc = compile_bootstrapped(c);
+    if (!cc) return std::nullopt;
+    return tfhe::ks_pbs_cost(cc->params);
   };
   const auto with_free_output_bits = [&](QuantizedModel q) {
     const unsigned precision = q.lookup_precision;

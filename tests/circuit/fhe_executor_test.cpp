@@ -225,19 +225,6 @@ TEST(FheExecutor, SharedRotationsServeEveryTableOfACopiedInput) {
   EXPECT_EQ(analyze(std::move(plain).build()).statistics.lookup_pbs, 12);
 }
 
-TEST(CircuitBuilder, LookupSharingAttributeIsZeroOrOne) {
-  CircuitBuilder b;
-  const Value x = b.input({2}, 3, false, "x");
-  b.output(b.lookup_per_element_shared(x, {Table{0, 0, {0, 1, 1, 0, 0, 1, 1, 0}}}, {}), "y");
-  Circuit c = std::move(b).build();
-  c.nodes[1].attributes = {2};
-  EXPECT_THROW(validate_circuit(c), std::invalid_argument);
-  c.nodes[1].attributes = {1, 0};
-  EXPECT_THROW(validate_circuit(c), std::invalid_argument);
-  c.nodes[1].attributes = {0};
-  EXPECT_NO_THROW(validate_circuit(c));
-}
-
 TEST(FheExecutor, ApproximateRoundingReadsOneOfTheTwoNeighbouringMultiples) {
   CircuitBuilder b;
   const Value x = b.input({64}, 10, true, "acc");

@@ -102,9 +102,15 @@ std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& i
 
 // Multi-value bootstrapping (docs/formats/circuit.md, "Shared rotations"): the test
 // polynomial of entries F is P0 * v, P0 the constant polynomial Delta/2 and
-// v = (F_0 + F_last) + sum_m (F_m - F_(m-1)) X^(m * box). The output of the shared rotation
-// multiplied by v carries |v|^2 times a PBS output's noise; this returns |v|^2 (2 for a
-// step, one jump).
+// v = (F_0 + F_last) + sum_m (F_m - F_(m-1)) X^(m * box). Its nonzero terms, entry m (0 for
+// the first) with its factor: what the executor reads from the shared rotation.
+struct MultiValueTerm {
+  std::size_t entry = 0;
+  std::int64_t factor = 0;
+};
+std::vector<MultiValueTerm> multi_value_terms(const std::vector<std::int64_t>& entries);
+// |v|^2: the output of the shared rotation multiplied by v carries |v|^2 times a PBS
+// output's noise (2 for a step, one jump).
 double multi_value_norm2(const std::vector<std::int64_t>& entries);
 
 // For a lookup with shared rotations: per element, the element whose blind rotation it
