@@ -191,17 +191,17 @@ std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& i
   return entries;
 }
 
-std::vector<MultiValueTerm> multi_value_terms(const std::vector<std::int64_t>& entries) {
-  std::vector<MultiValueTerm> terms;
-  if (entries.front() + entries.back() != 0) terms.push_back({0, entries.front() + entries.back()});
+MultiValueForm multi_value_form(const std::vector<std::int64_t>& entries) {
+  MultiValueForm form;
+  form.base = entries.front() + entries.back();
   for (std::size_t m = 1; m < entries.size(); ++m)
-    if (entries[m] != entries[m - 1]) terms.push_back({m, entries[m] - entries[m - 1]});
-  return terms;
+    if (entries[m] != entries[m - 1]) form.jumps.push_back({m, entries[m] - entries[m - 1]});
+  return form;
 }
 
 double multi_value_norm2(const std::vector<std::int64_t>& entries) {
   double sum = 0;
-  for (const MultiValueTerm& t : multi_value_terms(entries)) sum += static_cast<double>(t.factor) * static_cast<double>(t.factor);
+  for (const MultiValueTerm& t : multi_value_form(entries).jumps) sum += static_cast<double>(t.factor) * static_cast<double>(t.factor);
   return sum;
 }
 
@@ -365,7 +365,7 @@ CircuitAnalysis analyze(const Circuit& c) {
       depth += static_cast<unsigned>(r.steps());
     }
     a.pbs_depth[id] = depth;
-    // A lookup's outputs: a PBS output's noise (1), or its tables' |v|^2 with shared rotations.
+    // A lookup's outputs: a PBS output's noise (1), or its tables' squared jumps with shared rotations.
     a.sq_norm2[id] = n.kind == OpKind::kLookup ? a.lookups[next_lookup - 1].output_sq_norm2
                                                : node_sq_norm2(c, id, a.sq_norm2, a.round_bits);
   }

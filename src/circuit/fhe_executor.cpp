@@ -57,11 +57,12 @@ struct FheExecutor::Lowered {
     std::uint64_t multiplier = 1;                 // 2^(W - t - p)
     // Shared rotations (multi-value): `tables` holds the one constant test polynomial P0;
     // rotation r rotates element rotated[r], and element e reads rotation rotation_of[e]
-    // through its table's terms (shift m * box for entry m).
+    // through its table's form: a clear constant plus the jumps (shift m * box for entry m).
     bool shared = false;
     std::vector<std::uint32_t> rotated;           // per rotation: the element it rotates
     std::vector<std::uint32_t> rotation_of;       // per element
-    std::vector<std::vector<MultiValueTerm>> terms;  // per node table
+    std::vector<MultiValueForm> forms;            // per node table
+    Torus half_delta = 0;                         // Delta/2 of the output's width
     std::size_t box = 0;
   };
   struct RoundStep {
@@ -139,7 +140,8 @@ FheExecutor::FheExecutor(const CompiledCircuit& circuit, ExecutorOptions options
                                                       : prog.lookup.rotation_of[leader[e]];
         }
         prog.lookup.box = big_n.value >> info.precision;
-        for (const Table& table : n.tables) prog.lookup.terms.push_back(multi_value_terms(lookup_entries(table, info)));
+        prog.lookup.half_delta = value_delta(info.output_width) / 2;
+        for (const Table& table : n.tables) prog.lookup.forms.push_back(multi_value_form(lookup_entries(table, info)));
       } else {
         for (const Table& table : n.tables) {
           std::vector<Torus> outputs(entries, 0);
@@ -276,8 +278,9 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
           std::span<Torus> y = (*out)[e];
           std::fill(y.begin(), y.end(), Torus{0});
           const std::span<const Torus> acc(accumulators.data() + step.rotation_of[e] * glwe, glwe);
-          for (const MultiValueTerm& t : step.terms[step.table_of_element.empty() ? 0 : step.table_of_element[e]])
-            tfhe::sample_extract_rotated_add(acc, k, big_n, t.entry * step.box, t.factor, y);
+          const MultiValueForm& form = step.forms[step.table_of_element.empty() ? 0 : step.table_of_element[e]];
+          y.back() = static_cast<Torus>(form.base) * step.half_delta;
+          for (const MultiValueTerm& t : form.jumps) tfhe::sample_extract_rotated_add(acc, k, big_n, t.entry * step.box, t.factor, y);
         }
         local.pbs += static_cast<std::int64_t>(lifted);
       } else {

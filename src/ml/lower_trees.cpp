@@ -226,17 +226,9 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
                          std::vector<std::int64_t>(nf * u_count, 0));
   std::vector<circuit::Table> comp_tables;
   std::vector<std::uint32_t> comp_index_of(u_count);
-  std::vector<bool> flipped(u_count, false);
   for (std::size_t u = 0; u < u_count; ++u) {
     select.data[comps[u].feature * u_count + u] = 1;
     comp_tables.push_back(circuit::Table{0, 0, comps[u].table});
-    // A comparison computes its bit or the complement, whichever table has the smaller
-    // multi-value norm (a shared rotation's output noise): XGBoost's missing-value code at
-    // the top of a step makes |v|^2 = 6, its complement 2. The path matrix undoes it.
-    std::vector<std::int64_t> complement(comps[u].table.size());
-    for (std::size_t i = 0; i < complement.size(); ++i) complement[i] = 1 - comps[u].table[i];
-    flipped[u] = circuit::multi_value_norm2(complement) < circuit::multi_value_norm2(comps[u].table);
-    if (flipped[u]) comp_tables.back().values = std::move(complement);
     comp_index_of[u] = static_cast<std::uint32_t>(u);
   }
   const circuit::Value xs = b.matmul(x, select, "tree_features");
@@ -268,11 +260,7 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
     for (std::size_t k = 0; k < per_group; ++k) {
       const std::size_t col = g * per_group + k;
       offsets.data[col] = high * grp.right_turns;
-      // coef * c = coef - coef * (1 - c) for a complemented comparison.
-      for (std::size_t u = 0; u < u_count; ++u) {
-        cm.data[u * cols + col] = flipped[u] ? -coef[u] : coef[u];
-        if (flipped[u]) offsets.data[col] += coef[u];
-      }
+      for (std::size_t u = 0; u < u_count; ++u) cm.data[u * cols + col] = coef[u];
     }
   }
   const circuit::Value s = b.add(b.matmul(c, cm, "tree_paths"), offsets, "tree_group_inputs");

@@ -206,13 +206,23 @@ TEST(FheExecutor, SharedRotationsServeEveryTableOfACopiedInput) {
   EXPECT_EQ(a.statistics.lookup_pbs, 6);
   EXPECT_EQ(shared_rotation_leaders(circuit, c.id),
             (std::vector<std::uint32_t>{0, 0, 2, 0, 4, 2, 6, 6, 8, 6, 10, 8}));
-  // The output noise is the widest table's |v|^2 (the wide table's), at least a step's 2.
+  // The output noise is the widest table's sum of squared jumps (the wide table's), at
+  // least a step's 1: the base (F_0 + F_last) is a clear constant.
   double widest = 0;
   for (const Table& t : tables) widest = std::max(widest, multi_value_norm2(lookup_entries(t, a.lookups[0])));
   EXPECT_DOUBLE_EQ(a.lookups[0].output_sq_norm2, widest);
   EXPECT_DOUBLE_EQ(a.sq_norm2[c.id], widest);
-  EXPECT_DOUBLE_EQ(multi_value_norm2({1, 1, 0, 0}), 2.0);
-  EXPECT_DOUBLE_EQ(multi_value_norm2({0, 0, 2, 2}), 8.0);
+  EXPECT_DOUBLE_EQ(multi_value_norm2({1, 1, 0, 0}), 1.0);
+  EXPECT_DOUBLE_EQ(multi_value_norm2({0, 0, 2, 2}), 4.0);
+  EXPECT_DOUBLE_EQ(multi_value_norm2({0, 1, 1, 0}), 2.0);
+  EXPECT_DOUBLE_EQ(multi_value_norm2({3, 3, 3, 3}), 0.0);
+  const MultiValueForm form = multi_value_form({2, 0, 0, 1});
+  EXPECT_EQ(form.base, 3);
+  ASSERT_EQ(form.jumps.size(), 2u);
+  EXPECT_EQ(form.jumps[0].entry, 1u);
+  EXPECT_EQ(form.jumps[0].factor, -2);
+  EXPECT_EQ(form.jumps[1].entry, 3u);
+  EXPECT_EQ(form.jumps[1].factor, 1);
 
   for (std::int64_t v = 0; v < 8; ++v) {
     const std::vector<Tensor> in = {Tensor({2, 3}, {v, (v * 3) % 8, (v + 5) % 8, 7 - v, v / 2, (v * 7) % 8})};

@@ -1,5 +1,7 @@
 #include "veil/tfhe/pbs.hpp"
 
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "test_util.hpp"
@@ -121,9 +123,10 @@ TEST(PbsBatch, EqualsSerialEvaluationWithPerCiphertextTables) {
 }
 
 // Multi-value bootstrapping: one blind rotation of the constant test polynomial
-// P0 = (Delta/2)(1 + X + ... + X^(N-1)) serves every table F of the same input, as
-// P0 * v = the table's polynomial for v = (F_0 + F_last) + sum_m (F_m - F_(m-1)) X^(m box):
-// the result is the sum of v's terms read by sample_extract_rotated_add.
+// P0 = (Delta/2)(1 + X + ... + X^(N-1)) serves every table F of the same input. Read at shift
+// m * box it is +Delta/2 when the input's entry is >= m, -Delta/2 below, so
+// F_r = (F_0 + F_last) Delta/2 (a clear constant) + sum_m (F_m - F_(m-1)) * that read, for
+// every entry r and for one box beyond either end (-1 and 2^p read as the end entries).
 TEST(MultiValue, OneRotationServesEveryTableOfAnInput) {
   const unsigned p = 3;
   auto fx = make_keys(toy::exact_set(p), true);
@@ -141,26 +144,31 @@ TEST(MultiValue, OneRotationServesEveryTableOfAnInput) {
     tables.push_back(above);
   }
   tables.push_back({0, 3, 3, 1, 1, 1, 2, 0});
-  const std::size_t count = entries;
+  // Every entry, then one box below the first and one above the last.
+  std::vector<std::int64_t> messages;
+  for (std::size_t m = 0; m < entries; ++m) messages.push_back(static_cast<std::int64_t>(m));
+  messages.push_back(-1);
+  messages.push_back(static_cast<std::int64_t>(entries));
+  const std::size_t count = messages.size();
   LweCiphertextList in(params.big_lwe_dimension(), count);
-  for (std::size_t m = 0; m < count; ++m) {
-    auto ct = encrypt_message(fx.secret, m, p);
-    std::copy(ct.data().begin(), ct.data().end(), in[m].begin());
+  for (std::size_t i = 0; i < count; ++i) {
+    auto ct = encrypt_message(fx.secret, static_cast<std::uint64_t>(messages[i]) & ((std::uint64_t{2} << p) - 1), p);
+    std::copy(ct.data().begin(), ct.data().end(), in[i].begin());
   }
   const std::size_t glwe = glwe_size(params.glwe_dimension) * nn;
   AlignedVector<Torus> accumulators(count * glwe);
   const LookupTable* shared[] = {&p0};
   keyswitch_blind_rotate_batch(fx.eval, in, shared, accumulators, {.threads = 2});
-  for (std::size_t m = 0; m < count; ++m) {
-    const std::span<const Torus> acc(accumulators.data() + m * glwe, glwe);
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::span<const Torus> acc(accumulators.data() + i * glwe, glwe);
+    const std::size_t entry = static_cast<std::size_t>(std::clamp<std::int64_t>(messages[i], 0, static_cast<std::int64_t>(entries) - 1));
     for (const auto& f : tables) {
       AlignedVector<Torus> out(lwe_size(params.big_lwe_dimension()), 0);
-      const std::int64_t wrap = f.front() + f.back();
-      if (wrap != 0) sample_extract_rotated_add(acc, params.glwe_dimension, params.polynomial_size, 0, wrap, out);
+      out.back() = static_cast<Torus>(f.front() + f.back()) * (delta / 2);
       for (std::size_t j = 1; j < entries; ++j)
         if (f[j] != f[j - 1])
           sample_extract_rotated_add(acc, params.glwe_dimension, params.polynomial_size, j * box, f[j] - f[j - 1], out);
-      ASSERT_EQ(decrypt_message(fx.secret, out, p), static_cast<std::uint64_t>(f[m])) << "message " << m;
+      ASSERT_EQ(decrypt_message(fx.secret, out, p), static_cast<std::uint64_t>(f[entry])) << "message " << messages[i];
     }
   }
   EXPECT_THROW(keyswitch_blind_rotate_batch(fx.eval, in, shared, std::span<Torus>(accumulators).first(glwe)),

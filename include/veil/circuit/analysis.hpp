@@ -89,7 +89,7 @@ struct LookupInfo {
   double constraint_sq_norm2 = 0;  // sq_norm2 * 4^amplification_bits
   // Shared rotations (lookup_per_element_shared): one blind rotation per distinct input
   // ciphertext (`rotations` of them, the PBS count), and every output carries
-  // output_sq_norm2 = the largest |v_T|^2 of its tables (multi_value_norm2) instead of 1.
+  // output_sq_norm2 = the largest multi_value_norm2 of its tables instead of 1.
   bool shared = false;
   std::int64_t rotations = 0;  // = elements unless shared
   double output_sq_norm2 = 1;
@@ -100,17 +100,24 @@ struct LookupInfo {
 // polynomial holds, box by box.
 std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& info);
 
-// Multi-value bootstrapping (docs/formats/circuit.md, "Shared rotations"): the test
-// polynomial of entries F is P0 * v, P0 the constant polynomial Delta/2 and
-// v = (F_0 + F_last) + sum_m (F_m - F_(m-1)) X^(m * box). Its nonzero terms, entry m (0 for
-// the first) with its factor: what the executor reads from the shared rotation.
+// Multi-value bootstrapping (docs/formats/circuit.md, "Shared rotations"). One blind rotation
+// of P0, the constant polynomial Delta/2, by the input's phase; its coefficient read at shift
+// m * box is +Delta/2 when the input's entry r >= m and -Delta/2 when r < m, for every r in
+// [-1, 2^p] (one box beyond either end included: the negacyclic wrap flips no term with
+// 1 <= m <= 2^p - 1). Entries F are then
+//   F_r = base / 2 + sum_m jump_m * (+-1/2),  base = F_0 + F_last,  jump_m = F_m - F_(m-1),
+// a clear constant plus one sample extraction per jump, and a read one box beyond an end
+// returns that end's entry.
 struct MultiValueTerm {
-  std::size_t entry = 0;
+  std::size_t entry = 0;  // m >= 1
   std::int64_t factor = 0;
 };
-std::vector<MultiValueTerm> multi_value_terms(const std::vector<std::int64_t>& entries);
-// |v|^2: the output of the shared rotation multiplied by v carries |v|^2 times a PBS
-// output's noise (2 for a step, one jump).
+struct MultiValueForm {
+  std::int64_t base = 0;  // in units of Delta/2: added in the clear
+  std::vector<MultiValueTerm> jumps;
+};
+MultiValueForm multi_value_form(const std::vector<std::int64_t>& entries);
+// sum_m jump_m^2: the output carries this times a PBS output's noise (1 for a step).
 double multi_value_norm2(const std::vector<std::int64_t>& entries);
 
 // For a lookup with shared rotations: per element, the element whose blind rotation it

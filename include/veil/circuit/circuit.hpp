@@ -204,7 +204,8 @@ class CircuitBuilder {
   // same ciphertext (copies of one input element through a matmul by one-hot 0/1 columns)
   // share one blind rotation, and each output is read from it by its table's jumps
   // (analysis.hpp, multi_value_norm2): one PBS per distinct input instead of one per
-  // element, at |v|^2 times a PBS output's noise (2 for a step table: comparisons).
+  // element, at the sum of the squared jumps times a PBS output's noise (1 for a step
+  // table: comparisons).
   Value lookup_per_element_shared(Value a, std::vector<Table> tables, std::vector<std::uint32_t> table_index,
                                   std::string name = {});
   // tables[c] for every element whose index along `axis` is c.

@@ -92,7 +92,8 @@ struct QuantizationOptions {
   bool tree_missing_values = true;
   // The comparisons of one feature share one blind rotation (multi-value bootstrapping:
   // CircuitBuilder::lookup_per_element_shared) when some feature has several: one PBS per
-  // compared feature instead of one per comparison, at twice a PBS output's noise.
+  // compared feature instead of one per comparison, at a PBS output's noise (two for
+  // XGBoost's tables whose missing-value code makes a second jump).
   // compile_model keeps it when the compiled circuit's PBS count times its set's cost is lower.
   bool tree_shared_comparisons = true;
   // Networks.
