@@ -88,6 +88,9 @@ void validate_options(const OptimizerOptions& o) {
     if (!(c.sq_norm2 >= 0.0) || !std::isfinite(c.sq_norm2))
       fail("constraints[" + std::to_string(i) + "].sq_norm2 must be finite and >= 0, got " +
            std::to_string(c.sq_norm2));
+    if (!(c.p_error == 0.0 || (c.p_error > 0.0 && c.p_error < 1.0)))
+      fail("constraints[" + std::to_string(i) + "].p_error must be 0 or in (0, 1), got " +
+           std::to_string(c.p_error));
   }
   if (o.security_bits != 128 && o.security_bits != 132)
     fail("security_bits must be 128 or 132, got " + std::to_string(o.security_bits));
@@ -114,26 +117,29 @@ std::string optimized_name(const OptimizerOptions& o) {
 
 // The constraints the search must meet: (sq_norm2, max variance) pairs, the single
 // (message_bits, sq_norm2) of the options when no list is given. Only the largest sq_norm2
-// per precision matters (the bound depends on the precision alone).
+// per (precision, error probability) matters: the bound depends on those alone.
 struct Requirement {
   unsigned message_bits;
   double sq_norm2;
   double max_variance;
+  bool own_p_error;
 };
 
 std::vector<Requirement> requirements_of(const OptimizerOptions& o) {
   std::vector<Requirement> out;
   if (o.constraints.empty()) {
-    out.push_back({o.message_bits, o.sq_norm2, max_variance_for_p_error(o.message_bits, o.p_error)});
+    out.push_back({o.message_bits, o.sq_norm2, max_variance_for_p_error(o.message_bits, o.p_error), false});
     return out;
   }
-  std::map<unsigned, double> worst;
+  std::map<std::pair<unsigned, double>, double> worst;
   for (const NoiseConstraint& c : o.constraints) {
-    auto [it, inserted] = worst.try_emplace(c.message_bits, c.sq_norm2);
+    auto [it, inserted] = worst.try_emplace({c.message_bits, c.p_error}, c.sq_norm2);
     if (!inserted) it->second = std::max(it->second, c.sq_norm2);
   }
-  for (const auto& [bits, sq] : worst)
-    out.push_back({bits, sq, max_variance_for_p_error(bits, o.p_error)});
+  for (const auto& [key, sq] : worst) {
+    const auto [bits, p_error] = key;
+    out.push_back({bits, sq, max_variance_for_p_error(bits, p_error > 0.0 ? p_error : o.p_error), p_error > 0.0});
+  }
   return out;
 }
 
@@ -142,8 +148,14 @@ std::vector<Requirement> requirements_of(const OptimizerOptions& o) {
 std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options) {
   validate_options(options);
   const std::vector<Requirement> requirements = requirements_of(options);
-  unsigned message_bits = 0;
-  for (const Requirement& r : requirements) message_bits = std::max(message_bits, r.message_bits);
+  // The set's precision: the widest read at the target error probability (the widest of all
+  // when every read has its own).
+  unsigned message_bits = 0, any_bits = 0;
+  for (const Requirement& r : requirements) {
+    any_bits = std::max(any_bits, r.message_bits);
+    if (!r.own_p_error) message_bits = std::max(message_bits, r.message_bits);
+  }
+  if (message_bits == 0) message_bits = any_bits;
   // Same expression, same order, as variance_at_blind_rotation_input, per requirement.
   const auto fits_without_ks = [&](double br, double ms) {
     for (const Requirement& r : requirements)

@@ -520,6 +520,42 @@ TEST(Optimizer, LargerNormNeverCostsLess) {
   }
 }
 
+// A constraint with its own error probability: a 6-bit read allowed to err 2^-8 of the time
+// beside 4-bit reads at the target. The set is the one the 4-bit reads alone need when it
+// already meets the looser 6-bit bound, it is named for the 4-bit reads, and each
+// constraint holds at its own probability.
+TEST(Optimizer, ConstraintsWithTheirOwnErrorProbability) {
+  OptimizerOptions exact;
+  exact.constraints = {{4, 2048.0}, {6, 1.0}};
+  OptimizerOptions loose;
+  loose.constraints = {{4, 2048.0}, {6, 1.0, 0x1.0p-8}};
+  OptimizerOptions four;
+  four.constraints = {{4, 2048.0}};
+  const auto e = optimize_parameters(exact), l = optimize_parameters(loose), f = optimize_parameters(four);
+  ASSERT_TRUE(e && l && f);
+  EXPECT_EQ(e->message_bits, 6u);
+  EXPECT_EQ(l->message_bits, 4u);
+  EXPECT_LT(ks_pbs_cost(*l), 0.5 * ks_pbs_cost(*e)) << l->describe() << " vs " << e->describe();
+  EXPECT_GE(ks_pbs_cost(*l), ks_pbs_cost(*f));
+  const double v6 = variance_at_blind_rotation_input(*l, 1.0);
+  EXPECT_LE(v6, max_variance_for_p_error(6, 0x1.0p-8));
+  EXPECT_GT(v6, max_variance_for_p_error(6, 0x1.0p-40));  // the looser bound is what it meets
+  EXPECT_LE(variance_at_blind_rotation_input(*l, 2048.0), max_variance_for_p_error(4, loose.p_error));
+  // Only the error probability differs: two entries for one precision both hold.
+  OptimizerOptions both;
+  both.constraints = {{6, 1.0, 0x1.0p-8}, {6, 1.0}};
+  const auto b = optimize_parameters(both);
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->message_bits, 6u);
+  EXPECT_LE(variance_at_blind_rotation_input(*b, 1.0), max_variance_for_p_error(6, both.p_error));
+  // Every constraint with its own: the widest names the set.
+  OptimizerOptions own;
+  own.constraints = {{5, 1.0, 0x1.0p-10}};
+  const auto o = optimize_parameters(own);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->message_bits, 5u);
+}
+
 TEST(Optimizer, RejectsBadOptions) {
   OptimizerOptions bad_bits;
   bad_bits.message_bits = 9;
@@ -537,6 +573,11 @@ TEST(Optimizer, RejectsBadOptions) {
   OptimizerOptions bad_security;
   bad_security.security_bits = 100;
   EXPECT_THROW(optimize_parameters(bad_security), std::invalid_argument);
+  for (double p : {-0.5, 1.0, 2.0}) {
+    OptimizerOptions bad_own;
+    bad_own.constraints = {{4, 1.0, p}};
+    EXPECT_THROW(optimize_parameters(bad_own), std::invalid_argument) << p;
+  }
 }
 
 }  // namespace

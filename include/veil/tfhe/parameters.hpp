@@ -131,10 +131,13 @@ double ks_pbs_cost(const ParameterSet& params);
 ParameterSet reference_parameter_set(unsigned message_bits);
 
 // ---- Optimizer ----
-// One kind of lookup a set must serve: its precision and the largest nu^2 feeding it.
+// One kind of lookup a set must serve: its precision, the largest nu^2 feeding it and, for
+// a read that may err more often than the circuit's target (an approximate read: the
+// circuit layer's neighbour reads), its own error probability.
 struct NoiseConstraint {
   unsigned message_bits = 1;
   double sq_norm2 = 1.0;
+  double p_error = 0.0;  // 0: OptimizerOptions::p_error; otherwise in (0, 1)
   friend bool operator==(const NoiseConstraint&, const NoiseConstraint&) = default;
 };
 
@@ -142,10 +145,11 @@ struct OptimizerOptions {
   unsigned message_bits = 4;
   double sq_norm2 = 1.0;              // max nu^2 over the lookups this set must serve
   // When non-empty, replaces (message_bits, sq_norm2): a set is feasible only if every
-  // constraint meets p_error (variance_at_blind_rotation_input(set, c.sq_norm2) <=
-  // max_variance_for_p_error(c.message_bits, p_error)), and the set's message_bits is the
-  // largest c.message_bits. A circuit with lookups of several precisions and norms passes
-  // one constraint per precision.
+  // constraint meets its error probability (variance_at_blind_rotation_input(set,
+  // c.sq_norm2) <= max_variance_for_p_error(c.message_bits, c.p_error or p_error)), and the
+  // set's message_bits is the largest c.message_bits among the constraints at p_error (of
+  // all constraints when every one has its own). A circuit with lookups of several
+  // precisions and norms passes one constraint per precision (and error probability).
   std::vector<NoiseConstraint> constraints;
   double p_error = 0x1.0p-40;         // per-lookup error probability target
   unsigned security_bits = 128;
