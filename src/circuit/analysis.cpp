@@ -135,14 +135,17 @@ std::int64_t levelled_terms(const Circuit& c, std::uint32_t id) {
   }
 }
 
-void add_constraint(std::vector<tfhe::NoiseConstraint>& out, unsigned bits, double sq) {
+// p_error 0: the circuit's target; otherwise an approximate read's own probability.
+void add_constraint(std::vector<tfhe::NoiseConstraint>& out, unsigned bits, double sq, double p_error = 0.0) {
   for (auto& c : out)
-    if (c.message_bits == bits) {
+    if (c.message_bits == bits && c.p_error == p_error) {
       c.sq_norm2 = std::max(c.sq_norm2, sq);
       return;
     }
-  out.push_back({bits, sq});
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.message_bits < b.message_bits; });
+  out.push_back({bits, sq, p_error});
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.message_bits != b.message_bits ? a.message_bits < b.message_bits : a.p_error < b.p_error;
+  });
 }
 
 // log2(sum_i count_i * 2^(l_i)), or the exact 1 - prod (1 - p_i)^count_i when not small.
@@ -181,6 +184,10 @@ unsigned width_of_span(std::uint64_t span) { return std::max(1u, static_cast<uns
 std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& info) {
   std::vector<std::int64_t> entries(std::size_t{1} << info.precision, 0);
   for (std::size_t r = 0; r < entries.size(); ++r) {
+    if (static_cast<std::int64_t>(r) >= info.reduced_count) {
+      entries[r] = r > 0 ? entries[r - 1] : 0;
+      continue;
+    }
     const std::int64_t v = (info.reduced_min + static_cast<std::int64_t>(r)) * (std::int64_t{1} << info.known_zero_bits);
     const std::int64_t offset = v - table.domain_min;
     const std::int64_t index = offset >> table.domain_shift;
@@ -262,6 +269,7 @@ CircuitAnalysis analyze(const Circuit& c) {
       info.known_zero_bits = x.trailing_zeros;
       info.reduced_min = x.lo >> x.trailing_zeros;
       const std::uint64_t reduced_span = span_of(x) >> x.trailing_zeros;
+      info.reduced_count = static_cast<std::int64_t>(reduced_span) + 1;
       info.precision = width_of_span(reduced_span);
       if (info.precision > kMaxLookupPrecision)
         throw std::invalid_argument(
@@ -271,7 +279,8 @@ CircuitAnalysis analyze(const Circuit& c) {
             std::to_string(kMaxLookupPrecision) + " are supported: round_bits(input, " +
             std::to_string(info.precision - kMaxLookupPrecision + x.trailing_zeros) + ") before it, or calibrate");
       info.rotations = info.elements;
-      info.shared = n.attributes.size() == 1 && n.attributes[0] == 1;
+      info.shared = !n.attributes.empty() && n.attributes[0] == 1;
+      info.neighbour_log2 = n.attributes.size() == 2 ? static_cast<unsigned>(n.attributes[1]) : 0;
       if (info.shared) {
         const std::vector<std::uint32_t> leader = shared_rotation_leaders(c, id);
         info.rotations = 0;
@@ -350,7 +359,8 @@ CircuitAnalysis analyze(const Circuit& c) {
       l.output_width = a.widths[id];
       l.amplification_bits = l.input_width - l.known_zero_bits - l.precision;
       l.constraint_sq_norm2 = std::ldexp(l.sq_norm2, 2 * static_cast<int>(l.amplification_bits));
-      add_constraint(a.constraints, l.precision, l.constraint_sq_norm2);
+      add_constraint(a.constraints, l.precision, l.constraint_sq_norm2,
+                     l.neighbour_log2 > 0 ? std::ldexp(1.0, -static_cast<int>(l.neighbour_log2)) : 0.0);
       depth += 1;
     } else if (n.kind == OpKind::kRoundBits && next_round < a.round_bits.size() && a.round_bits[next_round].node == id) {
       RoundBitsInfo& r = a.round_bits[next_round++];
@@ -378,6 +388,7 @@ CircuitAnalysis analyze(const Circuit& c) {
   for (const auto& l : a.lookups) {
     st.lookups_by_precision[l.precision] += l.rotations;
     st.lookup_pbs += l.rotations;
+    if (l.neighbour_log2 > 0) st.approximate_pbs += l.rotations;
     st.max_lookup_precision = std::max(st.max_lookup_precision, l.precision);
     min_p = std::min(min_p, l.precision);
   }
@@ -425,6 +436,7 @@ Circuit calibrate(Circuit circuit, const std::vector<std::vector<Tensor>>& sampl
     // (which covers every entry they can read).
     if (is_approximate(circuit, static_cast<std::uint32_t>(id))) continue;
     if (n.kind == OpKind::kLookup && is_approximate(circuit, n.operands[0])) continue;
+    if (n.kind == OpKind::kLookup && n.attributes.size() == 2 && n.attributes[1] != 0) continue;  // neighbour reads
     circuit.nodes[id].range_hint = ValueRange{lo[id], hi[id], 0};
   }
   return circuit;
@@ -453,6 +465,8 @@ std::vector<double> approximate_read_std_dev(const CompiledCircuit& cc) {
   for (const LookupInfo& l : a.lookups) {
     const double v = tfhe::variance_at_blind_rotation_input(cc.params, l.constraint_sq_norm2);
     raise(c.nodes[l.node].operands[0], std::sqrt(v) * std::ldexp(1.0, 1 + static_cast<int>(l.known_zero_bits + l.precision)));
+    // An approximate lookup's own reads: one input step (2^t values) is 2^-(1 + p) of it.
+    if (l.neighbour_log2 > 0) sd[l.node] = std::sqrt(v) * std::ldexp(1.0, 1 + static_cast<int>(l.precision));
   }
   // An output decrypts at its segment's width W: one value is Delta_W = 2^-(1 + W).
   for (std::uint32_t o : c.outputs) {
@@ -472,10 +486,13 @@ double log2_circuit_error_probability(const CircuitAnalysis& a, const tfhe::Para
     (void)fresh;
     return -std::numeric_limits<double>::infinity();
   }
-  for (const auto& l : a.lookups)
-    sum.add(tfhe::log2_lookup_error_probability_for_variance(
-                l.precision, tfhe::variance_at_blind_rotation_input(params, l.constraint_sq_norm2)),
+  for (const auto& l : a.lookups) {
+    const double v = tfhe::variance_at_blind_rotation_input(params, l.constraint_sq_norm2);
+    // An approximate read errs when it lands two entries away: three times as far as an
+    // exact read's bound, a ninth of the variance at that bound.
+    sum.add(tfhe::log2_lookup_error_probability_for_variance(l.precision, l.neighbour_log2 > 0 ? v / 9.0 : v),
             static_cast<double>(l.rotations));
+  }
   for (const auto& r : a.round_bits)
     for (double sq : r.step_constraint_sq_norm2)
       sum.add(tfhe::log2_lookup_error_probability_for_variance(1, tfhe::variance_at_blind_rotation_input(params, sq)),
@@ -519,11 +536,30 @@ void finish_statistics(CompiledCircuit& cc) {
   }
   st.log2_predicted_p_error = l2;
   st.predicted_p_error = std::exp2(l2);
+  st.log2_neighbour_read_p.reset();
+  if (cc.uses_bootstrapping)
+    for (const LookupInfo& l : cc.analysis.lookups)
+      if (l.neighbour_log2 > 0) {
+        const double p = tfhe::log2_lookup_error_probability_for_variance(
+            l.precision, tfhe::variance_at_blind_rotation_input(cc.params, l.constraint_sq_norm2));
+        st.log2_neighbour_read_p = std::max(st.log2_neighbour_read_p.value_or(-INFINITY), p);
+      }
   st.parameters = cc.params.describe() + (cc.uses_bootstrapping ? "" : " (levelled only: no PBS, evaluation keys unused)");
   const tfhe::NoiseBreakdown noise = tfhe::noise_breakdown(cc.params);
   if (cc.uses_bootstrapping && noise.fresh > noise.blind_rotation)
     st.warnings.push_back("fresh encryptions are noisier than PBS outputs under " + cc.params.name +
                           ": the noise analysis counts them as PBS outputs (optimistic)");
+}
+
+// The error probability an approximate read's constraint carries at the circuit's target
+// p_error: its own, but no looser than keeps a read two entries away (three times an exact
+// read's distance) within p_error; 0 (an exact read) when its own is no looser than p_error.
+double neighbour_p_error(unsigned bits, double own, double p_error) {
+  if (!(own > p_error)) return 0.0;
+  const double limit = std::exp2(tfhe::log2_lookup_error_probability_for_variance(
+      bits, 9.0 * tfhe::max_variance_for_p_error(bits, p_error)));
+  const double p = std::min(own, limit);
+  return p > p_error ? p : 0.0;
 }
 
 tfhe::ParameterSet levelled_parameters(const Circuit& c, const CircuitAnalysis& a, double p_error, unsigned security_bits) {
@@ -577,6 +613,8 @@ CompiledCircuit compile(Circuit circuit, const CompileOptions& options) {
   } else {
     tfhe::OptimizerOptions o = options.search;
     o.constraints = cc.analysis.constraints;
+    for (tfhe::NoiseConstraint& k : o.constraints)
+      if (k.p_error > 0.0) k.p_error = neighbour_p_error(k.message_bits, k.p_error, p_error);
     o.p_error = p_error;
     o.security_bits = options.security_bits;
     auto params = tfhe::optimize_parameters(o);
@@ -641,6 +679,11 @@ std::string CircuitStatistics::to_string() const {
   s += "  total PBS: " + std::to_string(total_pbs) + " in " + std::to_string(pbs_depth) + " sequential waves\n";
   s += "  levelled operations: " + std::to_string(levelled_ops) + " ciphertext multiply-adds\n";
   if (max_lookup_sq_norm2 > 0) s += "  most demanding noise constraint: 2^" + fmt("%.1f", std::log2(max_lookup_sq_norm2)) + " x Var_BR\n";
+  if (approximate_pbs > 0) {
+    s += "  approximate lookups: " + std::to_string(approximate_pbs) + " PBS may read a neighbouring entry";
+    if (log2_neighbour_read_p) s += ", probability 2^" + fmt("%.1f", *log2_neighbour_read_p) + " per read at most";
+    s += "\n";
+  }
   if (!parameters.empty()) s += "  parameters: " + parameters + "\n";
   if (log2_predicted_p_error)
     s += "  predicted p_error (whole circuit): " +

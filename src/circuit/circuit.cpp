@@ -322,10 +322,18 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     }
     case OpKind::kLookup: {
       check_operand_count(n, 1, label);
-      if (n.attributes.size() > 1)
-        fail(label, "expects at most 1 attribute (shared rotations), got " + std::to_string(n.attributes.size()));
-      if (n.attributes.size() == 1 && n.attributes[0] != 0 && n.attributes[0] != 1)
+      if (n.attributes.size() > 2)
+        fail(label, "expects at most 2 attributes (shared rotations, neighbour reads), got " + std::to_string(n.attributes.size()));
+      if (!n.attributes.empty() && n.attributes[0] != 0 && n.attributes[0] != 1)
         fail(label, "shared rotations must be 0 or 1, got " + std::to_string(n.attributes[0]));
+      if (n.attributes.size() == 2) {
+        if (n.attributes[1] < 0 || n.attributes[1] > static_cast<std::int64_t>(kMaxNeighbourLog2))
+          fail(label, "neighbour reads must be 0 (exact) or n in [1, " + std::to_string(kMaxNeighbourLog2) +
+                          "] (probability 2^-n), got " + std::to_string(n.attributes[1]));
+        if (n.attributes[1] != 0 && n.attributes[0] != 1)
+          fail(label, "approximate (neighbour) reads need shared rotations, whose reads past the input's ends "
+                      "return the end entries");
+      }
       const std::int64_t count = element_count(operand_shape(0), label);
       if (n.tables.empty()) fail(label, "needs at least one table");
       if (n.tables.size() > static_cast<std::size_t>(count) && n.tables.size() > 1)
@@ -833,12 +841,14 @@ Value CircuitBuilder::lookup_per_element(Value a, std::vector<Table> tables, std
 }
 
 Value CircuitBuilder::lookup_per_element_shared(Value a, std::vector<Table> tables,
-                                                std::vector<std::uint32_t> table_index, std::string name) {
+                                                std::vector<std::uint32_t> table_index, std::string name,
+                                                unsigned neighbour_log2) {
   check_value(a, "lookup");
   Node n = unary(OpKind::kLookup, a, std::move(name));
   n.tables = std::move(tables);
   n.table_index = std::move(table_index);
   n.attributes = {1};
+  if (neighbour_log2 != 0) n.attributes.push_back(neighbour_log2);
   return push(std::move(n));
 }
 

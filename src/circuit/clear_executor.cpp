@@ -3,11 +3,13 @@
 // node's final value fits +-2^62.
 #include "veil/circuit/clear_executor.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 
 #include "maps.hpp"
+#include "veil/circuit/analysis.hpp"
 
 namespace veil::circuit {
 namespace {
@@ -15,10 +17,12 @@ namespace {
 using u64 = std::uint64_t;
 std::int64_t wrap(u64 v) { return static_cast<std::int64_t>(v); }
 
-// Phase noise of approximate reads (run_clear_noisy): per node, and the generator.
+// Phase noise of approximate reads (run_clear_noisy): per node, the generator, and the
+// ranges (for the lookups with neighbour reads, which clamp to their input's range).
 struct ReadNoise {
   const std::vector<double>* std_dev = nullptr;
   std::mt19937_64* rng = nullptr;
+  const std::vector<ValueRange>* ranges = nullptr;
 };
 
 Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& values, const ReadNoise& noise) {
@@ -114,10 +118,24 @@ Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& v
         y[e] = values[n.operands[m.operand[e]]].data[static_cast<std::size_t>(m.element[e])];
       break;
     }
-    case OpKind::kLookup:
+    case OpKind::kLookup: {
+      const double sd = noise.std_dev != nullptr ? (*noise.std_dev)[id] : 0.0;
+      if (sd > 0 && noise.ranges != nullptr) {
+        // Neighbour reads: the input moved by round(e) steps, e ~ N(0, sd^2), clamped to its range.
+        const ValueRange& r = (*noise.ranges)[n.operands[0]];
+        const std::int64_t step = std::int64_t{1} << r.trailing_zeros;
+        std::normal_distribution<double> gauss(0.0, sd);
+        for (std::size_t e = 0; e < y.size(); ++e) {
+          const double k = std::clamp(std::nearbyint(gauss(*noise.rng)), -65536.0, 65536.0);
+          const std::int64_t v = std::clamp(x[e] + static_cast<std::int64_t>(k) * step, r.lo, r.hi);
+          y[e] = table_value(n.tables[n.table_index.empty() ? 0 : n.table_index[e]], v);
+        }
+        break;
+      }
       for (std::size_t e = 0; e < y.size(); ++e)
         y[e] = table_value(n.tables[n.table_index.empty() ? 0 : n.table_index[e]], x[e]);
       break;
+    }
     case OpKind::kRoundBits: {
       const unsigned bits = static_cast<unsigned>(n.attributes[0]);
       const double sd = noise.std_dev != nullptr ? (*noise.std_dev)[id] : 0.0;
@@ -210,7 +228,14 @@ std::vector<Tensor> run_clear_noisy(const Circuit& c, const std::vector<Tensor>&
   if (std_dev.size() != c.nodes.size())
     throw std::invalid_argument("run_clear_noisy: " + std::to_string(std_dev.size()) + " noise levels for " +
                                 std::to_string(c.nodes.size()) + " nodes");
-  return outputs_of(c, run_all(c, inputs, ReadNoise{&std_dev, &rng}));
+  // The ranges only when a lookup reads neighbours (a network's circuit needs none).
+  std::vector<ValueRange> ranges;
+  for (std::uint32_t id = 0; id < c.nodes.size(); ++id)
+    if (c.nodes[id].kind == OpKind::kLookup && std_dev[id] > 0) {
+      ranges = analyze(c).ranges;
+      break;
+    }
+  return outputs_of(c, run_all(c, inputs, ReadNoise{&std_dev, &rng, ranges.empty() ? nullptr : &ranges}));
 }
 
 }  // namespace veil::circuit

@@ -490,6 +490,66 @@ TEST(CircuitAnalysis, CompileChoosesASecureSetMeetingTheTarget) {
   EXPECT_EQ(cc.circuit, relu_layer());
 }
 
+// Comparisons of two 6-bit features through one shared lookup (x0 against 20 and 40, x1
+// against 33), packed into a 3-bit value read by an exact lookup.
+Circuit comparisons(unsigned neighbour_log2) {
+  CircuitBuilder b;
+  const Value x = b.input({1, 2}, 6, false, "x");
+  const Value xs = b.matmul(x, Tensor({2, 3}, {1, 1, 0, 0, 0, 1}), "select");
+  std::vector<Table> tables;
+  for (std::int64_t t : {20, 40, 33}) {
+    Table tab{0, 0, {}};
+    for (std::int64_t v = 0; v < 64; ++v) tab.values.push_back(v >= t ? 1 : 0);
+    tables.push_back(std::move(tab));
+  }
+  const Value c = b.lookup_per_element_shared(xs, std::move(tables), {0, 1, 2}, "cmp", neighbour_log2);
+  const Value packed = b.matmul(c, Tensor({3, 1}, {1, 2, 4}), "pack");
+  b.output(b.lookup(packed, [](std::int64_t v) { return 7 - v; }, "leaf"), "y");
+  return std::move(b).build();
+}
+
+// Neighbour reads: the comparisons' constraint carries their own probability, so the set is
+// chosen for the narrow exact read instead of the 6-bit one; every read meets its bound; a
+// read two entries away stays within the target; the statistics say so; calibration leaves
+// the approximate lookup's range inferred.
+TEST(CircuitAnalysis, NeighbourReadsLoosenTheirConstraintOnly) {
+  const CompiledCircuit exact = compile(comparisons(0)), approx = compile(comparisons(8));
+  EXPECT_EQ(exact.params.message_bits, 6u);
+  EXPECT_EQ(approx.params.message_bits, 3u);
+  EXPECT_LT(tfhe::ks_pbs_cost(approx.params), 0.5 * tfhe::ks_pbs_cost(exact.params))
+      << approx.params.describe() << " vs " << exact.params.describe();
+  // The output (1, 1 * 4^(3 - 1)), the packed read (3, 1 + 4 + 16), the comparisons (6, 1).
+  const std::vector<tfhe::NoiseConstraint> want = {{1, 16.0}, {3, 21.0}, {6, 1.0, std::ldexp(1.0, -8)}};
+  EXPECT_EQ(approx.analysis.constraints, want);
+  EXPECT_EQ(approx.analysis.lookups[0].neighbour_log2, 8u);
+  EXPECT_LE(log2_read_error(approx.params, 6, 1.0), -8.0 + 1e-9);
+  EXPECT_GT(log2_read_error(approx.params, 6, 1.0), -40.0);
+  EXPECT_LE(log2_read_error(approx.params, 3, 21.0), -40.0 + 1e-9);
+  const CircuitStatistics& st = approx.analysis.statistics;
+  EXPECT_EQ(st.approximate_pbs, 2);  // one rotation per feature
+  ASSERT_TRUE(st.log2_neighbour_read_p.has_value());
+  EXPECT_NEAR(*st.log2_neighbour_read_p, log2_read_error(approx.params, 6, 1.0), 1e-9);
+  EXPECT_TRUE(has(st.to_string(), "approximate lookups: 2 PBS may read a neighbouring entry")) << st.to_string();
+  // 2 rotations, 1 lookup, 1 output: each within 2^-40 (the rotations two entries away).
+  EXPECT_LE(*st.log2_predicted_p_error, -40.0 + 2.0 + 1e-9);
+  EXPECT_FALSE(exact.analysis.statistics.log2_neighbour_read_p.has_value());
+  EXPECT_EQ(exact.analysis.statistics.approximate_pbs, 0);
+
+  // A probability looser than the target allows for two-entry reads is tightened to that
+  // limit; one no looser than the target is an exact read.
+  const CompiledCircuit loose = compile(comparisons(2));
+  EXPECT_LE(tfhe::log2_lookup_error_probability_for_variance(6, tfhe::variance_at_blind_rotation_input(loose.params, 1.0) / 9.0),
+            -40.0 + 1e-9);
+  EXPECT_GT(log2_read_error(loose.params, 6, 1.0), -8.0);
+  EXPECT_EQ(compile(comparisons(45)).params, exact.params);
+
+  const std::vector<std::vector<Tensor>> samples = {{Tensor({1, 2}, {10, 50})}, {Tensor({1, 2}, {30, 20})}};
+  const std::uint32_t cmp = 2;  // x, select, cmp, pack, leaf
+  ASSERT_EQ(comparisons(8).nodes[cmp].name, "cmp");
+  EXPECT_FALSE(calibrate(comparisons(8), samples).nodes[cmp].range_hint.has_value());
+  EXPECT_TRUE(calibrate(comparisons(0), samples).nodes[cmp].range_hint.has_value());
+}
+
 TEST(CircuitAnalysis, GlobalErrorTargetCoversTheWholeCircuit) {
   CompileOptions o;
   o.p_error = 0.5;  // ignored when a global target is given

@@ -870,17 +870,34 @@ TEST(CircuitBuilder, ValidateCatchesTamperedCircuits) {
   }
 }
 
-TEST(CircuitBuilder, LookupSharingAttributeIsZeroOrOne) {
+// Lookup attributes {shared, neighbour}: shared 0 or 1; neighbour reads 0 (exact) or
+// 1..kMaxNeighbourLog2, and only with shared rotations.
+TEST(CircuitBuilder, LookupAttributesAreSharedThenNeighbourReads) {
   CircuitBuilder b;
   const Value x = b.input({2}, 3, false, "x");
   b.output(b.lookup_per_element_shared(x, {Table{0, 0, {0, 1, 1, 0, 0, 1, 1, 0}}}, {}), "y");
   Circuit c = std::move(b).build();
-  c.nodes[1].attributes = {2};
-  EXPECT_THROW(validate_circuit(c), std::invalid_argument);
-  c.nodes[1].attributes = {1, 0};
-  EXPECT_THROW(validate_circuit(c), std::invalid_argument);
-  c.nodes[1].attributes = {0};
-  EXPECT_NO_THROW(validate_circuit(c));
+  const auto error = [&](std::vector<std::int64_t> attributes) {
+    c.nodes[1].attributes = std::move(attributes);
+    return test_support::error_of<std::invalid_argument>([&] { validate_circuit(c); });
+  };
+  EXPECT_TRUE(test_support::has(error({2}), "shared rotations must be 0 or 1"));
+  EXPECT_TRUE(test_support::has(error({1, -1}), "neighbour reads must be 0"));
+  EXPECT_TRUE(test_support::has(error({1, 61}), "got 61"));
+  EXPECT_TRUE(test_support::has(error({0, 8}), "need shared rotations"));
+  EXPECT_TRUE(test_support::has(error({1, 8, 0}), "at most 2 attributes"));
+  for (const std::vector<std::int64_t>& ok : {std::vector<std::int64_t>{0}, {1}, {1, 0}, {0, 0}, {1, 8}, {1, 60}}) {
+    c.nodes[1].attributes = ok;
+    EXPECT_NO_THROW(validate_circuit(c)) << ok.size();
+  }
+  CircuitBuilder nb;
+  const Value y = nb.input({2}, 3, false, "x");
+  EXPECT_THROW(nb.lookup_per_element_shared(y, {Table{0, 0, {0, 1, 1, 0, 0, 1, 1, 0}}}, {}, "z", kMaxNeighbourLog2 + 1),
+               std::invalid_argument);
+  const Value z = nb.lookup_per_element_shared(y, {Table{0, 0, {0, 1, 1, 0, 0, 1, 1, 0}}}, {}, "z", 8);
+  nb.output(z, "z");
+  const Circuit built = std::move(nb).build();
+  EXPECT_EQ(built.nodes[z.id].attributes, (std::vector<std::int64_t>{1, 8}));
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <algorithm>
 #include <random>
+#include <set>
 
 #include "veil/circuit/clear_executor.hpp"
 #include "veil/circuit/fhe_executor.hpp"
@@ -51,6 +53,50 @@ TEST(FheCompiled, SmallMlpWithApproximateRounding) {
       EXPECT_EQ(got[1].data[k], want);
     }
   }
+}
+
+// Comparisons with neighbour reads under the set compile() picks for them (one loose enough
+// to misread now and then: 2^-4 asked, tightened to what keeps two-entry reads within
+// 2^-40): every one of the 64 codes, against two thresholds through shared rotations, reads
+// its own entry or a neighbour's, clamped at the ends, never farther. The set is cheaper than
+// the exact circuit's.
+TEST(FheCompiled, NeighbourReadsStayWithinOneEntry) {
+  const auto build = [](unsigned neighbour_log2) {
+    CircuitBuilder b;
+    const Value x = b.input({1, 64}, 6, false, "x");
+    Tensor select = Tensor::filled({64, 128}, 0);
+    for (std::int64_t i = 0; i < 64; ++i) select.data[static_cast<std::size_t>(i * 128 + 2 * i)] = select.data[static_cast<std::size_t>(i * 128 + 2 * i + 1)] = 1;
+    std::vector<Table> tables;
+    for (std::int64_t t : {20, 41}) {
+      Table tab{0, 0, {}};
+      for (std::int64_t v = 0; v < 64; ++v) tab.values.push_back(v < t ? 3 : 1);
+      tables.push_back(std::move(tab));
+    }
+    std::vector<std::uint32_t> index(128);
+    for (std::size_t e = 0; e < 128; ++e) index[e] = static_cast<std::uint32_t>(e % 2);
+    b.output(b.lookup_per_element_shared(b.matmul(x, select, "copy"), std::move(tables), std::move(index), "cmp",
+                                         neighbour_log2),
+             "y");
+    return std::move(b).build();
+  };
+  const CompiledCircuit cc = compile(build(4));
+  EXPECT_LT(tfhe::ks_pbs_cost(cc.params), tfhe::ks_pbs_cost(compile(build(0)).params));
+  ASSERT_TRUE(cc.analysis.statistics.log2_neighbour_read_p.has_value());
+  EXPECT_GT(*cc.analysis.statistics.log2_neighbour_read_p, -40.0);
+  EXPECT_EQ(cc.analysis.statistics.total_pbs, 64);
+  const auto secret = tfhe::generate_secret_keys(cc.params);
+  const auto evaluation = tfhe::expand_evaluation_keys(tfhe::generate_seeded_evaluation_keys(secret));
+  const FheExecutor executor(cc, &evaluation);
+  Tensor in = Tensor::filled({1, 64}, 0);
+  for (std::int64_t v = 0; v < 64; ++v) in.data[static_cast<std::size_t>(v)] = v;
+  const Tensor got = decrypt_outputs(cc, secret, executor.run(expand_inputs(cc, encrypt_inputs(cc, secret, {in}))))[0];
+  for (std::int64_t v = 0; v < 64; ++v)
+    for (std::size_t k = 0; k < 2; ++k) {
+      const std::int64_t t = k == 0 ? 20 : 41;
+      std::set<std::int64_t> allowed;
+      for (std::int64_t n : {v - 1, v, v + 1}) allowed.insert(std::clamp<std::int64_t>(n, 0, 63) < t ? 3 : 1);
+      EXPECT_TRUE(allowed.count(got.data[static_cast<std::size_t>(2 * v + k)])) << "code " << v << " threshold " << t;
+    }
 }
 
 TEST(FheCompiled, ExactRoundingAndPerElementTablesEqualClear) {

@@ -295,6 +295,48 @@ TEST(ClearSimulation, ApproximateReadsDrawTheirNeighbourOnlyNearATie) {
   EXPECT_THROW(run_clear_noisy(c, in, std::vector<double>(1, 0.0), gen), std::invalid_argument);
 }
 
+// Neighbour reads in the clear simulation: approximate_read_std_dev gives the lookup the noise
+// of its own reads, in input steps; a draw moves the read by whole steps, clamped to the
+// input's range: far from a change the entry, near one its neighbours, never past the ends.
+TEST(ClearSimulation, NeighbourReadsMoveByStepsWithinTheRange) {
+  CircuitBuilder b;
+  const Value x = b.input({1, 3}, 4, false, "x");
+  const Value xs = b.matmul(x, Tensor({3, 3}, {1, 0, 0, 0, 1, 0, 0, 0, 1}), "copy");
+  Table t{0, 0, {}};
+  for (std::int64_t v = 0; v < 16; ++v) t.values.push_back(10 * v);
+  const Value y = b.lookup_per_element_shared(xs, {t}, {0, 0, 0}, "read", 6);
+  b.output(y, "y");
+  const Circuit c = std::move(b).build();
+  const CompiledCircuit cc = compile_toy(c);
+  const std::vector<double> sd = approximate_read_std_dev(cc);
+  for (std::uint32_t id = 0; id < c.nodes.size(); ++id) {
+    if (id == y.id) {
+      EXPECT_GT(sd[id], 0.0);
+      EXPECT_LT(sd[id], 0.1);  // the toy set is nearly noise-free
+    } else {
+      EXPECT_EQ(sd[id], 0.0) << c.describe_node(id);
+    }
+  }
+  std::mt19937_64 gen(11);
+  const std::vector<Tensor> in = {Tensor({1, 3}, {0, 7, 15})};
+  const std::vector<double> quiet(c.nodes.size(), 0.0);
+  EXPECT_EQ(run_clear_noisy(c, in, quiet, gen)[0].data, run_clear(c, in)[0].data);
+  std::vector<double> wide = sd;
+  wide[y.id] = 0.6;
+  std::vector<std::set<std::int64_t>> seen(3);
+  for (int draw = 0; draw < 400; ++draw) {
+    const std::vector<std::int64_t> out = run_clear_noisy(c, in, wide, gen)[0].data;
+    for (std::size_t e = 0; e < 3; ++e) seen[e].insert(out[e]);
+  }
+  for (const auto& s : seen)
+    for (std::int64_t v : s) EXPECT_EQ(v % 10, 0) << v;  // whole steps
+  EXPECT_EQ(*seen[0].begin(), 0);  // clamped at the bottom
+  EXPECT_TRUE(seen[0].count(10));
+  EXPECT_EQ(*seen[2].rbegin(), 150);  // and at the top
+  EXPECT_TRUE(seen[2].count(140));
+  EXPECT_TRUE(seen[1].count(60) && seen[1].count(70) && seen[1].count(80));
+}
+
 // An approximate rounding read by the client: the output's signature carries the step, and
 // decryption rounds the phase to the nearest multiple of it (or, within the noise of a tie,
 // the other neighbour), at the reading precision W - t rather than W.

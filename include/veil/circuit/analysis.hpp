@@ -82,6 +82,7 @@ struct LookupInfo {
   unsigned precision = 0;        // p: the table has 2^p entries
   unsigned known_zero_bits = 0;  // t
   std::int64_t reduced_min = 0;  // lo / 2^t: entry r reads v = (reduced_min + r) * 2^t
+  std::int64_t reduced_count = 0;  // the input's values: entries 0 .. reduced_count - 1
   unsigned amplification_bits = 0;  // W - t - p
   unsigned input_width = 0;        // W of the segment read
   unsigned output_width = 0;       // width of the segment the table writes into
@@ -93,11 +94,16 @@ struct LookupInfo {
   bool shared = false;
   std::int64_t rotations = 0;  // = elements unless shared
   double output_sq_norm2 = 1;
+  // Approximate reads (circuit.hpp, lookup): > 0 when a read may return a neighbouring entry
+  // with probability up to 2^-neighbour_log2; its constraint then carries that probability
+  // (compile() keeps reads two entries away within the circuit's target).
+  unsigned neighbour_log2 = 0;
 };
 
 // The 2^p entries a lookup's table T takes at its reduced inputs (entry r reads
-// v = (reduced_min + r) * 2^t; 0 where v is outside T's domain): what the PBS's test
-// polynomial holds, box by box.
+// v = (reduced_min + r) * 2^t; the entries past the input's range repeat its last value,
+// which no exact read reaches and which keeps a shared rotation's jumps few): what the
+// PBS's test polynomial holds, box by box.
 std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& info);
 
 // Multi-value bootstrapping (docs/formats/circuit.md, "Shared rotations"). One blind rotation
@@ -149,6 +155,10 @@ struct CircuitStatistics {
   unsigned max_lookup_precision = 0;
   double max_lookup_sq_norm2 = 0;  // largest constraint, units of Var_BR
   std::size_t pbs_depth = 0;      // sequential PBS waves
+  // Approximate lookups (neighbour reads): their PBS, and, set by compile(), the largest
+  // probability that one of them reads a neighbouring entry under the chosen parameters.
+  std::int64_t approximate_pbs = 0;
+  std::optional<double> log2_neighbour_read_p;
   // Set by compile(): the error probability of the whole circuit under its parameters.
   std::optional<double> predicted_p_error;
   std::optional<double> log2_predicted_p_error;
@@ -216,7 +226,9 @@ CompiledCircuit compile_with_parameters(Circuit circuit, const tfhe::ParameterSe
 // the lookups reading it (the variance at their blind-rotation input, lifted as the lookup
 // lifts it) and the outputs it is (their decryption, counted with the keyswitch and
 // modulus-switch terms as the output constraint is: a slight overestimate). The largest over
-// its readers; 0 for every other node, and everywhere for a levelled-only circuit.
+// its readers. For an approximate lookup (neighbour reads): the standard deviation of its
+// own reads, in units of its input's step (2^t). 0 for every other node, and everywhere for
+// a levelled-only circuit.
 std::vector<double> approximate_read_std_dev(const CompiledCircuit& compiled);
 
 // The circuit's error probability under `params` (every PBS and output read), log2.

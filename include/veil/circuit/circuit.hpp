@@ -17,9 +17,15 @@
 //   reshape, transpose, slice (positive steps), concat, broadcast (numpy rules)
 //                 data movement only: no cryptographic cost beyond copies
 //   lookup        y = T(x) element-wise; T is one table, or one table per element (a table
-//                 index per element; per-channel tables are expanded to that). One optional
-//                 attribute: 1 = shared rotations (lookup_per_element_shared), same values,
-//                 evaluated by multi-value bootstrapping
+//                 index per element; per-channel tables are expanded to that). Optional
+//                 attributes {shared, neighbour}: shared = 1 evaluates the same values by
+//                 multi-value bootstrapping (lookup_per_element_shared); neighbour = n >= 1
+//                 (shared lookups only) makes the reads *approximate*: each may return the
+//                 entry of a neighbouring input value (one step of the input's known zero
+//                 bits away, clamped to the input's range) with probability up to 2^-n,
+//                 which lets the parameter set be chosen for a narrower read (a comparison
+//                 on a 6-bit feature that may flip only next to its threshold). The clear
+//                 executor returns the exact entry; run_clear_noisy draws the neighbours.
 //   round_bits    clears the low `bits` bits of x: floor(x / 2^b) * 2^b, or to nearest,
 //                 floor((x + 2^(b-1)) / 2^b) * 2^b. The value keeps its scale (as Concrete's
 //                 round_bit_pattern): a lookup after it sees multiples of 2^b and reads only
@@ -87,6 +93,9 @@ struct Table {
 // Limits the builder enforces (and the circuit format relies on).
 inline constexpr std::size_t kMaxNameBytes = 4096;   // node and output names
 inline constexpr std::size_t kMaxOperands = 65536;   // operands of one node (concat)
+// Approximate lookups: the rarest neighbour read a lookup may ask for is 2^-60 (a rarer one
+// is an exact read in all but name).
+inline constexpr unsigned kMaxNeighbourLog2 = 60;
 
 // Maximum number of entries of one table (a lookup reads at most 8 bits, but a table may be
 // given over a wider domain than it is ever read on).
@@ -206,8 +215,10 @@ class CircuitBuilder {
   // (analysis.hpp, multi_value_norm2): one PBS per distinct input instead of one per
   // element, at the sum of the squared jumps times a PBS output's noise (1 for a step
   // table: comparisons).
+  // neighbour_log2 > 0: approximate reads, a neighbouring entry with probability up to
+  // 2^-neighbour_log2 (see the lookup's semantics above); in [0, kMaxNeighbourLog2].
   Value lookup_per_element_shared(Value a, std::vector<Table> tables, std::vector<std::uint32_t> table_index,
-                                  std::string name = {});
+                                  std::string name = {}, unsigned neighbour_log2 = 0);
   // tables[c] for every element whose index along `axis` is c.
   Value lookup_per_channel(Value a, std::int64_t axis, std::vector<Table> tables, std::string name = {});
   Value lookup_per_channel(Value a, std::int64_t axis, const std::vector<TableFunction>& fs, std::string name = {});

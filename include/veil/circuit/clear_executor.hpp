@@ -20,9 +20,11 @@ std::vector<Tensor> run_clear(const Circuit& circuit, const std::vector<Tensor>&
 std::vector<Tensor> run_clear_all_nodes(const Circuit& circuit, const std::vector<Tensor>& inputs);
 
 // run_clear, except that every approximate round_bits node with std_dev[node] > 0 rounds
-// x + e to the nearest multiple, e ~ N(0, std_dev[node]^2) drawn from `rng` per element: what
-// the FHE executor's reads do near a tie (analysis.hpp, approximate_read_std_dev). A
-// simulation of FHE's accuracy in the clear, not a reproduction of one encrypted run.
+// x + e to the nearest multiple, e ~ N(0, std_dev[node]^2) drawn from `rng` per element, and
+// every lookup with neighbour reads and std_dev[node] > 0 reads its input moved by round(e)
+// steps (clamped to the input's range): what the FHE executor's reads do near a tie
+// (analysis.hpp, approximate_read_std_dev). A simulation of FHE's accuracy in the clear, not
+// a reproduction of one encrypted run.
 std::vector<Tensor> run_clear_noisy(const Circuit& circuit, const std::vector<Tensor>& inputs,
                                     const std::vector<double>& std_dev, std::mt19937_64& rng);
 
