@@ -14,6 +14,7 @@ struct CompileArgs {
   std::optional<unsigned> n_bits;         // all input/weight bit widths of the model family
   std::optional<unsigned> lookup_bits;    // networks: rounding threshold
   bool auto_tree_bits = false;            // trees: input bits chosen per model
+  bool exact_tree_comparisons = false;    // trees: comparisons read exactly (no neighbour reads)
   std::optional<double> p_error;          // per PBS
   std::optional<double> global_p_error;   // whole circuit
   bool force = false;

@@ -25,6 +25,10 @@ int main(int argc, char** argv) {
   c->add_flag("--auto-tree-bits", compile_args.auto_tree_bits,
               "Trees: the fewest input bits (at most 6) whose predictions on the calibration rows stay within 2 points of 6 bits (default: 6 bits)")
       ->excludes("--n-bits");
+  c->add_flag("--exact-tree-comparisons", compile_args.exact_tree_comparisons,
+              "Trees: comparisons read their feature exactly, FHE = clear bit for bit, on a parameter set as wide as the inputs "
+              "(default: a comparison may read a neighbouring code with probability at most 2^-10, so the set follows the "
+              "narrower leaf lookups)");
   c->add_option("--lookup-bits", compile_args.lookup_bits, "Networks: bits a lookup reads after rounding, 2 to 8 (default: the fewest, at most 6, whose predictions on the calibration rows stay within 1 point of 6 bits)")->check(CLI::Range(2u, 8u));
   c->add_option("--p-error", compile_args.p_error, "Error probability per PBS (default 2^-40)")->check(CLI::Range(1e-300, 0.5));
   c->add_option("--global-p-error", compile_args.global_p_error, "Error probability of the whole circuit, instead of --p-error")->check(CLI::Range(1e-300, 0.5));

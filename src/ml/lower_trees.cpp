@@ -232,13 +232,11 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
     comp_index_of[u] = static_cast<std::uint32_t>(u);
   }
   const circuit::Value xs = b.matmul(x, select, "tree_features");
-  // One rotation per compared feature (multi-value) pays when a feature has two comparisons.
-  std::vector<std::size_t> per_feature(nf, 0);
-  bool shared = false;
-  for (const Split& cmp : comps) shared = shared || ++per_feature[cmp.feature] > 1;
+  // One rotation per compared feature (multi-value), whose reads may be approximate.
   const circuit::Value c =
-      options.tree_shared_comparisons && shared
-          ? b.lookup_per_element_shared(xs, std::move(comp_tables), std::move(comp_index_of), "tree_comparisons")
+      options.tree_shared_comparisons
+          ? b.lookup_per_element_shared(xs, std::move(comp_tables), std::move(comp_index_of), "tree_comparisons",
+                                        options.tree_comparison_neighbour_log2)
           : b.lookup_per_element(xs, std::move(comp_tables), std::move(comp_index_of), "tree_comparisons");
 
   // One column per (group, value): the group's input before its offset.

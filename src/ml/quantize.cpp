@@ -146,6 +146,10 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   check_bits(options.max_tree_input_bits, 2, 8, "max_tree_input_bits");
   check_bits(options.tree_leaf_bits, 2, 16, "tree_leaf_bits");
   if (options.tree_group_bits > 8) throw std::invalid_argument("compile_model: tree_group_bits must be in [0, 8], got " + std::to_string(options.tree_group_bits));
+  if (options.tree_comparison_neighbour_log2 > circuit::kMaxNeighbourLog2)
+    throw std::invalid_argument("compile_model: tree_comparison_neighbour_log2 must be in [0, " +
+                                std::to_string(circuit::kMaxNeighbourLog2) + "], got " +
+                                std::to_string(options.tree_comparison_neighbour_log2));
   check_bits(options.network_input_bits, 1, 8, "network_input_bits");
   check_bits(options.network_weight_bits, 2, 16, "network_weight_bits");
   check_bits(options.network_activation_bits, 1, 8, "network_activation_bits");
@@ -166,30 +170,41 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   };
   if (const auto* lin = std::get_if<LinearModel>(&model.body)) return finish(detail::lower_linear(model, *lin, calibration, options));
   if (const auto* ens = std::get_if<TreeEnsemble>(&model.body)) {
-    const auto lower_as = [&](unsigned bits, bool shared) {
+    const auto lower_as = [&](unsigned bits, bool shared, unsigned group_bits) {
       QuantizationOptions o = options;
       o.tree_input_bits = bits;
       o.tree_shared_comparisons = shared;
+      o.tree_group_bits = group_bits;
       QuantizedModel q = finish(detail::lower_trees(model, *ens, calibration, o));
       q.tree_input_bits = bits;
       return q;
     };
-    const auto lower = [&](unsigned bits) { return lower_as(bits, false); };
+    const auto lower = [&](unsigned bits) { return lower_as(bits, false, options.tree_group_bits); };
     QuantizedModel q = options.tree_input_bits != 0
                            ? lower(options.tree_input_bits)
                            : fewest_bits_within_tolerance(model, calibration, options, 2, options.max_tree_input_bits,
                                                           options.tree_auto_tolerance, lower);
     if (!options.tree_shared_comparisons) return q;
-    // Shared comparisons (same predictions) when they make the circuit cheaper: fewer PBS,
-    // but twice the noise on the comparisons, which may cost a larger parameter set.
+    // Shared comparisons (same clear predictions) when they make the circuit cheaper: fewer
+    // PBS, but their outputs' noise may cost a larger parameter set. With neighbour reads the
+    // set follows the leaf lookups' width: narrower groups (more of them) may pay.
     const auto total_cost = [](const circuit::Circuit& c) -> std::optional<double> {
       const std::optional<circuit::CompiledCircuit> cc = compile_bootstrapped(c);
       if (!cc) return std::nullopt;
       return static_cast<double>(cc->analysis.statistics.total_pbs) * tfhe::ks_pbs_cost(cc->params);
     };
-    QuantizedModel shared = lower_as(q.tree_input_bits, true);
-    const std::optional<double> plain_cost = total_cost(q.circuit), shared_cost = total_cost(shared.circuit);
-    return plain_cost && shared_cost && *shared_cost < *plain_cost ? shared : q;
+    std::optional<double> best_cost = total_cost(q.circuit);
+    const unsigned widest = options.tree_group_bits ? options.tree_group_bits : q.tree_input_bits;
+    const unsigned narrowest = options.tree_group_bits || options.tree_comparison_neighbour_log2 == 0 ? widest : 2;
+    for (unsigned g = widest; g >= narrowest && g >= 1; --g) {
+      QuantizedModel shared = lower_as(q.tree_input_bits, true, g);
+      const std::optional<double> cost = total_cost(shared.circuit);
+      if (cost && (!best_cost || *cost < *best_cost)) {
+        best_cost = cost;
+        q = std::move(shared);
+      }
+    }
+    return q;
   }
   const auto& net = std::get<Network>(model.body);
   const auto lower_with = [&](unsigned precision, unsigned output_bits) {

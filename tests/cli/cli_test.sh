@@ -56,10 +56,16 @@ roundtrip logreg "$fixtures/models/logreg_breast_cancer.json"   # linear (scikit
 roundtrip xgb "$fixtures/models/xgb_breast_cancer.json"         # tree ensemble (XGBoost JSON)
 roundtrip mlp "$fixtures/models/mlp_breast_cancer.onnx"         # network (ONNX from PyTorch)
 
-# Simulated FHE reads: a tree ensemble reads nothing approximately (the same predictions as
-# the plain simulation); a network's draws are reproducible for a seed; --seed needs the flag.
-ok "$veil" simulate --artifacts "$work/xgb" --input "$work/test.csv" --out "$work/xgb_plain.csv"
-ok "$veil" simulate --artifacts "$work/xgb" --input "$work/test.csv" --out "$work/xgb_noisy.csv" --fhe-noise
+# Tree comparisons read their features approximately by default (neighbour reads); with
+# --exact-tree-comparisons they read nothing approximately: the same predictions as the plain
+# simulation. A network's draws are reproducible for a seed; --seed needs the flag.
+ok "$veil" inspect "$work/xgb/server.zip"
+grep -q "approximate lookups: 20 PBS" "$work/out" || fail "the default XGBoost circuit has no approximate comparisons"
+ok "$veil" compile --model "$fixtures/models/xgb_breast_cancer.json" --calibration "$work/calib.csv" --out "$work/xgb_exact" \
+  --exact-tree-comparisons
+grep -q "approximate lookups" "$work/out" && fail "--exact-tree-comparisons compiled approximate lookups"
+ok "$veil" simulate --artifacts "$work/xgb_exact" --input "$work/test.csv" --out "$work/xgb_plain.csv"
+ok "$veil" simulate --artifacts "$work/xgb_exact" --input "$work/test.csv" --out "$work/xgb_noisy.csv" --fhe-noise
 cmp -s "$work/xgb_plain.csv" "$work/xgb_noisy.csv" || fail "--fhe-noise changed a tree ensemble's predictions"
 ok "$veil" simulate --artifacts "$work/mlp" --input "$work/test.csv" --out "$work/mlp_a.csv" --fhe-noise --seed 7
 ok "$veil" simulate --artifacts "$work/mlp" --input "$work/test.csv" --out "$work/mlp_b.csv" --fhe-noise --seed 7

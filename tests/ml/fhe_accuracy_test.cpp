@@ -1,11 +1,12 @@
 // FHE equivalence for every fixture (slow): the compiled circuit run by the FHE executor on a
-// few test rows returns what the clear executor returns. Circuits without approximate
-// rounding (linear models, trees) must agree bit for bit. Networks read accumulators through
-// approximate round_bits, which may return the multiple below or above near a tie; for them
-// the test replays the FHE run in the clear: every lookup reading an approximate value must
-// have returned one of the entries next to the clear one (checked on its decrypted output),
-// and with those choices the clear executor must give the FHE outputs: exactly, or within one
-// step where the output itself is an approximate rounding (a network's last accumulator).
+// few test rows returns what the clear executor returns. Circuits without approximate reads
+// (linear models) must agree bit for bit. Networks read accumulators through approximate
+// round_bits, which may return the multiple below or above near a tie, and tree comparisons
+// read their features with neighbour reads; for them the test replays the FHE run in the
+// clear: every approximate lookup must have returned one of the entries next to the clear one
+// (checked on its decrypted output), and with those choices the clear executor must give the
+// FHE outputs: exactly, or within one step where the output itself is an approximate rounding
+// (a network's last accumulator).
 // VEIL_ML_FHE_SAMPLES sets the rows per model (default 2; 1 for the CNN).
 #include <chrono>
 #include <cmath>
@@ -28,11 +29,16 @@ using testing::Fixture;
 
 class FheFixtureTest : public ::testing::TestWithParam<Fixture> {};
 
-// Lookups that read an approximate rounding (directly or through data movement).
+// Lookups with neighbour reads, or reading an approximate rounding (directly or through data
+// movement).
 std::vector<std::uint32_t> approximate_lookups(const circuit::Circuit& c) {
   std::vector<std::uint32_t> ids;
-  for (std::uint32_t id = 0; id < c.nodes.size(); ++id)
-    if (c.nodes[id].kind == circuit::OpKind::kLookup && circuit::is_approximate(c, c.nodes[id].operands[0])) ids.push_back(id);
+  for (std::uint32_t id = 0; id < c.nodes.size(); ++id) {
+    const circuit::Node& n = c.nodes[id];
+    if (n.kind != circuit::OpKind::kLookup) continue;
+    const bool neighbour = n.attributes.size() == 2 && n.attributes[1] != 0;
+    if (neighbour || circuit::is_approximate(c, n.operands[0])) ids.push_back(id);
+  }
   return ids;
 }
 
@@ -137,11 +143,11 @@ std::vector<circuit::Tensor> check_approximate_row(const circuit::CompiledCircui
   return fhe;
 }
 
-bool has_approximate_rounding(const circuit::Circuit& c) {
+bool has_approximate_reads(const circuit::Circuit& c) {
   for (const auto& n : c.nodes)
     if (n.kind == circuit::OpKind::kRoundBits && n.attributes.at(1) == static_cast<std::int64_t>(circuit::RoundingMode::kApproximate))
       return true;
-  return false;
+  return !approximate_lookups(c).empty();
 }
 
 TEST_P(FheFixtureTest, FhePredictionsEqualClear) {
@@ -156,7 +162,7 @@ TEST_P(FheFixtureTest, FhePredictionsEqualClear) {
   std::size_t samples = f.name.rfind("cnn", 0) == 0 ? 1 : 2;
   if (const char* env = std::getenv("VEIL_ML_FHE_SAMPLES")) samples = std::strtoul(env, nullptr, 10);
   samples = std::min(samples, split.features.rows);
-  const bool exact = !has_approximate_rounding(q.circuit);
+  const bool exact = !has_approximate_reads(q.circuit);
   std::vector<std::vector<circuit::Tensor>> clear_out, fhe_out;
   double seconds = 0;
   for (std::size_t r = 0; r < samples; ++r) {

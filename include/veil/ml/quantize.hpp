@@ -94,8 +94,18 @@ struct QuantizationOptions {
   // CircuitBuilder::lookup_per_element_shared) when some feature has several: one PBS per
   // compared feature instead of one per comparison, at a PBS output's noise (two for
   // XGBoost's tables whose missing-value code makes a second jump).
-  // compile_model keeps it when the compiled circuit's PBS count times its set's cost is lower.
+  // compile_model keeps it when the compiled circuit's PBS count times its set's cost is
+  // lower, over the group widths it tries (tree_group_bits when set; else from the input
+  // bits down to 2 with neighbour reads, the input bits alone without).
   bool tree_shared_comparisons = true;
+  // Comparisons read their feature approximately (circuit neighbour reads, needs
+  // tree_shared_comparisons): one may see a neighbouring code, and so flip when the feature
+  // sits next to its threshold, with probability up to 2^-n per read; 0 reads exactly. The
+  // parameter set then follows the leaf lookups, which compile_model narrows to the
+  // cheapest group width, instead of the comparisons' input bits: at 6 bits the 4-bit set
+  // instead of the 6-bit one. The clear predictions are the same; FHE's differ from them only
+  // where a feature's code is next to a threshold (docs/BENCHMARKS.md measures how often).
+  unsigned tree_comparison_neighbour_log2 = 10;
   // Networks.
   unsigned network_input_bits = 6;
   unsigned network_weight_bits = 5;
