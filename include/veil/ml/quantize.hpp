@@ -11,7 +11,10 @@
 //   tree ensembles inputs quantized per feature (default 6 bits); per node one lookup on
 //                  the quantized feature giving the comparison bit (evaluated on the
 //                  dequantized value, so the client's quantization decides every split),
-//                  the comparisons of one feature sharing one blind rotation;
+//                  the comparisons of one feature sharing one blind rotation, read
+//                  approximately by default (a neighbouring code with probability at most
+//                  2^-10: tree_comparison_neighbour_log2), so that the parameter set
+//                  follows the leaf lookups rather than the input bits;
 //                  leaves in groups (a subtree's leaves, as many as fit tree_group_bits):
 //                  a clear matmul packs the group's path conditions and its subtree's
 //                  comparison bits into one integer, and one lookup gives the reached
