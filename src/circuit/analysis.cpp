@@ -183,12 +183,10 @@ unsigned width_of_span(std::uint64_t span) { return std::max(1u, static_cast<uns
 
 std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& info) {
   std::vector<std::int64_t> entries(std::size_t{1} << info.precision, 0);
+  const auto margin = static_cast<std::int64_t>(info.margin);
   for (std::size_t r = 0; r < entries.size(); ++r) {
-    if (static_cast<std::int64_t>(r) >= info.reduced_count) {
-      entries[r] = r > 0 ? entries[r - 1] : 0;
-      continue;
-    }
-    const std::int64_t v = (info.reduced_min + static_cast<std::int64_t>(r)) * (std::int64_t{1} << info.known_zero_bits);
+    const std::int64_t i = std::clamp<std::int64_t>(static_cast<std::int64_t>(r) - margin, 0, info.reduced_count - 1);
+    const std::int64_t v = (info.reduced_min + margin + i) * (std::int64_t{1} << info.known_zero_bits);
     const std::int64_t offset = v - table.domain_min;
     const std::int64_t index = offset >> table.domain_shift;
     if (offset >= 0 && (offset & ((std::int64_t{1} << table.domain_shift) - 1)) == 0 &&
@@ -271,6 +269,12 @@ CircuitAnalysis analyze(const Circuit& c) {
       const std::uint64_t reduced_span = span_of(x) >> x.trailing_zeros;
       info.reduced_count = static_cast<std::int64_t>(reduced_span) + 1;
       info.precision = width_of_span(reduced_span);
+      info.neighbour_log2 = n.attributes.size() == 2 ? static_cast<unsigned>(n.attributes[1]) : 0;
+      if (info.neighbour_log2 > 0 && !(!n.attributes.empty() && n.attributes[0] == 1)) {
+        info.margin = 1;  // a plain PBS with neighbour reads: one box below and one above
+        info.reduced_min -= 1;
+        info.precision = width_of_span(reduced_span + 2);
+      }
       if (info.precision > kMaxLookupPrecision)
         throw std::invalid_argument(
             c.describe_node(id) + ": its input takes values in [" + std::to_string(x.lo) + ", " + std::to_string(x.hi) +
@@ -280,7 +284,6 @@ CircuitAnalysis analyze(const Circuit& c) {
             std::to_string(info.precision - kMaxLookupPrecision + x.trailing_zeros) + ") before it, or calibrate");
       info.rotations = info.elements;
       info.shared = !n.attributes.empty() && n.attributes[0] == 1;
-      info.neighbour_log2 = n.attributes.size() == 2 ? static_cast<unsigned>(n.attributes[1]) : 0;
       if (info.shared) {
         const std::vector<std::uint32_t> leader = shared_rotation_leaders(c, id);
         info.rotations = 0;

@@ -330,9 +330,6 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
         if (n.attributes[1] < 0 || n.attributes[1] > static_cast<std::int64_t>(kMaxNeighbourLog2))
           fail(label, "neighbour reads must be 0 (exact) or n in [1, " + std::to_string(kMaxNeighbourLog2) +
                           "] (probability 2^-n), got " + std::to_string(n.attributes[1]));
-        if (n.attributes[1] != 0 && n.attributes[0] != 1)
-          fail(label, "approximate (neighbour) reads need shared rotations, whose reads past the input's ends "
-                      "return the end entries");
       }
       const std::int64_t count = element_count(operand_shape(0), label);
       if (n.tables.empty()) fail(label, "needs at least one table");
@@ -827,11 +824,12 @@ Value CircuitBuilder::lookup(Value a, const TableFunction& f, std::string name) 
 }
 
 Value CircuitBuilder::lookup_per_element(Value a, std::vector<Table> tables, std::vector<std::uint32_t> table_index,
-                                         std::string name) {
+                                         std::string name, unsigned neighbour_log2) {
   check_value(a, "lookup");
   Node n = unary(OpKind::kLookup, a, std::move(name));
   n.tables = std::move(tables);
   n.table_index = std::move(table_index);
+  if (neighbour_log2 != 0) n.attributes = {0, neighbour_log2};
   if (n.tables.size() == 1 && !n.table_index.empty()) {
     for (std::uint32_t t : n.table_index)
       if (t != 0) return push(std::move(n));  // let the check name the bad index

@@ -122,13 +122,12 @@ struct Requirement {
   unsigned message_bits;
   double sq_norm2;
   double max_variance;
-  bool own_p_error;
 };
 
 std::vector<Requirement> requirements_of(const OptimizerOptions& o) {
   std::vector<Requirement> out;
   if (o.constraints.empty()) {
-    out.push_back({o.message_bits, o.sq_norm2, max_variance_for_p_error(o.message_bits, o.p_error), false});
+    out.push_back({o.message_bits, o.sq_norm2, max_variance_for_p_error(o.message_bits, o.p_error)});
     return out;
   }
   std::map<std::pair<unsigned, double>, double> worst;
@@ -138,7 +137,7 @@ std::vector<Requirement> requirements_of(const OptimizerOptions& o) {
   }
   for (const auto& [key, sq] : worst) {
     const auto [bits, p_error] = key;
-    out.push_back({bits, sq, max_variance_for_p_error(bits, p_error > 0.0 ? p_error : o.p_error), p_error > 0.0});
+    out.push_back({bits, sq, max_variance_for_p_error(bits, p_error > 0.0 ? p_error : o.p_error)});
   }
   return out;
 }
@@ -148,14 +147,9 @@ std::vector<Requirement> requirements_of(const OptimizerOptions& o) {
 std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options) {
   validate_options(options);
   const std::vector<Requirement> requirements = requirements_of(options);
-  // The set's precision: the widest read at the target error probability (the widest of all
-  // when every read has its own).
-  unsigned message_bits = 0, any_bits = 0;
-  for (const Requirement& r : requirements) {
-    any_bits = std::max(any_bits, r.message_bits);
-    if (!r.own_p_error) message_bits = std::max(message_bits, r.message_bits);
-  }
-  if (message_bits == 0) message_bits = any_bits;
+  // The set's precision: the widest table it serves, exactly or approximately.
+  unsigned message_bits = 0;
+  for (const Requirement& r : requirements) message_bits = std::max(message_bits, r.message_bits);
   // Same expression, same order, as variance_at_blind_rotation_input, per requirement.
   const auto fits_without_ks = [&](double br, double ms) {
     for (const Requirement& r : requirements)

@@ -871,7 +871,7 @@ TEST(CircuitBuilder, ValidateCatchesTamperedCircuits) {
 }
 
 // Lookup attributes {shared, neighbour}: shared 0 or 1; neighbour reads 0 (exact) or
-// 1..kMaxNeighbourLog2, and only with shared rotations.
+// 1..kMaxNeighbourLog2.
 TEST(CircuitBuilder, LookupAttributesAreSharedThenNeighbourReads) {
   CircuitBuilder b;
   const Value x = b.input({2}, 3, false, "x");
@@ -884,9 +884,8 @@ TEST(CircuitBuilder, LookupAttributesAreSharedThenNeighbourReads) {
   EXPECT_TRUE(test_support::has(error({2}), "shared rotations must be 0 or 1"));
   EXPECT_TRUE(test_support::has(error({1, -1}), "neighbour reads must be 0"));
   EXPECT_TRUE(test_support::has(error({1, 61}), "got 61"));
-  EXPECT_TRUE(test_support::has(error({0, 8}), "need shared rotations"));
   EXPECT_TRUE(test_support::has(error({1, 8, 0}), "at most 2 attributes"));
-  for (const std::vector<std::int64_t>& ok : {std::vector<std::int64_t>{0}, {1}, {1, 0}, {0, 0}, {1, 8}, {1, 60}}) {
+  for (const std::vector<std::int64_t>& ok : {std::vector<std::int64_t>{0}, {1}, {1, 0}, {0, 0}, {1, 8}, {1, 60}, {0, 8}}) {
     c.nodes[1].attributes = ok;
     EXPECT_NO_THROW(validate_circuit(c)) << ok.size();
   }
@@ -898,6 +897,11 @@ TEST(CircuitBuilder, LookupAttributesAreSharedThenNeighbourReads) {
   nb.output(z, "z");
   const Circuit built = std::move(nb).build();
   EXPECT_EQ(built.nodes[z.id].attributes, (std::vector<std::int64_t>{1, 8}));
+  CircuitBuilder pb;
+  const Value w = pb.input({2}, 3, false, "x");
+  const Value plain = pb.lookup_per_element(w, {Table{0, 0, {0, 1, 1, 0, 0, 1, 1, 0}}}, {0, 0}, "p", 9);
+  pb.output(plain, "p");
+  EXPECT_EQ(std::move(pb).build().nodes[plain.id].attributes, (std::vector<std::int64_t>{0, 9}));
 }
 
 }  // namespace

@@ -99,6 +99,35 @@ TEST(FheCompiled, NeighbourReadsStayWithinOneEntry) {
     }
 }
 
+// The same with plain PBS (a table per element, margins at both ends): every code reads its
+// entry or a neighbour's, the end codes included, never the negated other end.
+TEST(FheCompiled, PlainNeighbourReadsStayWithinOneEntryAtTheEnds) {
+  const auto build = [](unsigned neighbour_log2) {
+    CircuitBuilder b;
+    const Value x = b.input_range({1, 62}, 0, 61, "x");
+    Table t{0, 0, {}};
+    for (std::int64_t v = 0; v <= 61; ++v) t.values.push_back(v < 30 ? 5 : 9);
+    b.output(b.lookup_per_element(x, {t}, std::vector<std::uint32_t>(62, 0), "y", neighbour_log2), "y");
+    return std::move(b).build();
+  };
+  const CompiledCircuit cc = compile(build(4));
+  EXPECT_EQ(cc.analysis.lookups[0].precision, 6u);
+  EXPECT_LT(tfhe::ks_pbs_cost(cc.params), tfhe::ks_pbs_cost(compile(build(0)).params));
+  const auto secret = tfhe::generate_secret_keys(cc.params);
+  const auto evaluation = tfhe::expand_evaluation_keys(tfhe::generate_seeded_evaluation_keys(secret));
+  const FheExecutor executor(cc, &evaluation);
+  Tensor in = Tensor::filled({1, 62}, 0);
+  for (std::int64_t v = 0; v < 62; ++v) in.data[static_cast<std::size_t>(v)] = v;
+  for (int round = 0; round < 2; ++round) {
+    const Tensor got = decrypt_outputs(cc, secret, executor.run(expand_inputs(cc, encrypt_inputs(cc, secret, {in}))))[0];
+    for (std::int64_t v = 0; v < 62; ++v) {
+      std::set<std::int64_t> allowed;
+      for (std::int64_t n : {v - 1, v, v + 1}) allowed.insert(std::clamp<std::int64_t>(n, 0, 61) < 30 ? 5 : 9);
+      EXPECT_TRUE(allowed.count(got.data[static_cast<std::size_t>(v)])) << "code " << v << " read " << got.data[static_cast<std::size_t>(v)];
+    }
+  }
+}
+
 TEST(FheCompiled, ExactRoundingAndPerElementTablesEqualClear) {
   CircuitBuilder b;
   const Value x = b.input({6}, 5, true, "x");

@@ -64,8 +64,8 @@ Bytes seal(std::uint16_t type, std::uint64_t parameter_id, const Bytes& payload)
   Bytes f(kHeader, 0);
   const char magic[] = "VEILCIRC";
   std::copy(magic, magic + 8, f.begin());
-  set_le(f, kOffMajor, 1, 2);
-  set_le(f, kOffMinor, 1, 2);
+  set_le(f, kOffMajor, kCircuitFormatMajor, 2);
+  set_le(f, kOffMinor, kCircuitFormatMinor, 2);
   set_le(f, kOffType, type, 2);
   set_le(f, kOffParamId, parameter_id, 8);
   f.resize(kHeader + payload.size());
@@ -253,7 +253,7 @@ TEST(CircuitSerialization, HeaderFields) {
   EXPECT_EQ(get_le(f, kOffMajor, 2), kCircuitFormatMajor);
   EXPECT_EQ(get_le(f, kOffMinor, 2), kCircuitFormatMinor);
   EXPECT_EQ(kCircuitFormatMajor, 1);
-  EXPECT_EQ(kCircuitFormatMinor, 1);
+  EXPECT_EQ(kCircuitFormatMinor, 2);
   EXPECT_EQ(get_le(f, kOffType, 2), 1u);
   EXPECT_EQ(get_le(f, kOffReserved16, 2), 0u);
   EXPECT_EQ(get_le(f, kOffParamId, 8), 0u);
@@ -292,7 +292,7 @@ TEST(CircuitSerialization, TheDocumentedExample) {
   CircuitBuilder b;
   b.output(b.input({2}, 3, false, "x"), "y");
   const Bytes want = {
-      0x56, 0x45, 0x49, 0x4c, 0x43, 0x49, 0x52, 0x43, 0x01, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0x00,  //
+      0x56, 0x45, 0x49, 0x4c, 0x43, 0x49, 0x52, 0x43, 0x01, 0x00, 0x02, 0x00, 0x01, 0x00, 0x00, 0x00,  //
       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x89, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  //
       0x72, 0x95, 0xa4, 0x35, 0xb1, 0x44, 0x4b, 0x23, 0x2a, 0xbf, 0x2b, 0xdf, 0xb2, 0x5b, 0x14, 0xcf,  //
       0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  //
@@ -509,17 +509,19 @@ TEST(CircuitSerialization, HeaderChecks) {
   }
   {
     Bytes h = f;
-    set_le(h, kOffMinor, 2, 2);  // a newer minor version
+    set_le(h, kOffMinor, kCircuitFormatMinor + 1, 2);  // a newer minor version
     const std::string e = format_error([&] { deserialize_circuit(h); });
-    EXPECT_TRUE(has(e, "1.2")) << e;
+    EXPECT_TRUE(has(e, "1." + std::to_string(kCircuitFormatMinor + 1))) << e;
     Bytes k = g;
-    set_le(k, kOffMinor, 2, 2);
+    set_le(k, kOffMinor, kCircuitFormatMinor + 1, 2);
     EXPECT_FALSE(loads([&] { deserialize_compiled_circuit(k); }, "newer minor"));
   }
   {
     Bytes h = f;
-    set_le(h, kOffMinor, 0, 2);  // an older minor version reads alike
-    EXPECT_EQ(deserialize_circuit(h), deserialize_circuit(f));
+    for (std::uint64_t older = 0; older < kCircuitFormatMinor; ++older) {  // older minors read alike
+      set_le(h, kOffMinor, older, 2);
+      EXPECT_EQ(deserialize_circuit(h), deserialize_circuit(f)) << older;
+    }
   }
   for (std::uint64_t major : {0u, 2u, 0xFFFFu}) {
     Bytes h = f;

@@ -166,7 +166,7 @@ TEST(TreeLowering, ComparisonsOfAFeatureShareOneRotation) {
 }
 
 // Neighbour reads (the default): the comparisons carry the attribute, the set follows the
-// leaf lookups (4 bits here, against 6 for exact reads) at a third of the cost or less, the
+// leaf lookups (N = 2048 here, against 4096 for exact reads) at 2.5x less cost or better, the
 // clear predictions are the exact circuit's, and the simulated FHE predictions (the reads
 // drawn with the chosen set's noise) change no label on the test split.
 TEST(TreeLowering, NeighbourReadsPutTheComparisonsOnTheLeafLookupsSet) {
@@ -184,8 +184,8 @@ TEST(TreeLowering, NeighbourReadsPutTheComparisonsOnTheLeafLookupsSet) {
     EXPECT_TRUE(cmp.shared) << name;
     EXPECT_EQ(cmp.neighbour_log2, 10u) << name;
     EXPECT_EQ(ce.analysis.lookups[0].neighbour_log2, 0u) << name;
-    EXPECT_EQ(ce.params.message_bits, 6u) << name;
-    EXPECT_LE(ca.params.message_bits, 5u) << name;
+    EXPECT_EQ(ce.params.polynomial_size.value, 4096u) << name;
+    EXPECT_EQ(ca.params.polynomial_size.value, 2048u) << name;
     const double cost_a = static_cast<double>(ca.analysis.statistics.total_pbs) * tfhe::ks_pbs_cost(ca.params);
     const double cost_e = static_cast<double>(ce.analysis.statistics.total_pbs) * tfhe::ks_pbs_cost(ce.params);
     EXPECT_LT(cost_a, cost_e / 2.5) << name << ": " << ca.params.describe() << " vs " << ce.params.describe();

@@ -82,7 +82,11 @@ struct LookupInfo {
   unsigned precision = 0;        // p: the table has 2^p entries
   unsigned known_zero_bits = 0;  // t
   std::int64_t reduced_min = 0;  // lo / 2^t: entry r reads v = (reduced_min + r) * 2^t
-  std::int64_t reduced_count = 0;  // the input's values: entries 0 .. reduced_count - 1
+  std::int64_t reduced_count = 0;  // the input's values: entries margin .. margin + reduced_count - 1
+  // Boxes kept below the first value (and above the last): 1 for a plain (not shared) PBS
+  // with neighbour reads, whose read one box past an end would otherwise wrap to the negated
+  // other end; reduced_min then starts one step below the input's range.
+  unsigned margin = 0;
   unsigned amplification_bits = 0;  // W - t - p
   unsigned input_width = 0;        // W of the segment read
   unsigned output_width = 0;       // width of the segment the table writes into
@@ -101,9 +105,9 @@ struct LookupInfo {
 };
 
 // The 2^p entries a lookup's table T takes at its reduced inputs (entry r reads
-// v = (reduced_min + r) * 2^t; the entries past the input's range repeat its last value,
-// which no exact read reaches and which keeps a shared rotation's jumps few): what the
-// PBS's test polynomial holds, box by box.
+// v = (reduced_min + r) * 2^t; the entries past either end of the input's range, margins
+// included, repeat that end's value, which no exact read reaches and which keeps a shared
+// rotation's jumps few): what the PBS's test polynomial holds, box by box.
 std::vector<std::int64_t> lookup_entries(const Table& table, const LookupInfo& info);
 
 // Multi-value bootstrapping (docs/formats/circuit.md, "Shared rotations"). One blind rotation

@@ -20,12 +20,14 @@
 //                 index per element; per-channel tables are expanded to that). Optional
 //                 attributes {shared, neighbour}: shared = 1 evaluates the same values by
 //                 multi-value bootstrapping (lookup_per_element_shared); neighbour = n >= 1
-//                 (shared lookups only) makes the reads *approximate*: each may return the
-//                 entry of a neighbouring input value (one step of the input's known zero
-//                 bits away, clamped to the input's range) with probability up to 2^-n,
-//                 which lets the parameter set be chosen for a narrower read (a comparison
-//                 on a 6-bit feature that may flip only next to its threshold). The clear
-//                 executor returns the exact entry; run_clear_noisy draws the neighbours.
+//                 makes the reads *approximate*: each may return the entry of a neighbouring
+//                 input value (one step of the input's known zero bits away, clamped to the
+//                 input's range) with probability up to 2^-n, which lets the parameter set
+//                 be chosen for a narrower read (a comparison on a 6-bit feature that may
+//                 flip only next to its threshold). A shared rotation read past an end
+//                 returns the end entry; a plain PBS gets a box of margin at either end of
+//                 its table (which may cost it one bit of precision). The clear executor
+//                 returns the exact entry; run_clear_noisy draws the neighbours.
 //   round_bits    clears the low `bits` bits of x: floor(x / 2^b) * 2^b, or to nearest,
 //                 floor((x + 2^(b-1)) / 2^b) * 2^b. The value keeps its scale (as Concrete's
 //                 round_bit_pattern): a lookup after it sees multiples of 2^b and reads only
@@ -206,9 +208,10 @@ class CircuitBuilder {
   Value lookup(Value a, Table table, std::string name = {});
   // The table of f over every value a can take (per the inferred range).
   Value lookup(Value a, const TableFunction& f, std::string name = {});
-  // tables[table_index[e]] for element e (row-major).
+  // tables[table_index[e]] for element e (row-major). neighbour_log2 > 0: approximate reads
+  // (below), the table laid out with one box of margin at either end.
   Value lookup_per_element(Value a, std::vector<Table> tables, std::vector<std::uint32_t> table_index,
-                           std::string name = {});
+                           std::string name = {}, unsigned neighbour_log2 = 0);
   // The same values, evaluated by multi-value bootstrapping: elements whose inputs are the
   // same ciphertext (copies of one input element through a matmul by one-hot 0/1 columns)
   // share one blind rotation, and each output is read from it by its table's jumps

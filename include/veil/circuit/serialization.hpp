@@ -38,7 +38,7 @@ class CircuitFormatError : public std::runtime_error {
 };
 
 inline constexpr std::uint16_t kCircuitFormatMajor = 1;
-inline constexpr std::uint16_t kCircuitFormatMinor = 1;
+inline constexpr std::uint16_t kCircuitFormatMinor = 2;
 // Default ceiling on one loaded circuit: 1 GiB.
 inline constexpr std::uint64_t kDefaultMaxCircuitBytes = std::uint64_t{1} << 30;
 

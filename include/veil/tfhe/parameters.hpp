@@ -147,9 +147,9 @@ struct OptimizerOptions {
   // When non-empty, replaces (message_bits, sq_norm2): a set is feasible only if every
   // constraint meets its error probability (variance_at_blind_rotation_input(set,
   // c.sq_norm2) <= max_variance_for_p_error(c.message_bits, c.p_error or p_error)), and the
-  // set's message_bits is the largest c.message_bits among the constraints at p_error (of
-  // all constraints when every one has its own). A circuit with lookups of several
-  // precisions and norms passes one constraint per precision (and error probability).
+  // set's message_bits is the largest c.message_bits (the widest table it serves, exactly
+  // or approximately). A circuit with lookups of several precisions and norms passes one
+  // constraint per precision (and error probability).
   std::vector<NoiseConstraint> constraints;
   double p_error = 0x1.0p-40;         // per-lookup error probability target
   unsigned security_bits = 128;
