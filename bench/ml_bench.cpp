@@ -10,8 +10,10 @@
 // 6-bit feature quantizers, so that every lookup fits the 4-bit parameter set),
 // input_bits:auto (QuantizationOptions::tree_input_bits = 0: the fewest bits within the
 // trees' tolerance) and exact_comparisons (the default bits, comparisons read exactly rather
-// than with neighbour reads: tree_comparison_neighbour_log2 = 0). Counter `bits`: the input
-// bits of a tree ensemble, the lookup precision of a network (both may be automatic choices).
+// than with neighbour reads: tree_comparison_neighbour_log2 = 0); networks as
+// ml/<model>/<dataset>/exact_reads (network_neighbour_log2 = 0: every lookup reads exactly, up
+// to approximate rounding's ties). Counter `bits`: the input bits of a tree ensemble, the
+// lookup precision of a network (both may be automatic choices).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -40,7 +42,7 @@ std::string fixtures() {
 }
 
 void bench_model(benchmark::State& state, std::string name, std::string file, std::string dataset, bool regression,
-                 int tree_input_bits, bool exact_comparisons) {
+                 int tree_input_bits, bool exact_reads) {
   const std::string dir = fixtures();
   const ml::Model model = ml::load_model(dir + "/" + file);
   const ml::Matrix calib = ml::load_csv(dir + "/data/" + dataset + "_calib.csv");
@@ -49,7 +51,7 @@ void bench_model(benchmark::State& state, std::string name, std::string file, st
   const std::vector<double> y = all.column(all.cols - 1);
   ml::QuantizationOptions options;
   if (tree_input_bits >= 0) options.tree_input_bits = static_cast<unsigned>(tree_input_bits);  // 0: automatic
-  if (exact_comparisons) options.tree_comparison_neighbour_log2 = 0;
+  if (exact_reads) options.tree_comparison_neighbour_log2 = options.network_neighbour_log2 = 0;
   const ml::QuantizedModel q = ml::compile_model(model, calib, options);
   const ml::Predictions fp = ml::predict_float(model, x), qp = ml::predict_clear(q, x);
   const circuit::CompiledCircuit cc = circuit::compile(q.circuit);
@@ -91,10 +93,12 @@ const bool registered = [] {
     const std::string name = m["name"], file = m["file"], dataset = m["dataset"], task = m["task"];
     std::string model = name.substr(0, name.rfind('_' + dataset));
     const bool trees = model == "tree" || model == "forest" || model == "xgb";
-    // -1: the default widths; 0: automatic input bits; -2: the default widths, exact comparisons.
-    for (const int bits : trees ? std::vector<int>{-1, 4, 0, -2} : std::vector<int>{-1}) {
+    // -1: the default widths; 0: automatic input bits; -2: the default widths, exact reads.
+    const bool network = file.size() > 5 && file.compare(file.size() - 5, 5, ".onnx") == 0;
+    const std::vector<int> variants = trees ? std::vector<int>{-1, 4, 0, -2} : network ? std::vector<int>{-1, -2} : std::vector<int>{-1};
+    for (const int bits : variants) {
       const std::string suffix = bits == -1 ? ""
-                                 : bits == -2 ? "/exact_comparisons"
+                                 : bits == -2 ? (trees ? "/exact_comparisons" : "/exact_reads")
                                               : "/input_bits:" + (bits ? std::to_string(bits) : std::string("auto"));
       benchmark::RegisterBenchmark(("ml/" + model + "/" + dataset + suffix).c_str(), bench_model, name, file, dataset,
                                    task == "regression", std::max(bits, -1), bits == -2)

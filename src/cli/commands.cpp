@@ -42,6 +42,7 @@ int compile(const CompileArgs& a) {
   if (a.lookup_bits) o.quantization.lookup_precision = *a.lookup_bits;
   if (a.auto_tree_bits) o.quantization.tree_input_bits = 0;
   if (a.exact_tree_comparisons) o.quantization.tree_comparison_neighbour_log2 = 0;
+  if (a.exact_network_reads) o.quantization.network_neighbour_log2 = 0;
   if (a.p_error) o.compile.p_error = *a.p_error;
   if (a.global_p_error) o.compile.global_p_error = *a.global_p_error;
   const auto t0 = Clock::now();

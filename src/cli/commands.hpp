@@ -15,6 +15,7 @@ struct CompileArgs {
   std::optional<unsigned> lookup_bits;    // networks: rounding threshold
   bool auto_tree_bits = false;            // trees: input bits chosen per model
   bool exact_tree_comparisons = false;    // trees: comparisons read exactly (no neighbour reads)
+  bool exact_network_reads = false;       // networks: lookups read exactly (no neighbour reads)
   std::optional<double> p_error;          // per PBS
   std::optional<double> global_p_error;   // whole circuit
   bool force = false;

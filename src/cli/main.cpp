@@ -29,6 +29,10 @@ int main(int argc, char** argv) {
               "Trees: comparisons read their feature exactly, FHE = clear bit for bit, on a parameter set as wide as the inputs "
               "(default: a comparison may read a neighbouring code with probability at most 2^-10, so the set follows the "
               "narrower leaf lookups)");
+  c->add_flag("--exact-network-reads", compile_args.exact_network_reads,
+              "Networks: every lookup reads its rounded accumulator exactly, up to approximate rounding's ties (default: a "
+              "lookup may also read a neighbouring step with probability at most 2^-10 where that makes the circuit "
+              "cheaper, so the parameter set needs no 2^-40 reads at the lookups' precision)");
   c->add_option("--lookup-bits", compile_args.lookup_bits, "Networks: bits a lookup reads after rounding, 2 to 8 (default: the fewest, at most 6, whose predictions on the calibration rows stay within 1 point of 6 bits)")->check(CLI::Range(2u, 8u));
   c->add_option("--p-error", compile_args.p_error, "Error probability per PBS (default 2^-40)")->check(CLI::Range(1e-300, 0.5));
   c->add_option("--global-p-error", compile_args.global_p_error, "Error probability of the whole circuit, instead of --p-error")->check(CLI::Range(1e-300, 0.5));

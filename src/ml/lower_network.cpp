@@ -200,7 +200,10 @@ class NetworkLowering {
   // Approximate rounding that leaves at most `bits` bits (lookup_precision when 0) of the
   // calibrated range (`known`: that range, when the caller has it already).
   using Range = std::pair<std::int64_t, std::int64_t>;
-  Value round_for_lookup(Value v, const std::string& name, std::optional<Range> known = std::nullopt, unsigned bits = 0) {
+  // `margin`: the lookup reading it has neighbour reads, whose table keeps a box at either
+  // end: two values fewer fit.
+  Value round_for_lookup(Value v, const std::string& name, std::optional<Range> known = std::nullopt, unsigned bits = 0,
+                         bool margin = false) {
     if (bits == 0) bits = options_.lookup_precision;
     const auto inferred = builder_.range(v);
     auto [lo, hi] = known ? *known : observed(v);
@@ -215,7 +218,8 @@ class NetworkLowering {
       const std::int64_t d = std::int64_t{1} << r;
       const std::int64_t span = floor_div(hi, d) - floor_div(lo, d) + (r > 0 ? 1 : 0);
       const auto entries = static_cast<std::uint64_t>(floor_div(inferred.hi, d) - floor_div(inferred.lo, d) + 1);
-      if (circuit::width_of_span(static_cast<std::uint64_t>(span)) <= bits && entries <= circuit::kMaxTableEntries)
+      if (circuit::width_of_span(static_cast<std::uint64_t>(span + (margin ? 2 : 0))) <= bits &&
+          entries <= circuit::kMaxTableEntries)
         break;
       ++r;
     }
@@ -272,7 +276,8 @@ class NetworkLowering {
     const std::int64_t q_hi = q_lo + (std::int64_t{1} << bits) - 1;
     std::optional<Range> range;
     const Enc x = centred(x_in, label, range);
-    const Value in = round_for_lookup(x.v, label, range);
+    const unsigned neighbour = options_.network_neighbour_log2;
+    const Value in = round_for_lookup(x.v, label, range, 0, neighbour > 0);
     std::map<std::pair<double, double>, std::uint32_t> groups;
     std::vector<circuit::Table> tables;
     std::vector<std::uint32_t> index(x.s.size());
@@ -291,7 +296,7 @@ class NetworkLowering {
       index[e] = it->second;
     }
     Enc y;
-    y.v = builder_.lookup_per_element(in, std::move(tables), std::move(index), label);
+    y.v = builder_.lookup_per_element(in, std::move(tables), std::move(index), label, neighbour);
     y.shape = x.shape;
     y.s.assign(x.s.size(), s_out);
     y.b.assign(x.s.size(), 0.0);
@@ -585,13 +590,16 @@ class NetworkLowering {
         // The difference of two values in [lo, hi].
         exact_hints_[d.id] = circuit::ValueRange{in_range.lo - in_range.hi, in_range.hi - in_range.lo, 0};
         // Accumulators (under a deferred activation) are rounded first: the max is then
-        // exact up to one rounding step 2^r, m in [lo, hi + 2^r]. Activations are narrow
-        // enough to be compared exactly.
-        const Value rd = deferred != deferred_.end() ? round_for_lookup(d, n.name) : d;
-        const Value r = builder_.lookup(rd, [](std::int64_t t) { return t > 0 ? t : 0; }, n.name + "/relu");
+        // exact up to one rounding step 2^r, m in [lo, hi + 2^r], and with neighbour reads
+        // up to two. Activations are narrow enough to be compared exactly.
+        const bool rounded = deferred != deferred_.end();
+        const unsigned neighbour = rounded ? options_.network_neighbour_log2 : 0;
+        const Value rd = rounded ? round_for_lookup(d, n.name, std::nullopt, 0, neighbour > 0) : d;
+        const auto relu = [](std::int64_t t) { return t > 0 ? t : 0; };
+        const Value r = builder_.lookup_per_element(rd, {builder_.table_for(rd, relu)}, {}, n.name + "/relu", neighbour);
         const Value m = builder_.add(parts[i], r, n.name + "/max");
         const std::int64_t step = rd.id == d.id ? 0 : std::int64_t{1} << builder_.range(rd).trailing_zeros;
-        exact_hints_[m.id] = circuit::ValueRange{in_range.lo, in_range.hi + step, 0};
+        exact_hints_[m.id] = circuit::ValueRange{in_range.lo, in_range.hi + (neighbour > 0 ? 2 : 1) * step, 0};
         next.push_back(m);
       }
       if (parts.size() % 2) next.push_back(parts.back());

@@ -72,6 +72,16 @@ ok "$veil" simulate --artifacts "$work/mlp" --input "$work/test.csv" --out "$wor
 cmp -s "$work/mlp_a.csv" "$work/mlp_b.csv" || fail "--fhe-noise with one seed gave two different answers"
 refused "fhe-noise" "$veil" simulate --artifacts "$work/mlp" --input "$work/test.csv" --out "$work/mlp_c.csv" --seed 7
 
+# Network lookups read neighbours by default where that is cheaper (the breast_cancer MLP);
+# --exact-network-reads compiles none.
+ok "$veil" inspect "$work/mlp/server.zip"
+grep -q "approximate lookups: 16 PBS" "$work/out" || fail "the default MLP circuit has no approximate lookups"
+ok "$veil" compile --model "$fixtures/models/mlp_breast_cancer.onnx" --calibration "$work/calib.csv" --out "$work/mlp_exact" \
+  --exact-network-reads
+grep -q "approximate lookups" "$work/out" && fail "--exact-network-reads compiled approximate lookups"
+ok "$veil" inspect "$work/mlp_exact/server.zip"
+grep -q "approximate lookups" "$work/out" && fail "--exact-network-reads compiled approximate lookups"
+
 # Automatic tree input bits: the XGBoost model fits the 4-bit set (see quantize_test).
 ok "$veil" compile --model "$fixtures/models/xgb_breast_cancer.json" --calibration "$work/calib.csv" --out "$work/xgb_auto" --auto-tree-bits
 grep -q "(4-bit: " "$work/out" || fail "--auto-tree-bits: expected 4-bit lookups, got: $(grep lookups "$work/out")"

@@ -140,6 +140,13 @@ struct QuantizationOptions {
   // differences, which costs up to one rounding step of accuracy (cnn_digits: 730 -> 442
   // lookups, accuracy 0.964 -> 0.956, float 0.969).
   bool pool_before_activation = true;
+  // Network lookups read their (rounded) accumulator approximately: a read may return a
+  // neighbouring step's entry with probability up to 2^-n, on top of approximate rounding's
+  // neighbour near a tie (circuit neighbour reads; each table gets a box of margin at either
+  // end, so the rounding keeps 2^p - 2 values of the calibrated range). The set then needs
+  // no 2^-40 reads at the lookups' precision: cheaper PBS (docs/BENCHMARKS.md measures the
+  // accuracy). 0: the reads are as exact as the error target makes them.
+  unsigned network_neighbour_log2 = 10;
   std::map<std::string, unsigned> activation_bits_per_node;  // by ONNX node name
   std::map<std::string, unsigned> weight_bits_per_node;
   // Calibration.
