@@ -2,6 +2,11 @@
 
 #include <fftw3.h>
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define VEIL_FFT_AVX2 1
+#endif
+
 #include <array>
 #include <bit>
 #include <cmath>
@@ -20,13 +25,28 @@ std::mutex& planner_mutex() {
   return m;
 }
 
-// Torus value of a product in torus units: (x - round(x)) * 2^64, wrapped into uint64.
+// Conversions between int64 and f64 by the 1.5 * 2^52 constant, exact for |x| <= 2^51 and
+// written without a branch so that they vectorise on AVX2, which has no packed int64 <-> f64
+// conversion (AVX-512DQ has; without it the compiler emits one scalar cvt per value, which
+// perf measured at a quarter of a 4-bit PBS on an AMD EPYC without AVX-512). A double in
+// [2^52, 2^53] holds 1.5 * 2^52 + x with x in its low mantissa bits, so adding or subtracting
+// the constant's bit pattern moves between the two. IEEE arithmetic in the default rounding
+// mode is assumed (no -ffast-math, which could fold the round trip away).
+constexpr double kMagic = 0x1.8p52;
+constexpr std::int64_t kMagicBits = std::bit_cast<std::int64_t>(kMagic);
+
+// x exactly, for |x| <= 2^51 (decomposition digits are below 2^31).
+inline double double_from_small_int(std::int64_t x) { return std::bit_cast<double>(x + kMagicBits) - kMagic; }
+
+// Torus value of a product in torus units, |x| < 2^51: (x - round(x)) * 2^64 wrapped into
+// uint64, rounded to a multiple of 2^12 (2^-52 of the torus): an error of at most 2^-53 of
+// the torus, a variance of 2^-108, against an FFT term (the noise model's) of 2^-62 or more in
+// every set the optimizer can choose.
 inline Torus torus_from_double(double x) {
-  double frac = x - std::nearbyint(x);  // in [-1/2, 1/2]
-  double scaled = frac * 0x1.0p64;
-  // frac == +1/2 exactly would overflow int64; both ends are the same torus point.
-  if (scaled >= 0x1.0p63) scaled -= 0x1.0p64;
-  return static_cast<Torus>(static_cast<std::int64_t>(scaled));
+  const double frac = x - ((x + kMagic) - kMagic);  // x - round(x), in [-1/2, 1/2]
+  // round(frac * 2^52) in [-2^51, 2^51]; +-1/2 give +-2^63 after the shift, one torus point.
+  const std::int64_t scaled = std::bit_cast<std::int64_t>(frac * 0x1.0p52 + kMagic) - kMagicBits;
+  return static_cast<Torus>(scaled) << 12;
 }
 
 }  // namespace
@@ -109,8 +129,27 @@ void Fft::forward(const double* a, double* spectrum, FftScratch& scratch) const 
 const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch& scratch) const {
   const std::size_t half = n_ / 2;
   double* buf = scratch.data();
-  for (std::size_t j = 0; j < half; ++j) {
-    double x = static_cast<double>(a[j]), y = static_cast<double>(a[j + half]);
+  std::size_t j = 0;
+#ifdef VEIL_FFT_AVX2
+  // Four coefficient pairs a time (N/2 is a multiple of 4): convert, twist, interleave.
+  const __m256i magic_bits = _mm256_set1_epi64x(kMagicBits);
+  const __m256d magic = _mm256_set1_pd(kMagic);
+  for (; j + 4 <= half; j += 4) {
+    const __m256d x = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_add_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)), magic_bits)), magic);
+    const __m256d y = _mm256_sub_pd(
+        _mm256_castsi256_pd(_mm256_add_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j + half)), magic_bits)),
+        magic);
+    const __m256d tr = _mm256_load_pd(twist_re_.data() + j), ti = _mm256_load_pd(twist_im_.data() + j);
+    const __m256d re = _mm256_fmsub_pd(x, tr, _mm256_mul_pd(y, ti));
+    const __m256d im = _mm256_fmadd_pd(x, ti, _mm256_mul_pd(y, tr));
+    const __m256d lo = _mm256_unpacklo_pd(re, im), hi = _mm256_unpackhi_pd(re, im);  // pairs 0, 2 and 1, 3
+    _mm256_store_pd(buf + 2 * j, _mm256_permute2f128_pd(lo, hi, 0x20));
+    _mm256_store_pd(buf + 2 * j + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+  }
+#endif
+  for (; j < half; ++j) {
+    const double x = double_from_small_int(a[j]), y = double_from_small_int(a[j + half]);
     buf[2 * j] = x * twist_re_[j] - y * twist_im_[j];
     buf[2 * j + 1] = x * twist_im_[j] + y * twist_re_[j];
   }
@@ -161,7 +200,30 @@ void Fft::backward_add_torus_interleaved(const double* spectrum, Torus* out, Fft
                    reinterpret_cast<fftw_complex*>(scratch.output()));
   const std::size_t half = n_ / 2;
   const double* buf = scratch.output();
-  for (std::size_t j = 0; j < half; ++j) {
+  std::size_t j = 0;
+#ifdef VEIL_FFT_AVX2
+  // Four values a time: de-interleave, untwist, torus_from_double, add.
+  const __m256i magic_bits = _mm256_set1_epi64x(kMagicBits);
+  const __m256d magic = _mm256_set1_pd(kMagic), scale = _mm256_set1_pd(0x1.0p52);
+  const auto to_torus = [&](__m256d v) {
+    const __m256d frac = _mm256_sub_pd(v, _mm256_sub_pd(_mm256_add_pd(v, magic), magic));
+    return _mm256_slli_epi64(_mm256_sub_epi64(_mm256_castpd_si256(_mm256_fmadd_pd(frac, scale, magic)), magic_bits), 12);
+  };
+  for (; j + 4 <= half; j += 4) {
+    const __m256d p0 = _mm256_load_pd(buf + 2 * j), p1 = _mm256_load_pd(buf + 2 * j + 4);
+    // unpack gives the pairs in the order 0, 2, 1, 3; 0xD8 restores 0, 1, 2, 3.
+    const __m256d x = _mm256_permute4x64_pd(_mm256_unpacklo_pd(p0, p1), 0xD8);
+    const __m256d y = _mm256_permute4x64_pd(_mm256_unpackhi_pd(p0, p1), 0xD8);
+    const __m256d ur = _mm256_load_pd(untwist_re_.data() + j), ui = _mm256_load_pd(untwist_im_.data() + j);
+    const __m256d re = _mm256_fmsub_pd(x, ur, _mm256_mul_pd(y, ui));
+    const __m256d im = _mm256_fmadd_pd(x, ui, _mm256_mul_pd(y, ur));
+    auto* o_re = reinterpret_cast<__m256i*>(out + j);
+    auto* o_im = reinterpret_cast<__m256i*>(out + j + half);
+    _mm256_storeu_si256(o_re, _mm256_add_epi64(_mm256_loadu_si256(o_re), to_torus(re)));
+    _mm256_storeu_si256(o_im, _mm256_add_epi64(_mm256_loadu_si256(o_im), to_torus(im)));
+  }
+#endif
+  for (; j < half; ++j) {
     double x = buf[2 * j], y = buf[2 * j + 1];
     out[j] += torus_from_double(x * untwist_re_[j] - y * untwist_im_[j]);
     out[j + half] += torus_from_double(x * untwist_im_[j] + y * untwist_re_[j]);

@@ -59,13 +59,14 @@ class Fft {
   // Torus values scaled by 2^-64 into [-1/2, 1/2).
   void forward_torus(const Torus* coefficients, double* spectrum, FftScratch& scratch) const;
 
-  // The external product's path, without copies between layouts. Signed integers (the
-  // decomposition digits, exact in f64) -> their spectrum, left interleaved where FFTW wrote
+  // The external product's path, without copies between layouts. Signed integers of at most
+  // 2^51 in magnitude (the decomposition digits) -> their spectrum, left interleaved where FFTW wrote
   // it (re, im pairs: N/2 complex values) in scratch.output(), valid until the scratch's next
   // transform.
   const double* forward_integer_interleaved(const std::int64_t* coefficients, FftScratch& scratch) const;
   // out[j] += the torus value of the product held in the interleaved `spectrum` (in torus
-  // units), which must be 64-byte aligned (as AlignedVector storage is).
+  // units, below 2^51 in magnitude; rounded to 2^-52 of the torus), which must be 64-byte
+  // aligned (as AlignedVector storage is).
   void backward_add_torus_interleaved(const double* spectrum, Torus* out, FftScratch& scratch) const;
 
   // spectrum -> coefficients (normalised: backward(forward(a)) == a up to rounding).
