@@ -7,6 +7,7 @@
 #define VEIL_FFT_AVX2 1
 #endif
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
@@ -158,7 +159,7 @@ const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch
   return scratch.output();
 }
 
-void Fft::forward_torus(const Torus* a, double* spectrum, FftScratch& scratch) const {
+void Fft::twist_torus(const Torus* a, FftScratch& scratch) const {
   const std::size_t half = n_ / 2;
   double* buf = scratch.data();
   for (std::size_t j = 0; j < half; ++j) {
@@ -167,7 +168,18 @@ void Fft::forward_torus(const Torus* a, double* spectrum, FftScratch& scratch) c
     buf[2 * j] = x * twist_re_[j] - y * twist_im_[j];
     buf[2 * j + 1] = x * twist_im_[j] + y * twist_re_[j];
   }
+}
+
+void Fft::forward_torus(const Torus* a, double* spectrum, FftScratch& scratch) const {
+  twist_torus(a, scratch);
   forward_twisted(spectrum, scratch);
+}
+
+void Fft::forward_torus_interleaved(const Torus* a, double* spectrum, FftScratch& scratch) const {
+  twist_torus(a, scratch);
+  fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
+                   reinterpret_cast<fftw_complex*>(scratch.output()));
+  std::copy(scratch.output(), scratch.output() + n_, spectrum);
 }
 
 void Fft::backward_to_scratch(const double* spectrum, FftScratch& scratch) const {

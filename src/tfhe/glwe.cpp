@@ -80,7 +80,7 @@ void convert_ggsw_to_fourier(const GgswShape& shape, std::span<const Torus> ggsw
   const std::size_t n = shape.polynomial_size.value;
   const Fft& fft = Fft::get(shape.polynomial_size);
   const std::size_t polys = shape.row_count() * glwe_size(shape.glwe_dimension);
-  for (std::size_t p = 0; p < polys; ++p) fft.forward_torus(ggsw.data() + p * n, out + p * n, scratch);
+  for (std::size_t p = 0; p < polys; ++p) fft.forward_torus_interleaved(ggsw.data() + p * n, out + p * n, scratch);
 }
 
 FourierGgswCiphertext convert_ggsw_to_fourier(const GgswCiphertext& ggsw) {

@@ -48,11 +48,11 @@ TEST_P(FftProduct, TorusTimesDigitsMatchesSchoolbook) {
   if (dense) negacyclic_multiply_schoolbook(a, b, expected);
   else expected = sparse_schoolbook(a, b);
 
-  // As the external product does it: the torus operand's spectrum split (a bootstrap key's
-  // layout), the digits' spectrum and the accumulator interleaved.
+  // As the external product does it: the torus operand's spectrum (a bootstrap key's), the
+  // digits' spectrum and the accumulator, all interleaved.
   FftScratch scratch{PolynomialSize(n)};
   AlignedVector<double> sa(n), prod(n, 0.0);
-  fft.forward_torus(a.data(), sa.data(), scratch);
+  fft.forward_torus_interleaved(a.data(), sa.data(), scratch);
   const double* sb = fft.forward_integer_interleaved(digits.data(), scratch);
   fourier_multiply_add_interleaved(prod.data(), sb, sa.data(), n / 2);
   AlignedVector<Torus> got(n, 0);

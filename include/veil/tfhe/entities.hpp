@@ -154,7 +154,8 @@ class GgswCiphertext {
   AlignedVector<Torus> data_;
 };
 
-// A GGSW with every row polynomial forward-transformed (split spectra of N doubles).
+// A GGSW with every row polynomial forward-transformed (interleaved spectra of N doubles:
+// Fft::forward_torus_interleaved).
 class FourierGgswCiphertext {
  public:
   explicit FourierGgswCiphertext(const GgswShape& shape) : shape_(shape), data_(shape.words(), 0.0) {}
