@@ -127,7 +127,7 @@ void Fft::forward(const double* a, double* spectrum, FftScratch& scratch) const 
   forward_twisted(spectrum, scratch);
 }
 
-const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch& scratch) const {
+const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch& scratch, double* spectrum) const {
   const std::size_t half = n_ / 2;
   double* buf = scratch.data();
   std::size_t j = 0;
@@ -154,9 +154,10 @@ const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch
     buf[2 * j] = x * twist_re_[j] - y * twist_im_[j];
     buf[2 * j + 1] = x * twist_im_[j] + y * twist_re_[j];
   }
+  double* out = spectrum != nullptr ? spectrum : scratch.output();
   fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
-                   reinterpret_cast<fftw_complex*>(scratch.output()));
-  return scratch.output();
+                   reinterpret_cast<fftw_complex*>(out));
+  return out;
 }
 
 void Fft::twist_torus(const Torus* a, FftScratch& scratch) const {

@@ -94,6 +94,7 @@ ExternalProductScratch::ExternalProductScratch(const GgswShape& shape)
     : fft(shape.polynomial_size),
       state(shape.polynomial_size.value),
       digits(shape.polynomial_size.value),
+      digit_spectra(shape.row_count() * shape.polynomial_size.value),
       accumulator(glwe_size(shape.glwe_dimension) * shape.polynomial_size.value) {}
 
 void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
@@ -102,24 +103,26 @@ void external_product_add(const GgswShape& shape, const double* fourier_ggsw, st
   const std::size_t half = n / 2;
   const std::size_t parts = glwe_size(shape.glwe_dimension);
   const std::size_t l = shape.level_count.value;
+  const std::size_t rows = parts * l;  // row i * l + (j - 1): component i, level j
   const Fft& fft = Fft::get(shape.polynomial_size);
   const Decomposer decomposer(shape.base_log, shape.level_count);
-  double* acc = scratch.accumulator.data();
-  std::fill(scratch.accumulator.begin(), scratch.accumulator.end(), 0.0);
+  // Every row's digit spectrum first, then one pass per output component over all rows.
+  double* spectra = scratch.digit_spectra.data();
   for (std::size_t i = 0; i < parts; ++i) {
     const Torus* poly = in.data() + i * n;
     for (std::size_t t = 0; t < n; ++t) scratch.state[t] = decomposer.round_to_top_bits(poly[t]);
     for (std::size_t j = l; j >= 1; --j) {
       decomposer.next_level_digits(scratch.state, scratch.digits.data());
-      const double* digit_spectrum = fft.forward_integer_interleaved(scratch.digits.data(), scratch.fft);
-      const std::size_t row_offset = (i * l + (j - 1)) * parts * n;
-      const double* row = fourier_ggsw + row_offset;
-      for (std::size_t o = 0; o < parts; ++o)
-        fourier_multiply_add_interleaved(acc + o * n, digit_spectrum, row + o * n, half,
-                                         prefetch != nullptr ? prefetch + row_offset + o * n : nullptr);
+      const std::size_t r = i * l + (j - 1);
+      fft.forward_integer_interleaved(scratch.digits.data(), scratch.fft, spectra + r * n);
     }
   }
-  for (std::size_t o = 0; o < parts; ++o) fft.backward_add_torus_interleaved(acc + o * n, out.data() + o * n, scratch.fft);
+  double* acc = scratch.accumulator.data();
+  for (std::size_t o = 0; o < parts; ++o) {
+    fourier_dot_interleaved(acc + o * n, spectra, n, rows, fourier_ggsw + o * n, parts * n, half,
+                            prefetch != nullptr ? prefetch + o * n : nullptr);
+    fft.backward_add_torus_interleaved(acc + o * n, out.data() + o * n, scratch.fft);
+  }
 }
 
 void external_product(const FourierGgswCiphertext& ggsw, const GlweCiphertext& in, GlweCiphertext& out,

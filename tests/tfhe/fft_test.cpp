@@ -54,7 +54,7 @@ TEST_P(FftProduct, TorusTimesDigitsMatchesSchoolbook) {
   AlignedVector<double> sa(n), prod(n, 0.0);
   fft.forward_torus_interleaved(a.data(), sa.data(), scratch);
   const double* sb = fft.forward_integer_interleaved(digits.data(), scratch);
-  fourier_multiply_add_interleaved(prod.data(), sb, sa.data(), n / 2);
+  fourier_dot_interleaved(prod.data(), sb, 0, 1, sa.data(), 0, n / 2);
   AlignedVector<Torus> got(n, 0);
   fft.backward_add_torus_interleaved(prod.data(), got.data(), scratch);
   std::int64_t worst = 0;

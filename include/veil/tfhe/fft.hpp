@@ -71,7 +71,9 @@ class Fft {
   // 2^51 in magnitude (the decomposition digits) -> their spectrum, left interleaved where FFTW wrote
   // it (re, im pairs: N/2 complex values) in scratch.output(), valid until the scratch's next
   // transform.
-  const double* forward_integer_interleaved(const std::int64_t* coefficients, FftScratch& scratch) const;
+  // With `spectrum` given (N doubles, 64-byte aligned), the transform writes there instead.
+  const double* forward_integer_interleaved(const std::int64_t* coefficients, FftScratch& scratch,
+                                            double* spectrum = nullptr) const;
   // out[j] += the torus value of the product held in the interleaved `spectrum` (in torus
   // units, below 2^51 in magnitude; rounded to 2^-52 of the torus), which must be 64-byte
   // aligned (as AlignedVector storage is).
@@ -101,34 +103,46 @@ class Fft {
   void* backward_plan_ = nullptr;
 };
 
-// acc += a * b, all three interleaved spectra of `fourier_size` complex points; when `next`
-// is given, prefetches it (a spectrum of the same size: the same position in the next GGSW of
-// a bootstrap key) one cache line per 4 points.
-inline void fourier_multiply_add_interleaved(double* __restrict acc, const double* __restrict a,
-                                             const double* __restrict b, std::size_t fourier_size,
-                                             const double* next = nullptr) {
+// out = sum over r < rows of a_r * b_r, all interleaved spectra of `fourier_size` complex
+// points, a_r at a + r * a_stride, b_r at b + r * b_stride (the rows of one output component
+// of a Fourier GGSW). One
+// pass that writes `out` once: the accumulator is not read back per row, which at N = 2048
+// (32 KiB of accumulators, Zen 3's whole L1) went to L2 and back for every row. When `next`
+// is given, prefetches the same positions of it (the next GGSW of a bootstrap key), one cache
+// line per 4 points and row.
+inline void fourier_dot_interleaved(double* __restrict out, const double* __restrict a, std::size_t a_stride,
+                                    std::size_t rows, const double* __restrict b, std::size_t b_stride,
+                                    std::size_t fourier_size, const double* next = nullptr) {
   constexpr std::size_t kLine = 64 / sizeof(double);  // doubles per cache line: 4 points
   const std::size_t words = 2 * fourier_size;
   for (std::size_t base = 0; base < words; base += kLine) {
-    if (next != nullptr) __builtin_prefetch(next + base, 0, 3);
+    if (next != nullptr)
+      for (std::size_t r = 0; r < rows; ++r) __builtin_prefetch(next + r * b_stride + base, 0, 3);
     const std::size_t end = std::min(words, base + kLine);
     std::size_t t = base;
 #if defined(__AVX2__) && defined(__FMA__)
-    // Two points a vector, in-lane shuffles only: acc += a * Re(b) + swap(a) * (-Im(b), Im(b)).
+    // Two points a vector, in-lane shuffles only: a * Re(b) + swap(a) * (-Im(b), Im(b)).
     const __m256d sign = _mm256_set_pd(0.0, -0.0, 0.0, -0.0);
     for (; t + 4 <= end; t += 4) {
-      const __m256d av = _mm256_loadu_pd(a + t), bv = _mm256_loadu_pd(b + t);
-      const __m256d b_re = _mm256_movedup_pd(bv);                                      // re0 re0 re1 re1
-      const __m256d b_im = _mm256_xor_pd(_mm256_permute_pd(bv, 0xF), sign);           // -im0 im0 -im1 im1
-      const __m256d a_swapped = _mm256_permute_pd(av, 0x5);                            // ai0 ar0 ai1 ar1
-      const __m256d sum = _mm256_fmadd_pd(a_swapped, b_im, _mm256_fmadd_pd(av, b_re, _mm256_loadu_pd(acc + t)));
-      _mm256_storeu_pd(acc + t, sum);
+      __m256d sum = _mm256_setzero_pd();
+      for (std::size_t r = 0; r < rows; ++r) {
+        const __m256d av = _mm256_load_pd(a + r * a_stride + t), bv = _mm256_load_pd(b + r * b_stride + t);
+        const __m256d b_re = _mm256_movedup_pd(bv);                             // re0 re0 re1 re1
+        const __m256d b_im = _mm256_xor_pd(_mm256_permute_pd(bv, 0xF), sign);  // -im0 im0 -im1 im1
+        sum = _mm256_fmadd_pd(_mm256_permute_pd(av, 0x5), b_im, _mm256_fmadd_pd(av, b_re, sum));
+      }
+      _mm256_store_pd(out + t, sum);
     }
 #endif
     for (; t + 2 <= end; t += 2) {
-      const double ar = a[t], ai = a[t + 1], br = b[t], bi = b[t + 1];
-      acc[t] += ar * br - ai * bi;
-      acc[t + 1] += ar * bi + ai * br;
+      double re = 0.0, im = 0.0;
+      for (std::size_t r = 0; r < rows; ++r) {
+        const double ar = a[r * a_stride + t], ai = a[r * a_stride + t + 1], br = b[r * b_stride + t], bi = b[r * b_stride + t + 1];
+        re += ar * br - ai * bi;
+        im += ar * bi + ai * br;
+      }
+      out[t] = re;
+      out[t + 1] = im;
     }
   }
 }
