@@ -105,11 +105,10 @@ class Fft {
 
 // out = sum over r < rows of a_r * b_r, all interleaved spectra of `fourier_size` complex
 // points, a_r at a + r * a_stride, b_r at b + r * b_stride (the rows of one output component
-// of a Fourier GGSW). One
-// pass that writes `out` once: the accumulator is not read back per row, which at N = 2048
-// (32 KiB of accumulators, Zen 3's whole L1) went to L2 and back for every row. When `next`
-// is given, prefetches the same positions of it (the next GGSW of a bootstrap key), one cache
-// line per 4 points and row.
+// of a Fourier GGSW). One pass that writes `out` once: the accumulator is not read back per
+// row, which at N = 2048 (32 KiB of accumulators, Zen 3's whole L1) went to L2 and back for
+// every row. When `next` is given, prefetches the same positions of it (the next GGSW of a
+// bootstrap key), one cache line per 4 points and row.
 inline void fourier_dot_interleaved(double* __restrict out, const double* __restrict a, std::size_t a_stride,
                                     std::size_t rows, const double* __restrict b, std::size_t b_stride,
                                     std::size_t fourier_size, const double* next = nullptr) {
@@ -126,12 +125,12 @@ inline void fourier_dot_interleaved(double* __restrict out, const double* __rest
     for (; t + 4 <= end; t += 4) {
       __m256d sum = _mm256_setzero_pd();
       for (std::size_t r = 0; r < rows; ++r) {
-        const __m256d av = _mm256_load_pd(a + r * a_stride + t), bv = _mm256_load_pd(b + r * b_stride + t);
+        const __m256d av = _mm256_loadu_pd(a + r * a_stride + t), bv = _mm256_loadu_pd(b + r * b_stride + t);
         const __m256d b_re = _mm256_movedup_pd(bv);                             // re0 re0 re1 re1
         const __m256d b_im = _mm256_xor_pd(_mm256_permute_pd(bv, 0xF), sign);  // -im0 im0 -im1 im1
         sum = _mm256_fmadd_pd(_mm256_permute_pd(av, 0x5), b_im, _mm256_fmadd_pd(av, b_re, sum));
       }
-      _mm256_store_pd(out + t, sum);
+      _mm256_storeu_pd(out + t, sum);
     }
 #endif
     for (; t + 2 <= end; t += 2) {
