@@ -38,7 +38,10 @@
 //                  activation that feeds it when pool_before_activation; the last layer's
 //                  accumulator is the output, centred and approximately rounded to
 //                  network_output_bits (no lookup: the client's decryption rounds it; exact,
-//                  unrounded, when the network has no lookup at all).
+//                  unrounded, when the network has no lookup at all). The lookups read
+//                  their rounded accumulator approximately by default (a neighbouring step
+//                  with probability at most 2^-10: network_neighbour_log2, tables with a
+//                  box of margin at either end) where that makes the circuit cheaper.
 // Range hints: every levelled node gets the range observed on the calibration rows, widened
 // by range_margin of its span on each side (clipped to the inferred range), so that the
 // circuit's bit widths follow real data (values outside wrap in FHE, as with Concrete's
