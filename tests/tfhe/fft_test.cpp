@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <vector>
 
 #include "test_util.hpp"
 #include "veil/tfhe/csprng.hpp"
@@ -61,6 +62,29 @@ TEST_P(FftProduct, TorusTimesDigitsMatchesSchoolbook) {
   for (std::size_t j = 0; j < n; ++j) worst = std::max(worst, std::abs(testing::torus_distance(got[j], expected[j])));
   // |product| <= N * 2^9 * 2^63: f64 keeps ~2^-53 of it, i.e. far below 2^-20 of the torus.
   EXPECT_LT(worst, std::int64_t{1} << 44) << "N = " << n;
+}
+
+// fourier_dot_interleaved is the complex dot product over rows, point by point, in its
+// vector body and in its scalar tail alike (5 points: two vectors of two and one left over;
+// strides that skip words between rows).
+TEST(FourierDot, IsTheComplexDotProductOverRows) {
+  constexpr std::size_t kPoints = 5, kRows = 3, kStride = 2 * kPoints + 4;
+  std::vector<double> a(kRows * kStride), b(kRows * kStride + 6), out(2 * kPoints, -1.0);
+  const auto value = [] { return static_cast<double>(static_cast<std::int64_t>(test_rng()() % 2001) - 1000) / 64.0; };
+  for (double& x : a) x = value();
+  for (double& x : b) x = value();
+  fourier_dot_interleaved(out.data(), a.data(), kStride, kRows, b.data() + 6, kStride, kPoints);
+  for (std::size_t t = 0; t < kPoints; ++t) {
+    double re = 0, im = 0;  // exact: products of multiples of 2^-6 below 2^10
+    for (std::size_t r = 0; r < kRows; ++r) {
+      const double ar = a[r * kStride + 2 * t], ai = a[r * kStride + 2 * t + 1];
+      const double br = b[6 + r * kStride + 2 * t], bi = b[6 + r * kStride + 2 * t + 1];
+      re += ar * br - ai * bi;
+      im += ar * bi + ai * br;
+    }
+    EXPECT_EQ(out[2 * t], re) << t;
+    EXPECT_EQ(out[2 * t + 1], im) << t;
+  }
 }
 
 // Exact products by a binary polynomial (what encryption uses): bit for bit.
