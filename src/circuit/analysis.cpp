@@ -269,8 +269,9 @@ CircuitAnalysis analyze(const Circuit& c) {
       const std::uint64_t reduced_span = span_of(x) >> x.trailing_zeros;
       info.reduced_count = static_cast<std::int64_t>(reduced_span) + 1;
       info.precision = width_of_span(reduced_span);
+      info.shared = !n.attributes.empty() && n.attributes[0] == 1;
       info.neighbour_log2 = n.attributes.size() == 2 ? static_cast<unsigned>(n.attributes[1]) : 0;
-      if (info.neighbour_log2 > 0 && !(!n.attributes.empty() && n.attributes[0] == 1)) {
+      if (info.neighbour_log2 > 0 && !info.shared) {
         info.margin = 1;  // a plain PBS with neighbour reads: one box below and one above
         info.reduced_min -= 1;
         info.precision = width_of_span(reduced_span + 2);
@@ -283,7 +284,6 @@ CircuitAnalysis analyze(const Circuit& c) {
             std::to_string(kMaxLookupPrecision) + " are supported: round_bits(input, " +
             std::to_string(info.precision - kMaxLookupPrecision + x.trailing_zeros) + ") before it, or calibrate");
       info.rotations = info.elements;
-      info.shared = !n.attributes.empty() && n.attributes[0] == 1;
       if (info.shared) {
         const std::vector<std::uint32_t> leader = shared_rotation_leaders(c, id);
         info.rotations = 0;

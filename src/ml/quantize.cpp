@@ -111,11 +111,21 @@ std::optional<circuit::CompiledCircuit> compile_bootstrapped(const circuit::Circ
   }
 }
 
-// A bootstrapped circuit's cost: its PBS count times its set's cost (nullopt as above).
-std::optional<double> total_cost(const circuit::Circuit& c) {
+// A bootstrapped circuit's cost model (nullopt as above): its set's cost per KS-PBS, and that
+// times its PBS count.
+struct CircuitCost {
+  double per_pbs;
+  double total;
+};
+std::optional<CircuitCost> circuit_cost(const circuit::Circuit& c) {
   const std::optional<circuit::CompiledCircuit> cc = compile_bootstrapped(c);
   if (!cc) return std::nullopt;
-  return static_cast<double>(cc->analysis.statistics.total_pbs) * tfhe::ks_pbs_cost(cc->params);
+  const double per_pbs = tfhe::ks_pbs_cost(cc->params);
+  return CircuitCost{per_pbs, static_cast<double>(cc->analysis.statistics.total_pbs) * per_pbs};
+}
+std::optional<double> total_cost(const circuit::Circuit& c) {
+  const std::optional<CircuitCost> cost = circuit_cost(c);
+  return cost ? std::optional<double>(cost->total) : std::nullopt;
 }
 
 void check_bits(unsigned bits, unsigned lo, unsigned hi, const char* what) {
@@ -224,20 +234,16 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
       q.lookup_precision = precision;
       return q;
     };
-    // Output bits beyond the lookups' precision, where they are free (network_output_bits).
-    const auto cost = [](const circuit::Circuit& c) -> std::optional<double> {
-      const std::optional<circuit::CompiledCircuit> cc = compile_bootstrapped(c);
-      if (!cc) return std::nullopt;
-      return tfhe::ks_pbs_cost(cc->params);
-    };
+    // Output bits beyond the lookups' precision, where the set costs no more per PBS
+    // (network_output_bits).
     const auto with_free_output_bits = [&](QuantizedModel q) {
       const unsigned precision = q.lookup_precision;
-      const std::optional<double> base_cost = cost(q.circuit);
+      const std::optional<CircuitCost> base_cost = circuit_cost(q.circuit);
       if (!base_cost) return q;
       for (unsigned bits = std::min(8u, precision + 2); bits > precision; --bits) {
         QuantizedModel wider = lower_with(precision, bits);
-        const std::optional<double> c = cost(wider.circuit);
-        if (c && *c <= *base_cost) return wider;
+        const std::optional<CircuitCost> c = circuit_cost(wider.circuit);
+        if (c && c->per_pbs <= base_cost->per_pbs) return wider;
       }
       return q;
     };

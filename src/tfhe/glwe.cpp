@@ -95,7 +95,7 @@ ExternalProductScratch::ExternalProductScratch(const GgswShape& shape)
       state(shape.polynomial_size.value),
       digits(shape.polynomial_size.value),
       digit_spectra(shape.row_count() * shape.polynomial_size.value),
-      accumulator(glwe_size(shape.glwe_dimension) * shape.polynomial_size.value) {}
+      accumulator(shape.polynomial_size.value) {}
 
 void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
                           std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
@@ -119,9 +119,9 @@ void external_product_add(const GgswShape& shape, const double* fourier_ggsw, st
   }
   double* acc = scratch.accumulator.data();
   for (std::size_t o = 0; o < parts; ++o) {
-    fourier_dot_interleaved(acc + o * n, spectra, n, rows, fourier_ggsw + o * n, parts * n, half,
+    fourier_dot_interleaved(acc, spectra, n, rows, fourier_ggsw + o * n, parts * n, half,
                             prefetch != nullptr ? prefetch + o * n : nullptr);
-    fft.backward_add_torus_interleaved(acc + o * n, out.data() + o * n, scratch.fft);
+    fft.backward_add_torus_interleaved(acc, out.data() + o * n, scratch.fft);
   }
 }
 

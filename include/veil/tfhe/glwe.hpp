@@ -60,7 +60,7 @@ class ExternalProductScratch {
   AlignedVector<Torus> state;
   AlignedVector<std::int64_t> digits;
   AlignedVector<double> digit_spectra;  // (k+1) * l spectra, interleaved: every row's digits
-  AlignedVector<double> accumulator;    // (k+1) spectra, interleaved (Fft::backward_add_torus_interleaved)
+  AlignedVector<double> accumulator;    // one output spectrum, interleaved (Fft::backward_add_torus_interleaved)
 };
 
 // out += GGSW [x] in, with the GGSW given as its Fourier rows (layout of FourierGgswCiphertext).
