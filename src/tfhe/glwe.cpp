@@ -95,10 +95,16 @@ ExternalProductScratch::ExternalProductScratch(const GgswShape& shape)
       state(shape.polynomial_size.value),
       digits(shape.polynomial_size.value),
       digit_spectra(shape.row_count() * shape.polynomial_size.value),
-      accumulator(shape.polynomial_size.value) {}
+      accumulator(glwe_size(shape.glwe_dimension) * shape.polynomial_size.value) {}
 
-void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
-                          std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
+namespace {
+
+// out += GGSW [x] the GLWE whose component i the caller writes, rounded to the decomposition's
+// top bits (Decomposer::round_to_top_bits), by round_component(i, state). Every row's digit
+// spectrum first, then all output spectra in one pass over the rows, each written once.
+template <class RoundComponent>
+void external_product_add_rounded(const GgswShape& shape, const double* fourier_ggsw, RoundComponent round_component,
+                                  std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
   const std::size_t n = shape.polynomial_size.value;
   const std::size_t half = n / 2;
   const std::size_t parts = glwe_size(shape.glwe_dimension);
@@ -106,11 +112,9 @@ void external_product_add(const GgswShape& shape, const double* fourier_ggsw, st
   const std::size_t rows = parts * l;  // row i * l + (j - 1): component i, level j
   const Fft& fft = Fft::get(shape.polynomial_size);
   const Decomposer decomposer(shape.base_log, shape.level_count);
-  // Every row's digit spectrum first, then one pass per output component over all rows.
   double* spectra = scratch.digit_spectra.data();
   for (std::size_t i = 0; i < parts; ++i) {
-    const Torus* poly = in.data() + i * n;
-    for (std::size_t t = 0; t < n; ++t) scratch.state[t] = decomposer.round_to_top_bits(poly[t]);
+    round_component(i, scratch.state.data());
     for (std::size_t j = l; j >= 1; --j) {
       decomposer.next_level_digits(scratch.state, scratch.digits.data());
       const std::size_t r = i * l + (j - 1);
@@ -118,11 +122,37 @@ void external_product_add(const GgswShape& shape, const double* fourier_ggsw, st
     }
   }
   double* acc = scratch.accumulator.data();
-  for (std::size_t o = 0; o < parts; ++o) {
-    fourier_dot_interleaved(acc, spectra, n, rows, fourier_ggsw + o * n, parts * n, half,
-                            prefetch != nullptr ? prefetch + o * n : nullptr);
-    fft.backward_add_torus_interleaved(acc, out.data() + o * n, scratch.fft);
-  }
+  fourier_dot_outputs(acc, n, parts, spectra, n, rows, fourier_ggsw, parts * n, n, half, prefetch);
+  for (std::size_t o = 0; o < parts; ++o) fft.backward_add_torus_interleaved(acc + o * n, out.data() + o * n, scratch.fft);
+}
+
+}  // namespace
+
+void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
+                          std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
+  const std::size_t n = shape.polynomial_size.value;
+  const Decomposer decomposer(shape.base_log, shape.level_count);
+  external_product_add_rounded(
+      shape, fourier_ggsw,
+      [&](std::size_t i, Torus* state) {
+        const Torus* poly = in.data() + i * n;
+        for (std::size_t t = 0; t < n; ++t) state[t] = decomposer.round_to_top_bits(poly[t]);
+      },
+      out, scratch, prefetch);
+}
+
+void blind_rotation_step(const GgswShape& shape, const double* fourier_ggsw, std::size_t a, std::span<Torus> acc,
+                         ExternalProductScratch& scratch, const double* prefetch) {
+  const std::size_t n = shape.polynomial_size.value;
+  const Decomposer decomposer(shape.base_log, shape.level_count);
+  // The difference is rounded as it is formed; acc is only written after every component is
+  // decomposed, so reading it here sees the step's input.
+  external_product_add_rounded(
+      shape, fourier_ggsw,
+      [&](std::size_t i, Torus* state) {
+        map_monomial_minus_one(acc.data() + i * n, n, a, state, [&](Torus x) { return decomposer.round_to_top_bits(x); });
+      },
+      acc, scratch, prefetch);
 }
 
 void external_product(const FourierGgswCiphertext& ggsw, const GlweCiphertext& in, GlweCiphertext& out,

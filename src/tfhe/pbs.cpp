@@ -42,13 +42,12 @@ LookupTable LookupTable::from_function(PolynomialSize n, unsigned input_bits, un
 PbsScratch::PbsScratch(const ParameterSet& p)
     : small(lwe_size(p.lwe_dimension)),
       accumulator(glwe_size(p.glwe_dimension) * p.polynomial_size.value),
-      difference(glwe_size(p.glwe_dimension) * p.polynomial_size.value),
       switched_mask(p.lwe_dimension.value),
       keyswitch{std::vector<std::int64_t>(p.ks_level_count.value), std::vector<std::uint32_t>(lwe_size(p.lwe_dimension))},
       external_product(GgswShape{p.glwe_dimension, p.polynomial_size, p.pbs_base_log, p.pbs_level_count}) {}
 
 std::size_t PbsScratch::bytes() const {
-  return (small.size() + accumulator.size() + difference.size()) * sizeof(Torus) +
+  return (small.size() + accumulator.size()) * sizeof(Torus) +
          keyswitch.digits.size() * sizeof(std::int64_t) + keyswitch.sums.size() * sizeof(std::uint32_t) + switched_mask.size() * sizeof(std::size_t) + external_product.fft.size() * sizeof(double) +
          external_product.state.size() * sizeof(Torus) + external_product.digits.size() * sizeof(std::int64_t) +
          (external_product.digit_spectra.size() + external_product.accumulator.size()) * sizeof(double);
@@ -174,13 +173,8 @@ void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const 
     for (std::size_t g = 0; g < count; ++g) {
       const std::size_t a = scratch[g]->switched_mask[i];
       if (a == 0) continue;  // X^0 * ACC - ACC = 0: nothing to add
-      Torus* acc = scratch[g]->accumulator.data();
-      Torus* diff = scratch[g]->difference.data();
-      for (std::size_t c = 0; c <= k; ++c)
-        multiply_by_monomial_minus_one(std::span<const Torus>(acc + c * nn, nn), a, std::span<Torus>(diff + c * nn, nn));
       // The first product of the group pulls the next GGSW into the cache meanwhile.
-      external_product_add(shape.ggsw, ggsw, std::span<const Torus>(diff, (k + 1) * nn),
-                           std::span<Torus>(acc, (k + 1) * nn), ep, prefetched ? nullptr : next);
+      blind_rotation_step(shape.ggsw, ggsw, a, scratch[g]->accumulator, ep, prefetched ? nullptr : next);
       prefetched = true;
     }
   }

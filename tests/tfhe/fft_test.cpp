@@ -55,7 +55,7 @@ TEST_P(FftProduct, TorusTimesDigitsMatchesSchoolbook) {
   AlignedVector<double> sa(n), prod(n, 0.0);
   fft.forward_torus_interleaved(a.data(), sa.data(), scratch);
   const double* sb = fft.forward_integer_interleaved(digits.data(), scratch);
-  fourier_dot_interleaved(prod.data(), sb, 0, 1, sa.data(), 0, n / 2);
+  fourier_dot_outputs(prod.data(), 0, 1, sb, 0, 1, sa.data(), 0, 0, n / 2);
   AlignedVector<Torus> got(n, 0);
   fft.backward_add_torus_interleaved(prod.data(), got.data(), scratch);
   std::int64_t worst = 0;
@@ -64,26 +64,31 @@ TEST_P(FftProduct, TorusTimesDigitsMatchesSchoolbook) {
   EXPECT_LT(worst, std::int64_t{1} << 44) << "N = " << n;
 }
 
-// fourier_dot_interleaved is the complex dot product over rows, point by point, in its
-// vector body and in its scalar tail alike (5 points: two vectors of two and one left over;
-// strides that skip words between rows).
-TEST(FourierDot, IsTheComplexDotProductOverRows) {
+// Every output of every chunk size (1 to 4, and 4 + 3 for seven outputs), vector body and
+// scalar tail (five points), unaligned operands: the complex dot product over rows.
+TEST(FourierDot, IsTheComplexDotProductOverRowsForEveryOutput) {
   constexpr std::size_t kPoints = 5, kRows = 3, kStride = 2 * kPoints + 4;
-  std::vector<double> a(kRows * kStride), b(kRows * kStride + 6), out(2 * kPoints, -1.0);
-  const auto value = [] { return static_cast<double>(static_cast<std::int64_t>(test_rng()() % 2001) - 1000) / 64.0; };
-  for (double& x : a) x = value();
-  for (double& x : b) x = value();
-  fourier_dot_interleaved(out.data(), a.data(), kStride, kRows, b.data() + 6, kStride, kPoints);
-  for (std::size_t t = 0; t < kPoints; ++t) {
-    double re = 0, im = 0;  // exact: products of multiples of 2^-6 below 2^10
-    for (std::size_t r = 0; r < kRows; ++r) {
-      const double ar = a[r * kStride + 2 * t], ai = a[r * kStride + 2 * t + 1];
-      const double br = b[6 + r * kStride + 2 * t], bi = b[6 + r * kStride + 2 * t + 1];
-      re += ar * br - ai * bi;
-      im += ar * bi + ai * br;
-    }
-    EXPECT_EQ(out[2 * t], re) << t;
-    EXPECT_EQ(out[2 * t + 1], im) << t;
+  for (std::size_t outputs = 1; outputs <= 7; ++outputs) {
+    const std::size_t b_row_stride = outputs * kStride;
+    std::vector<double> a(kRows * kStride + 2), b(kRows * b_row_stride + 6), out(outputs * kStride + 2, -1.0);
+    const auto value = [] { return static_cast<double>(static_cast<std::int64_t>(test_rng()() % 2001) - 1000) / 64.0; };
+    for (double& x : a) x = value();
+    for (double& x : b) x = value();
+    fourier_dot_outputs(out.data() + 2, kStride, outputs, a.data() + 2, kStride, kRows, b.data() + 6, b_row_stride,
+                        kStride, kPoints);
+    for (std::size_t o = 0; o < outputs; ++o)
+      for (std::size_t t = 0; t < kPoints; ++t) {
+        double re = 0, im = 0;  // exact in any order: products of multiples of 2^-6 below 2^10
+        for (std::size_t r = 0; r < kRows; ++r) {
+          const double ar = a[2 + r * kStride + 2 * t], ai = a[2 + r * kStride + 2 * t + 1];
+          const double br = b[6 + r * b_row_stride + o * kStride + 2 * t];
+          const double bi = b[6 + r * b_row_stride + o * kStride + 2 * t + 1];
+          re += ar * br - ai * bi;
+          im += ar * bi + ai * br;
+        }
+        EXPECT_EQ(out[2 + o * kStride + 2 * t], re) << outputs << " outputs, output " << o << ", point " << t;
+        EXPECT_EQ(out[2 + o * kStride + 2 * t + 1], im) << outputs << " outputs, output " << o << ", point " << t;
+      }
   }
 }
 

@@ -85,6 +85,45 @@ TEST_P(GlweShapes, ExternalProductAndCmux) {
   }
 }
 
+// The fused step rounds the rotated difference as it forms it: the same arithmetic as
+// external_product_add on the stored difference, so the same words, for rotations at and
+// around 0, N and 2N (both signs of X^a, the wrap at either end).
+TEST_P(GlweShapes, BlindRotationStepIsTheExternalProductOfTheRotatedDifference) {
+  auto [k, n] = GetParam();
+  auto key = random_glwe_key(k, n);
+  GlweEncryptor encryptor(key);
+  auto rng = EncryptionRandomness::from_os();
+  GgswShape shape{GlweDimension(k), PolynomialSize(n), DecompositionBaseLog(12), DecompositionLevelCount(2)};
+  GgswCiphertext ggsw(shape);
+  encryptor.encrypt_ggsw(1, kSigma, rng, ggsw);
+  auto fourier = convert_ggsw_to_fourier(ggsw);
+  AlignedVector<Torus> m(n);
+  for (std::size_t j = 0; j < n; ++j) m[j] = encode_message((j * 3 + 2) % 8, 3);
+  GlweCiphertext acc{GlweDimension(k), PolynomialSize(n)};
+  encryptor.encrypt(m, kSigma, rng, acc);
+  ExternalProductScratch scratch(shape);
+  const std::size_t parts = k + 1;
+  for (std::size_t a : {std::size_t{0}, std::size_t{1}, n / 2 + 3, n - 1, n, n + 1, 2 * n - 1}) {
+    AlignedVector<Torus> diff(parts * n), expected(acc.data().begin(), acc.data().end());
+    for (std::size_t c = 0; c < parts; ++c) {
+      multiply_by_monomial_minus_one(acc.polynomial(c), a, std::span<Torus>(diff.data() + c * n, n));
+      AlignedVector<Torus> mapped(n);
+      map_monomial_minus_one(acc.polynomial(c).data(), n, a, mapped.data(), [](Torus x) { return x; });
+      ASSERT_TRUE(std::equal(mapped.begin(), mapped.end(), diff.begin() + static_cast<std::ptrdiff_t>(c * n))) << "a = " << a;
+    }
+    external_product_add(shape, fourier.spectrum(0, 0), diff, expected, scratch);
+    GlweCiphertext got = acc;
+    blind_rotation_step(shape, fourier.spectrum(0, 0), a, got.data(), scratch);
+    ASSERT_TRUE(std::equal(expected.begin(), expected.end(), got.data().begin())) << "a = " << a;
+    // And it rotates: X^a * m under a GGSW of 1.
+    AlignedVector<Torus> rotated(n);
+    multiply_by_monomial(m, a, rotated);
+    auto phase = decrypt_glwe_phase(key, got);
+    for (std::size_t j = 0; j < n; ++j)
+      ASSERT_EQ(decode_message(phase[j], 3), decode_message(rotated[j], 3)) << "a = " << a << ", coefficient " << j;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, GlweShapes,
                          ::testing::Values(std::pair<std::size_t, std::size_t>{1, 256},
                                            std::pair<std::size_t, std::size_t>{2, 512},

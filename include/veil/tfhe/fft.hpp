@@ -12,9 +12,8 @@
 // parts (`forward`, `backward`). Interleaved: (re, im) pairs, as FFTW's AVX codelets read and
 // write them. The external product's spectra are all interleaved: its digits', its
 // accumulator and the bootstrap key's (`forward_torus_interleaved`), so that no copy between
-// layouts runs per transform (the copies were ~10 % of a PBS) and the multiply-add needs no
-// lane-crossing shuffle (a split key operand against interleaved digits took four per four
-// points, about a sixth of a 4-bit PBS on AVX2).
+// layouts runs per transform (the copies were ~10 % of a PBS) and the multiply-add
+// (`fourier_dot_outputs`) shuffles only the digits, once per row for all outputs.
 //
 // Torus operands are scaled by 2^-64 into [-1/2, 1/2); products of a torus spectrum with an
 // integer spectrum come back as x in torus units, and (x - round(x)) * 2^64 recovers the
@@ -103,46 +102,80 @@ class Fft {
   void* backward_plan_ = nullptr;
 };
 
-// out = sum over r < rows of a_r * b_r, all interleaved spectra of `fourier_size` complex
-// points, a_r at a + r * a_stride, b_r at b + r * b_stride (the rows of one output component
-// of a Fourier GGSW). One pass that writes `out` once: the accumulator is not read back per
-// row, which at N = 2048 (32 KiB of accumulators, Zen 3's whole L1) went to L2 and back for
-// every row. When `next` is given, prefetches the same positions of it (the next GGSW of a
-// bootstrap key), one cache line per 4 points and row.
-inline void fourier_dot_interleaved(double* __restrict out, const double* __restrict a, std::size_t a_stride,
-                                    std::size_t rows, const double* __restrict b, std::size_t b_stride,
-                                    std::size_t fourier_size, const double* next = nullptr) {
-  constexpr std::size_t kLine = 64 / sizeof(double);  // doubles per cache line: 4 points
+// The rows of a Fourier GGSW against the digit spectra of an external product: for every
+// output component o < outputs,
+//   out_o = sum over r < rows of a_r * b_(r,o),
+// all interleaved spectra of `fourier_size` complex points, a_r at a + r * a_stride, b_(r,o)
+// at b + r * b_row_stride + o * b_out_stride, out_o at out + o * out_stride. When `next` is
+// given (laid out as b: the next GGSW of a bootstrap key), the same positions of it are
+// prefetched, one cache line per 4 points, row and output.
+//
+// Up to four outputs are computed together, so each digit vector is loaded and shuffled once
+// for all of them, and the products need no shuffle at all: with a = (ar, ai) and b = (br, bi),
+// p = sum a * b = (sum ar br, sum ai bi) and q = sum swap(a) * b = (sum ai br, sum ar bi) are
+// two FMAs per row, and re = p0 - p1, im = q0 + q1 come from one horizontal add per output
+// vector at the end. (Shuffling the key operand per row instead, four shuffles per two points,
+// was a sixth of a 4-bit PBS.) Each output is written once.
+namespace detail {
+template <std::size_t kOutputs>
+inline void fourier_dot_chunk(double* __restrict out, std::size_t out_stride, const double* __restrict a,
+                              std::size_t a_stride, std::size_t rows, const double* __restrict b, std::size_t b_row_stride,
+                              std::size_t b_out_stride, std::size_t fourier_size, const double* next) {
   const std::size_t words = 2 * fourier_size;
-  for (std::size_t base = 0; base < words; base += kLine) {
-    if (next != nullptr)
-      for (std::size_t r = 0; r < rows; ++r) __builtin_prefetch(next + r * b_stride + base, 0, 3);
-    const std::size_t end = std::min(words, base + kLine);
-    std::size_t t = base;
+  std::size_t t = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-    // Two points a vector, in-lane shuffles only: a * Re(b) + swap(a) * (-Im(b), Im(b)).
-    const __m256d sign = _mm256_set_pd(0.0, -0.0, 0.0, -0.0);
-    for (; t + 4 <= end; t += 4) {
-      __m256d sum = _mm256_setzero_pd();
-      for (std::size_t r = 0; r < rows; ++r) {
-        const __m256d av = _mm256_loadu_pd(a + r * a_stride + t), bv = _mm256_loadu_pd(b + r * b_stride + t);
-        const __m256d b_re = _mm256_movedup_pd(bv);                             // re0 re0 re1 re1
-        const __m256d b_im = _mm256_xor_pd(_mm256_permute_pd(bv, 0xF), sign);  // -im0 im0 -im1 im1
-        sum = _mm256_fmadd_pd(_mm256_permute_pd(av, 0x5), b_im, _mm256_fmadd_pd(av, b_re, sum));
+  const __m256d odd_sign = _mm256_set_pd(-0.0, 0.0, -0.0, 0.0);
+  for (; t + 4 <= words; t += 4) {
+    if (next != nullptr && t % 8 == 0)  // 8 doubles: one cache line
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t o = 0; o < kOutputs; ++o) __builtin_prefetch(next + r * b_row_stride + o * b_out_stride + t, 0, 3);
+    __m256d p[kOutputs], q[kOutputs];
+    for (std::size_t o = 0; o < kOutputs; ++o) p[o] = q[o] = _mm256_setzero_pd();
+    for (std::size_t r = 0; r < rows; ++r) {
+      const __m256d av = _mm256_loadu_pd(a + r * a_stride + t);
+      const __m256d sv = _mm256_permute_pd(av, 0x5);  // (ai, ar) pairs
+      const double* br = b + r * b_row_stride + t;
+      for (std::size_t o = 0; o < kOutputs; ++o) {
+        const __m256d bv = _mm256_loadu_pd(br + o * b_out_stride);
+        p[o] = _mm256_fmadd_pd(av, bv, p[o]);
+        q[o] = _mm256_fmadd_pd(sv, bv, q[o]);
       }
-      _mm256_storeu_pd(out + t, sum);
     }
+    for (std::size_t o = 0; o < kOutputs; ++o)
+      _mm256_storeu_pd(out + o * out_stride + t, _mm256_hadd_pd(_mm256_xor_pd(p[o], odd_sign), q[o]));
+  }
 #endif
-    for (; t + 2 <= end; t += 2) {
+  for (; t + 2 <= words; t += 2) {
+    for (std::size_t o = 0; o < kOutputs; ++o) {
       double re = 0.0, im = 0.0;
       for (std::size_t r = 0; r < rows; ++r) {
-        const double ar = a[r * a_stride + t], ai = a[r * a_stride + t + 1], br = b[r * b_stride + t], bi = b[r * b_stride + t + 1];
+        const double* bp = b + r * b_row_stride + o * b_out_stride + t;
+        const double ar = a[r * a_stride + t], ai = a[r * a_stride + t + 1], br = bp[0], bi = bp[1];
         re += ar * br - ai * bi;
         im += ar * bi + ai * br;
       }
-      out[t] = re;
-      out[t + 1] = im;
+      out[o * out_stride + t] = re;
+      out[o * out_stride + t + 1] = im;
     }
+  }
+}
+}  // namespace detail
+
+inline void fourier_dot_outputs(double* out, std::size_t out_stride, std::size_t outputs, const double* a,
+                                std::size_t a_stride, std::size_t rows, const double* b, std::size_t b_row_stride,
+                                std::size_t b_out_stride, std::size_t fourier_size, const double* next = nullptr) {
+  for (std::size_t o = 0; o < outputs;) {
+    const std::size_t chunk = std::min<std::size_t>(outputs - o, 4);
+    double* out_o = out + o * out_stride;
+    const double* b_o = b + o * b_out_stride;
+    const double* next_o = next != nullptr ? next + o * b_out_stride : nullptr;
+    switch (chunk) {
+      case 4: detail::fourier_dot_chunk<4>(out_o, out_stride, a, a_stride, rows, b_o, b_row_stride, b_out_stride, fourier_size, next_o); break;
+      case 3: detail::fourier_dot_chunk<3>(out_o, out_stride, a, a_stride, rows, b_o, b_row_stride, b_out_stride, fourier_size, next_o); break;
+      case 2: detail::fourier_dot_chunk<2>(out_o, out_stride, a, a_stride, rows, b_o, b_row_stride, b_out_stride, fourier_size, next_o); break;
+      default: detail::fourier_dot_chunk<1>(out_o, out_stride, a, a_stride, rows, b_o, b_row_stride, b_out_stride, fourier_size, next_o); break;
+    }
+    o += chunk;
   }
 }
 

@@ -60,7 +60,7 @@ class ExternalProductScratch {
   AlignedVector<Torus> state;
   AlignedVector<std::int64_t> digits;
   AlignedVector<double> digit_spectra;  // (k+1) * l spectra, interleaved: every row's digits
-  AlignedVector<double> accumulator;    // one output spectrum, interleaved (Fft::backward_add_torus_interleaved)
+  AlignedVector<double> accumulator;    // k+1 output spectra, interleaved (Fft::backward_add_torus_interleaved)
 };
 
 // out += GGSW [x] in, with the GGSW given as its Fourier rows (layout of FourierGgswCiphertext).
@@ -69,6 +69,11 @@ class ExternalProductScratch {
 void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
                           std::span<Torus> out, ExternalProductScratch& scratch,
                           const double* prefetch = nullptr);
+// acc += GGSW [x] ((X^a - 1) * acc), a in [0, 2N): the CMux of one blind-rotation step
+// (acc becomes X^a * acc where the GGSW encrypts 1). The same arithmetic as
+// external_product_add on the rotated difference, without storing the difference.
+void blind_rotation_step(const GgswShape& shape, const double* fourier_ggsw, std::size_t a, std::span<Torus> acc,
+                         ExternalProductScratch& scratch, const double* prefetch = nullptr);
 // out = GGSW [x] in.
 void external_product(const FourierGgswCiphertext& ggsw, const GlweCiphertext& in, GlweCiphertext& out,
                       ExternalProductScratch& scratch);

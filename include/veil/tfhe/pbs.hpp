@@ -70,7 +70,6 @@ class PbsScratch {
 
   AlignedVector<Torus> small;        // n + 1: the keyswitched ciphertext
   AlignedVector<Torus> accumulator;  // (k+1) * N
-  AlignedVector<Torus> difference;   // (k+1) * N
   std::vector<std::size_t> switched_mask;  // n: the mask after the modulus switch
   KeyswitchScratch keyswitch;
   ExternalProductScratch external_product;

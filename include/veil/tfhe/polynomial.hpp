@@ -20,6 +20,23 @@ void multiply_by_monomial(std::span<const Torus> in, std::size_t t, std::span<To
 // out = X^t * in - in (the CMux difference of the blind rotation), same requirements.
 void multiply_by_monomial_minus_one(std::span<const Torus> in, std::size_t t, std::span<Torus> out);
 
+// out[j] = f(((X^t - 1) * in)[j]) for j < N, t in [0, 2N): the difference handed straight to
+// a consumer (the blind rotation's decomposition rounds it) instead of stored and read back.
+// Two linear passes, which vectorise when f does.
+template <class F>
+inline void map_monomial_minus_one(const Torus* __restrict in, std::size_t n, std::size_t t, Torus* __restrict out, F f) {
+  const bool negate = t >= n;
+  t %= n;
+  // (X^t * in)[j] is in[j - t] for j >= t and -in[j - t + N] below; X^N flips both signs.
+  if (!negate) {
+    for (std::size_t j = 0; j < t; ++j) out[j] = f(Torus{0} - in[j + n - t] - in[j]);
+    for (std::size_t j = t; j < n; ++j) out[j] = f(in[j - t] - in[j]);
+  } else {
+    for (std::size_t j = 0; j < t; ++j) out[j] = f(in[j + n - t] - in[j]);
+    for (std::size_t j = t; j < n; ++j) out[j] = f(Torus{0} - in[j - t] - in[j]);
+  }
+}
+
 // out = a * b mod (X^N + 1, 2^64), O(N^2). The reference the FFT product is tested against.
 void negacyclic_multiply_schoolbook(std::span<const Torus> a, std::span<const Torus> b,
                                     std::span<Torus> out);
