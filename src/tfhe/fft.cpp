@@ -160,6 +160,51 @@ const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch
   return out;
 }
 
+void Fft::forward_next_digits_interleaved(Torus* state, std::size_t base_log, FftScratch& scratch, double* spectrum) const {
+  const std::size_t half = n_ / 2;
+  const Torus mask = (Torus{1} << base_log) - 1;
+  double* buf = scratch.data();
+  std::size_t j = 0;
+#ifdef VEIL_FFT_AVX2
+  const __m256i magic_bits = _mm256_set1_epi64x(kMagicBits);
+  const __m256d magic = _mm256_set1_pd(kMagic);
+  const __m256i mask_v = _mm256_set1_epi64x(static_cast<std::int64_t>(mask));
+  const __m128i base = _mm_cvtsi64_si128(static_cast<long long>(base_log));
+  const __m128i base_less_one = _mm_cvtsi64_si128(static_cast<long long>(base_log - 1));
+  // Digit d = s & mask, recentred by a carry of its top bit (d >= B/2); then exact to f64.
+  const auto next_digits = [&](Torus* p) {
+    const __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    const __m256i d = _mm256_and_si256(s, mask_v);
+    const __m256i carry = _mm256_srl_epi64(d, base_less_one);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm256_add_epi64(_mm256_srl_epi64(s, base), carry));
+    const __m256i digit = _mm256_sub_epi64(d, _mm256_sll_epi64(carry, base));
+    return _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(digit, magic_bits)), magic);
+  };
+  for (; j + 4 <= half; j += 4) {
+    const __m256d x = next_digits(state + j), y = next_digits(state + j + half);
+    const __m256d tr = _mm256_load_pd(twist_re_.data() + j), ti = _mm256_load_pd(twist_im_.data() + j);
+    const __m256d re = _mm256_fmsub_pd(x, tr, _mm256_mul_pd(y, ti));
+    const __m256d im = _mm256_fmadd_pd(x, ti, _mm256_mul_pd(y, tr));
+    const __m256d lo = _mm256_unpacklo_pd(re, im), hi = _mm256_unpackhi_pd(re, im);  // pairs 0, 2 and 1, 3
+    _mm256_store_pd(buf + 2 * j, _mm256_permute2f128_pd(lo, hi, 0x20));
+    _mm256_store_pd(buf + 2 * j + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+  }
+#endif
+  const auto next_digit = [&](Torus& s) {
+    const Torus d = s & mask;
+    const Torus carry = d >> (base_log - 1);
+    s = (s >> base_log) + carry;
+    return double_from_small_int(static_cast<std::int64_t>(d) - static_cast<std::int64_t>(carry << base_log));
+  };
+  for (; j < half; ++j) {
+    const double x = next_digit(state[j]), y = next_digit(state[j + half]);
+    buf[2 * j] = x * twist_re_[j] - y * twist_im_[j];
+    buf[2 * j + 1] = x * twist_im_[j] + y * twist_re_[j];
+  }
+  fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
+                   reinterpret_cast<fftw_complex*>(spectrum));
+}
+
 void Fft::twist_torus(const Torus* a, FftScratch& scratch) const {
   const std::size_t half = n_ / 2;
   double* buf = scratch.data();

@@ -93,7 +93,6 @@ FourierGgswCiphertext convert_ggsw_to_fourier(const GgswCiphertext& ggsw) {
 ExternalProductScratch::ExternalProductScratch(const GgswShape& shape)
     : fft(shape.polynomial_size),
       state(shape.polynomial_size.value),
-      digits(shape.polynomial_size.value),
       digit_spectra(shape.row_count() * shape.polynomial_size.value),
       accumulator(glwe_size(shape.glwe_dimension) * shape.polynomial_size.value) {}
 
@@ -111,15 +110,11 @@ void external_product_add_rounded(const GgswShape& shape, const double* fourier_
   const std::size_t l = shape.level_count.value;
   const std::size_t rows = parts * l;  // row i * l + (j - 1): component i, level j
   const Fft& fft = Fft::get(shape.polynomial_size);
-  const Decomposer decomposer(shape.base_log, shape.level_count);
   double* spectra = scratch.digit_spectra.data();
   for (std::size_t i = 0; i < parts; ++i) {
     round_component(i, scratch.state.data());
-    for (std::size_t j = l; j >= 1; --j) {
-      decomposer.next_level_digits(scratch.state, scratch.digits.data());
-      const std::size_t r = i * l + (j - 1);
-      fft.forward_integer_interleaved(scratch.digits.data(), scratch.fft, spectra + r * n);
-    }
+    for (std::size_t j = l; j >= 1; --j)  // least significant level first: the carries run upward
+      fft.forward_next_digits_interleaved(scratch.state.data(), shape.base_log.value, scratch.fft, spectra + (i * l + (j - 1)) * n);
   }
   double* acc = scratch.accumulator.data();
   fourier_dot_outputs(acc, n, parts, spectra, n, rows, fourier_ggsw, parts * n, n, half, prefetch);

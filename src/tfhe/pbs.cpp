@@ -49,7 +49,7 @@ PbsScratch::PbsScratch(const ParameterSet& p)
 std::size_t PbsScratch::bytes() const {
   return (small.size() + accumulator.size()) * sizeof(Torus) +
          keyswitch.digits.size() * sizeof(std::int64_t) + keyswitch.sums.size() * sizeof(std::uint32_t) + switched_mask.size() * sizeof(std::size_t) + external_product.fft.size() * sizeof(double) +
-         external_product.state.size() * sizeof(Torus) + external_product.digits.size() * sizeof(std::int64_t) +
+         external_product.state.size() * sizeof(Torus) +
          (external_product.digit_spectra.size() + external_product.accumulator.size()) * sizeof(double);
 }
 

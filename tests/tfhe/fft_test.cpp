@@ -7,6 +7,7 @@
 
 #include "test_util.hpp"
 #include "veil/tfhe/csprng.hpp"
+#include "veil/tfhe/decomposition.hpp"
 #include "veil/tfhe/polynomial.hpp"
 
 namespace veil::tfhe {
@@ -106,6 +107,31 @@ TEST_P(FftProduct, ExactSmallProductMatchesSchoolbook) {
   AlignedVector<Torus> got(n, 0);
   SmallPolynomialMultiplier(fft, s).multiply_add(a, got);
   for (std::size_t j = 0; j < n; ++j) ASSERT_EQ(got[j], expected[j]) << "N = " << n << ", coefficient " << j;
+}
+
+// The fused pass advances the state and transforms the digits exactly as
+// Decomposer::next_level_digits followed by forward_integer_interleaved: same words, same
+// spectrum, level after level, for bases from 1 bit to 52.
+TEST_P(FftProduct, NextDigitsTransformIsTheDecompositionsDigitsTransform) {
+  const std::size_t n = GetParam();
+  const Fft& fft = Fft::get(PolynomialSize(n));
+  FftScratch scratch{PolynomialSize(n)};
+  for (std::size_t base_log : {1, 3, 12, 23, 52}) {
+    const std::size_t levels = std::min<std::size_t>(3, 64 / base_log);
+    const Decomposer decomposer{DecompositionBaseLog(base_log), DecompositionLevelCount(levels)};
+    auto poly = random_torus(n);
+    AlignedVector<Torus> fused(n), reference(n);
+    for (std::size_t t = 0; t < n; ++t) fused[t] = reference[t] = decomposer.round_to_top_bits(poly[t]);
+    AlignedVector<std::int64_t> digits(n);
+    AlignedVector<double> got(n), expected(n);
+    for (std::size_t j = levels; j >= 1; --j) {
+      decomposer.next_level_digits(reference, digits.data());
+      fft.forward_integer_interleaved(digits.data(), scratch, expected.data());
+      fft.forward_next_digits_interleaved(fused.data(), base_log, scratch, got.data());
+      ASSERT_TRUE(std::equal(fused.begin(), fused.end(), reference.begin())) << "N = " << n << ", base 2^" << base_log << ", level " << j;
+      ASSERT_TRUE(std::equal(got.begin(), got.end(), expected.begin())) << "N = " << n << ", base 2^" << base_log << ", level " << j;
+    }
+  }
 }
 
 TEST_P(FftProduct, BackwardInvertsForward) {

@@ -73,6 +73,12 @@ class Fft {
   // With `spectrum` given (N doubles, 64-byte aligned), the transform writes there instead.
   const double* forward_integer_interleaved(const std::int64_t* coefficients, FftScratch& scratch,
                                             double* spectrum = nullptr) const;
+  // The spectrum of the next level's signed digits of a rounded polynomial, in one pass that
+  // also advances it: `state` and the digits are exactly Decomposer::next_level_digits's
+  // (same call order: the least significant level first), the transform that of
+  // forward_integer_interleaved on those digits, written to `spectrum` (N doubles).
+  // REQUIRES: 1 <= base_log <= 52.
+  void forward_next_digits_interleaved(Torus* state, std::size_t base_log, FftScratch& scratch, double* spectrum) const;
   // out[j] += the torus value of the product held in the interleaved `spectrum` (in torus
   // units, below 2^51 in magnitude; rounded to 2^-52 of the torus), which must be 64-byte
   // aligned (as AlignedVector storage is).

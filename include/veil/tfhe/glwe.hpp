@@ -58,7 +58,6 @@ class ExternalProductScratch {
   explicit ExternalProductScratch(const GgswShape& shape);
   FftScratch fft;
   AlignedVector<Torus> state;
-  AlignedVector<std::int64_t> digits;
   AlignedVector<double> digit_spectra;  // (k+1) * l spectra, interleaved: every row's digits
   AlignedVector<double> accumulator;    // k+1 output spectra, interleaved (Fft::backward_add_torus_interleaved)
 };
