@@ -116,8 +116,8 @@ class Fft {
 // given (laid out as b: the next GGSW of a bootstrap key), the same positions of it are
 // prefetched, one cache line per 4 points, row and output.
 //
-// Up to four outputs are computed together, so each digit vector is loaded and shuffled once
-// for all of them, and the products need no shuffle at all: with a = (ar, ai) and b = (br, bi),
+// Up to four outputs are computed together (see per_pass), so each digit vector is loaded and
+// shuffled once for all of them, and the products need no shuffle at all: with a = (ar, ai) and b = (br, bi),
 // p = sum a * b = (sum ar br, sum ai bi) and q = sum swap(a) * b = (sum ai br, sum ar bi) are
 // two FMAs per row, and re = p0 - p1, im = q0 + q1 come from one horizontal add per output
 // vector at the end. (Shuffling the key operand per row instead, four shuffles per two points,
@@ -170,8 +170,13 @@ inline void fourier_dot_chunk(double* __restrict out, std::size_t out_stride, co
 inline void fourier_dot_outputs(double* out, std::size_t out_stride, std::size_t outputs, const double* a,
                                 std::size_t a_stride, std::size_t rows, const double* b, std::size_t b_row_stride,
                                 std::size_t b_out_stride, std::size_t fourier_size, const double* next = nullptr) {
+  // Outputs per pass: as many as keep the key streams read at once (rows x outputs) at nine or
+  // fewer. More streams than that ran slower than one output a pass on machine B (k = 6,
+  // N = 256, seven rows: 8.6 ms a PBS with four outputs a pass, 7.1 with two, 6.5 with one),
+  // while the 4-bit set's three rows took all three outputs best (9.6 ms against 10.1 with two).
+  const std::size_t per_pass = std::clamp<std::size_t>(9 / std::max<std::size_t>(rows, 1), 1, 4);
   for (std::size_t o = 0; o < outputs;) {
-    const std::size_t chunk = std::min<std::size_t>(outputs - o, 4);
+    const std::size_t chunk = std::min(outputs - o, per_pass);
     double* out_o = out + o * out_stride;
     const double* b_o = b + o * b_out_stride;
     const double* next_o = next != nullptr ? next + o * b_out_stride : nullptr;
