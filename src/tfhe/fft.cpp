@@ -15,6 +15,7 @@
 #include <numbers>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace veil::tfhe {
 namespace {
@@ -48,6 +49,33 @@ inline Torus torus_from_double(double x) {
   // round(frac * 2^52) in [-2^51, 2^51]; +-1/2 give +-2^63 after the shift, one torus point.
   const std::int64_t scaled = std::bit_cast<std::int64_t>(frac * 0x1.0p52 + kMagic) - kMagicBits;
   return static_cast<Torus>(scaled) << 12;
+}
+
+// buf <- (x_j + i*y_j) * zeta^j for j < half, interleaved, where (x_j, y_j) are the real
+// inputs of coefficients j and j + N/2: `four(j)` yields them four at a time (two __m256d) on
+// AVX2, `one(j)` one at a time for the rest (everything without AVX2).
+template <class Four, class One>
+inline void twist_interleave(const double* twist_re, const double* twist_im, std::size_t half, double* buf, const Four& four,
+                             const One& one) {
+  std::size_t j = 0;
+#ifdef VEIL_FFT_AVX2
+  for (; j + 4 <= half; j += 4) {
+    const auto [x, y] = four(j);
+    const __m256d tr = _mm256_load_pd(twist_re + j), ti = _mm256_load_pd(twist_im + j);
+    const __m256d re = _mm256_fmsub_pd(x, tr, _mm256_mul_pd(y, ti));
+    const __m256d im = _mm256_fmadd_pd(x, ti, _mm256_mul_pd(y, tr));
+    const __m256d lo = _mm256_unpacklo_pd(re, im), hi = _mm256_unpackhi_pd(re, im);  // pairs 0, 2 and 1, 3
+    _mm256_store_pd(buf + 2 * j, _mm256_permute2f128_pd(lo, hi, 0x20));
+    _mm256_store_pd(buf + 2 * j + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
+  }
+#else
+  (void)four;
+#endif
+  for (; j < half; ++j) {
+    const auto [x, y] = one(j);
+    buf[2 * j] = x * twist_re[j] - y * twist_im[j];
+    buf[2 * j + 1] = x * twist_im[j] + y * twist_re[j];
+  }
 }
 
 }  // namespace
@@ -129,31 +157,20 @@ void Fft::forward(const double* a, double* spectrum, FftScratch& scratch) const 
 
 const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch& scratch, double* spectrum) const {
   const std::size_t half = n_ / 2;
-  double* buf = scratch.data();
-  std::size_t j = 0;
 #ifdef VEIL_FFT_AVX2
-  // Four coefficient pairs a time (N/2 is a multiple of 4): convert, twist, interleave.
   const __m256i magic_bits = _mm256_set1_epi64x(kMagicBits);
   const __m256d magic = _mm256_set1_pd(kMagic);
-  for (; j + 4 <= half; j += 4) {
-    const __m256d x = _mm256_sub_pd(
-        _mm256_castsi256_pd(_mm256_add_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j)), magic_bits)), magic);
-    const __m256d y = _mm256_sub_pd(
-        _mm256_castsi256_pd(_mm256_add_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + j + half)), magic_bits)),
-        magic);
-    const __m256d tr = _mm256_load_pd(twist_re_.data() + j), ti = _mm256_load_pd(twist_im_.data() + j);
-    const __m256d re = _mm256_fmsub_pd(x, tr, _mm256_mul_pd(y, ti));
-    const __m256d im = _mm256_fmadd_pd(x, ti, _mm256_mul_pd(y, tr));
-    const __m256d lo = _mm256_unpacklo_pd(re, im), hi = _mm256_unpackhi_pd(re, im);  // pairs 0, 2 and 1, 3
-    _mm256_store_pd(buf + 2 * j, _mm256_permute2f128_pd(lo, hi, 0x20));
-    _mm256_store_pd(buf + 2 * j + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
-  }
+  const auto exact = [&](const std::int64_t* p) {
+    return _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), magic_bits)),
+                         magic);
+  };
+  const auto four = [&](std::size_t j) { return std::pair{exact(a + j), exact(a + j + half)}; };
+#else
+  const auto four = nullptr;
 #endif
-  for (; j < half; ++j) {
-    const double x = double_from_small_int(a[j]), y = double_from_small_int(a[j + half]);
-    buf[2 * j] = x * twist_re_[j] - y * twist_im_[j];
-    buf[2 * j + 1] = x * twist_im_[j] + y * twist_re_[j];
-  }
+  twist_interleave(twist_re_.data(), twist_im_.data(), half, scratch.data(), four, [&](std::size_t j) {
+    return std::pair{double_from_small_int(a[j]), double_from_small_int(a[j + half])};
+  });
   double* out = spectrum != nullptr ? spectrum : scratch.output();
   fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
                    reinterpret_cast<fftw_complex*>(out));
@@ -163,8 +180,6 @@ const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch
 void Fft::forward_next_digits_interleaved(Torus* state, std::size_t base_log, FftScratch& scratch, double* spectrum) const {
   const std::size_t half = n_ / 2;
   const Torus mask = (Torus{1} << base_log) - 1;
-  double* buf = scratch.data();
-  std::size_t j = 0;
 #ifdef VEIL_FFT_AVX2
   const __m256i magic_bits = _mm256_set1_epi64x(kMagicBits);
   const __m256d magic = _mm256_set1_pd(kMagic);
@@ -180,15 +195,9 @@ void Fft::forward_next_digits_interleaved(Torus* state, std::size_t base_log, Ff
     const __m256i digit = _mm256_sub_epi64(d, _mm256_sll_epi64(carry, base));
     return _mm256_sub_pd(_mm256_castsi256_pd(_mm256_add_epi64(digit, magic_bits)), magic);
   };
-  for (; j + 4 <= half; j += 4) {
-    const __m256d x = next_digits(state + j), y = next_digits(state + j + half);
-    const __m256d tr = _mm256_load_pd(twist_re_.data() + j), ti = _mm256_load_pd(twist_im_.data() + j);
-    const __m256d re = _mm256_fmsub_pd(x, tr, _mm256_mul_pd(y, ti));
-    const __m256d im = _mm256_fmadd_pd(x, ti, _mm256_mul_pd(y, tr));
-    const __m256d lo = _mm256_unpacklo_pd(re, im), hi = _mm256_unpackhi_pd(re, im);  // pairs 0, 2 and 1, 3
-    _mm256_store_pd(buf + 2 * j, _mm256_permute2f128_pd(lo, hi, 0x20));
-    _mm256_store_pd(buf + 2 * j + 4, _mm256_permute2f128_pd(lo, hi, 0x31));
-  }
+  const auto four = [&](std::size_t j) { return std::pair{next_digits(state + j), next_digits(state + j + half)}; };
+#else
+  const auto four = nullptr;
 #endif
   const auto next_digit = [&](Torus& s) {
     const Torus d = s & mask;
@@ -196,11 +205,9 @@ void Fft::forward_next_digits_interleaved(Torus* state, std::size_t base_log, Ff
     s = (s >> base_log) + carry;
     return double_from_small_int(static_cast<std::int64_t>(d) - static_cast<std::int64_t>(carry << base_log));
   };
-  for (; j < half; ++j) {
-    const double x = next_digit(state[j]), y = next_digit(state[j + half]);
-    buf[2 * j] = x * twist_re_[j] - y * twist_im_[j];
-    buf[2 * j + 1] = x * twist_im_[j] + y * twist_re_[j];
-  }
+  twist_interleave(twist_re_.data(), twist_im_.data(), half, scratch.data(), four, [&](std::size_t j) {
+    return std::pair{next_digit(state[j]), next_digit(state[j + half])};
+  });
   fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
                    reinterpret_cast<fftw_complex*>(spectrum));
 }
