@@ -15,16 +15,7 @@ void multiply_by_monomial(std::span<const Torus> in, std::size_t t, std::span<To
 }
 
 void multiply_by_monomial_minus_one(std::span<const Torus> in, std::size_t t, std::span<Torus> out) {
-  const std::size_t n = in.size();
-  const bool negate = t >= n;
-  t %= n;
-  if (!negate) {
-    for (std::size_t j = 0; j < n - t; ++j) out[j + t] = in[j] - in[j + t];
-    for (std::size_t j = n - t; j < n; ++j) out[j + t - n] = Torus{0} - in[j] - in[j + t - n];
-  } else {
-    for (std::size_t j = 0; j < n - t; ++j) out[j + t] = Torus{0} - in[j] - in[j + t];
-    for (std::size_t j = n - t; j < n; ++j) out[j + t - n] = in[j] - in[j + t - n];
-  }
+  map_monomial_minus_one(in.data(), in.size(), t, out.data(), [](Torus x) { return x; });
 }
 
 void negacyclic_multiply_schoolbook(std::span<const Torus> a, std::span<const Torus> b,

@@ -13,7 +13,7 @@
 // write them. The external product's spectra are all interleaved: its digits', its
 // accumulator and the bootstrap key's (`forward_torus_interleaved`), so that no copy between
 // layouts runs per transform (the copies were ~10 % of a PBS) and the multiply-add
-// (`fourier_dot_outputs`) shuffles only the digits, once per row for all outputs.
+// (`fourier_dot_outputs`) shuffles only the digits, once per row for the outputs of a pass.
 //
 // Torus operands are scaled by 2^-64 into [-1/2, 1/2); products of a torus spectrum with an
 // integer spectrum come back as x in torus units, and (x - round(x)) * 2^64 recovers the
@@ -66,10 +66,10 @@ class Fft {
   // The same spectrum, interleaved (a bootstrap key's layout).
   void forward_torus_interleaved(const Torus* coefficients, double* spectrum, FftScratch& scratch) const;
 
-  // The external product's path, without copies between layouts. Signed integers of at most
-  // 2^51 in magnitude (the decomposition digits) -> their spectrum, left interleaved where FFTW wrote
-  // it (re, im pairs: N/2 complex values) in scratch.output(), valid until the scratch's next
-  // transform.
+  // Signed integers of at most 2^51 in magnitude -> their spectrum, left interleaved where FFTW
+  // wrote it (re, im pairs: N/2 complex values) in scratch.output(), valid until the scratch's
+  // next transform. (The external product forms its digits in the same pass instead:
+  // forward_next_digits_interleaved, which is checked against this.)
   // With `spectrum` given (N doubles, 64-byte aligned), the transform writes there instead.
   const double* forward_integer_interleaved(const std::int64_t* coefficients, FftScratch& scratch,
                                             double* spectrum = nullptr) const;
@@ -117,10 +117,10 @@ class Fft {
 // prefetched, one cache line per 4 points, row and output.
 //
 // Up to four outputs are computed together (see per_pass), so each digit vector is loaded and
-// shuffled once for all of them, and the products need no shuffle at all: with a = (ar, ai) and b = (br, bi),
-// p = sum a * b = (sum ar br, sum ai bi) and q = sum swap(a) * b = (sum ai br, sum ar bi) are
-// two FMAs per row, and re = p0 - p1, im = q0 + q1 come from one horizontal add per output
-// vector at the end. (Shuffling the key operand per row instead, four shuffles per two points,
+// shuffled once for all of them, and the products need no shuffle at all: with a = (ar, ai)
+// and b = (br, bi), p = sum a * b = (sum ar br, sum ai bi) and q = sum swap(a) * b =
+// (sum ai br, sum ar bi) are two FMAs per row, and re = p0 - p1, im = q0 + q1 come from one
+// horizontal add per output vector at the end. (Shuffling the key operand per row instead, four shuffles per two points,
 // was a sixth of a 4-bit PBS.) Each output is written once.
 namespace detail {
 template <std::size_t kOutputs>

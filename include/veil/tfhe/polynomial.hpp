@@ -17,7 +17,8 @@ namespace veil::tfhe {
 // REQUIRES: in.size() == out.size() == N, t < 2N, in and out do not overlap.
 void multiply_by_monomial(std::span<const Torus> in, std::size_t t, std::span<Torus> out);
 
-// out = X^t * in - in (the CMux difference of the blind rotation), same requirements.
+// out = X^t * in - in (the CMux difference of the blind rotation), same requirements; the
+// stored form of map_monomial_minus_one below.
 void multiply_by_monomial_minus_one(std::span<const Torus> in, std::size_t t, std::span<Torus> out);
 
 // out[j] = f(((X^t - 1) * in)[j]) for j < N, t in [0, 2N): the difference handed straight to
