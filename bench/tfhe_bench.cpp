@@ -1,5 +1,6 @@
 // Benchmarks of the TFHE engine: tfhe/<p>bit/<operation> on the optimizer's set for
-// p_error 2^-40 per lookup (Veil's default), and tfhe/<p>bit_ref128/<operation> on the
+// p_error 2^-40 per lookup (Veil's default), tfhe/<p>bit_mb2/<operation> on the optimizer's
+// multi-bit set (grouping 2) for the same target, and tfhe/<p>bit_ref128/<operation> on the
 // TFHE-rs reference sets (p_fail ~ 2^-128) for comparison with published figures.
 // Keys are generated once per set and shared by the benchmarks of that set.
 #include <benchmark/benchmark.h>
@@ -27,20 +28,25 @@ struct KeySet {
   std::size_t seeded_bytes;
 };
 
-ParameterSet params_for(unsigned bits, bool reference) {
-  if (reference) return reference_parameter_set(bits);
-  auto p = optimize_parameters({.message_bits = bits});
+enum class SetKind { kOptimized, kMultiBit, kReference };
+
+ParameterSet params_for(unsigned bits, SetKind kind) {
+  if (kind == SetKind::kReference) return reference_parameter_set(bits);
+  OptimizerOptions options;
+  options.message_bits = bits;
+  if (kind == SetKind::kMultiBit) options.grouping = GroupingFactor(2);
+  auto p = optimize_parameters(options);
   if (!p) throw std::runtime_error("optimizer found no set");
   return *p;
 }
 
-const KeySet& keys_for(unsigned bits, bool reference) {
-  static std::map<std::pair<unsigned, bool>, std::unique_ptr<KeySet>> cache;
+const KeySet& keys_for(unsigned bits, SetKind kind) {
+  static std::map<std::pair<unsigned, SetKind>, std::unique_ptr<KeySet>> cache;
   static std::mutex m;
   std::lock_guard lock(m);
-  auto& slot = cache[{bits, reference}];
+  auto& slot = cache[{bits, kind}];
   if (!slot) {
-    ParameterSet p = params_for(bits, reference);
+    ParameterSet p = params_for(bits, kind);
     SecretKeys secret = generate_secret_keys(p);
     SeededEvaluationKeys seeded = generate_seeded_evaluation_keys(secret);
     std::size_t seeded_bytes = serialize(seeded).size();
@@ -52,8 +58,8 @@ const KeySet& keys_for(unsigned bits, bool reference) {
 
 void label(benchmark::State& state, const ParameterSet& p) { state.SetLabel(p.describe()); }
 
-void bm_ks(benchmark::State& state, unsigned bits, bool reference) {
-  const KeySet& ks = keys_for(bits, reference);
+void bm_ks(benchmark::State& state, unsigned bits, SetKind kind) {
+  const KeySet& ks = keys_for(bits, kind);
   auto ct = encrypt_message(ks.secret, 1, bits);
   AlignedVector<Torus> out(lwe_size(ks.params.lwe_dimension));
   KeyswitchScratch ks_scratch;
@@ -64,8 +70,8 @@ void bm_ks(benchmark::State& state, unsigned bits, bool reference) {
   label(state, ks.params);
 }
 
-void bm_pbs(benchmark::State& state, unsigned bits, bool reference) {
-  const KeySet& ks = keys_for(bits, reference);
+void bm_pbs(benchmark::State& state, unsigned bits, SetKind kind) {
+  const KeySet& ks = keys_for(bits, kind);
   auto ct = encrypt_message(ks.secret, 1, bits);
   PbsScratch scratch(ks.params);
   keyswitch(ks.eval.ksk, ct.data(), scratch.small, scratch.keyswitch);
@@ -79,8 +85,8 @@ void bm_pbs(benchmark::State& state, unsigned bits, bool reference) {
   label(state, ks.params);
 }
 
-void bm_ks_pbs(benchmark::State& state, unsigned bits, bool reference) {
-  const KeySet& ks = keys_for(bits, reference);
+void bm_ks_pbs(benchmark::State& state, unsigned bits, SetKind kind) {
+  const KeySet& ks = keys_for(bits, kind);
   auto ct = encrypt_message(ks.secret, 1, bits);
   PbsScratch scratch(ks.params);
   auto table = LookupTable::from_function(ks.params.polynomial_size, bits, bits, [](std::uint64_t m) { return m; });
@@ -93,8 +99,8 @@ void bm_ks_pbs(benchmark::State& state, unsigned bits, bool reference) {
   label(state, ks.params);
 }
 
-void bm_ks_pbs_batch(benchmark::State& state, unsigned bits, bool reference) {
-  const KeySet& ks = keys_for(bits, reference);
+void bm_ks_pbs_batch(benchmark::State& state, unsigned bits, SetKind kind) {
+  const KeySet& ks = keys_for(bits, kind);
   const unsigned threads = resolve_thread_count(0);
   const std::size_t count = 8 * threads;
   LweCiphertextList in(ks.params.big_lwe_dimension(), count), out(ks.params.big_lwe_dimension(), count);
@@ -114,8 +120,8 @@ void bm_ks_pbs_batch(benchmark::State& state, unsigned bits, bool reference) {
   label(state, ks.params);
 }
 
-void bm_keygen(benchmark::State& state, unsigned bits, bool reference) {
-  ParameterSet p = params_for(bits, reference);
+void bm_keygen(benchmark::State& state, unsigned bits, SetKind kind) {
+  ParameterSet p = params_for(bits, kind);
   std::size_t seeded = 0;
   for (auto _ : state) {
     SecretKeys secret = generate_secret_keys(p);
@@ -130,8 +136,8 @@ void bm_keygen(benchmark::State& state, unsigned bits, bool reference) {
   label(state, p);
 }
 
-void bm_expand(benchmark::State& state, unsigned bits, bool reference) {
-  ParameterSet p = params_for(bits, reference);
+void bm_expand(benchmark::State& state, unsigned bits, SetKind kind) {
+  ParameterSet p = params_for(bits, kind);
   SecretKeys secret = generate_secret_keys(p);
   SeededEvaluationKeys keys = generate_seeded_evaluation_keys(secret);
   for (auto _ : state) {
@@ -142,21 +148,22 @@ void bm_expand(benchmark::State& state, unsigned bits, bool reference) {
 }
 
 int register_all() {
-  for (bool reference : {false, true}) {
+  for (SetKind kind : {SetKind::kOptimized, SetKind::kMultiBit, SetKind::kReference}) {
     for (unsigned bits : {2u, 4u, 6u, 8u}) {
-      const std::string prefix = "tfhe/" + std::to_string(bits) + "bit" + (reference ? "_ref128" : "") + "/";
+      const char* suffix = kind == SetKind::kReference ? "_ref128" : kind == SetKind::kMultiBit ? "_mb2" : "";
+      const std::string prefix = "tfhe/" + std::to_string(bits) + "bit" + suffix + "/";
       const bool heavy = bits == 8;
       auto unit = bits >= 6 ? benchmark::kMillisecond : benchmark::kMicrosecond;
-      benchmark::RegisterBenchmark((prefix + "ks").c_str(), bm_ks, bits, reference)->Unit(unit);
-      benchmark::RegisterBenchmark((prefix + "pbs").c_str(), bm_pbs, bits, reference)->Unit(unit);
-      benchmark::RegisterBenchmark((prefix + "ks_pbs").c_str(), bm_ks_pbs, bits, reference)->Unit(unit);
-      benchmark::RegisterBenchmark((prefix + "ks_pbs_batch").c_str(), bm_ks_pbs_batch, bits, reference)
+      benchmark::RegisterBenchmark((prefix + "ks").c_str(), bm_ks, bits, kind)->Unit(unit);
+      benchmark::RegisterBenchmark((prefix + "pbs").c_str(), bm_pbs, bits, kind)->Unit(unit);
+      benchmark::RegisterBenchmark((prefix + "ks_pbs").c_str(), bm_ks_pbs, bits, kind)->Unit(unit);
+      benchmark::RegisterBenchmark((prefix + "ks_pbs_batch").c_str(), bm_ks_pbs_batch, bits, kind)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
-      auto* kg = benchmark::RegisterBenchmark((prefix + "keygen").c_str(), bm_keygen, bits, reference)
+      auto* kg = benchmark::RegisterBenchmark((prefix + "keygen").c_str(), bm_keygen, bits, kind)
                      ->Unit(benchmark::kMillisecond)
                      ->UseRealTime();
-      auto* ex = benchmark::RegisterBenchmark((prefix + "expand_keys").c_str(), bm_expand, bits, reference)
+      auto* ex = benchmark::RegisterBenchmark((prefix + "expand_keys").c_str(), bm_expand, bits, kind)
                      ->Unit(benchmark::kMillisecond)
                      ->UseRealTime();
       if (heavy) {

@@ -43,7 +43,8 @@ json params_to_json(const tfhe::ParameterSet& p) {
               {"pbs_base_log", p.pbs_base_log.value},
               {"pbs_level_count", p.pbs_level_count.value},
               {"ks_base_log", p.ks_base_log.value},
-              {"ks_level_count", p.ks_level_count.value}};
+              {"ks_level_count", p.ks_level_count.value},
+              {"grouping", p.grouping.value}};
 }
 
 // Typed field access that names the field on error.
@@ -70,6 +71,8 @@ tfhe::ParameterSet params_from_json(const json& j, const std::string& where) {
   p.pbs_level_count = tfhe::DecompositionLevelCount(field<std::size_t>(j, "pbs_level_count", where));
   p.ks_base_log = tfhe::DecompositionBaseLog(field<std::size_t>(j, "ks_base_log", where));
   p.ks_level_count = tfhe::DecompositionLevelCount(field<std::size_t>(j, "ks_level_count", where));
+  // Absent in artifacts written before multi-bit blind rotation: classical.
+  if (j.contains("grouping")) p.grouping = tfhe::GroupingFactor(field<std::size_t>(j, "grouping", where));
   try {
     p.validate();
   } catch (const std::invalid_argument& e) {

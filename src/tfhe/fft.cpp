@@ -96,6 +96,14 @@ Fft::Fft(std::size_t n) : n_(n) {
     untwist_re_[j] = c / static_cast<double>(half);
     untwist_im_[j] = -s / static_cast<double>(half);
   }
+  monomial_minus_one_.resize(4 * n);
+  for (std::size_t m = 0; m < 2 * n; ++m) {
+    const long double angle = std::numbers::pi_v<long double> * static_cast<long double>(m) / static_cast<long double>(n);
+    // cos - 1 as -2 sin^2(angle / 2): no cancellation near m = 0.
+    const long double half_sine = std::sin(angle / 2);
+    monomial_minus_one_[2 * m] = static_cast<double>(-2 * half_sine * half_sine);
+    monomial_minus_one_[2 * m + 1] = static_cast<double>(std::sin(angle));
+  }
   // Plan out of place on 64-byte aligned buffers; FftScratch buffers have the same alignment
   // and distance, which the new-array execute functions require.
   FftScratch probe{PolynomialSize(n)};
@@ -303,6 +311,116 @@ void Fft::backward_round_integer(const double* spectrum, Torus* out, FftScratch&
     double x = buf[2 * j], y = buf[2 * j + 1];
     out[j] = static_cast<Torus>(static_cast<std::int64_t>(std::nearbyint(x * untwist_re_[j] - y * untwist_im_[j])));
     out[j + half] = static_cast<Torus>(static_cast<std::int64_t>(std::nearbyint(x * untwist_im_[j] + y * untwist_re_[j])));
+  }
+}
+
+namespace {
+
+constexpr std::size_t kMaxMultiBitGroup = 7;
+// How far ahead (in chunks of 2 points) the multi-bit multiply-add prefetches its key block:
+// 2, 4, 8 and 16 were measured, 4 streamed fastest.
+constexpr std::size_t kMultiBitPrefetchChunks = 4;
+
+// multi_bit_fourier_dot for outputs [first, first + kOutputs) of `parts`.
+template <std::size_t kOutputs>
+void multi_bit_dot_pass(std::size_t n, const double* table, double* out, std::size_t out_stride, std::size_t first,
+                        std::size_t parts, const double* a, std::size_t a_stride, std::size_t rows, const double* block,
+                        std::size_t per_group, const std::size_t* exponents) {
+  const std::size_t mask = 2 * n - 1;
+  const std::size_t chunk_words = per_group * rows * parts * 4;
+  // Table index of point 2c for each b, advanced by -8 e_b per chunk (two points of -4 e_b).
+  std::array<std::size_t, kMaxMultiBitGroup> m{};
+  for (std::size_t b = 0; b < per_group; ++b) m[b] = exponents[b] & mask;
+#ifdef VEIL_FFT_AVX2
+  const __m256d odd_sign = _mm256_set_pd(-0.0, 0.0, -0.0, 0.0);
+  for (std::size_t c = 0; c < n / 4; ++c) {
+    const double* key = block + c * chunk_words;
+    // The block is one sequential stream, which the hardware prefetcher alone followed at
+    // 11-15 GB/s on machine B; asking for the chunk kMultiBitPrefetchChunks ahead raised it to
+    // 17-18 GB/s (BENCHMARKS.md). Within the block only: the next group's block is fetched
+    // by the same means once its own rotation step starts.
+    if (c + kMultiBitPrefetchChunks < n / 4)
+      for (std::size_t w = 0; w < chunk_words; w += 8)
+        _mm_prefetch(reinterpret_cast<const char*>(key + kMultiBitPrefetchChunks * chunk_words + w), _MM_HINT_T0);
+    __m256d acc[kOutputs];
+    for (std::size_t o = 0; o < kOutputs; ++o) acc[o] = _mm256_setzero_pd();
+    for (std::size_t b = 0; b < per_group; ++b) {
+      // p = sum a * key, q = sum swap(a) * key; the product's (re, im) = (p0 - p1, q0 + q1).
+      __m256d p[kOutputs], q[kOutputs];
+      for (std::size_t o = 0; o < kOutputs; ++o) p[o] = q[o] = _mm256_setzero_pd();
+      for (std::size_t r = 0; r < rows; ++r) {
+        const __m256d av = _mm256_loadu_pd(a + r * a_stride + 4 * c);
+        const __m256d sv = _mm256_permute_pd(av, 0x5);
+        const double* kr = key + ((b * rows + r) * parts + first) * 4;
+        for (std::size_t o = 0; o < kOutputs; ++o) {
+          const __m256d kv = _mm256_load_pd(kr + 4 * o);
+          p[o] = _mm256_fmadd_pd(av, kv, p[o]);
+          q[o] = _mm256_fmadd_pd(sv, kv, q[o]);
+        }
+      }
+      const std::size_t e = exponents[b];
+      const std::size_t m0 = m[b], m1 = (m0 - 4 * e) & mask;
+      m[b] = (m0 - 8 * e) & mask;
+      const __m256d w = _mm256_set_m128d(_mm_load_pd(table + 2 * m1), _mm_load_pd(table + 2 * m0));
+      const __m256d wr = _mm256_movedup_pd(w), wi = _mm256_permute_pd(w, 0xF);
+      for (std::size_t o = 0; o < kOutputs; ++o) {
+        const __m256d product = _mm256_hadd_pd(_mm256_xor_pd(p[o], odd_sign), q[o]);
+        // w * product: (wr pr - wi pi, wr pi + wi pr).
+        const __m256d cross = _mm256_mul_pd(wi, _mm256_permute_pd(product, 0x5));
+        acc[o] = _mm256_add_pd(acc[o], _mm256_fmaddsub_pd(wr, product, cross));
+      }
+    }
+    for (std::size_t o = 0; o < kOutputs; ++o) _mm256_storeu_pd(out + o * out_stride + 4 * c, acc[o]);
+  }
+#else
+  for (std::size_t point = 0; point < n / 2; ++point) {
+    const std::size_t c = point / 2, lane = 2 * (point % 2);
+    const double* key = block + c * chunk_words + lane;
+    double acc_re[kOutputs] = {}, acc_im[kOutputs] = {};
+    for (std::size_t b = 0; b < per_group; ++b) {
+      const std::size_t index = (exponents[b] - 4 * point * exponents[b]) & mask;
+      const double wr = table[2 * index], wi = table[2 * index + 1];
+      for (std::size_t o = 0; o < kOutputs; ++o) {
+        double re = 0.0, im = 0.0;
+        for (std::size_t r = 0; r < rows; ++r) {
+          const double* kv = key + ((b * rows + r) * parts + first + o) * 4;
+          const double ar = a[r * a_stride + 2 * point], ai = a[r * a_stride + 2 * point + 1];
+          re += ar * kv[0] - ai * kv[1];
+          im += ar * kv[1] + ai * kv[0];
+        }
+        acc_re[o] += wr * re - wi * im;
+        acc_im[o] += wr * im + wi * re;
+      }
+    }
+    for (std::size_t o = 0; o < kOutputs; ++o) {
+      out[o * out_stride + 2 * point] = acc_re[o];
+      out[o * out_stride + 2 * point + 1] = acc_im[o];
+    }
+  }
+  (void)m;
+#endif
+}
+
+}  // namespace
+
+void multi_bit_fourier_dot(const Fft& fft, double* out, std::size_t out_stride, std::size_t parts, const double* a,
+                           std::size_t a_stride, std::size_t rows, const double* block, std::size_t per_group,
+                           const std::size_t* exponents) {
+  if (per_group > kMaxMultiBitGroup)
+    throw std::invalid_argument("multi_bit_fourier_dot: " + std::to_string(per_group) + " GGSWs a group, at most " +
+                                std::to_string(kMaxMultiBitGroup));
+  const std::size_t n = fft.polynomial_size().value;
+  const double* table = fft.monomial_minus_one_table();
+  // Three outputs a pass keep the accumulators, sums and operands in the 16 ymm registers.
+  for (std::size_t first = 0; first < parts;) {
+    const std::size_t count = std::min<std::size_t>(parts - first, 3);
+    double* o = out + first * out_stride;
+    switch (count) {
+      case 3: multi_bit_dot_pass<3>(n, table, o, out_stride, first, parts, a, a_stride, rows, block, per_group, exponents); break;
+      case 2: multi_bit_dot_pass<2>(n, table, o, out_stride, first, parts, a, a_stride, rows, block, per_group, exponents); break;
+      default: multi_bit_dot_pass<1>(n, table, o, out_stride, first, parts, a, a_stride, rows, block, per_group, exponents); break;
+    }
+    first += count;
   }
 }
 

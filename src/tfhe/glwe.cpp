@@ -101,24 +101,37 @@ namespace {
 // out += GGSW [x] the GLWE whose component i the caller writes, rounded to the decomposition's
 // top bits (Decomposer::round_to_top_bits), by round_component(i, state). Every row's digit
 // spectrum first, then all output spectra in one pass over the rows, each written once.
-template <class RoundComponent>
-void external_product_add_rounded(const GgswShape& shape, const double* fourier_ggsw, RoundComponent round_component,
-                                  std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
+// `dot(spectra, acc)` writes the k+1 output spectra into acc from the digit spectra.
+template <class RoundComponent, class Dot>
+void decompose_dot_add(const GgswShape& shape, RoundComponent round_component, Dot dot, std::span<Torus> out,
+                       ExternalProductScratch& scratch) {
   const std::size_t n = shape.polynomial_size.value;
-  const std::size_t half = n / 2;
   const std::size_t parts = glwe_size(shape.glwe_dimension);
   const std::size_t l = shape.level_count.value;
-  const std::size_t rows = parts * l;  // row i * l + (j - 1): component i, level j
   const Fft& fft = Fft::get(shape.polynomial_size);
-  double* spectra = scratch.digit_spectra.data();
+  double* spectra = scratch.digit_spectra.data();  // row i * l + (j - 1): component i, level j
   for (std::size_t i = 0; i < parts; ++i) {
     round_component(i, scratch.state.data());
     for (std::size_t j = l; j >= 1; --j)  // least significant level first: the carries run upward
       fft.forward_next_digits_interleaved(scratch.state.data(), shape.base_log.value, scratch.fft, spectra + (i * l + (j - 1)) * n);
   }
   double* acc = scratch.accumulator.data();
-  fourier_dot_outputs(acc, n, parts, spectra, n, rows, fourier_ggsw, parts * n, n, half, prefetch);
+  dot(static_cast<const double*>(spectra), acc);
   for (std::size_t o = 0; o < parts; ++o) fft.backward_add_torus_interleaved(acc + o * n, out.data() + o * n, scratch.fft);
+}
+
+template <class RoundComponent>
+void external_product_add_rounded(const GgswShape& shape, const double* fourier_ggsw, RoundComponent round_component,
+                                  std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
+  const std::size_t n = shape.polynomial_size.value;
+  const std::size_t parts = glwe_size(shape.glwe_dimension);
+  const std::size_t rows = shape.row_count();
+  decompose_dot_add(
+      shape, round_component,
+      [&](const double* spectra, double* acc) {
+        fourier_dot_outputs(acc, n, parts, spectra, n, rows, fourier_ggsw, parts * n, n, n / 2, prefetch);
+      },
+      out, scratch);
 }
 
 }  // namespace
@@ -148,6 +161,25 @@ void blind_rotation_step(const GgswShape& shape, const double* fourier_ggsw, std
         map_monomial_minus_one(acc.data() + i * n, n, a, state, [&](Torus x) { return decomposer.round_to_top_bits(x); });
       },
       acc, scratch, prefetch);
+}
+
+void multi_bit_blind_rotation_step(const GgswShape& shape, const double* group_block, std::size_t per_group,
+                                   const std::size_t* exponents, std::span<Torus> acc, ExternalProductScratch& scratch) {
+  const std::size_t n = shape.polynomial_size.value;
+  const Decomposer decomposer(shape.base_log, shape.level_count);
+  const Fft& fft = Fft::get(shape.polynomial_size);
+  // acc is decomposed whole before the products are added to it.
+  decompose_dot_add(
+      shape,
+      [&](std::size_t i, Torus* state) {
+        const Torus* poly = acc.data() + i * n;
+        for (std::size_t t = 0; t < n; ++t) state[t] = decomposer.round_to_top_bits(poly[t]);
+      },
+      [&](const double* spectra, double* out) {
+        multi_bit_fourier_dot(fft, out, n, glwe_size(shape.glwe_dimension), spectra, n, shape.row_count(), group_block,
+                              per_group, exponents);
+      },
+      acc, scratch);
 }
 
 void external_product(const FourierGgswCiphertext& ggsw, const GlweCiphertext& in, GlweCiphertext& out,

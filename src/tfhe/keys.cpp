@@ -23,12 +23,28 @@ SecretKeys generate_secret_keys(const ParameterSet& params, bool allow_insecure,
 }
 
 BootstrapKeyShape bootstrap_key_shape(const ParameterSet& p) {
-  return {p.lwe_dimension, GgswShape{p.glwe_dimension, p.polynomial_size, p.pbs_base_log, p.pbs_level_count}};
+  return {p.lwe_dimension, GgswShape{p.glwe_dimension, p.polynomial_size, p.pbs_base_log, p.pbs_level_count},
+          p.grouping};
 }
 
 KeyswitchKeyShape keyswitch_key_shape(const ParameterSet& p) {
   return {p.big_lwe_dimension(), p.lwe_dimension, p.ks_base_log, p.ks_level_count};
 }
+
+namespace {
+// What GGSW t of a bootstrap key encrypts (BootstrapKeyShape): s_t, or for grouping d the
+// indicator that the d bits of group t / (2^d - 1) spell b = t % (2^d - 1) + 1.
+Torus bootstrap_key_message(const BootstrapKeyShape& shape, std::span<const Torus> small_key, std::size_t t) {
+  const std::size_t d = shape.grouping.value;
+  if (d == 1) return small_key[t];
+  const std::size_t per_group = shape.ggsws_per_group();
+  const std::size_t first = (t / per_group) * d;
+  const std::size_t b = t % per_group + 1;
+  Torus indicator = 1;
+  for (std::size_t j = 0; j < d; ++j) indicator &= small_key[first + j] == ((b >> j) & 1) ? 1 : 0;
+  return indicator;
+}
+}  // namespace
 
 SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, const KeygenOptions& options) {
   const BootstrapKeyShape shape = bootstrap_key_shape(keys.params);
@@ -37,14 +53,14 @@ SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, cons
   const std::size_t k = g.glwe_dimension.value;
   const std::size_t l = g.level_count.value;
   SeededLweBootstrapKey out{shape, os_random_seed(), {}};
-  out.bodies.resize(shape.input_lwe_dimension.value * g.row_count() * n);
-  parallel_for(shape.input_lwe_dimension.value, options.threads, 4, [&](std::size_t begin, std::size_t end, unsigned) {
+  out.bodies.resize(shape.ggsw_count() * g.row_count() * n);
+  parallel_for(shape.ggsw_count(), options.threads, 4, [&](std::size_t begin, std::size_t end, unsigned) {
     GlweEncryptor encryptor(keys.glwe);
     Csprng noise = Csprng::from_os();
     AlignedVector<Torus> mask(k * n);
     for (std::size_t t = begin; t < end; ++t) {
       Csprng mask_stream(out.seed, t * g.mask_words());
-      const Torus mu = keys.lwe.bits()[t];
+      const Torus mu = bootstrap_key_message(shape, keys.lwe.bits(), t);
       for (std::size_t i = 0; i <= k; ++i) {
         for (std::size_t j = 1; j <= l; ++j) {
           const std::size_t row = i * l + (j - 1);
@@ -97,7 +113,10 @@ namespace {
 
 void check_seeded_bootstrap_key(const SeededLweBootstrapKey& seeded) {
   const GgswShape& g = seeded.shape.ggsw;
-  const std::size_t words = seeded.shape.input_lwe_dimension.value * g.row_count() * g.polynomial_size.value;
+  if (seeded.shape.grouping.value == 0 || seeded.shape.input_lwe_dimension.value % seeded.shape.grouping.value != 0)
+    throw std::invalid_argument("seeded bootstrap key of dimension " + std::to_string(seeded.shape.input_lwe_dimension.value) +
+                                " with grouping " + std::to_string(seeded.shape.grouping.value));
+  const std::size_t words = seeded.shape.ggsw_count() * g.row_count() * g.polynomial_size.value;
   if (seeded.bodies.size() != words)
     throw std::invalid_argument("seeded bootstrap key holds " + std::to_string(seeded.bodies.size()) +
                                 " body words, its shape needs " + std::to_string(words));
@@ -122,7 +141,7 @@ void expand_seeded_ggsw(const SeededLweBootstrapKey& seeded, std::size_t t, std:
 LweBootstrapKey decompress_bootstrap_key(const SeededLweBootstrapKey& seeded, const KeygenOptions& options) {
   check_seeded_bootstrap_key(seeded);
   LweBootstrapKey out(seeded.shape);
-  parallel_for(seeded.shape.input_lwe_dimension.value, options.threads, 8, [&](std::size_t begin, std::size_t end, unsigned) {
+  parallel_for(seeded.shape.ggsw_count(), options.threads, 8, [&](std::size_t begin, std::size_t end, unsigned) {
     for (std::size_t t = begin; t < end; ++t) expand_seeded_ggsw(seeded, t, out.ggsw(t));
   });
   return out;
@@ -147,12 +166,42 @@ LweKeyswitchKey decompress_keyswitch_key(const SeededLweKeyswitchKey& seeded, co
   return out;
 }
 
+namespace {
+
+// Group g of a Fourier bootstrap key from its GGSWs in the standard domain, ggsw(t) giving
+// GGSW t (of the group's ggsws_per_group()): each transformed in place into the key
+// (grouping 1), or transformed into `spectra` and position-blocked (FourierBootstrapKey).
+template <class GgswOf>
+void write_fourier_group(const BootstrapKeyShape& shape, std::size_t g, GgswOf ggsw, FourierBootstrapKey& out,
+                         AlignedVector<double>& spectra, FftScratch& scratch) {
+  const GgswShape& s = shape.ggsw;
+  if (shape.grouping.value == 1) {
+    convert_ggsw_to_fourier(s, ggsw(0), out.mutable_group(g), scratch);
+    return;
+  }
+  const std::size_t per_group = shape.ggsws_per_group();
+  const std::size_t polys = s.row_count() * glwe_size(s.glwe_dimension);  // rows x components
+  const std::size_t nn = s.polynomial_size.value;
+  spectra.resize(per_group * s.words());
+  for (std::size_t b = 0; b < per_group; ++b) convert_ggsw_to_fourier(s, ggsw(b), spectra.data() + b * s.words(), scratch);
+  double* block = out.mutable_group(g);
+  for (std::size_t c = 0; c < nn / 4; ++c)
+    for (std::size_t b = 0; b < per_group; ++b)
+      for (std::size_t p = 0; p < polys; ++p)  // p = r * (k+1) + o, the spectra's own order
+        std::copy_n(spectra.data() + b * s.words() + p * nn + 4 * c, 4, block + ((c * per_group + b) * polys + p) * 4);
+}
+
+}  // namespace
+
 FourierBootstrapKey convert_bootstrap_key_to_fourier(const LweBootstrapKey& bsk, const KeygenOptions& options) {
-  FourierBootstrapKey out(bsk.shape());
-  parallel_for(bsk.shape().input_lwe_dimension.value, options.threads, 8, [&](std::size_t begin, std::size_t end, unsigned) {
-    FftScratch scratch(bsk.shape().ggsw.polynomial_size);
-    for (std::size_t t = begin; t < end; ++t)
-      convert_ggsw_to_fourier(bsk.shape().ggsw, bsk.ggsw(t), out.mutable_ggsw(t), scratch);
+  const BootstrapKeyShape& shape = bsk.shape();
+  FourierBootstrapKey out(shape);
+  parallel_for(shape.group_count(), options.threads, 4, [&](std::size_t begin, std::size_t end, unsigned) {
+    FftScratch scratch(shape.ggsw.polynomial_size);
+    AlignedVector<double> spectra;
+    for (std::size_t g = begin; g < end; ++g)
+      write_fourier_group(
+          shape, g, [&](std::size_t b) { return bsk.ggsw(g * shape.ggsws_per_group() + b); }, out, spectra, scratch);
   });
   return out;
 }
@@ -160,14 +209,20 @@ FourierBootstrapKey convert_bootstrap_key_to_fourier(const LweBootstrapKey& bsk,
 FourierBootstrapKey decompress_bootstrap_key_to_fourier(const SeededLweBootstrapKey& seeded,
                                                         const KeygenOptions& options) {
   check_seeded_bootstrap_key(seeded);
-  const GgswShape& g = seeded.shape.ggsw;
-  FourierBootstrapKey out(seeded.shape);
-  parallel_for(seeded.shape.input_lwe_dimension.value, options.threads, 8, [&](std::size_t begin, std::size_t end, unsigned) {
+  const BootstrapKeyShape& shape = seeded.shape;
+  const GgswShape& g = shape.ggsw;
+  FourierBootstrapKey out(shape);
+  parallel_for(shape.group_count(), options.threads, 4, [&](std::size_t begin, std::size_t end, unsigned) {
     FftScratch scratch(g.polynomial_size);
-    AlignedVector<Torus> ggsw(g.words());
-    for (std::size_t t = begin; t < end; ++t) {
-      expand_seeded_ggsw(seeded, t, ggsw);
-      convert_ggsw_to_fourier(g, ggsw, out.mutable_ggsw(t), scratch);
+    AlignedVector<double> spectra;
+    const std::size_t per_group = shape.ggsws_per_group();
+    AlignedVector<Torus> ggsws(per_group * g.words());
+    for (std::size_t group = begin; group < end; ++group) {
+      for (std::size_t b = 0; b < per_group; ++b)
+        expand_seeded_ggsw(seeded, group * per_group + b, std::span<Torus>(ggsws).subspan(b * g.words(), g.words()));
+      write_fourier_group(
+          shape, group, [&](std::size_t b) { return std::span<const Torus>(ggsws).subspan(b * g.words(), g.words()); },
+          out, spectra, scratch);
     }
   });
   return out;

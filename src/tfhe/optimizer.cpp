@@ -92,6 +92,9 @@ void validate_options(const OptimizerOptions& o) {
       fail("constraints[" + std::to_string(i) + "].p_error must be 0 or in (0, 1), got " +
            std::to_string(c.p_error));
   }
+  if (o.grouping.value > 2)
+    fail("grouping must be 0 (either), 1 (classical blind rotation) or 2 (multi-bit), got " +
+         std::to_string(o.grouping.value));
   if (o.security_bits != 128 && o.security_bits != 132)
     fail("security_bits must be 128 or 132, got " + std::to_string(o.security_bits));
   if (o.min_glwe_dimension < 1 || o.min_glwe_dimension > o.max_glwe_dimension)
@@ -112,7 +115,7 @@ std::string optimized_name(const OptimizerOptions& o) {
   const double log2_norm = o.sq_norm2 > 0.0 ? std::log2(o.sq_norm2) : -INFINITY;
   std::snprintf(buf, sizeof buf, "opt_p%u_n2^%.4g_perr2^%.4g", o.message_bits, log2_norm,
                 std::log2(o.p_error));
-  return buf;
+  return o.grouping.value == 1 ? std::string(buf) : std::string(buf) + "_mb" + std::to_string(o.grouping.value);
 }
 
 // The constraints the search must meet: (sq_norm2, max variance) pairs, the single
@@ -146,6 +149,14 @@ std::vector<Requirement> requirements_of(const OptimizerOptions& o) {
 
 std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options) {
   validate_options(options);
+  if (options.grouping == kAutoGrouping) {
+    OptimizerOptions one = options, two = options;
+    one.grouping = GroupingFactor(1);
+    two.grouping = GroupingFactor(2);
+    std::optional<ParameterSet> classical = optimize_parameters(one), multi_bit = optimize_parameters(two);
+    if (!classical || (multi_bit && ks_pbs_cost(*multi_bit) < ks_pbs_cost(*classical))) return multi_bit;
+    return classical;
+  }
   const std::vector<Requirement> requirements = requirements_of(options);
   // The set's precision: the widest table it serves, exactly or approximately.
   unsigned message_bits = 0;
@@ -190,24 +201,30 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
 
       for (unsigned l_pbs = 1; l_pbs <= kMaxPbsLevel; ++l_pbs) {
         const DecompositionLevelCount pbs_level(l_pbs);
-        // Best PBS base log for this level count: independent of n.
+        // Best PBS base log for this level count: independent of n. The blind rotation's
+        // variance per bit of the small key (blind_rotation_variance of dimension 1, which
+        // times n is exactly the variance of dimension n).
         double ep_variance = std::numeric_limits<double>::infinity();
         unsigned pbs_beta = 0;
         for (unsigned beta = 1; beta <= kMaxPbsBaseLog && beta * l_pbs <= kDecompositionBits;
              ++beta) {
-          const double v = external_product_variance(glwe_dimension, polynomial_size,
-                                                     DecompositionBaseLog(beta), pbs_level,
-                                                     glwe_std_dev);
+          const double v = blind_rotation_variance(LweDimension(1), options.grouping, glwe_dimension,
+                                                   polynomial_size, DecompositionBaseLog(beta), pbs_level,
+                                                   glwe_std_dev);
           if (!(v < ep_variance)) break;  // convex in beta, as for the keyswitch
           ep_variance = v;
           pbs_beta = beta;
         }
         if (pbs_beta == 0) continue;
-        const double ep_cost = external_product_cost(glwe_dimension, polynomial_size, pbs_level);
+        // Cost per group of d bits.
+        const std::size_t d = options.grouping.value;
+        const double step_cost = d == 1 ? external_product_cost(glwe_dimension, polynomial_size, pbs_level)
+                                        : multi_bit_step_cost(options.grouping, glwe_dimension, polynomial_size,
+                                                              pbs_level);
 
-        for (std::size_t n = min_n; n <= max_n; ++n) {
+        for (std::size_t n = (min_n + d - 1) / d * d; n <= max_n; n += d) {
           const double n_d = static_cast<double>(n);
-          const double pbs = n_d * ep_cost;
+          const double pbs = static_cast<double>(n / d) * step_cost;
           if (pbs >= best_cost) break;  // the PBS alone only grows with n
           if (!std::isfinite(lwe_std_dev[n - min_n])) continue;
           // Same expression, same order, as variance_at_blind_rotation_input.
@@ -233,6 +250,7 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
             p.pbs_level_count = pbs_level;
             p.ks_base_log = DecompositionBaseLog(ks_table.beta(n, l_ks));
             p.ks_level_count = DecompositionLevelCount(l_ks);
+            p.grouping = options.grouping;
             best = std::move(p);
             break;  // more keyswitch levels only cost more
           }

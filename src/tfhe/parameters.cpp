@@ -19,7 +19,9 @@
 //   Var_EP  = l (k+1) N (B^2+2)/12 s_bsk^2 + (1/B^(2l) - 1/q^2)/24 (1 + kN/2)
 //             + kN/(32 q^2) + (1 - kN)^2/(64 q^2) + Var_FFT
 //   Var_FFT = 2^-2.57722494 2^(2(64-53)) l B^2 N^2 (k+1) / q^2
-//   Var_BR  = n Var_EP
+//   Var_BR  = n Var_EP                                   (classical, grouping d = 1)
+//   Var_BR  = n (3 (Var_EP - Var_round) + Var_round)      (multi-bit, d = 2; Var_round the
+//             B^(-2l) term: blind_rotation_variance in parameters.hpp says why)
 //
 // A lookup fed by a dot product with weights w sees nu^2 Var_BR + Var_KS + Var_MS at the
 // blind-rotation input (nu^2 = sum w_i^2), and decodes wrong with probability
@@ -117,6 +119,7 @@ std::uint64_t ParameterSet::id() const {
   append_u64(bytes, pbs_level_count.value);
   append_u64(bytes, ks_base_log.value);
   append_u64(bytes, ks_level_count.value);
+  if (grouping.value != 1) append_u64(bytes, grouping.value);
 
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
   unsigned int digest_len = 0;
@@ -156,6 +159,11 @@ void ParameterSet::validate() const {
   };
   check_std_dev("lwe_std_dev", lwe_std_dev);
   check_std_dev("glwe_std_dev", glwe_std_dev);
+  if (grouping.value != 1 && grouping.value != 2)
+    fail("grouping must be 1 (classical blind rotation) or 2 (multi-bit), got " + std::to_string(grouping.value));
+  if (lwe_dimension.value % grouping.value != 0)
+    fail("lwe_dimension " + std::to_string(lwe_dimension.value) + " is not a multiple of grouping " +
+         std::to_string(grouping.value));
 }
 
 std::string ParameterSet::describe() const {
@@ -167,7 +175,8 @@ std::string ParameterSet::describe() const {
          std::to_string(pbs_level_count.value) + " ks=2^" + std::to_string(ks_base_log.value) +
          "x" + std::to_string(ks_level_count.value) +
          " lwe_std_dev=2^" + fmt("%.2f", std::log2(lwe_std_dev)) +
-         " glwe_std_dev=2^" + fmt("%.2f", std::log2(glwe_std_dev));
+         " glwe_std_dev=2^" + fmt("%.2f", std::log2(glwe_std_dev)) +
+         (grouping.value == 1 ? "" : " multi-bit d=" + std::to_string(grouping.value));
 }
 
 // ---- Security ----
@@ -250,6 +259,17 @@ double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polyno
          inv_2n_squared / 12.0;
 }
 
+namespace {
+// The (B^(-2l) - q^-2)/24 (1 + kN/2) term of Var_EP, (q^2 - B^(2l)) / (24 B^(2l) q^2) being
+// (B^(-2l) - q^-2) / 24: the ignored low bits of the decomposed input.
+double input_rounding_variance(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
+                               DecompositionBaseLog base_log, DecompositionLevelCount level_count) {
+  const double kn = static_cast<double>(glwe_dimension.value) * static_cast<double>(polynomial_size.value);
+  const double dropped = std::ldexp(1.0, -2 * static_cast<int>(base_log.value * level_count.value));
+  return (dropped - kInvQSquared) / 24.0 * (1.0 + kn / 2.0);
+}
+}  // namespace
+
 double fft_external_product_variance(GlweDimension glwe_dimension,
                                      PolynomialSize polynomial_size,
                                      DecompositionBaseLog base_log,
@@ -272,14 +292,32 @@ double external_product_variance(GlweDimension glwe_dimension, PolynomialSize po
   const double kn = k * big_n;
   const double l = static_cast<double>(level_count.value);
   const double b2 = std::ldexp(1.0, 2 * static_cast<int>(base_log.value));
-  // (q^2 - B^(2l)) / (24 B^(2l) q^2) = (B^(-2l) - q^-2) / 24: ignored low bits of the digits.
-  const double dropped = std::ldexp(1.0, -2 * static_cast<int>(base_log.value * level_count.value));
   const double key_term = l * (k + 1.0) * big_n * (b2 + 2.0) / 12.0 * bsk_std_dev * bsk_std_dev;
-  const double rounding_term = (dropped - kInvQSquared) / 24.0 * (1.0 + kn / 2.0);
+  const double rounding_term = input_rounding_variance(glwe_dimension, polynomial_size, base_log, level_count);
   const double small_terms =
       kn / 32.0 * kInvQSquared + (1.0 - kn) * (1.0 - kn) / 64.0 * kInvQSquared;
   return key_term + rounding_term + small_terms +
          fft_external_product_variance(glwe_dimension, polynomial_size, base_log, level_count);
+}
+
+namespace {
+// Multi-bit (d = 2) factor on the GGSW-noise and FFT terms, per bit: 2^d - 1 GGSWs a step,
+// each product multiplied by X^e - 1 (expected squared norm 2), over d bits.
+constexpr double kMultiBitKeyFactor = 3.0;
+}  // namespace
+
+double blind_rotation_variance(LweDimension lwe_dimension, GroupingFactor grouping, GlweDimension glwe_dimension,
+                               PolynomialSize polynomial_size, DecompositionBaseLog base_log,
+                               DecompositionLevelCount level_count, double bsk_std_dev) {
+  const double n = static_cast<double>(lwe_dimension.value);
+  const double step =
+      external_product_variance(glwe_dimension, polynomial_size, base_log, level_count, bsk_std_dev);
+  if (grouping.value == 1) return n * step;
+  if (grouping.value != 2)
+    throw std::invalid_argument("blind_rotation_variance: grouping must be 1 or 2, got " +
+                                std::to_string(grouping.value));
+  const double rounding = input_rounding_variance(glwe_dimension, polynomial_size, base_log, level_count);
+  return n * (kMultiBitKeyFactor * (step - rounding) + rounding);
 }
 
 NoiseBreakdown noise_breakdown(const ParameterSet& params) {
@@ -289,12 +327,12 @@ NoiseBreakdown noise_breakdown(const ParameterSet& params) {
   out.keyswitch = keyswitch_variance(params.big_lwe_dimension(), params.lwe_std_dev,
                                      params.ks_base_log, params.ks_level_count, params.lwe_dimension);
   out.modulus_switch = modulus_switch_variance(params.lwe_dimension, params.polynomial_size);
-  out.blind_rotation =
-      n * external_product_variance(params.glwe_dimension, params.polynomial_size,
-                                    params.pbs_base_log, params.pbs_level_count,
-                                    params.glwe_std_dev);
-  out.fft = n * fft_external_product_variance(params.glwe_dimension, params.polynomial_size,
-                                              params.pbs_base_log, params.pbs_level_count);
+  out.blind_rotation = blind_rotation_variance(params.lwe_dimension, params.grouping, params.glwe_dimension,
+                                               params.polynomial_size, params.pbs_base_log,
+                                               params.pbs_level_count, params.glwe_std_dev);
+  out.fft = (params.grouping.value == 1 ? 1.0 : kMultiBitKeyFactor) * n *
+            fft_external_product_variance(params.glwe_dimension, params.polynomial_size,
+                                          params.pbs_base_log, params.pbs_level_count);
   return out;
 }
 
@@ -377,10 +415,31 @@ double external_product_cost(GlweDimension glwe_dimension, PolynomialSize polyno
   return k1 * l * big_n * log_n + k1 * big_n * log_n + k1 * k1 * l * big_n;
 }
 
+double multi_bit_step_cost(GroupingFactor grouping, GlweDimension glwe_dimension, PolynomialSize polynomial_size,
+                           DecompositionLevelCount level_count) {
+  const double k1 = static_cast<double>(glwe_dimension.value) + 1.0;
+  const double big_n = static_cast<double>(polynomial_size.value);
+  const double l = static_cast<double>(level_count.value);
+  const double log_n = std::log2(big_n);
+  const double products = std::ldexp(1.0, static_cast<int>(grouping.value)) - 1.0;
+  // The transforms of one external product; the multiply-adds once per nonzero pair b; and
+  // the products of the k+1 outputs by X^e_b - 1. The multiply-adds weigh
+  // kMultiBitProductWeight: they stream 2^d - 1 times a classical step's key from memory,
+  // where a classical step's key is partly prefetched during its transforms. The weight is
+  // calibrated on machine B (BENCHMARKS.md): measured multi-bit / classical PBS times of
+  // 1.19, 0.90 and 0.89 at 2, 4 and 6 bits, which the model with weight 2 puts at 1.13, 0.96
+  // and 0.83 -- the same side of 1 each time, which is what the choice of d needs.
+  constexpr double kMultiBitProductWeight = 2.0;
+  return k1 * l * big_n * log_n + k1 * big_n * log_n +
+         kMultiBitProductWeight * products * (k1 * k1 * l * big_n + k1 * big_n);
+}
+
 double pbs_cost(const ParameterSet& params) {
-  return static_cast<double>(params.lwe_dimension.value) *
-         external_product_cost(params.glwe_dimension, params.polynomial_size,
-                               params.pbs_level_count);
+  if (params.grouping.value == 1)
+    return static_cast<double>(params.lwe_dimension.value) *
+           external_product_cost(params.glwe_dimension, params.polynomial_size, params.pbs_level_count);
+  return static_cast<double>(params.lwe_dimension.value / params.grouping.value) *
+         multi_bit_step_cost(params.grouping, params.glwe_dimension, params.polynomial_size, params.pbs_level_count);
 }
 
 double keyswitch_cost(const ParameterSet& params) {

@@ -166,6 +166,30 @@ void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const 
     multiply_by_monomial(tables[g]->polynomial(), (two_n - b) % two_n, std::span<Torus>(acc + k * nn, nn));
   }
   ExternalProductScratch& ep = scratch[0]->external_product;
+  if (shape.grouping.value != 1) {
+    // Multi-bit: group j's GGSWs encrypt [s_dj..s_dj+d-1 = b]; the exponent of b is
+    // sum over its set bits t of a~_(dj+t), so X^(<a~, s>) = prod_j (1 + sum_b [.] (X^(e_b) - 1)).
+    const std::size_t d = shape.grouping.value;
+    const std::size_t per_group = shape.ggsws_per_group();
+    std::array<std::size_t, 7> exponents{};
+    for (std::size_t j = 0; j < shape.group_count(); ++j) {
+      const double* block = bsk.group(j);
+      for (std::size_t g = 0; g < count; ++g) {
+        const std::size_t* a = scratch[g]->switched_mask.data() + j * d;
+        bool any = false;
+        for (std::size_t b = 1; b <= per_group; ++b) {
+          std::size_t e = 0;
+          for (std::size_t t = 0; t < d; ++t)
+            if ((b >> t) & 1) e += a[t];
+          exponents[b - 1] = e % two_n;
+          any = any || exponents[b - 1] != 0;
+        }
+        if (!any) continue;  // every factor X^0 - 1 is 0
+        multi_bit_blind_rotation_step(shape.ggsw, block, per_group, exponents.data(), scratch[g]->accumulator, ep);
+      }
+    }
+    return;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     const double* ggsw = bsk.spectrum(i, 0, 0);
     const double* next = i + 1 < n ? bsk.spectrum(i + 1, 0, 0) : nullptr;
@@ -250,11 +274,11 @@ void keyswitch_blind_rotate_each(const EvaluationKeys& keys, const LweCiphertext
   }
   parallel_for(count, threads, group, [&](std::size_t begin, std::size_t end, unsigned worker) {
     const std::size_t n = end - begin;
-    std::array<std::span<const Torus>, kBatchGroup> big_in, small_in;
-    std::array<std::span<Torus>, kBatchGroup> small_out;
-    std::array<KeyswitchScratch*, kBatchGroup> ks_scratch;
-    std::array<const LookupTable*, kBatchGroup> group_tables;
-    std::array<PbsScratch*, kBatchGroup> group_scratch;
+    std::array<std::span<const Torus>, kBatchGroup> big_in{}, small_in{};
+    std::array<std::span<Torus>, kBatchGroup> small_out{};
+    std::array<KeyswitchScratch*, kBatchGroup> ks_scratch{};
+    std::array<const LookupTable*, kBatchGroup> group_tables{};
+    std::array<PbsScratch*, kBatchGroup> group_scratch{};
     for (std::size_t g = 0; g < n; ++g) {
       PbsScratch& sc = scratch[worker][g];
       big_in[g] = in[begin + g];

@@ -306,7 +306,7 @@ std::span<const std::uint8_t> open_typed(std::span<const std::uint8_t> bytes, st
 
 // ---------------------------------------------------------------- parameter set payload
 
-std::size_t parameter_set_payload_bytes(const ParameterSet& p) { return 11 * 8 + p.name.size(); }
+std::size_t parameter_set_payload_bytes(const ParameterSet& p) { return 12 * 8 + p.name.size(); }
 
 void write_parameter_set(Writer& w, const ParameterSet& p) {
   // Numeric fields in the order of ParameterSet::id()'s canonical encoding, then the name.
@@ -320,6 +320,7 @@ void write_parameter_set(Writer& w, const ParameterSet& p) {
   w.u64(p.pbs_level_count.value);
   w.u64(p.ks_base_log.value);
   w.u64(p.ks_level_count.value);
+  w.u64(p.grouping.value);
   w.u64(p.name.size());
   w.raw({reinterpret_cast<const std::uint8_t*>(p.name.data()), p.name.size()});
 }
@@ -330,8 +331,9 @@ void require_writable_parameter_set(const ParameterSet& p, ObjectType type) {
               std::to_string(kMaxNameBytes));
 }
 
-// Reads and validates a parameter set and checks it against the header's id.
-ParameterSet read_parameter_set(Reader& r, std::uint64_t header_id) {
+// Reads and validates a parameter set of a frame of format minor `minor` and checks it
+// against the header's id.
+ParameterSet read_parameter_set(Reader& r, std::uint64_t header_id, std::uint16_t minor) {
   const ObjectType type = r.type();
   ParameterSet p;
   const std::uint64_t message_bits = r.u64("message_bits");
@@ -348,6 +350,7 @@ ParameterSet read_parameter_set(Reader& r, std::uint64_t header_id) {
   p.pbs_level_count = DecompositionLevelCount(r.u64("pbs_level_count"));
   p.ks_base_log = DecompositionBaseLog(r.u64("ks_base_log"));
   p.ks_level_count = DecompositionLevelCount(r.u64("ks_level_count"));
+  if (minor >= 1) p.grouping = GroupingFactor(r.u64("grouping"));  // 1.0 had only classical sets
   const std::uint64_t name_bytes = r.u64("name_length");
   // Later shape arithmetic (k*N in keyswitch_key_shape) is unchecked: refuse here a set
   // whose big dimension does not fit.
@@ -375,7 +378,8 @@ ParameterSet read_parameter_set(Reader& r, std::uint64_t header_id) {
 std::string bsk_shape_text(const BootstrapKeyShape& s) {
   return "shape n=" + std::to_string(s.input_lwe_dimension.value) + " k=" +
          std::to_string(s.ggsw.glwe_dimension.value) + " N=" + std::to_string(s.ggsw.polynomial_size.value) +
-         " l=" + std::to_string(s.ggsw.level_count.value);
+         " l=" + std::to_string(s.ggsw.level_count.value) +
+         (s.grouping.value == 1 ? "" : " d=" + std::to_string(s.grouping.value));
 }
 std::string ksk_shape_text(const KeyswitchKeyShape& s) {
   return "shape " + std::to_string(s.input_lwe_dimension.value) + "->" +
@@ -411,6 +415,11 @@ std::uint64_t ggsw_words(ObjectType t, const GgswShape& g) {
 }
 std::uint64_t ggsw_body_words(ObjectType t, const GgswShape& g) {
   return checked_mul(t, ggsw_row_count(t, g), g.polynomial_size.value);
+}
+
+// GGSWs of a bootstrap key: n, or n / d groups of 2^d - 1 (BootstrapKeyShape).
+std::uint64_t bsk_ggsw_count(ObjectType t, const BootstrapKeyShape& s) {
+  return checked_mul(t, s.group_count(), s.ggsws_per_group());
 }
 
 void write_bsk_shape(Writer& w, const BootstrapKeyShape& s) {
@@ -480,7 +489,7 @@ void require_seeded_bsk(ObjectType type, const SeededLweBootstrapKey& key, const
           bsk_shape_text(key.shape) + " differs from parameter set " + set_label(params) + "'s " +
               bsk_shape_text(bootstrap_key_shape(params)));
   require_equal(type, "body word count", key.bodies.size(),
-                key.shape.input_lwe_dimension.value * key.shape.ggsw.row_count() * key.shape.ggsw.polynomial_size.value,
+                key.shape.ggsw_count() * key.shape.ggsw.row_count() * key.shape.ggsw.polynomial_size.value,
                 params);
 }
 void write_seeded_bsk(Writer& w, const SeededLweBootstrapKey& key) {
@@ -491,8 +500,7 @@ void write_seeded_bsk(Writer& w, const SeededLweBootstrapKey& key) {
 SeededLweBootstrapKey read_seeded_bsk(Reader& r, const ParameterSet& params, bool last) {
   const BootstrapKeyShape shape = read_bsk_shape(r, params);
   const Seed seed = r.seed("seed");
-  const std::uint64_t words =
-      checked_mul(r.type(), shape.input_lwe_dimension.value, ggsw_body_words(r.type(), shape.ggsw));
+  const std::uint64_t words = checked_mul(r.type(), bsk_ggsw_count(r.type(), shape), ggsw_body_words(r.type(), shape.ggsw));
   r.expect_words(words, "the bootstrap key bodies", bsk_shape_text(shape), last);
   SeededLweBootstrapKey key{shape, seed, {}};
   key.bodies.resize(words);
@@ -561,7 +569,7 @@ ParameterSet deserialize_parameter_set(std::span<const std::uint8_t> bytes, std:
   constexpr ObjectType kType = ObjectType::kParameterSet;
   const OpenedFrame frame = open_frame(bytes, max_bytes, kType, std::nullopt, nullptr);
   Reader r(frame.payload, kType);
-  ParameterSet p = read_parameter_set(r, frame.info.parameter_id);
+  ParameterSet p = read_parameter_set(r, frame.info.parameter_id, frame.info.minor);
   r.expect_end();
   return p;
 }
@@ -756,7 +764,7 @@ LweBootstrapKey deserialize_bootstrap_key(std::span<const std::uint8_t> bytes, c
   constexpr ObjectType kType = ObjectType::kLweBootstrapKey;
   Reader r(open_typed(bytes, max_bytes, kType, params), kType);
   const BootstrapKeyShape shape = read_bsk_shape(r, params);
-  r.expect_words(checked_mul(kType, shape.input_lwe_dimension.value, ggsw_words(kType, shape.ggsw)),
+  r.expect_words(checked_mul(kType, bsk_ggsw_count(kType, shape), ggsw_words(kType, shape.ggsw)),
                  "the GGSW ciphertexts", bsk_shape_text(shape), true);
   LweBootstrapKey key(shape);
   r.words(key.data(), "words");
@@ -843,7 +851,7 @@ SeededEvaluationKeys deserialize_seeded_evaluation_keys(std::span<const std::uin
   Reader r(frame.payload, kType);
   // read_parameter_set ties the payload's set to the header id, and through it to
   // expected_params; the key shapes are then checked against this (validated) set.
-  ParameterSet params = read_parameter_set(r, frame.info.parameter_id);
+  ParameterSet params = read_parameter_set(r, frame.info.parameter_id, frame.info.minor);
   SeededLweBootstrapKey bsk = read_seeded_bsk(r, params, false);
   SeededLweKeyswitchKey ksk = read_seeded_ksk(r, params);
   return {std::move(params), std::move(bsk), std::move(ksk)};

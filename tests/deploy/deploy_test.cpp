@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <regex>
 
 #include "veil/deploy/model.hpp"
 #include "veil/ml/importers.hpp"
@@ -90,6 +91,25 @@ TEST(Deploy, XgboostRoundTrip) {
   const Compiled c = compile_fixture("xgb_breast_cancer.json", "xgb");
   EXPECT_TRUE(c.dev.compiled().uses_bootstrapping);
   expect_round_trip(c, features("breast_cancer_test.csv", 2));
+}
+
+// The parameter set's grouping (classical or multi-bit blind rotation) travels in
+// client.specs.json; a file written before it existed has no such field and reads as the
+// classical set it was compiled for, with the same id.
+TEST(Deploy, ParameterGroupingTravelsInClientSpecs) {
+  const Compiled c = compile_fixture("xgb_breast_cancer.json", "xgb");
+  ClientSpecs specs = ModelClient::load(c.dir).specs();
+  for (std::size_t grouping : {1u, 2u}) {
+    specs.signature.params.grouping = tfhe::GroupingFactor(grouping);
+    specs.signature.params.lwe_dimension.value += specs.signature.params.lwe_dimension.value % 2;
+    const std::string text = client_specs_to_json(specs);
+    EXPECT_NE(text.find("\"grouping\""), std::string::npos);
+    EXPECT_EQ(client_specs_from_json(text, "specs").signature.params, specs.signature.params) << grouping;
+  }
+  specs.signature.params.grouping = tfhe::GroupingFactor(1);
+  const std::string text = std::regex_replace(client_specs_to_json(specs), std::regex("\"grouping\":\\s*1,"), "");
+  ASSERT_EQ(text.find("grouping"), std::string::npos) << text;
+  EXPECT_EQ(client_specs_from_json(text, "specs").signature.params, specs.signature.params);
 }
 
 // A network's output is its last accumulator, approximately rounded: client.specs.json

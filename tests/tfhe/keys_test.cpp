@@ -75,12 +75,48 @@ TEST(BootstrapKey, SeededExpandsToGgswsOfTheSmallKeyBits) {
   }
 }
 
+// Multi-bit: GGSW 3j + (b - 1) of the key encrypts [s_2j + 2 s_2j+1 = b].
+TEST(BootstrapKey, MultiBitGgswsEncryptThePairIndicators) {
+  auto p = toy::exact_set(2, 16);
+  p.grouping = GroupingFactor(2);
+  auto keys = generate_secret_keys(p, true);
+  auto bsk = decompress_bootstrap_key(generate_seeded_bootstrap_key(keys, {.threads = 2}), {.threads = 1});
+  const GgswShape& g = bsk.shape().ggsw;
+  ASSERT_EQ(bsk.shape().ggsw_count(), 24u);
+  const std::size_t k = g.glwe_dimension.value, l = g.level_count.value;
+  std::size_t ones = 0;
+  for (std::size_t t = 0; t < bsk.shape().ggsw_count(); ++t) {
+    const std::size_t j = t / 3, b = t % 3 + 1;
+    const Torus mu = keys.lwe.bits()[2 * j] + 2 * keys.lwe.bits()[2 * j + 1] == b ? 1 : 0;
+    ones += mu;
+    GlweCiphertext row{g.glwe_dimension, g.polynomial_size};
+    auto src = bsk.ggsw(t).subspan((k * l) * g.row_words(), g.row_words());
+    std::copy(src.begin(), src.end(), row.data().begin());
+    auto phase = decrypt_glwe_phase(keys.glwe, row);
+    ASSERT_LT(std::abs(testing::torus_distance(phase[0], mu << (64 - g.base_log.value))), std::int64_t{1} << 30)
+        << "GGSW " << t;
+  }
+  // At most one indicator of each pair is 1 (none for the pair 00).
+  std::size_t nonzero_pairs = 0;
+  for (std::size_t j = 0; j < 8; ++j) nonzero_pairs += (keys.lwe.bits()[2 * j] | keys.lwe.bits()[2 * j + 1]) != 0;
+  EXPECT_EQ(ones, nonzero_pairs);
+}
+
 TEST(BootstrapKey, DirectFourierExpansionEqualsTwoStepExpansion) {
   auto p = toy::exact_set(2, 6);
   auto keys = generate_secret_keys(p, true);
   auto seeded = generate_seeded_bootstrap_key(keys);
   auto direct = decompress_bootstrap_key_to_fourier(seeded);
   auto two_step = convert_bootstrap_key_to_fourier(decompress_bootstrap_key(seeded));
+  // Multi-bit keys (position-blocked groups) too, for any thread count.
+  ParameterSet multi_bit = p;
+  multi_bit.grouping = GroupingFactor(2);
+  auto mb_keys = generate_secret_keys(multi_bit, true);
+  auto mb_seeded = generate_seeded_bootstrap_key(mb_keys);
+  auto mb_direct = decompress_bootstrap_key_to_fourier(mb_seeded, {.threads = 2});
+  auto mb_two_step = convert_bootstrap_key_to_fourier(decompress_bootstrap_key(mb_seeded), {.threads = 1});
+  ASSERT_EQ(mb_direct.bytes(), mb_two_step.bytes());
+  EXPECT_TRUE(std::equal(mb_direct.group(0), mb_direct.group(0) + mb_direct.bytes() / sizeof(double), mb_two_step.group(0)));
   const auto& g = seeded.shape.ggsw;
   for (std::size_t t = 0; t < p.lwe_dimension.value; ++t)
     for (std::size_t r = 0; r < g.row_count(); ++r)

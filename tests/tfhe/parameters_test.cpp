@@ -232,6 +232,7 @@ TEST(ParameterSetId, ChangesWhenAnyFieldChanges) {
       {"pbs_level_count", [](ParameterSet& s) { s.pbs_level_count.value += 1; }},
       {"ks_base_log", [](ParameterSet& s) { s.ks_base_log.value += 1; }},
       {"ks_level_count", [](ParameterSet& s) { s.ks_level_count.value += 1; }},
+      {"grouping", [](ParameterSet& s) { s.grouping = GroupingFactor(2); }},
   };
   std::vector<std::uint64_t> ids = {base.id()};
   for (const auto& [field, mutate] : mutations) {
@@ -296,9 +297,35 @@ TEST(ParameterSetValidate, RejectsBadSetsNamingFieldAndValue) {
 }
 
 TEST(ParameterSetDescribe, ListsTheParameters) {
-  const std::string d = reference_parameter_set(4).describe();
+  ParameterSet s = reference_parameter_set(4);
+  const std::string d = s.describe();
   EXPECT_TRUE(contains(d, "tfhers_4bit: p=4 n=863 k=1 N=2048 pbs=2^23x1 ks=2^3x5")) << d;
   EXPECT_TRUE(contains(d, "glwe_std_dev=2^-48.32")) << d;
+  EXPECT_FALSE(contains(d, "multi-bit")) << d;
+  s.lwe_dimension = LweDimension(864);
+  s.grouping = GroupingFactor(2);
+  EXPECT_TRUE(contains(s.describe(), "glwe_std_dev=2^-48.32 multi-bit d=2")) << s.describe();
+}
+
+TEST(ParameterSetValidate, GroupingIsOneOrTwoAndDividesN) {
+  ParameterSet s = reference_parameter_set(4);  // n = 863
+  s.grouping = GroupingFactor(2);
+  EXPECT_THROW(
+      {
+        try {
+          s.validate();
+        } catch (const std::invalid_argument& e) {
+          EXPECT_TRUE(contains(e.what(), "lwe_dimension 863 is not a multiple of grouping 2")) << e.what();
+          throw;
+        }
+      },
+      std::invalid_argument);
+  s.lwe_dimension = LweDimension(864);
+  EXPECT_NO_THROW(s.validate());
+  for (std::size_t bad : {0u, 3u, 4u}) {
+    s.grouping = GroupingFactor(bad);
+    EXPECT_THROW(s.validate(), std::invalid_argument) << bad;
+  }
 }
 
 // ---- Noise model ----
@@ -315,6 +342,32 @@ TEST(NoiseModel, BreakdownIsConsistent) {
   // up to terms in 1/q^2 (relative units); a unit slip (a stray q^2) would be off by 2^128.
   EXPECT_NEAR(noise.modulus_switch / ((863.0 + 4.0) / (48.0 * 4096.0 * 4096.0)), 1.0, 1e-12);
   EXPECT_THROW(variance_at_blind_rotation_input(s, -1.0), std::invalid_argument);
+}
+
+// Multi-bit: the GGSW-noise and FFT terms count three times per bit, the input's rounding
+// once (parameters.hpp); n / 2 steps of a step cost that is the classical transforms plus
+// three weighted multiply-adds.
+TEST(NoiseModel, MultiBitBlindRotationTerms) {
+  ParameterSet classical = reference_parameter_set(4);
+  classical.lwe_dimension = LweDimension(864);
+  ParameterSet multi_bit = classical;
+  multi_bit.grouping = GroupingFactor(2);
+  const NoiseBreakdown c = noise_breakdown(classical), m = noise_breakdown(multi_bit);
+  const double n = 864.0, kn = 2048.0;
+  const double rounding = n * (std::ldexp(1.0, -46) - 0x1.0p-128) / 24.0 * (1.0 + kn / 2.0);
+  EXPECT_NEAR(m.blind_rotation / (3.0 * (c.blind_rotation - rounding) + rounding), 1.0, 1e-12);
+  EXPECT_NEAR(m.fft / (3.0 * c.fft), 1.0, 1e-12);
+  EXPECT_GT(m.blind_rotation, c.blind_rotation);
+  EXPECT_LT(m.blind_rotation, 3.0 * c.blind_rotation);
+  EXPECT_EQ(m.keyswitch, c.keyswitch);
+  EXPECT_EQ(m.modulus_switch, c.modulus_switch);
+  EXPECT_THROW(blind_rotation_variance(LweDimension(864), GroupingFactor(3), classical.glwe_dimension,
+                                       classical.polynomial_size, classical.pbs_base_log, classical.pbs_level_count,
+                                       classical.glwe_std_dev),
+               std::invalid_argument);
+  // k = 1, N = 2048, l = 1: transforms 2*2048*11 + 2*2048*11, multiply-adds 4*2048 + 2*2048,
+  // three of them at weight 2.
+  EXPECT_DOUBLE_EQ(pbs_cost(multi_bit), 432.0 * (90112.0 + 2.0 * 3.0 * 12288.0));
 }
 
 TEST(NoiseModel, Log2ErrorProbabilityIsAccurateFarIntoTheTail) {
@@ -554,6 +607,27 @@ TEST(Optimizer, ConstraintsWithTheirOwnErrorProbability) {
   EXPECT_EQ(o->message_bits, 5u);
 }
 
+// Multi-bit sets: n even, the noise target met by the public model, and the automatic choice
+// the cheaper of the two searches under the cost model (at 2 bits the classical set, at 4 and
+// 6 the multi-bit one, as measured on machine B: BENCHMARKS.md).
+TEST(Optimizer, MultiBitAndAutomaticGrouping) {
+  for (unsigned bits : {2u, 4u, 6u}) {
+    OptimizerOptions one, two, either;
+    one.message_bits = two.message_bits = either.message_bits = bits;
+    two.grouping = GroupingFactor(2);
+    either.grouping = kAutoGrouping;
+    const auto c = optimize_parameters(one), m = optimize_parameters(two), a = optimize_parameters(either);
+    ASSERT_TRUE(c && m && a) << bits;
+    EXPECT_EQ(m->grouping, GroupingFactor(2));
+    EXPECT_EQ(m->lwe_dimension.value % 2, 0u);
+    EXPECT_TRUE(check_security(*m).secure);
+    EXPECT_LE(log2_lookup_error_probability(*m, 1.0), -40.0);
+    EXPECT_TRUE(m->name.ends_with("_mb2")) << m->name;
+    EXPECT_EQ(*a, ks_pbs_cost(*m) < ks_pbs_cost(*c) ? *m : *c) << bits;
+    EXPECT_EQ(a->grouping, GroupingFactor(bits == 2 ? 1 : 2)) << bits;
+  }
+}
+
 TEST(Optimizer, RejectsBadOptions) {
   OptimizerOptions bad_bits;
   bad_bits.message_bits = 9;
@@ -571,6 +645,9 @@ TEST(Optimizer, RejectsBadOptions) {
   OptimizerOptions bad_security;
   bad_security.security_bits = 100;
   EXPECT_THROW(optimize_parameters(bad_security), std::invalid_argument);
+  OptimizerOptions bad_grouping;
+  bad_grouping.grouping = GroupingFactor(3);
+  EXPECT_THROW(optimize_parameters(bad_grouping), std::invalid_argument);
   for (double p : {-0.5, 1.0, 2.0}) {
     OptimizerOptions bad_own;
     bad_own.constraints = {{4, 1.0, p}};

@@ -1,6 +1,7 @@
 #include "veil/tfhe/pbs.hpp"
 
 #include <algorithm>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -22,12 +23,21 @@ Fixture make_keys(const ParameterSet& p, bool allow_insecure) {
   return {std::move(secret), std::move(eval)};
 }
 
-class PbsPrecision : public ::testing::TestWithParam<unsigned> {};
+// (precision, grouping): every test runs the classical and the multi-bit blind rotation.
+class PbsPrecision : public ::testing::TestWithParam<std::tuple<unsigned, std::size_t>> {
+ protected:
+  unsigned bits() const { return std::get<0>(GetParam()); }
+  ParameterSet toy_set() const {
+    ParameterSet set = toy::exact_set(bits());
+    set.grouping = GroupingFactor(std::get<1>(GetParam()));
+    return set;
+  }
+};
 
 // Every message of every precision through the identity and a random table.
 TEST_P(PbsPrecision, EveryMessageThroughIdentityAndRandomTable) {
-  const unsigned p = GetParam();
-  auto fx = make_keys(toy::exact_set(p), true);
+  const unsigned p = bits();
+  auto fx = make_keys(toy_set(), true);
   const std::size_t count = std::size_t{1} << p;
   std::vector<std::uint64_t> random_table(count);
   for (auto& v : random_table) v = testing::test_rng()() % count;
@@ -47,8 +57,8 @@ TEST_P(PbsPrecision, EveryMessageThroughIdentityAndRandomTable) {
 
 // A dot product with clear weights feeding a lookup, the shape of every neural layer.
 TEST_P(PbsPrecision, DotProductThenLookup) {
-  const unsigned p = GetParam();
-  auto fx = make_keys(toy::exact_set(p), true);
+  const unsigned p = bits();
+  auto fx = make_keys(toy_set(), true);
   const std::uint64_t modulus = std::uint64_t{1} << p;
   auto square = LookupTable::from_function(fx.eval.params.polynomial_size, p, p,
                                            [&](std::uint64_t m) { return (m * m + 1) % modulus; });
@@ -81,11 +91,20 @@ TEST_P(PbsPrecision, DotProductThenLookup) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(OneToEightBits, PbsPrecision, ::testing::Range(1u, 9u));
+INSTANTIATE_TEST_SUITE_P(OneToEightBits, PbsPrecision,
+                         ::testing::Combine(::testing::Range(1u, 9u), ::testing::Values(std::size_t{1}, std::size_t{2})),
+                         [](const auto& info) {
+                           return std::to_string(std::get<0>(info.param)) + "bits_grouping" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
 
-TEST(PbsBatch, EqualsSerialEvaluationWithPerCiphertextTables) {
+class PbsBatch : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(PbsBatch, EqualsSerialEvaluationWithPerCiphertextTables) {
   const unsigned p = 3;
-  auto fx = make_keys(toy::exact_set(p), true);
+  ParameterSet set = toy::exact_set(p);
+  set.grouping = GroupingFactor(GetParam());
+  auto fx = make_keys(set, true);
   const std::size_t count = 24;
   LweCiphertextList in(fx.eval.params.big_lwe_dimension(), count);
   for (std::size_t c = 0; c < count; ++c) {
@@ -121,6 +140,9 @@ TEST(PbsBatch, EqualsSerialEvaluationWithPerCiphertextTables) {
   std::vector<const LookupTable*> two{&tables[0], &tables[1]};
   EXPECT_THROW(keyswitch_programmable_bootstrap_batch(fx.eval, in, two, batch), std::invalid_argument);
 }
+
+INSTANTIATE_TEST_SUITE_P(ClassicalAndMultiBit, PbsBatch, ::testing::Values(std::size_t{1}, std::size_t{2}),
+                         [](const auto& info) { return "grouping" + std::to_string(info.param); });
 
 // Multi-value bootstrapping: one blind rotation of the constant test polynomial
 // P0 = (Delta/2)(1 + X + ... + X^(N-1)) serves every table F of the same input. Read at shift
@@ -183,11 +205,15 @@ TEST(LookupTable, RejectsTablesThatDoNotFit) {
 }
 
 // Secure parameters, end to end: the reference set and the optimizer's set for 2 and 4 bits.
-class SecurePbs : public ::testing::TestWithParam<unsigned> {};
+// (precision, grouping): the classical and the multi-bit optimized sets.
+class SecurePbs : public ::testing::TestWithParam<std::tuple<unsigned, std::size_t>> {};
 
 TEST_P(SecurePbs, OptimizedSetRoundTripsEveryMessage) {
-  const unsigned p = GetParam();
-  auto params = optimize_parameters({.message_bits = p});
+  const unsigned p = std::get<0>(GetParam());
+  OptimizerOptions options;
+  options.message_bits = p;
+  options.grouping = GroupingFactor(std::get<1>(GetParam()));
+  auto params = optimize_parameters(options);
   ASSERT_TRUE(params.has_value());
   auto fx = make_keys(*params, false);
   const std::uint64_t modulus = std::uint64_t{1} << p;
@@ -202,7 +228,12 @@ TEST_P(SecurePbs, OptimizedSetRoundTripsEveryMessage) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(TwoAndFourBits, SecurePbs, ::testing::Values(2u, 4u));
+INSTANTIATE_TEST_SUITE_P(TwoAndFourBits, SecurePbs,
+                         ::testing::Combine(::testing::Values(2u, 4u), ::testing::Values(std::size_t{1}, std::size_t{2})),
+                         [](const auto& info) {
+                           return std::to_string(std::get<0>(info.param)) + "bits_grouping" +
+                                  std::to_string(std::get<1>(info.param));
+                         });
 
 }  // namespace
 }  // namespace veil::tfhe

@@ -94,7 +94,9 @@ class SerializationTest : public ::testing::Test {
 // ---------------------------------------------------------------- round trips
 
 TEST_F(SerializationTest, ParameterSetRoundTripsEveryField) {
-  std::vector<ParameterSet> sets = {params, toy::noisy_set(3, 0x1.234p-30)};
+  ParameterSet multi_bit = params;
+  multi_bit.grouping = GroupingFactor(2);
+  std::vector<ParameterSet> sets = {params, multi_bit, toy::noisy_set(3, 0x1.234p-30)};
   for (unsigned p = 1; p <= 8; ++p) sets.push_back(reference_parameter_set(p));
   for (const ParameterSet& set : sets) {
     Bytes bytes = serialize(set);
@@ -108,6 +110,42 @@ TEST_F(SerializationTest, ParameterSetRoundTripsEveryField) {
     EXPECT_EQ(info.major, kFormatMajor);
     EXPECT_EQ(info.minor, kFormatMinor);
   }
+}
+
+// Format 1.0 had no grouping field: such a frame still loads, as the classical set with the
+// id it always had (grouping 1 does not enter the id).
+TEST_F(SerializationTest, ParameterSetOfFormat1_0ReadsAsClassical) {
+  Bytes current = serialize(params);
+  ASSERT_EQ(get_u64(current, kHeader + 10 * 8), 1u);  // grouping, after ks_level_count
+  Bytes old(current.begin(), current.begin() + kHeader + 10 * 8);
+  old.insert(old.end(), current.begin() + kHeader + 11 * 8, current.end());
+  set_u16(old, kOffMinor, 0);
+  reseal(old);
+  const ParameterSet back = deserialize_parameter_set(old);
+  EXPECT_EQ(back, params);
+  EXPECT_EQ(back.grouping, GroupingFactor(1));
+  EXPECT_EQ(inspect_frame(old).minor, 0);
+}
+
+TEST_F(SerializationTest, MultiBitEvaluationKeysRoundTrip) {
+  ParameterSet set = toy::exact_set(2, 16);
+  set.grouping = GroupingFactor(2);
+  const SecretKeys secret = generate_secret_keys(set, /*allow_insecure=*/true);
+  const SeededEvaluationKeys seeded = generate_seeded_evaluation_keys(secret, KeygenOptions{1});
+  EXPECT_EQ(seeded.bsk.shape.ggsw_count(), 24u);  // 8 pairs, 3 GGSWs each
+  const SeededEvaluationKeys back = deserialize_seeded_evaluation_keys(serialize(seeded), &set);
+  EXPECT_EQ(back.params, set);
+  EXPECT_EQ(back.bsk.shape, seeded.bsk.shape);
+  EXPECT_TRUE(same_words(back.bsk.bodies, seeded.bsk.bodies));
+  const LweBootstrapKey bsk = decompress_bootstrap_key(seeded.bsk, KeygenOptions{1});
+  EXPECT_TRUE(same_words(deserialize_bootstrap_key(serialize(bsk, set), set).data(), bsk.data()));
+  // The classical set of the same dimensions is another set: its keys are refused.
+  EXPECT_THAT(format_error_message([&] { deserialize_seeded_evaluation_keys(serialize(seeded), &params); }),
+              HasSubstr("does not match parameter set"));
+  ParameterSet classical = set;
+  classical.grouping = GroupingFactor(1);
+  EXPECT_THAT(format_error_message([&] { deserialize_bootstrap_key(serialize(bsk, set), classical); }),
+              HasSubstr("header parameter id"));
 }
 
 TEST_F(SerializationTest, HeaderIsLittleEndianAsDocumented) {
@@ -317,7 +355,7 @@ TEST_F(SerializationTest, VersionsNewerOrOfAnotherMajorAreRefused) {
   Bytes other_major = bytes;
   set_u16(other_major, kOffMajor, kFormatMajor + 1);
   EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(other_major); }),
-              HasSubstr("format version " + std::to_string(kFormatMajor + 1) + ".0"));
+              HasSubstr("format version " + std::to_string(kFormatMajor + 1) + "." + std::to_string(kFormatMinor)));
 }
 
 TEST_F(SerializationTest, TruncationGarbageAndChecksumAreRefused) {
@@ -362,9 +400,24 @@ TEST_F(SerializationTest, ParameterSetPayloadMustMatchItsIdAndBeValid) {
   overflowing.glwe_dimension = GlweDimension(std::uint64_t{1} << 60);
   EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(serialize(overflowing)); }),
               HasSubstr("k*N exceeds 2^64"));
+  // The grouping is part of the id, and only 1 and 2 validate.
+  Bytes regrouped = bytes;
+  set_u64(regrouped, kHeader + 10 * 8, 2);
+  reseal(regrouped);
+  EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(regrouped); }),
+              HasSubstr("parameter set in the payload has id"));
+  ParameterSet three = params;
+  three.grouping = GroupingFactor(3);
+  EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(serialize(three)); }),
+              HasSubstr("grouping must be 1 (classical blind rotation) or 2 (multi-bit), got 3"));
+  ParameterSet odd = params;
+  odd.grouping = GroupingFactor(2);
+  odd.lwe_dimension = LweDimension(33);
+  EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(serialize(odd)); }),
+              HasSubstr("lwe_dimension 33 is not a multiple of grouping 2"));
   // An absurd name length.
   Bytes long_name = bytes;
-  set_u64(long_name, kHeader + 10 * 8, std::uint64_t{1} << 40);
+  set_u64(long_name, kHeader + 11 * 8, std::uint64_t{1} << 40);
   reseal(long_name);
   EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(long_name); }), HasSubstr("name_length"));
 }
@@ -422,7 +475,7 @@ TEST_F(SerializationTest, ForgedHugeShapeWithAValidChecksumIsRefusedWithoutAlloc
   ParameterSet huge = params;
   huge.glwe_dimension = GlweDimension(std::uint64_t{1} << 40);
   Bytes keys_bytes = serialize(fx.seeded);
-  const std::size_t params_bytes = 11 * 8 + params.name.size();
+  const std::size_t params_bytes = 12 * 8 + params.name.size();
   const std::size_t bsk_bytes = 5 * 8 + 16 + fx.seeded.bsk.bodies.size() * 8;
   set_u64(keys_bytes, kHeader + 2 * 8, huge.glwe_dimension.value);                // params: k
   set_u64(keys_bytes, kHeader + params_bytes + 8, huge.glwe_dimension.value);     // BSK: k

@@ -205,7 +205,13 @@ struct CompileOptions {
   double p_error = 0x1.0p-40;           // per PBS (and per output ciphertext)
   std::optional<double> global_p_error;  // whole circuit instead: split evenly over PBS + outputs
   unsigned security_bits = 128;
-  tfhe::OptimizerOptions search;  // search space (message_bits, sq_norm2, p_error ignored)
+  // Search space (message_bits, sq_norm2, p_error ignored). The blind rotation is classical or
+  // multi-bit, whichever the cost model prefers for the circuit (tfhe::kAutoGrouping).
+  tfhe::OptimizerOptions search = [] {
+    tfhe::OptimizerOptions o;
+    o.grouping = tfhe::kAutoGrouping;
+    return o;
+  }();
 };
 
 struct CompiledCircuit {

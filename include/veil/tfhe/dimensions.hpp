@@ -33,6 +33,8 @@ VEIL_DIMENSION_TYPE(PolynomialSize);
 VEIL_DIMENSION_TYPE(DecompositionBaseLog);
 // l: number of digits kept by a gadget decomposition.
 VEIL_DIMENSION_TYPE(DecompositionLevelCount);
+// d: small-key bits a multi-bit blind rotation consumes per step (1: the classical rotation).
+VEIL_DIMENSION_TYPE(GroupingFactor);
 
 #undef VEIL_DIMENSION_TYPE
 

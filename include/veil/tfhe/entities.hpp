@@ -8,7 +8,8 @@
 //    phase = B - sum A_i * S_i.
 //  - GGSW ciphertext (k, N, beta, l): (k+1)*l GLWE rows; row (i, j) (component i in 0..k,
 //    level j in 1..l) is stored at index i*l + (j-1). See glwe.hpp for what each row encrypts.
-//  - Bootstrap key: n GGSW ciphertexts of the small key's bits under the GLWE key.
+//  - Bootstrap key: n GGSW ciphertexts of the small key's bits under the GLWE key, or for
+//    multi-bit blind rotation 3 per pair of bits (BootstrapKeyShape).
 //  - Keyswitch key (k*N -> n, beta_ks, l_ks): for each big-key index i and level j, an LWE
 //    ciphertext under the small key of s'_i * 2^(64 - j*beta_ks), stored at (i*l + (j-1)).
 //  - Seeded forms keep the seed of the mask stream (csprng.hpp) and the bodies only.
@@ -175,10 +176,19 @@ class FourierGgswCiphertext {
 
 // ---------------------------------------------------------------- bootstrap key
 
+// Classical (grouping d = 1): GGSW i encrypts the small-key bit s_i. Multi-bit (d = 2): the
+// bits are taken in pairs (s_2g, s_2g+1), and group g holds 2^d - 1 = 3 GGSWs, GGSW
+// g * 3 + (b - 1) encrypting the indicator [s_2g + 2 s_2g+1 = b] for b = 1, 2, 3, so that
+// X^(a~_2g s_2g + a~_2g+1 s_2g+1) = 1 + sum_b [s = b] (X^(e_b) - 1) with e_1 = a~_2g,
+// e_2 = a~_2g+1, e_3 = their sum (pbs.hpp).
 struct BootstrapKeyShape {
-  LweDimension input_lwe_dimension;  // n: one GGSW per small-key bit
+  LweDimension input_lwe_dimension;  // n
   GgswShape ggsw;
-  std::size_t words() const { return input_lwe_dimension.value * ggsw.words(); }
+  GroupingFactor grouping{1};
+  std::size_t group_count() const { return input_lwe_dimension.value / grouping.value; }
+  std::size_t ggsws_per_group() const { return (std::size_t{1} << grouping.value) - 1; }
+  std::size_t ggsw_count() const { return group_count() * ggsws_per_group(); }
+  std::size_t words() const { return ggsw_count() * ggsw.words(); }
   friend bool operator==(const BootstrapKeyShape&, const BootstrapKeyShape&) = default;
 };
 
@@ -201,25 +211,36 @@ class LweBootstrapKey {
 
 // Seeded bootstrap key: the mask stream of `seed` gives GGSW i's masks at word offset
 // i * ggsw.mask_words(), row by row, mask polynomial by mask polynomial; only bodies are kept
-// (n * (k+1) * l * N words).
+// (ggsw_count() * (k+1) * l * N words).
 struct SeededLweBootstrapKey {
   BootstrapKeyShape shape;
   Seed seed;
   AlignedVector<Torus> bodies;
 };
 
-// The bootstrap key as blind rotation uses it: every GGSW in the Fourier domain,
-// contiguous, GGSW after GGSW, so that one blind rotation streams it once.
+// The bootstrap key as blind rotation uses it: every GGSW in the Fourier domain, group after
+// group, so that one blind rotation streams it once.
+//  - Classical (d = 1): GGSW after GGSW, each as a FourierGgswCiphertext (spectrum()).
+//  - Multi-bit (d = 2): group g's three GGSWs in one block (group()) of 3 * ggsw.words()
+//    doubles, position-blocked: for every 4 doubles of spectrum (2 complex points) c, for
+//    every GGSW b, row r and component o, the 4 doubles of that spectrum at c, at
+//    ((c * 3 + b) * rows + r) * (k+1) + o, times 4. The multi-bit multiply-add reads the 27
+//    spectra of the 4-bit set's group at once; as 27 streams 8 KB apart they ran at a third
+//    of the bandwidth one sequential stream gets (BENCHMARKS.md).
 class FourierBootstrapKey {
  public:
   explicit FourierBootstrapKey(const BootstrapKeyShape& shape) : shape_(shape), data_(shape.words(), 0.0) {}
   const BootstrapKeyShape& shape() const { return shape_; }
-  // Spectrum of polynomial `component` of row `r` of GGSW `i`.
+  // Spectrum of polynomial `component` of row `r` of GGSW `i`. REQUIRES: grouping 1.
   const double* spectrum(std::size_t i, std::size_t r, std::size_t component) const {
     return data_.data() + i * shape_.ggsw.words() +
            (r * glwe_size(shape_.ggsw.glwe_dimension) + component) * shape_.ggsw.polynomial_size.value;
   }
   double* mutable_ggsw(std::size_t i) { return data_.data() + i * shape_.ggsw.words(); }
+  // Group g's block (any grouping; for grouping 1 the GGSW g).
+  const double* group(std::size_t g) const { return data_.data() + g * group_words(); }
+  double* mutable_group(std::size_t g) { return data_.data() + g * group_words(); }
+  std::size_t group_words() const { return shape_.ggsws_per_group() * shape_.ggsw.words(); }
   std::size_t bytes() const { return data_.size() * sizeof(double); }
 
  private:

@@ -84,6 +84,13 @@ class Fft {
   // aligned (as AlignedVector storage is).
   void backward_add_torus_interleaved(const double* spectrum, Torus* out, FftScratch& scratch) const;
 
+  // The spectrum of a polynomial A at index p (complex point p < N/2) is A(x_p), with
+  // x_p = exp(i pi (1 - 4p) / N) (the twist, then FFTW's forward sign); so X^e multiplies it
+  // by x_p^e = w^m, w = exp(i pi / N), m = (1 - 4p) e mod 2N. This table holds w^m - 1 for
+  // m < 2N as 2N interleaved (re, im) pairs: the factors X^e - 1 of a multi-bit step
+  // (multi_bit_fourier_dot).
+  const double* monomial_minus_one_table() const { return monomial_minus_one_.data(); }
+
   // spectrum -> coefficients (normalised: backward(forward(a)) == a up to rounding).
   // `spectrum` is used as input only.
   void backward(const double* spectrum, double* coefficients, FftScratch& scratch) const;
@@ -104,6 +111,7 @@ class Fft {
   std::size_t n_;
   AlignedVector<double> twist_re_, twist_im_;      // zeta^j, j < N/2
   AlignedVector<double> untwist_re_, untwist_im_;  // zeta^-j / (N/2)
+  AlignedVector<double> monomial_minus_one_;       // w^m - 1, m < 2N, interleaved
   void* forward_plan_ = nullptr;
   void* backward_plan_ = nullptr;
 };
@@ -189,5 +197,17 @@ inline void fourier_dot_outputs(double* out, std::size_t out_stride, std::size_t
     o += chunk;
   }
 }
+
+// The multiply-add of a multi-bit blind-rotation step: for every output component o < parts,
+//   out_o = sum over b < per_group of (X^(e_b) - 1) * sum over r < rows of a_r * key_(b,r,o),
+// with the digit spectra a_r at a + r * a_stride, out_o at out + o * out_stride (interleaved
+// spectra of N doubles), and the key spectra in one group block of a FourierBootstrapKey
+// (entities.hpp: position-blocked, key_(b,r,o) for points 2c, 2c+1 at
+// ((c * per_group + b) * rows + r) * parts + o, times 4). The factor X^e - 1 is applied per
+// point from fft.monomial_minus_one_table(). Each output is written once.
+// REQUIRES: exponents[b] < 2N; per_group <= 7; out does not overlap a or the block.
+void multi_bit_fourier_dot(const Fft& fft, double* out, std::size_t out_stride, std::size_t parts, const double* a,
+                           std::size_t a_stride, std::size_t rows, const double* block, std::size_t per_group,
+                           const std::size_t* exponents);
 
 }  // namespace veil::tfhe

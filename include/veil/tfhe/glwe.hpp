@@ -73,6 +73,13 @@ void external_product_add(const GgswShape& shape, const double* fourier_ggsw, st
 // external_product_add on the rotated difference, without storing the difference.
 void blind_rotation_step(const GgswShape& shape, const double* fourier_ggsw, std::size_t a, std::span<Torus> acc,
                          ExternalProductScratch& scratch, const double* prefetch = nullptr);
+// acc += sum over b < per_group of (X^(exponents[b]) - 1) * (GGSW_b [x] acc), the GGSWs
+// given as one group block of a multi-bit FourierBootstrapKey (entities.hpp): one step of a
+// multi-bit blind rotation, where exactly one GGSW of the group encrypts 1 (or none, when
+// the group's bits are all 0), so acc becomes X^e * acc for that GGSW's e. One
+// decomposition and k+1 backward transforms for the whole group.
+void multi_bit_blind_rotation_step(const GgswShape& shape, const double* group_block, std::size_t per_group,
+                                   const std::size_t* exponents, std::span<Torus> acc, ExternalProductScratch& scratch);
 // out = GGSW [x] in.
 void external_product(const FourierGgswCiphertext& ggsw, const GlweCiphertext& in, GlweCiphertext& out,
                       ExternalProductScratch& scratch);

@@ -32,16 +32,22 @@ struct ParameterSet {
   DecompositionLevelCount pbs_level_count;
   DecompositionBaseLog ks_base_log;
   DecompositionLevelCount ks_level_count;
+  // Multi-bit blind rotation (pbs.hpp): d = 1 is the classical rotation, one GGSW per bit of
+  // the small key; d = 2 consumes the bits in pairs, with three GGSWs per pair (1.5 times the
+  // key) and half the external products. n must be a multiple of d.
+  GroupingFactor grouping{1};
 
   // The flattened GLWE dimension k*N: ciphertexts between lookups have this dimension.
   LweDimension big_lwe_dimension() const {
     return flattened_lwe_dimension(glwe_dimension, polynomial_size);
   }
-  // A 64-bit digest of every field except `name` (SHA-256 of a canonical encoding).
+  // A 64-bit digest of every field except `name` (SHA-256 of a canonical encoding; grouping
+  // enters it only when it is not 1, so classical sets keep the ids they always had).
   // Serialized keys and ciphertexts carry it; loading compares it.
   std::uint64_t id() const;
   // Structural validity: N a power of two in [256, 65536], 1 <= message_bits <= 8,
-  // base_log * level_count <= 64 for both decompositions, n >= 1, k >= 1, positive noise.
+  // base_log * level_count <= 64 for both decompositions, n >= 1, k >= 1, positive noise,
+  // grouping 1 or 2 and a divisor of n.
   // Throws std::invalid_argument naming the offending field and value.
   void validate() const;
   // One line: "name: p=4 n=863 k=1 N=2048 pbs=2^23x1 ks=2^3x5 ...".
@@ -98,9 +104,22 @@ double fft_external_product_variance(GlweDimension glwe_dimension,
                                      DecompositionLevelCount level_count);
 // log2 of the error probability of a p-bit lookup whose input has variance `variance`.
 double log2_lookup_error_probability_for_variance(unsigned message_bits, double variance);
+// Var_BR of a blind rotation of an n-dimensional input, classical (grouping 1) or multi-bit:
+// with d = 2, each of the n/2 steps adds (X^e_b - 1) * (GGSW_b [x] ACC) over the three
+// nonzero pairs b, so every GGSW-noise and FFT term counts 2 (the expected |X^e - 1|^2) times
+// 3 per pair, 3 per bit, while the input's rounding error enters once per step, times 2:
+// the same per bit as classically. d = 1 gives n * external_product_variance.
+double blind_rotation_variance(LweDimension lwe_dimension, GroupingFactor grouping, GlweDimension glwe_dimension,
+                               PolynomialSize polynomial_size, DecompositionBaseLog base_log,
+                               DecompositionLevelCount level_count, double bsk_std_dev);
 // One external product's cost; pbs_cost is n times this.
 double external_product_cost(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
                              DecompositionLevelCount level_count);
+// One multi-bit step's cost (d = 2): one external product's transforms and 2^d - 1 times its
+// multiply-adds (weighted for their memory traffic: parameters.cpp); pbs_cost is n / d times
+// this.
+double multi_bit_step_cost(GroupingFactor grouping, GlweDimension glwe_dimension, PolynomialSize polynomial_size,
+                           DecompositionLevelCount level_count);
 
 // Variance at the blind-rotation input of a lookup fed by a dot product of PBS outputs:
 // sq_norm2 * Var_BR + Var_KS + Var_MS.
@@ -141,6 +160,9 @@ struct NoiseConstraint {
   friend bool operator==(const NoiseConstraint&, const NoiseConstraint&) = default;
 };
 
+// OptimizerOptions::grouping that searches the classical and the multi-bit blind rotation.
+inline constexpr GroupingFactor kAutoGrouping{0};
+
 struct OptimizerOptions {
   unsigned message_bits = 4;
   double sq_norm2 = 1.0;              // max nu^2 over the lookups this set must serve
@@ -153,6 +175,9 @@ struct OptimizerOptions {
   std::vector<NoiseConstraint> constraints;
   double p_error = 0x1.0p-40;         // per-lookup error probability target
   unsigned security_bits = 128;
+  // The blind rotation the set is for: 1 classical, 2 multi-bit (n then a multiple of 2), or
+  // 0: both searched, the cheaper kept (kAutoGrouping).
+  GroupingFactor grouping{1};
   // Search space (Concrete's defaults, N capped at 2^16 which the FFT supports).
   unsigned min_glwe_dimension = 1, max_glwe_dimension = 6;
   unsigned min_log2_polynomial_size = 8, max_log2_polynomial_size = 16;

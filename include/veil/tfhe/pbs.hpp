@@ -6,6 +6,15 @@
 // coefficient is sample-extracted: an LWE under the big key of table[m], ready for the next
 // levelled operations.
 //
+// Multi-bit blind rotation (ParameterSet::grouping d = 2): the mask is taken in pairs
+// (a~_2j, a~_2j+1), and X^(a~_2j s_2j + a~_2j+1 s_2j+1) = 1 + sum over b in {1, 2, 3} of
+// [s_2j + 2 s_2j+1 = b] (X^(e_b) - 1), e_1 = a~_2j, e_2 = a~_2j+1, e_3 = e_1 + e_2. The
+// bootstrap key holds GGSWs of the three indicators, so one step is
+// ACC += sum_b (X^(e_b) - 1) (GGSW_b [x] ACC): one decomposition and k+1 backward transforms
+// per pair of bits instead of per bit; the three products are summed in the Fourier domain,
+// where X^e - 1 is a factor per point (Fft::monomial_minus_one_table). It costs 1.5 times the
+// key and three times the GGSW-noise terms of the rotation (parameters.hpp).
+//
 // Test polynomial for a table f on p-bit inputs (padding bit 0): 2^p boxes of N / 2^p
 // coefficients each fill the N coefficients with v[j] = f(floor(j / box)); v is then rotated
 // half a box towards lower indices (what wraps is negated) so that every input lands in the

@@ -36,7 +36,9 @@ class FormatError : public std::runtime_error {
 };
 
 inline constexpr std::uint16_t kFormatMajor = 1;
-inline constexpr std::uint16_t kFormatMinor = 0;
+// 1.1: the parameter-set payload gains `grouping` (multi-bit blind rotation); a 1.0 set reads
+// as grouping 1.
+inline constexpr std::uint16_t kFormatMinor = 1;
 
 enum class ObjectType : std::uint16_t {
   kLweSecretKey = 1,
