@@ -14,6 +14,7 @@
 // ml/<model>/<dataset>/exact_reads (network_neighbour_log2 = 0: every lookup reads exactly, up
 // to approximate rounding's ties). Counter `bits`: the input bits of a tree ensemble, the
 // lookup precision of a network (both may be automatic choices).
+#include <cstdlib>
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -54,7 +55,11 @@ void bench_model(benchmark::State& state, std::string name, std::string file, st
   if (exact_reads) options.tree_comparison_neighbour_log2 = options.network_neighbour_log2 = 0;
   const ml::QuantizedModel q = ml::compile_model(model, calib, options);
   const ml::Predictions fp = ml::predict_float(model, x), qp = ml::predict_clear(q, x);
-  const circuit::CompiledCircuit cc = circuit::compile(q.circuit);
+  // VEIL_BENCH_GROUPING=1 or 2 forces the classical or the multi-bit blind rotation (A/B of
+  // the compiler's automatic choice); unset, the compiler chooses.
+  circuit::CompileOptions compile_options;
+  if (const char* g = std::getenv("VEIL_BENCH_GROUPING")) compile_options.search.grouping = tfhe::GroupingFactor(std::strtoul(g, nullptr, 10));
+  const circuit::CompiledCircuit cc = circuit::compile(q.circuit, compile_options);
   const ml::Predictions sp = ml::predict_simulated(q, cc, x, 1);
   const auto secret = tfhe::generate_secret_keys(cc.params);
   const auto evaluation = tfhe::expand_evaluation_keys(tfhe::generate_seeded_evaluation_keys(secret));
