@@ -18,6 +18,24 @@ GlweSecretKey random_glwe_key(std::size_t k, std::size_t n) {
 
 constexpr double kSigma = 0x1.0p-45;
 
+// What the GGSW tests share: a random GLWE key of shape (k, N), an encryptor and randomness
+// for it, and a GGSW shape with the test's decomposition. Not copyable: the encryptor refers
+// to the key.
+struct GgswSetup {
+  GgswSetup(std::pair<std::size_t, std::size_t> k_n, std::size_t base_log, std::size_t levels)
+      : k(k_n.first),
+        n(k_n.second),
+        key(random_glwe_key(k, n)),
+        shape{GlweDimension(k), PolynomialSize(n), DecompositionBaseLog(base_log), DecompositionLevelCount(levels)} {}
+  GgswSetup(const GgswSetup&) = delete;
+  GgswSetup& operator=(const GgswSetup&) = delete;
+  std::size_t k, n;
+  GlweSecretKey key;
+  GlweEncryptor encryptor{key};
+  EncryptionRandomness rng = EncryptionRandomness::from_os();
+  GgswShape shape;
+};
+
 class GlweShapes : public ::testing::TestWithParam<std::pair<std::size_t, std::size_t>> {};
 
 TEST_P(GlweShapes, EncryptDecrypt) {
@@ -34,11 +52,8 @@ TEST_P(GlweShapes, EncryptDecrypt) {
 }
 
 TEST_P(GlweShapes, GgswRowsEncryptWhatTheDocumentationSays) {
-  auto [k, n] = GetParam();
-  auto key = random_glwe_key(k, n);
-  GlweEncryptor encryptor(key);
-  auto rng = EncryptionRandomness::from_os();
-  GgswShape shape{GlweDimension(k), PolynomialSize(n), DecompositionBaseLog(10), DecompositionLevelCount(3)};
+  GgswSetup setup(GetParam(), 10, 3);
+  auto& [k, n, key, encryptor, rng, shape] = setup;
   GgswCiphertext ggsw(shape);
   encryptor.encrypt_ggsw(1, kSigma, rng, ggsw);
   for (std::size_t i = 0; i <= k; ++i) {
@@ -57,11 +72,8 @@ TEST_P(GlweShapes, GgswRowsEncryptWhatTheDocumentationSays) {
 }
 
 TEST_P(GlweShapes, ExternalProductAndCmux) {
-  auto [k, n] = GetParam();
-  auto key = random_glwe_key(k, n);
-  GlweEncryptor encryptor(key);
-  auto rng = EncryptionRandomness::from_os();
-  GgswShape shape{GlweDimension(k), PolynomialSize(n), DecompositionBaseLog(12), DecompositionLevelCount(3)};
+  GgswSetup setup(GetParam(), 12, 3);
+  auto& [k, n, key, encryptor, rng, shape] = setup;
   AlignedVector<Torus> m0(n), m1(n);
   for (std::size_t j = 0; j < n; ++j) {
     m0[j] = encode_message(j % 8, 3);
@@ -92,11 +104,8 @@ TEST_P(GlweShapes, ExternalProductAndCmux) {
 // external_product_add on the stored difference, so the same words, for rotations at and
 // around 0, N and 2N (both signs of X^a, the wrap at either end).
 TEST_P(GlweShapes, BlindRotationStepIsTheExternalProductOfTheRotatedDifference) {
-  auto [k, n] = GetParam();
-  auto key = random_glwe_key(k, n);
-  GlweEncryptor encryptor(key);
-  auto rng = EncryptionRandomness::from_os();
-  GgswShape shape{GlweDimension(k), PolynomialSize(n), DecompositionBaseLog(12), DecompositionLevelCount(2)};
+  GgswSetup setup(GetParam(), 12, 2);
+  auto& [k, n, key, encryptor, rng, shape] = setup;
   GgswCiphertext ggsw(shape);
   encryptor.encrypt_ggsw(1, kSigma, rng, ggsw);
   auto fourier = convert_ggsw_to_fourier(ggsw);
@@ -134,11 +143,8 @@ TEST_P(GlweShapes, BlindRotationStepIsTheExternalProductOfTheRotatedDifference) 
 // external products and exact rotations: equal up to the FFT's rounding, and decrypting to
 // X^(e_b) * m for the GGSW that encrypts 1 (or to m when none does).
 TEST_P(GlweShapes, MultiBitStepIsTheSumOfRotatedExternalProducts) {
-  auto [k, n] = GetParam();
-  auto key = random_glwe_key(k, n);
-  GlweEncryptor encryptor(key);
-  auto rng = EncryptionRandomness::from_os();
-  GgswShape shape{GlweDimension(k), PolynomialSize(n), DecompositionBaseLog(12), DecompositionLevelCount(2)};
+  GgswSetup setup(GetParam(), 12, 2);
+  auto& [k, n, key, encryptor, rng, shape] = setup;
   const std::size_t parts = k + 1, rows = shape.row_count(), polys = rows * parts;
   AlignedVector<Torus> m(n);
   for (std::size_t j = 0; j < n; ++j) m[j] = encode_message((j * 3 + 2) % 8, 3);
