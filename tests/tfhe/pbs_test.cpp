@@ -244,7 +244,9 @@ namespace {
 // The evaluation-form (32-bit) keyswitch agrees with the exact one up to the rounding the
 // noise model counts (~2^-42 variance): far below anything the modulus switch can see.
 TEST(TruncatedKeyswitch, AgreesWithTheExactKeyswitch) {
-  auto p = optimize_parameters({.message_bits = 4});
+  OptimizerOptions options;
+  options.message_bits = 4;
+  auto p = optimize_parameters(options);
   ASSERT_TRUE(p.has_value());
   auto secret = generate_secret_keys(*p);
   auto exact = decompress_keyswitch_key(generate_seeded_keyswitch_key(secret));
