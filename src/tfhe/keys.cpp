@@ -40,8 +40,9 @@ Torus bootstrap_key_message(const BootstrapKeyShape& shape, std::span<const Toru
   const std::size_t per_group = shape.ggsws_per_group();
   const std::size_t first = (t / per_group) * d;
   const std::size_t b = t % per_group + 1;
+  // Branch-free in the secret bits: 1 ^ (s ^ bit) is 1 exactly when they agree.
   Torus indicator = 1;
-  for (std::size_t j = 0; j < d; ++j) indicator &= small_key[first + j] == ((b >> j) & 1) ? 1 : 0;
+  for (std::size_t j = 0; j < d; ++j) indicator &= Torus{1} ^ (small_key[first + j] ^ ((b >> j) & 1));
   return indicator;
 }
 }  // namespace
