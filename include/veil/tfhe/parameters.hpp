@@ -137,7 +137,7 @@ double circuit_error_probability(double per_lookup_p_error, double lookup_count)
 
 // ---- Cost model (Concrete optimizer) ----
 // Per external product: (k+1)l*N*log2 N + (k+1)*N*log2 N + (k+1)^2*l*N; times n for a blind
-// rotation; keyswitch: k*N * l_ks * (n+1).
+// rotation (multi-bit: multi_bit_step_cost times n / d); keyswitch: k*N * l_ks * (n+1).
 double pbs_cost(const ParameterSet& params);
 double keyswitch_cost(const ParameterSet& params);
 double ks_pbs_cost(const ParameterSet& params);
