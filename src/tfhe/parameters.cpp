@@ -424,12 +424,12 @@ double multi_bit_step_cost(GroupingFactor grouping, GlweDimension glwe_dimension
   const double products = std::ldexp(1.0, static_cast<int>(grouping.value)) - 1.0;
   // The transforms of one external product; the multiply-adds once per nonzero pair b; and
   // the products of the k+1 outputs by X^e_b - 1. The multiply-adds weigh
-  // kMultiBitProductWeight: they stream 2^d - 1 times a classical step's key from memory.
-  // The weight is fitted on machine B (BENCHMARKS.md) to batch throughput, the way the
-  // circuit executor runs lookups: multi-bit / classical time per PBS of 0.87, 0.79 and 0.88
-  // at 2, 4 and 6 bits, which the model with weight 1.5 puts at 0.95, 0.83 and 0.73. (One
-  // PBS alone is memory-bound and gains less: 1.08, 0.80 and 0.69 in the same run.)
-  constexpr double kMultiBitProductWeight = 1.5;
+  // kMultiBitProductWeight: they stream 2^d - 1 times a classical step's key from memory,
+  // where a classical step's key is partly prefetched during its transforms. The weight is
+  // calibrated on machine B (BENCHMARKS.md): measured multi-bit / classical PBS times of
+  // 1.19, 0.90 and 0.89 at 2, 4 and 6 bits, which the model with weight 2 puts at 1.13, 0.96
+  // and 0.83 -- the same side of 1 each time, which is what the choice of d needs.
+  constexpr double kMultiBitProductWeight = 2.0;
   return k1 * l * big_n * log_n + k1 * big_n * log_n +
          kMultiBitProductWeight * products * (k1 * k1 * l * big_n + k1 * big_n);
 }
