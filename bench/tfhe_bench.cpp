@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "veil/tfhe/keys.hpp"
@@ -147,7 +148,29 @@ void bm_expand(benchmark::State& state, unsigned bits, SetKind kind) {
   label(state, p);
 }
 
+// The parameter search itself: one grouping, or both in one pass (kAutoGrouping, the
+// compiler's default).
+void bm_optimize(benchmark::State& state, unsigned bits, GroupingFactor grouping) {
+  OptimizerOptions options;
+  options.message_bits = bits;
+  options.grouping = grouping;
+  std::optional<ParameterSet> p;
+  for (auto _ : state) {
+    p = optimize_parameters(options);
+    benchmark::DoNotOptimize(p);
+  }
+  if (!p) throw std::runtime_error("optimizer found no set");
+  label(state, *p);
+}
+
 int register_all() {
+  for (unsigned bits : {2u, 4u, 6u, 8u}) {
+    const std::string prefix = "tfhe/" + std::to_string(bits) + "bit/";
+    benchmark::RegisterBenchmark((prefix + "optimize").c_str(), bm_optimize, bits, GroupingFactor(1))
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark((prefix + "optimize_auto").c_str(), bm_optimize, bits, kAutoGrouping)
+        ->Unit(benchmark::kMillisecond);
+  }
   for (SetKind kind : {SetKind::kOptimized, SetKind::kMultiBit, SetKind::kReference}) {
     for (unsigned bits : {2u, 4u, 6u, 8u}) {
       const char* suffix = kind == SetKind::kReference ? "_ref128" : kind == SetKind::kMultiBit ? "_mb2" : "";

@@ -149,14 +149,11 @@ std::vector<Requirement> requirements_of(const OptimizerOptions& o) {
 
 std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options) {
   validate_options(options);
-  if (options.grouping == kAutoGrouping) {
-    OptimizerOptions one = options, two = options;
-    one.grouping = GroupingFactor(1);
-    two.grouping = GroupingFactor(2);
-    std::optional<ParameterSet> classical = optimize_parameters(one), multi_bit = optimize_parameters(two);
-    if (!classical || (multi_bit && ks_pbs_cost(*multi_bit) < ks_pbs_cost(*classical))) return multi_bit;
-    return classical;
-  }
+  // kAutoGrouping searches both rotations in one pass, sharing the curve and keyswitch
+  // tables (the classical one first at each k and N).
+  const std::vector<GroupingFactor> groupings =
+      options.grouping == kAutoGrouping ? std::vector<GroupingFactor>{GroupingFactor(1), GroupingFactor(2)}
+                                        : std::vector<GroupingFactor>{options.grouping};
   const std::vector<Requirement> requirements = requirements_of(options);
   // The set's precision: the widest table it serves, exactly or approximately.
   unsigned message_bits = 0;
@@ -199,6 +196,7 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
         table_it->second = build_keyswitch_table(big_lwe_dimension, lwe_std_dev, min_n);
       const KeyswitchTable& ks_table = table_it->second;
 
+      for (const GroupingFactor grouping : groupings)
       for (unsigned l_pbs = 1; l_pbs <= kMaxPbsLevel; ++l_pbs) {
         const DecompositionLevelCount pbs_level(l_pbs);
         // Best PBS base log for this level count: independent of n. The blind rotation's
@@ -208,7 +206,7 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
         unsigned pbs_beta = 0;
         for (unsigned beta = 1; beta <= kMaxPbsBaseLog && beta * l_pbs <= kDecompositionBits;
              ++beta) {
-          const double v = blind_rotation_variance(LweDimension(1), options.grouping, glwe_dimension,
+          const double v = blind_rotation_variance(LweDimension(1), grouping, glwe_dimension,
                                                    polynomial_size, DecompositionBaseLog(beta), pbs_level,
                                                    glwe_std_dev);
           if (!(v < ep_variance)) break;  // convex in beta, as for the keyswitch
@@ -216,11 +214,9 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
           pbs_beta = beta;
         }
         if (pbs_beta == 0) continue;
-        // Cost per group of d bits.
-        const std::size_t d = options.grouping.value;
-        const double step_cost = d == 1 ? external_product_cost(glwe_dimension, polynomial_size, pbs_level)
-                                        : multi_bit_step_cost(options.grouping, glwe_dimension, polynomial_size,
-                                                              pbs_level);
+        // Cost per step of d bits.
+        const std::size_t d = grouping.value;
+        const double step_cost = blind_rotation_step_cost(grouping, glwe_dimension, polynomial_size, pbs_level);
 
         for (std::size_t n = (min_n + d - 1) / d * d; n <= max_n; n += d) {
           const double n_d = static_cast<double>(n);
@@ -250,7 +246,7 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
             p.pbs_level_count = pbs_level;
             p.ks_base_log = DecompositionBaseLog(ks_table.beta(n, l_ks));
             p.ks_level_count = DecompositionLevelCount(l_ks);
-            p.grouping = options.grouping;
+            p.grouping = grouping;
             best = std::move(p);
             break;  // more keyswitch levels only cost more
           }
@@ -261,6 +257,7 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
   if (best) {
     OptimizerOptions named = options;
     named.message_bits = message_bits;
+    named.grouping = best->grouping;
     named.sq_norm2 = 0.0;
     for (const Requirement& r : requirements) named.sq_norm2 = std::max(named.sq_norm2, r.sq_norm2);
     best->name = optimized_name(named);

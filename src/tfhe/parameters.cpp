@@ -301,9 +301,16 @@ double external_product_variance(GlweDimension glwe_dimension, PolynomialSize po
 }
 
 namespace {
-// Multi-bit (d = 2) factor on the GGSW-noise and FFT terms, per bit: 2^d - 1 GGSWs a step,
-// each product multiplied by X^e - 1 (expected squared norm 2), over d bits.
-constexpr double kMultiBitKeyFactor = 3.0;
+// Factor on the GGSW-noise and FFT terms per bit: 1 classically; for multi-bit (d = 2),
+// 2^d - 1 GGSWs a step, each product multiplied by X^e - 1 (expected squared norm 2), over
+// d bits: 3.
+double key_noise_factor(GroupingFactor grouping) {
+  if (grouping.value == 1) return 1.0;
+  if (grouping.value != 2)
+    throw std::invalid_argument("blind_rotation_variance: grouping must be 1 or 2, got " +
+                                std::to_string(grouping.value));
+  return 3.0;
+}
 }  // namespace
 
 double blind_rotation_variance(LweDimension lwe_dimension, GroupingFactor grouping, GlweDimension glwe_dimension,
@@ -312,12 +319,10 @@ double blind_rotation_variance(LweDimension lwe_dimension, GroupingFactor groupi
   const double n = static_cast<double>(lwe_dimension.value);
   const double step =
       external_product_variance(glwe_dimension, polynomial_size, base_log, level_count, bsk_std_dev);
-  if (grouping.value == 1) return n * step;
-  if (grouping.value != 2)
-    throw std::invalid_argument("blind_rotation_variance: grouping must be 1 or 2, got " +
-                                std::to_string(grouping.value));
+  const double factor = key_noise_factor(grouping);
+  if (factor == 1.0) return n * step;  // exactly n Var_EP, as the classical model states
   const double rounding = input_rounding_variance(glwe_dimension, polynomial_size, base_log, level_count);
-  return n * (kMultiBitKeyFactor * (step - rounding) + rounding);
+  return n * (factor * (step - rounding) + rounding);
 }
 
 NoiseBreakdown noise_breakdown(const ParameterSet& params) {
@@ -330,7 +335,7 @@ NoiseBreakdown noise_breakdown(const ParameterSet& params) {
   out.blind_rotation = blind_rotation_variance(params.lwe_dimension, params.grouping, params.glwe_dimension,
                                                params.polynomial_size, params.pbs_base_log,
                                                params.pbs_level_count, params.glwe_std_dev);
-  out.fft = (params.grouping.value == 1 ? 1.0 : kMultiBitKeyFactor) * n *
+  out.fft = key_noise_factor(params.grouping) * n *
             fft_external_product_variance(params.glwe_dimension, params.polynomial_size,
                                           params.pbs_base_log, params.pbs_level_count);
   return out;
@@ -415,8 +420,9 @@ double external_product_cost(GlweDimension glwe_dimension, PolynomialSize polyno
   return k1 * l * big_n * log_n + k1 * big_n * log_n + k1 * k1 * l * big_n;
 }
 
-double multi_bit_step_cost(GroupingFactor grouping, GlweDimension glwe_dimension, PolynomialSize polynomial_size,
-                           DecompositionLevelCount level_count) {
+double blind_rotation_step_cost(GroupingFactor grouping, GlweDimension glwe_dimension, PolynomialSize polynomial_size,
+                                DecompositionLevelCount level_count) {
+  if (grouping.value == 1) return external_product_cost(glwe_dimension, polynomial_size, level_count);
   const double k1 = static_cast<double>(glwe_dimension.value) + 1.0;
   const double big_n = static_cast<double>(polynomial_size.value);
   const double l = static_cast<double>(level_count.value);
@@ -435,11 +441,9 @@ double multi_bit_step_cost(GroupingFactor grouping, GlweDimension glwe_dimension
 }
 
 double pbs_cost(const ParameterSet& params) {
-  if (params.grouping.value == 1)
-    return static_cast<double>(params.lwe_dimension.value) *
-           external_product_cost(params.glwe_dimension, params.polynomial_size, params.pbs_level_count);
   return static_cast<double>(params.lwe_dimension.value / params.grouping.value) *
-         multi_bit_step_cost(params.grouping, params.glwe_dimension, params.polynomial_size, params.pbs_level_count);
+         blind_rotation_step_cost(params.grouping, params.glwe_dimension, params.polynomial_size,
+                                  params.pbs_level_count);
 }
 
 double keyswitch_cost(const ParameterSet& params) {

@@ -236,7 +236,6 @@ class FourierBootstrapKey {
     return data_.data() + i * shape_.ggsw.words() +
            (r * glwe_size(shape_.ggsw.glwe_dimension) + component) * shape_.ggsw.polynomial_size.value;
   }
-  double* mutable_ggsw(std::size_t i) { return data_.data() + i * shape_.ggsw.words(); }
   // Group g's block (any grouping; for grouping 1 the GGSW g).
   const double* group(std::size_t g) const { return data_.data() + g * group_words(); }
   double* mutable_group(std::size_t g) { return data_.data() + g * group_words(); }

@@ -112,14 +112,14 @@ double log2_lookup_error_probability_for_variance(unsigned message_bits, double 
 double blind_rotation_variance(LweDimension lwe_dimension, GroupingFactor grouping, GlweDimension glwe_dimension,
                                PolynomialSize polynomial_size, DecompositionBaseLog base_log,
                                DecompositionLevelCount level_count, double bsk_std_dev);
-// One external product's cost; pbs_cost is n times this.
+// One external product's cost; a classical pbs_cost is n times this.
 double external_product_cost(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
                              DecompositionLevelCount level_count);
-// One multi-bit step's cost (d = 2): one external product's transforms and 2^d - 1 times its
-// multiply-adds (weighted for their memory traffic: parameters.cpp); pbs_cost is n / d times
-// this.
-double multi_bit_step_cost(GroupingFactor grouping, GlweDimension glwe_dimension, PolynomialSize polynomial_size,
-                           DecompositionLevelCount level_count);
+// The cost of one blind-rotation step of d bits: external_product_cost for d = 1; for d = 2
+// one external product's transforms and 2^d - 1 times its multiply-adds (weighted for their
+// memory traffic: parameters.cpp). pbs_cost is n / d times this.
+double blind_rotation_step_cost(GroupingFactor grouping, GlweDimension glwe_dimension, PolynomialSize polynomial_size,
+                                DecompositionLevelCount level_count);
 
 // Variance at the blind-rotation input of a lookup fed by a dot product of PBS outputs:
 // sq_norm2 * Var_BR + Var_KS + Var_MS.
@@ -137,7 +137,7 @@ double circuit_error_probability(double per_lookup_p_error, double lookup_count)
 
 // ---- Cost model (Concrete optimizer) ----
 // Per external product: (k+1)l*N*log2 N + (k+1)*N*log2 N + (k+1)^2*l*N; times n for a blind
-// rotation (multi-bit: multi_bit_step_cost times n / d); keyswitch: k*N * l_ks * (n+1).
+// rotation (blind_rotation_step_cost times n / d in general); keyswitch: k*N * l_ks * (n+1).
 double pbs_cost(const ParameterSet& params);
 double keyswitch_cost(const ParameterSet& params);
 double ks_pbs_cost(const ParameterSet& params);
