@@ -196,59 +196,60 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
         table_it->second = build_keyswitch_table(big_lwe_dimension, lwe_std_dev, min_n);
       const KeyswitchTable& ks_table = table_it->second;
 
-      for (const GroupingFactor grouping : groupings)
-      for (unsigned l_pbs = 1; l_pbs <= kMaxPbsLevel; ++l_pbs) {
-        const DecompositionLevelCount pbs_level(l_pbs);
-        // Best PBS base log for this level count: independent of n. The blind rotation's
-        // variance per bit of the small key (blind_rotation_variance of dimension 1, which
-        // times n is exactly the variance of dimension n).
-        double ep_variance = std::numeric_limits<double>::infinity();
-        unsigned pbs_beta = 0;
-        for (unsigned beta = 1; beta <= kMaxPbsBaseLog && beta * l_pbs <= kDecompositionBits;
-             ++beta) {
-          const double v = blind_rotation_variance(LweDimension(1), grouping, glwe_dimension,
-                                                   polynomial_size, DecompositionBaseLog(beta), pbs_level,
-                                                   glwe_std_dev);
-          if (!(v < ep_variance)) break;  // convex in beta, as for the keyswitch
-          ep_variance = v;
-          pbs_beta = beta;
-        }
-        if (pbs_beta == 0) continue;
-        // Cost per step of d bits.
-        const std::size_t d = grouping.value;
-        const double step_cost = blind_rotation_step_cost(grouping, glwe_dimension, polynomial_size, pbs_level);
+      for (const GroupingFactor grouping : groupings) {
+        for (unsigned l_pbs = 1; l_pbs <= kMaxPbsLevel; ++l_pbs) {
+          const DecompositionLevelCount pbs_level(l_pbs);
+          // Best PBS base log for this level count: independent of n. The blind rotation's
+          // variance per bit of the small key (blind_rotation_variance of dimension 1, which
+          // times n is exactly the variance of dimension n).
+          double ep_variance = std::numeric_limits<double>::infinity();
+          unsigned pbs_beta = 0;
+          for (unsigned beta = 1; beta <= kMaxPbsBaseLog && beta * l_pbs <= kDecompositionBits;
+               ++beta) {
+            const double v = blind_rotation_variance(LweDimension(1), grouping, glwe_dimension,
+                                                     polynomial_size, DecompositionBaseLog(beta), pbs_level,
+                                                     glwe_std_dev);
+            if (!(v < ep_variance)) break;  // convex in beta, as for the keyswitch
+            ep_variance = v;
+            pbs_beta = beta;
+          }
+          if (pbs_beta == 0) continue;
+          // Cost per step of d bits.
+          const std::size_t d = grouping.value;
+          const double step_cost = blind_rotation_step_cost(grouping, glwe_dimension, polynomial_size, pbs_level);
 
-        for (std::size_t n = (min_n + d - 1) / d * d; n <= max_n; n += d) {
-          const double n_d = static_cast<double>(n);
-          const double pbs = static_cast<double>(n / d) * step_cost;
-          if (pbs >= best_cost) break;  // the PBS alone only grows with n
-          if (!std::isfinite(lwe_std_dev[n - min_n])) continue;
-          // Same expression, same order, as variance_at_blind_rotation_input.
-          const double br = n_d * ep_variance;
-          const double ms = modulus_switch_variance(LweDimension(n), polynomial_size);
-          if (!fits_without_ks(br, ms)) continue;
-          for (unsigned l_ks = 1; l_ks <= kMaxKsLevel; ++l_ks) {
-            const double ks_cost = static_cast<double>(big_lwe_dimension) *
-                                   static_cast<double>(l_ks) * static_cast<double>(n + 1);
-            const double cost = pbs + ks_cost;
-            if (cost >= best_cost) break;
-            const double ks = ks_table.at(n, l_ks);
-            if (!fits(br, ks, ms)) continue;
-            best_cost = cost;
-            ParameterSet p;
-            p.message_bits = message_bits;
-            p.lwe_dimension = LweDimension(n);
-            p.glwe_dimension = glwe_dimension;
-            p.polynomial_size = polynomial_size;
-            p.lwe_std_dev = lwe_std_dev[n - min_n];
-            p.glwe_std_dev = glwe_std_dev;
-            p.pbs_base_log = DecompositionBaseLog(pbs_beta);
-            p.pbs_level_count = pbs_level;
-            p.ks_base_log = DecompositionBaseLog(ks_table.beta(n, l_ks));
-            p.ks_level_count = DecompositionLevelCount(l_ks);
-            p.grouping = grouping;
-            best = std::move(p);
-            break;  // more keyswitch levels only cost more
+          for (std::size_t n = (min_n + d - 1) / d * d; n <= max_n; n += d) {
+            const double n_d = static_cast<double>(n);
+            const double pbs = static_cast<double>(n / d) * step_cost;
+            if (pbs >= best_cost) break;  // the PBS alone only grows with n
+            if (!std::isfinite(lwe_std_dev[n - min_n])) continue;
+            // Same expression, same order, as variance_at_blind_rotation_input.
+            const double br = n_d * ep_variance;
+            const double ms = modulus_switch_variance(LweDimension(n), polynomial_size);
+            if (!fits_without_ks(br, ms)) continue;
+            for (unsigned l_ks = 1; l_ks <= kMaxKsLevel; ++l_ks) {
+              const double ks_cost = static_cast<double>(big_lwe_dimension) *
+                                     static_cast<double>(l_ks) * static_cast<double>(n + 1);
+              const double cost = pbs + ks_cost;
+              if (cost >= best_cost) break;
+              const double ks = ks_table.at(n, l_ks);
+              if (!fits(br, ks, ms)) continue;
+              best_cost = cost;
+              ParameterSet p;
+              p.message_bits = message_bits;
+              p.lwe_dimension = LweDimension(n);
+              p.glwe_dimension = glwe_dimension;
+              p.polynomial_size = polynomial_size;
+              p.lwe_std_dev = lwe_std_dev[n - min_n];
+              p.glwe_std_dev = glwe_std_dev;
+              p.pbs_base_log = DecompositionBaseLog(pbs_beta);
+              p.pbs_level_count = pbs_level;
+              p.ks_base_log = DecompositionBaseLog(ks_table.beta(n, l_ks));
+              p.ks_level_count = DecompositionLevelCount(l_ks);
+              p.grouping = grouping;
+              best = std::move(p);
+              break;  // more keyswitch levels only cost more
+            }
           }
         }
       }
