@@ -319,8 +319,8 @@ double blind_rotation_variance(LweDimension lwe_dimension, GroupingFactor groupi
   const double n = static_cast<double>(lwe_dimension.value);
   const double step =
       external_product_variance(glwe_dimension, polynomial_size, base_log, level_count, bsk_std_dev);
-  const double factor = key_noise_factor(grouping);
-  if (factor == 1.0) return n * step;  // exactly n Var_EP, as the classical model states
+  const double factor = key_noise_factor(grouping);  // checks the grouping
+  if (grouping.value == 1) return n * step;  // exactly n Var_EP, as the classical model states
   const double rounding = input_rounding_variance(glwe_dimension, polynomial_size, base_log, level_count);
   return n * (factor * (step - rounding) + rounding);
 }
