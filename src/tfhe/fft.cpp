@@ -51,15 +51,22 @@ inline Torus torus_from_double(double x) {
   return static_cast<Torus>(scaled) << 12;
 }
 
+// The passes around the transforms advance the key-stream prefetch (KeyStreamPrefetch) once
+// per this many points, about the rate of the transforms' butterflies. On the 4-bit
+// multi-bit PBS (machine B, three alternations of three repetitions) the backward pass's
+// prefetches took the median from 7.50 to 7.21 ms, the forward pass's as well to 7.02.
+constexpr std::size_t kPassPointsPerPrefetch = 8;
+
 // buf <- (x_j + i*y_j) * zeta^j for j < half, interleaved, where (x_j, y_j) are the real
 // inputs of coefficients j and j + N/2: `four(j)` yields them four at a time (two __m256d) on
 // AVX2, `one(j)` one at a time for the rest (everything without AVX2).
 template <class Four, class One>
 inline void twist_interleave(const double* twist_re, const double* twist_im, std::size_t half, double* buf, const Four& four,
-                             const One& one) {
+                             const One& one, KeyStreamPrefetch& prefetch) {
   std::size_t j = 0;
 #ifdef VEIL_FFT_AVX2
   for (; j + 4 <= half; j += 4) {
+    if (j % kPassPointsPerPrefetch == 0) prefetch.step();
     const auto [x, y] = four(j);
     const __m256d tr = _mm256_load_pd(twist_re + j), ti = _mm256_load_pd(twist_im + j);
     const __m256d re = _mm256_fmsub_pd(x, tr, _mm256_mul_pd(y, ti));
@@ -70,6 +77,7 @@ inline void twist_interleave(const double* twist_re, const double* twist_im, std
   }
 #else
   (void)four;
+  (void)prefetch;
 #endif
   for (; j < half; ++j) {
     const auto [x, y] = one(j);
@@ -104,8 +112,13 @@ Fft::Fft(std::size_t n) : n_(n) {
     monomial_minus_one_[2 * m] = static_cast<double>(-2 * half_sine * half_sine);
     monomial_minus_one_[2 * m + 1] = static_cast<double>(std::sin(angle));
   }
-  // Plan out of place on 64-byte aligned buffers; FftScratch buffers have the same alignment
-  // and distance, which the new-array execute functions require.
+  if (Radix8Fft::available() && n <= kRadix8MaxPolynomialSize) {
+    radix8_forward_.emplace(half, -1);
+    radix8_backward_.emplace(half, 1);
+    return;
+  }
+  // Plan out of place on 64-byte aligned buffers; FftScratch buffers have the same alignment,
+  // which the new-array execute functions require.
   FftScratch probe{PolynomialSize(n)};
   auto* in = reinterpret_cast<fftw_complex*>(probe.data());
   auto* out = reinterpret_cast<fftw_complex*>(probe.output());
@@ -118,8 +131,29 @@ Fft::Fft(std::size_t n) : n_(n) {
 }
 
 Fft::~Fft() {
-  fftw_destroy_plan(static_cast<fftw_plan>(forward_plan_));
-  fftw_destroy_plan(static_cast<fftw_plan>(backward_plan_));
+  if (forward_plan_ != nullptr) fftw_destroy_plan(static_cast<fftw_plan>(forward_plan_));
+  if (backward_plan_ != nullptr) fftw_destroy_plan(static_cast<fftw_plan>(backward_plan_));
+}
+
+void Fft::execute(bool forward, const double* in, double* out, FftScratch& scratch) const {
+  const std::optional<Radix8Fft>& radix8 = forward ? radix8_forward_ : radix8_backward_;
+  if (radix8) {
+    // The spare buffer: the input itself where it is scratch and the stage count allows it
+    // (two buffers in L1 instead of three), else a scratch buffer that is neither in nor out.
+    double* spare = scratch.data();
+    if (in != scratch.data() || radix8->stage_count() % 2 == 0) {
+      for (double* candidate : {scratch.data(), scratch.output(), scratch.spare()})
+        if (candidate != in && candidate != out) {
+          spare = candidate;
+          break;
+        }
+    }
+    radix8->run(in, out, spare, scratch.key_stream_prefetch());
+    return;
+  }
+  // Out of place: FFTW leaves the input of a complex transform intact.
+  fftw_execute_dft(static_cast<fftw_plan>(forward ? forward_plan_ : backward_plan_),
+                   reinterpret_cast<fftw_complex*>(const_cast<double*>(in)), reinterpret_cast<fftw_complex*>(out));
 }
 
 const Fft& Fft::get(PolynomialSize n) {
@@ -141,8 +175,7 @@ const Fft& Fft::get(PolynomialSize n) {
 
 void Fft::forward_twisted(double* spectrum, FftScratch& scratch) const {
   const std::size_t half = n_ / 2;
-  fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
-                   reinterpret_cast<fftw_complex*>(scratch.output()));
+  execute(true, scratch.data(), scratch.output(), scratch);
   const double* buf = scratch.output();
   double* re = spectrum;
   double* im = spectrum + half;
@@ -178,10 +211,9 @@ const double* Fft::forward_integer_interleaved(const std::int64_t* a, FftScratch
 #endif
   twist_interleave(twist_re_.data(), twist_im_.data(), half, scratch.data(), four, [&](std::size_t j) {
     return std::pair{double_from_small_int(a[j]), double_from_small_int(a[j + half])};
-  });
+  }, scratch.key_stream_prefetch());
   double* out = spectrum != nullptr ? spectrum : scratch.output();
-  fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
-                   reinterpret_cast<fftw_complex*>(out));
+  execute(true, scratch.data(), out, scratch);
   return out;
 }
 
@@ -215,9 +247,8 @@ void Fft::forward_next_digits_interleaved(Torus* state, std::size_t base_log, Ff
   };
   twist_interleave(twist_re_.data(), twist_im_.data(), half, scratch.data(), four, [&](std::size_t j) {
     return std::pair{next_digit(state[j]), next_digit(state[j + half])};
-  });
-  fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
-                   reinterpret_cast<fftw_complex*>(spectrum));
+  }, scratch.key_stream_prefetch());
+  execute(true, scratch.data(), spectrum, scratch);
 }
 
 void Fft::twist_torus(const Torus* a, FftScratch& scratch) const {
@@ -238,8 +269,7 @@ void Fft::forward_torus(const Torus* a, double* spectrum, FftScratch& scratch) c
 
 void Fft::forward_torus_interleaved(const Torus* a, double* spectrum, FftScratch& scratch) const {
   twist_torus(a, scratch);
-  fftw_execute_dft(static_cast<fftw_plan>(forward_plan_), reinterpret_cast<fftw_complex*>(scratch.data()),
-                   reinterpret_cast<fftw_complex*>(scratch.output()));
+  execute(true, scratch.data(), scratch.output(), scratch);
   std::copy(scratch.output(), scratch.output() + n_, spectrum);
 }
 
@@ -252,8 +282,7 @@ void Fft::backward_to_scratch(const double* spectrum, FftScratch& scratch) const
     buf[2 * j] = re[j];
     buf[2 * j + 1] = im[j];
   }
-  fftw_execute_dft(static_cast<fftw_plan>(backward_plan_), reinterpret_cast<fftw_complex*>(buf),
-                   reinterpret_cast<fftw_complex*>(scratch.output()));
+  execute(false, buf, scratch.output(), scratch);
 }
 
 void Fft::backward(const double* spectrum, double* out, FftScratch& scratch) const {
@@ -268,9 +297,7 @@ void Fft::backward(const double* spectrum, double* out, FftScratch& scratch) con
 }
 
 void Fft::backward_add_torus_interleaved(const double* spectrum, Torus* out, FftScratch& scratch) const {
-  // Out of place: FFTW leaves the input of a complex transform intact.
-  fftw_execute_dft(static_cast<fftw_plan>(backward_plan_), reinterpret_cast<fftw_complex*>(const_cast<double*>(spectrum)),
-                   reinterpret_cast<fftw_complex*>(scratch.output()));
+  execute(false, spectrum, scratch.output(), scratch);
   const std::size_t half = n_ / 2;
   const double* buf = scratch.output();
   std::size_t j = 0;
@@ -282,7 +309,9 @@ void Fft::backward_add_torus_interleaved(const double* spectrum, Torus* out, Fft
     const __m256d frac = _mm256_sub_pd(v, _mm256_sub_pd(_mm256_add_pd(v, magic), magic));
     return _mm256_slli_epi64(_mm256_sub_epi64(_mm256_castpd_si256(_mm256_fmadd_pd(frac, scale, magic)), magic_bits), 12);
   };
+  KeyStreamPrefetch& prefetch = scratch.key_stream_prefetch();
   for (; j + 4 <= half; j += 4) {
+    if (j % kPassPointsPerPrefetch == 0) prefetch.step();
     const __m256d p0 = _mm256_load_pd(buf + 2 * j), p1 = _mm256_load_pd(buf + 2 * j + 4);
     // unpack gives the pairs in the order 0, 2, 1, 3; 0xD8 restores 0, 1, 2, 3.
     const __m256d x = _mm256_permute4x64_pd(_mm256_unpacklo_pd(p0, p1), 0xD8);
@@ -338,23 +367,28 @@ void multi_bit_dot_pass(std::size_t n, const double* table, double* out, std::si
     // The block is one sequential stream, which the hardware prefetcher alone followed at
     // 11-15 GB/s on machine B; asking for the chunk kMultiBitPrefetchChunks ahead raised it to
     // 17-18 GB/s (BENCHMARKS.md). Within the block only: the next group's block is fetched
-    // by the same means once its own rotation step starts.
+    // by the same means once its own rotation step starts. In a blind rotation most of the
+    // block is in L2 by then: the step before prefetched it during its transforms.
     if (c + kMultiBitPrefetchChunks < n / 4)
       for (std::size_t w = 0; w < chunk_words; w += 8)
         _mm_prefetch(reinterpret_cast<const char*>(key + kMultiBitPrefetchChunks * chunk_words + w), _MM_HINT_T0);
-    __m256d acc[kOutputs];
-    for (std::size_t o = 0; o < kOutputs; ++o) acc[o] = _mm256_setzero_pd();
+    // u, v: sums whose adjacent lanes add to the (re, im) of the output, so the horizontal
+    // add runs once per output and chunk instead of once per GGSW.
+    __m256d u[kOutputs], v[kOutputs];
+    for (std::size_t o = 0; o < kOutputs; ++o) u[o] = v[o] = _mm256_setzero_pd();
     for (std::size_t b = 0; b < per_group; ++b) {
-      // p = sum a * key, q = sum swap(a) * key; the product's (re, im) = (p0 - p1, q0 + q1).
+      // p = sum a' * key with a' = a, odd lanes negated; q = sum swap(a) * key: the product's
+      // (re, im) = (p0 + p1, q0 + q1).
       __m256d p[kOutputs], q[kOutputs];
       for (std::size_t o = 0; o < kOutputs; ++o) p[o] = q[o] = _mm256_setzero_pd();
       for (std::size_t r = 0; r < rows; ++r) {
         const __m256d av = _mm256_loadu_pd(a + r * a_stride + 4 * c);
+        const __m256d pv = _mm256_xor_pd(av, odd_sign);
         const __m256d sv = _mm256_permute_pd(av, 0x5);
         const double* kr = key + ((b * rows + r) * parts + first) * 4;
         for (std::size_t o = 0; o < kOutputs; ++o) {
           const __m256d kv = _mm256_load_pd(kr + 4 * o);
-          p[o] = _mm256_fmadd_pd(av, kv, p[o]);
+          p[o] = _mm256_fmadd_pd(pv, kv, p[o]);
           q[o] = _mm256_fmadd_pd(sv, kv, q[o]);
         }
       }
@@ -363,14 +397,13 @@ void multi_bit_dot_pass(std::size_t n, const double* table, double* out, std::si
       m[b] = (m0 - 8 * e) & mask;
       const __m256d w = _mm256_set_m128d(_mm_load_pd(table + 2 * m1), _mm_load_pd(table + 2 * m0));
       const __m256d wr = _mm256_movedup_pd(w), wi = _mm256_permute_pd(w, 0xF);
+      // w * product: re = wr (p0 + p1) - wi (q0 + q1), im = wr (q0 + q1) + wi (p0 + p1).
       for (std::size_t o = 0; o < kOutputs; ++o) {
-        const __m256d product = _mm256_hadd_pd(_mm256_xor_pd(p[o], odd_sign), q[o]);
-        // w * product: (wr pr - wi pi, wr pi + wi pr).
-        const __m256d cross = _mm256_mul_pd(wi, _mm256_permute_pd(product, 0x5));
-        acc[o] = _mm256_add_pd(acc[o], _mm256_fmaddsub_pd(wr, product, cross));
+        u[o] = _mm256_fnmadd_pd(wi, q[o], _mm256_fmadd_pd(wr, p[o], u[o]));
+        v[o] = _mm256_fmadd_pd(wi, p[o], _mm256_fmadd_pd(wr, q[o], v[o]));
       }
     }
-    for (std::size_t o = 0; o < kOutputs; ++o) _mm256_storeu_pd(out + o * out_stride + 4 * c, acc[o]);
+    for (std::size_t o = 0; o < kOutputs; ++o) _mm256_storeu_pd(out + o * out_stride + 4 * c, _mm256_hadd_pd(u[o], v[o]));
   }
 #else
   for (std::size_t point = 0; point < n / 2; ++point) {

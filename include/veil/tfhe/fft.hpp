@@ -8,9 +8,12 @@
 // Backward: inverse DFT, multiply by zeta^-j / (N/2), unfold real parts to coefficients j and
 // imaginary parts to j + N/2.
 //
+// The N/2-point transform is Veil's own Radix8Fft for N <= kRadix8MaxPolynomialSize (it
+// carries the bootstrap-key prefetch of FftScratch) and FFTW above.
+//
 // Two layouts of a spectrum (N doubles). Split: N/2 real parts followed by N/2 imaginary
-// parts (`forward`, `backward`). Interleaved: (re, im) pairs, as FFTW's AVX codelets read and
-// write them. The external product's spectra are all interleaved: its digits', its
+// parts (`forward`, `backward`). Interleaved: (re, im) pairs, as FFTW's AVX codelets and
+// Radix8Fft read and write them. The external product's spectra are all interleaved: its digits', its
 // accumulator and the bootstrap key's (`forward_torus_interleaved`), so that no copy between
 // layouts runs per transform (the copies were ~10 % of a PBS) and the multiply-add
 // (`fourier_dot_outputs`) shuffles only the digits, once per row for the outputs of a pass.
@@ -30,28 +33,49 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 
 #include "veil/tfhe/aligned.hpp"
 #include "veil/tfhe/dimensions.hpp"
+#include "veil/tfhe/radix8_fft.hpp"
 
 namespace veil::tfhe {
 
-// Per-thread work buffers for one Fft: two arrays of N/2 interleaved complex values (the
-// transforms run out of place, which FFTW executes faster than in place).
+// Per-thread work buffers for one Fft: three arrays of N/2 interleaved complex values (the
+// transforms run out of place, which FFTW executes faster than in place, and Veil's own
+// transform needs a third for its passes), and the key-stream prefetch cursor that the
+// transforms run on this scratch advance (Radix8Fft).
 class FftScratch {
  public:
-  explicit FftScratch(PolynomialSize n) : buffer_(2 * n.value) {}
+  explicit FftScratch(PolynomialSize n) : half_words_(n.value), buffer_(3 * n.value) {}
   double* data() { return buffer_.data(); }
-  double* output() { return buffer_.data() + buffer_.size() / 2; }
+  double* output() { return buffer_.data() + half_words_; }
+  double* spare() { return buffer_.data() + 2 * half_words_; }
   std::size_t size() const { return buffer_.size(); }
 
+  // The transforms run on this scratch from now on prefetch [begin, begin + bytes) into L2
+  // while they compute, until the range is exhausted or replaced: a blind rotation points it
+  // at the bootstrap-key block of its next step. Timing only; no result changes. Only
+  // transforms of N <= Fft::kRadix8MaxPolynomialSize (Veil's own) prefetch.
+  void prefetch_during_transforms(const void* begin, std::size_t bytes) { prefetch_.reset(begin, bytes); }
+  KeyStreamPrefetch& key_stream_prefetch() { return prefetch_; }
+
  private:
+  std::size_t half_words_;
   AlignedVector<double> buffer_;
+  KeyStreamPrefetch prefetch_;
 };
 
 class Fft {
  public:
+  // Transforms of N up to this size (N/2 complex points) run on Radix8Fft where it is
+  // compiled, larger ones on FFTW. Fastest of 7 runs per transform on machine B (µs, FFTW
+  // then Radix8Fft): 128 points 0.184 / 0.166, 256 0.312 / 0.336, 512 0.693 / 0.749, 1024
+  // 1.77 / 2.05, 2048 4.29 / 5.87. So Veil's transform is about level up to 512 points,
+  // where its key prefetch makes the PBS faster (BENCHMARKS.md), and slower above.
+  static constexpr std::size_t kRadix8MaxPolynomialSize = 1024;
+
   // The process-wide transform for N (a power of two in [256, 65536]); created on first use
   // (FFTW planning happens once per N, under a lock) and never destroyed.
   // Throws std::invalid_argument for an unsupported N.
@@ -107,6 +131,9 @@ class Fft {
   // scratch.data() <- the twisted, interleaved torus values a * 2^-64.
   void twist_torus(const Torus* a, FftScratch& scratch) const;
   void backward_to_scratch(const double* spectrum, FftScratch& scratch) const;
+  // out <- the forward or backward DFT of `in` (N/2 interleaved complex values). `in` may be
+  // destroyed when it is scratch.data(); out must differ from in.
+  void execute(bool forward, const double* in, double* out, FftScratch& scratch) const;
 
   std::size_t n_;
   AlignedVector<double> twist_re_, twist_im_;      // zeta^j, j < N/2
@@ -114,6 +141,7 @@ class Fft {
   AlignedVector<double> monomial_minus_one_;       // w^m - 1, m < 2N, interleaved
   void* forward_plan_ = nullptr;
   void* backward_plan_ = nullptr;
+  std::optional<Radix8Fft> radix8_forward_, radix8_backward_;  // set where they run (kRadix8MaxPolynomialSize)
 };
 
 // The rows of a Fourier GGSW against the digit spectra of an external product: for every

@@ -1,0 +1,89 @@
+// Veil's own complex FFT for the small transforms of the blind rotation, with a key-stream
+// prefetch embedded in its butterflies.
+//
+// Why it exists. A single PBS streams the whole Fourier bootstrap key (90 MB for the 4-bit
+// multi-bit set) once, and profiling put that stream at about half of the PBS: the
+// multiply-add waits on memory while the transforms before and after it leave the memory
+// system idle (docs/BENCHMARKS.md). FFTW's codelets cannot carry other work, so the key
+// could not be fetched while they ran. These transforms issue a few cache-line prefetches
+// (to L2) per butterfly iteration from a caller-given range: the blind rotation points that
+// range at the key block of its next step, which then arrives while the transforms compute.
+//
+// The algorithm: a Stockham autosort DFT (natural order in and out, out of place, no
+// bit-reversal pass) on interleaved (re, im) pairs, the layout FFTW writes. The first stage
+// (radix 2, 4 or 8, so that the rest are radix 8) runs vectorised over the butterfly index p
+// and transposes its outputs; every later stage is radix 8, vectorised over the stride index
+// q with broadcast twiddles. 512 points take three passes over the data. For a length n
+// stage with stride s, output y[q + s (8p + r)] = (sum_k x[q + s (p + k n/8)] w8^(rk)) w_n^(rp)
+// with w_n = exp(sign 2 pi i / n); unnormalised, like FFTW's.
+//
+// Thread safety: a Radix8Fft is immutable after construction; run() writes only the buffers
+// and the prefetch cursor it is given.
+#pragma once
+
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
+#include <cstddef>
+#include <vector>
+
+#include "veil/tfhe/aligned.hpp"
+
+namespace veil::tfhe {
+
+// A range of memory that a transform prefetches into L2 as it runs, kLinesPerIteration
+// cache lines per butterfly iteration, until the range is exhausted. Prefetches have no
+// architectural effect: a cursor changes timing, never a result.
+struct KeyStreamPrefetch {
+  // Lines per butterfly iteration, measured (machine B, docs/BENCHMARKS.md): in a
+  // stand-alone model of the 4-bit multi-bit rotation 1 to 4 lines were tried and 4 ran
+  // fastest; in the real 4-bit PBS 4 and 6 ran alike and 8 slower (the butterflies stall on
+  // the core's outstanding misses), and the classical set ran better with 4. Prefetching
+  // to L1 instead (T0) evicted the transform's own data and ran slower than no prefetch.
+  static constexpr int kLinesPerIteration = 4;
+
+  const char* next = nullptr;
+  const char* end = nullptr;
+
+  void reset(const void* begin, std::size_t bytes) {
+    next = static_cast<const char*>(begin);
+    end = next + bytes;
+  }
+  void clear() { next = end = nullptr; }
+  void step() {
+#if defined(__AVX2__) && defined(__FMA__)
+    for (int i = 0; i < kLinesPerIteration && next < end; ++i, next += 64) _mm_prefetch(next, _MM_HINT_T1);
+#endif
+  }
+};
+
+class Radix8Fft {
+ public:
+  // True where the transform is compiled (AVX2 and FMA); elsewhere run() throws.
+  static bool available();
+  // points: a power of two in [16, 65536]; sign -1 (forward, FFTW_FORWARD) or +1 (backward).
+  // Throws std::invalid_argument otherwise.
+  Radix8Fft(std::size_t points, int sign);
+
+  std::size_t points() const { return points_; }
+  std::size_t stage_count() const { return stages_.size(); }
+
+  // out <- DFT(in), `points` interleaved complex values each, all 32-byte aligned.
+  // `spare` is a work buffer of the same size; it may be `in` (destroying it) only when
+  // stage_count() is odd. REQUIRES: in != out, spare != out.
+  void run(const double* in, double* out, double* spare, KeyStreamPrefetch& prefetch) const;
+
+ private:
+  struct Stage {
+    std::size_t radix = 0, length = 0, stride = 0;
+    bool first = false;
+    AlignedVector<double> twiddles;
+  };
+
+  std::size_t points_;
+  int sign_;
+  std::vector<Stage> stages_;
+};
+
+}  // namespace veil::tfhe
