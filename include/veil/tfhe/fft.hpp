@@ -82,6 +82,8 @@ class Fft {
   static const Fft& get(PolynomialSize n);
 
   PolynomialSize polynomial_size() const { return PolynomialSize(n_); }
+  // Whether the transforms advance FftScratch's key-stream prefetch (Radix8Fft runs them).
+  bool carries_key_prefetch() const { return radix8_forward_.has_value(); }
 
   // coefficients (N doubles) -> spectrum (N doubles, split layout).
   void forward(const double* coefficients, double* spectrum, FftScratch& scratch) const;
