@@ -56,8 +56,9 @@ class FftScratch {
 
   // The transforms run on this scratch from now on prefetch [begin, begin + bytes) into L2
   // while they compute, until the range is exhausted or replaced: a blind rotation points it
-  // at the bootstrap-key block of its next step. Timing only; no result changes. Only
-  // transforms of N <= Fft::kRadix8MaxPolynomialSize (Veil's own) prefetch.
+  // at the bootstrap-key block of its next step. Timing only; no result changes. Veil's own
+  // transforms (N <= Fft::kRadix8MaxPolynomialSize, Fft::carries_key_prefetch) and the
+  // passes around every transform advance it; FFTW's transforms do not.
   void prefetch_during_transforms(const void* begin, std::size_t bytes) { prefetch_.reset(begin, bytes); }
   KeyStreamPrefetch& key_stream_prefetch() { return prefetch_; }
 
@@ -188,6 +189,8 @@ inline void fourier_dot_chunk(double* __restrict out, std::size_t out_stride, co
     for (std::size_t o = 0; o < kOutputs; ++o)
       _mm256_storeu_pd(out + o * out_stride + t, _mm256_hadd_pd(_mm256_xor_pd(p[o], odd_sign), q[o]));
   }
+#else
+  (void)next;  // the scalar path leaves prefetching to the hardware
 #endif
   for (; t + 2 <= words; t += 2) {
     for (std::size_t o = 0; o < kOutputs; ++o) {
