@@ -21,7 +21,7 @@ bool Radix8Fft::available() {
 #endif
 }
 
-Radix8Fft::Radix8Fft(std::size_t points, int sign) : points_(points), sign_(sign) {
+Radix8Fft::Radix8Fft(std::size_t points, int sign) : sign_(sign) {
   if (points < 16 || points > 65536 || !std::has_single_bit(points))
     throw std::invalid_argument("Radix8Fft: " + std::to_string(points) + " points, need a power of two in [16, 65536]");
   if (sign != -1 && sign != 1) throw std::invalid_argument("Radix8Fft: sign " + std::to_string(sign) + ", need -1 or +1");
@@ -35,12 +35,12 @@ Radix8Fft::Radix8Fft(std::size_t points, int sign) : points_(points), sign_(sign
     out.push_back(static_cast<double>(std::sin(angle)));
   };
   std::size_t length = points, stride = 1;
-  for (bool first = true; length > 1; first = false) {
+  while (length > 1) {
+    const bool first = stages_.empty();
     Stage stage;
     stage.radix = first ? first_radix : 8;
     stage.length = length;
     stage.stride = stride;
-    stage.first = first;
     const std::size_t butterflies = length / stage.radix;
     if (first) {
       // Per pair of butterflies (p, p + 1), for r = 1 .. radix - 1: (w^(rp), w^(r(p+1))), 4 doubles.
@@ -185,7 +185,7 @@ void Radix8Fft::run(const double* in, double* out, double* spare, KeyStreamPrefe
   for (std::size_t i = 0; i < count; ++i) {
     double* dst = (count - 1 - i) % 2 == 0 ? out : spare;
     const Stage& st = stages_[i];
-    if (st.first) {
+    if (i == 0) {  // the stage of stride 1
       switch (st.radix) {
         case 2: first_stage<2>(bf, st.length, st.twiddles.data(), src, dst, prefetch); break;
         case 4: first_stage<4>(bf, st.length, st.twiddles.data(), src, dst, prefetch); break;

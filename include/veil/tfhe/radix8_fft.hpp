@@ -66,7 +66,6 @@ class Radix8Fft {
   // Throws std::invalid_argument otherwise.
   Radix8Fft(std::size_t points, int sign);
 
-  std::size_t points() const { return points_; }
   std::size_t stage_count() const { return stages_.size(); }
 
   // out <- DFT(in), `points` interleaved complex values each, all 32-byte aligned.
@@ -77,11 +76,9 @@ class Radix8Fft {
  private:
   struct Stage {
     std::size_t radix = 0, length = 0, stride = 0;
-    bool first = false;
     AlignedVector<double> twiddles;
   };
 
-  std::size_t points_;
   int sign_;
   std::vector<Stage> stages_;
 };
