@@ -1,5 +1,6 @@
 #include "veil/tfhe/keys.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -102,12 +103,76 @@ SeededLweKeyswitchKey generate_seeded_keyswitch_key(const SecretKeys& keys, cons
   return out;
 }
 
-TruncatedKeyswitchKey::TruncatedKeyswitchKey(const LweKeyswitchKey& exact)
-    : shape_(exact.shape()), data_(exact.data().size()) {
-  auto words = exact.data();
-  // Round to nearest: the error is zero-mean, which the noise model assumes.
-  for (std::size_t t = 0; t < words.size(); ++t)
-    data_[t] = static_cast<std::uint32_t>((words[t] + (Torus{1} << 31)) >> 32);
+namespace {
+std::size_t checked_word_bits(unsigned word_bits) {
+  if (word_bits != 24 && word_bits != 32)
+    throw std::invalid_argument("evaluation-form keyswitch key of " + std::to_string(word_bits) +
+                                "-bit words: 24 or 32 are supported");
+  return word_bits;
+}
+}  // namespace
+
+TruncatedKeyswitchKey::TruncatedKeyswitchKey(const LweKeyswitchKey& exact, unsigned word_bits)
+    : shape_(exact.shape()),
+      word_bits_(static_cast<unsigned>(checked_word_bits(word_bits))),
+      padded_width_((lwe_size(shape_.output_lwe_dimension) + 7) / 8 * 8),
+      data_(shape_.ciphertext_count() * padded_width_ * (word_bits / 8) + kTailBytes, 0) {
+  const std::size_t w = lwe_size(shape_.output_lwe_dimension);
+  const std::size_t l = shape_.level_count.value;
+  const std::size_t bytes = word_bytes();
+  const unsigned drop = 64 - word_bits_;
+  for (std::size_t c = 0; c < chunk_count(); ++c) {
+    const std::size_t first_row = c * kChunkInputs * l;
+    for (std::size_t b = 0; b < block_count(); ++b) {
+      std::uint8_t* out = data_.data() + offset(c, b);
+      const std::size_t first = b * kBlockWords, width = block_width(b);
+      for (std::size_t r = first_row; r < first_row + chunk_rows(c); ++r) {
+        const Torus* row = exact.data().data() + r * w;
+        for (std::size_t t = first; t < first + width; ++t, out += bytes) {
+          if (t >= w) continue;  // padding stays zero
+          // Round to nearest: the error is zero-mean, which the noise model assumes.
+          const Torus kept = (row[t] + (Torus{1} << (drop - 1))) >> drop;
+          for (std::size_t byte = 0; byte < bytes; ++byte) out[byte] = static_cast<std::uint8_t>(kept >> (8 * byte));
+        }
+      }
+    }
+  }
+}
+
+std::size_t TruncatedKeyswitchKey::chunk_count() const {
+  return (shape_.input_lwe_dimension.value + kChunkInputs - 1) / kChunkInputs;
+}
+
+std::size_t TruncatedKeyswitchKey::chunk_rows(std::size_t chunk) const {
+  const std::size_t n_in = shape_.input_lwe_dimension.value;
+  return (std::min(n_in, (chunk + 1) * kChunkInputs) - chunk * kChunkInputs) * shape_.level_count.value;
+}
+
+std::size_t TruncatedKeyswitchKey::block_width(std::size_t block) const {
+  return std::min(padded_width_, (block + 1) * kBlockWords) - block * kBlockWords;
+}
+
+std::size_t TruncatedKeyswitchKey::offset(std::size_t chunk, std::size_t block) const {
+  // Every chunk before `chunk` is full; within it, blocks before `block` are kBlockWords wide.
+  return (chunk * kChunkInputs * shape_.level_count.value * padded_width_ + chunk_rows(chunk) * block * kBlockWords) *
+         word_bytes();
+}
+
+const std::uint8_t* TruncatedKeyswitchKey::tile(std::size_t chunk, std::size_t block) const {
+  return data_.data() + offset(chunk, block);
+}
+
+std::uint32_t TruncatedKeyswitchKey::word(std::size_t input_index, std::size_t level, std::size_t t) const {
+  const std::size_t l = shape_.level_count.value;
+  if (input_index >= shape_.input_lwe_dimension.value || level >= l || t >= padded_width_)
+    throw std::out_of_range("keyswitch key word (" + std::to_string(input_index) + ", " + std::to_string(level) +
+                            ", " + std::to_string(t) + ") outside the key");
+  const std::size_t chunk = input_index / kChunkInputs, block = t / kBlockWords;
+  const std::size_t row = (input_index - chunk * kChunkInputs) * l + level;
+  const std::uint8_t* p = tile(chunk, block) + (row * block_width(block) + t % kBlockWords) * word_bytes();
+  std::uint32_t v = 0;
+  for (std::size_t byte = 0; byte < word_bytes(); ++byte) v |= static_cast<std::uint32_t>(p[byte]) << (8 * byte);
+  return v << (32 - word_bits_);
 }
 
 namespace {
@@ -239,7 +304,8 @@ EvaluationKeys expand_evaluation_keys(const SeededEvaluationKeys& seeded, const 
   if (!(seeded.ksk.shape == keyswitch_key_shape(seeded.params)))
     throw std::invalid_argument("keyswitch key shape does not match parameter set " + seeded.params.name);
   return {seeded.params, decompress_bootstrap_key_to_fourier(seeded.bsk, options),
-          TruncatedKeyswitchKey(decompress_keyswitch_key(seeded.ksk, options))};
+          TruncatedKeyswitchKey(decompress_keyswitch_key(seeded.ksk, options),
+                                keyswitch_key_word_bits(seeded.params.lwe_dimension, seeded.params.lwe_std_dev))};
 }
 
 LweCiphertext encrypt_message(const SecretKeys& keys, std::uint64_t message, unsigned message_bits) {

@@ -54,9 +54,11 @@ KeyswitchTable build_keyswitch_table(std::size_t big_lwe_dimension,
       double best = std::numeric_limits<double>::infinity();
       unsigned best_beta = 0;
       for (unsigned beta = 1; beta * l <= kDecompositionBits; ++beta) {
+        // With the output dimension: the evaluation form's word rounding is counted, as
+        // noise_breakdown counts it.
         const double v = keyswitch_variance(LweDimension(big_lwe_dimension), lwe_std_dev[i],
-                                            DecompositionBaseLog(beta),
-                                            DecompositionLevelCount(l));
+                                            DecompositionBaseLog(beta), DecompositionLevelCount(l),
+                                            LweDimension(min_n + i));
         // Noise is convex in beta (key noise grows as B^2, dropped bits shrink as B^-2l):
         // past the minimum it only grows.
         if (!(v < best)) break;

@@ -8,7 +8,8 @@
 //
 //   Var_KS  = l n_in s_ksk^2 (B^2/12 + 1/6) + n_in (1/(48 q^2) + B^(-2l)/24)
 //             - 1/(12 q^2) + 1/(12 q_out^2)                              (q_out = q here)
-//             + (n/2 + 1) n_in l (B^2/12 + 1/6) 2^-64 / 12   (32-bit evaluation-form KSK)
+//             + (n/2 + 1) n_in l (B^2/12 + 1/6) 2^-2b / 12   (b-bit evaluation-form KSK,
+//                                                             b = 24 or 32)
 //   Var_MS  = n (1/(48 q^2) + 1/(48 (2N)^2)) - 1/(12 q^2) + 1/(12 (2N)^2)
 //             (centered modulus switch, as pbs.cpp implements it: the public rounding
 //             errors e_i of the mask satisfy sum e_i s_i = sum e_i (s_i - 1/2) + sum e_i / 2,
@@ -229,6 +230,12 @@ SecurityCheck check_security(const ParameterSet& params, unsigned security_bits)
 
 // ---- Noise model ----
 
+unsigned keyswitch_key_word_bits(LweDimension output_dimension, double ksk_std_dev) {
+  const double n_out = static_cast<double>(output_dimension.value);
+  const double rounding = (n_out / 2.0 + 1.0) * 0x1.0p-48 / 12.0;
+  return rounding <= ksk_std_dev * ksk_std_dev / 16.0 ? 24 : 32;
+}
+
 double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
                           DecompositionBaseLog base_log, DecompositionLevelCount level_count,
                           LweDimension output_dimension) {
@@ -241,13 +248,15 @@ double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
   const double rounding_term = n_in * (kInvQSquared / 48.0 + dropped / 24.0);
   // -1/(12 q^2) + 1/(12 q_out^2) with q_out = q: the output modulus equals the input's.
   const double modulus_term = -kInvQSquared / 12.0 + kInvQSquared / 12.0;
-  // Evaluation keys round every keyswitch-key word to its top 32 bits (uniform error of
-  // variance 2^-64/12 per word); each output word sums n_in * l of them times digits of
+  // Evaluation keys round every keyswitch-key word to its top b bits (uniform error of
+  // variance 2^-2b/12 per word); each output word sums n_in * l of them times digits of
   // mean square B^2/12 + 1/6, and the phase sees the body and about half the mask words.
   const double n_out = static_cast<double>(output_dimension.value);
-  const double truncation_term = output_dimension.value == 0
-                                     ? 0.0
-                                     : (n_out / 2.0 + 1.0) * n_in * l * (b2 / 12.0 + 1.0 / 6.0) * 0x1.0p-64 / 12.0;
+  const double truncation_term =
+      output_dimension.value == 0
+          ? 0.0
+          : (n_out / 2.0 + 1.0) * n_in * l * (b2 / 12.0 + 1.0 / 6.0) *
+                std::ldexp(1.0, -2 * static_cast<int>(keyswitch_key_word_bits(output_dimension, ksk_std_dev))) / 12.0;
   return key_term + rounding_term + modulus_term + truncation_term;
 }
 

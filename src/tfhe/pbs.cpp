@@ -5,8 +5,8 @@
 #include <bit>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 
+#include "keyswitch_kernel.hpp"
 #include "veil/tfhe/decomposition.hpp"
 #include "veil/tfhe/fft.hpp"
 #include "veil/tfhe/lwe.hpp"
@@ -44,26 +44,18 @@ PbsScratch::PbsScratch(const ParameterSet& p)
     : small(lwe_size(p.lwe_dimension)),
       accumulator(glwe_size(p.glwe_dimension) * p.polynomial_size.value),
       switched_mask(p.lwe_dimension.value),
-      keyswitch{std::vector<std::int64_t>(p.ks_level_count.value), std::vector<std::uint32_t>(lwe_size(p.lwe_dimension))},
+      keyswitch{std::vector<std::int64_t>(p.ks_level_count.value),
+                std::vector<std::int32_t>(TruncatedKeyswitchKey::kChunkInputs * p.ks_level_count.value),
+                std::vector<std::uint32_t>((lwe_size(p.lwe_dimension) + 7) / 8 * 8)},
       external_product(GgswShape{p.glwe_dimension, p.polynomial_size, p.pbs_base_log, p.pbs_level_count}) {}
 
 std::size_t PbsScratch::bytes() const {
   return (small.size() + accumulator.size()) * sizeof(Torus) +
-         keyswitch.digits.size() * sizeof(std::int64_t) + keyswitch.sums.size() * sizeof(std::uint32_t) + switched_mask.size() * sizeof(std::size_t) + external_product.fft.size() * sizeof(double) +
+         keyswitch.digits.size() * sizeof(std::int64_t) +
+         keyswitch.chunk_digits.size() * sizeof(std::int32_t) + keyswitch.sums.size() * sizeof(std::uint32_t) + switched_mask.size() * sizeof(std::size_t) + external_product.fft.size() * sizeof(double) +
          external_product.state.size() * sizeof(Torus) +
          (external_product.digit_spectra.size() + external_product.accumulator.size()) * sizeof(double);
 }
-
-namespace {
-// Both key forms: `in` and `out` must be the key's input and output ciphertext sizes.
-void check_keyswitch_sizes(const KeyswitchKeyShape& shape, std::size_t in, std::size_t out) {
-  const std::size_t n_in = shape.input_lwe_dimension.value;
-  const std::size_t w = lwe_size(shape.output_lwe_dimension);
-  if (in != n_in + 1 || out != w)
-    throw std::invalid_argument("keyswitch: input of " + std::to_string(in) + " words, output of " + std::to_string(out) +
-                                ", key maps " + std::to_string(n_in + 1) + " to " + std::to_string(w));
-}
-}  // namespace
 
 std::size_t centered_modulus_switch(std::span<const Torus> in, std::size_t log2_2n, std::span<std::size_t> mask) {
   const std::size_t n = in.size() - 1;
@@ -91,56 +83,7 @@ namespace {
 // serves the whole group, so the ~60 MB bootstrap key and ~33 MB keyswitch key are streamed
 // from memory once per group instead of once per ciphertext.
 constexpr std::size_t kBatchGroup = 4;
-
-// out[g] = keyswitch of in[g] for g < count, one pass over the key: every row of the key
-// (`Word`s) serves the whole group while it is in cache. The exact key holds torus words,
-// summed in place in out[g]; the evaluation form (TruncatedKeyswitchKey) their top 32 bits,
-// summed in wrapping 32-bit words in scratch[g] (sixteen to an AVX-512 register, half the
-// accumulator traffic) and moved up at the end: the key streams at 4 bytes a word.
-// REQUIRES: sizes checked by the caller.
-template <class Word>
-void keyswitch_each(const KeyswitchKeyShape& shape, const Word* key, std::size_t count, const std::span<const Torus>* in,
-                    const std::span<Torus>* out, KeyswitchScratch* const* scratch) {
-  const std::size_t n_in = shape.input_lwe_dimension.value;
-  const std::size_t w = lwe_size(shape.output_lwe_dimension);
-  const std::size_t l = shape.level_count.value;
-  const Decomposer decomposer(shape.base_log, shape.level_count);
-  std::array<Word*, kBatchGroup> sums;
-  for (std::size_t g = 0; g < count; ++g) {
-    scratch[g]->digits.resize(l);
-    if constexpr (std::is_same_v<Word, Torus>) {
-      sums[g] = out[g].data();
-    } else {
-      scratch[g]->sums.resize(w);
-      sums[g] = scratch[g]->sums.data();
-    }
-    std::fill(sums[g], sums[g] + w, Word{0});
-  }
-  for (std::size_t i = 0; i < n_in; ++i) {
-    for (std::size_t g = 0; g < count; ++g) decomposer.decompose(in[g][i], scratch[g]->digits.data());
-    for (std::size_t j = 0; j < l; ++j) {
-      const Word* __restrict row = key + (i * l + j) * w;
-      for (std::size_t g = 0; g < count; ++g) {
-        const Word d = static_cast<Word>(scratch[g]->digits[j]);
-        if (d == 0) continue;
-        Word* __restrict acc = sums[g];
-        // Digits of +-1 (every nonzero one with base 2) need no multiplication.
-        if (d == 1)
-          for (std::size_t t = 0; t < w; ++t) acc[t] -= row[t];
-        else if (d == static_cast<Word>(~Word{0}))
-          for (std::size_t t = 0; t < w; ++t) acc[t] += row[t];
-        else
-          for (std::size_t t = 0; t < w; ++t) acc[t] -= d * row[t];
-      }
-    }
-  }
-  for (std::size_t g = 0; g < count; ++g) {
-    Torus* o = out[g].data();
-    if constexpr (!std::is_same_v<Word, Torus>)
-      for (std::size_t t = 0; t < w; ++t) o[t] = static_cast<Torus>(sums[g][t]) << (64 - 8 * sizeof(Word));
-    o[w - 1] += in[g][n_in];
-  }
-}
+static_assert(kBatchGroup <= kMaxKeyswitchGroup);
 
 // Blind rotation of in[g] through tables[g] into scratch[g].accumulator for g < count
 // (<= kBatchGroup), one pass over the bootstrap key: each GGSW serves every ciphertext of the
@@ -223,20 +166,6 @@ void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const 
 
 }  // namespace
 
-void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
-               KeyswitchScratch& scratch) {
-  check_keyswitch_sizes(ksk.shape(), in.size(), out.size());
-  KeyswitchScratch* s = &scratch;
-  keyswitch_each(ksk.shape(), ksk.data().data(), 1, &in, &out, &s);
-}
-
-void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
-               KeyswitchScratch& scratch) {
-  check_keyswitch_sizes(ksk.shape(), in.size(), out.size());
-  KeyswitchScratch* s = &scratch;
-  keyswitch_each(ksk.shape(), ksk.data(), 1, &in, &out, &s);
-}
-
 void blind_rotate(const FourierBootstrapKey& bsk, std::span<const Torus> in, const LookupTable& table,
                   PbsScratch& scratch) {
   const LookupTable* t = &table;
@@ -306,7 +235,7 @@ void keyswitch_blind_rotate_each(const EvaluationKeys& keys, const LweCiphertext
       group_scratch[g] = &sc;
     }
     // `out` may be `in`: the group's inputs are all read (keyswitch) before any output is written.
-    keyswitch_each(keys.ksk.shape(), keys.ksk.data(), n, big_in.data(), small_out.data(), ks_scratch.data());
+    keyswitch_group(keys.ksk, n, big_in.data(), small_out.data(), ks_scratch.data());
     blind_rotate_each(keys.bsk, n, small_in.data(), group_tables.data(), group_scratch.data());
     for (std::size_t g = 0; g < n; ++g) finish(begin + g, std::span<const Torus>(scratch[worker][g].accumulator));
   });

@@ -24,7 +24,8 @@ Keys fake_keys(std::size_t lwe_dimension = 32) {
   const tfhe::ParameterSet p = tfhe::toy::exact_set(2, lwe_dimension);
   return std::make_shared<const tfhe::EvaluationKeys>(
       tfhe::EvaluationKeys{p, tfhe::FourierBootstrapKey(tfhe::bootstrap_key_shape(p)),
-                           tfhe::TruncatedKeyswitchKey(tfhe::LweKeyswitchKey(tfhe::keyswitch_key_shape(p)))});
+                           tfhe::TruncatedKeyswitchKey(tfhe::LweKeyswitchKey(tfhe::keyswitch_key_shape(p)),
+                                                       tfhe::keyswitch_key_word_bits(p.lwe_dimension, p.lwe_std_dev))});
 }
 
 const std::uint64_t kEntryBytes = evaluation_keys_bytes(*fake_keys());
@@ -47,8 +48,11 @@ TEST(KeyCacheTest, EntrySizeIsTheRealSizeOfTheExpandedKeys) {
   const auto& p = keys->params;
   // Fourier BSK: n GGSWs of (k+1)*l rows of (k+1) spectra of N doubles.
   const std::uint64_t bsk = p.lwe_dimension.value * 2 * p.pbs_level_count.value * 2 * p.polynomial_size.value * 8;
-  // Truncated KSK: k*N inputs, l_ks levels, n+1 words of 4 bytes.
-  const std::uint64_t ksk = p.polynomial_size.value * p.ks_level_count.value * (p.lwe_dimension.value + 1) * 4;
+  // Evaluation-form KSK: k*N inputs, l_ks levels, n+1 words padded to a multiple of 8, of 3 or
+  // 4 bytes, and the kernel's tail.
+  const std::uint64_t ksk = p.polynomial_size.value * p.ks_level_count.value * ((p.lwe_dimension.value + 8) / 8 * 8) *
+                                (tfhe::keyswitch_key_word_bits(p.lwe_dimension, p.lwe_std_dev) / 8) +
+                            tfhe::TruncatedKeyswitchKey::kTailBytes;
   EXPECT_EQ(keys->bsk.bytes(), bsk);
   EXPECT_EQ(keys->ksk.bytes(), ksk);
   EXPECT_GE(evaluation_keys_bytes(*keys), bsk + ksk);

@@ -104,6 +104,38 @@ TEST(NoiseStatistics, Keyswitch) {
   }
 }
 
+// The evaluation form's word rounding alone: the same ciphertexts through the exact key and
+// through its 24- and 32-bit forms, against the truncation term of keyswitch_variance (the
+// difference of the two keyswitch variances with and without the output dimension).
+TEST(NoiseStatistics, KeyswitchKeyWordRounding) {
+  auto p = optimized(4);
+  auto secret = generate_secret_keys(p);
+  const LweKeyswitchKey exact = decompress_keyswitch_key(generate_seeded_keyswitch_key(secret));
+  const double b2 = std::ldexp(1.0, 2 * static_cast<int>(p.ks_base_log.value));
+  const double per_word_square = (p.lwe_dimension.value / 2.0 + 1.0) * p.big_lwe_dimension().value *
+                                 p.ks_level_count.value * (b2 / 12.0 + 1.0 / 6.0) / 12.0;
+  for (unsigned word_bits : {24u, 32u}) {
+    const TruncatedKeyswitchKey truncated(exact, word_bits);
+    KeyswitchScratch scratch;
+    AlignedVector<Torus> a(lwe_size(p.lwe_dimension)), b(lwe_size(p.lwe_dimension));
+    Variance v;
+    for (int i = 0; i < 300; ++i) {
+      auto ct = encrypt_message(secret, 1, 4);
+      keyswitch(exact, ct.data(), a, scratch);
+      keyswitch(truncated, ct.data(), b, scratch);
+      v.add(torus_error(decrypt_lwe_phase(secret.lwe.bits(), b), decrypt_lwe_phase(secret.lwe.bits(), a)));
+    }
+    const double predicted = per_word_square * std::ldexp(1.0, -2 * static_cast<int>(word_bits));
+    expect_within_factor_two(v.value(), predicted, p.name + " keyswitch-key rounding, " + std::to_string(word_bits) + "-bit words");
+  }
+  // keyswitch_variance counts the set's own width.
+  ASSERT_EQ(keyswitch_key_word_bits(p.lwe_dimension, p.lwe_std_dev), 24u);
+  const double counted = keyswitch_variance(p.big_lwe_dimension(), p.lwe_std_dev, p.ks_base_log, p.ks_level_count,
+                                            p.lwe_dimension) -
+                         keyswitch_variance(p.big_lwe_dimension(), p.lwe_std_dev, p.ks_base_log, p.ks_level_count);
+  EXPECT_NEAR(counted / (per_word_square * 0x1.0p-48), 1.0, 1e-9);
+}
+
 TEST(NoiseStatistics, CenteredModulusSwitch) {
   for (unsigned bits : {2u, 4u, 6u}) {
     auto p = optimized(bits);

@@ -276,21 +276,53 @@ class LweKeyswitchKey {
   AlignedVector<Torus> data_;
 };
 
-// The keyswitch key as keyswitch() uses it: every word rounded to its top 32 bits. The
-// keyswitch result only feeds the modulus switch to 2N <= 2^17, so the low 32 bits of the key
-// carry nothing the blind rotation can see (their rounding adds variance about 2^-42, counted
-// by keyswitch_variance), while halving the bytes streamed per keyswitch -- the keyswitch is
-// memory-bound. Built by the server from the exact key; never serialized.
+// The keyswitch key as keyswitch() uses it: every word rounded to its top 24 or 32 bits
+// (keyswitch_key_word_bits in parameters.hpp chooses, and keyswitch_variance counts the
+// rounding), laid out in tiles for a kernel that keeps its sums in registers. The keyswitch
+// result only feeds the modulus switch to 2N <= 2^17, so the dropped low bits carry nothing
+// the blind rotation can see beyond the counted rounding, and the keyswitch, memory-bound,
+// streams 3 or 4 bytes a word instead of 8. Built by the server from the exact key; never
+// serialized.
+//
+// Layout. Rows are r = i*l + (j-1) as in the exact key; each row's lwe_size(n) words are
+// padded with zeros to padded_width(), a multiple of 8. Rows are cut into chunks of
+// kChunkInputs input words (kChunkInputs * l rows; the last chunk may be shorter) and columns
+// into blocks of kBlockWords (the last block may be narrower). Tile (chunk c, block b) holds,
+// row by row, that row's words of block b; tiles follow each other block-minor:
+// (0,0), (0,1), ..., (1,0), ... A word is stored little-endian in word_bits / 8 bytes, and
+// the key is followed by kTailBytes of zeros so that a kernel may read 16 bytes at the start
+// of any 12-byte group.
 class TruncatedKeyswitchKey {
  public:
-  explicit TruncatedKeyswitchKey(const LweKeyswitchKey& exact);
+  static constexpr std::size_t kBlockWords = 64;
+  static constexpr std::size_t kChunkInputs = 64;
+  static constexpr std::size_t kTailBytes = 16;
+
+  // REQUIRES: word_bits is 24 or 32 (throws std::invalid_argument otherwise).
+  TruncatedKeyswitchKey(const LweKeyswitchKey& exact, unsigned word_bits);
   const KeyswitchKeyShape& shape() const { return shape_; }
-  const std::uint32_t* data() const { return data_.data(); }
-  std::size_t bytes() const { return data_.size() * sizeof(std::uint32_t); }
+  unsigned word_bits() const { return word_bits_; }
+  std::size_t word_bytes() const { return word_bits_ / 8; }
+  std::size_t padded_width() const { return padded_width_; }
+  std::size_t chunk_count() const;
+  std::size_t block_count() const { return (padded_width_ + kBlockWords - 1) / kBlockWords; }
+  // Rows of chunk c (kChunkInputs * l but for the last) and words per row of block b.
+  std::size_t chunk_rows(std::size_t chunk) const;
+  std::size_t block_width(std::size_t block) const;
+  const std::uint8_t* tile(std::size_t chunk, std::size_t block) const;
+  // Word t of row (input_index, level) (level 0-based) as the top 32 bits of the torus word
+  // it stands for: the stored bits, shifted up by 32 - word_bits. For tests and tools.
+  std::uint32_t word(std::size_t input_index, std::size_t level, std::size_t t) const;
+  const std::uint8_t* data() const { return data_.data(); }
+  // The key's bytes as stored, padding and tail included.
+  std::size_t bytes() const { return data_.size(); }
 
  private:
+  std::size_t offset(std::size_t chunk, std::size_t block) const;
   KeyswitchKeyShape shape_;
-  AlignedVector<std::uint32_t> data_;
+  unsigned word_bits_;
+  std::size_t padded_width_;
+  AlignedVector<std::uint8_t> data_;
 };
 
 // Seeded keyswitch key: ciphertext c = i*l + (j-1) draws mask words [c*n, (c+1)*n).

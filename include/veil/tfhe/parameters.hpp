@@ -85,8 +85,16 @@ NoiseBreakdown noise_breakdown(const ParameterSet& params);
 // them without building whole parameter sets. Same units (relative to q^2).
 // Keyswitch from `input_dimension` with a key of noise ksk_std_dev (output modulus q).
 // With `output_dimension` n given, includes the rounding of the evaluation-form keyswitch key
-// to the top 32 bits of every word (TruncatedKeyswitchKey): (n/2 + 1) * n_in * l * E[d^2] *
-// 2^-64 / 12, about 2^-42 -- negligible against the other terms, but counted.
+// to the top b = keyswitch_key_word_bits(n, ksk_std_dev) bits of every word
+// (TruncatedKeyswitchKey): (n/2 + 1) * n_in * l * E[d^2] * 2^-2b / 12.
+// Bits kept per word of the evaluation-form keyswitch key of a small key of dimension n and
+// noise ksk_std_dev: 24 where rounding to them adds at most 1/16 of the key's own noise
+// (both terms scale as n_in * l * E[d^2], so the test is (n/2 + 1) 2^-48 / 12 <=
+// ksk_std_dev^2 / 16, independent of the big key and the decomposition), 32 otherwise.
+// 24-bit words take a quarter off the keyswitch's memory traffic. The optimizer's sets get
+// them up to 4 bits (5 classical) at p_error 2^-40 and up to 6 bits at 6.3e-5; the 6-bit
+// sets at 2^-40 and every 7- and 8-bit set have small keys too quiet for them.
+unsigned keyswitch_key_word_bits(LweDimension output_dimension, double ksk_std_dev);
 double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
                           DecompositionBaseLog base_log, DecompositionLevelCount level_count,
                           LweDimension output_dimension = LweDimension(0));

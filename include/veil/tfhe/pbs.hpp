@@ -66,9 +66,11 @@ inline std::size_t modulus_switch(Torus x, std::size_t log2_2n) {
 std::size_t centered_modulus_switch(std::span<const Torus> in, std::size_t log2_2n, std::span<std::size_t> mask);
 
 // A keyswitch's working memory, reused from call to call (no allocation once warm): the
-// digits of one input word and, for the 32-bit evaluation form, the sums in 32-bit words.
+// digits of one input word and, for the evaluation form, those of a chunk of input words
+// (TruncatedKeyswitchKey::kChunkInputs) and the sums in 32-bit words.
 struct KeyswitchScratch {
   std::vector<std::int64_t> digits;
+  std::vector<std::int32_t> chunk_digits;
   std::vector<std::uint32_t> sums;
 };
 
@@ -85,7 +87,7 @@ class PbsScratch {
 };
 
 // out = keyswitch of `in` (dimension k*N) to the small key (dimension n), with the exact key
-// (reference) or with the evaluation form (what KS-PBS uses: half the memory traffic).
+// (reference) or with the evaluation form (what KS-PBS uses: 3/8 or half the memory traffic).
 void keyswitch(const LweKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
                KeyswitchScratch& scratch);
 void keyswitch(const TruncatedKeyswitchKey& ksk, std::span<const Torus> in, std::span<Torus> out,
