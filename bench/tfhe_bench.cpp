@@ -141,10 +141,15 @@ void bm_expand(benchmark::State& state, unsigned bits, SetKind kind) {
   ParameterSet p = params_for(bits, kind);
   SecretKeys secret = generate_secret_keys(p);
   SeededEvaluationKeys keys = generate_seeded_evaluation_keys(secret);
+  std::size_t ksk_bytes = 0;
   for (auto _ : state) {
     EvaluationKeys eval = expand_evaluation_keys(keys);
     benchmark::DoNotOptimize(eval.ksk.data());
+    ksk_bytes = eval.ksk.bytes();
   }
+  // The keyswitch key as the server holds it (24- or 32-bit words, keyswitch_key_word_bits).
+  state.counters["eval_ksk_bytes"] = static_cast<double>(ksk_bytes);
+  state.counters["ksk_word_bits"] = keyswitch_key_word_bits(p.lwe_dimension, p.lwe_std_dev);
   label(state, p);
 }
 

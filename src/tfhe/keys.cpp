@@ -1,6 +1,8 @@
 #include "veil/tfhe/keys.hpp"
 
 #include <algorithm>
+#include <bit>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -112,7 +114,24 @@ std::size_t checked_word_bits(unsigned word_bits) {
 }
 }  // namespace
 
-TruncatedKeyswitchKey::TruncatedKeyswitchKey(const LweKeyswitchKey& exact, unsigned word_bits)
+namespace {
+// Words [first, last) of a row, rounded to their top 8 * Bytes bits, stored little-endian.
+template <std::size_t Bytes>
+void store_rounded(const Torus* row, std::size_t first, std::size_t last, std::uint8_t* out) {
+  constexpr unsigned kDrop = 64 - 8 * Bytes;
+  for (std::size_t t = first; t < last; ++t, out += Bytes) {
+    // Round to nearest: the error is zero-mean, which the noise model assumes.
+    const Torus kept = (row[t] + (Torus{1} << (kDrop - 1))) >> kDrop;
+    if constexpr (std::endian::native == std::endian::little) {
+      std::memcpy(out, &kept, Bytes);  // the low bytes of kept
+    } else {
+      for (std::size_t byte = 0; byte < Bytes; ++byte) out[byte] = static_cast<std::uint8_t>(kept >> (8 * byte));
+    }
+  }
+}
+}  // namespace
+
+TruncatedKeyswitchKey::TruncatedKeyswitchKey(const LweKeyswitchKey& exact, unsigned word_bits, unsigned threads)
     : shape_(exact.shape()),
       word_bits_(static_cast<unsigned>(checked_word_bits(word_bits))),
       padded_width_((lwe_size(shape_.output_lwe_dimension) + 7) / 8 * 8),
@@ -120,23 +139,24 @@ TruncatedKeyswitchKey::TruncatedKeyswitchKey(const LweKeyswitchKey& exact, unsig
   const std::size_t w = lwe_size(shape_.output_lwe_dimension);
   const std::size_t l = shape_.level_count.value;
   const std::size_t bytes = word_bytes();
-  const unsigned drop = 64 - word_bits_;
-  for (std::size_t c = 0; c < chunk_count(); ++c) {
-    const std::size_t first_row = c * kChunkInputs * l;
-    for (std::size_t b = 0; b < block_count(); ++b) {
-      std::uint8_t* out = data_.data() + offset(c, b);
-      const std::size_t first = b * kBlockWords, width = block_width(b);
-      for (std::size_t r = first_row; r < first_row + chunk_rows(c); ++r) {
-        const Torus* row = exact.data().data() + r * w;
-        for (std::size_t t = first; t < first + width; ++t, out += bytes) {
-          if (t >= w) continue;  // padding stays zero
-          // Round to nearest: the error is zero-mean, which the noise model assumes.
-          const Torus kept = (row[t] + (Torus{1} << (drop - 1))) >> drop;
-          for (std::size_t byte = 0; byte < bytes; ++byte) out[byte] = static_cast<std::uint8_t>(kept >> (8 * byte));
+  // Chunks write disjoint tiles.
+  parallel_for(chunk_count(), threads, 1, [&](std::size_t begin, std::size_t end, unsigned) {
+    for (std::size_t c = begin; c < end; ++c) {
+      const std::size_t first_row = c * kChunkInputs * l;
+      for (std::size_t b = 0; b < block_count(); ++b) {
+        std::uint8_t* out = data_.data() + offset(c, b);
+        const std::size_t first = b * kBlockWords, width = block_width(b);
+        const std::size_t last = std::min(first + width, w);  // words past w are padding: zero
+        for (std::size_t r = first_row; r < first_row + chunk_rows(c); ++r, out += width * bytes) {
+          const Torus* row = exact.data().data() + r * w;
+          if (bytes == 3)
+            store_rounded<3>(row, first, last, out);
+          else
+            store_rounded<4>(row, first, last, out);
         }
       }
     }
-  }
+  });
 }
 
 std::size_t TruncatedKeyswitchKey::chunk_count() const {
@@ -305,7 +325,8 @@ EvaluationKeys expand_evaluation_keys(const SeededEvaluationKeys& seeded, const 
     throw std::invalid_argument("keyswitch key shape does not match parameter set " + seeded.params.name);
   return {seeded.params, decompress_bootstrap_key_to_fourier(seeded.bsk, options),
           TruncatedKeyswitchKey(decompress_keyswitch_key(seeded.ksk, options),
-                                keyswitch_key_word_bits(seeded.params.lwe_dimension, seeded.params.lwe_std_dev))};
+                                keyswitch_key_word_bits(seeded.params.lwe_dimension, seeded.params.lwe_std_dev),
+                                options.threads)};
 }
 
 LweCiphertext encrypt_message(const SecretKeys& keys, std::uint64_t message, unsigned message_bits) {

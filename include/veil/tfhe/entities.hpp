@@ -298,8 +298,9 @@ class TruncatedKeyswitchKey {
   static constexpr std::size_t kChunkInputs = 64;
   static constexpr std::size_t kTailBytes = 16;
 
-  // REQUIRES: word_bits is 24 or 32 (throws std::invalid_argument otherwise).
-  TruncatedKeyswitchKey(const LweKeyswitchKey& exact, unsigned word_bits);
+  // REQUIRES: word_bits is 24 or 32 (throws std::invalid_argument otherwise). Built on
+  // `threads` threads (0: all hardware threads).
+  TruncatedKeyswitchKey(const LweKeyswitchKey& exact, unsigned word_bits, unsigned threads = 0);
   const KeyswitchKeyShape& shape() const { return shape_; }
   unsigned word_bits() const { return word_bits_; }
   std::size_t word_bytes() const { return word_bits_ / 8; }
