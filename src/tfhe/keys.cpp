@@ -106,15 +106,13 @@ SeededLweKeyswitchKey generate_seeded_keyswitch_key(const SecretKeys& keys, cons
 }
 
 namespace {
-std::size_t checked_word_bits(unsigned word_bits) {
+unsigned checked_word_bits(unsigned word_bits) {
   if (word_bits != 24 && word_bits != 32)
     throw std::invalid_argument("evaluation-form keyswitch key of " + std::to_string(word_bits) +
                                 "-bit words: 24 or 32 are supported");
   return word_bits;
 }
-}  // namespace
 
-namespace {
 // Words [first, last) of a row, rounded to their top 8 * Bytes bits, stored little-endian.
 template <std::size_t Bytes>
 void store_rounded(const Torus* row, std::size_t first, std::size_t last, std::uint8_t* out) {
@@ -133,7 +131,7 @@ void store_rounded(const Torus* row, std::size_t first, std::size_t last, std::u
 
 TruncatedKeyswitchKey::TruncatedKeyswitchKey(const LweKeyswitchKey& exact, unsigned word_bits, unsigned threads)
     : shape_(exact.shape()),
-      word_bits_(static_cast<unsigned>(checked_word_bits(word_bits))),
+      word_bits_(checked_word_bits(word_bits)),
       padded_width_((lwe_size(shape_.output_lwe_dimension) + 7) / 8 * 8),
       data_(shape_.ciphertext_count() * padded_width_ * (word_bits / 8) + kTailBytes, 0) {
   const std::size_t w = lwe_size(shape_.output_lwe_dimension);
