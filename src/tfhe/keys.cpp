@@ -132,7 +132,7 @@ void store_rounded(const Torus* row, std::size_t first, std::size_t last, std::u
 TruncatedKeyswitchKey::TruncatedKeyswitchKey(const LweKeyswitchKey& exact, unsigned word_bits, unsigned threads)
     : shape_(exact.shape()),
       word_bits_(checked_word_bits(word_bits)),
-      padded_width_((lwe_size(shape_.output_lwe_dimension) + 7) / 8 * 8),
+      padded_width_(padded_width_for(shape_.output_lwe_dimension)),
       data_(shape_.ciphertext_count() * padded_width_ * (word_bits / 8) + kTailBytes, 0) {
   const std::size_t w = lwe_size(shape_.output_lwe_dimension);
   const std::size_t l = shape_.level_count.value;

@@ -251,12 +251,13 @@ double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
   // Evaluation keys round every keyswitch-key word to its top b bits (uniform error of
   // variance 2^-2b/12 per word); each output word sums n_in * l of them times digits of
   // mean square B^2/12 + 1/6, and the phase sees the body and about half the mask words.
-  const double n_out = static_cast<double>(output_dimension.value);
-  const double word_step_squared =
-      output_dimension.value != 0 && keyswitch_key_word_bits(output_dimension, ksk_std_dev) == 24 ? 0x1.0p-48 : 0x1.0p-64;
-  const double truncation_term = output_dimension.value == 0
-                                     ? 0.0
-                                     : (n_out / 2.0 + 1.0) * n_in * l * (b2 / 12.0 + 1.0 / 6.0) * word_step_squared / 12.0;
+  double truncation_term = 0.0;
+  if (output_dimension.value != 0) {
+    const double n_out = static_cast<double>(output_dimension.value);
+    // 2^-2b for b = 24 or 32, without ldexp: the optimizer calls this for every table entry.
+    const double step_squared = keyswitch_key_word_bits(output_dimension, ksk_std_dev) == 24 ? 0x1.0p-48 : 0x1.0p-64;
+    truncation_term = (n_out / 2.0 + 1.0) * n_in * l * (b2 / 12.0 + 1.0 / 6.0) * step_squared / 12.0;
+  }
   return key_term + rounding_term + modulus_term + truncation_term;
 }
 

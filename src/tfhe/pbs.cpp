@@ -46,7 +46,7 @@ PbsScratch::PbsScratch(const ParameterSet& p)
       switched_mask(p.lwe_dimension.value),
       keyswitch{std::vector<std::int64_t>(p.ks_level_count.value),
                 std::vector<std::int32_t>(TruncatedKeyswitchKey::kChunkInputs * p.ks_level_count.value),
-                std::vector<std::uint32_t>((lwe_size(p.lwe_dimension) + 7) / 8 * 8)},
+                std::vector<std::uint32_t>(TruncatedKeyswitchKey::padded_width_for(p.lwe_dimension))},
       external_product(GgswShape{p.glwe_dimension, p.polynomial_size, p.pbs_base_log, p.pbs_level_count}) {}
 
 std::size_t PbsScratch::bytes() const {

@@ -305,6 +305,11 @@ class TruncatedKeyswitchKey {
   unsigned word_bits() const { return word_bits_; }
   std::size_t word_bytes() const { return word_bits_ / 8; }
   std::size_t padded_width() const { return padded_width_; }
+  // lwe_size(n) rounded up to a multiple of 8: the words a row holds, and the sums a
+  // keyswitch needs (KeyswitchScratch).
+  static std::size_t padded_width_for(LweDimension output_dimension) {
+    return (lwe_size(output_dimension) + 7) / 8 * 8;
+  }
   std::size_t chunk_count() const;
   std::size_t block_count() const { return (padded_width_ + kBlockWords - 1) / kBlockWords; }
   // Rows of chunk c (kChunkInputs * l but for the last) and words per row of block b.
