@@ -8,10 +8,11 @@
 // (l * kChunkInputs of them), so the only memory traffic per key word is its own bytes. Each
 // 8-word group of a row costs one load (a 24-bit group: two 12-byte halves and one byte
 // shuffle that puts each word's 3 bytes above a zero byte, i.e. the word's top 32 bits), one
-// multiplication by the row's digit and one subtraction. A group of ciphertexts loads each
-// row once and keeps its sums in L1. Sums are wrapping 32-bit words: the key words are the
-// top 32 (or 24) bits of torus words, so the sum's top 32 bits are exact modulo 2^32, and
-// only the digits' value modulo 2^32 matters.
+// multiplication by the row's digit and one subtraction; with AVX-512 a lone ciphertext's
+// 24-bit rows go 16 words at a time (one 64-byte load, one byte permutation). A group of
+// ciphertexts loads each row once and keeps its sums in L1. Sums are wrapping 32-bit words:
+// the key words are the top 32 (or 24) bits of torus words, so the sum's top 32 bits are
+// exact modulo 2^32, and only the digits' value modulo 2^32 matters.
 #include "keyswitch_kernel.hpp"
 
 #include <algorithm>
@@ -72,6 +73,41 @@ void tile_one(const std::uint8_t* tile, const std::int32_t* digits, std::size_t 
   for (int i = 0; i < R; ++i) _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + 8 * i), acc[i]);
 }
 
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VBMI__)
+#define VEIL_KEYSWITCH_AVX512 1
+// Sixteen consecutive 24-bit words of a row as their top 32 bits: the 48-byte group in one
+// 64-byte load (16 bytes past the group, hence the key's tail) and one byte permutation that
+// puts word t's bytes 3t..3t+2 above a zero byte (the mask clears byte 4t).
+inline __m512i load_words16_24(const std::uint8_t* p) {
+  const __m512i spread = _mm512_set_epi32(0x2F2E2D00, 0x2C2B2A00, 0x29282700, 0x26252400,  //
+                                          0x23222100, 0x201F1E00, 0x1D1C1B00, 0x1A191800,  //
+                                          0x17161500, 0x14131200, 0x11100F00, 0x0E0D0C00,  //
+                                          0x0B0A0900, 0x08070600, 0x05040300, 0x02010000);
+  return _mm512_maskz_permutexvar_epi8(0xEEEEEEEEEEEEEEEEull, spread, _mm512_loadu_si512(p));
+}
+
+// tile_one for 24-bit words in sixteen-word registers (and, for odd R, one eight-word
+// register): one load and one permutation per 16 words instead of two loads and a shuffle
+// per 8. For 32-bit words the eight-word kernel measured faster (docs/BENCHMARKS.md).
+template <int R>
+void tile_one_24x16(const std::uint8_t* tile, const std::int32_t* digits, std::size_t rows, std::uint32_t* sums) {
+  constexpr int Z = R / 2;
+  __m512i acc[Z > 0 ? Z : 1];
+  __m256i rest = _mm256_setzero_si256();
+  for (int i = 0; i < Z; ++i) acc[i] = _mm512_loadu_si512(sums + 16 * i);
+  if constexpr (R % 2 == 1) rest = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sums + 16 * Z));
+  for (std::size_t r = 0; r < rows; ++r, tile += R * 8 * 3) {
+    const __m512i d = _mm512_set1_epi32(digits[r]);
+    for (int i = 0; i < Z; ++i)
+      acc[i] = _mm512_sub_epi32(acc[i], _mm512_mullo_epi32(d, load_words16_24(tile + i * 16 * 3)));
+    if constexpr (R % 2 == 1)
+      rest = _mm256_sub_epi32(rest, _mm256_mullo_epi32(_mm256_set1_epi32(digits[r]), load_words<3>(tile + Z * 16 * 3)));
+  }
+  for (int i = 0; i < Z; ++i) _mm512_storeu_si512(sums + 16 * i, acc[i]);
+  if constexpr (R % 2 == 1) _mm256_storeu_si256(reinterpret_cast<__m256i*>(sums + 16 * Z), rest);
+}
+#endif
+
 // A group: each row is loaded once and serves every ciphertext's sums, kept in L1.
 template <std::size_t Bytes, int R>
 void tile_group(const std::uint8_t* tile, const Digits& digits, std::size_t rows, const Block& sums,
@@ -91,10 +127,14 @@ void tile_group(const std::uint8_t* tile, const Digits& digits, std::size_t rows
 
 template <std::size_t Bytes, int R>
 void tile_sums(const std::uint8_t* tile, const Digits& digits, std::size_t rows, const Block& sums, std::size_t count) {
-  if (count == 1)
+  if (count == 1) {
+#if defined(VEIL_KEYSWITCH_AVX512)
+    if constexpr (Bytes == 3) return tile_one_24x16<R>(tile, digits[0], rows, sums[0]);
+#endif
     tile_one<Bytes, R>(tile, digits[0], rows, sums[0]);
-  else
+  } else {
     tile_group<Bytes, R>(tile, digits, rows, sums, count);
+  }
 }
 
 template <std::size_t Bytes>

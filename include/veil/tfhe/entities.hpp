@@ -291,7 +291,7 @@ class LweKeyswitchKey {
 // row by row, that row's words of block b; tiles follow each other block-minor:
 // (0,0), (0,1), ..., (1,0), ... A word is stored little-endian in word_bits / 8 bytes, and
 // the key is followed by kTailBytes of zeros so that a kernel may read 16 bytes at the start
-// of any 12-byte group.
+// of any 12-byte group and 64 bytes at the start of any 48-byte group.
 class TruncatedKeyswitchKey {
  public:
   static constexpr std::size_t kBlockWords = 64;
