@@ -127,13 +127,14 @@ void tile_group(const std::uint8_t* tile, const Digits& digits, std::size_t rows
 
 template <std::size_t Bytes, int R>
 void tile_sums(const std::uint8_t* tile, const Digits& digits, std::size_t rows, const Block& sums, std::size_t count) {
-  if (count == 1) {
-#if defined(VEIL_KEYSWITCH_AVX512)
-    if constexpr (Bytes == 3) return tile_one_24x16<R>(tile, digits[0], rows, sums[0]);
-#endif
-    tile_one<Bytes, R>(tile, digits[0], rows, sums[0]);
-  } else {
+  if (count > 1) {
     tile_group<Bytes, R>(tile, digits, rows, sums, count);
+#if defined(VEIL_KEYSWITCH_AVX512)
+  } else if constexpr (Bytes == 3) {
+    tile_one_24x16<R>(tile, digits[0], rows, sums[0]);
+#endif
+  } else {
+    tile_one<Bytes, R>(tile, digits[0], rows, sums[0]);
   }
 }
 
