@@ -8,14 +8,18 @@ VEIL_PACKAGES=(
   libssl-dev libfftw3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev
-  libzip-dev libcli11-dev libcpp-httplib-dev libsqlite3-dev libpq-dev postgresql
+  libzip-dev zlib1g-dev libcli11-dev libcpp-httplib-dev libsqlite3-dev libpq-dev postgresql
 )
 # Only tools/make_fixtures.py needs these (regenerating tests/fixtures/); builds and tests do not:
 #   apt-get install python3-sklearn python3-xgboost python3-torch python3-onnx
 
+# scripts/fuzz.sh adds these: clang with libFuzzer and the sanitizer runtimes.
+VEIL_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)
+
+# veil_install_deps [EXTRA_PACKAGE...]: Veil's packages and the extra ones given.
 veil_install_deps() {
   local missing=()
-  for pkg in "${VEIL_PACKAGES[@]}"; do
+  for pkg in "${VEIL_PACKAGES[@]}" "$@"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
       missing+=("$pkg")
     fi

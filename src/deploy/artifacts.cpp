@@ -4,10 +4,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
+#include <zlib.h>
 
 #include <cerrno>
 #include <cstdio>
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -47,15 +52,55 @@ json params_to_json(const tfhe::ParameterSet& p) {
               {"grouping", p.grouping.value}};
 }
 
-// Typed field access that names the field on error.
+// Typed field access that names the field on error. Integers must be JSON integers within
+// T's range (nlohmann's get<unsigned>() would truncate 630.9, wrap 4294967304 and cast 1e300
+// with undefined behaviour); doubles must be finite.
 template <class T>
 T field(const json& j, const char* name, const std::string& where) {
   if (!j.is_object() || !j.contains(name)) fail(where + ": missing field '" + name + "'");
-  try {
-    return j.at(name).get<T>();
-  } catch (const json::exception&) {
-    fail(where + ": field '" + name + "' has the wrong type");
+  const json& v = j.at(name);
+  if constexpr (std::is_same_v<T, bool>) {
+    if (!v.is_boolean()) fail(where + ": field '" + name + "' is not a boolean");
+    return v.get<bool>();
+  } else if constexpr (std::is_integral_v<T>) {
+    const std::string bad = where + ": field '" + name + "' must be an integer in [" +
+                            std::to_string(std::numeric_limits<T>::min()) + ", " +
+                            std::to_string(std::numeric_limits<T>::max()) + "], not " + v.dump().substr(0, 40);
+    if (v.is_number_unsigned()) {
+      const auto u = v.get<std::uint64_t>();
+      if (u > static_cast<std::uint64_t>(std::numeric_limits<T>::max())) fail(bad);
+      return static_cast<T>(u);
+    }
+    if (v.is_number_integer()) {
+      const auto i = v.get<std::int64_t>();
+      if (!std::in_range<T>(i)) fail(bad);
+      return static_cast<T>(i);
+    }
+    fail(bad);
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (!v.is_number() || !std::isfinite(v.get<double>()))
+      fail(where + ": field '" + name + "' must be a finite number, not " + v.dump().substr(0, 40));
+    return v.get<T>();
+  } else {
+    try {
+      return v.get<T>();
+    } catch (const json::exception&) {
+      fail(where + ": field '" + name + "' has the wrong type");
+    }
   }
+}
+
+circuit::Shape shape_field(const json& j, const char* name, const std::string& where) {
+  if (!j.is_object() || !j.contains(name) || !j.at(name).is_array()) fail(where + ": field '" + name + "' is not an array");
+  const json& a = j.at(name);
+  if (a.size() > circuit::kMaxRank)
+    fail(where + ": field '" + name + "' has rank " + std::to_string(a.size()) + ", more than " + std::to_string(circuit::kMaxRank));
+  circuit::Shape shape;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    json holder{{"d", a[i]}};
+    shape.push_back(field<std::int64_t>(holder, "d", where + " " + name + "[" + std::to_string(i) + "]"));
+  }
+  return shape;
 }
 
 tfhe::ParameterSet params_from_json(const json& j, const std::string& where) {
@@ -93,7 +138,7 @@ json tensor_sig_to_json(const circuit::TensorSignature& t) {
 circuit::TensorSignature tensor_sig_from_json(const json& j, const std::string& where) {
   circuit::TensorSignature t;
   t.name = field<std::string>(j, "name", where);
-  t.shape = field<circuit::Shape>(j, "shape", where);
+  t.shape = shape_field(j, "shape", where);
   t.lo = field<std::int64_t>(j, "lo", where);
   t.hi = field<std::int64_t>(j, "hi", where);
   t.width = field<unsigned>(j, "width", where);
@@ -114,7 +159,7 @@ circuit::TensorSignature tensor_sig_from_json(const json& j, const std::string& 
 json parse_json(const std::string& text, const std::string& source) {
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     fail(source + ": not valid JSON (" + e.what() + ")");
   }
 }
@@ -174,6 +219,7 @@ std::string client_specs_to_json(const ClientSpecs& s) {
          {"parameters", params_to_json(p)},
          {"encoding_width", s.signature.encoding_width},
          {"uses_bootstrapping", s.signature.uses_bootstrapping},
+         {"processing_sha256", s.processing_sha256},
          {"inputs", inputs},
          {"outputs", outputs},
          {"key_layout",
@@ -201,6 +247,8 @@ ClientSpecs client_specs_from_json(const std::string& text, const std::string& s
     fail(source + ": " + e.what());
   }
   s.security_bits = field<unsigned>(j, "security_bits", source);
+  if (s.security_bits != 128 && s.security_bits != 132)  // the security curves Veil has
+    fail(source + ": security_bits " + std::to_string(s.security_bits) + " is not 128 or 132");
   s.signature.params = params_from_json(field<json>(j, "parameters", source), source + " parameters");
   s.signature.encoding_width = field<unsigned>(j, "encoding_width", source);
   if (s.signature.encoding_width < 1 || s.signature.encoding_width > 60)
@@ -209,6 +257,20 @@ ClientSpecs client_specs_from_json(const std::string& text, const std::string& s
   for (const auto& t : field<json>(j, "inputs", source)) s.signature.inputs.push_back(tensor_sig_from_json(t, source + " input"));
   for (const auto& t : field<json>(j, "outputs", source)) s.signature.outputs.push_back(tensor_sig_from_json(t, source + " output"));
   if (s.signature.inputs.empty() || s.signature.outputs.empty()) fail(source + ": no inputs or no outputs");
+  // From format 1.1 on, the digest of serialized_processing.json is required.
+  const std::string version = field<std::string>(j, "format_version", source);
+  int major = -1, minor = -1;
+  if (std::sscanf(version.c_str(), "%d.%d", &major, &minor) != 2 || major != kArtifactFormatMajor || minor < 0 ||
+      minor > kArtifactFormatMinor)
+    fail(source + ": format_version '" + version.substr(0, 20) + "' is not one this Veil reads (" +
+         std::to_string(kArtifactFormatMajor) + ".0 to " + std::to_string(kArtifactFormatMajor) + "." +
+         std::to_string(kArtifactFormatMinor) + ")");
+  if (minor >= 1 || j.contains("processing_sha256")) {
+    s.processing_sha256 = field<std::string>(j, "processing_sha256", source);
+    const bool hex = s.processing_sha256.size() == 64 &&
+                     s.processing_sha256.find_first_not_of("0123456789abcdef") == std::string::npos;
+    if (!hex) fail(source + ": processing_sha256 is not 64 lowercase hex digits");
+  }
   const json st = field<json>(j, "statistics", source);
   s.statistics.total_pbs = field<std::int64_t>(st, "total_pbs", source + " statistics");
   s.statistics.encrypted_inputs = field<std::int64_t>(st, "encrypted_inputs", source + " statistics");
@@ -235,9 +297,27 @@ Bytes read_zip_member(const std::filesystem::path& path, const std::string& memb
   if (!f) fail(path.string() + ": cannot read member '" + member + "' (" + zip_strerror(z) + ")");
   Bytes out(static_cast<std::size_t>(st.size));
   const zip_int64_t n = out.empty() ? 0 : zip_fread(f, out.data(), out.size());
-  const bool ok = n == static_cast<zip_int64_t>(out.size());
+  bool ok = n == static_cast<zip_int64_t>(out.size());
+  // libzip checks the CRC only when a read reaches the end of the member: one more read must
+  // return 0 (end) rather than -1 (CRC mismatch) or more bytes (the stored size lied).
+  if (ok) {
+    std::uint8_t extra = 0;
+    ok = zip_fread(f, &extra, 1) == 0;
+  }
   std::string why = ok ? "" : zip_file_strerror(f);
-  zip_fclose(f);  // also verifies the CRC of what was read
+  const int close_error = zip_fclose(f);
+  if (ok && close_error != 0) {
+    ok = false;
+    why = zip_error_text(close_error);
+  }
+  // And our own check against the central directory's CRC, whatever the library did.
+  if (ok && (st.valid & ZIP_STAT_CRC) != 0) {
+    const auto crc = static_cast<std::uint32_t>(crc32_z(crc32_z(0, nullptr, 0), out.data(), out.size()));
+    if (crc != st.crc) {
+      ok = false;
+      why = "CRC-32 " + hex64(crc).substr(8) + " does not match the stored " + hex64(st.crc).substr(8);
+    }
+  }
   if (!ok) fail(path.string() + ": member '" + member + "' is corrupted (" + why + ")");
   return out;
 }

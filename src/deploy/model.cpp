@@ -41,6 +41,17 @@ std::string processing_file_text(const ml::Processing& p, const ModelId& id) {
   return j.dump(2);
 }
 
+std::string sha256_hex(const Bytes& bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  const tfhe::Sha256Digest d = tfhe::sha256(std::span<const std::uint8_t>(bytes));
+  std::string out;
+  for (const std::uint8_t b : d) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
 bool file_exists(const fs::path& p) {
   std::error_code ec;
   return fs::exists(p, ec);
@@ -85,14 +96,15 @@ void ModelDev::save(const fs::path& dir, bool overwrite) const {
   for (const char* name : {kClientZip, kServerZip, kProcessingJson})
     if (!overwrite && file_exists(dir / name))
       fail((dir / name).string() + " exists already; refusing to overwrite it (use --force)");
+  const std::string processing = processing_file_text(processing_, model_id_);
   ClientSpecs specs;
   specs.model_id = model_id_;
   specs.signature = circuit::signature_of(compiled_);
   specs.statistics = compiled_.analysis.statistics;
+  specs.processing_sha256 = sha256_hex(to_bytes(processing));
   const Bytes versions = to_bytes(make_versions_json(model_id_));
   write_zip(dir / kServerZip, {{"circuit.veil", circuit::serialize_compiled_circuit(compiled_)}, {"versions.json", versions}});
   write_zip(dir / kClientZip, {{"client.specs.json", to_bytes(client_specs_to_json(specs))}, {"versions.json", versions}});
-  const std::string processing = processing_file_text(processing_, model_id_);
   write_file_atomic(dir / kProcessingJson, std::span(reinterpret_cast<const std::uint8_t*>(processing.data()), processing.size()));
 }
 
@@ -107,10 +119,11 @@ ModelClient ModelClient::load(const fs::path& dir) {
     fail(zip.string() + ": client.specs.json is for model " + model_id_hex(c.specs_.model_id) + " but versions.json says " +
          model_id_hex(versions_id));
   const fs::path proc_path = dir / kProcessingJson;
+  const Bytes proc_bytes = read_file(proc_path, kMaxSpecsBytes);
   json doc;
   try {
-    doc = json::parse(to_string(read_file(proc_path, kMaxSpecsBytes)));
-  } catch (const json::parse_error& e) {
+    doc = json::parse(to_string(proc_bytes));
+  } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     fail(proc_path.string() + ": not valid JSON (" + e.what() + ")");
   }
   if (!doc.is_object() || !doc.contains("model_id") || !doc["model_id"].is_string())
@@ -124,6 +137,11 @@ ModelClient ModelClient::load(const fs::path& dir) {
   if (proc_id != c.specs_.model_id)
     fail(proc_path.string() + " belongs to model " + model_id_hex(proc_id) + " but " + zip.string() + " to model " +
          model_id_hex(c.specs_.model_id) + " (files from two different compiles are mixed)");
+  // Same model: the bytes must be those compiled (checked after the id, whose message is
+  // clearer for files of two compiles).
+  if (!c.specs_.processing_sha256.empty() && sha256_hex(proc_bytes) != c.specs_.processing_sha256)
+    fail(proc_path.string() + ": its SHA-256 " + sha256_hex(proc_bytes) + " is not the " + c.specs_.processing_sha256 +
+         " that " + zip.string() + " records: the file was edited or corrupted");
   doc.erase("model_id");
   try {
     c.processing_ = ml::processing_from_json(doc);

@@ -63,7 +63,8 @@ FloatTensor gemm(const GraphNode& n, const FloatTensor& a, const FloatTensor& b,
   const std::int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
   const std::int64_t kb = tb ? b.shape[1] : b.shape[0], nn = tb ? b.shape[0] : b.shape[1];
   if (k != kb) node_fail(n, "inner dimensions " + std::to_string(k) + " and " + std::to_string(kb) + " differ");
-  FloatTensor y{{m, nn}, std::vector<double>(static_cast<std::size_t>(m * nn), 0.0)};
+  FloatTensor y{{m, nn}, {}};
+  y.data.assign(static_cast<std::size_t>(circuit::element_count(y.shape, "node '" + n.name + "' output")), 0.0);
   for (std::int64_t i = 0; i < m; ++i)
     for (std::int64_t j = 0; j < nn; ++j) {
       double acc = 0;
@@ -91,7 +92,7 @@ FloatTensor matmul(const GraphNode& n, const FloatTensor& a, const FloatTensor& 
   FloatTensor y;
   y.shape = a.shape;
   y.shape.back() = nn;
-  y.data.assign(static_cast<std::size_t>(rows * nn), 0.0);
+  y.data.assign(static_cast<std::size_t>(circuit::element_count(y.shape, "node '" + n.name + "' output")), 0.0);
   for (std::int64_t r = 0; r < rows; ++r)
     for (std::int64_t j = 0; j < nn; ++j) {
       double acc = 0;
@@ -173,7 +174,12 @@ PadSpec pad_spec(const GraphNode& n, const std::map<std::string, FloatTensor>& v
     p.value = attr_float(n, "value", 0.0);
   } else {
     if (n.inputs.size() < 2 || !values.count(n.inputs[1])) node_fail(n, "pads must be a constant input");
-    for (double v : values.at(n.inputs[1]).data) p.pads.push_back(static_cast<std::int64_t>(v));
+    for (double v : values.at(n.inputs[1]).data) {
+      // Checked before the cast: a double outside int64's range converts with undefined behaviour.
+      if (!(std::fabs(v) <= static_cast<double>(circuit::kMaxTensorElements)) || v != std::floor(v))
+        node_fail(n, "pad " + std::to_string(v) + " is not an integer in [-2^24, 2^24]");
+      p.pads.push_back(static_cast<std::int64_t>(v));
+    }
     if (n.inputs.size() >= 3 && !n.inputs[2].empty()) {
       if (!values.count(n.inputs[2])) node_fail(n, "constant_value must be a constant input");
       p.value = values.at(n.inputs[2]).data.at(0);
@@ -181,8 +187,11 @@ PadSpec pad_spec(const GraphNode& n, const std::map<std::string, FloatTensor>& v
     if (n.inputs.size() >= 4 && !n.inputs[3].empty()) node_fail(n, "the axes input is not supported");
   }
   if (p.pads.size() != 2 * rank) node_fail(n, std::to_string(p.pads.size()) + " pads for rank " + std::to_string(rank));
-  for (auto v : p.pads)
+  for (auto v : p.pads) {
     if (v < 0) node_fail(n, "negative pads are not supported");
+    // Bounded so that dimension + before + after cannot overflow.
+    if (v > circuit::kMaxTensorElements) node_fail(n, "pad " + std::to_string(v) + " exceeds 2^24");
+  }
   return p;
 }
 }  // namespace detail

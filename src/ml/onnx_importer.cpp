@@ -138,6 +138,9 @@ Model parse_onnx(std::span<const std::uint8_t> bytes, const std::string& source)
   net.input_name = inputs[0]->name();
   const auto& tt = inputs[0]->type().tensor_type();
   if (!tt.has_shape()) throw ModelFormatError(source + ": input '" + net.input_name + "' has no shape");
+  if (tt.shape().dim_size() > static_cast<int>(circuit::kMaxRank))
+    throw ModelFormatError(source + ": input '" + net.input_name + "' has rank " + std::to_string(tt.shape().dim_size()) +
+                           "; at most " + std::to_string(circuit::kMaxRank) + " is supported");
   for (int d = 0; d < tt.shape().dim_size(); ++d) {
     const auto& dim = tt.shape().dim(d);
     if (d == 0) {
@@ -151,6 +154,12 @@ Model parse_onnx(std::span<const std::uint8_t> bytes, const std::string& source)
   }
   if (net.input_shape.size() < 2)
     throw ModelFormatError(source + ": input '" + net.input_name + "' must have a batch dimension and features");
+  std::int64_t input_elements = 0;
+  try {
+    input_elements = circuit::element_count(net.input_shape, "input '" + net.input_name + "'");
+  } catch (const std::invalid_argument& e) {
+    throw ModelFormatError(source + ": " + e.what());
+  }
   net.output_name = g.output(0).name();
 
   std::map<std::string, std::string> alias;  // Identity outputs
@@ -209,7 +218,9 @@ Model parse_onnx(std::span<const std::uint8_t> bytes, const std::string& source)
     if (sm.attributes.count("axis")) axis = sm.attributes.at("axis").i;
     if (axis != 1 && axis != -1)
       throw ModelFormatError(source + ": node '" + sm.name + "' (Softmax): only a softmax over the class axis (1) is supported");
-    net.output_name = sm.inputs.at(0);
+    if (sm.inputs.empty() || sm.inputs[0].empty())
+      throw ModelFormatError(source + ": node '" + sm.name + "' (Softmax): no input");
+    net.output_name = sm.inputs[0];
     net.link = Link::kSoftmax;
     net.nodes.pop_back();
   }
@@ -234,13 +245,19 @@ Model parse_onnx(std::span<const std::uint8_t> bytes, const std::string& source)
   model.format = "onnx";
   model.estimator = "onnx";
   model.task = Task::kClassification;
-  model.n_features = static_cast<std::size_t>(circuit::element_count(net.input_shape));
-  // The class count is the output size: evaluate once on zeros.
+  model.n_features = static_cast<std::size_t>(input_elements);
+  // The class count is the output size: evaluate once on zeros. The evaluator checks shapes
+  // and attributes with std::invalid_argument; an index past a short list (std::out_of_range)
+  // or a size beyond what a vector holds (std::length_error) is a malformed file as well.
   FloatTensor zero{net.input_shape, std::vector<double>(model.n_features, 0.0)};
   std::map<std::string, FloatTensor> values;
   try {
     values = evaluate_network(net, zero);
   } catch (const std::invalid_argument& e) {
+    throw ModelFormatError(source + ": " + e.what());
+  } catch (const std::out_of_range& e) {
+    throw ModelFormatError(source + ": " + e.what());
+  } catch (const std::length_error& e) {
     throw ModelFormatError(source + ": " + e.what());
   }
   const auto& y = values.at(net.output_name);

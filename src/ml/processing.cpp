@@ -54,6 +54,8 @@ double num(const nlohmann::json& v, const std::string& path) {
 }
 std::int64_t integer(const nlohmann::json& v, const std::string& path) {
   if (!v.is_number_integer()) bad(path, "expected an integer");
+  if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
+    bad(path, "integer out of range");
   return v.get<std::int64_t>();
 }
 std::string str(const nlohmann::json& v, const std::string& path) {
@@ -148,6 +150,9 @@ Processing processing_from_json(const nlohmann::json& j) {
     q.is_signed = get(qs[i], "is_signed", path).get<bool>();
     q.q_min = integer(get(qs[i], "q_min", path), path + ".q_min");
     q.q_max = integer(get(qs[i], "q_max", path), path + ".q_max");
+    // Bounded first, so that the difference below cannot overflow.
+    constexpr std::int64_t kCodeLimit = std::int64_t{1} << 33;
+    if (q.q_min < -kCodeLimit || q.q_max > kCodeLimit) bad(path, "q_min or q_max outside [-2^33, 2^33]");
     if (q.q_min > q.q_max || q.q_max - q.q_min >= (std::int64_t{1} << q.n_bits))
       bad(path, "[q_min, q_max] is empty or wider than n_bits");
     if (qs[i].contains("missing_code") && !qs[i]["missing_code"].is_null())

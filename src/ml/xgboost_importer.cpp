@@ -117,8 +117,12 @@ Model parse_xgboost_json(const nlohmann::json& doc, const std::string& source) {
     const auto cond = r.doubles(r.field(jt, "split_conditions", path), path + ".split_conditions");
     const auto dl = r.integers(r.field(jt, "default_left", path), path + ".default_left");
     const std::size_t n = tree.left.size();
-    if (cond.size() != n || dl.size() != n || tree.feature.size() != n)
-      r.fail(path, "node arrays have different lengths");
+    // Every array is checked before the loop below writes through any of them.
+    if (tree.right.size() != n || cond.size() != n || dl.size() != n || tree.feature.size() != n)
+      r.fail(path, "node arrays have different lengths (left_children " + std::to_string(n) + ", right_children " +
+                       std::to_string(tree.right.size()) + ", split_indices " + std::to_string(tree.feature.size()) +
+                       ", split_conditions " + std::to_string(cond.size()) + ", default_left " +
+                       std::to_string(dl.size()) + ")");
     tree.threshold.resize(n);
     tree.value.resize(n);
     tree.default_left.resize(n);

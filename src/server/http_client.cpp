@@ -35,6 +35,9 @@ RemoteModel remote_model(const json& j) {
   m.name = j.value("name", "");
   m.model_id = j.value("model_id", "");
   m.keys_required = j.value("keys_required", false);
+  if (const auto files = j.find("files"); files != j.end() && files->is_object())
+    for (const auto& [name, f] : files->items())
+      if (f.is_object() && f.contains("sha256") && f["sha256"].is_string()) m.file_sha256[name] = f["sha256"].get<std::string>();
   m.json = j.dump();
   return m;
 }

@@ -13,6 +13,8 @@
 #include <random>
 #include <regex>
 
+#include <nlohmann/json.hpp>
+
 #include "veil/deploy/model.hpp"
 #include "veil/ml/importers.hpp"
 #include "veil/tfhe/serialization.hpp"
@@ -37,6 +39,7 @@ ml::Matrix features(const std::string& file, std::size_t rows) {
 }
 
 Bytes slurp(const fs::path& p) { return read_file(p, std::uint64_t{1} << 32); }
+std::string to_string_for_test(const Bytes& b) { return std::string(b.begin(), b.end()); }
 void spit(const fs::path& p, const Bytes& b) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
@@ -267,6 +270,120 @@ TEST(Deploy, CorruptedOrTruncatedFilesGiveClearErrors) {
   for (const char* f : {kClientZip, kServerZip}) fs::copy_file(c.dir / f, dir / f);
   spit(dir / kProcessingJson, Bytes{'{', 'x'});
   EXPECT_THROW(ModelClient::load(dir), DeployError);
+}
+
+// Regression (fuzzing finding): libzip checks a member's CRC only when a read reaches its end,
+// and reading exactly the member's size never did, so changed bytes under a stale CRC were
+// accepted. Every single-byte change to an artifact zip now either leaves what is read
+// unchanged (a field no reader uses) or is refused.
+TEST(Deploy, EveryByteFlipInAZipIsRefusedOrHarmless) {
+  const Compiled c = compile_fixture("logreg_breast_cancer.json", "zipflip");
+  const fs::path zip = c.dir / kClientZip;
+  const Bytes original = slurp(zip);
+  const Bytes versions = read_zip_member(zip, "versions.json", 1 << 20);
+  const Bytes specs = read_zip_member(zip, "client.specs.json", 1 << 20);
+  const fs::path flipped = c.dir / "flipped.zip";
+  int refused = 0;
+  for (std::size_t i = 0; i < original.size(); ++i) {
+    Bytes bad = original;
+    bad[i] ^= 0x01;
+    spit(flipped, bad);
+    for (const auto& [member, want] : {std::pair{"versions.json", &versions}, std::pair{"client.specs.json", &specs}}) {
+      try {
+        EXPECT_EQ(read_zip_member(flipped, member, 1 << 20), *want) << "byte " << i << " of " << member;
+      } catch (const DeployError&) {
+        ++refused;
+      }
+    }
+  }
+  EXPECT_GT(refused, static_cast<int>(original.size()) / 2);
+}
+
+// Regressions (fuzzing findings): numbers in client.specs.json were cast without checks
+// (1e300 to an unsigned: undefined behaviour; 4294967304 wrapped to the stored value, so the
+// parameter id still matched; 630.9 truncated), and 1e999 escaped as a raw JSON exception.
+TEST(Deploy, ArtifactNumbersMustBeIntegersInRange) {
+  const Compiled c = compile_fixture("logreg_breast_cancer.json", "numbers");
+  const std::string specs = to_string_for_test(read_zip_member(c.dir / kClientZip, "client.specs.json", 1 << 20));
+  const nlohmann::json doc = nlohmann::json::parse(specs);
+  ASSERT_NO_THROW(client_specs_from_json(specs, "client.specs.json"));
+  auto refused = [&](const nlohmann::json& bad, const std::string& needle) {
+    try {
+      (void)client_specs_from_json(bad.dump(), "client.specs.json");
+      ADD_FAILURE() << "accepted " << needle;
+    } catch (const DeployError& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  auto with = [&](const char* field, const nlohmann::json& value) {
+    nlohmann::json d = doc;
+    d["parameters"][field] = value;
+    return d;
+  };
+  const std::uint64_t bits = doc["parameters"]["message_bits"].get<std::uint64_t>();
+  refused(with("message_bits", bits + (std::uint64_t{1} << 32)), "message_bits");
+  refused(with("lwe_dimension", 1e300), "lwe_dimension");
+  refused(with("lwe_dimension", doc["parameters"]["lwe_dimension"].get<double>() + 0.9), "lwe_dimension");
+  refused(with("lwe_dimension", -1), "lwe_dimension");
+  refused(with("lwe_std_dev", "0.1"), "lwe_std_dev");
+  nlohmann::json d = doc;
+  d["security_bits"] = 7;
+  refused(d, "security_bits");
+  d = doc;
+  d["inputs"][0]["shape"][0] = 1.5;
+  refused(d, "shape");
+  // 1e999 overflows the JSON parser's double: the loader's own error, naming the file.
+  std::string text = specs;
+  text.replace(text.find("\"security_bits\": 128"), 20, "\"security_bits\": 1e999");
+  EXPECT_THROW(
+      {
+        try {
+          (void)client_specs_from_json(text, "client.specs.json");
+        } catch (const DeployError& e) {
+          EXPECT_NE(std::string(e.what()).find("client.specs.json"), std::string::npos) << e.what();
+          throw;
+        }
+      },
+      DeployError);
+  EXPECT_THROW((void)check_versions_json(R"({"veil": "0.1.0", "artifact_format": "1.0", "model_id": 1e999})", "versions.json"),
+               DeployError);
+  const fs::path dir = temp_dir("numbers_processing");
+  for (const char* f : {kClientZip, kServerZip}) fs::copy_file(c.dir / f, dir / f);
+  std::string proc = to_string_for_test(slurp(c.dir / kProcessingJson));
+  const auto at = proc.find("\"scale\": ");
+  ASSERT_NE(at, std::string::npos);
+  proc.insert(at + 9, "1e999, \"was\": ");
+  spit(dir / kProcessingJson, Bytes(proc.begin(), proc.end()));
+  EXPECT_THROW(ModelClient::load(dir), DeployError);
+}
+
+// Regression (probe finding): 29 of 200 one-digit edits of serialized_processing.json were
+// accepted and changed the scores silently. client.specs.json now carries the file's SHA-256.
+TEST(Deploy, EditedProcessingFileIsRefused) {
+  const Compiled c = compile_fixture("logreg_breast_cancer.json", "digest");
+  const std::string proc = to_string_for_test(slurp(c.dir / kProcessingJson));
+  const fs::path dir = temp_dir("digest_edit");
+  for (const char* f : {kClientZip, kServerZip}) fs::copy_file(c.dir / f, dir / f);
+  std::mt19937_64 rng(7);
+  int edits = 0;
+  for (int trial = 0; trial < 200 && edits < 40; ++trial) {
+    std::string bad = proc;
+    const std::size_t i = rng() % bad.size();
+    if (bad[i] < '0' || bad[i] > '9') continue;
+    bad[i] = static_cast<char>('0' + (bad[i] - '0' + 1) % 10);
+    ++edits;
+    spit(dir / kProcessingJson, Bytes(bad.begin(), bad.end()));
+    try {
+      (void)ModelClient::load(dir);
+      ADD_FAILURE() << "an edit at byte " << i << " was accepted";
+    } catch (const DeployError& e) {
+      EXPECT_NE(std::string(e.what()).find(kProcessingJson), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_GE(edits, 20);
+  // The digest is recorded, and the untouched file still loads.
+  spit(dir / kProcessingJson, Bytes(proc.begin(), proc.end()));
+  EXPECT_EQ(ModelClient::load(dir).specs().processing_sha256.size(), 64u);
 }
 
 TEST(Deploy, NewerMajorVersionIsRefusedNamingBothVersions) {

@@ -108,6 +108,38 @@ TEST(XgboostImport, RefusesUnsupportedObjectiveAndBooster) {
   EXPECT_NE(error_of([&] { parse_xgboost_json(bad, "m.json"); }).find("feature 1000"), std::string::npos);
 }
 
+// Regression (fuzzing finding): a right_children shorter than left_children was written
+// past its end once per leaf (a heap overflow). Every node array is checked before any write.
+TEST(XgboostImport, ShortChildArraysAreRefusedBeforeAnyWrite) {
+  auto doc = read_json("models/xgb_breast_cancer.json");
+  auto& tree = doc["learner"]["gradient_booster"]["model"]["trees"][0];
+  const std::size_t n = tree["left_children"].size();
+  ASSERT_GT(n, 2u);
+  tree["right_children"] = nlohmann::json::array({2});
+  const std::string msg = error_of([&] { parse_xgboost_json(doc, "m.json"); });
+  EXPECT_NE(msg.find("right_children 1"), std::string::npos) << msg;
+  // The shape: one tree of 20,000 leaves under a one-entry right_children.
+  auto big = read_json("models/xgb_breast_cancer.json");
+  auto& bt = big["learner"]["gradient_booster"]["model"]["trees"];
+  bt = nlohmann::json::array({bt[0]});
+  big["learner"]["gradient_booster"]["model"]["tree_info"] = nlohmann::json::array({0});
+  auto& t = bt[0];
+  const std::size_t leaves = 20000;
+  t["left_children"] = nlohmann::json::array();
+  t["left_children"].push_back(1);
+  for (std::size_t i = 1; i < leaves; ++i) t["left_children"].push_back(-1);
+  t["right_children"] = nlohmann::json::array({2});
+  t["split_indices"] = std::vector<int>(leaves, 0);
+  t["split_conditions"] = std::vector<double>(leaves, 0.5);
+  t["default_left"] = std::vector<int>(leaves, 0);
+  EXPECT_NE(error_of([&] { parse_xgboost_json(big, "m.json"); }).find("different lengths"), std::string::npos);
+  for (const char* field : {"split_indices", "split_conditions", "default_left"}) {
+    auto d = read_json("models/xgb_breast_cancer.json");
+    d["learner"]["gradient_booster"]["model"]["trees"][0][field].erase(0);
+    EXPECT_NE(error_of([&] { parse_xgboost_json(d, "m.json"); }).find("different lengths"), std::string::npos) << field;
+  }
+}
+
 TEST(OnnxImport, TrailingSoftmaxBecomesTheLink) {
   const Model m = load_onnx(testing::fixture_path("models/mlp_iris.onnx"));
   const auto& n = std::get<Network>(m.body);
@@ -147,6 +179,75 @@ TEST(OnnxImport, GarbageAndDanglingInputsAreRefused) {
   onnx::ModelProto p = fixture_proto("models/mlp_breast_cancer.onnx");
   p.mutable_graph()->mutable_node(2)->set_input(0, "nowhere");
   EXPECT_NE(error_of([&] { parse_onnx(bytes_of(p), "m.onnx"); }).find("nowhere"), std::string::npos);
+}
+
+// A one-node graph x[1, 4] -> Pad -> y, with the pads as an int64 or double initializer.
+onnx::ModelProto pad_proto(const std::vector<double>& pads, bool as_double) {
+  onnx::ModelProto p;
+  p.set_ir_version(8);
+  auto* op = p.add_opset_import();
+  op->set_domain("");
+  op->set_version(13);
+  auto* g = p.mutable_graph();
+  auto* in = g->add_input();
+  in->set_name("x");
+  auto* shape = in->mutable_type()->mutable_tensor_type();
+  shape->set_elem_type(onnx::TensorProto_DataType_FLOAT);
+  shape->mutable_shape()->add_dim()->set_dim_value(1);
+  shape->mutable_shape()->add_dim()->set_dim_value(4);
+  g->add_output()->set_name("y");
+  auto* init = g->add_initializer();
+  init->set_name("pads");
+  init->add_dims(static_cast<std::int64_t>(pads.size()));
+  if (as_double) {
+    init->set_data_type(onnx::TensorProto_DataType_DOUBLE);
+    for (double v : pads) init->add_double_data(v);
+  } else {
+    init->set_data_type(onnx::TensorProto_DataType_INT64);
+    for (double v : pads) init->add_int64_data(static_cast<std::int64_t>(v));
+  }
+  auto* node = g->add_node();
+  node->set_op_type("Pad");
+  node->set_name("pad");
+  node->add_input("x");
+  node->add_input("pads");
+  node->add_output("y");
+  return p;
+}
+
+// Regressions (fuzzing findings): pads outside int64 were cast with undefined behaviour, and
+// two pads of 5e18 overflowed when added to the dimension.
+TEST(OnnxImport, HugePadsAreRefusedWithoutOverflow) {
+  EXPECT_EQ(error_of([&] { parse_onnx(bytes_of(pad_proto({0, 1, 0, 1}, false)), "p.onnx"); }), "");
+  const std::string too_big = error_of([&] { parse_onnx(bytes_of(pad_proto({0, 1e19, 0, 0}, true)), "p.onnx"); });
+  EXPECT_NE(too_big.find("pad"), std::string::npos) << too_big;
+  const std::string sum = error_of([&] { parse_onnx(bytes_of(pad_proto({0, 5e18, 0, 5e18}, false)), "p.onnx"); });
+  EXPECT_NE(sum.find("2^24"), std::string::npos) << sum;
+  EXPECT_NE(error_of([&] { parse_onnx(bytes_of(pad_proto({0, 0.5, 0, 0}, true)), "p.onnx"); }).find("not an integer"),
+            std::string::npos);
+}
+
+// Regressions (fuzzing findings): these escaped as std::invalid_argument / std::out_of_range
+// instead of the importer's ModelFormatError.
+TEST(OnnxImport, HostileInputShapesAndSoftmaxWithoutInputAreFormatErrors) {
+  auto with_dims = [](const std::vector<std::int64_t>& dims) {
+    onnx::ModelProto p = fixture_proto("models/mlp_breast_cancer.onnx");
+    auto* shape = p.mutable_graph()->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+    shape->clear_dim();
+    for (auto d : dims) shape->add_dim()->set_dim_value(d);
+    return p;
+  };
+  const std::string rank = error_of([&] { parse_onnx(bytes_of(with_dims(std::vector<std::int64_t>(10, 1))), "m.onnx"); });
+  EXPECT_NE(rank.find("rank 10"), std::string::npos) << rank;
+  const std::string huge = error_of([&] { parse_onnx(bytes_of(with_dims({1, std::int64_t{1} << 40})), "m.onnx"); });
+  EXPECT_NE(huge.find("elements"), std::string::npos) << huge;
+  onnx::ModelProto p = fixture_proto("models/mlp_iris.onnx");
+  auto* g = p.mutable_graph();
+  auto* softmax = g->mutable_node(g->node_size() - 1);
+  ASSERT_EQ(softmax->op_type(), "Softmax");
+  softmax->clear_input();
+  const std::string sm = error_of([&] { parse_onnx(bytes_of(p), "m.onnx"); });
+  EXPECT_NE(sm.find("no input"), std::string::npos) << sm;
 }
 
 TEST(LoadModel, DispatchesOnContent) {

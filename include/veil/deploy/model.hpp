@@ -42,7 +42,8 @@ class DeployError : public std::runtime_error {
 };
 
 inline constexpr int kArtifactFormatMajor = 1;
-inline constexpr int kArtifactFormatMinor = 0;
+// 1.1: client.specs.json carries processing_sha256 (required from 1.1 on).
+inline constexpr int kArtifactFormatMinor = 1;
 inline constexpr const char* kVeilVersion = "0.1.0";
 
 inline constexpr const char* kClientZip = "client.zip";
@@ -57,6 +58,10 @@ struct ClientSpecs {
   circuit::CircuitSignature signature;
   unsigned security_bits = 128;
   circuit::CircuitStatistics statistics;
+  // SHA-256 (64 lowercase hex digits) of the exact bytes of serialized_processing.json, which
+  // ModelClient::load checks: an edited file would silently change every score. Empty only in
+  // artifacts of format 1.0, written before the digest existed.
+  std::string processing_sha256;
 };
 
 struct DevOptions {

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -64,6 +65,9 @@ struct RemoteModel {
   std::string name;
   std::string model_id;
   bool keys_required = false;
+  // The SHA-256 (hex) the server publishes for each client file, by file name ("client.zip",
+  // "serialized_processing.json"); empty when the server did not say.
+  std::map<std::string, std::string> file_sha256;
   std::string json;  // the whole entry, as the server wrote it
 };
 
