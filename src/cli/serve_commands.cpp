@@ -184,7 +184,19 @@ class PredictSession {
   void upload() {
     const deploy::Bytes keys = deploy::ModelClient::read_evaluation_keys(dir_, client_->model_id());
     const auto t0 = Clock::now();
-    grant_ = http_.upload_keys(a_.model, keys);
+    // A busy server refuses from the request head (503 before the body is read): wait as it
+    // says and send again.
+    for (unsigned attempt = 0;; ++attempt) {
+      try {
+        grant_ = http_.upload_keys(a_.model, keys);
+        break;
+      } catch (const server::HttpError& e) {
+        if (e.status() != 503 || attempt >= a_.retries) throw;
+        const unsigned wait = std::max(1u, e.retry_after().value_or(1));
+        std::cerr << "predict: server busy with key upload (" << e.detail() << "): retrying in " << wait << " s\n";
+        std::this_thread::sleep_for(std::chrono::seconds(wait));
+      }
+    }
     upload_ms_ = ms_since(t0);
     uploaded_bytes_ = keys.size();
     write_grant(dir_ / kGrantFile, http_.base_url(), a_.model, model_id_, grant_);
@@ -218,6 +230,27 @@ double percentile(std::vector<double> v, double q) {
 }
 
 }  // namespace
+
+std::vector<std::string> read_tokens(const std::string& file, const std::string& option) {
+  const deploy::Bytes bytes = deploy::read_file(file, 1 << 20);
+  std::vector<std::string> tokens;
+  std::string line;
+  for (const std::uint8_t b : bytes) {
+    if (b != '\n') {
+      line += static_cast<char>(b);
+      continue;
+    }
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty() && line.front() != '#') tokens.push_back(line);
+    line.clear();
+  }
+  while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+  if (!line.empty() && line.front() != '#') tokens.push_back(line);
+  if (tokens.empty()) throw std::invalid_argument(option + " " + file + " holds no token");
+  for (const auto& t : tokens)
+    if (t.size() < 16) throw std::invalid_argument(option + " " + file + ": a token has fewer than 16 characters");
+  return tokens;
+}
 
 std::uint64_t parse_byte_size(const std::string& text, const std::string& option) {
   std::size_t digits = 0;
@@ -265,6 +298,17 @@ int serve(const ServeArgs& a) {
   o.queue_timeout = seconds_option(a.queue_timeout, "--queue-timeout");
   o.read_timeout = seconds_option(a.read_timeout, "--read-timeout");
   o.request_read_timeout = seconds_option(a.request_timeout, "--request-timeout");
+  o.header_timeout = seconds_option(a.header_timeout, "--header-timeout");
+  o.job_timeout = seconds_option(a.job_timeout, "--job-timeout");
+  o.drain_timeout = seconds_option(a.drain_timeout, "--drain-timeout");
+  if (a.drain_grace < 0 || a.drain_grace > 3600) throw std::invalid_argument("--drain-grace must be in [0, 3600] seconds");
+  o.drain_grace = std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_grace * 1000));
+  o.max_connections = a.max_connections;
+  o.max_buffered_body_bytes = parse_byte_size(a.max_buffered_bytes, "--max-buffered-bytes");
+  if (!a.upload_token_file.empty()) o.upload_tokens = read_tokens(a.upload_token_file, "--upload-token-file");
+  if (a.tls_cert.empty() != a.tls_key.empty()) throw std::invalid_argument("--tls-cert and --tls-key go together");
+  o.tls_cert_file = a.tls_cert;
+  o.tls_key_file = a.tls_key;
   o.log_requests = !a.quiet;
   const auto [host, port] = parse_listen_address(a.listen);
 
@@ -283,7 +327,7 @@ int serve(const ServeArgs& a) {
   std::string names;
   for (const auto& m : http.models()) names += (names.empty() ? "" : ", ") + m.name;
   std::cout << "veil serve: " << http.models().size() << (http.models().size() == 1 ? " model" : " models") << " (" << names
-            << ") on http://" << (host.find(':') != std::string::npos ? "[" + host + "]" : host) << ":" << bound
+            << ") on " << (a.tls_cert.empty() ? "http" : "https") << "://" << (host.find(':') != std::string::npos ? "[" + host + "]" : host) << ":" << bound
             << ", keys in " << store->describe() << "; stop with Ctrl-C or SIGTERM" << std::endl;
 
   std::atomic<bool> done{false};
@@ -315,7 +359,10 @@ int predict(const PredictArgs& a) {
   if (a.batch_size == 0) throw std::invalid_argument("--batch-size must be at least 1");
   std::signal(SIGPIPE, SIG_IGN);  // a closed connection is an error to report, not the end
   const ml::Matrix rows = ml::load_matrix(a.input);
-  server::HttpClient http(a.url);
+  server::HttpClientOptions client_options;
+  client_options.ca_cert_file = a.ca_cert;
+  if (!a.upload_token_file.empty()) client_options.upload_token = read_tokens(a.upload_token_file, "--upload-token-file").front();
+  server::HttpClient http(a.url, client_options);
   PredictSession session(a, http);
   session.prepare();
   const deploy::ModelClient& client = session.client();
@@ -419,6 +466,22 @@ void add_serve_commands(CLI::App& app) {
   s->add_option("--queue-timeout", serve_args->queue_timeout, "Seconds a request waits for a job slot before 503")->capture_default_str();
   s->add_option("--read-timeout", serve_args->read_timeout, "Seconds a read from a client may stall")->capture_default_str();
   s->add_option("--request-timeout", serve_args->request_timeout, "Seconds to receive one whole request")->capture_default_str();
+  s->add_option("--header-timeout", serve_args->header_timeout, "Seconds to receive a request head (and a new connection's first byte)")
+      ->capture_default_str();
+  s->add_option("--job-timeout", serve_args->job_timeout, "Seconds one model run may take (413 beyond: fewer rows)")->capture_default_str();
+  s->add_option("--drain-grace", serve_args->drain_grace, "Seconds /healthz answers 503 'stopping' after SIGTERM before exiting")
+      ->capture_default_str();
+  s->add_option("--drain-timeout", serve_args->drain_timeout, "Seconds to wait for requests in flight after SIGTERM")->capture_default_str();
+  s->add_option("--max-connections", serve_args->max_connections, "Connections held at once (503 beyond)")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
+  s->add_option("--max-buffered-bytes", serve_args->max_buffered_bytes, "Request bodies held in memory at once (503 beyond)")
+      ->capture_default_str();
+  s->add_option("--upload-token-file", serve_args->upload_token_file,
+                "File of operator-issued upload tokens (one per line): key uploads need one as a Bearer token")
+      ->check(CLI::ExistingFile);
+  s->add_option("--tls-cert", serve_args->tls_cert, "PEM certificate chain: serve HTTPS (with --tls-key)")->check(CLI::ExistingFile);
+  s->add_option("--tls-key", serve_args->tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
   s->add_flag("--quiet", serve_args->quiet, "No log line per request");
   s->callback([serve_args] { std::exit(serve(*serve_args)); });
 
@@ -432,6 +495,10 @@ void add_serve_commands(CLI::App& app) {
   p->add_option("--batch-size", predict_args->batch_size, "Rows per request")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   p->add_option("--retries", predict_args->retries, "Retries of a batch the server refuses as busy (503)")->capture_default_str();
   p->add_flag("--delete-keys", predict_args->delete_keys, "Delete the evaluation keys from the server afterwards");
+  p->add_option("--ca-cert", predict_args->ca_cert, "PEM file of the CA to verify an https:// server with (default: the system's)")
+      ->check(CLI::ExistingFile);
+  p->add_option("--upload-token-file", predict_args->upload_token_file, "File whose first line is the server's upload token")
+      ->check(CLI::ExistingFile);
   p->callback([predict_args] { std::exit(predict(*predict_args)); });
 }
 

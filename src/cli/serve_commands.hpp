@@ -23,7 +23,15 @@ struct ServeArgs {
   double queue_timeout = 60;     // seconds
   double read_timeout = 30;      // seconds
   double request_timeout = 600;  // seconds to receive one whole request
-  bool quiet = false;            // no per-request log lines
+  double header_timeout = 10;    // seconds to receive a request head
+  double job_timeout = 600;      // seconds one model run may take
+  double drain_grace = 0;        // seconds /healthz says "stopping" before exit
+  double drain_timeout = 30;     // seconds to wait for requests in flight on stop
+  std::size_t max_connections = 10'000;
+  std::string max_buffered_bytes = "2GiB";  // request bodies in memory at once
+  std::string upload_token_file;            // one operator-issued upload token per line
+  std::string tls_cert, tls_key;            // PEM files: serve HTTPS
+  bool quiet = false;                       // no per-request log lines
 };
 int serve(const ServeArgs& a);
 
@@ -32,6 +40,8 @@ struct PredictArgs {
   std::size_t batch_size = 32;
   unsigned retries = 30;  // on 503 (server busy), waiting Retry-After each time
   bool delete_keys = false;
+  std::string ca_cert;            // PEM file of the CA that signed the server's certificate
+  std::string upload_token_file;  // the operator's upload token, when the server needs one
 };
 int predict(const PredictArgs& a);
 

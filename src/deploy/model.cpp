@@ -274,7 +274,8 @@ std::shared_ptr<const tfhe::EvaluationKeys> ModelServer::load_evaluation_keys(st
   return std::make_shared<const tfhe::EvaluationKeys>(tfhe::expand_evaluation_keys(*seeded));
 }
 
-Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::EvaluationKeys* keys, RunStats* stats) const {
+Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::EvaluationKeys* keys, RunStats* stats,
+                       const RunControl& control) const {
   const auto t0 = std::chrono::steady_clock::now();
   const auto rows = open_input_batch(input_batch, model_id_, compiled_->params);
   const circuit::FheExecutor& executor = *executor_;
@@ -282,6 +283,13 @@ Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::Ev
   out.reserve(rows.size());
   RunStats local;
   for (std::size_t r = 0; r < rows.size(); ++r) {
+    if (control.deadline && std::chrono::steady_clock::now() >= *control.deadline)
+      throw RunCancelled("the run passed its time limit after " + std::to_string(r) + " of " + std::to_string(rows.size()) +
+                             " rows",
+                         true);
+    if (control.cancelled && control.cancelled())
+      throw RunCancelled("the run was cancelled after " + std::to_string(r) + " of " + std::to_string(rows.size()) + " rows",
+                         false);
     std::vector<circuit::EncryptedTensor> inputs;
     try {
       inputs = circuit::expand_inputs(*compiled_, rows[r]);

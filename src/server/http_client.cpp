@@ -72,6 +72,7 @@ struct HttpClient::Impl {
   std::unique_ptr<httplib::Client> client;
   std::string prefix;  // path prefix of the base URL, without a trailing '/'
   std::string origin;
+  std::string upload_token;
 
   httplib::Result check(httplib::Result r, const std::string& what, int expected) const {
     if (!r) throw std::runtime_error(what + " at " + origin + prefix + ": " + describe_failure(r.error()));
@@ -115,6 +116,11 @@ HttpClient::HttpClient(const std::string& base_url, const HttpClientOptions& opt
   impl_->client->set_read_timeout(options.read_timeout);
   impl_->client->set_write_timeout(options.write_timeout);
   impl_->client->set_keep_alive(true);
+  if (scheme == "https") {
+    impl_->client->enable_server_certificate_verification(true);
+    if (!options.ca_cert_file.empty()) impl_->client->set_ca_cert_path(options.ca_cert_file);
+  }
+  impl_->upload_token = options.upload_token;
   impl_->client->set_tcp_nodelay(true);
   base_url_ = impl_->origin + impl_->prefix;
 }
@@ -151,7 +157,9 @@ std::vector<std::uint8_t> HttpClient::fetch_file(const std::string& model, const
 
 KeyGrant HttpClient::upload_keys(const std::string& model, std::span<const std::uint8_t> evaluation_keys) {
   const std::string path = "/v1/models/" + encode_segment(model) + "/keys";
-  auto r = impl_->check(impl_->client->Post(impl_->prefix + path, reinterpret_cast<const char*>(evaluation_keys.data()),
+  httplib::Headers headers;
+  if (!impl_->upload_token.empty()) headers.emplace("Authorization", "Bearer " + impl_->upload_token);
+  auto r = impl_->check(impl_->client->Post(impl_->prefix + path, headers, reinterpret_cast<const char*>(evaluation_keys.data()),
                                             evaluation_keys.size(), "application/octet-stream"),
                         "POST " + path, 201);
   try {

@@ -117,9 +117,8 @@ void set_error(httplib::Response& res, int status, const std::string& code, cons
   if (RequestContext* ctx = current_request()) ctx->error = code;
 }
 
-// The bearer token of an Authorization header, or "".
-std::string bearer_token(const httplib::Request& req) {
-  const std::string h = req.get_header_value("Authorization");
+// The bearer token of an Authorization header's value, or "".
+std::string bearer_of(const std::string& h) {
   if (h.size() < 7) return {};
   std::string scheme = h.substr(0, 7);
   std::transform(scheme.begin(), scheme.end(), scheme.begin(), [](unsigned char c) { return std::tolower(c); });
@@ -128,6 +127,15 @@ std::string bearer_token(const httplib::Request& req) {
   while (!token.empty() && token.front() == ' ') token.erase(token.begin());
   while (!token.empty() && token.back() == ' ') token.pop_back();
   return token;
+}
+std::string bearer_token(const httplib::Request& req) { return bearer_of(req.get_header_value("Authorization")); }
+
+// The {name} of /v1/models/{name}/..., or "".
+std::string model_segment(const std::string& path) {
+  static constexpr std::string_view kPrefix = "/v1/models/";
+  if (path.rfind(kPrefix, 0) != 0) return {};
+  const std::size_t end = path.find('/', kPrefix.size());
+  return path.substr(kPrefix.size(), end == std::string::npos ? std::string::npos : end - kPrefix.size());
 }
 
 json tensor_json(const circuit::TensorSignature& t) {
@@ -217,6 +225,14 @@ void check_options(const HttpServerOptions& o) {
            o.keep_alive_timeout.count() > 0,
        "timeouts must be positive");
   need(o.queue_timeout.count() >= 0, "queue_timeout must not be negative");
+  need(o.header_timeout.count() > 0 && o.job_timeout.count() > 0 && o.drain_timeout.count() > 0 && o.drain_grace.count() >= 0,
+       "header, job and drain timeouts must be positive");
+  need(o.max_connections >= 1, "max_connections must be at least 1");
+  need(o.max_header_bytes >= 1024, "max_header_bytes must be at least 1024");
+  need(o.max_buffered_body_bytes >= std::max(o.max_key_bytes, o.max_input_bytes),
+       "max_buffered_body_bytes must hold at least one largest body (max_key_bytes, max_input_bytes)");
+  need(o.tls_cert_file.empty() == o.tls_key_file.empty(), "TLS needs both a certificate and a key file");
+  for (const auto& t : o.upload_tokens) need(t.size() >= 16, "an upload token must have at least 16 characters");
 }
 
 }  // namespace
@@ -238,6 +254,7 @@ struct HttpServer::Impl {
   std::mutex touch_mutex;
   std::unordered_map<std::string, Clock::time_point> last_touch;
   const std::int64_t started_at = static_cast<std::int64_t>(std::time(nullptr));
+  std::vector<Sha256> upload_token_hashes;  // of options.upload_tokens
 
   Impl(HttpServerOptions o, std::shared_ptr<KeyStore> s)
       : options(std::move(o)), store(std::move(s)), cache(options.key_cache_bytes), gate(options.max_jobs, options.max_queue) {}
@@ -355,6 +372,61 @@ struct HttpServer::Impl {
                        (route.route == "/v1/models/{name}/keys" ? "--max-key-bytes" : "--max-input-bytes") + ")");
     }
     return false;
+  }
+
+  // The verdict on a request from its head alone, before its body is read (the transport's
+  // admission): what can be refused without the body is refused here.
+  std::optional<Refusal> admit_head(const RequestHead& h) {
+    const RouteMatch route = match_route(h.path);
+    auto refusal = [&](int status, std::string code, std::string detail, unsigned retry = 0) {
+      Refusal r;
+      r.status = status;
+      r.code = std::move(code);
+      r.detail = std::move(detail);
+      r.route = route.route;
+      r.retry_after = retry;
+      return r;
+    };
+    if (route.method == nullptr)
+      return refusal(404, "not_found", "no route " + h.method + " " + h.path.substr(0, 256) + " (see docs/api.md)");
+    const bool get_like = std::string(route.method) == "GET" && (h.method == "GET" || h.method == "HEAD");
+    if (h.method != route.method && !get_like) {
+      Refusal r = refusal(405, "method_not_allowed", h.method.substr(0, 32) + " is not allowed on " + route.route + ": use " + route.method);
+      r.allow = route.method;
+      return r;
+    }
+    const std::uint64_t limit = body_limit(route.route);
+    if (h.content_length > limit) {
+      if (limit == 0) return refusal(413, "body_too_large", h.method + " " + route.route + " takes no body");
+      return refusal(413, "body_too_large",
+                     "the body has " + std::to_string(h.content_length) + " bytes; " + route.route + " accepts at most " +
+                         std::to_string(limit) + " (the server's " +
+                         (route.route == "/v1/models/{name}/keys" ? "--max-key-bytes" : "--max-input-bytes") + ")");
+    }
+    const bool upload = route.route == "/v1/models/{name}/keys";
+    if (!upload && route.route != "/v1/models/{name}/predict") return std::nullopt;
+    if (transport->stopping()) return refusal(503, "shutting_down", "the server is stopping", options.retry_after_seconds);
+    if (upload && !upload_token_hashes.empty()) {
+      const std::string token = bearer_of(h.authorization);
+      const Sha256 presented = sha256(token.data(), token.size());
+      bool known = false;
+      for (const Sha256& t : upload_token_hashes)
+        known = (CRYPTO_memcmp(presented.data(), t.data(), t.size()) == 0) || known;
+      if (token.empty() || !known) {
+        Refusal r = refusal(401, "upload_token_required",
+                            "this server takes key uploads only with an operator-issued upload token: send "
+                            "'Authorization: Bearer <upload token>'");
+        return r;
+      }
+    }
+    const auto it = by_name.find(model_segment(h.path));
+    const bool needs_slot = !upload || (it != by_name.end() && it->second->keys_required);
+    if (needs_slot && gate.refuse_now())
+      return refusal(503, "overloaded",
+                     "all " + std::to_string(options.max_jobs) + " FHE job slots are busy and " +
+                         std::to_string(options.max_queue) + " requests are waiting: retry later (the body was not read)",
+                     options.retry_after_seconds);
+    return std::nullopt;
   }
 
   // A job slot, or a 503.
@@ -527,6 +599,9 @@ struct HttpServer::Impl {
     deploy::Bytes output;
     {
       JobGate::Slot slot = admit();
+      // The job's time counts from its slot: key loading included.
+      deploy::RunControl control;
+      control.deadline = Clock::now() + options.job_timeout;
       run_hook(m);
       KeyCache::Value keys;
       if (m.keys_required) {
@@ -546,8 +621,15 @@ struct HttpServer::Impl {
           return loaded;
         });
       }
+      if (RequestContext* ctx = current_request(); ctx != nullptr && ctx->client_gone) control.cancelled = ctx->client_gone;
       try {
-        output = m.server.run(bytes_of(req.body), keys.get(), &stats);
+        output = m.server.run(bytes_of(req.body), keys.get(), &stats, control);
+      } catch (const deploy::RunCancelled& e) {
+        if (e.timed_out())
+          refuse(413, "job_too_long",
+                 std::string(e.what()) + " (the server's --job-timeout is " +
+                     std::to_string(options.job_timeout.count() / 1000) + " s): send fewer rows per request");
+        refuse(499, "client_closed", std::string(e.what()) + ": the client closed the connection");
       } catch (const deploy::EnvelopeError& e) {
         refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
       } catch (const deploy::DeployError& e) {
@@ -740,15 +822,28 @@ HttpServer::HttpServer(HttpServerOptions options, std::shared_ptr<KeyStore> stor
   if (!store) throw std::invalid_argument("HttpServer: no key store");
   impl_ = std::make_unique<Impl>(std::move(options), std::move(store));
   impl_->load_models();
+  for (const auto& token : impl_->options.upload_tokens) impl_->upload_token_hashes.push_back(sha256(token.data(), token.size()));
+  const HttpServerOptions& o = impl_->options;
   TransportOptions t;
-  t.read_timeout = impl_->options.read_timeout;
-  t.write_timeout = impl_->options.write_timeout;
-  t.request_read_timeout = impl_->options.request_read_timeout;
-  t.keep_alive_timeout = impl_->options.keep_alive_timeout;
-  t.keep_alive_max_requests = impl_->options.keep_alive_max_requests;
-  t.worker_threads = impl_->options.worker_threads;
+  t.read_timeout = o.read_timeout;
+  t.write_timeout = o.write_timeout;
+  t.header_timeout = o.header_timeout;
+  t.request_read_timeout = o.request_read_timeout;
+  t.keep_alive_timeout = o.keep_alive_timeout;
+  t.keep_alive_max_requests = o.keep_alive_max_requests;
+  // Requests waiting for a job slot hold a worker: keep some for everything else.
+  t.worker_threads = std::max(o.worker_threads, o.max_jobs + o.max_queue + 8);
+  t.max_connections = o.max_connections;
+  t.max_header_bytes = o.max_header_bytes;
+  t.max_buffered_body_bytes = o.max_buffered_body_bytes;
+  t.drain_grace = o.drain_grace;
+  t.drain_timeout = o.drain_timeout;
+  t.tls_cert_file = o.tls_cert_file.string();
+  t.tls_key_file = o.tls_key_file.string();
   Impl* impl = impl_.get();
-  impl_->transport = std::make_unique<Transport>(t, [impl](const RequestContext& ctx) { impl->on_response(ctx); });
+  impl_->transport = std::make_unique<Transport>(
+      t, [impl](const RequestContext& ctx) { impl->on_response(ctx); },
+      [impl](const RequestHead& head) { return impl->admit_head(head); });
   impl_->transport->set_payload_max_length(
       static_cast<std::size_t>(std::max(impl_->options.max_key_bytes, impl_->options.max_input_bytes)));
   impl_->install_routes();
@@ -775,7 +870,7 @@ int HttpServer::bind(const std::string& host, int port) {
 
 void HttpServer::run() {
   if (!impl_->bound) throw std::logic_error("HttpServer::run: bind() first");
-  if (!impl_->transport->stopping()) impl_->transport->listen_after_bind();
+  impl_->transport->run();
   impl_->log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "stopped"}});
 }
 

@@ -9,6 +9,19 @@ JobGate::JobGate(std::size_t max_running, std::size_t max_waiting) : max_running
   if (max_running == 0) throw std::invalid_argument("JobGate: max_running must be at least 1");
 }
 
+bool JobGate::refuse_now() {
+  std::lock_guard lock(mutex_);
+  if (stopping_) {
+    ++counters_.cancelled;
+    return true;
+  }
+  if (running_ >= max_running_ && waiting_.size() >= max_waiting_) {
+    ++counters_.rejected;
+    return true;
+  }
+  return false;
+}
+
 JobGate::Slot JobGate::acquire(std::chrono::milliseconds timeout, Outcome* outcome) {
   std::unique_lock lock(mutex_);
   if (stopping_) {

@@ -60,6 +60,10 @@ class JobGate {
   Slot acquire(std::chrono::milliseconds timeout, Outcome* outcome);
   // Wakes and refuses every waiter, and refuses new callers. Running jobs keep their slots.
   void stop();
+  // Whether acquire() would refuse a caller now (every slot busy and the queue full, or
+  // stopping), counted in the stats as acquire() counts its refusals: lets a server refuse
+  // a request before reading its body.
+  bool refuse_now();
   JobGateStats stats() const;
 
  private:

@@ -6,6 +6,11 @@
 // keygen, ~0.4 s per row), used sparingly.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -776,6 +781,361 @@ TEST_F(HttpServerTest, RefusesABadModelsDirectory) {
   EXPECT_EQ(one.models()[0].name, "logreg");
   o.max_jobs = 0;
   EXPECT_THROW(HttpServer(o, open_store()), std::invalid_argument);
+}
+
+// ---------------------------------------------------------------- hostile clients
+//
+// Regressions of what a probe found: slow connections that held every thread, bodies read
+// whole before any check, a job that outlived its client, a shutdown held by a slow client.
+
+// A raw TCP connection to the server, for clients that misbehave.
+class RawSocket {
+ public:
+  explicit RawSocket(int port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = fd_ >= 0 && ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  }
+  ~RawSocket() { close(); }
+  RawSocket(const RawSocket&) = delete;
+  RawSocket& operator=(const RawSocket&) = delete;
+  bool connected() const { return connected_; }
+  bool send(std::string_view s) {
+    std::size_t done = 0;
+    while (done < s.size()) {
+      const ssize_t n = ::send(fd_, s.data() + done, s.size() - done, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      done += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+  // What arrives until the server closes or `timeout` passes; `closed` says which.
+  std::string read_all(std::chrono::milliseconds timeout, bool* closed = nullptr) {
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    if (closed) *closed = false;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return out;
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) return out;
+      char buf[4096];
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) {
+        if (closed) *closed = true;
+        return out;
+      }
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+  }
+  // The first response's status line and headers, once they have arrived.
+  std::string read_head(std::chrono::milliseconds timeout) {
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (out.find("\r\n\r\n") == std::string::npos) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+      pollfd p{fd_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+      char c;
+      if (::recv(fd_, &c, 1, 0) != 1) break;
+      out += c;
+    }
+    return out;
+  }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_ = -1;
+  bool connected_ = false;
+};
+
+std::string post_head(const std::string& path, std::uint64_t length, const std::string& extra = "") {
+  return "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: " +
+         std::to_string(length) + "\r\n" + extra + "\r\n";
+}
+
+// Probe finding: 32 connections dripping header bytes blocked every client for 600 s.
+TEST_F(HttpServerTest, SlowAndIdleConnectionsDoNotStopANormalClient) {
+  HttpServerOptions o;
+  o.header_timeout = std::chrono::milliseconds(1500);
+  TestServer server(open_store(), o);
+  rlimit lim{};
+  ::getrlimit(RLIMIT_NOFILE, &lim);
+  lim.rlim_cur = lim.rlim_max;
+  ::setrlimit(RLIMIT_NOFILE, &lim);
+  // Two descriptors per connection in this process (client and server side), and spare.
+  const std::size_t n = std::min<std::size_t>(1000, (static_cast<std::size_t>(lim.rlim_cur) - 200) / 2);
+  std::vector<std::unique_ptr<RawSocket>> slow;
+  for (std::size_t i = 0; i < n; ++i) {
+    auto s = std::make_unique<RawSocket>(server.port());
+    ASSERT_TRUE(s->connected()) << "connection " << i;
+    if (i % 2 == 1) s->send("GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Drip: a");  // a head never finished
+    slow.push_back(std::move(s));
+  }
+  HttpClientOptions fast;
+  fast.connect_timeout = std::chrono::milliseconds(2000);
+  fast.read_timeout = std::chrono::milliseconds(2000);
+  HttpClient client(server.url(), fast);
+  EXPECT_EQ(client.list_models().size(), 3u);
+  EXPECT_TRUE(client.healthy());
+  // Past the head deadline the unfinished heads get 408 and every one of them is closed.
+  bool closed = false;
+  const std::string answer = slow[1]->read_all(std::chrono::seconds(10), &closed);
+  EXPECT_NE(answer.find("408"), std::string::npos) << answer;
+  EXPECT_TRUE(closed);
+  slow[0]->read_all(std::chrono::seconds(10), &closed);
+  EXPECT_TRUE(closed) << "an idle connection outlived the head deadline";
+}
+
+// Probe finding: 410 MiB of headers were read and held; bodies up to the limit were read
+// whole before any check, and several at once could exhaust memory.
+TEST_F(HttpServerTest, HeadsAndBodiesAreBoundedBeforeTheyAreRead) {
+  HttpServerOptions o;
+  o.max_key_bytes = 8 << 20;
+  o.max_input_bytes = 1 << 20;
+  o.max_buffered_body_bytes = 8 << 20;
+  TestServer server(open_store(), o);
+  {
+    RawSocket s(server.port());
+    std::string head = "GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+    while (head.size() < (100 << 10)) head += "X-Padding: " + std::string(1000, 'p') + "\r\n";
+    s.send(head);
+    EXPECT_NE(s.read_head(std::chrono::seconds(5)).find("431"), std::string::npos);
+  }
+  // One upload holds the whole budget while it is being sent; a second is refused from its
+  // head, its body never read.
+  RawSocket first(server.port());
+  ASSERT_TRUE(first.send(post_head("/v1/models/logreg/keys", 8 << 20) + std::string(4096, 'k')));
+  RawSocket second(server.port());
+  ASSERT_TRUE(second.send(post_head("/v1/models/logreg/keys", 4 << 20)));
+  const std::string refused = second.read_head(std::chrono::seconds(5));
+  EXPECT_NE(refused.find("503"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("Retry-After"), std::string::npos) << refused;
+  // Over the route's limit: 413 at once, also with Expect: 100-continue (no 100 is sent).
+  RawSocket third(server.port());
+  ASSERT_TRUE(third.send(post_head("/v1/models/logreg/predict", 2 << 20, "Expect: 100-continue\r\n")));
+  const std::string too_large = third.read_head(std::chrono::seconds(5));
+  EXPECT_EQ(too_large.rfind("HTTP/1.1 413", 0), 0u) << too_large;
+  // Once the first connection is gone its share of the budget is free again.
+  first.close();
+  TestClient client(server.url(), "logreg");
+  for (int i = 0; i < 50; ++i) {
+    try {
+      client.upload();
+      break;
+    } catch (const HttpError& e) {
+      ASSERT_EQ(e.status(), 503) << e.what();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  EXPECT_FALSE(client.grant().key_id.empty());
+}
+
+// "Expect: 100-continue" is answered once the head is admitted; the body then follows.
+TEST_F(HttpServerTest, ExpectContinueIsAnsweredAfterAdmission) {
+  TestServer server(open_store());
+  TestClient client(server.url(), "logreg");
+  const std::string keys = as_string(client.evaluation_keys());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(post_head("/v1/models/logreg/keys", keys.size(), "Expect: 100-continue\r\n")));
+  const std::string interim = s.read_head(std::chrono::seconds(5));
+  ASSERT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_TRUE(s.send(keys));
+  const std::string answer = s.read_head(std::chrono::seconds(10));
+  EXPECT_EQ(answer.rfind("HTTP/1.1 201", 0), 0u) << answer;
+  EXPECT_EQ(answer.find("100 Continue"), std::string::npos) << "a second interim answer: " << answer;
+}
+
+// Probe finding: with the queue full, a 40 MB upload was read whole before its 503, and
+// every retry sent it again.
+TEST_F(HttpServerTest, ABusyServerRefusesBeforeTheBodyIsSent) {
+  JobBlocker blocker;
+  HttpServerOptions o;
+  o.max_jobs = 1;
+  o.max_queue = 0;
+  o.job_hook = [&](const std::string&) { blocker.hook(); };
+  TestServer server(open_store(), o);
+  TestClient first(server.url(), "logreg");
+  first.upload();
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 1);
+  std::thread busy([&] { expect_same(first.predict(rows), Models::get().expected("logreg", rows)); });
+  ASSERT_TRUE(blocker.wait_entered());
+  RawSocket s(server.port());
+  ASSERT_TRUE(s.send(post_head("/v1/models/logreg/predict", 500000, "Expect: 100-continue\r\n")));
+  const std::string head = s.read_head(std::chrono::seconds(5));
+  EXPECT_EQ(head.rfind("HTTP/1.1 503", 0), 0u) << head;
+  EXPECT_NE(head.find("Retry-After: 1"), std::string::npos) << head;
+  blocker.release();
+  busy.join();
+}
+
+// Probe finding: a job kept running after its client disconnected, and was logged as 200.
+TEST_F(HttpServerTest, ARunWhoseClientLeftStopsAndIsLogged499) {
+  JobBlocker blocker;
+  HttpServerOptions o;
+  o.job_hook = [&](const std::string&) { blocker.hook(); };
+  TestServer server(open_store(), o);
+  TestClient client(server.url(), "logreg");
+  client.upload();
+  const std::string body = as_string(client.encrypt(row_range(Models::get().rows(), 0, 3)));
+  {
+    RawSocket s(server.port());
+    std::string head = post_head("/v1/models/logreg/predict", body.size(),
+                                 "X-Veil-Key-Id: " + client.grant().key_id + "\r\nAuthorization: Bearer " +
+                                     client.grant().token + "\r\n");
+    ASSERT_TRUE(s.send(head + body));
+    ASSERT_TRUE(blocker.wait_entered());
+  }  // the client leaves while its job waits in the slot
+  blocker.release();
+  EXPECT_EQ(server.wait_metric("veil_http_requests_total", "route=\"/v1/models/{name}/predict\",method=\"POST\",status=\"499\"", 1),
+            1);
+  bool logged = false;
+  for (const auto& line : server.log_lines(2))
+    logged = logged || (line.find("\"status\":499") != std::string::npos && line.find("client_closed") != std::string::npos);
+  EXPECT_TRUE(logged);
+  EXPECT_LE(server.metric("veil_predicted_rows_total", "model=\"logreg\""), 0) << "rows of an abandoned run were counted";
+}
+
+// Probe finding: one request could hold the job slot for hours.
+TEST_F(HttpServerTest, ARunPastTheJobTimeoutIsRefused) {
+  HttpServerOptions o;
+  o.job_timeout = std::chrono::milliseconds(1);
+  o.job_hook = [](const std::string&) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); };
+  TestServer server(open_store(), o);
+  TestClient client(server.url(), "logreg");
+  client.upload();
+  const HttpError e = http_error([&] { client.predict(row_range(Models::get().rows(), 0, 2)); });
+  EXPECT_EQ(e.status(), 413);
+  EXPECT_EQ(e.error(), "job_too_long");
+}
+
+// Probe finding: a SIGTERMed server closed its listener at once (the documented /healthz
+// "stopping" could never be seen) and a slow client kept it alive for 600 s.
+TEST_F(HttpServerTest, StopDrainsAnsweringHealthz503AndSlowClientsDoNotHoldIt) {
+  JobBlocker blocker;
+  HttpServerOptions o;
+  o.job_hook = [&](const std::string&) { blocker.hook(); };
+  auto server = std::make_unique<TestServer>(open_store(), o);
+  TestClient client(server->url(), "logreg");
+  client.upload();
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 1);
+  std::thread running([&] { expect_same(client.predict(rows), Models::get().expected("logreg", rows)); });
+  ASSERT_TRUE(blocker.wait_entered());
+  RawSocket slow(server->port());
+  ASSERT_TRUE(slow.send("GET /healthz HTTP/1.1\r\nHost: x\r\n"));  // never finished
+  server->server().stop();
+  auto raw = server->raw();
+  const auto health = raw->Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  EXPECT_NE(health->body.find("stopping"), std::string::npos) << health->body;
+  expect_json_error(raw->Post("/v1/models/logreg/predict", credentials(client.grant()), as_string(client.encrypt(rows)),
+                              "application/octet-stream"),
+                    503, "shutting_down");
+  blocker.release();
+  running.join();
+  const auto t0 = std::chrono::steady_clock::now();
+  server.reset();  // returns once the drain is over, whatever the slow client does
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+}
+
+// Probe finding: a model name with an encoded "../" was answered 413 instead of 404.
+TEST_F(HttpServerTest, EncodedDotDotInAModelNameIsNotFound) {
+  TestServer server(open_store());
+  auto raw = server.raw();
+  expect_json_error(raw->Post("/v1/models/%2E%2E%2Fsecret/keys", std::string(10, 'k'), "application/octet-stream"), 404,
+                    "not_found");
+  expect_json_error(raw->Get("/v1/models/..%2F..%2Fetc/client.zip"), 404, "not_found");
+}
+
+// Key uploads need no credentials unless the operator issues upload tokens.
+TEST_F(HttpServerTest, UploadsNeedTheOperatorsTokenWhenConfigured) {
+  HttpServerOptions o;
+  o.upload_tokens = {"operator-issued-token-0001"};
+  TestServer server(open_store(), o);
+  TestClient anonymous(server.url(), "logreg");
+  const HttpError e = http_error([&] { anonymous.upload(); });
+  EXPECT_EQ(e.status(), 401);
+  EXPECT_EQ(e.error(), "upload_token_required");
+  HttpClientOptions with_token;
+  with_token.upload_token = "operator-issued-token-0001";
+  HttpClient http(server.url(), with_token);
+  const KeyGrant g = http.upload_keys("logreg", anonymous.evaluation_keys());
+  EXPECT_EQ(g.key_id.size(), 32u);
+  with_token.upload_token = "operator-issued-token-0002";
+  HttpClient wrong(server.url(), with_token);
+  EXPECT_EQ(http_error([&] { wrong.upload_keys("logreg", anonymous.evaluation_keys()); }).status(), 401);
+}
+
+// TLS in the process: a client verifying against the right CA gets answers; one trusting
+// another CA, or speaking plain HTTP, gets none.
+TEST_F(HttpServerTest, ServesHttpsThatClientsVerify) {
+  HttpServerOptions o;
+  o.tls_cert_file = kFixtures / "tls" / "server.crt";
+  o.tls_key_file = kFixtures / "tls" / "server.key";
+  TestServer server(open_store(), o);
+  const std::string url = "https://127.0.0.1:" + std::to_string(server.port());
+  HttpClientOptions verify;
+  verify.ca_cert_file = (kFixtures / "tls" / "server.crt").string();
+  TestClient client(url, "logreg");  // only for its keys
+  HttpClient https(url, verify);
+  EXPECT_EQ(https.list_models().size(), 3u);
+  const KeyGrant g = https.upload_keys("logreg", client.evaluation_keys());
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 3);
+  const auto out = https.predict("logreg", &g, client.encrypt(rows));
+  expect_same(client.model_client().deserialize_decrypt_dequantize(out), Models::get().expected("logreg", rows));
+  HttpClientOptions wrong_ca;
+  wrong_ca.ca_cert_file = (kFixtures / "tls" / "other.crt").string();
+  HttpClient untrusting(url, wrong_ca);
+  EXPECT_THROW(untrusting.list_models(), std::runtime_error);
+  HttpClientOptions quick;
+  quick.read_timeout = std::chrono::milliseconds(3000);
+  HttpClient plain("http://127.0.0.1:" + std::to_string(server.port()), quick);
+  EXPECT_THROW(plain.list_models(), std::runtime_error);
+  // A certificate that is not there is refused at construction, naming the file.
+  HttpServerOptions missing = o;
+  missing.tls_cert_file = kFixtures / "tls" / "missing.crt";
+  missing.models_dir = Models::get().dir();
+  try {
+    HttpServer bad(missing, open_store());
+    ADD_FAILURE() << "a missing certificate was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing.crt"), std::string::npos) << e.what();
+  }
+}
+
+// 64 clients at once, each uploading and predicting; those told 503 retry as `veil
+// predict` does, and every one gets its own answers.
+TEST_F(HttpServerTest, SixtyFourConcurrentClientsAllGetAnswers) {
+  TestServer server(open_store());
+  const ml::Matrix& rows = Models::get().rows();
+  std::atomic<int> retried{0};
+  const int failures = run_clients(64, [&](int c) {
+    TestClient client(server.url(), "logreg");
+    auto with_retry = [&](auto&& f) {
+      for (int attempt = 0;; ++attempt) {
+        try {
+          return f();
+        } catch (const HttpError& e) {
+          if (e.status() != 503 || attempt >= 200) throw;
+          ++retried;
+          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+      }
+    };
+    with_retry([&] { return client.upload(); });
+    const std::size_t begin = static_cast<std::size_t>(c % 36);
+    const ml::Matrix batch = row_range(rows, begin, begin + 4);
+    return differ(with_retry([&] { return client.predict(batch); }), Models::get().expected("logreg", batch)) ? 1 : 0;
+  });
+  EXPECT_EQ(failures, 0);
+  RecordProperty("retried_503", retried.load());
 }
 
 }  // namespace

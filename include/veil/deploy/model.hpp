@@ -16,6 +16,7 @@
 // ModelClient and ModelDev are single-threaded objects.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -133,6 +134,24 @@ class ModelClient {
   std::shared_ptr<const tfhe::SecretKeys> secret_;
 };
 
+// Stops a long run between rows: `cancelled` is asked before each row (say, whether the
+// client that asked has gone), and the run gives up past `deadline`. Either throws
+// RunCancelled; a run stopped so produces no output.
+struct RunControl {
+  std::function<bool()> cancelled;
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+};
+
+class RunCancelled : public std::runtime_error {
+ public:
+  RunCancelled(const std::string& what, bool timed_out) : std::runtime_error(what), timed_out_(timed_out) {}
+  // True past the deadline, false when `cancelled` said so.
+  bool timed_out() const { return timed_out_; }
+
+ private:
+  bool timed_out_;
+};
+
 struct RunStats {
   std::size_t rows = 0;
   std::int64_t pbs = 0;
@@ -151,7 +170,9 @@ class ModelServer {
   // Runs the circuit on every row of an input batch envelope; returns the output batch.
   // `keys` may be null only for a levelled-only model. Throws EnvelopeError for a batch of
   // another model or malformed, std::invalid_argument when it does not match the signature.
-  Bytes run(std::span<const std::uint8_t> input_batch, const tfhe::EvaluationKeys* keys, RunStats* stats = nullptr) const;
+  // `control` may stop it between rows (RunCancelled).
+  Bytes run(std::span<const std::uint8_t> input_batch, const tfhe::EvaluationKeys* keys, RunStats* stats = nullptr,
+            const RunControl& control = {}) const;
 
   const ModelId& model_id() const { return model_id_; }
   const circuit::CompiledCircuit& compiled() const { return *compiled_; }

@@ -45,6 +45,11 @@ struct HttpClientOptions {
   // A prediction of a large batch on a model with lookups takes minutes.
   std::chrono::milliseconds read_timeout{3'600'000};
   std::chrono::milliseconds write_timeout{600'000};
+  // https:// URLs: the server's certificate is verified against this PEM CA file, or the
+  // system's CAs when empty; the host name must match.
+  std::string ca_cert_file;
+  // Sent as "Authorization: Bearer" with key uploads to a server that needs an upload token.
+  std::string upload_token;
 };
 
 // What the server issued for an upload: the key id and the token that guards it.

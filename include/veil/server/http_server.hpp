@@ -23,11 +23,22 @@
 // carries the model id and predict checks it: a request is never run with the keys of
 // another model, nor with keys whose token it does not hold.
 //
-// Resources: request bodies are bounded (keys and inputs separately; a refused body is not
-// read); connections are served by `worker_threads` threads; FHE work (key expansion and
-// model runs) runs in at most `max_jobs` job slots at once with at most `max_queue` requests
-// waiting for one -- more get 503 with Retry-After. The FHE executor already spreads one job
-// over every core, so the default of one job slot does not oversubscribe the machine.
+// Resources: one reactor thread receives every request whole (head, then body) with a
+// deadline per phase; an idle or slow client holds a descriptor, never a thread. A request
+// is refused from its head alone, before its body is read: a body over its route's limit
+// (413), an FHE request while every job slot is busy and the queue full or while draining
+// (503 with Retry-After), an upload without the operator's upload token when one is
+// configured (401), a path with no route (404). Bodies held in memory at once are bounded
+// (max_buffered_body_bytes). Complete requests run on `worker_threads` threads; FHE work
+// (key expansion and model runs) runs in at most `max_jobs` job slots with at most
+// `max_queue` requests waiting -- more get 503 with Retry-After. The FHE executor already
+// spreads one job over every core, so the default of one job slot does not oversubscribe
+// the machine. A model run gives up between rows when its client disconnects (logged 499)
+// or past job_timeout (413: send fewer rows).
+//
+// Shutdown: stop() drains. The listener stays open, /healthz answers 503 "stopping", FHE
+// routes answer 503, requests in flight finish; run() returns once none is left and
+// drain_grace has passed, or after drain_timeout (running jobs then give up).
 //
 // Thread safety: stop() may be called from any thread (a signal-watching thread, a test);
 // the other methods are for the owning thread. Everything a request touches is thread-safe.
@@ -57,9 +68,15 @@ struct HttpServerOptions {
   std::uint64_t max_key_bytes = std::uint64_t{1} << 30;
   std::uint64_t max_input_bytes = std::uint64_t{64} << 20;
 
-  // Threads serving connections (one per connection being served; idle keep-alive
-  // connections hold theirs for at most keep_alive_timeout).
+  // Threads processing complete requests. Requests waiting for an FHE job slot hold one, so
+  // the server runs at least max_jobs + max_queue + 8.
   std::size_t worker_threads = 32;
+  // Connections held at once (more are answered 503 at accept), the size of a request head
+  // (431 beyond), and the request bodies held in memory at once, all connections together
+  // (503 beyond; counted at their declared length).
+  std::size_t max_connections = 10'000;
+  std::size_t max_header_bytes = 64 << 10;
+  std::uint64_t max_buffered_body_bytes = std::uint64_t{2} << 30;
   // FHE jobs running at once, and requests waiting for a job slot; a request that finds the
   // queue full, or waits longer than queue_timeout, gets 503 with Retry-After.
   std::size_t max_jobs = 1;
@@ -67,13 +84,27 @@ struct HttpServerOptions {
   std::chrono::milliseconds queue_timeout{60'000};
   unsigned retry_after_seconds = 1;
 
-  // Timeouts: one read or write making no progress; receiving one whole request (headers
-  // and body: slow clients cannot hold a worker forever); an idle keep-alive connection.
+  // Timeouts: a read or write making no progress; a request head from its first byte (and a
+  // new connection's first byte); one whole request, head and body; an idle keep-alive
+  // connection; one model run (413 beyond, between rows).
   std::chrono::milliseconds read_timeout{30'000};
   std::chrono::milliseconds write_timeout{60'000};
+  std::chrono::milliseconds header_timeout{10'000};
   std::chrono::milliseconds request_read_timeout{600'000};
   std::chrono::milliseconds keep_alive_timeout{5'000};
   std::size_t keep_alive_max_requests = 100;
+  std::chrono::milliseconds job_timeout{600'000};
+  // stop(): answer /healthz 503 for at least drain_grace (for load balancers to notice), and
+  // wait at most drain_timeout for requests in flight.
+  std::chrono::milliseconds drain_grace{0};
+  std::chrono::milliseconds drain_timeout{30'000};
+
+  // When not empty, POST .../keys needs "Authorization: Bearer T" with T one of these
+  // operator-issued upload tokens (401 otherwise, before the body is read).
+  std::vector<std::string> upload_tokens;
+
+  // PEM certificate chain and private key: serve HTTPS (TLS 1.2 or newer) when both are set.
+  std::filesystem::path tls_cert_file, tls_key_file;
 
   // Byte budget of the cache of expanded evaluation keys.
   std::uint64_t key_cache_bytes = std::uint64_t{4} << 30;
@@ -115,7 +146,7 @@ class HttpServer {
   // SO_REUSEPORT sharing). Connections are queued by the kernel from here on, before run()
   // accepts them. REQUIRES: not bound yet.
   int bind(const std::string& host, int port);
-  // Serves until stop(); in-flight requests finish, queued FHE jobs get 503.
+  // Serves until stop() and its drain; queued FHE jobs get 503, running ones finish.
   // REQUIRES: bind() succeeded.
   void run();
   // bind + run on a thread of the server's own; returns the port once listening.
