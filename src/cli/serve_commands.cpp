@@ -136,10 +136,13 @@ class PredictSession {
     }
     if (!client_->has_keys()) client_->load_keys(dir_);
 
-    if (auto g = read_grant(dir_ / kGrantFile, http_.base_url(), a_.model, model_id_)) {
+    const auto g = read_grant(dir_ / kGrantFile, http_.base_url(), a_.model, model_id_);
+    if (g && !g->key_id.empty()) {
       grant_ = *g;
     } else {
-      upload();
+      // A grant without a key id is an upload whose answer never came: repeat it with the
+      // same token, and the server answers with the key id it stored (or stores it now).
+      upload(g ? g->token : std::string());
     }
   }
 
@@ -153,7 +156,7 @@ class PredictSession {
       } catch (const server::HttpError& e) {
         if (e.status() == 404 && e.error() == "unknown_key" && !reuploaded) {
           std::cerr << "predict: the server does not know key " << grant_.key_id << ": uploading the keys again\n";
-          upload();
+          upload(std::string());
           reuploaded = true;
           continue;
         }
@@ -181,14 +184,17 @@ class PredictSession {
   std::uint64_t uploaded_bytes() const { return uploaded_bytes_; }
 
  private:
-  void upload() {
+  void upload(std::string token) {
     const deploy::Bytes keys = deploy::ModelClient::read_evaluation_keys(dir_, client_->model_id());
+    if (token.empty()) token = server::make_key_token();
+    // Kept before sending: if the answer is lost, the next run repeats this very upload.
+    write_grant(dir_ / kGrantFile, http_.base_url(), a_.model, model_id_, server::KeyGrant{"", token});
     const auto t0 = Clock::now();
     // A busy server refuses from the request head (503 before the body is read): wait as it
     // says and send again.
     for (unsigned attempt = 0;; ++attempt) {
       try {
-        grant_ = http_.upload_keys(a_.model, keys);
+        grant_ = http_.upload_keys(a_.model, keys, token);
         break;
       } catch (const server::HttpError& e) {
         if (e.status() != 503 || attempt >= a_.retries) throw;
@@ -304,6 +310,8 @@ int serve(const ServeArgs& a) {
   if (a.drain_grace < 0 || a.drain_grace > 3600) throw std::invalid_argument("--drain-grace must be in [0, 3600] seconds");
   o.drain_grace = std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_grace * 1000));
   o.max_connections = a.max_connections;
+  if (a.key_ttl < 0 || a.key_ttl > 10.0 * 365 * 86400) throw std::invalid_argument("--key-ttl must be in [0, 10 years] seconds");
+  o.key_ttl = std::chrono::seconds(static_cast<std::int64_t>(a.key_ttl));
   o.max_buffered_body_bytes = parse_byte_size(a.max_buffered_bytes, "--max-buffered-bytes");
   if (!a.upload_token_file.empty()) o.upload_tokens = read_tokens(a.upload_token_file, "--upload-token-file");
   if (a.tls_cert.empty() != a.tls_key.empty()) throw std::invalid_argument("--tls-cert and --tls-key go together");
@@ -472,6 +480,8 @@ void add_serve_commands(CLI::App& app) {
   s->add_option("--drain-grace", serve_args->drain_grace, "Seconds /healthz answers 503 'stopping' after SIGTERM before exiting")
       ->capture_default_str();
   s->add_option("--drain-timeout", serve_args->drain_timeout, "Seconds to wait for requests in flight after SIGTERM")->capture_default_str();
+  s->add_option("--key-ttl", serve_args->key_ttl, "Delete evaluation keys unused for this many seconds (0: keep them)")
+      ->capture_default_str();
   s->add_option("--max-connections", serve_args->max_connections, "Connections held at once (503 beyond)")
       ->check(CLI::Range(1, 1'000'000))
       ->capture_default_str();

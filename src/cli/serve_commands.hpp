@@ -28,6 +28,7 @@ struct ServeArgs {
   double drain_grace = 0;        // seconds /healthz says "stopping" before exit
   double drain_timeout = 30;     // seconds to wait for requests in flight on stop
   std::size_t max_connections = 10'000;
+  double key_ttl = 0;                       // seconds unused before keys are deleted; 0: never
   std::string max_buffered_bytes = "2GiB";  // request bodies in memory at once
   std::string upload_token_file;            // one operator-issued upload token per line
   std::string tls_cert, tls_key;            // PEM files: serve HTTPS

@@ -2,9 +2,14 @@
 #include "veil/server/http_client.hpp"
 
 #include <httplib.h>
+#include <openssl/rand.h>
+
+#include <array>
 
 #include <cctype>
 #include <nlohmann/json.hpp>
+
+#include "veil/server/key_store.hpp"
 
 namespace veil::server {
 namespace {
@@ -155,13 +160,28 @@ std::vector<std::uint8_t> HttpClient::fetch_file(const std::string& model, const
   return std::vector<std::uint8_t>(r->body.begin(), r->body.end());
 }
 
+std::string make_key_token() {
+  std::array<std::uint8_t, 32> bytes{};
+  if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
+    throw std::runtime_error("make_key_token: the OS random generator failed");
+  return to_hex(bytes.data(), bytes.size());
+}
+
 KeyGrant HttpClient::upload_keys(const std::string& model, std::span<const std::uint8_t> evaluation_keys) {
+  return upload_keys(model, evaluation_keys, std::string());
+}
+
+KeyGrant HttpClient::upload_keys(const std::string& model, std::span<const std::uint8_t> evaluation_keys,
+                                 const std::string& token) {
   const std::string path = "/v1/models/" + encode_segment(model) + "/keys";
   httplib::Headers headers;
+  if (!token.empty()) headers.emplace("X-Veil-Key-Token", token);
   if (!impl_->upload_token.empty()) headers.emplace("Authorization", "Bearer " + impl_->upload_token);
-  auto r = impl_->check(impl_->client->Post(impl_->prefix + path, headers, reinterpret_cast<const char*>(evaluation_keys.data()),
-                                            evaluation_keys.size(), "application/octet-stream"),
-                        "POST " + path, 201);
+  auto sent = impl_->client->Post(impl_->prefix + path, headers, reinterpret_cast<const char*>(evaluation_keys.data()),
+                                  evaluation_keys.size(), "application/octet-stream");
+  // 201: stored; 200: a repeated upload under the same token, already stored.
+  const int expected = sent && sent->status == 200 && !token.empty() ? 200 : 201;
+  auto r = impl_->check(std::move(sent), "POST " + path, expected);
   try {
     const json j = json::parse(r->body);
     return KeyGrant{j.at("key_id").get<std::string>(), j.at("token").get<std::string>()};

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <iostream>
@@ -32,6 +33,9 @@ using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr const char* kKeyIdHeader = "X-Veil-Key-Id";
+// A token the client chose for an upload (64 lowercase hex digits): the key id is derived
+// from it, so that an upload whose answer was lost can be repeated without storing twice.
+constexpr const char* kKeyTokenHeader = "X-Veil-Key-Token";
 constexpr std::size_t kKeyIdBytes = 16;  // 128 bits
 constexpr std::size_t kTokenBytes = 32;  // 256 bits
 constexpr std::uint64_t kMaxArtifactBytes = std::uint64_t{256} << 20;
@@ -255,6 +259,9 @@ struct HttpServer::Impl {
   std::unordered_map<std::string, Clock::time_point> last_touch;
   const std::int64_t started_at = static_cast<std::int64_t>(std::time(nullptr));
   std::vector<Sha256> upload_token_hashes;  // of options.upload_tokens
+  std::mutex expiry_mutex;
+  std::condition_variable expiry_cv;
+  bool expiry_stop = false;
 
   Impl(HttpServerOptions o, std::shared_ptr<KeyStore> s)
       : options(std::move(o)), store(std::move(s)), cache(options.key_cache_bytes), gate(options.max_jobs, options.max_queue) {}
@@ -536,6 +543,21 @@ struct HttpServer::Impl {
     const Model& m = model_or_404(name);
     const auto t0 = Clock::now();
     check_envelope(req.body, deploy::EnvelopeKind::kEvaluationKeys, m, options.max_key_bytes, "evaluation keys");
+    // A client-chosen token names the upload: the same token and keys again is a replay,
+    // answered with the stored record instead of a second copy.
+    const std::string chosen = req.get_header_value(kKeyTokenHeader);
+    std::string derived_id;
+    const Sha256 body_sha256 = sha256(bytes_of(req.body));
+    if (!chosen.empty() || req.has_header(kKeyTokenHeader)) {
+      if (!is_lower_hex(chosen, 2 * kTokenBytes))
+        refuse(400, "bad_request", std::string(kKeyTokenHeader) + " must be 64 lowercase hex digits (256 random bits)");
+      const std::string label = "veil.key_id.v1:" + chosen;
+      derived_id = to_hex(sha256(label.data(), label.size())).substr(0, 2 * kKeyIdBytes);
+      if (const auto existing = store->info(derived_id)) {
+        answer_replay(*existing, chosen, body_sha256, m, res);
+        return;
+      }
+    }
     // Parse and expand in full: what is stored is known to load.
     std::shared_ptr<const tfhe::EvaluationKeys> keys;
     {
@@ -557,16 +579,22 @@ struct HttpServer::Impl {
       }
     }
     KeyRecordInfo info;
-    const std::string token = hex_random(kTokenBytes);
+    const std::string token = derived_id.empty() ? hex_random(kTokenBytes) : chosen;
     info.model_id = m.id_hex;
     info.token_sha256 = sha256(token.data(), token.size());
     info.created_at = info.last_used_at = static_cast<std::int64_t>(std::time(nullptr));
     for (int attempt = 0;; ++attempt) {
-      info.key_id = hex_random(kKeyIdBytes);
+      info.key_id = derived_id.empty() ? hex_random(kKeyIdBytes) : derived_id;
       try {
         store->put(info, bytes_of(req.body));
         break;
       } catch (const KeyIdExists&) {
+        if (!derived_id.empty()) {  // the same upload, concurrently (another replica, a retry)
+          if (const auto existing = store->info(derived_id)) {
+            answer_replay(*existing, chosen, body_sha256, m, res);
+            return;
+          }
+        }
         if (attempt >= 3) throw;
       }
     }
@@ -586,6 +614,65 @@ struct HttpServer::Impl {
                                    {"bytes", req.body.size()}}) +
                         "\n",
                     "application/json");
+  }
+
+  // The answer to an upload repeated with its client-chosen token: the stored record, if it
+  // holds these very keys for this model under this token.
+  void answer_replay(const KeyRecordInfo& existing, const std::string& token, const Sha256& body_sha256, const Model& m,
+                     httplib::Response& res) {
+    const Sha256 presented = sha256(token.data(), token.size());
+    if (CRYPTO_memcmp(presented.data(), existing.token_sha256.data(), presented.size()) != 0 ||
+        existing.keys_sha256 != body_sha256 || existing.model_id != m.id_hex)
+      refuse(409, "key_token_reused",
+             std::string(kKeyTokenHeader) + " names an upload of other keys or another model: choose a new token");
+    if (RequestContext* ctx = current_request()) ctx->key_id = existing.key_id;
+    res.status = 200;
+    res.set_header("Location", "/v1/keys/" + existing.key_id);
+    res.set_content(json_dump(json{{"key_id", existing.key_id},
+                                   {"token", token},
+                                   {"model", m.name},
+                                   {"model_id", m.id_hex},
+                                   {"bytes", existing.size},
+                                   {"replayed", true}}) +
+                        "\n",
+                    "application/json");
+  }
+
+  void stop_expiry() {
+    {
+      std::lock_guard lock(expiry_mutex);
+      expiry_stop = true;
+    }
+    expiry_cv.notify_all();
+  }
+
+  // Deletes keys unused for options.key_ttl, in rounds, until stopped.
+  void expire_keys_until_stopped() {
+    if (options.key_ttl.count() <= 0) return;
+    const auto period = std::clamp<Clock::duration>(options.key_ttl / 10, std::chrono::seconds(1), std::chrono::seconds(60));
+    std::unique_lock lock(expiry_mutex);
+    while (!expiry_stop) {
+      lock.unlock();
+      try {
+        const auto cutoff = static_cast<std::int64_t>(std::time(nullptr)) - options.key_ttl.count();
+        for (;;) {
+          const std::vector<std::string> gone = store->remove_unused_since(cutoff, 1000);
+          for (const auto& id : gone) {
+            cache.erase(id);
+            std::lock_guard touch_lock(touch_mutex);
+            last_touch.erase(id);
+          }
+          if (!gone.empty())
+            log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "expired unused keys"}, {"count", gone.size()},
+                 {"ttl_seconds", options.key_ttl.count()}});
+          if (gone.size() < 1000) break;
+        }
+      } catch (const std::exception& e) {
+        log({{"ts", iso8601_now()}, {"level", "warning"}, {"msg", "cannot expire keys"}, {"detail", e.what()}});
+      }
+      lock.lock();
+      expiry_cv.wait_for(lock, period, [&] { return expiry_stop; });
+    }
   }
 
   void predict(const std::string& name, const httplib::Request& req, httplib::Response& res) {
@@ -870,7 +957,16 @@ int HttpServer::bind(const std::string& host, int port) {
 
 void HttpServer::run() {
   if (!impl_->bound) throw std::logic_error("HttpServer::run: bind() first");
-  impl_->transport->run();
+  std::thread expiry([impl = impl_.get()] { impl->expire_keys_until_stopped(); });
+  try {
+    impl_->transport->run();
+  } catch (...) {
+    impl_->stop_expiry();
+    expiry.join();
+    throw;
+  }
+  impl_->stop_expiry();
+  expiry.join();
   impl_->log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "stopped"}});
 }
 

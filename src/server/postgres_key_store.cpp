@@ -292,6 +292,18 @@ class PostgresKeyStore final : public KeyStore {
     });
   }
 
+  std::vector<std::string> remove_unused_since(std::int64_t cutoff, std::size_t limit) override {
+    return with_connection(where_("expire"), [&](PGconn* c, int) {
+      Result r = exec(c,
+                      "DELETE FROM evaluation_keys WHERE key_id IN "
+                      "(SELECT key_id FROM evaluation_keys WHERE last_used_at < $1 LIMIT $2) RETURNING key_id",
+                      Params().int8(cutoff).int8(static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX))));
+      std::vector<std::string> ids;
+      for (int i = 0; i < r.rows(); ++i) ids.emplace_back(PQgetvalue(r.get(), i, 0));
+      return ids;
+    });
+  }
+
   KeyStoreStats stats() override {
     const std::string where = where_("stats");
     return with_connection(where, [&](PGconn* c, int) {

@@ -196,6 +196,22 @@ class SqliteKeyStore final : public KeyStore {
     return sqlite3_changes(lease.get()) > 0;
   }
 
+  std::vector<std::string> remove_unused_since(std::int64_t cutoff, std::size_t limit) override {
+    const std::string where = where_("expire");
+    auto lease = pool_.acquire();
+    Statement s(lease.get(),
+                "DELETE FROM evaluation_keys WHERE key_id IN "
+                "(SELECT key_id FROM evaluation_keys WHERE last_used_at < ? LIMIT ?) RETURNING key_id",
+                where);
+    s.bind(1, cutoff).bind(2, static_cast<std::int64_t>(std::min<std::size_t>(limit, INT64_MAX)));
+    std::vector<std::string> ids;
+    while (s.step()) {
+      const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 0));
+      if (text != nullptr) ids.emplace_back(text);
+    }
+    return ids;
+  }
+
   KeyStoreStats stats() override {
     const std::string where = where_("stats");
     auto lease = pool_.acquire();

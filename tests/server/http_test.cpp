@@ -1138,5 +1138,43 @@ TEST_F(HttpServerTest, SixtyFourConcurrentClientsAllGetAnswers) {
   RecordProperty("retried_503", retried.load());
 }
 
+// Probe finding: keys piled up, and an upload whose answer was lost left a record nobody
+// could use or delete. Unused keys now expire; an upload under a client-chosen token can be
+// repeated and answers with the same key id.
+TEST_F(HttpServerTest, UnusedKeysExpireAfterTheirTtl) {
+  HttpServerOptions o;
+  o.key_ttl = std::chrono::seconds(1);
+  TestServer server(open_store(), o);
+  TestClient client(server.url(), "logreg");
+  client.upload();
+  EXPECT_EQ(server.metric("veil_key_store_keys"), 1);
+  for (int i = 0; i < 100 && server.metric("veil_key_store_keys") != 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(server.metric("veil_key_store_keys"), 0);
+  EXPECT_EQ(http_error([&] { client.predict(row_range(Models::get().rows(), 0, 1)); }).error(), "unknown_key");
+}
+
+TEST_F(HttpServerTest, AnUploadRepeatedWithItsTokenIsStoredOnce) {
+  TestServer server(open_store());
+  TestClient client(server.url(), "logreg");
+  const std::string token = make_key_token();
+  ASSERT_EQ(token.size(), 64u);
+  EXPECT_NE(token, make_key_token());
+  const KeyGrant first = client.http().upload_keys("logreg", client.evaluation_keys(), token);
+  const KeyGrant again = client.http().upload_keys("logreg", client.evaluation_keys(), token);
+  EXPECT_EQ(first.key_id, again.key_id);
+  EXPECT_EQ(again.token, token);
+  EXPECT_EQ(server.metric("veil_key_store_keys"), 1);
+  client.set_grant(again);
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 2);
+  expect_same(client.predict(rows), Models::get().expected("logreg", rows));
+  // The token names those keys for that model only (a levelled-only model's keys are the
+  // same empty set for every client: another model shows the refusal).
+  TestClient other(server.url(), "logreg6");
+  EXPECT_EQ(http_error([&] { other.http().upload_keys("logreg6", other.evaluation_keys(), token); }).error(),
+            "key_token_reused");
+  EXPECT_EQ(http_error([&] { other.http().upload_keys("logreg6", other.evaluation_keys(), "not-hex"); }).status(), 400);
+}
+
 }  // namespace
 }  // namespace veil::server

@@ -128,6 +128,24 @@ TYPED_TEST_P(KeyStoreTest, RemoveDeletesTheRecordAndItsChunks) {
   EXPECT_EQ(this->store_->get("gone")->keys, test_bytes(10, 10));
 }
 
+// Expiry: records last used before the cutoff go, with their chunks, a bounded number at a
+// time; a touch keeps a record.
+TYPED_TEST_P(KeyStoreTest, RemoveUnusedSinceDeletesOnlyStaleRecords) {
+  for (int i = 0; i < 5; ++i) this->store_->put(test_info("old" + std::to_string(i), "m", "t", 1000), test_bytes(3000, 20));
+  this->store_->put(test_info("fresh", "m", "t", 1000), test_bytes(3000, 21));
+  EXPECT_TRUE(this->store_->touch("fresh", 9000));
+  std::vector<std::string> gone = this->store_->remove_unused_since(5000, 3);
+  EXPECT_EQ(gone.size(), 3u);
+  const std::vector<std::string> rest = this->store_->remove_unused_since(5000, 100);
+  gone.insert(gone.end(), rest.begin(), rest.end());
+  std::sort(gone.begin(), gone.end());
+  EXPECT_EQ(gone, (std::vector<std::string>{"old0", "old1", "old2", "old3", "old4"}));
+  EXPECT_TRUE(this->store_->remove_unused_since(5000, 100).empty());
+  EXPECT_EQ(this->store_->stats().key_count, 1u);
+  EXPECT_TRUE(this->store_->get("fresh").has_value());
+  EXPECT_EQ(this->chunk_rows(), 1);
+}
+
 TYPED_TEST_P(KeyStoreTest, StatsCountRecordsAndBytes) {
   EXPECT_EQ(this->store_->stats().key_count, 0u);
   EXPECT_EQ(this->store_->stats().total_bytes, 0u);
@@ -305,7 +323,8 @@ TYPED_TEST_P(KeyStoreTest, DescribeNamesTheStoreKind) {
 REGISTER_TYPED_TEST_SUITE_P(KeyStoreTest, PutThenGetReturnsTheSameBytesAndMetadata, PutComputesSizeAndHashItself,
                             UnknownIdIsAbsentEverywhere, DuplicateIdIsRefusedAndTheFirstRecordKept,
                             EmptyIdOrEmptyKeysAreRefused, TouchNeverMovesLastUseBackwards,
-                            RemoveDeletesTheRecordAndItsChunks, StatsCountRecordsAndBytes, FiftyMegabyteKeysRoundTrip,
+                            RemoveDeletesTheRecordAndItsChunks, RemoveUnusedSinceDeletesOnlyStaleRecords,
+                            StatsCountRecordsAndBytes, FiftyMegabyteKeysRoundTrip,
                             ConcurrentPutsAndGetsFromEightThreads, ConcurrentPutsOfOneIdStoreExactlyOneWholeRecord,
                             PutFailingMidwayLeavesNothingBehind, RecordsSurviveCloseAndReopen,
                             TwoStoresOnOneDatabaseSeeEachOthersWrites, CorruptStoredKeysAreNeverServed,

@@ -76,6 +76,9 @@ struct RemoteModel {
   std::string json;  // the whole entry, as the server wrote it
 };
 
+// 256 random bits from the OS as 64 lowercase hex digits: a token for upload_keys.
+std::string make_key_token();
+
 class HttpClient {
  public:
   // base_url: "http://host:port" (or https://; a path prefix is kept: "http://h/veil").
@@ -89,6 +92,10 @@ class HttpClient {
   // "client.zip" or "serialized_processing.json" of a model.
   std::vector<std::uint8_t> fetch_file(const std::string& model, const std::string& file);
   KeyGrant upload_keys(const std::string& model, std::span<const std::uint8_t> evaluation_keys);
+  // With a token of the client's choosing (64 lowercase hex digits, from a CSPRNG; see
+  // make_key_token): the server derives the key id from it, so repeating an upload whose
+  // answer was lost returns the same key id instead of storing the keys twice.
+  KeyGrant upload_keys(const std::string& model, std::span<const std::uint8_t> evaluation_keys, const std::string& token);
   // The output batch. `grant` may be null for a model that needs no keys.
   std::vector<std::uint8_t> predict(const std::string& model, const KeyGrant* grant,
                                     std::span<const std::uint8_t> input_batch, PredictInfo* info = nullptr);

@@ -99,6 +99,10 @@ struct HttpServerOptions {
   std::chrono::milliseconds drain_grace{0};
   std::chrono::milliseconds drain_timeout{30'000};
 
+  // Keys unused this long (by last_used_at, written at most every touch_interval) are
+  // deleted from the store, checked every key_ttl / 10 (1 s to 60 s). 0: kept until deleted.
+  std::chrono::seconds key_ttl{0};
+
   // When not empty, POST .../keys needs "Authorization: Bearer T" with T one of these
   // operator-issued upload tokens (401 otherwise, before the body is read).
   std::vector<std::string> upload_tokens;

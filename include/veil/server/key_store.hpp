@@ -104,6 +104,9 @@ class KeyStore {
   virtual bool touch(const std::string& key_id, std::int64_t now) = 0;
   // Deletes the record and its key bytes; returns false for an unknown id.
   virtual bool remove(const std::string& key_id) = 0;
+  // Deletes at most `limit` records last used before `cutoff` (unix seconds), each with its
+  // key bytes; returns their ids. For expiring keys nobody uses.
+  virtual std::vector<std::string> remove_unused_since(std::int64_t cutoff, std::size_t limit) = 0;
   virtual KeyStoreStats stats() = 0;
   // "sqlite:/path" or "postgresql://user@host:port/db": never a password.
   virtual std::string describe() const = 0;
