@@ -160,7 +160,7 @@ class PredictSession {
           reuploaded = true;
           continue;
         }
-        if (e.status() == 503 && attempt < a_.retries) {
+        if ((e.status() == 503 || e.status() == 429) && attempt < a_.retries) {
           const unsigned wait = std::max(1u, e.retry_after().value_or(1));
           std::cerr << "predict: server busy (" << e.detail() << "): retrying in " << wait << " s\n";
           std::this_thread::sleep_for(std::chrono::seconds(wait));
@@ -310,6 +310,12 @@ int serve(const ServeArgs& a) {
   if (a.drain_grace < 0 || a.drain_grace > 3600) throw std::invalid_argument("--drain-grace must be in [0, 3600] seconds");
   o.drain_grace = std::chrono::milliseconds(static_cast<std::int64_t>(a.drain_grace * 1000));
   o.max_connections = a.max_connections;
+  o.max_requests_per_key = a.max_requests_per_key;
+  if (a.key_rate < 0) throw std::invalid_argument("--key-rate must not be negative");
+  o.key_rate_per_second = a.key_rate;
+  o.key_burst = std::max(1.0, a.key_rate * 10);
+  if (!a.max_store_bytes.empty() && a.max_store_bytes != "0")
+    o.max_store_bytes = parse_byte_size(a.max_store_bytes, "--max-store-bytes");
   if (a.key_ttl < 0 || a.key_ttl > 10.0 * 365 * 86400) throw std::invalid_argument("--key-ttl must be in [0, 10 years] seconds");
   o.key_ttl = std::chrono::seconds(static_cast<std::int64_t>(a.key_ttl));
   o.max_buffered_body_bytes = parse_byte_size(a.max_buffered_bytes, "--max-buffered-bytes");
@@ -480,6 +486,13 @@ void add_serve_commands(CLI::App& app) {
   s->add_option("--drain-grace", serve_args->drain_grace, "Seconds /healthz answers 503 'stopping' after SIGTERM before exiting")
       ->capture_default_str();
   s->add_option("--drain-timeout", serve_args->drain_timeout, "Seconds to wait for requests in flight after SIGTERM")->capture_default_str();
+  s->add_option("--max-requests-per-key", serve_args->max_requests_per_key,
+                "Predictions one client's keys may have in progress at once (429 beyond; 0: no limit)")
+      ->capture_default_str();
+  s->add_option("--key-rate", serve_args->key_rate, "Predictions per second one client's keys may start (bursts of 10 s; 0: no limit)")
+      ->capture_default_str();
+  s->add_option("--max-store-bytes", serve_args->max_store_bytes, "Evaluation-key bytes the store may hold, all clients (507 beyond; 0: no limit)")
+      ->capture_default_str();
   s->add_option("--key-ttl", serve_args->key_ttl, "Delete evaluation keys unused for this many seconds (0: keep them)")
       ->capture_default_str();
   s->add_option("--max-connections", serve_args->max_connections, "Connections held at once (503 beyond)")

@@ -28,6 +28,9 @@ struct ServeArgs {
   double drain_grace = 0;        // seconds /healthz says "stopping" before exit
   double drain_timeout = 30;     // seconds to wait for requests in flight on stop
   std::size_t max_connections = 10'000;
+  std::size_t max_requests_per_key = 4;     // predictions in progress per key id (0: no limit)
+  double key_rate = 0;                      // predictions per second per key id (0: no limit)
+  std::string max_store_bytes = "0";        // evaluation-key bytes in the store (0: no limit)
   double key_ttl = 0;                       // seconds unused before keys are deleted; 0: never
   std::string max_buffered_bytes = "2GiB";  // request bodies in memory at once
   std::string upload_token_file;            // one operator-issued upload token per line

@@ -45,6 +45,7 @@ struct ApiError {
   int status;
   std::string code;
   std::string detail;
+  unsigned retry_after = 0;  // seconds, for 429 (503 always says options.retry_after_seconds)
 };
 
 [[noreturn]] void refuse(int status, std::string code, std::string detail) {
@@ -259,6 +260,14 @@ struct HttpServer::Impl {
   std::unordered_map<std::string, Clock::time_point> last_touch;
   const std::int64_t started_at = static_cast<std::int64_t>(std::time(nullptr));
   std::vector<Sha256> upload_token_hashes;  // of options.upload_tokens
+  // Per-key limits (max_requests_per_key, key_rate_per_second).
+  struct KeyUse {
+    std::size_t in_flight = 0;
+    double tokens = 0;
+    Clock::time_point refilled{};
+  };
+  std::mutex key_use_mutex;
+  std::unordered_map<std::string, KeyUse> key_use;
   std::mutex expiry_mutex;
   std::condition_variable expiry_cv;
   bool expiry_stop = false;
@@ -558,6 +567,13 @@ struct HttpServer::Impl {
         return;
       }
     }
+    if (options.max_store_bytes > 0) {
+      const KeyStoreStats s = store->stats();
+      if (s.total_bytes + req.body.size() > options.max_store_bytes)
+        refuse(507, "store_full",
+               "the key store holds " + std::to_string(s.total_bytes) + " bytes of keys; this upload would pass its limit of " +
+                   std::to_string(options.max_store_bytes) + " (--max-store-bytes): retry later");
+    }
     // Parse and expand in full: what is stored is known to load.
     std::shared_ptr<const tfhe::EvaluationKeys> keys;
     {
@@ -675,11 +691,68 @@ struct HttpServer::Impl {
     }
   }
 
+  // Holds one of a key's concurrent-request places while alive.
+  class KeyPlace {
+   public:
+    KeyPlace() = default;
+    KeyPlace(Impl* impl, std::string key_id) : impl_(impl), key_id_(std::move(key_id)) {}
+    KeyPlace(KeyPlace&& o) noexcept : impl_(std::exchange(o.impl_, nullptr)), key_id_(std::move(o.key_id_)) {}
+    KeyPlace& operator=(KeyPlace&&) = delete;
+    ~KeyPlace() {
+      if (impl_ == nullptr) return;
+      std::lock_guard lock(impl_->key_use_mutex);
+      auto it = impl_->key_use.find(key_id_);
+      if (it != impl_->key_use.end() && it->second.in_flight > 0) --it->second.in_flight;
+    }
+
+   private:
+    Impl* impl_ = nullptr;
+    std::string key_id_;
+  };
+
+  // A place for one more request with these keys, or 429.
+  KeyPlace limit_key(const std::string& key_id) {
+    if (options.max_requests_per_key == 0 && options.key_rate_per_second <= 0) return {};
+    std::lock_guard lock(key_use_mutex);
+    if (key_use.size() > 100000) {  // forget idle entries now and then: bounded memory
+      for (auto it = key_use.begin(); it != key_use.end();)
+        it = it->second.in_flight == 0 ? key_use.erase(it) : std::next(it);
+    }
+    auto [it, fresh] = key_use.try_emplace(key_id);
+    KeyUse& u = it->second;
+    const auto now = Clock::now();
+    if (options.key_rate_per_second > 0) {
+      if (fresh) {
+        u.tokens = options.key_burst;
+      } else {
+        u.tokens = std::min(options.key_burst,
+                            u.tokens + std::chrono::duration<double>(now - u.refilled).count() * options.key_rate_per_second);
+      }
+      u.refilled = now;
+      if (u.tokens < 1) {
+        const auto wait = static_cast<unsigned>(std::ceil((1 - u.tokens) / options.key_rate_per_second));
+        throw ApiError{429, "rate_limited",
+                       "keys " + key_id + " may run " + std::to_string(options.key_rate_per_second) +
+                           " predictions per second: retry in " + std::to_string(std::max(1u, wait)) + " s",
+                       std::max(1u, wait)};
+      }
+    }
+    if (options.max_requests_per_key > 0 && u.in_flight >= options.max_requests_per_key)
+      throw ApiError{429, "too_many_requests",
+                     "keys " + key_id + " have " + std::to_string(u.in_flight) +
+                         " predictions in progress, the most one client may have: wait for one to finish",
+                     options.retry_after_seconds};
+    if (options.key_rate_per_second > 0) u.tokens -= 1;
+    ++u.in_flight;
+    return KeyPlace(this, key_id);
+  }
+
   void predict(const std::string& name, const httplib::Request& req, httplib::Response& res) {
     const Model& m = model_or_404(name);
     const std::string key_id = req.get_header_value(kKeyIdHeader);
     const bool credentials = !key_id.empty() || req.has_header("Authorization");
     if (m.keys_required || credentials) authorize(req, key_id, &m);
+    const KeyPlace place = key_id.empty() ? KeyPlace() : limit_key(key_id);
     check_envelope(req.body, deploy::EnvelopeKind::kInputBatch, m, options.max_input_bytes, "inputs");
 
     deploy::RunStats stats;
@@ -809,6 +882,7 @@ struct HttpServer::Impl {
       } catch (const ApiError& e) {
         set_error(res, e.status, e.code, e.detail);
         if (e.status == 503) res.set_header("Retry-After", std::to_string(options.retry_after_seconds));
+        if (e.status == 429) res.set_header("Retry-After", std::to_string(std::max(1u, e.retry_after)));
         if (e.status == 401) res.set_header("WWW-Authenticate", "Bearer realm=\"veil\"");
       } catch (const KeyStoreError& e) {
         log({{"ts", iso8601_now()}, {"level", "error"}, {"msg", "key store failure"}, {"detail", e.what()}});

@@ -1176,5 +1176,49 @@ TEST_F(HttpServerTest, AnUploadRepeatedWithItsTokenIsStoredOnce) {
   EXPECT_EQ(http_error([&] { other.http().upload_keys("logreg6", other.evaluation_keys(), "not-hex"); }).status(), 400);
 }
 
+// One client cannot take every job slot: its predictions in progress and per second are
+// bounded (429 with Retry-After), and the store's size is bounded for everyone (507).
+TEST_F(HttpServerTest, PerKeyLimitsAndTheStoreQuota) {
+  JobBlocker blocker;
+  HttpServerOptions o;
+  o.max_requests_per_key = 1;
+  o.job_hook = [&](const std::string&) { blocker.hook(); };
+  TestServer server(open_store(), o);
+  TestClient greedy(server.url(), "logreg");
+  TestClient other(server.url(), "logreg");
+  greedy.upload();
+  other.upload();
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 1);
+  std::thread busy([&] { expect_same(greedy.predict(rows), Models::get().expected("logreg", rows)); });
+  ASSERT_TRUE(blocker.wait_entered());
+  TestClient greedy_again(server.url(), "logreg");  // a second connection with the same key id
+  greedy_again.set_grant(greedy.grant());
+  const HttpError e = http_error([&] { greedy_again.predict(rows); });
+  EXPECT_EQ(e.status(), 429);
+  EXPECT_EQ(e.error(), "too_many_requests");
+  EXPECT_EQ(e.retry_after(), 1u);
+  std::thread queued([&] { expect_same(other.predict(rows), Models::get().expected("logreg", rows)); });
+  blocker.release();
+  busy.join();
+  queued.join();
+  expect_same(greedy.predict(rows), Models::get().expected("logreg", rows));
+
+  HttpServerOptions rate;
+  rate.key_rate_per_second = 0.5;
+  rate.key_burst = 1;
+  rate.max_store_bytes = open_store()->stats().total_bytes + 2 * greedy.evaluation_keys().size();  // room for two more
+  TestServer limited(open_store(), rate);
+  TestClient a(limited.url(), "logreg"), b(limited.url(), "logreg"), c(limited.url(), "logreg");
+  a.upload();
+  b.upload();
+  EXPECT_EQ(http_error([&] { c.upload(); }).status(), 507);
+  expect_same(a.predict(rows), Models::get().expected("logreg", rows));
+  const HttpError slow = http_error([&] { a.predict(rows); });
+  EXPECT_EQ(slow.status(), 429);
+  EXPECT_EQ(slow.error(), "rate_limited");
+  EXPECT_GE(slow.retry_after().value_or(0), 1u);
+  expect_same(b.predict(rows), Models::get().expected("logreg", rows));  // another client's budget
+}
+
 }  // namespace
 }  // namespace veil::server

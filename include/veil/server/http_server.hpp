@@ -99,6 +99,16 @@ struct HttpServerOptions {
   std::chrono::milliseconds drain_grace{0};
   std::chrono::milliseconds drain_timeout{30'000};
 
+  // Per key id: predictions running or waiting at once, and predictions per second (a
+  // token bucket holding up to `key_burst`); beyond either, 429 with Retry-After, so that one
+  // client cannot take every job slot. 0: no limit.
+  std::size_t max_requests_per_key = 4;
+  double key_rate_per_second = 0;
+  double key_burst = 10;
+  // Bytes of evaluation keys the store may hold, all clients together (as uploaded); an
+  // upload beyond it gets 507. 0: no limit.
+  std::uint64_t max_store_bytes = 0;
+
   // Keys unused this long (by last_used_at, written at most every touch_interval) are
   // deleted from the store, checked every key_ttl / 10 (1 s to 60 s). 0: kept until deleted.
   std::chrono::seconds key_ttl{0};
