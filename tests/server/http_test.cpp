@@ -1054,6 +1054,18 @@ TEST_F(HttpServerTest, EncodedDotDotInAModelNameIsNotFound) {
   expect_json_error(raw->Get("/v1/models/..%2F..%2Fetc/client.zip"), 404, "not_found");
 }
 
+// Fuzzing finding: every invented method became a metrics series of its own.
+TEST_F(HttpServerTest, InventedMethodsShareOneMetricsSeries) {
+  TestServer server(open_store());
+  for (int i = 0; i < 20; ++i) {
+    RawSocket s(server.port());
+    s.send("M" + std::to_string(i) + "X /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+    (void)s.read_head(std::chrono::seconds(5));
+  }
+  EXPECT_EQ(server.wait_metric("veil_http_requests_total", "method=\"other\"", 20), 20);
+  EXPECT_EQ(server.server().metrics_text().find("M7X"), std::string::npos);
+}
+
 // Key uploads need no credentials unless the operator issues upload tokens.
 TEST_F(HttpServerTest, UploadsNeedTheOperatorsTokenWhenConfigured) {
   HttpServerOptions o;
