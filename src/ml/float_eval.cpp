@@ -11,6 +11,17 @@ namespace {
 using detail::node_fail;
 using circuit::Shape;
 
+// Multiply-adds one op may take for one sample. A network meant for FHE is orders of
+// magnitude below it (a convolution of a 32x32x64 map by 3x3x64 kernels: 2^25); a model file
+// asking for more is refused rather than evaluated for minutes (a fuzzing finding).
+constexpr double kMaxOpMacs = 1073741824.0;  // 2^30
+
+void check_cost(const GraphNode& n, double macs) {
+  if (macs > kMaxOpMacs)
+    node_fail(n, "needs " + std::to_string(static_cast<long double>(macs)).substr(0, 12) +
+                     " multiply-adds for one sample, more than the 2^30 an op may take");
+}
+
 Shape broadcast_shape(const GraphNode& n, const Shape& a, const Shape& b) {
   const std::size_t r = std::max(a.size(), b.size());
   Shape out(r);
@@ -63,6 +74,7 @@ FloatTensor gemm(const GraphNode& n, const FloatTensor& a, const FloatTensor& b,
   const std::int64_t m = ta ? a.shape[1] : a.shape[0], k = ta ? a.shape[0] : a.shape[1];
   const std::int64_t kb = tb ? b.shape[1] : b.shape[0], nn = tb ? b.shape[0] : b.shape[1];
   if (k != kb) node_fail(n, "inner dimensions " + std::to_string(k) + " and " + std::to_string(kb) + " differ");
+  check_cost(n, static_cast<double>(m) * static_cast<double>(nn) * static_cast<double>(k));
   FloatTensor y{{m, nn}, {}};
   y.data.assign(static_cast<std::size_t>(circuit::element_count(y.shape, "node '" + n.name + "' output")), 0.0);
   for (std::int64_t i = 0; i < m; ++i)
@@ -89,6 +101,7 @@ FloatTensor matmul(const GraphNode& n, const FloatTensor& a, const FloatTensor& 
   const std::int64_t k = b.shape[0], nn = b.shape[1];
   if (a.shape.back() != k) node_fail(n, "inner dimensions differ");
   const std::int64_t rows = circuit::element_count(a.shape) / k;
+  check_cost(n, static_cast<double>(rows) * static_cast<double>(nn) * static_cast<double>(k));
   FloatTensor y;
   y.shape = a.shape;
   y.shape.back() = nn;
@@ -109,6 +122,9 @@ FloatTensor conv(const GraphNode& n, const FloatTensor& x, const FloatTensor& w,
   const std::int64_t b = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3], o = w.shape[0], cg = w.shape[1];
   if (groups < 1 || c != cg * groups || o % groups != 0) node_fail(n, "channels do not match the weights and groups");
   FloatTensor y{{b, o, win.out_h, win.out_w}, {}};
+  check_cost(n, static_cast<double>(b) * static_cast<double>(o) * static_cast<double>(win.out_h) *
+                    static_cast<double>(win.out_w) * static_cast<double>(cg) * static_cast<double>(win.kh) *
+                    static_cast<double>(win.kw));
   y.data.assign(static_cast<std::size_t>(circuit::element_count(y.shape)), 0.0);
   const std::int64_t per_group = o / groups;
   for (std::int64_t bi = 0; bi < b; ++bi)
@@ -135,6 +151,8 @@ FloatTensor pool(const GraphNode& n, const FloatTensor& x, bool is_max) {
   const detail::Window win = detail::pool_window(n, x.shape);
   const std::int64_t b = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3];
   FloatTensor y{{b, c, win.out_h, win.out_w}, {}};
+  check_cost(n, static_cast<double>(b) * static_cast<double>(c) * static_cast<double>(win.out_h) *
+                    static_cast<double>(win.out_w) * static_cast<double>(win.kh) * static_cast<double>(win.kw));
   y.data.assign(static_cast<std::size_t>(circuit::element_count(y.shape)), 0.0);
   for (std::int64_t bc = 0; bc < b * c; ++bc)
     for (std::int64_t oy = 0; oy < win.out_h; ++oy)

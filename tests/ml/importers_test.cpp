@@ -227,6 +227,39 @@ TEST(OnnxImport, HugePadsAreRefusedWithoutOverflow) {
             std::string::npos);
 }
 
+// Regression (fuzzing finding): a pooling window of millions over a padded map took minutes
+// to import. An op needing more than 2^30 multiply-adds per sample is refused at once.
+TEST(OnnxImport, AnOpTooCostlyForOneSampleIsRefused) {
+  onnx::ModelProto p = pad_proto({0, 0, 0, 0}, false);
+  auto* g = p.mutable_graph();
+  auto* dims = g->mutable_input(0)->mutable_type()->mutable_tensor_type()->mutable_shape();
+  dims->clear_dim();
+  for (std::int64_t d : {1, 1, 8, 8}) dims->add_dim()->set_dim_value(d);
+  auto* pads = g->mutable_initializer(0);
+  pads->clear_dims();
+  pads->add_dims(8);
+  pads->clear_int64_data();
+  for (std::int64_t v : {0, 0, 2000, 2000, 0, 0, 2000, 2000}) pads->add_int64_data(v);
+  g->mutable_node(0)->set_output(0, "padded");
+  auto* pool = g->add_node();
+  pool->set_op_type("MaxPool");
+  pool->set_name("pool");
+  pool->add_input("padded");
+  pool->add_output("pooled");
+  auto* kernel = pool->add_attribute();
+  kernel->set_name("kernel_shape");
+  kernel->set_type(onnx::AttributeProto_AttributeType_INTS);
+  kernel->add_ints(2000);
+  kernel->add_ints(2000);
+  auto* flat = g->add_node();
+  flat->set_op_type("Flatten");
+  flat->set_name("flat");
+  flat->add_input("pooled");
+  flat->add_output("y");
+  const std::string msg = error_of([&] { parse_onnx(bytes_of(p), "pool.onnx"); });
+  EXPECT_NE(msg.find("2^30 an op may take"), std::string::npos) << msg;
+}
+
 // Regressions (fuzzing findings): these escaped as std::invalid_argument / std::out_of_range
 // instead of the importer's ModelFormatError.
 TEST(OnnxImport, HostileInputShapesAndSoftmaxWithoutInputAreFormatErrors) {
