@@ -27,9 +27,11 @@ std::string describe_failure(httplib::Error e) {
     case httplib::Error::Write:
       return "the request could not be sent (write failed: the server may have refused the body)";
     case httplib::Error::SSLConnection:
+      return "TLS handshake failed (is it an https server?)";
     case httplib::Error::SSLLoadingCerts:
+      return "TLS: the CA certificates cannot be loaded";
     case httplib::Error::SSLServerVerification:
-      return "TLS failure";
+      return "TLS: the server's certificate cannot be verified against the trusted CAs";
     default:
       return httplib::to_string(e);
   }

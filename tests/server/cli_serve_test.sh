@@ -28,6 +28,13 @@ refused() {
   if ! grep -qi -- "$want" "$work/err"; then fail "stderr of '$*' does not mention '$want': $(cat "$work/err")"; fi
 }
 
+# `veil predict` reports progress before it fails: its error is the last line.
+refused_late() {
+  local want="$1"; shift
+  if "$@" >"$work/out" 2>"$work/err"; then fail "expected failure: $*"; return; fi
+  if ! tail -1 "$work/err" | grep -qi -- "$want"; then fail "last line of '$*' does not mention '$want': $(cat "$work/err")"; fi
+}
+
 # `veil serve` logs the models it loaded before it fails to listen: its error is the last line.
 refused_serve() {
   local want="$1"; shift
@@ -83,6 +90,38 @@ server_pid=
 [ "$status" -eq 0 ] || fail "veil serve exited with $status on SIGTERM"
 grep -q "stopped" "$work/serve.out" || fail "veil serve did not say it stopped"
 refused "cannot connect" "$veil" predict --url "$url" --model logreg --keys "$work/client" --input "$work/test.csv" --out "$work/n.csv"
+
+# HTTPS in the process, with an operator's upload token: veil predict verifies the server
+# against the CA it is given and refuses one it cannot verify.
+printf 'operator-upload-token-0001\n' >"$work/upload.tokens"
+"$veil" serve --models "$work/models" --listen 127.0.0.1:0 --store "sqlite:$work/tls.db" \
+  --tls-cert "$fixtures/tls/server.crt" --tls-key "$fixtures/tls/server.key" --upload-token-file "$work/upload.tokens" \
+  >"$work/tls.out" 2>"$work/tls.err" &
+server_pid=$!
+tls_url=
+for _ in $(seq 100); do
+  tls_url=$(grep -o 'https://127.0.0.1:[0-9]*' "$work/tls.out" 2>/dev/null | head -1)
+  [ -n "$tls_url" ] && break
+  sleep 0.1
+done
+if [ -z "$tls_url" ]; then
+  fail "veil serve --tls-cert did not start"; cat "$work/tls.out" "$work/tls.err" >&2
+else
+  refused_late "upload_token_required" "$veil" predict --url "$tls_url" --model logreg --keys "$work/tls_client" \
+    --input "$work/test.csv" --out "$work/t.csv" --ca-cert "$fixtures/tls/server.crt"
+  ok "$veil" predict --url "$tls_url" --model logreg --keys "$work/tls_client" --input "$work/test.csv" --out "$work/t.csv" \
+    --ca-cert "$fixtures/tls/server.crt" --upload-token-file "$work/upload.tokens"
+  cmp -s "$work/t.csv" "$work/expected.csv" || fail "predictions over HTTPS differ"
+  refused_late "certificate" "$veil" predict --url "$tls_url" --model logreg --keys "$work/tls_client" \
+    --input "$work/test.csv" --out "$work/t.csv" --ca-cert "$fixtures/tls/other.crt"
+  # A client copy of serialized_processing.json that is not what the server publishes.
+  sed -i 's/"scale": 0\./"scale": 1./' "$work/tls_client/serialized_processing.json"
+  refused_late "SHA-256" "$veil" predict --url "$tls_url" --model logreg --keys "$work/tls_client" \
+    --input "$work/test.csv" --out "$work/t.csv" --ca-cert "$fixtures/tls/server.crt"
+  kill -TERM "$server_pid"
+  wait "$server_pid" || fail "veil serve --tls-cert exited with an error on SIGTERM"
+fi
+server_pid=
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures failure(s)" >&2
