@@ -71,7 +71,7 @@ bool valid_model_name(const std::string& name) {
   return std::regex_match(name, kName);
 }
 
-std::span<const std::uint8_t> bytes_of(const std::string& s) {
+std::span<const std::uint8_t> bytes_of(std::string_view s) {
   return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
 }
 
@@ -120,6 +120,12 @@ void set_error(httplib::Response& res, int status, const std::string& code, cons
   res.status = status;
   res.set_content(json_dump(json{{"error", code}, {"detail", detail}}) + "\n", "application/json");
   if (RequestContext* ctx = current_request()) ctx->error = code;
+}
+
+// The body of the request the calling worker serves (see RequestContext::body).
+std::string_view request_body() {
+  const RequestContext* ctx = current_request();
+  return ctx != nullptr ? ctx->body : std::string_view();
 }
 
 // The bearer token of an Authorization header's value, or "".
@@ -470,7 +476,7 @@ struct HttpServer::Impl {
   }
 
   // Header checks of an envelope body before any work: kind and model.
-  void check_envelope(const std::string& body, deploy::EnvelopeKind kind, const Model& m, std::uint64_t max_bytes,
+  void check_envelope(std::string_view body, deploy::EnvelopeKind kind, const Model& m, std::uint64_t max_bytes,
                       const char* what) const {
     deploy::EnvelopeInfo info;
     try {
@@ -551,12 +557,13 @@ struct HttpServer::Impl {
   void upload_keys(const std::string& name, const httplib::Request& req, httplib::Response& res) {
     const Model& m = model_or_404(name);
     const auto t0 = Clock::now();
-    check_envelope(req.body, deploy::EnvelopeKind::kEvaluationKeys, m, options.max_key_bytes, "evaluation keys");
+    const std::string_view body = request_body();
+    check_envelope(body, deploy::EnvelopeKind::kEvaluationKeys, m, options.max_key_bytes, "evaluation keys");
     // A client-chosen token names the upload: the same token and keys again is a replay,
     // answered with the stored record instead of a second copy.
     const std::string chosen = req.get_header_value(kKeyTokenHeader);
     std::string derived_id;
-    const Sha256 body_sha256 = sha256(bytes_of(req.body));
+    const Sha256 body_sha256 = sha256(bytes_of(body));
     if (!chosen.empty() || req.has_header(kKeyTokenHeader)) {
       if (!is_lower_hex(chosen, 2 * kTokenBytes))
         refuse(400, "bad_request", std::string(kKeyTokenHeader) + " must be 64 lowercase hex digits (256 random bits)");
@@ -569,7 +576,7 @@ struct HttpServer::Impl {
     }
     if (options.max_store_bytes > 0) {
       const KeyStoreStats s = store->stats();
-      if (s.total_bytes + req.body.size() > options.max_store_bytes)
+      if (s.total_bytes + body.size() > options.max_store_bytes)
         refuse(507, "store_full",
                "the key store holds " + std::to_string(s.total_bytes) + " bytes of keys; this upload would pass its limit of " +
                    std::to_string(options.max_store_bytes) + " (--max-store-bytes): retry later");
@@ -583,7 +590,7 @@ struct HttpServer::Impl {
         run_hook(m);
       }
       try {
-        keys = m.server.load_evaluation_keys(bytes_of(req.body));
+        keys = m.server.load_evaluation_keys(bytes_of(body));
       } catch (const deploy::EnvelopeError& e) {
         refuse(400, "malformed_body", std::string("the evaluation keys cannot be loaded: ") + e.what());
       } catch (const deploy::DeployError& e) {
@@ -602,7 +609,7 @@ struct HttpServer::Impl {
     for (int attempt = 0;; ++attempt) {
       info.key_id = derived_id.empty() ? hex_random(kKeyIdBytes) : derived_id;
       try {
-        store->put(info, bytes_of(req.body));
+        store->put(info, bytes_of(body));
         break;
       } catch (const KeyIdExists&) {
         if (!derived_id.empty()) {  // the same upload, concurrently (another replica, a retry)
@@ -620,14 +627,14 @@ struct HttpServer::Impl {
       last_touch[info.key_id] = Clock::now();
     }
     if (keys) cache.get_or_load(info.key_id, [&] { return keys; });
-    metrics.observe_key_upload(m.name, req.body.size(), std::chrono::duration<double>(Clock::now() - t0).count());
+    metrics.observe_key_upload(m.name, body.size(), std::chrono::duration<double>(Clock::now() - t0).count());
     res.status = 201;
     res.set_header("Location", "/v1/keys/" + info.key_id);
     res.set_content(json_dump(json{{"key_id", info.key_id},
                                    {"token", token},
                                    {"model", m.name},
                                    {"model_id", m.id_hex},
-                                   {"bytes", req.body.size()}}) +
+                                   {"bytes", body.size()}}) +
                         "\n",
                     "application/json");
   }
@@ -753,7 +760,8 @@ struct HttpServer::Impl {
     const bool credentials = !key_id.empty() || req.has_header("Authorization");
     if (m.keys_required || credentials) authorize(req, key_id, &m);
     const KeyPlace place = key_id.empty() ? KeyPlace() : limit_key(key_id);
-    check_envelope(req.body, deploy::EnvelopeKind::kInputBatch, m, options.max_input_bytes, "inputs");
+    const std::string_view body = request_body();
+    check_envelope(body, deploy::EnvelopeKind::kInputBatch, m, options.max_input_bytes, "inputs");
 
     deploy::RunStats stats;
     deploy::Bytes output;
@@ -783,7 +791,7 @@ struct HttpServer::Impl {
       }
       if (RequestContext* ctx = current_request(); ctx != nullptr && ctx->client_gone) control.cancelled = ctx->client_gone;
       try {
-        output = m.server.run(bytes_of(req.body), keys.get(), &stats, control);
+        output = m.server.run(bytes_of(body), keys.get(), &stats, control);
       } catch (const deploy::RunCancelled& e) {
         if (e.timed_out())
           refuse(413, "job_too_long",
@@ -912,13 +920,21 @@ struct HttpServer::Impl {
           handler("/v1/models/{name}/serialized_processing.json", [this](const httplib::Request& req, httplib::Response& res) {
             get_file(req.matches[1], deploy::kProcessingJson, res);
           }));
-    t.Post(R"(/v1/models/([^/]+)/keys)", handler("/v1/models/{name}/keys", [this](const httplib::Request& req, httplib::Response& res) {
+    // The two routes with large bodies read them from the transport's buffer (request_body):
+    // registered with a content reader they never call, httplib does not copy the body.
+    auto in_place = [](httplib::Server::Handler h) {
+      return [h = std::move(h)](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader&) {
+        h(req, res);
+      };
+    };
+    t.Post(R"(/v1/models/([^/]+)/keys)",
+           in_place(handler("/v1/models/{name}/keys", [this](const httplib::Request& req, httplib::Response& res) {
              upload_keys(req.matches[1], req, res);
-           }));
+           })));
     t.Post(R"(/v1/models/([^/]+)/predict)",
-           handler("/v1/models/{name}/predict", [this](const httplib::Request& req, httplib::Response& res) {
+           in_place(handler("/v1/models/{name}/predict", [this](const httplib::Request& req, httplib::Response& res) {
              predict(req.matches[1], req, res);
-           }));
+           })));
     t.Delete(R"(/v1/keys/([^/]+))", handler("/v1/keys/{key_id}", [this](const httplib::Request& req, httplib::Response& res) {
                delete_keys(req.matches[1], req, res);
              }));

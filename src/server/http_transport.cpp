@@ -764,6 +764,7 @@ struct Transport::Reactor {
     ctx.start = c.request_start;
     Conn* conn = &c;
     ctx.client_gone = [this, conn] { return hard_stop.load() || conn->peer_gone(); };
+    ctx.body = std::string_view(c.buf).substr(std::min(c.head_bytes, c.buf.size()), c.head.content_length);
     const bool last = ++c.served >= std::max<std::size_t>(1, o.keep_alive_max_requests) || t.stopping_.load();
     tls_request = &ctx;
     bool ok = false;
@@ -773,6 +774,7 @@ struct Transport::Reactor {
       ok = false;
     }
     tls_request = nullptr;
+    ctx.bytes_in = std::max<std::uint64_t>(ctx.bytes_in, ctx.body.size());
     if (stream.write_failed()) {  // the client left before reading its answer
       ctx.status = 499;
       ctx.error = "client_closed";

@@ -52,6 +52,10 @@ struct RequestContext {
   int status = 0;
   std::string method, path, remote;
   std::uint64_t bytes_in = 0, bytes_out = 0;
+  // The request's body, in the connection's buffer: routes that take large bodies read it
+  // here instead of letting httplib copy it (registered with a content reader they ignore),
+  // so that a body is held once.
+  std::string_view body;
   // Whether the client has closed its side or reset the connection (a long job checks it
   // to stop work whose answer nobody will read). Set by the transport.
   std::function<bool()> client_gone;
