@@ -352,50 +352,6 @@ struct HttpServer::Impl {
     return 0;
   }
 
-  // Refuses, before it is read, a body the route does not take or that is too large; the
-  // connection is then closed. Returns whether it refused.
-  bool refuse_body(const httplib::Request& req, httplib::Response& res) {
-    RequestContext* ctx = current_request();
-    const RouteMatch route = match_route(req.path);
-    if (ctx != nullptr) ctx->route = route.route;
-    const std::uint64_t limit = body_limit(route.route);
-    auto close = [&](int status, const std::string& code, const std::string& detail) {
-      set_error(res, status, code, detail);
-      res.set_header("Connection", "close");
-      if (ctx != nullptr) ctx->close_connection = true;
-      return true;
-    };
-    if (req.has_header("Content-Encoding")) {
-      std::string enc = req.get_header_value("Content-Encoding");
-      std::transform(enc.begin(), enc.end(), enc.begin(), [](unsigned char c) { return std::tolower(c); });
-      if (enc != "identity")
-        return close(415, "unsupported_encoding",
-                     "Content-Encoding '" + req.get_header_value("Content-Encoding") + "' is not accepted: send the body as is");
-    }
-    if (req.has_header("Transfer-Encoding"))
-      return close(411, "length_required", "send the body with a Content-Length header, not chunked");
-    if (!req.has_header("Content-Length")) return false;
-    const std::string text = req.get_header_value("Content-Length");
-    std::uint64_t length = 0;
-    bool ok = !text.empty() && text.size() <= 19;
-    for (const char c : text) {
-      if (c < '0' || c > '9') {
-        ok = false;
-        break;
-      }
-      length = length * 10 + static_cast<std::uint64_t>(c - '0');
-    }
-    if (!ok) return close(400, "bad_request", "Content-Length '" + text + "' is not a byte count");
-    if (length > limit) {
-      if (limit == 0) return close(413, "body_too_large", req.method + " " + route.route + " takes no body");
-      return close(413, "body_too_large",
-                   "the body has " + std::to_string(length) + " bytes; " + route.route + " accepts at most " +
-                       std::to_string(limit) + " (the server's " +
-                       (route.route == "/v1/models/{name}/keys" ? "--max-key-bytes" : "--max-input-bytes") + ")");
-    }
-    return false;
-  }
-
   // The verdict on a request from its head alone, before its body is read (the transport's
   // admission): what can be refused without the body is refused here.
   std::optional<Refusal> admit_head(const RequestHead& h) {
@@ -416,6 +372,13 @@ struct HttpServer::Impl {
       Refusal r = refusal(405, "method_not_allowed", h.method.substr(0, 32) + " is not allowed on " + route.route + ": use " + route.method);
       r.allow = route.method;
       return r;
+    }
+    if (!h.content_encoding.empty()) {
+      std::string enc = h.content_encoding;
+      std::transform(enc.begin(), enc.end(), enc.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (enc != "identity")
+        return refusal(415, "unsupported_encoding",
+                       "Content-Encoding '" + h.content_encoding.substr(0, 64) + "' is not accepted: send the body as is");
     }
     const std::uint64_t limit = body_limit(route.route);
     if (h.content_length > limit) {
@@ -628,15 +591,17 @@ struct HttpServer::Impl {
     }
     if (keys) cache.get_or_load(info.key_id, [&] { return keys; });
     metrics.observe_key_upload(m.name, body.size(), std::chrono::duration<double>(Clock::now() - t0).count());
-    res.status = 201;
-    res.set_header("Location", "/v1/keys/" + info.key_id);
-    res.set_content(json_dump(json{{"key_id", info.key_id},
-                                   {"token", token},
-                                   {"model", m.name},
-                                   {"model_id", m.id_hex},
-                                   {"bytes", body.size()}}) +
-                        "\n",
-                    "application/json");
+    answer_grant(res, 201, info.key_id, token, m, body.size(), false);
+  }
+
+  // The answer to an upload: the key id and the token that guards it.
+  static void answer_grant(httplib::Response& res, int status, const std::string& key_id, const std::string& token,
+                           const Model& m, std::uint64_t bytes, bool replayed) {
+    json j{{"key_id", key_id}, {"token", token}, {"model", m.name}, {"model_id", m.id_hex}, {"bytes", bytes}};
+    if (replayed) j["replayed"] = true;
+    res.status = status;
+    res.set_header("Location", "/v1/keys/" + key_id);
+    res.set_content(json_dump(j) + "\n", "application/json");
   }
 
   // The answer to an upload repeated with its client-chosen token: the stored record, if it
@@ -649,16 +614,7 @@ struct HttpServer::Impl {
       refuse(409, "key_token_reused",
              std::string(kKeyTokenHeader) + " names an upload of other keys or another model: choose a new token");
     if (RequestContext* ctx = current_request()) ctx->key_id = existing.key_id;
-    res.status = 200;
-    res.set_header("Location", "/v1/keys/" + existing.key_id);
-    res.set_content(json_dump(json{{"key_id", existing.key_id},
-                                   {"token", token},
-                                   {"model", m.name},
-                                   {"model_id", m.id_hex},
-                                   {"bytes", existing.size},
-                                   {"replayed", true}}) +
-                        "\n",
-                    "application/json");
+    answer_grant(res, 200, existing.key_id, token, m, existing.size, true);
   }
 
   void stop_expiry() {
@@ -943,13 +899,8 @@ struct HttpServer::Impl {
             res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
           }));
 
-    t.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-      return refuse_body(req, res) ? httplib::Server::HandlerResponse::Handled : httplib::Server::HandlerResponse::Unhandled;
-    });
-    // curl sends large bodies with "Expect: 100-continue": refuse them before they are sent.
-    t.set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response& res) {
-      return refuse_body(req, res) ? res.status : 100;
-    });
+    // Bodies are judged before they are read by admit_head (the transport's admission), which
+    // also answers "Expect: 100-continue".
     // Answers httplib gives by itself (no route, unparsable request, ...) get a JSON body too.
     t.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;

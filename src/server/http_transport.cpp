@@ -379,6 +379,8 @@ std::optional<RequestHead> parse_request_head(std::string_view head, std::string
       out.expect_continue = iequals(value, "100-continue");
     } else if (iequals(name, "Authorization")) {
       out.authorization = std::string(value);
+    } else if (iequals(name, "Content-Encoding")) {
+      out.content_encoding = std::string(value);
     }
   }
   return out;

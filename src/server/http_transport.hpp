@@ -70,7 +70,8 @@ struct RequestHead {
   std::string path;  // percent-decoded, without the query
   std::uint64_t content_length = 0;
   bool expect_continue = false;
-  std::string authorization;  // the Authorization header, as sent
+  std::string authorization;     // the Authorization header, as sent
+  std::string content_encoding;  // the Content-Encoding header, as sent
 };
 
 // A refusal decided from the head alone; the connection is closed after it.

@@ -49,14 +49,20 @@ ok "$veil" predict --help
 ok "$veil" compile --model "$fixtures/models/logreg_breast_cancer.json" --calibration "$work/calib.csv" --out "$work/models/logreg"
 ok "$veil" simulate --artifacts "$work/models/logreg" --input "$work/test.csv" --out "$work/expected.csv"
 
+# Waits for `veil serve` to print its URL (SCHEME://127.0.0.1:PORT) in OUT; prints it.
+wait_url() {
+  local out="$1" scheme="$2" found=
+  for _ in $(seq 100); do
+    found=$(grep -o "$scheme://127.0.0.1:[0-9]*" "$out" 2>/dev/null | head -1)
+    [ -n "$found" ] && break
+    sleep 0.1
+  done
+  echo "$found"
+}
+
 "$veil" serve --models "$work/models" --listen 127.0.0.1:0 --store "sqlite:$work/keys.db" >"$work/serve.out" 2>"$work/serve.err" &
 server_pid=$!
-url=
-for _ in $(seq 100); do
-  url=$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.out" 2>/dev/null | head -1)
-  [ -n "$url" ] && break
-  sleep 0.1
-done
+url=$(wait_url "$work/serve.out" http)
 if [ -z "$url" ]; then
   fail "veil serve did not start"; cat "$work/serve.out" "$work/serve.err" >&2
   exit 1
@@ -98,12 +104,7 @@ printf 'operator-upload-token-0001\n' >"$work/upload.tokens"
   --tls-cert "$fixtures/tls/server.crt" --tls-key "$fixtures/tls/server.key" --upload-token-file "$work/upload.tokens" \
   >"$work/tls.out" 2>"$work/tls.err" &
 server_pid=$!
-tls_url=
-for _ in $(seq 100); do
-  tls_url=$(grep -o 'https://127.0.0.1:[0-9]*' "$work/tls.out" 2>/dev/null | head -1)
-  [ -n "$tls_url" ] && break
-  sleep 0.1
-done
+tls_url=$(wait_url "$work/tls.out" https)
 if [ -z "$tls_url" ]; then
   fail "veil serve --tls-cert did not start"; cat "$work/tls.out" "$work/tls.err" >&2
 else
