@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "commands.hpp"
+#include "veil/version.hpp"
 
 #ifdef VEIL_HAVE_SERVER
 #include "serve_commands.hpp"
@@ -14,7 +15,7 @@ int main(int argc, char** argv) {
   using namespace veil::cli;
   CLI::App app{"Veil: machine-learning inference on encrypted data (TFHE)", "veil"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "veil 0.1.0");
+  app.set_version_flag("--version", std::string("veil ") + veil::kVersion);
 
   CompileArgs compile_args;
   auto* c = app.add_subcommand("compile", "Quantize and compile a model into client.zip, server.zip, serialized_processing.json");

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "veil/circuit/analysis.hpp"
+#include "veil/version.hpp"
 #include "veil/circuit/fhe_executor.hpp"
 #include "veil/deploy/envelope.hpp"
 #include "veil/ml/data.hpp"
@@ -45,7 +46,7 @@ class DeployError : public std::runtime_error {
 inline constexpr int kArtifactFormatMajor = 1;
 // 1.1: client.specs.json carries processing_sha256 (required from 1.1 on).
 inline constexpr int kArtifactFormatMinor = 1;
-inline constexpr const char* kVeilVersion = "0.1.0";
+inline constexpr const char* kVeilVersion = veil::kVersion;  // version.hpp, from CMake
 
 inline constexpr const char* kClientZip = "client.zip";
 inline constexpr const char* kServerZip = "server.zip";
