@@ -158,6 +158,7 @@ struct Conn {
   SSL* ssl = nullptr;
   bool handshaken = true;  // TLS: false until the handshake completes
   bool wants_write = false;
+  bool watching_write = false;  // registered with EPOLLOUT
   std::string remote_ip;
   int remote_port = 0;
   std::string buf;  // bytes received and not yet consumed
@@ -606,8 +607,11 @@ struct Transport::Reactor {
                                     : o.max_header_bytes + 4;
       if (c.buf.size() >= cap) break;
     }
-    if (c.wants_write) watch(c.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
-    else watch(c.fd, EPOLLIN | EPOLLRDHUP);
+    // TLS may need the socket writable to go on reading; ask epoll only when that changes.
+    if (c.wants_write != c.watching_write) {
+      c.watching_write = c.wants_write;
+      watch(c.fd, EPOLLIN | EPOLLRDHUP | (c.wants_write ? EPOLLOUT : 0u));
+    }
     return true;
   }
 
@@ -702,6 +706,7 @@ struct Transport::Reactor {
       const int fd = c->fd;
       const bool lingering = c->phase == Conn::Phase::kLinger;
       if (t.stopping_.load() && !lingering) continue;  // draining: no new requests on old connections
+      c->watching_write = false;
       watch(fd, EPOLLIN | EPOLLRDHUP);
       Conn& conn = *c;
       conns.emplace(fd, std::move(c));
