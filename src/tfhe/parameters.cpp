@@ -1,7 +1,7 @@
 // Parameter sets: identity, validation, security curve, noise model, cost model and the
 // TFHE-rs reference sets.
 //
-// The noise model (Concrete optimizer / TFHE-rs, see ../../shared/TFHE_FACTS.md §2). All
+// The noise model (Concrete optimizer / TFHE-rs; docs/design.md places it). All
 // variances are relative to q^2 with q = 2^64, i.e. a term written 1/(48 q^2) in the papers
 // is the tiny constant 2^-128 / 48 here, and a term written B^(-2l)/24 is already relative.
 // With B = 2^beta, l levels, binary keys:

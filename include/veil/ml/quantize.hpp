@@ -1,8 +1,7 @@
 // Post-training quantization and lowering: a float Model plus calibration rows become a
 // circuit (circuit.hpp) and the client's Processing (processing.hpp).
 //
-// Lowerings (the mathematics: ../shared/TFHE_ALGORITHMS.md, "Quantization" and "Trees as
-// matrices"):
+// Lowerings (the mathematics: docs/design.md, "Quantization" and "Trees as matrices"):
 //   linear models  inputs quantized per feature (affine, calibration min/max), weights per
 //                  output (symmetric), preprocessing and input scales folded into the
 //                  weights, bias-corrected at the mean calibration codes; the circuit

@@ -2,9 +2,8 @@
 // and how to choose the cheapest one for a given precision and error target.
 //
 // All standard deviations and variances are relative to q = 2^64 (torus units): a standard
-// deviation of 2^-20 means 2^44 in integer units. The formulas are those of
-// ../shared/TFHE_FACTS.md (Concrete optimizer / TFHE-rs noise model), stated once in
-// parameters.cpp.
+// deviation of 2^-20 means 2^44 in integer units. The formulas are the Concrete optimizer /
+// TFHE-rs noise model, stated once in parameters.cpp (docs/design.md, "Noise and parameters").
 // Thread safety: pure functions over values.
 #pragma once
 
