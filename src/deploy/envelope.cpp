@@ -167,15 +167,7 @@ const char* envelope_kind_name(EnvelopeKind kind) {
   return "unknown envelope";
 }
 
-std::string model_id_hex(const ModelId& id) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (std::uint8_t b : id) {
-    s += digits[b >> 4];
-    s += digits[b & 15];
-  }
-  return s;
-}
+std::string model_id_hex(const ModelId& id) { return tfhe::to_hex(id); }
 
 ModelId parse_model_id(const std::string& hex) {
   if (hex.size() != 32) throw std::invalid_argument("model id '" + hex + "' is not 32 hex digits");

@@ -41,16 +41,7 @@ std::string processing_file_text(const ml::Processing& p, const ModelId& id) {
   return j.dump(2);
 }
 
-std::string sha256_hex(const Bytes& bytes) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  const tfhe::Sha256Digest d = tfhe::sha256(std::span<const std::uint8_t>(bytes));
-  std::string out;
-  for (const std::uint8_t b : d) {
-    out += kHex[b >> 4];
-    out += kHex[b & 15];
-  }
-  return out;
-}
+std::string sha256_hex(const Bytes& bytes) { return tfhe::to_hex(tfhe::sha256(std::span<const std::uint8_t>(bytes))); }
 
 bool file_exists(const fs::path& p) {
   std::error_code ec;

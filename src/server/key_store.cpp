@@ -18,15 +18,7 @@ Sha256 sha256(const void* data, std::size_t size) {
 
 Sha256 sha256(std::span<const std::uint8_t> bytes) { return sha256(bytes.data(), bytes.size()); }
 
-std::string to_hex(const std::uint8_t* data, std::size_t size) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out(2 * size, '0');
-  for (std::size_t i = 0; i < size; ++i) {
-    out[2 * i] = kDigits[data[i] >> 4];
-    out[2 * i + 1] = kDigits[data[i] & 15];
-  }
-  return out;
-}
+std::string to_hex(const std::uint8_t* data, std::size_t size) { return tfhe::to_hex(std::span(data, size)); }
 
 namespace {
 

@@ -21,4 +21,14 @@ Sha256Digest sha256(std::initializer_list<std::span<const std::uint8_t>> pieces)
 
 Sha256Digest sha256(std::span<const std::uint8_t> data) { return sha256({data}); }
 
+std::string to_hex(std::span<const std::uint8_t> bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out(2 * bytes.size(), '0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    out[2 * i] = kDigits[bytes[i] >> 4];
+    out[2 * i + 1] = kDigits[bytes[i] & 15];
+  }
+  return out;
+}
+
 }  // namespace veil::tfhe

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <span>
+#include <string>
 
 namespace veil::tfhe {
 
@@ -15,5 +16,7 @@ using Sha256Digest = std::array<std::uint8_t, 32>;
 Sha256Digest sha256(std::span<const std::uint8_t> data);
 // The digest of the pieces' concatenation, without copying them together.
 Sha256Digest sha256(std::initializer_list<std::span<const std::uint8_t>> pieces);
+// Lowercase hex of bytes (digests, ids): the one hex encoder the layers above use.
+std::string to_hex(std::span<const std::uint8_t> bytes);
 
 }  // namespace veil::tfhe
