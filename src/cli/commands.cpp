@@ -47,7 +47,7 @@ int compile(const CompileArgs& a) {
   if (a.global_p_error) o.compile.global_p_error = *a.global_p_error;
   const auto t0 = Clock::now();
   const deploy::ModelDev dev = deploy::ModelDev::compile_files(a.model, a.calibration, o);
-  dev.save(a.out, a.force);
+  dev.save(a.out, {.overwrite = a.force});
   std::cout << "compiled " << a.model << " in " << seconds_since(t0) << " s: model " << deploy::model_id_hex(dev.model_id())
             << "\n"
             << dev.statistics() << "wrote " << (fs::path(a.out) / deploy::kClientZip).string() << ", "
@@ -59,9 +59,12 @@ int compile(const CompileArgs& a) {
 int keygen(const KeygenArgs& a) {
   deploy::ModelClient client = deploy::ModelClient::load(a.client);
   const auto t0 = Clock::now();
-  const deploy::KeySizes sizes = client.generate_keys(a.keys, a.force, [](const std::string& step, double f) {
+  deploy::KeyGenOptions options;
+  options.replace_existing = a.force;
+  options.progress = [](const std::string& step, double f) {
     std::cerr << "keygen: " << step << " (" << static_cast<int>(f * 100) << "%)\n";
-  });
+  };
+  const deploy::KeySizes sizes = client.generate_keys(a.keys, options);
   std::cout << "keys for model " << deploy::model_id_hex(client.model_id()) << " in " << a.keys << " ("
             << seconds_since(t0) << " s)\n"
             << "  secret key (stays here, mode 0600): " << human_bytes(sizes.secret_key_bytes) << "\n"

@@ -127,9 +127,11 @@ class PredictSession {
 
     if (!fs::exists(dir_ / deploy::kSecretKeyFile)) {
       const auto t0 = Clock::now();
-      const deploy::KeySizes sizes = client_->generate_keys(dir_, false, [](const std::string& step, double f) {
+      deploy::KeyGenOptions options;
+      options.progress = [](const std::string& step, double f) {
         std::cerr << "predict: keygen: " << step << " (" << static_cast<int>(f * 100) << "%)\n";
-      });
+      };
+      const deploy::KeySizes sizes = client_->generate_keys(dir_, options);
       std::cerr << "predict: generated keys in " << fixed(ms_since(t0) / 1000, 2) << " s (secret key "
                 << human_bytes(sizes.secret_key_bytes) << " stays in " << dir_.string() << ", evaluation keys "
                 << human_bytes(sizes.evaluation_keys_bytes) << ")\n";

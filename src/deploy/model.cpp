@@ -80,13 +80,13 @@ ModelDev ModelDev::compile_files(const std::string& model_path, const std::strin
   return compile(model, calibration, options);
 }
 
-void ModelDev::save(const fs::path& dir, bool overwrite) const {
+void ModelDev::save(const fs::path& dir, const SaveOptions& options) const {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail(dir.string() + ": cannot create the directory (" + ec.message() + ")");
   for (const char* name : {kClientZip, kServerZip, kProcessingJson})
-    if (!overwrite && file_exists(dir / name))
-      fail((dir / name).string() + " exists already; refusing to overwrite it (use --force)");
+    if (!options.overwrite && file_exists(dir / name))
+      fail((dir / name).string() + " exists already; refusing to overwrite it (save with overwrite to replace it)");
   const std::string processing = processing_file_text(processing_, model_id_);
   ClientSpecs specs;
   specs.model_id = model_id_;
@@ -102,78 +102,115 @@ void ModelDev::save(const fs::path& dir, bool overwrite) const {
 // ---------------------------------------------------------------- ModelClient
 
 ModelClient ModelClient::load(const fs::path& dir) {
+  const Bytes zip = read_file(dir / kClientZip, kMaxSpecsBytes);
+  const Bytes processing = read_file(dir / kProcessingJson, kMaxSpecsBytes);
+  return from_bytes(zip, processing, (dir / kClientZip).string(), (dir / kProcessingJson).string());
+}
+
+ModelClient ModelClient::from_bytes(std::span<const std::uint8_t> client_zip, std::span<const std::uint8_t> processing_json,
+                                    const std::string& zip, const std::string& proc_path) {
   ModelClient c;
-  const fs::path zip = dir / kClientZip;
-  const ModelId versions_id = check_versions_json(to_string(read_zip_member(zip, "versions.json", 1 << 20)), zip.string() + " versions.json");
-  c.specs_ = client_specs_from_json(to_string(read_zip_member(zip, "client.specs.json", kMaxSpecsBytes)), zip.string() + " client.specs.json");
+  const ModelId versions_id =
+      check_versions_json(to_string(read_zip_member(client_zip, zip, "versions.json", 1 << 20)), zip + " versions.json");
+  c.specs_ = client_specs_from_json(to_string(read_zip_member(client_zip, zip, "client.specs.json", kMaxSpecsBytes)),
+                                    zip + " client.specs.json");
   if (c.specs_.model_id != versions_id)
-    fail(zip.string() + ": client.specs.json is for model " + model_id_hex(c.specs_.model_id) + " but versions.json says " +
+    fail(zip + ": client.specs.json is for model " + model_id_hex(c.specs_.model_id) + " but versions.json says " +
          model_id_hex(versions_id));
-  const fs::path proc_path = dir / kProcessingJson;
-  const Bytes proc_bytes = read_file(proc_path, kMaxSpecsBytes);
+  if (processing_json.size() > kMaxSpecsBytes)
+    fail(proc_path + ": " + std::to_string(processing_json.size()) + " bytes, more than the limit of " +
+         std::to_string(kMaxSpecsBytes));
+  const Bytes proc_bytes(processing_json.begin(), processing_json.end());
   json doc;
   try {
     doc = json::parse(to_string(proc_bytes));
   } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
-    fail(proc_path.string() + ": not valid JSON (" + e.what() + ")");
+    fail(proc_path + ": not valid JSON (" + e.what() + ")");
   }
   if (!doc.is_object() || !doc.contains("model_id") || !doc["model_id"].is_string())
-    fail(proc_path.string() + ": no model_id (not written by veil compile?)");
+    fail(proc_path + ": no model_id (not written by veil compile?)");
   ModelId proc_id;
   try {
     proc_id = parse_model_id(doc["model_id"].get<std::string>());
   } catch (const std::invalid_argument& e) {
-    fail(proc_path.string() + ": " + e.what());
+    fail(proc_path + ": " + e.what());
   }
   if (proc_id != c.specs_.model_id)
-    fail(proc_path.string() + " belongs to model " + model_id_hex(proc_id) + " but " + zip.string() + " to model " +
+    fail(proc_path + " belongs to model " + model_id_hex(proc_id) + " but " + zip + " to model " +
          model_id_hex(c.specs_.model_id) + " (files from two different compiles are mixed)");
   // Same model: the bytes must be those compiled (checked after the id, whose message is
   // clearer for files of two compiles).
   if (!c.specs_.processing_sha256.empty() && sha256_hex(proc_bytes) != c.specs_.processing_sha256)
-    fail(proc_path.string() + ": its SHA-256 " + sha256_hex(proc_bytes) + " is not the " + c.specs_.processing_sha256 +
-         " that " + zip.string() + " records: the file was edited or corrupted");
+    fail(proc_path + ": its SHA-256 " + sha256_hex(proc_bytes) + " is not the " + c.specs_.processing_sha256 + " that " +
+         zip + " records: the file was edited or corrupted");
   doc.erase("model_id");
   try {
     c.processing_ = ml::processing_from_json(doc);
   } catch (const ml::ProcessingFormatError& e) {
-    fail(proc_path.string() + ": " + e.what());
+    fail(proc_path + ": " + e.what());
   }
   if (c.specs_.signature.inputs.size() != 1 || c.specs_.signature.inputs[0].shape != c.processing_.input_shape)
-    fail(proc_path.string() + ": its input shape does not match the circuit's signature in " + zip.string());
+    fail(proc_path + ": its input shape does not match the circuit's signature in " + zip);
   return c;
 }
 
-KeySizes ModelClient::generate_keys(const fs::path& key_dir, bool force, const Progress& progress) {
+KeySet ModelClient::make_keys(const Progress& progress) const {
+  const auto& sig = specs_.signature;
+  if (progress) progress("secret key", 0.0);
+  KeySet keys;
+  keys.secret = std::make_shared<const tfhe::SecretKeys>(tfhe::generate_secret_keys(sig.params, false, specs_.security_bits));
+  if (sig.uses_bootstrapping) {
+    if (progress) progress("evaluation keys", 0.1);
+    const tfhe::SeededEvaluationKeys seeded = tfhe::generate_seeded_evaluation_keys(*keys.secret);
+    if (progress) progress("evaluation keys", 0.9);
+    keys.evaluation_keys = seal_evaluation_keys(model_id(), &seeded);
+  } else {
+    keys.evaluation_keys = seal_evaluation_keys(model_id(), nullptr);
+  }
+  if (progress) progress("done", 1.0);
+  return keys;
+}
+
+void ModelClient::use_keys(std::shared_ptr<const tfhe::SecretKeys> secret) {
+  if (!secret) throw std::invalid_argument("ModelClient::use_keys: no keys");
+  if (!(secret->params == specs_.signature.params))
+    throw std::invalid_argument("ModelClient::use_keys: the keys are for another parameter set than model " +
+                                model_id_hex(model_id()));
+  secret_ = std::move(secret);
+}
+
+std::shared_ptr<const tfhe::SecretKeys> ModelClient::open_secret(std::span<const std::uint8_t> envelope) const {
+  return std::make_shared<const tfhe::SecretKeys>(open_secret_keys(envelope, model_id(), specs_.signature.params));
+}
+
+Bytes ModelClient::seal_secret(const tfhe::SecretKeys& secret) const { return seal_secret_keys(model_id(), secret); }
+
+KeySizes ModelClient::generate_keys(const fs::path& key_dir, const KeyGenOptions& options) {
   const fs::path secret_path = key_dir / kSecretKeyFile, eval_path = key_dir / kEvaluationKeysFile;
-  if (!force && file_exists(secret_path) && file_exists(eval_path)) {
+  if (!options.replace_existing && file_exists(secret_path) && file_exists(eval_path)) {
     load_keys(key_dir);  // throws for another model's keys: nothing is overwritten
     (void)read_evaluation_keys(key_dir, model_id());
     return {fs::file_size(secret_path), fs::file_size(eval_path)};
   }
+  KeySet keys = make_keys([&](const std::string& step, double f) {
+    if (options.progress && step != "done") options.progress(step, f);
+  });
+  save_keys(key_dir, keys);
+  if (options.progress) options.progress("done", 1.0);
+  secret_ = std::move(keys.secret);
+  return {fs::file_size(secret_path), fs::file_size(eval_path)};
+}
+
+void ModelClient::save_keys(const fs::path& key_dir, const KeySet& keys) const {
+  if (!keys.secret) throw std::invalid_argument("ModelClient::save_keys: no secret key");
   std::error_code ec;
   fs::create_directories(key_dir, ec);
   if (ec) fail(key_dir.string() + ": cannot create the key directory (" + ec.message() + ")");
   fs::permissions(key_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
-  const auto& sig = specs_.signature;
-  if (progress) progress("secret key", 0.0);
-  auto secret = std::make_shared<tfhe::SecretKeys>(tfhe::generate_secret_keys(sig.params, false, specs_.security_bits));
-  Bytes eval;
-  if (sig.uses_bootstrapping) {
-    if (progress) progress("evaluation keys", 0.1);
-    const tfhe::SeededEvaluationKeys seeded = tfhe::generate_seeded_evaluation_keys(*secret);
-    if (progress) progress("evaluation keys", 0.9);
-    eval = seal_evaluation_keys(model_id(), &seeded);
-  } else {
-    eval = seal_evaluation_keys(model_id(), nullptr);
-  }
-  Bytes secret_bytes = seal_secret_keys(model_id(), *secret);
-  write_file_atomic(secret_path, secret_bytes, 0600);
+  Bytes secret_bytes = seal_secret(*keys.secret);
+  write_file_atomic(key_dir / kSecretKeyFile, secret_bytes, 0600);
   std::fill(secret_bytes.begin(), secret_bytes.end(), 0);
-  write_file_atomic(eval_path, eval, 0644);
-  if (progress) progress("done", 1.0);
-  secret_ = std::move(secret);
-  return {secret_bytes.size(), eval.size()};
+  write_file_atomic(key_dir / kEvaluationKeysFile, keys.evaluation_keys, 0644);
 }
 
 void ModelClient::load_keys(const fs::path& key_dir) {
@@ -244,17 +281,36 @@ ml::Predictions ModelClient::deserialize_decrypt_dequantize(std::span<const std:
 
 // ---------------------------------------------------------------- ModelServer
 
+namespace {
+
+// ModelServer's parts from server.zip, read by `member`.
+template <typename ReadMember>
+void load_server(ModelId& id, std::shared_ptr<const circuit::CompiledCircuit>& compiled,
+                 std::shared_ptr<const circuit::FheExecutor>& executor, const std::string& zip, ReadMember read_member) {
+  id = check_versions_json(to_string(read_member("versions.json", 1 << 20)), zip + " versions.json");
+  try {
+    compiled = std::make_shared<const circuit::CompiledCircuit>(
+        circuit::deserialize_compiled_circuit(read_member("circuit.veil", kMaxCircuitBytes)));
+  } catch (const circuit::CircuitFormatError& e) {
+    fail(zip + ": circuit.veil: " + e.what());
+  }
+  executor = std::make_shared<const circuit::FheExecutor>(*compiled);
+}
+
+}  // namespace
+
 ModelServer ModelServer::load(const fs::path& dir_or_zip) {
   const fs::path zip = fs::is_directory(dir_or_zip) ? dir_or_zip / kServerZip : dir_or_zip;
   ModelServer s;
-  s.model_id_ = check_versions_json(to_string(read_zip_member(zip, "versions.json", 1 << 20)), zip.string() + " versions.json");
-  try {
-    s.compiled_ = std::make_shared<const circuit::CompiledCircuit>(
-        circuit::deserialize_compiled_circuit(read_zip_member(zip, "circuit.veil", kMaxCircuitBytes)));
-  } catch (const circuit::CircuitFormatError& e) {
-    fail(zip.string() + ": circuit.veil: " + e.what());
-  }
-  s.executor_ = std::make_shared<const circuit::FheExecutor>(*s.compiled_);
+  load_server(s.model_id_, s.compiled_, s.executor_, zip.string(),
+              [&](const char* member, std::uint64_t max) { return read_zip_member(zip, member, max); });
+  return s;
+}
+
+ModelServer ModelServer::from_bytes(std::span<const std::uint8_t> server_zip, const std::string& source) {
+  ModelServer s;
+  load_server(s.model_id_, s.compiled_, s.executor_, source,
+              [&](const char* member, std::uint64_t max) { return read_zip_member(server_zip, source, member, max); });
   return s;
 }
 

@@ -33,6 +33,7 @@ Matrix Matrix::first_rows(std::size_t count) const {
   Matrix m(std::min(count, rows), cols);
   std::copy(data.begin(), data.begin() + static_cast<std::ptrdiff_t>(m.rows * cols), m.data.begin());
   m.column_names = column_names;
+  m.sample_shape = sample_shape;
   return m;
 }
 
@@ -228,9 +229,17 @@ Matrix parse_npy(std::span<const std::uint8_t> bytes, const std::string& source)
       }
     }
   }
-  if (shape.empty() || shape.size() > 2)
-    throw DataError(source + ": .npy array of rank " + std::to_string(shape.size()) + ", expected 1 or 2");
-  const std::size_t rows = shape[0], cols = shape.size() == 2 ? shape[1] : 1;
+  // Rank 1 is one column; higher ranks keep the first dimension as rows and flatten the others
+  // (row-major) into one sample, e.g. (N, C, H, W) images.
+  if (shape.empty() || shape.size() > 8)
+    throw DataError(source + ": .npy array of rank " + std::to_string(shape.size()) + ", expected 1 to 8");
+  const std::size_t rows = shape[0];
+  std::size_t cols = 1;
+  for (std::size_t d = 1; d < shape.size(); ++d) {
+    if (shape[d] != 0 && cols > (bytes.size() / item) / shape[d])
+      throw DataError(source + ": .npy shape " + shape_text + " needs more data than the file holds");
+    cols *= shape[d];
+  }
   if (cols != 0 && rows > (bytes.size() / item) / cols)
     throw DataError(source + ": .npy shape " + shape_text + " needs more data than the file holds");
   const std::size_t count = rows * cols;
@@ -238,6 +247,10 @@ Matrix parse_npy(std::span<const std::uint8_t> bytes, const std::string& source)
     throw DataError(source + ": .npy data truncated: " + std::to_string(count * item) + " bytes expected, " +
                     std::to_string(bytes.size() - offset) + " present");
   Matrix m(rows, cols);
+  if (shape.size() > 2) m.sample_shape.assign(shape.begin() + 1, shape.end());
+  // Fortran order: the first index varies fastest; c_stride[d] places index d in C order.
+  std::vector<std::size_t> c_stride(shape.size(), 1);
+  for (std::size_t d = shape.size() - 1; d > 0; --d) c_stride[d - 1] = c_stride[d] * shape[d];
   const std::uint8_t* p = bytes.data() + offset;
   const bool swap = big != (std::endian::native == std::endian::big) && item > 1;
   for (std::size_t e = 0; e < count; ++e) {
@@ -259,9 +272,16 @@ Matrix parse_npy(std::span<const std::uint8_t> bytes, const std::string& source)
       else if (item == 4) { std::uint32_t x; std::memcpy(&x, buf, 4); v = x; }
       else { std::uint64_t x; std::memcpy(&x, buf, 8); v = static_cast<double>(x); }
     }
-    // Fortran order: element e is (e % rows, e / rows).
-    if (fortran_order) m.at(e % rows, e / rows) = v;
-    else m.data[e] = v;
+    if (fortran_order) {
+      std::size_t rest = e, at = 0;
+      for (std::size_t d = 0; d < shape.size(); ++d) {
+        at += (rest % shape[d]) * c_stride[d];
+        rest /= shape[d];
+      }
+      m.data[at] = v;
+    } else {
+      m.data[e] = v;
+    }
   }
   return m;
 }

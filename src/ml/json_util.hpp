@@ -75,6 +75,8 @@ struct JsonReader {
 };
 
 nlohmann::json parse_json_file(const std::string& path);
+// The same for bytes in memory; `source` names them in errors.
+nlohmann::json parse_json_bytes(std::span<const std::uint8_t> bytes, const std::string& source);
 
 // Checks a tree's arrays (sizes, child indices, reachability without cycles, leaf value
 // counts). Throws ModelFormatError naming `where`.

@@ -10,6 +10,14 @@
 namespace veil::ml {
 namespace detail {
 
+nlohmann::json parse_json_bytes(std::span<const std::uint8_t> bytes, const std::string& source) {
+  try {
+    return nlohmann::json::parse(bytes.begin(), bytes.end());
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for 1e999
+    throw ModelFormatError(source + ": not valid JSON: " + e.what());
+  }
+}
+
 nlohmann::json parse_json_file(const std::string& path) {
   std::vector<std::uint8_t> bytes;
   try {
@@ -17,11 +25,7 @@ nlohmann::json parse_json_file(const std::string& path) {
   } catch (const DataError& e) {
     throw ModelFormatError(e.what());
   }
-  try {
-    return nlohmann::json::parse(bytes.begin(), bytes.end());
-  } catch (const nlohmann::json::exception& e) {
-    throw ModelFormatError(path + ": not valid JSON: " + e.what());
-  }
+  return parse_json_bytes(bytes, path);
 }
 
 void validate_tree(const DecisionTree& t, std::size_t n_features, std::size_t values_per_leaf, const std::string& where) {
@@ -199,12 +203,31 @@ Model parse_sklearn_json(const nlohmann::json& doc, const std::string& source) {
 
 Model load_sklearn_json(const std::string& path) { return parse_sklearn_json(detail::parse_json_file(path), path); }
 
+namespace {
+
+Model parse_json_model(const nlohmann::json& doc, const std::string& source) {
+  if (doc.is_object() && doc.contains("format")) return parse_sklearn_json(doc, source);
+  if (doc.is_object() && doc.contains("learner")) return parse_xgboost_json(doc, source);
+  throw ModelFormatError(source + ": neither a Veil scikit-learn JSON (no \"format\") nor an XGBoost JSON model (no \"learner\")");
+}
+
+}  // namespace
+
 Model load_model(const std::string& path) {
   if (path.size() >= 5 && path.compare(path.size() - 5, 5, ".onnx") == 0) return load_onnx(path);
-  const auto doc = detail::parse_json_file(path);
-  if (doc.is_object() && doc.contains("format")) return parse_sklearn_json(doc, path);
-  if (doc.is_object() && doc.contains("learner")) return parse_xgboost_json(doc, path);
-  throw ModelFormatError(path + ": neither a Veil scikit-learn JSON (no \"format\") nor an XGBoost JSON model (no \"learner\")");
+  return parse_json_model(detail::parse_json_file(path), path);
+}
+
+Model parse_model(std::span<const std::uint8_t> bytes, const std::string& source) {
+  if (bytes.size() > kMaxModelFileBytes)
+    throw ModelFormatError(source + ": " + std::to_string(bytes.size()) + " bytes, more than a model may have (" +
+                           std::to_string(kMaxModelFileBytes) + ")");
+  // JSON starts with '{' after optional white space; a serialized ONNX ModelProto starts
+  // with a protobuf field tag, never one of these bytes.
+  std::size_t i = 0;
+  while (i < bytes.size() && (bytes[i] == ' ' || bytes[i] == '\t' || bytes[i] == '\n' || bytes[i] == '\r')) ++i;
+  if (i < bytes.size() && bytes[i] == '{') return parse_json_model(detail::parse_json_bytes(bytes, source), source);
+  return parse_onnx(bytes, source);
 }
 
 }  // namespace veil::ml

@@ -68,7 +68,7 @@ std::string encode_segment(const std::string& s) {
 }  // namespace
 
 HttpError::HttpError(int status, std::string error, std::string detail, std::optional<unsigned> retry_after)
-    : std::runtime_error("HTTP " + std::to_string(status) + (error.empty() ? "" : " " + error) +
+    : veil::InputError("HTTP " + std::to_string(status) + (error.empty() ? "" : " " + error) +
                          (detail.empty() ? "" : ": " + detail)),
       status_(status),
       error_(std::move(error)),

@@ -157,7 +157,7 @@ TEST(Deploy, NetworkRoundTripRoundsTheOutputToItsStep) {
 TEST(Deploy, SaveRefusesToOverwriteUnlessAsked) {
   const Compiled c = compile_fixture("logreg_breast_cancer.json", "overwrite");
   EXPECT_THROW(c.dev.save(c.dir), DeployError);
-  EXPECT_NO_THROW(c.dev.save(c.dir, /*overwrite=*/true));
+  EXPECT_NO_THROW(c.dev.save(c.dir, {.overwrite = true}));
 }
 
 TEST(Deploy, FilesOfTwoCompilesAreRefusedWhenMixed) {

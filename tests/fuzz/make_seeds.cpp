@@ -94,7 +94,7 @@ void artifact_seeds(const fs::path& fixtures) {
   const ml::Matrix calibration = ml::load_matrix((fixtures / "data" / "breast_cancer_calib.csv").string()).first_columns(30);
   const deploy::ModelDev dev = deploy::ModelDev::compile(model, calibration);
   const fs::path dir = g_out / ".model";
-  dev.save(dir, /*overwrite=*/true);
+  dev.save(dir, {.overwrite = true});
   const Bytes circuit = deploy::read_zip_member(dir / deploy::kServerZip, "circuit.veil", std::uint64_t{64} << 20);
   put_both("circuit_frame", "compiled_circuit", circuit);
   put_both("circuit_frame", "circuit", circuit::serialize_circuit(dev.compiled().circuit));

@@ -27,14 +27,15 @@
 #include <stdexcept>
 #include <vector>
 
+#include "veil/error.hpp"
 #include "veil/circuit/analysis.hpp"
 #include "veil/circuit/circuit.hpp"
 
 namespace veil::circuit {
 
-class CircuitFormatError : public std::runtime_error {
+class CircuitFormatError : public veil::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using veil::InputError::InputError;
 };
 
 inline constexpr std::uint16_t kCircuitFormatMajor = 1;

@@ -34,14 +34,15 @@
 #include <string>
 #include <vector>
 
+#include "veil/error.hpp"
 #include "veil/circuit/fhe_executor.hpp"
 #include "veil/tfhe/keys.hpp"
 
 namespace veil::deploy {
 
-class EnvelopeError : public std::runtime_error {
+class EnvelopeError : public veil::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using veil::InputError::InputError;
 };
 
 inline constexpr std::uint16_t kEnvelopeMajor = 1;

@@ -1,4 +1,7 @@
-// The deployment API, mirroring Concrete ML's FHEModelDev / FHEModelClient / FHEModelServer:
+// The deploy layer, mirroring Concrete ML's FHEModelDev / FHEModelClient / FHEModelServer, with
+// the engine's types in view (compiled circuits, processing, key objects) for Veil's own CLI and
+// server. Programs that only deploy models use veil/veil.hpp, which hides all of that.
+//
 //   ModelDev     compiles a model with calibration data and saves the three artifacts
 //                (client.zip, server.zip, serialized_processing.json) into a directory;
 //   ModelClient  loads client.zip + serialized_processing.json, generates and keeps the
@@ -9,9 +12,9 @@
 // The artifact formats are in docs/formats/artifacts.md; keys and ciphertexts travel in
 // envelopes (envelope.hpp) stamped with the model id the three artifacts share.
 //
-// Errors: DeployError for anything wrong with files (missing, corrupted, another model's,
-// another version's), with a message naming the file and the problem; std::invalid_argument
-// for bad arguments (rows of the wrong width, bad options).
+// Errors: DeployError (a veil::InputError) for anything wrong with files or bytes (missing,
+// corrupted, another model's, another version's), with a message naming the file and the
+// problem; std::invalid_argument for bad arguments (rows of the wrong width, bad options).
 // Thread safety: ModelServer::run and load_evaluation_keys are safe to call concurrently;
 // ModelClient and ModelDev are single-threaded objects.
 #pragma once
@@ -28,6 +31,7 @@
 #include <vector>
 
 #include "veil/circuit/analysis.hpp"
+#include "veil/error.hpp"
 #include "veil/version.hpp"
 #include "veil/circuit/fhe_executor.hpp"
 #include "veil/deploy/envelope.hpp"
@@ -38,9 +42,9 @@
 
 namespace veil::deploy {
 
-class DeployError : public std::runtime_error {
+class DeployError : public veil::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using veil::InputError::InputError;
 };
 
 inline constexpr int kArtifactFormatMajor = 1;
@@ -71,6 +75,10 @@ struct DevOptions {
   circuit::CompileOptions compile;
 };
 
+struct SaveOptions {
+  bool overwrite = false;  // replace artifacts already in the directory
+};
+
 class ModelDev {
  public:
   // Quantizes, lowers, analyses and chooses parameters. Throws std::invalid_argument naming
@@ -81,8 +89,8 @@ class ModelDev {
                                 const DevOptions& options = {});
 
   // Writes DIR/client.zip, DIR/server.zip and DIR/serialized_processing.json (creating DIR),
-  // each atomically. Refuses (DeployError) when one exists and !overwrite.
-  void save(const std::filesystem::path& dir, bool overwrite = false) const;
+  // each atomically. Refuses (DeployError) when one exists and !options.overwrite.
+  void save(const std::filesystem::path& dir, const SaveOptions& options = {}) const;
 
   const circuit::CompiledCircuit& compiled() const { return compiled_; }
   const ml::Processing& processing() const { return processing_; }
@@ -102,18 +110,44 @@ struct KeySizes {
   std::uint64_t evaluation_keys_bytes = 0;  // the seeded file a client uploads
 };
 
+// A client's keys in memory: the secret key and the sealed evaluation-keys envelope.
+struct KeySet {
+  std::shared_ptr<const tfhe::SecretKeys> secret;
+  Bytes evaluation_keys;
+};
+
+struct KeyGenOptions {
+  // Replace the keys in the directory (another model's included) instead of reusing valid
+  // ones for this model.
+  bool replace_existing = false;
+  Progress progress;
+};
+
 class ModelClient {
  public:
   // Loads DIR/client.zip and DIR/serialized_processing.json and checks they share a model id.
   static ModelClient load(const std::filesystem::path& dir);
+  // The same from the two files' bytes, named in errors as given.
+  static ModelClient from_bytes(std::span<const std::uint8_t> client_zip, std::span<const std::uint8_t> processing_json,
+                                const std::string& zip_name = kClientZip, const std::string& processing_name = kProcessingJson);
 
   // Generates a secret key and the seeded evaluation keys into KEYDIR (secret.key with mode
-  // 0600, evaluation.keys), unless valid ones for this model are there already and !force.
-  // Returns the sizes. Keys for another model in KEYDIR are refused unless force.
-  KeySizes generate_keys(const std::filesystem::path& key_dir, bool force = false, const Progress& progress = {});
+  // 0600, evaluation.keys), unless valid ones for this model are there already and
+  // !options.replace_existing. Returns the sizes. Keys for another model in KEYDIR are refused
+  // unless replace_existing.
+  KeySizes generate_keys(const std::filesystem::path& key_dir, const KeyGenOptions& options = {});
+  // A fresh key set from the OS CSPRNG, in memory; use_keys makes it the client's.
+  KeySet make_keys(const Progress& progress = {}) const;
+  void use_keys(std::shared_ptr<const tfhe::SecretKeys> secret);
+  // Opens a secret-keys envelope of this model (EnvelopeError otherwise).
+  std::shared_ptr<const tfhe::SecretKeys> open_secret(std::span<const std::uint8_t> envelope) const;
+  Bytes seal_secret(const tfhe::SecretKeys& secret) const;
+  // Writes a key set into KEYDIR (created, mode 0700): secret.key (0600) and evaluation.keys.
+  void save_keys(const std::filesystem::path& key_dir, const KeySet& keys) const;
   // Loads the secret key from KEYDIR (checking the model id).
   void load_keys(const std::filesystem::path& key_dir);
   bool has_keys() const { return secret_ != nullptr; }
+  const std::shared_ptr<const tfhe::SecretKeys>& secret_keys() const { return secret_; }
   // The bytes of KEYDIR/evaluation.keys (checked to be this model's).
   static Bytes read_evaluation_keys(const std::filesystem::path& key_dir, const ModelId& model);
 
@@ -164,6 +198,8 @@ class ModelServer {
  public:
   // Loads DIR/server.zip (or the given .zip path).
   static ModelServer load(const std::filesystem::path& dir_or_zip);
+  // The same from server.zip's bytes; `source` names them in errors.
+  static ModelServer from_bytes(std::span<const std::uint8_t> server_zip, const std::string& source = "server.zip");
 
   // Parses and expands a client's evaluation-keys envelope; the result is shared across runs.
   // A levelled-only model returns null (it needs no keys). Throws EnvelopeError / DeployError.
@@ -195,6 +231,9 @@ ClientSpecs client_specs_from_json(const std::string& text, const std::string& s
 
 // Reads a member of a zip file (size-limited); throws DeployError naming the zip and member.
 Bytes read_zip_member(const std::filesystem::path& zip, const std::string& member, std::uint64_t max_bytes);
+// The same for a zip archive in memory, named `source` in errors.
+Bytes read_zip_member(std::span<const std::uint8_t> zip, const std::string& source, const std::string& member,
+                      std::uint64_t max_bytes);
 // Writes a zip atomically (temporary file + rename).
 void write_zip(const std::filesystem::path& zip, const std::vector<std::pair<std::string, Bytes>>& members);
 // Reads / writes a whole file (atomically: temporary + rename; `mode` for new files).

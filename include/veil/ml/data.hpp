@@ -17,11 +17,13 @@
 #include <string_view>
 #include <vector>
 
+#include "veil/error.hpp"
+
 namespace veil::ml {
 
-class DataError : public std::runtime_error {
+class DataError : public veil::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using veil::InputError::InputError;
 };
 
 // rows x cols, row-major.
@@ -30,6 +32,9 @@ struct Matrix {
   std::size_t cols = 0;
   std::vector<double> data;
   std::vector<std::string> column_names;  // from a CSV header; empty otherwise
+  // One row's shape when it has more than one dimension (an .npy image batch (N, C, H, W)
+  // gives {C, H, W}; cols is their product); empty otherwise.
+  std::vector<std::size_t> sample_shape;
 
   Matrix() = default;
   Matrix(std::size_t r, std::size_t c) : rows(r), cols(c), data(r * c, 0.0) {}
@@ -61,8 +66,9 @@ Matrix parse_csv(std::string_view text, const std::string& source = "<csv>", con
 Matrix load_csv(const std::string& path, const CsvOptions& options = {});
 
 // Parses a NumPy .npy file (format versions 1, 2 and 3): little- or big-endian float64,
-// float32, int64, int32, int16, int8, uint8..uint64 and bool; C or Fortran order; 1-D
-// (one column) or 2-D arrays. Throws DataError naming the file and what is wrong.
+// float32, int64, int32, int16, int8, uint8..uint64 and bool; C or Fortran order; rank 1
+// (one column) to 8 (the first dimension is rows, the others flatten row-major into one row
+// and stay in sample_shape). Throws DataError naming the file and what is wrong.
 Matrix parse_npy(std::span<const std::uint8_t> bytes, const std::string& source = "<npy>");
 Matrix load_npy(const std::string& path);
 

@@ -16,15 +16,17 @@
 #include <string>
 #include <vector>
 
+#include "veil/error.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include "veil/ml/model.hpp"
 
 namespace veil::ml {
 
-class ModelFormatError : public std::runtime_error {
+class ModelFormatError : public veil::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using veil::InputError::InputError;
 };
 
 // Largest model file an importer reads.
@@ -45,5 +47,8 @@ const std::vector<std::string>& supported_onnx_ops();
 // By content: ".onnx" files as ONNX, JSON with "format": "veil-sklearn" as scikit-learn,
 // JSON with a "learner" object as XGBoost.
 Model load_model(const std::string& path);
+// The same for a model's bytes in memory (JSON when they start with '{', ONNX otherwise);
+// `source` names them in errors.
+Model parse_model(std::span<const std::uint8_t> bytes, const std::string& source = "<model>");
 
 }  // namespace veil::ml

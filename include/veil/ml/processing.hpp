@@ -25,6 +25,8 @@
 #include <string>
 #include <vector>
 
+#include "veil/error.hpp"
+
 #include <nlohmann/json.hpp>
 
 #include "veil/circuit/tensor.hpp"
@@ -33,9 +35,9 @@
 
 namespace veil::ml {
 
-class ProcessingFormatError : public std::runtime_error {
+class ProcessingFormatError : public veil::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using veil::InputError::InputError;
 };
 
 // Major 2 added post_processing.complement: a reader of major 1 would misread such a file,

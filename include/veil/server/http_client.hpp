@@ -21,9 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "veil/error.hpp"
+
 namespace veil::server {
 
-class HttpError : public std::runtime_error {
+class HttpError : public veil::InputError {
  public:
   HttpError(int status, std::string error, std::string detail, std::optional<unsigned> retry_after);
   int status() const { return status_; }

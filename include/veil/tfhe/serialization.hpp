@@ -24,15 +24,16 @@
 #include <string>
 #include <vector>
 
+#include "veil/error.hpp"
 #include "veil/tfhe/entities.hpp"
 #include "veil/tfhe/keys.hpp"
 #include "veil/tfhe/parameters.hpp"
 
 namespace veil::tfhe {
 
-class FormatError : public std::runtime_error {
+class FormatError : public veil::InputError {
  public:
-  using std::runtime_error::runtime_error;
+  using veil::InputError::InputError;
 };
 
 inline constexpr std::uint16_t kFormatMajor = 1;
