@@ -386,7 +386,7 @@ struct HttpServer::Impl {
       return refusal(413, "body_too_large",
                      "the body has " + std::to_string(h.content_length) + " bytes; " + route.route + " accepts at most " +
                          std::to_string(limit) + " (the server's " +
-                         (route.route == "/v1/models/{name}/keys" ? "--max-key-bytes" : "--max-input-bytes") + ")");
+                         (route.route == "/v1/models/{name}/keys" ? "key upload" : "input") + " size limit)");
     }
     const bool upload = route.route == "/v1/models/{name}/keys";
     if (!upload && route.route != "/v1/models/{name}/predict") return std::nullopt;
@@ -542,7 +542,7 @@ struct HttpServer::Impl {
       if (s.total_bytes + body.size() > options.max_store_bytes)
         refuse(507, "store_full",
                "the key store holds " + std::to_string(s.total_bytes) + " bytes of keys; this upload would pass its limit of " +
-                   std::to_string(options.max_store_bytes) + " (--max-store-bytes): retry later");
+                   std::to_string(options.max_store_bytes) + ": retry later");
     }
     // Parse and expand in full: what is stored is known to load.
     std::shared_ptr<const tfhe::EvaluationKeys> keys;
@@ -751,7 +751,7 @@ struct HttpServer::Impl {
       } catch (const deploy::RunCancelled& e) {
         if (e.timed_out())
           refuse(413, "job_too_long",
-                 std::string(e.what()) + " (the server's --job-timeout is " +
+                 std::string(e.what()) + " (the server's time limit per job is " +
                      std::to_string(options.job_timeout.count() / 1000) + " s): send fewer rows per request");
         refuse(499, "client_closed", std::string(e.what()) + ": the client closed the connection");
       } catch (const deploy::EnvelopeError& e) {
@@ -798,7 +798,7 @@ struct HttpServer::Impl {
     const JobGateStats g = gate.stats();
     w.single("veil_fhe_jobs_running", "gauge", "FHE jobs (key expansions and model runs) running now.", g.running);
     w.single("veil_fhe_jobs_queued", "gauge", "Requests waiting for an FHE job slot.", g.waiting);
-    w.single("veil_fhe_job_slots", "gauge", "FHE job slots (--max-jobs).", static_cast<std::uint64_t>(options.max_jobs));
+    w.single("veil_fhe_job_slots", "gauge", "FHE job slots (max_jobs).", static_cast<std::uint64_t>(options.max_jobs));
     w.family("veil_fhe_jobs_rejected_total", "counter", "Requests refused with 503, by reason.");
     w.sample("veil_fhe_jobs_rejected_total", prometheus_label("reason", "queue_full"), g.rejected);
     w.sample("veil_fhe_jobs_rejected_total", prometheus_label("reason", "queue_timeout"), g.timed_out);
@@ -812,7 +812,7 @@ struct HttpServer::Impl {
     w.single("veil_key_cache_load_failures_total", "counter", "Key loads that failed.", c.load_failures);
     w.single("veil_key_cache_entries", "gauge", "Expanded key sets in memory.", c.entries);
     w.single("veil_key_cache_bytes", "gauge", "Bytes of expanded key sets in memory.", c.bytes);
-    w.single("veil_key_cache_budget_bytes", "gauge", "Byte budget of the key cache (--cache-bytes).", c.byte_budget);
+    w.single("veil_key_cache_budget_bytes", "gauge", "Byte budget of the key cache (cache_bytes).", c.byte_budget);
 
     std::optional<KeyStoreStats> s;
     try {
