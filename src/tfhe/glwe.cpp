@@ -3,6 +3,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/kernel_set.hpp"
+
 namespace veil::tfhe {
 
 GlweEncryptor::GlweEncryptor(const GlweSecretKey& key) : key_(key) {
@@ -98,6 +100,9 @@ ExternalProductScratch::ExternalProductScratch(const GgswShape& shape)
 
 namespace {
 
+// The bits Decomposer::round_to_top_bits keeps for a GGSW's decomposition.
+std::size_t kept_bits(const GgswShape& shape) { return shape.base_log.value * shape.level_count.value; }
+
 // out += GGSW [x] the GLWE whose component i the caller writes, rounded to the decomposition's
 // top bits (Decomposer::round_to_top_bits), by round_component(i, state). Every row's digit
 // spectrum first, then all output spectra in one pass over the rows, each written once.
@@ -139,42 +144,32 @@ void external_product_add_rounded(const GgswShape& shape, const double* fourier_
 void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
                           std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
   const std::size_t n = shape.polynomial_size.value;
-  const Decomposer decomposer(shape.base_log, shape.level_count);
+  const auto round = kernels::active_kernels().round_to_top_bits;
   external_product_add_rounded(
-      shape, fourier_ggsw,
-      [&](std::size_t i, Torus* state) {
-        const Torus* poly = in.data() + i * n;
-        for (std::size_t t = 0; t < n; ++t) state[t] = decomposer.round_to_top_bits(poly[t]);
-      },
+      shape, fourier_ggsw, [&](std::size_t i, Torus* state) { round(in.data() + i * n, n, kept_bits(shape), state); },
       out, scratch, prefetch);
 }
 
 void blind_rotation_step(const GgswShape& shape, const double* fourier_ggsw, std::size_t a, std::span<Torus> acc,
                          ExternalProductScratch& scratch, const double* prefetch) {
   const std::size_t n = shape.polynomial_size.value;
-  const Decomposer decomposer(shape.base_log, shape.level_count);
+  const auto round = kernels::active_kernels().round_monomial_minus_one;
   // The difference is rounded as it is formed; acc is only written after every component is
   // decomposed, so reading it here sees the step's input.
   external_product_add_rounded(
       shape, fourier_ggsw,
-      [&](std::size_t i, Torus* state) {
-        map_monomial_minus_one(acc.data() + i * n, n, a, state, [&](Torus x) { return decomposer.round_to_top_bits(x); });
-      },
-      acc, scratch, prefetch);
+      [&](std::size_t i, Torus* state) { round(acc.data() + i * n, n, a, kept_bits(shape), state); }, acc, scratch,
+      prefetch);
 }
 
 void multi_bit_blind_rotation_step(const GgswShape& shape, const double* group_block, std::size_t per_group,
                                    const std::size_t* exponents, std::span<Torus> acc, ExternalProductScratch& scratch) {
   const std::size_t n = shape.polynomial_size.value;
-  const Decomposer decomposer(shape.base_log, shape.level_count);
   const Fft& fft = Fft::get(shape.polynomial_size);
+  const auto round = kernels::active_kernels().round_to_top_bits;
   // acc is decomposed whole before the products are added to it.
   decompose_dot_add(
-      shape,
-      [&](std::size_t i, Torus* state) {
-        const Torus* poly = acc.data() + i * n;
-        for (std::size_t t = 0; t < n; ++t) state[t] = decomposer.round_to_top_bits(poly[t]);
-      },
+      shape, [&](std::size_t i, Torus* state) { round(acc.data() + i * n, n, kept_bits(shape), state); },
       [&](const double* spectra, double* out) {
         multi_bit_fourier_dot(fft, out, n, glwe_size(shape.glwe_dimension), spectra, n, shape.row_count(), group_block,
                               per_group, exponents);

@@ -39,7 +39,7 @@ AlignedVector<double> random_input(std::size_t points, std::uint64_t seed) {
 class Radix8Transform : public ::testing::TestWithParam<std::size_t> {
  protected:
   void SetUp() override {
-    if (!Radix8Fft::available()) GTEST_SKIP() << "built without AVX2 and FMA";
+    if (!Radix8Fft::available()) GTEST_SKIP() << "the active kernel set has no AVX2 and FMA";
   }
 };
 

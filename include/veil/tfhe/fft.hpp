@@ -9,7 +9,8 @@
 // imaginary parts to j + N/2.
 //
 // The N/2-point transform is Veil's own Radix8Fft for N <= kRadix8MaxPolynomialSize (it
-// carries the bootstrap-key prefetch of FftScratch) and FFTW above.
+// carries the bootstrap-key prefetch of FftScratch) where the active kernel set has it (AVX2
+// and FMA: veil/tfhe/isa.hpp), and FFTW above or without it.
 //
 // Two layouts of a spectrum (N doubles). Split: N/2 real parts followed by N/2 imaginary
 // parts (`forward`, `backward`). Interleaved: (re, im) pairs, as FFTW's AVX codelets and
@@ -26,11 +27,6 @@
 // transform takes the caller's FftScratch, so any number of threads may transform at once.
 #pragma once
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -71,7 +67,7 @@ class FftScratch {
 class Fft {
  public:
   // Transforms of N up to this size (N/2 complex points) run on Radix8Fft where it is
-  // compiled, larger ones on FFTW. Fastest of 7 runs per transform on machine B (µs, FFTW
+  // available, larger ones on FFTW. Fastest of 7 runs per transform on machine B (µs, FFTW
   // then Radix8Fft): 128 points 0.184 / 0.166, 256 0.312 / 0.336, 512 0.693 / 0.749, 1024
   // 1.77 / 2.05, 2048 4.29 / 5.87. So Veil's transform is about level up to 512 points,
   // where its key prefetch makes the PBS faster (BENCHMARKS.md), and slower above.
@@ -153,83 +149,12 @@ class Fft {
 // all interleaved spectra of `fourier_size` complex points, a_r at a + r * a_stride, b_(r,o)
 // at b + r * b_row_stride + o * b_out_stride, out_o at out + o * out_stride. When `next` is
 // given (laid out as b: the next GGSW of a bootstrap key), the same positions of it are
-// prefetched, one cache line per 4 points, row and output.
-//
-// Up to four outputs are computed together (see per_pass), so each digit vector is loaded and
-// shuffled once for all of them, and the products need no shuffle at all: with a = (ar, ai)
-// and b = (br, bi), p = sum a * b = (sum ar br, sum ai bi) and q = sum swap(a) * b =
-// (sum ai br, sum ar bi) are two FMAs per row, and re = p0 - p1, im = q0 + q1 come from one
-// horizontal add per output vector at the end. (Shuffling the key operand per row instead, four shuffles per two points,
-// was a sixth of a 4-bit PBS.) Each output is written once.
-namespace detail {
-template <std::size_t kOutputs>
-inline void fourier_dot_chunk(double* __restrict out, std::size_t out_stride, const double* __restrict a,
-                              std::size_t a_stride, std::size_t rows, const double* __restrict b, std::size_t b_row_stride,
-                              std::size_t b_out_stride, std::size_t fourier_size, const double* next) {
-  const std::size_t words = 2 * fourier_size;
-  std::size_t t = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-  const __m256d odd_sign = _mm256_set_pd(-0.0, 0.0, -0.0, 0.0);
-  for (; t + 4 <= words; t += 4) {
-    if (next != nullptr && t % 8 == 0)  // 8 doubles: one cache line
-      for (std::size_t r = 0; r < rows; ++r)
-        for (std::size_t o = 0; o < kOutputs; ++o) __builtin_prefetch(next + r * b_row_stride + o * b_out_stride + t, 0, 3);
-    __m256d p[kOutputs], q[kOutputs];
-    for (std::size_t o = 0; o < kOutputs; ++o) p[o] = q[o] = _mm256_setzero_pd();
-    for (std::size_t r = 0; r < rows; ++r) {
-      const __m256d av = _mm256_loadu_pd(a + r * a_stride + t);
-      const __m256d sv = _mm256_permute_pd(av, 0x5);  // (ai, ar) pairs
-      const double* br = b + r * b_row_stride + t;
-      for (std::size_t o = 0; o < kOutputs; ++o) {
-        const __m256d bv = _mm256_loadu_pd(br + o * b_out_stride);
-        p[o] = _mm256_fmadd_pd(av, bv, p[o]);
-        q[o] = _mm256_fmadd_pd(sv, bv, q[o]);
-      }
-    }
-    for (std::size_t o = 0; o < kOutputs; ++o)
-      _mm256_storeu_pd(out + o * out_stride + t, _mm256_hadd_pd(_mm256_xor_pd(p[o], odd_sign), q[o]));
-  }
-#else
-  (void)next;  // the scalar path leaves prefetching to the hardware
-#endif
-  for (; t + 2 <= words; t += 2) {
-    for (std::size_t o = 0; o < kOutputs; ++o) {
-      double re = 0.0, im = 0.0;
-      for (std::size_t r = 0; r < rows; ++r) {
-        const double* bp = b + r * b_row_stride + o * b_out_stride + t;
-        const double ar = a[r * a_stride + t], ai = a[r * a_stride + t + 1], br = bp[0], bi = bp[1];
-        re += ar * br - ai * bi;
-        im += ar * bi + ai * br;
-      }
-      out[o * out_stride + t] = re;
-      out[o * out_stride + t + 1] = im;
-    }
-  }
-}
-}  // namespace detail
-
-inline void fourier_dot_outputs(double* out, std::size_t out_stride, std::size_t outputs, const double* a,
-                                std::size_t a_stride, std::size_t rows, const double* b, std::size_t b_row_stride,
-                                std::size_t b_out_stride, std::size_t fourier_size, const double* next = nullptr) {
-  // Outputs per pass: as many as keep the key streams read at once (rows x outputs) at nine or
-  // fewer. More streams than that ran slower than one output a pass on machine B (k = 6,
-  // N = 256, seven rows: 8.6 ms a PBS with four outputs a pass, 7.1 with two, 6.5 with one),
-  // while the 4-bit set's three rows took all three outputs best (9.6 ms against 10.1 with two).
-  const std::size_t per_pass = std::clamp<std::size_t>(9 / std::max<std::size_t>(rows, 1), 1, 4);
-  for (std::size_t o = 0; o < outputs;) {
-    const std::size_t chunk = std::min(outputs - o, per_pass);
-    double* out_o = out + o * out_stride;
-    const double* b_o = b + o * b_out_stride;
-    const double* next_o = next != nullptr ? next + o * b_out_stride : nullptr;
-    switch (chunk) {
-      case 4: detail::fourier_dot_chunk<4>(out_o, out_stride, a, a_stride, rows, b_o, b_row_stride, b_out_stride, fourier_size, next_o); break;
-      case 3: detail::fourier_dot_chunk<3>(out_o, out_stride, a, a_stride, rows, b_o, b_row_stride, b_out_stride, fourier_size, next_o); break;
-      case 2: detail::fourier_dot_chunk<2>(out_o, out_stride, a, a_stride, rows, b_o, b_row_stride, b_out_stride, fourier_size, next_o); break;
-      default: detail::fourier_dot_chunk<1>(out_o, out_stride, a, a_stride, rows, b_o, b_row_stride, b_out_stride, fourier_size, next_o); break;
-    }
-    o += chunk;
-  }
-}
+// prefetched, one cache line per 4 points, row and output. Several outputs are computed per
+// pass over the digits, each output written once (src/tfhe/kernels/fourier_dot.inc says how).
+// Runs on the active kernel set (veil/tfhe/isa.hpp).
+void fourier_dot_outputs(double* out, std::size_t out_stride, std::size_t outputs, const double* a,
+                         std::size_t a_stride, std::size_t rows, const double* b, std::size_t b_row_stride,
+                         std::size_t b_out_stride, std::size_t fourier_size, const double* next = nullptr);
 
 // The multiply-add of a multi-bit blind-rotation step: for every output component o < parts,
 //   out_o = sum over b < per_group of (X^(e_b) - 1) * sum over r < rows of a_r * key_(b,r,o),

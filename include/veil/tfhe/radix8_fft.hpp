@@ -21,10 +21,6 @@
 // and the prefetch cursor it is given.
 #pragma once
 
-#if defined(__AVX2__) && defined(__FMA__)
-#include <immintrin.h>
-#endif
-
 #include <cstddef>
 #include <vector>
 
@@ -33,8 +29,9 @@
 namespace veil::tfhe {
 
 // A range of memory that a transform prefetches into L2 as it runs, kLinesPerIteration
-// cache lines per butterfly iteration, until the range is exhausted. Prefetches have no
-// architectural effect: a cursor changes timing, never a result.
+// cache lines per butterfly iteration, until the range is exhausted (the kernels that run
+// the transforms advance `next`: src/tfhe/kernels). Prefetches have no architectural
+// effect: a cursor changes timing, never a result.
 struct KeyStreamPrefetch {
   // Lines per butterfly iteration, measured (machine B, docs/BENCHMARKS.md): in a
   // stand-alone model of the 4-bit multi-bit rotation 1 to 4 lines were tried and 4 ran
@@ -51,16 +48,18 @@ struct KeyStreamPrefetch {
     end = next + bytes;
   }
   void clear() { next = end = nullptr; }
-  void step() {
-#if defined(__AVX2__) && defined(__FMA__)
-    for (int i = 0; i < kLinesPerIteration && next < end; ++i, next += 64) _mm_prefetch(next, _MM_HINT_T1);
-#endif
-  }
 };
 
 class Radix8Fft {
  public:
-  // True where the transform is compiled (AVX2 and FMA); elsewhere run() throws.
+  // One pass: its radix, the length of the sub-transforms it splits and its stride (the
+  // algorithm above), and where its twiddles start in the transform's table.
+  struct Stage {
+    std::size_t radix = 0, length = 0, stride = 0, twiddle_offset = 0;
+  };
+
+  // True where the active kernel set (veil/tfhe/isa.hpp) has the transform: AVX2 and FMA.
+  // Elsewhere run() throws.
   static bool available();
   // points: a power of two in [16, 65536]; sign -1 (forward, FFTW_FORWARD) or +1 (backward).
   // Throws std::invalid_argument otherwise.
@@ -74,13 +73,10 @@ class Radix8Fft {
   void run(const double* in, double* out, double* spare, KeyStreamPrefetch& prefetch) const;
 
  private:
-  struct Stage {
-    std::size_t radix = 0, length = 0, stride = 0;
-    AlignedVector<double> twiddles;
-  };
-
   int sign_;
   std::vector<Stage> stages_;
+  // Every stage's twiddles, the first stage's (read by aligned loads) at offset 0.
+  AlignedVector<double> twiddles_;
 };
 
 }  // namespace veil::tfhe
