@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "veil/tfhe/isa.hpp"
 #include "veil/tfhe/keys.hpp"
 #include "veil/tfhe/lwe.hpp"
 #include "veil/tfhe/parallel.hpp"
@@ -169,6 +170,8 @@ void bm_optimize(benchmark::State& state, unsigned bits, GroupingFactor grouping
 }
 
 int register_all() {
+  // The kernel set the figures are for: the CPU's best, or the one VEIL_ISA asks for.
+  benchmark::AddCustomContext("veil_isa", std::string(active_isa()));
   for (SetKind kind : {SetKind::kOptimized, SetKind::kMultiBit, SetKind::kReference}) {
     for (unsigned bits : {2u, 4u, 6u, 8u}) {
       const char* suffix = kind == SetKind::kReference ? "_ref128" : kind == SetKind::kMultiBit ? "_mb2" : "";
