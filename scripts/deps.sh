@@ -9,9 +9,10 @@ VEIL_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev
   libzip-dev zlib1g-dev libcli11-dev libcpp-httplib-dev libsqlite3-dev libpq-dev postgresql
+  # The Python package (python/) and its tests; torch is the largest (about 2 minutes to
+  # install on a fresh machine), and tools/make_fixtures.py uses the same set.
+  python3-dev pybind11-dev python3-numpy python3-pytest python3-sklearn python3-xgboost python3-torch python3-onnx
 )
-# Only tools/make_fixtures.py needs these (regenerating tests/fixtures/); builds and tests do not:
-#   apt-get install python3-sklearn python3-xgboost python3-torch python3-onnx
 
 # scripts/fuzz.sh adds these: clang with libFuzzer and the sanitizer runtimes.
 VEIL_FUZZ_PACKAGES=(clang-14 libclang-rt-14-dev)

@@ -1,185 +1,27 @@
 #!/usr/bin/env python3
-"""Exports a fitted scikit-learn estimator to Veil's scikit-learn JSON format.
+"""Exports a pickled, fitted scikit-learn estimator to Veil's scikit-learn JSON format, for
+`veil compile` (Python users call veil.compile on the estimator instead).
 
-The format is documented in docs/formats/sklearn_model.md. Supported estimators:
-LinearRegression, Ridge, Lasso, ElasticNet, LogisticRegression (binary, multinomial or
-one-vs-rest), LinearSVC, LinearSVR, DecisionTreeClassifier, DecisionTreeRegressor,
-RandomForestClassifier, RandomForestRegressor, and a Pipeline of StandardScaler or
-MinMaxScaler steps followed by one of them.
+    tools/export_sklearn.py MODEL.pkl OUT.json
 
-    from export_sklearn import export
-    export(fitted_estimator, "model.json")
-
-    tools/export_sklearn.py MODEL.pkl OUT.json      # a pickled fitted estimator
-
-Only the standard library, numpy and scikit-learn are used (Debian's python3-sklearn).
+The exporter is python/veil/sklearn_export.py, loaded here by path so that this tool runs
+without Veil's compiled extension.
 """
 
-import json
+import importlib.util
+import os
 import pickle
 import sys
 
-import numpy as np
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_spec = importlib.util.spec_from_file_location(
+    "veil_sklearn_export", os.path.join(_HERE, "..", "python", "veil", "sklearn_export.py"))
+sklearn_export = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(sklearn_export)
 
-FORMAT_NAME = "veil-sklearn"
-FORMAT_VERSION = "1.0"
-
-
-class ExportError(ValueError):
-    pass
-
-
-def _floats(a):
-    return [float(v) for v in np.asarray(a, dtype=np.float64).ravel()]
-
-
-def _classes(est):
-    classes = list(est.classes_)
-    out = []
-    for c in classes:
-        if isinstance(c, (np.integer, int)) and not isinstance(c, bool):
-            out.append(int(c))
-        elif isinstance(c, (np.floating, float)) and float(c).is_integer():
-            out.append(int(c))
-        else:
-            raise ExportError("class labels must be integers, got %r" % (c,))
-    return out
-
-
-def _scaler(step):
-    from sklearn.preprocessing import MinMaxScaler, StandardScaler
-
-    n = int(step.n_features_in_)
-    if isinstance(step, StandardScaler):
-        mean = step.mean_ if step.with_mean and step.mean_ is not None else np.zeros(n)
-        scale = step.scale_ if step.with_std and step.scale_ is not None else np.ones(n)
-        return {"type": "standard_scaler", "mean": _floats(mean), "scale": _floats(scale)}
-    if isinstance(step, MinMaxScaler):
-        if getattr(step, "clip", False):
-            raise ExportError("MinMaxScaler(clip=True) is not supported")
-        return {"type": "minmax_scaler", "scale": _floats(step.scale_), "min": _floats(step.min_)}
-    raise ExportError("unsupported pipeline step %s (supported: StandardScaler, MinMaxScaler)"
-                      % type(step).__name__)
-
-
-def _linear(est):
-    from sklearn.linear_model import (ElasticNet, Lasso, LinearRegression, LogisticRegression,
-                                      Ridge)
-    from sklearn.svm import LinearSVC, LinearSVR
-
-    name = type(est).__name__
-    coef = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
-    intercept = np.atleast_1d(np.asarray(est.intercept_, dtype=np.float64))
-    if intercept.size == 1 and coef.shape[0] > 1:
-        intercept = np.repeat(intercept, coef.shape[0])
-    model = {"type": "linear", "estimator": name, "coef": [_floats(r) for r in coef],
-             "intercept": _floats(intercept)}
-    if isinstance(est, (LinearRegression, Ridge, Lasso, ElasticNet, LinearSVR)):
-        model["task"] = "regression"
-        model["link"] = "identity"
-    elif isinstance(est, LogisticRegression):
-        model["task"] = "classification"
-        model["classes"] = _classes(est)
-        if coef.shape[0] == 1:
-            model["link"] = "sigmoid"
-        else:
-            multinomial = est.multi_class == "multinomial" or (
-                est.multi_class == "auto" and est.solver != "liblinear")
-            model["link"] = "softmax" if multinomial else "ovr_sigmoid"
-    elif isinstance(est, LinearSVC):
-        model["task"] = "classification"
-        model["classes"] = _classes(est)
-        model["link"] = "identity"
-    else:
-        raise ExportError("unsupported linear estimator %s" % name)
-    return model
-
-
-def _tree(tree, classifier):
-    t = tree.tree_
-    value = np.asarray(t.value, dtype=np.float64)  # [nodes, outputs, classes]
-    if value.shape[1] != 1:
-        raise ExportError("multi-output trees are not supported")
-    value = value[:, 0, :]
-    if classifier:
-        sums = value.sum(axis=1, keepdims=True)
-        sums[sums == 0] = 1.0
-        value = value / sums
-    left = [int(v) for v in t.children_left]
-    right = [int(v) for v in t.children_right]
-    feature = [int(f) if left[i] != -1 else -1 for i, f in enumerate(t.feature)]
-    threshold = [float(v) if left[i] != -1 else 0.0 for i, v in enumerate(t.threshold)]
-    values = [_floats(value[i]) if left[i] == -1 else [] for i in range(len(left))]
-    return {"feature": feature, "threshold": threshold, "left": left, "right": right,
-            "value": values}
-
-
-def _trees(est):
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
-
-    name = type(est).__name__
-    if isinstance(est, (DecisionTreeClassifier, DecisionTreeRegressor)):
-        members = [est]
-    elif isinstance(est, (RandomForestClassifier, RandomForestRegressor)):
-        members = list(est.estimators_)
-    else:
-        raise ExportError("unsupported tree estimator %s" % name)
-    classifier = isinstance(est, (DecisionTreeClassifier, RandomForestClassifier))
-    if classifier and np.ndim(est.classes_[0]) != 0:
-        raise ExportError("multi-output classifiers are not supported")
-    model = {"type": "tree_ensemble", "estimator": name,
-             "task": "classification" if classifier else "regression",
-             "aggregation": "mean", "comparison": "less_equal",
-             "trees": [_tree(m, classifier) for m in members]}
-    if classifier:
-        model["classes"] = _classes(est)
-        model["n_outputs"] = len(model["classes"])
-    else:
-        model["n_outputs"] = 1
-    return model
-
-
-def to_dict(estimator):
-    """Returns the JSON document (a dict) describing a fitted estimator."""
-    from sklearn.pipeline import Pipeline
-
-    preprocessing = []
-    est = estimator
-    if isinstance(estimator, Pipeline):
-        steps = [s for _, s in estimator.steps if s is not None and s != "passthrough"]
-        if not steps:
-            raise ExportError("empty pipeline")
-        preprocessing = [_scaler(s) for s in steps[:-1]]
-        est = steps[-1]
-    if not hasattr(est, "n_features_in_"):
-        raise ExportError("%s is not fitted" % type(est).__name__)
-    name = type(est).__name__
-    if name in ("DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier",
-                "RandomForestRegressor"):
-        model = _trees(est)
-    elif name in ("LinearRegression", "Ridge", "Lasso", "ElasticNet", "LogisticRegression",
-                  "LinearSVC", "LinearSVR"):
-        model = _linear(est)
-    else:
-        raise ExportError(
-            "unsupported estimator %s (supported: LinearRegression, Ridge, Lasso, ElasticNet, "
-            "LogisticRegression, LinearSVC, LinearSVR, DecisionTreeClassifier, "
-            "DecisionTreeRegressor, RandomForestClassifier, RandomForestRegressor, "
-            "Pipeline of StandardScaler/MinMaxScaler and one of them)" % name)
-    import sklearn
-    return {"format": FORMAT_NAME, "version": FORMAT_VERSION,
-            "producer": "sklearn " + sklearn.__version__,
-            "n_features": int(est.n_features_in_), "preprocessing": preprocessing,
-            "model": model}
-
-
-def export(estimator, path):
-    """Writes `estimator` (fitted) to `path` in Veil's scikit-learn JSON format."""
-    doc = to_dict(estimator)
-    with open(path, "w") as f:
-        json.dump(doc, f, separators=(",", ":"))
-        f.write("\n")
+ExportError = sklearn_export.ExportError
+export = sklearn_export.export
+to_dict = sklearn_export.to_dict
 
 
 def main(argv):
