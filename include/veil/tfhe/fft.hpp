@@ -117,7 +117,8 @@ class Fft {
   // spectrum -> coefficients (normalised: backward(forward(a)) == a up to rounding).
   // `spectrum` is used as input only.
   void backward(const double* spectrum, double* coefficients, FftScratch& scratch) const;
-  // out[j] = round(product) as an integer modulo 2^64 (for products of integers that are exact).
+  // out[j] = round(product) as an integer modulo 2^64, for products of integers that are exact
+  // and at most 2^51 in magnitude (SmallPolynomialMultiplier's are below 2^39).
   void backward_round_integer(const double* spectrum, Torus* out, FftScratch& scratch) const;
 
   ~Fft();
