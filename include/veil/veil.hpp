@@ -113,6 +113,7 @@ struct Statistics {
   std::size_t pbs_depth = 0;       // sequential waves of bootstraps
   double predicted_p_error = 0;    // probability that a row's circuit errs (0: no lookups)
   std::string parameters;          // the TFHE parameter set, in words
+  std::uint64_t evaluation_key_bytes = 0;  // what a client uploads once (seeded keys)
   std::vector<std::string> warnings;
   std::string text;                // all of the above in a few lines for people
 };

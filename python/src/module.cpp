@@ -65,6 +65,7 @@ py::dict to_dict(const veil::Statistics& s) {
   d["pbs_depth"] = s.pbs_depth;
   d["predicted_p_error"] = s.predicted_p_error;
   d["parameters"] = s.parameters;
+  d["evaluation_key_bytes"] = s.evaluation_key_bytes;
   d["warnings"] = s.warnings;
   d["text"] = s.text;
   return d;

@@ -132,6 +132,7 @@ def test_statistics_and_repr():
     assert s["total_pbs"] > 0 and s["total_pbs"] == sum(s["pbs_by_precision"].values())
     assert 0 < s["predicted_p_error"] < 1e-3
     assert "p=" in s["parameters"] and "total PBS" in s["text"]
+    assert s["evaluation_key_bytes"] > 10**6
     assert "classifier" in repr(model)
 
 

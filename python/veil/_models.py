@@ -129,8 +129,8 @@ class CompiledModel:
     @property
     def statistics(self) -> Dict[str, Any]:
         """PBS count (total and by lookup precision), levelled operations, PBS depth, the
-        parameter set, the predicted error probability per row, warnings, and all of it as
-        text."""
+        parameter set, the predicted error probability per row, the evaluation keys' size in
+        bytes (what a client uploads once), warnings, and all of it as text."""
         return self._core.statistics
 
     def _run(self, X: Any, fhe: FheMode) -> Dict[str, Any]:

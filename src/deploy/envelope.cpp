@@ -221,6 +221,11 @@ Bytes seal_evaluation_keys(const ModelId& model, const tfhe::SeededEvaluationKey
   return seal(EnvelopeKind::kEvaluationKeys, model, payload);
 }
 
+std::uint64_t evaluation_keys_envelope_bytes(const tfhe::ParameterSet& params, bool uses_bootstrapping) {
+  // seal_evaluation_keys: the presence byte, then the keys' frame behind its u64 length.
+  return kHeaderBytes + 1 + (uses_bootstrapping ? 8 + tfhe::seeded_evaluation_keys_bytes(params) : 0);
+}
+
 std::optional<tfhe::SeededEvaluationKeys> open_evaluation_keys(std::span<const std::uint8_t> bytes, const ModelId& model,
                                                                const tfhe::ParameterSet& params, std::uint64_t max_bytes) {
   const char* what = "evaluation keys";

@@ -62,8 +62,9 @@ Task task_of(const ml::Processing& p) {
   return p.task == ml::Task::kClassification ? Task::kClassification : Task::kRegression;
 }
 
-Statistics to_statistics(const circuit::CircuitStatistics& s) {
+Statistics to_statistics(const circuit::CircuitStatistics& s, const tfhe::ParameterSet& params, bool uses_bootstrapping) {
   Statistics out;
+  out.evaluation_key_bytes = deploy::evaluation_keys_envelope_bytes(params, uses_bootstrapping);
   out.total_pbs = s.total_pbs;
   for (const auto& [precision, pbs] : s.lookups_by_precision) out.pbs_by_precision.push_back({precision, pbs});
   out.levelled_ops = s.levelled_ops;
@@ -230,7 +231,10 @@ Predictions CompiledModel::predict(const Array& rows, Fhe fhe) const {
   throw std::invalid_argument("CompiledModel::predict: unknown Fhe mode");
 }
 
-Statistics CompiledModel::statistics() const { return to_statistics(self().dev->compiled().analysis.statistics); }
+Statistics CompiledModel::statistics() const {
+  const circuit::CompiledCircuit& c = self().dev->compiled();
+  return to_statistics(c.analysis.statistics, c.params, c.uses_bootstrapping);
+}
 std::string CompiledModel::model_id() const { return hex_id(self().dev->model_id()); }
 std::size_t CompiledModel::n_features() const { return self().dev->processing().n_features; }
 Task CompiledModel::task() const { return task_of(self().dev->processing()); }
@@ -352,7 +356,10 @@ std::vector<std::size_t> Client::input_shape() const {
 }
 Task Client::task() const { return task_of(self().model->processing()); }
 std::vector<std::int64_t> Client::classes() const { return self().model->processing().classes; }
-Statistics Client::statistics() const { return to_statistics(self().model->specs().statistics); }
+Statistics Client::statistics() const {
+  const deploy::ClientSpecs& specs = self().model->specs();
+  return to_statistics(specs.statistics, specs.signature.params, specs.signature.uses_bootstrapping);
+}
 
 // ---------------------------------------------------------------- ServerKeys, Server
 

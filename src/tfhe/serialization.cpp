@@ -841,6 +841,14 @@ Bytes serialize(const SeededEvaluationKeys& keys) {
   });
 }
 
+std::uint64_t seeded_evaluation_keys_bytes(const ParameterSet& params) {
+  const BootstrapKeyShape bsk = bootstrap_key_shape(params);
+  const std::uint64_t bsk_bodies = std::uint64_t{bsk.ggsw_count()} * bsk.ggsw.row_count() * bsk.ggsw.polynomial_size.value;
+  const std::uint64_t ksk_bodies = keyswitch_key_shape(params).ciphertext_count();
+  // The payloads of serialize(SeededEvaluationKeys): set, seeded BSK, seeded KSK.
+  return kHeaderBytes + parameter_set_payload_bytes(params) + (5 * 8 + 16 + bsk_bodies * 8) + (4 * 8 + 16 + ksk_bodies * 8);
+}
+
 SeededEvaluationKeys deserialize_seeded_evaluation_keys(std::span<const std::uint8_t> bytes,
                                                         const ParameterSet* expected_params,
                                                         std::uint64_t max_bytes) {

@@ -83,6 +83,9 @@ TEST_F(VeilApi, RolesOverBytesAgreeWithTheClearCircuit) {
   const Server server = Server::from_bytes(slurp(*dir_ / "server.zip"));
   EXPECT_TRUE(server.needs_evaluation_keys());
   const ServerKeys server_keys = server.load_keys(keys.evaluation_keys());
+  // Known before any key exists: what the client will upload, to the byte.
+  EXPECT_EQ(model_->statistics().evaluation_key_bytes, keys.evaluation_keys().size());
+  EXPECT_EQ(client.statistics().evaluation_key_bytes, keys.evaluation_keys().size());
   const RunResult run = server.run_with_stats(client.encrypt(rows), server_keys);
   EXPECT_EQ(run.rows, 4u);
   EXPECT_GT(run.pbs, 0);
@@ -167,6 +170,7 @@ TEST_F(VeilApi, AnotherModelsKeysAndAnswersAreRefused) {
                                                      features("breast_cancer_calib.csv", 100, 30));
   other.save(other_dir.string());
   EXPECT_FALSE(Server::load(other_dir.string()).needs_evaluation_keys());
+  EXPECT_EQ(other.statistics().evaluation_key_bytes, Client::load(other_dir.string()).generate_keys().evaluation_keys().size());
   Client mine = Client::load(dir_->string());
   Client theirs = Client::load(other_dir.string());
   const ClientKeys their_keys = theirs.generate_keys();

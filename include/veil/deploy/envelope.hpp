@@ -84,6 +84,8 @@ tfhe::SecretKeys open_secret_keys(std::span<const std::uint8_t> bytes, const Mod
 
 // `keys` null: a levelled-only model's (empty) evaluation keys.
 Bytes seal_evaluation_keys(const ModelId& model, const tfhe::SeededEvaluationKeys* keys);
+// The size of seal_evaluation_keys' result for a model of `params`, without making keys.
+std::uint64_t evaluation_keys_envelope_bytes(const tfhe::ParameterSet& params, bool uses_bootstrapping);
 // Returns nullopt for the empty form. Checks the keys' parameter set against `params`.
 std::optional<tfhe::SeededEvaluationKeys> open_evaluation_keys(std::span<const std::uint8_t> bytes, const ModelId& model,
                                                                const tfhe::ParameterSet& params,

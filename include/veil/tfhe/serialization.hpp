@@ -93,6 +93,8 @@ Bytes serialize(const LweKeyswitchKey& key, const ParameterSet& params);
 Bytes serialize(const SeededLweKeyswitchKey& key, const ParameterSet& params);
 // Parameter set + seeded BSK + seeded KSK in one frame: the evaluation-keys file a client sends.
 Bytes serialize(const SeededEvaluationKeys& keys);
+// The size of serialize(keys) for keys of `params`, without making any.
+std::uint64_t seeded_evaluation_keys_bytes(const ParameterSet& params);
 
 LweSecretKey deserialize_lwe_secret_key(std::span<const std::uint8_t> bytes, const ParameterSet& params,
                                         std::uint64_t max_bytes = kDefaultMaxBytes);
