@@ -2,7 +2,8 @@
 
 The format is documented in docs/formats/sklearn_model.md. Supported estimators:
 LinearRegression, Ridge, Lasso, ElasticNet, LogisticRegression (binary, multinomial or
-one-vs-rest), LinearSVC, LinearSVR, DecisionTreeClassifier, DecisionTreeRegressor,
+one-vs-rest), LinearSVC, LinearSVR, SGDClassifier, SGDRegressor, PoissonRegressor,
+GammaRegressor, TweedieRegressor, DecisionTreeClassifier, DecisionTreeRegressor,
 RandomForestClassifier, RandomForestRegressor, and a Pipeline of StandardScaler or
 MinMaxScaler steps followed by one of them.
 
@@ -56,9 +57,26 @@ def _scaler(step):
                       % type(step).__name__)
 
 
+def _glm_link(est):
+    """The link of a generalized linear regressor: scikit-learn's PoissonRegressor and
+    GammaRegressor predict exp(margin); TweedieRegressor follows its `link` (auto: identity for
+    power <= 0, log otherwise)."""
+    from sklearn.linear_model import TweedieRegressor
+
+    if isinstance(est, TweedieRegressor):
+        link = est.link
+        if link == "auto":
+            link = "identity" if est.power <= 0 else "log"
+        if link not in ("identity", "log"):
+            raise ExportError("TweedieRegressor(link=%r) is not supported (identity, log, auto)" % (link,))
+        return "exp" if link == "log" else "identity"
+    return "exp"
+
+
 def _linear(est):
-    from sklearn.linear_model import (ElasticNet, Lasso, LinearRegression, LogisticRegression,
-                                      Ridge)
+    from sklearn.linear_model import (ElasticNet, GammaRegressor, Lasso, LinearRegression,
+                                      LogisticRegression, PoissonRegressor, Ridge, SGDClassifier,
+                                      SGDRegressor, TweedieRegressor)
     from sklearn.svm import LinearSVC, LinearSVR
 
     name = type(est).__name__
@@ -68,9 +86,12 @@ def _linear(est):
         intercept = np.repeat(intercept, coef.shape[0])
     model = {"type": "linear", "estimator": name, "coef": [_floats(r) for r in coef],
              "intercept": _floats(intercept)}
-    if isinstance(est, (LinearRegression, Ridge, Lasso, ElasticNet, LinearSVR)):
+    if isinstance(est, (LinearRegression, Ridge, Lasso, ElasticNet, LinearSVR, SGDRegressor)):
         model["task"] = "regression"
         model["link"] = "identity"
+    elif isinstance(est, (PoissonRegressor, GammaRegressor, TweedieRegressor)):
+        model["task"] = "regression"
+        model["link"] = _glm_link(est)
     elif isinstance(est, LogisticRegression):
         model["task"] = "classification"
         model["classes"] = _classes(est)
@@ -84,6 +105,16 @@ def _linear(est):
         model["task"] = "classification"
         model["classes"] = _classes(est)
         model["link"] = "identity"
+    elif isinstance(est, SGDClassifier):
+        # One-vs-rest for several classes. With the logistic loss scikit-learn's probabilities
+        # are the sigmoids of the margins, normalised (binary: one sigmoid); with the other
+        # losses the scores are the decision function, as LinearSVC's.
+        model["task"] = "classification"
+        model["classes"] = _classes(est)
+        if est.loss in ("log_loss", "log"):
+            model["link"] = "sigmoid" if coef.shape[0] == 1 else "ovr_sigmoid"
+        else:
+            model["link"] = "identity"
     else:
         raise ExportError("unsupported linear estimator %s" % name)
     return model
@@ -134,6 +165,11 @@ def _trees(est):
     return model
 
 
+LINEAR_ESTIMATORS = ("LinearRegression", "Ridge", "Lasso", "ElasticNet", "LogisticRegression", "LinearSVC",
+                     "LinearSVR", "SGDClassifier", "SGDRegressor", "PoissonRegressor", "GammaRegressor",
+                     "TweedieRegressor")
+
+
 def to_dict(estimator):
     """Returns the JSON document (a dict) describing a fitted estimator."""
     from sklearn.pipeline import Pipeline
@@ -152,15 +188,13 @@ def to_dict(estimator):
     if name in ("DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier",
                 "RandomForestRegressor"):
         model = _trees(est)
-    elif name in ("LinearRegression", "Ridge", "Lasso", "ElasticNet", "LogisticRegression",
-                  "LinearSVC", "LinearSVR"):
+    elif name in LINEAR_ESTIMATORS:
         model = _linear(est)
     else:
         raise ExportError(
-            "unsupported estimator %s (supported: LinearRegression, Ridge, Lasso, ElasticNet, "
-            "LogisticRegression, LinearSVC, LinearSVR, DecisionTreeClassifier, "
+            "unsupported estimator %s (supported: %s, DecisionTreeClassifier, "
             "DecisionTreeRegressor, RandomForestClassifier, RandomForestRegressor, "
-            "Pipeline of StandardScaler/MinMaxScaler and one of them)" % name)
+            "Pipeline of StandardScaler/MinMaxScaler and one of them)" % (name, ", ".join(LINEAR_ESTIMATORS)))
     import sklearn
     return {"format": FORMAT_NAME, "version": FORMAT_VERSION,
             "producer": "sklearn " + sklearn.__version__,

@@ -1,0 +1,63 @@
+"""The linear family beyond the classic estimators: SGDClassifier (hinge and logistic loss,
+binary and one-vs-rest), SGDRegressor, and the generalized linear regressors whose log link
+the client applies (PoissonRegressor, GammaRegressor, TweedieRegressor)."""
+
+import numpy as np
+import pytest
+
+import veil
+from conftest import train_test
+
+
+def _pipeline(est):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(), est)
+
+
+@pytest.mark.parametrize("dataset", ["breast_cancer", "iris"])
+@pytest.mark.parametrize("loss", ["hinge", "log_loss", "modified_huber"])
+def test_sgd_classifier(dataset, loss):
+    from sklearn.linear_model import SGDClassifier
+
+    X, Xt, y, yt = train_test(dataset)
+    est = _pipeline(SGDClassifier(loss=loss, random_state=0)).fit(X, y)
+    model = veil.compile(est, X)
+    pred = model.predict(Xt)
+    # 8-bit inputs and weights: the labels are scikit-learn's but for rows next to a boundary.
+    assert np.mean(pred == est.predict(Xt)) >= 0.95
+    assert np.mean(pred == yt) >= np.mean(est.predict(Xt) == yt) - 0.03
+    if loss == "log_loss":
+        # Probabilities: close on average (a margin's rounding moves a steep sigmoid most).
+        assert np.mean(np.abs(model.predict_proba(Xt) - est.predict_proba(Xt))) < 0.02
+    np.testing.assert_array_equal(model.predict(Xt[:2], fhe="execute"), pred[:2])
+
+
+@pytest.mark.parametrize("name", ["SGDRegressor", "PoissonRegressor", "GammaRegressor", "Tweedie15", "Tweedie0"])
+def test_regressors(name):
+    from sklearn import linear_model
+
+    est = {"SGDRegressor": lambda: linear_model.SGDRegressor(random_state=0),
+           "PoissonRegressor": lambda: linear_model.PoissonRegressor(alpha=0.1),
+           "GammaRegressor": lambda: linear_model.GammaRegressor(alpha=0.1),
+           "Tweedie15": lambda: linear_model.TweedieRegressor(power=1.5, alpha=0.1),
+           "Tweedie0": lambda: linear_model.TweedieRegressor(power=0, alpha=0.1)}[name]()
+    X, Xt, y, _ = train_test("diabetes")
+    est = _pipeline(est).fit(X, y)
+    model = veil.compile(est, X)
+    pred, ref = model.predict(Xt), est.predict(Xt)
+    assert pred.shape == ref.shape
+    # The log link's exp amplifies the margin's quantization error: a few percent.
+    assert np.mean(np.abs(pred - ref)) / np.mean(np.abs(ref)) < 0.03
+    np.testing.assert_allclose(model.predict(Xt[:2], fhe="execute"), pred[:2])
+
+
+def test_unsupported_tweedie_link_is_refused():
+    from sklearn.linear_model import TweedieRegressor
+
+    X, _, y, _ = train_test("diabetes")
+    est = TweedieRegressor(power=1.5).fit(X, y)
+    est.link = "logit"  # not a link TweedieRegressor's predictions go through here
+    with pytest.raises(ValueError, match="link"):
+        veil.compile(est, X)
