@@ -61,3 +61,39 @@ def test_unsupported_tweedie_link_is_refused():
     est.link = "logit"  # not a link TweedieRegressor's predictions go through here
     with pytest.raises(ValueError, match="link"):
         veil.compile(est, X)
+
+
+@pytest.mark.parametrize("dataset,activation", [("breast_cancer", "relu"), ("iris", "tanh"), ("wine", "logistic")])
+def test_mlp_classifier(dataset, activation):
+    from sklearn.neural_network import MLPClassifier
+
+    X, Xt, y, yt = train_test(dataset)
+    est = _pipeline(MLPClassifier(hidden_layer_sizes=(16,), activation=activation, max_iter=2000,
+                                  random_state=0)).fit(X, y)
+    model = veil.compile(est, X)
+    assert model.is_classifier
+    pred = model.predict(Xt)
+    assert pred.dtype == est.classes_.dtype
+    # 6-bit networks: within 3 points of the float network's accuracy.
+    assert np.mean(pred == yt) >= np.mean(est.predict(Xt) == yt) - 0.03
+    assert model.predict_proba(Xt).shape == est.predict_proba(Xt).shape
+
+
+def test_mlp_classifier_with_string_labels_and_regressor():
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    X, Xt, y, yt = train_test("iris")
+    names = np.array(["setosa", "versicolor", "virginica"])
+    est = _pipeline(MLPClassifier(hidden_layer_sizes=(8,), max_iter=2000, random_state=0)).fit(X, names[y])
+    model = veil.compile(est, X)
+    assert set(model.predict(Xt)) <= set(names)
+    assert np.mean(model.predict(Xt) == names[yt]) >= 0.85
+
+    X, Xt, y, _ = train_test("diabetes")
+    reg = _pipeline(MLPRegressor(hidden_layer_sizes=(16,), max_iter=3000, random_state=0)).fit(X, y / 100)
+    model = veil.compile(reg, X)
+    assert not model.is_classifier
+    ref = reg.predict(Xt)
+    assert np.corrcoef(model.predict(Xt), ref)[0, 1] > 0.95
+    with pytest.raises(ValueError, match="outputs"):
+        veil.compile(MLPRegressor(hidden_layer_sizes=(4,), max_iter=50).fit(X, np.c_[y, y]), X)

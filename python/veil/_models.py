@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional, Union
 import numpy as np
 
 from . import _veil
-from . import sklearn_export
+from . import sklearn_export, sklearn_mlp
 
 FheMode = str  # "disable" | "simulate" | "execute"
 
@@ -109,9 +109,11 @@ class CompiledModel:
     """A model compiled into a TFHE circuit: predict in the clear, simulated or encrypted, and
     save the three deployment artifacts."""
 
-    def __init__(self, core: "_veil.CompiledModel", classes: Optional[np.ndarray] = None):
+    def __init__(self, core: "_veil.CompiledModel", classes: Optional[np.ndarray] = None,
+                 labels_are_indices: bool = False):
         self._core = core
         self._classes = classes
+        self._labels_are_indices = labels_are_indices
 
     @property
     def is_classifier(self) -> bool:
@@ -139,10 +141,12 @@ class CompiledModel:
         return self._core.predict(as_samples(X), fhe)
 
     def _labels(self, labels: np.ndarray) -> np.ndarray:
-        if self._classes is not None and len(self._classes) > 0:
-            # Veil's labels are the estimator's integer classes; give them in its own dtype.
-            return np.asarray(labels).astype(self._classes.dtype, copy=False)
-        return labels
+        if self._classes is None or len(self._classes) == 0:
+            return labels
+        if self._labels_are_indices:  # a network's label is the position of its class
+            return self._classes[np.asarray(labels, dtype=np.int64)]
+        # Veil's labels are the estimator's integer classes; give them in its own dtype.
+        return np.asarray(labels).astype(self._classes.dtype, copy=False)
 
     def predict(self, X: Any, fhe: FheMode = "disable") -> np.ndarray:
         """Labels for a classifier, values for a regressor (a 1-D array for one target), as
@@ -189,9 +193,14 @@ def compile(model: Any, X: Any, **options: Any) -> CompiledModel:  # noqa: A001 
         if not os.path.exists(path):
             raise ValueError("%s: no such model file" % path)
         return CompiledModel(_veil.CompiledModel.compile_file(path, calibration, opts))
+    labels_are_indices = False
     if _is_sklearn(model):
         try:
-            data = sklearn_export.to_json_bytes(model)
+            if sklearn_mlp.is_mlp(model):
+                data = sklearn_mlp.to_onnx_bytes(model)
+                labels_are_indices = True  # a network's classes are its output positions
+            else:
+                data = sklearn_export.to_json_bytes(model)
         except sklearn_export.ExportError as e:
             raise ValueError(str(e)) from None
     elif _is_xgboost(model):
@@ -201,4 +210,4 @@ def compile(model: Any, X: Any, **options: Any) -> CompiledModel:  # noqa: A001 
     else:
         raise ValueError("cannot compile a %s.%s: expected a scikit-learn estimator or Pipeline, an XGBoost "
                          "model, a torch.nn.Module or a model file path" % (type(model).__module__, type(model).__name__))
-    return CompiledModel(_veil.CompiledModel.compile_bytes(data, calibration, opts), _classes_of(model))
+    return CompiledModel(_veil.CompiledModel.compile_bytes(data, calibration, opts), _classes_of(model), labels_are_indices)
