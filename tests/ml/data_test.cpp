@@ -88,6 +88,30 @@ TEST(Npy, ReadsInt64Vector) {
   EXPECT_DOUBLE_EQ(m.at(0, 0), -1.0);
 }
 
+TEST(Npy, ImageBatchesFlattenEachSampleRowMajorInEitherOrder) {
+  // Shape (n, c, h, w) = (2, 2, 1, 3), element value 100 n + 10 c + w, written once in C
+  // order and once in Fortran order.
+  double c_order[12], f_order[12];
+  for (int n = 0; n < 2; ++n)
+    for (int c = 0; c < 2; ++c)
+      for (int w = 0; w < 3; ++w) {
+        const double v = 100 * n + 10 * c + w;
+        c_order[(n * 2 + c) * 3 + w] = v;
+        f_order[n + 2 * (c + 2 * (0 + 1 * w))] = v;  // first index fastest; the size-1 axis adds nothing
+      }
+  for (const auto& [data, fortran] : {std::pair{c_order, false}, std::pair{f_order, true}}) {
+    const Matrix m = parse_npy(npy("<f8", fortran, "(2, 2, 1, 3)", data, sizeof c_order));
+    ASSERT_EQ(m.rows, 2u);
+    ASSERT_EQ(m.cols, 6u);
+    EXPECT_EQ(m.sample_shape, (std::vector<std::size_t>{2, 1, 3}));
+    EXPECT_DOUBLE_EQ(m.at(1, 4), 111.0) << (fortran ? "fortran" : "C");  // n = 1, c = 1, w = 1
+    EXPECT_DOUBLE_EQ(m.at(0, 2), 2.0);
+  }
+  const double v[1] = {0};
+  EXPECT_THROW(parse_npy(npy("<f8", false, "()", v, sizeof v), "x.npy"), DataError);
+  EXPECT_THROW(parse_npy(npy("<f8", false, "(1, 1, 1, 1, 1, 1, 1, 1, 1)", v, sizeof v), "x.npy"), DataError);
+}
+
 TEST(Npy, TruncatedDataAndBadMagicAreRefused) {
   const double v[6] = {1, 2, 3, 4, 5, 6};
   auto bytes = npy("<f8", false, "(2, 3)", v, sizeof v);
