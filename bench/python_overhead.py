@@ -1,17 +1,15 @@
 #!/usr/bin/env python3
 """The Python package's overhead against the C++ API on the same work: encrypt 8 rows, run
-them, decrypt (tree_breast_cancer, keys made beforehand), through Concrete ML's deployment
-classes (veil.deployment) against veil::Client / veil::Server. Alternates veil_bench's
-deploy/api/tree_breast_cancer/round_trip/rows:8 with the same loop through `veil` in Python,
-ROUNDS times, and prints the medians and the overhead.
+them, decrypt (tree_breast_cancer, keys made beforehand). One iteration through Concrete
+ML's deployment classes (veil.deployment) alternates with one iteration of the same calls made
+by C++ alone (veil._veil._time_cpp_round_trip: veil::Client / veil::Server, no Python between
+them), so that both see the same machine; the overhead is the median of the pairs' ratios.
 
-    PYTHONPATH=build/python /usr/bin/python3 bench/python_overhead.py [ROUNDS]
+    PYTHONPATH=build/python /usr/bin/python3 bench/python_overhead.py [PAIRS]
 """
 
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,12 +17,11 @@ import time
 import numpy as np
 
 import veil
+from veil import _veil
 from veil.deployment import FHEModelClient, FHEModelServer
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-BENCH = os.path.join(ROOT, "build", "bench", "veil_bench")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-NAME = "deploy/api/tree_breast_cancer/round_trip/rows:8"
 
 
 def features(file, rows):
@@ -32,18 +29,8 @@ def features(file, rows):
     return a[:rows, :30]
 
 
-def cpp_ms():
-    out = subprocess.run([BENCH, "--benchmark_filter=^" + NAME + "/", "--benchmark_format=json",
-                          "--benchmark_repetitions=5", "--benchmark_report_aggregates_only=true"],
-                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    for b in json.loads(out)["benchmarks"]:
-        if b.get("aggregate_name") == "median":
-            return b["real_time"]
-    raise RuntimeError("no median in veil_bench's output")
-
-
 def main():
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    pairs = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     with tempfile.TemporaryDirectory() as d:
         model = veil.compile(os.path.join(FIXTURES, "models", "tree_breast_cancer.json"),
                              features("breast_cancer_calib.csv", 1000))
@@ -53,23 +40,27 @@ def main():
         server = FHEModelServer(d)
         x = features("breast_cancer_test.csv", 8)
 
-        def python_ms(repetitions=5):
-            times = []
-            for _ in range(repetitions):
-                t0 = time.perf_counter()
-                client.deserialize_decrypt_dequantize(server.run(client.quantize_encrypt_serialize(x), keys))
-                times.append((time.perf_counter() - t0) * 1000)
-            return statistics.median(times)
+        def python_ms():
+            t0 = time.perf_counter()
+            client.deserialize_decrypt_dequantize(server.run(client.quantize_encrypt_serialize(x), keys))
+            return (time.perf_counter() - t0) * 1000
 
-        python_ms(1)  # warm-up
+        python_ms()  # warm-up, and the server's key cache
+        cpp_args = (client._client, server._server, server._keys(keys), x)
         cpp, py = [], []
-        for _ in range(rounds):
-            cpp.append(cpp_ms())
-            py.append(python_ms())
-        c, p = statistics.median(cpp), statistics.median(py)
-        print("C++ API  %.1f ms (round medians %s)" % (c, ", ".join("%.1f" % v for v in cpp)))
-        print("Python   %.1f ms (round medians %s)" % (p, ", ".join("%.1f" % v for v in py)))
-        print("overhead %+.2f %%" % ((p / c - 1) * 100))
+        for i in range(pairs):
+            if i % 2 == 0:  # alternate which goes first
+                cpp.append(_veil._time_cpp_round_trip(*cpp_args))
+                py.append(python_ms())
+            else:
+                py.append(python_ms())
+                cpp.append(_veil._time_cpp_round_trip(*cpp_args))
+        ratios = sorted(b / a for a, b in zip(cpp, py))
+        print("pairs %d: C++ API median %.1f ms [%.1f-%.1f], Python median %.1f ms [%.1f-%.1f]"
+              % (pairs, statistics.median(cpp), min(cpp), max(cpp), statistics.median(py), min(py), max(py)))
+        q = len(ratios) // 4
+        print("overhead %+.2f %% (median of the pairs' ratios; middle half %+.2f to %+.2f %%)"
+              % ((statistics.median(ratios) - 1) * 100, (ratios[q] - 1) * 100, (ratios[-q - 1] - 1) * 100))
 
 
 if __name__ == "__main__":

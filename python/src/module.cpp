@@ -8,6 +8,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -243,6 +244,18 @@ PYBIND11_MODULE(_veil, m) {
       .def_property_readonly("is_classifier", [](const veil::Client& c) { return c.task() == veil::Task::kClassification; })
       .def_property_readonly("classes", &veil::Client::classes)
       .def_property_readonly("statistics", [](const veil::Client& c) { return to_dict(c.statistics()); });
+
+  // For bench/python_overhead.py: the same round trip as a Python loop over this module,
+  // done by C++ alone (encrypt, run, decrypt), so that the two can alternate in one process.
+  m.def("_time_cpp_round_trip", [](const veil::Client& client, const veil::Server& server, const veil::ServerKeys& keys,
+                                   const FloatArray& x) {
+    const veil::Array rows = to_array(x);
+    py::gil_scoped_release release;
+    const auto t0 = std::chrono::steady_clock::now();
+    const veil::Predictions p = client.decrypt(server.run(client.encrypt(rows), keys));
+    (void)p;
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  });
 
   py::class_<veil::ServerKeys>(m, "ServerKeys").def_property_readonly("model_id", &veil::ServerKeys::model_id);
 
