@@ -135,7 +135,7 @@ class CompiledModel {
   // each atomically. With Overwrite::kRefuse an existing artifact is an InputError.
   void save(const std::string& dir, Overwrite overwrite = Overwrite::kRefuse) const;
 
-  // Predictions for rows (shape (N, features...) as the model takes them). kExecute makes
+  // Predictions for rows (as Client::encrypt takes them: (N, ...) or one sample). kExecute makes
   // keys on first use (seconds for models with lookups) and keeps them for later calls.
   Predictions predict(const Array& rows, Fhe fhe = Fhe::kDisable) const;
 
@@ -215,7 +215,9 @@ class Client {
   void save_keys(const std::string& dir, Overwrite overwrite = Overwrite::kRefuse) const;
   ClientKeys load_keys(const std::string& dir);
 
-  // Quantizes and encrypts rows (shape (N, features...)); one input envelope for all rows.
+  // Quantizes and encrypts rows: shape (N, ...) with N samples of input_shape() (or any shape
+  // with as many values per sample), or one sample of exactly input_shape(); one input
+  // envelope for all rows.
   // REQUIRES keys (std::logic_error otherwise); std::invalid_argument for a wrong width.
   Bytes encrypt(const Array& rows) const;
   // Decrypts an output envelope and post-processes it into predictions. InputError for
@@ -225,7 +227,7 @@ class Client {
   bool has_keys() const;
   std::string model_id() const;
   std::size_t n_features() const;
-  std::vector<std::size_t> input_shape() const;  // one sample's shape
+  std::vector<std::size_t> input_shape() const;  // one sample's shape, e.g. (30,) or (1, 8, 8)
   Task task() const;
   std::vector<std::int64_t> classes() const;     // classifiers' labels, in score order
   Statistics statistics() const;

@@ -136,6 +136,19 @@ def test_statistics_and_repr():
     assert "classifier" in repr(model)
 
 
+def test_image_rows_one_sample_and_shape_errors():
+    Xc, _ = dataset("digits", "calib")
+    model = veil.compile(os.path.join(FIXTURES, "models", "tinycnn_digits.onnx"), Xc.reshape(-1, 1, 8, 8))
+    images = Xc[:3].reshape(-1, 1, 8, 8)
+    expected = model.predict(images)
+    # Flat rows of 64 values, and one image without its batch dimension, are the same samples.
+    np.testing.assert_array_equal(model.predict(Xc[:3]), expected)
+    np.testing.assert_array_equal(model.predict(images[1]), expected[1:2])
+    with pytest.raises(ValueError, match=r"rows of shape \(3, 1, 7, 7\) hold 49 values per sample; the model takes "
+                                         r"samples of shape \(1, 8, 8\)"):
+        model.predict(np.zeros((3, 1, 7, 7)))
+
+
 def test_any_float_dtype_and_order():
     Xc, _ = dataset("breast_cancer", "calib")
     model = veil.compile(os.path.join(FIXTURES, "models", "logreg_breast_cancer.json"), Xc)
@@ -164,7 +177,7 @@ def test_bad_input_raises_value_errors(workdir):
     with pytest.raises(ValueError, match="bad.json"):
         veil.compile(bad, Xc)
     model = veil.compile(os.path.join(FIXTURES, "models", "logreg_breast_cancer.json"), Xc)
-    with pytest.raises(ValueError, match="29 values per sample, the model takes 30"):
+    with pytest.raises(ValueError, match=r"rows of shape \(2, 29\) hold 29 values per sample; the model takes samples of shape \(30,\)"):
         model.predict(Xc[:2, :29])
     with pytest.raises(ValueError, match="scalar"):
         model.predict(3.0)

@@ -27,22 +27,43 @@ std::size_t product(std::span<const std::size_t> dims, const char* what) {
   return n;
 }
 
-// Rows for the ml layer: one row per sample, the sample flattened row-major.
-ml::Matrix to_matrix(const Array& a, std::size_t n_features) {
+std::string shape_text(std::span<const std::size_t> shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+// Rows for the ml layer: one row per sample, the sample flattened row-major. `sample` is one
+// sample's shape as the model takes it (empty: any width, for calibration sets); an array of
+// exactly that shape is one sample without its batch dimension.
+ml::Matrix to_matrix(const Array& a, std::span<const std::size_t> sample) {
   if (a.shape.empty()) throw std::invalid_argument("rows: an array without a shape");
   if (a.values.size() != product(a.shape, "rows"))
     throw std::invalid_argument("rows: " + std::to_string(a.values.size()) + " values for a shape holding " +
                                 std::to_string(product(a.shape, "rows")));
-  const std::size_t width = a.row_size();
-  if (n_features != 0 && width != n_features)
-    throw std::invalid_argument("rows: " + std::to_string(width) + " values per sample, the model takes " +
-                                std::to_string(n_features));
+  const std::size_t n_features = sample.empty() ? 0 : product(sample, "model input");
+  const bool one_sample = !sample.empty() && a.shape.size() == sample.size() && a.shape.size() > 1 &&
+                          std::equal(a.shape.begin(), a.shape.end(), sample.begin());
   ml::Matrix m;
-  m.rows = a.rows();
-  m.cols = width;
+  m.rows = one_sample ? 1 : a.rows();
+  m.cols = one_sample ? n_features : a.row_size();
+  if (n_features != 0 && m.cols != n_features)
+    throw std::invalid_argument("rows of shape " + shape_text(a.shape) + " hold " + std::to_string(m.cols) +
+                                " values per sample; the model takes samples of shape " + shape_text(sample) + " (" +
+                                std::to_string(n_features) + " values): give (N, " +
+                                shape_text(sample).substr(1));
   m.data = a.values;
-  if (a.shape.size() > 2) m.sample_shape.assign(a.shape.begin() + 1, a.shape.end());
+  if (!one_sample && a.shape.size() > 2) m.sample_shape.assign(a.shape.begin() + 1, a.shape.end());
   return m;
+}
+
+// One sample's shape as the model takes it: the circuit input's shape without its leading
+// batch dimension of 1 (a flat model: (n_features,)).
+std::vector<std::size_t> sample_shape(const ml::Processing& p) {
+  std::vector<std::size_t> shape(p.input_shape.begin(), p.input_shape.end());
+  if (shape.size() > 1 && shape.front() == 1) shape.erase(shape.begin());
+  if (product(shape, "model input") != p.n_features) shape = {p.n_features};
+  return shape;
 }
 
 Array from_matrix(const ml::Matrix& m) {
@@ -173,14 +194,14 @@ VEIL_HANDLE_MEMBERS(CompiledModel)
 
 CompiledModel CompiledModel::compile(const std::string& model_path, const Array& calibration, const CompileOptions& options) {
   const ml::Model model = ml::load_model(model_path);
-  const ml::Matrix rows = to_matrix(calibration, 0);
+  const ml::Matrix rows = to_matrix(calibration, {});
   return CompiledModel(new Impl{std::make_shared<const deploy::ModelDev>(deploy::ModelDev::compile(model, rows, dev_options(options)))});
 }
 
 CompiledModel CompiledModel::compile(std::span<const std::uint8_t> model_bytes, const Array& calibration,
                                      const CompileOptions& options) {
   const ml::Model model = ml::parse_model(model_bytes, "model");
-  const ml::Matrix rows = to_matrix(calibration, 0);
+  const ml::Matrix rows = to_matrix(calibration, {});
   return CompiledModel(new Impl{std::make_shared<const deploy::ModelDev>(deploy::ModelDev::compile(model, rows, dev_options(options)))});
 }
 
@@ -190,7 +211,7 @@ void CompiledModel::save(const std::string& dir, Overwrite overwrite) const {
 
 Predictions CompiledModel::predict(const Array& rows, Fhe fhe) const {
   const deploy::ModelDev& dev = *self().dev;
-  const ml::Matrix m = to_matrix(rows, dev.processing().n_features);
+  const ml::Matrix m = to_matrix(rows, sample_shape(dev.processing()));
   const Task task = task_of(dev.processing());
   switch (fhe) {
     case Fhe::kDisable:
@@ -339,7 +360,7 @@ ClientKeys Client::load_keys(const std::string& dir) {
 
 Bytes Client::encrypt(const Array& rows) const {
   const deploy::ModelClient& client = self().with_keys();
-  return client.quantize_encrypt_serialize(to_matrix(rows, client.processing().n_features));
+  return client.quantize_encrypt_serialize(to_matrix(rows, sample_shape(client.processing())));
 }
 
 Predictions Client::decrypt(std::span<const std::uint8_t> output) const {
@@ -350,10 +371,7 @@ Predictions Client::decrypt(std::span<const std::uint8_t> output) const {
 bool Client::has_keys() const { return self().keyed != nullptr; }
 std::string Client::model_id() const { return hex_id(self().model->model_id()); }
 std::size_t Client::n_features() const { return self().model->processing().n_features; }
-std::vector<std::size_t> Client::input_shape() const {
-  const auto& shape = self().model->processing().input_shape;
-  return std::vector<std::size_t>(shape.begin(), shape.end());
-}
+std::vector<std::size_t> Client::input_shape() const { return sample_shape(self().model->processing()); }
 Task Client::task() const { return task_of(self().model->processing()); }
 std::vector<std::int64_t> Client::classes() const { return self().model->processing().classes; }
 Statistics Client::statistics() const {
