@@ -4,8 +4,8 @@
 // are compiled for baseline x86-64, for AVX2 with FMA and for AVX-512 (F, BW, DQ, VL, VBMI),
 // and the engine's first use picks the best set the CPU and its OS support. The environment
 // variable VEIL_ISA=portable|avx2|avx512 asks for a lower set instead (to test or compare
-// them on one machine); results agree across sets within the FFT rounding the noise model
-// counts. Other architectures have the portable set only.
+// them on one machine; unset or empty: the best); results agree across sets within the FFT
+// rounding the noise model counts. Other architectures have the portable set only.
 #pragma once
 
 #include <string_view>
