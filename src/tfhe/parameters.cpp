@@ -442,12 +442,12 @@ double blind_rotation_step_cost(GroupingFactor grouping, GlweDimension glwe_dime
   // the products of the k+1 outputs by X^e_b - 1. The multiply-adds weigh
   // kMultiBitProductWeight: they stream 2^d - 1 times a classical step's key from memory,
   // where a classical step's key is partly prefetched during its transforms. The weight is
-  // calibrated on machine B (BENCHMARKS.md): measured multi-bit / classical PBS times of
+  // calibrated on machine B (docs/perf-log.md): measured multi-bit / classical PBS times of
   // 1.19, 0.90 and 0.89 at 2, 4 and 6 bits, which the model with weight 2 puts at 1.13, 0.96
   // and 0.83 -- the same side of 1 each time, which is what the choice of d needs. Since
   // the transforms carry the key prefetch (2026-12-04) the measured ratios are 0.73, 0.73 and
   // 0.72, so at 2 bits this weight now picks the slower rotation; re-fitting it moves the ML
-  // lowering's choices and waits for that work (BENCHMARKS.md, "Which d").
+  // lowering's choices and waits for that work (docs/perf-log.md, "Which d").
   constexpr double kMultiBitProductWeight = 2.0;
   return k1 * l * big_n * log_n + k1 * big_n * log_n +
          kMultiBitProductWeight * products * (k1 * k1 * l * big_n + k1 * big_n);

@@ -203,7 +203,7 @@ TEST(TreeLowering, NeighbourReadsPutTheComparisonsOnTheLeafLookupsSet) {
 
 // predict_simulated: trees with exact comparisons read nothing approximately and predict
 // exactly as in the clear; a network's approximate reads are drawn with FHE's noise,
-// reproducibly per seed, and change few labels (the FHE runs of BENCHMARKS.md changed 1 % to
+// reproducibly per seed, and change few labels (the FHE runs of docs/perf-log.md changed 1 % to
 // 7 % on their rows).
 TEST(Simulation, DrawsOnlyTheApproximateReads) {
   {

@@ -620,7 +620,7 @@ TEST(Optimizer, ConstraintsWithTheirOwnErrorProbability) {
 
 // Multi-bit sets: n even, the noise target met by the public model, and the automatic choice
 // the cheaper of the two searches under the cost model (at 2 bits the classical set, at 4 and
-// 6 the multi-bit one, as measured on machine B: BENCHMARKS.md).
+// 6 the multi-bit one, as measured on machine B: docs/perf-log.md).
 TEST(Optimizer, MultiBitAndAutomaticGrouping) {
   for (unsigned bits : {2u, 4u, 6u}) {
     OptimizerOptions one, two, either;

@@ -109,7 +109,7 @@ struct QuantizationOptions {
   // parameter set then follows the leaf lookups, which compile_model narrows to the
   // cheapest group width, instead of the comparisons' input bits: at 6 bits the 4-bit set
   // instead of the 6-bit one. The clear predictions are the same; FHE's differ from them only
-  // where a feature's code is next to a threshold (docs/BENCHMARKS.md measures how often).
+  // where a feature's code is next to a threshold (docs/perf-log.md measures how often).
   unsigned tree_comparison_neighbour_log2 = 10;
   // Networks.
   unsigned network_input_bits = 6;
@@ -146,7 +146,7 @@ struct QuantizationOptions {
   // neighbouring step's entry with probability up to 2^-n, on top of approximate rounding's
   // neighbour near a tie (circuit neighbour reads; each table gets a box of margin at either
   // end, so the rounding keeps 2^p - 2 values of the calibrated range). The set then needs
-  // no 2^-40 reads at the lookups' precision: cheaper PBS (docs/BENCHMARKS.md measures the
+  // no 2^-40 reads at the lookups' precision: cheaper PBS (docs/perf-log.md measures the
   // accuracy). 0: the reads are as exact as the error target makes them.
   unsigned network_neighbour_log2 = 10;
   std::map<std::string, unsigned> activation_bits_per_node;  // by ONNX node name

@@ -226,7 +226,7 @@ struct SeededLweBootstrapKey {
 //    every GGSW b, row r and component o, the 4 doubles of that spectrum at c, at
 //    ((c * 3 + b) * rows + r) * (k+1) + o, times 4. The multi-bit multiply-add reads the 27
 //    spectra of the 4-bit set's group at once; as 27 streams 8 KB apart they ran at a third
-//    of the bandwidth one sequential stream gets (BENCHMARKS.md).
+//    of the bandwidth one sequential stream gets (docs/perf-log.md).
 class FourierBootstrapKey {
  public:
   explicit FourierBootstrapKey(const BootstrapKeyShape& shape) : shape_(shape), data_(shape.words(), 0.0) {}

@@ -70,7 +70,7 @@ class Fft {
   // available, larger ones on FFTW. Fastest of 7 runs per transform on machine B (µs, FFTW
   // then Radix8Fft): 128 points 0.184 / 0.166, 256 0.312 / 0.336, 512 0.693 / 0.749, 1024
   // 1.77 / 2.05, 2048 4.29 / 5.87. So Veil's transform is about level up to 512 points,
-  // where its key prefetch makes the PBS faster (BENCHMARKS.md), and slower above.
+  // where its key prefetch makes the PBS faster (docs/perf-log.md), and slower above.
   static constexpr std::size_t kRadix8MaxPolynomialSize = 1024;
 
   // The process-wide transform for N (a power of two in [256, 65536]); created on first use

@@ -4,7 +4,7 @@
 // Why it exists. A single PBS streams the whole Fourier bootstrap key (90 MB for the 4-bit
 // multi-bit set) once, and profiling put that stream at about half of the PBS: the
 // multiply-add waits on memory while the transforms before and after it leave the memory
-// system idle (docs/BENCHMARKS.md). FFTW's codelets cannot carry other work, so the key
+// system idle (docs/perf-log.md). FFTW's codelets cannot carry other work, so the key
 // could not be fetched while they ran. These transforms issue a few cache-line prefetches
 // (to L2) per butterfly iteration from a caller-given range: the blind rotation points that
 // range at the key block of its next step, which then arrives while the transforms compute.
@@ -33,7 +33,7 @@ namespace veil::tfhe {
 // the transforms advance `next`: src/tfhe/kernels). Prefetches have no architectural
 // effect: a cursor changes timing, never a result.
 struct KeyStreamPrefetch {
-  // Lines per butterfly iteration, measured (machine B, docs/BENCHMARKS.md): in a
+  // Lines per butterfly iteration, measured (machine B, docs/perf-log.md): in a
   // stand-alone model of the 4-bit multi-bit rotation 1 to 4 lines were tried and 4 ran
   // fastest; in the real 4-bit PBS 4 and 6 ran alike and 8 slower (the butterflies stall on
   // the core's outstanding misses), and the classical set ran better with 4. Prefetching
