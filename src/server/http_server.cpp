@@ -24,6 +24,8 @@
 #include "job_gate.hpp"
 #include "metrics.hpp"
 #include "veil/deploy/model.hpp"
+#include "veil/tfhe/isa.hpp"
+#include "veil/version.hpp"
 
 namespace veil::server {
 namespace {
@@ -794,6 +796,16 @@ struct HttpServer::Impl {
 
   std::string metrics_text() const {
     PrometheusWriter w;
+    // Which build answers, and which kernel set its engine chose (or VEIL_ISA forced).
+    w.family("veil_build_info", "gauge", "Veil's version and the engine's kernel set; the value is 1.");
+    std::string kernels;
+    try {
+      kernels = tfhe::active_isa();
+    } catch (const std::exception&) {  // an invalid VEIL_ISA: the engine refuses it at its first use
+      kernels = "invalid";
+    }
+    w.sample("veil_build_info", prometheus_label("version", veil::kVersion) + "," + prometheus_label("kernels", kernels),
+             std::uint64_t{1});
     metrics.write(w);
     const JobGateStats g = gate.stats();
     w.single("veil_fhe_jobs_running", "gauge", "FHE jobs (key expansions and model runs) running now.", g.running);

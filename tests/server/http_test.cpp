@@ -30,6 +30,8 @@
 #include "veil/ml/importers.hpp"
 #include "veil/server/http_client.hpp"
 #include "veil/server/http_server.hpp"
+#include "veil/tfhe/isa.hpp"
+#include "veil/version.hpp"
 
 namespace veil::server {
 namespace {
@@ -729,6 +731,10 @@ TEST_F(HttpServerTest, MetricsArePrometheusText) {
   EXPECT_EQ(server.metric("veil_predicted_rows_total", "model=\"logreg\""), 3);
   EXPECT_EQ(server.metric("veil_key_store_bytes"), static_cast<double>(client.evaluation_keys().size()));
   EXPECT_EQ(server.wait_metric("veil_http_request_duration_seconds_count", "route=\"/v1/models/{name}/predict\"", 1), 1);
+  // The build and the kernel set the engine runs.
+  EXPECT_EQ(server.metric("veil_build_info", "version=\"" + std::string(veil::kVersion) + "\",kernels=\"" +
+                                                 std::string(tfhe::active_isa()) + "\""),
+            1);
 }
 
 // The model with lookups: keys are validated in full, expanded once, cached, reloaded from
