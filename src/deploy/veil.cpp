@@ -27,10 +27,11 @@ std::size_t product(std::span<const std::size_t> dims, const char* what) {
   return n;
 }
 
-std::string shape_text(std::span<const std::size_t> shape) {
-  std::string s = "(";
-  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + (shape.size() == 1 ? ",)" : ")");
+// "(1, 8, 8)", "(30,)"; with `batch`, "(N, 1, 8, 8)", "(N, 30)".
+std::string shape_text(std::span<const std::size_t> shape, bool batch = false) {
+  std::string s = batch ? "(N" : "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i || batch ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 && !batch ? ",)" : ")");
 }
 
 // Rows for the ml layer: one row per sample, the sample flattened row-major. `sample` is one
@@ -50,8 +51,7 @@ ml::Matrix to_matrix(const Array& a, std::span<const std::size_t> sample) {
   if (n_features != 0 && m.cols != n_features)
     throw std::invalid_argument("rows of shape " + shape_text(a.shape) + " hold " + std::to_string(m.cols) +
                                 " values per sample; the model takes samples of shape " + shape_text(sample) + " (" +
-                                std::to_string(n_features) + " values): give (N, " +
-                                shape_text(sample).substr(1));
+                                std::to_string(n_features) + " values): give " + shape_text(sample, true));
   m.data = a.values;
   if (!one_sample && a.shape.size() > 2) m.sample_shape.assign(a.shape.begin() + 1, a.shape.end());
   return m;
