@@ -12,11 +12,13 @@
 #include <cstring>
 #include <ctime>
 #include <iostream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <regex>
+#include <string_view>
 #include <thread>
 #include <unordered_map>
 
@@ -91,30 +93,47 @@ std::string iso8601_now() {
 
 std::string json_dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
-// The route template of a path, for metrics and method checks; "other" when none.
+// The body a route takes; its limit is an option of the server.
+enum class RouteBody { kNone, kEvaluationKeys, kInputBatch };
+
+// Every route of the API, in one place: the method, the path as a pattern (its one capture:
+// the model name or the key id), the template that names the route in metrics, logs and
+// messages, and its body. The transport's admission (admit_head), the handlers
+// (install_routes) and the 405 answers all read this table.
+struct RouteSpec {
+  const char* method;
+  const char* pattern;
+  const char* name;
+  RouteBody body;
+};
+constexpr RouteSpec kRoutes[] = {
+    {"GET", "/v1/models", "/v1/models", RouteBody::kNone},
+    {"GET", R"(/v1/models/([^/]+))", "/v1/models/{name}", RouteBody::kNone},
+    {"GET", R"(/v1/models/([^/]+)/client\.zip)", "/v1/models/{name}/client.zip", RouteBody::kNone},
+    {"GET", R"(/v1/models/([^/]+)/serialized_processing\.json)", "/v1/models/{name}/serialized_processing.json",
+     RouteBody::kNone},
+    {"POST", R"(/v1/models/([^/]+)/keys)", "/v1/models/{name}/keys", RouteBody::kEvaluationKeys},
+    {"POST", R"(/v1/models/([^/]+)/predict)", "/v1/models/{name}/predict", RouteBody::kInputBatch},
+    {"DELETE", R"(/v1/keys/([^/]+))", "/v1/keys/{key_id}", RouteBody::kNone},
+    {"GET", "/healthz", "/healthz", RouteBody::kNone},
+    {"GET", "/metrics", "/metrics", RouteBody::kNone},
+};
+
+// The route of a path, for metrics and method checks; "other" (no spec) when none.
 struct RouteMatch {
   std::string route = "other";
-  const char* method = nullptr;  // the one method the route takes
-  std::uint64_t body_limit = 0;  // filled by the server: bytes a body may have
+  const RouteSpec* spec = nullptr;
+  const char* method() const { return spec != nullptr ? spec->method : nullptr; }
 };
 
 RouteMatch match_route(const std::string& path) {
-  static const std::regex kModel("/v1/models/[^/]+");
-  static const std::regex kClientZip("/v1/models/[^/]+/client\\.zip");
-  static const std::regex kProcessing("/v1/models/[^/]+/serialized_processing\\.json");
-  static const std::regex kKeys("/v1/models/[^/]+/keys");
-  static const std::regex kPredict("/v1/models/[^/]+/predict");
-  static const std::regex kKey("/v1/keys/[^/]+");
-  if (path == "/v1/models") return {"/v1/models", "GET"};
-  if (path == "/healthz") return {"/healthz", "GET"};
-  if (path == "/metrics") return {"/metrics", "GET"};
-  if (path.rfind("/v1/", 0) != 0) return {};
-  if (std::regex_match(path, kModel)) return {"/v1/models/{name}", "GET"};
-  if (std::regex_match(path, kClientZip)) return {"/v1/models/{name}/client.zip", "GET"};
-  if (std::regex_match(path, kProcessing)) return {"/v1/models/{name}/serialized_processing.json", "GET"};
-  if (std::regex_match(path, kKeys)) return {"/v1/models/{name}/keys", "POST"};
-  if (std::regex_match(path, kPredict)) return {"/v1/models/{name}/predict", "POST"};
-  if (std::regex_match(path, kKey)) return {"/v1/keys/{key_id}", "DELETE"};
+  static const std::vector<std::regex> patterns = [] {
+    std::vector<std::regex> out;
+    for (const RouteSpec& r : kRoutes) out.emplace_back(r.pattern);
+    return out;
+  }();
+  for (std::size_t i = 0; i < std::size(kRoutes); ++i)
+    if (std::regex_match(path, patterns[i])) return {kRoutes[i].name, &kRoutes[i]};
   return {};
 }
 
@@ -348,9 +367,12 @@ struct HttpServer::Impl {
     return it == by_id.end() ? "not served here" : "'" + it->second->name + "' on this server";
   }
 
-  std::uint64_t body_limit(const std::string& route) const {
-    if (route == "/v1/models/{name}/keys") return options.max_key_bytes;
-    if (route == "/v1/models/{name}/predict") return options.max_input_bytes;
+  std::uint64_t body_limit(const RouteSpec& route) const {
+    switch (route.body) {
+      case RouteBody::kEvaluationKeys: return options.max_key_bytes;
+      case RouteBody::kInputBatch: return options.max_input_bytes;
+      case RouteBody::kNone: break;
+    }
     return 0;
   }
 
@@ -367,12 +389,13 @@ struct HttpServer::Impl {
       r.retry_after = retry;
       return r;
     };
-    if (route.method == nullptr)
+    if (route.spec == nullptr)
       return refusal(404, "not_found", "no route " + h.method + " " + h.path.substr(0, 256) + " (see docs/api.md)");
-    const bool get_like = std::string(route.method) == "GET" && (h.method == "GET" || h.method == "HEAD");
-    if (h.method != route.method && !get_like) {
-      Refusal r = refusal(405, "method_not_allowed", h.method.substr(0, 32) + " is not allowed on " + route.route + ": use " + route.method);
-      r.allow = route.method;
+    const RouteSpec& spec = *route.spec;
+    const bool get_like = std::string(spec.method) == "GET" && (h.method == "GET" || h.method == "HEAD");
+    if (h.method != spec.method && !get_like) {
+      Refusal r = refusal(405, "method_not_allowed", h.method.substr(0, 32) + " is not allowed on " + route.route + ": use " + spec.method);
+      r.allow = spec.method;
       return r;
     }
     if (!h.content_encoding.empty()) {
@@ -382,16 +405,16 @@ struct HttpServer::Impl {
         return refusal(415, "unsupported_encoding",
                        "Content-Encoding '" + h.content_encoding.substr(0, 64) + "' is not accepted: send the body as is");
     }
-    const std::uint64_t limit = body_limit(route.route);
+    const std::uint64_t limit = body_limit(spec);
     if (h.content_length > limit) {
       if (limit == 0) return refusal(413, "body_too_large", h.method + " " + route.route + " takes no body");
       return refusal(413, "body_too_large",
                      "the body has " + std::to_string(h.content_length) + " bytes; " + route.route + " accepts at most " +
                          std::to_string(limit) + " (the server's " +
-                         (route.route == "/v1/models/{name}/keys" ? "key upload" : "input") + " size limit)");
+                         (spec.body == RouteBody::kEvaluationKeys ? "key upload" : "input") + " size limit)");
     }
-    const bool upload = route.route == "/v1/models/{name}/keys";
-    if (!upload && route.route != "/v1/models/{name}/predict") return std::nullopt;
+    if (spec.body == RouteBody::kNone) return std::nullopt;  // the FHE routes' checks follow
+    const bool upload = spec.body == RouteBody::kEvaluationKeys;
     if (transport->stopping()) return refusal(503, "shutting_down", "the server is stopping", options.retry_after_seconds);
     if (upload && !upload_token_hashes.empty()) {
       const std::string token = bearer_of(h.authorization);
@@ -875,41 +898,45 @@ struct HttpServer::Impl {
   }
 
   void install_routes() {
-    Transport& t = *transport;
-    t.Get("/v1/models", handler("/v1/models", [this](const httplib::Request&, httplib::Response& res) { list_models(res); }));
-    t.Get(R"(/v1/models/([^/]+))", handler("/v1/models/{name}", [this](const httplib::Request& req, httplib::Response& res) {
-            get_model(req.matches[1], res);
-          }));
-    t.Get(R"(/v1/models/([^/]+)/client\.zip)",
-          handler("/v1/models/{name}/client.zip", [this](const httplib::Request& req, httplib::Response& res) {
-            get_file(req.matches[1], deploy::kClientZip, res);
-          }));
-    t.Get(R"(/v1/models/([^/]+)/serialized_processing\.json)",
-          handler("/v1/models/{name}/serialized_processing.json", [this](const httplib::Request& req, httplib::Response& res) {
-            get_file(req.matches[1], deploy::kProcessingJson, res);
-          }));
-    // The two routes with large bodies read them from the transport's buffer (request_body):
-    // registered with a content reader they never call, httplib does not copy the body.
-    auto in_place = [](httplib::Server::Handler h) {
-      return [h = std::move(h)](const httplib::Request& req, httplib::Response& res, const httplib::ContentReader&) {
-        h(req, res);
-      };
+    using Serve = std::function<void(const httplib::Request&, httplib::Response&)>;
+    // What each route of kRoutes does, by its name (the capture is the model name or key id).
+    const std::map<std::string_view, Serve> serve = {
+        {"/v1/models", [this](const httplib::Request&, httplib::Response& res) { list_models(res); }},
+        {"/v1/models/{name}", [this](const httplib::Request& req, httplib::Response& res) { get_model(req.matches[1], res); }},
+        {"/v1/models/{name}/client.zip",
+         [this](const httplib::Request& req, httplib::Response& res) { get_file(req.matches[1], deploy::kClientZip, res); }},
+        {"/v1/models/{name}/serialized_processing.json",
+         [this](const httplib::Request& req, httplib::Response& res) { get_file(req.matches[1], deploy::kProcessingJson, res); }},
+        {"/v1/models/{name}/keys",
+         [this](const httplib::Request& req, httplib::Response& res) { upload_keys(req.matches[1], req, res); }},
+        {"/v1/models/{name}/predict",
+         [this](const httplib::Request& req, httplib::Response& res) { predict(req.matches[1], req, res); }},
+        {"/v1/keys/{key_id}", [this](const httplib::Request& req, httplib::Response& res) { delete_keys(req.matches[1], req, res); }},
+        {"/healthz", [this](const httplib::Request&, httplib::Response& res) { healthz(res); }},
+        {"/metrics",
+         [this](const httplib::Request&, httplib::Response& res) {
+           res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
+         }},
     };
-    t.Post(R"(/v1/models/([^/]+)/keys)",
-           in_place(handler("/v1/models/{name}/keys", [this](const httplib::Request& req, httplib::Response& res) {
-             upload_keys(req.matches[1], req, res);
-           })));
-    t.Post(R"(/v1/models/([^/]+)/predict)",
-           in_place(handler("/v1/models/{name}/predict", [this](const httplib::Request& req, httplib::Response& res) {
-             predict(req.matches[1], req, res);
-           })));
-    t.Delete(R"(/v1/keys/([^/]+))", handler("/v1/keys/{key_id}", [this](const httplib::Request& req, httplib::Response& res) {
-               delete_keys(req.matches[1], req, res);
-             }));
-    t.Get("/healthz", handler("/healthz", [this](const httplib::Request&, httplib::Response& res) { healthz(res); }));
-    t.Get("/metrics", handler("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-            res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
-          }));
+    Transport& t = *transport;
+    for (const RouteSpec& route : kRoutes) {
+      const auto it = serve.find(route.name);
+      if (it == serve.end()) throw std::logic_error(std::string("HttpServer: no handler for route ") + route.name);
+      httplib::Server::Handler h = handler(route.name, it->second);
+      const std::string method = route.method;
+      if (route.body != RouteBody::kNone) {
+        // Routes with large bodies read them from the transport's buffer (request_body):
+        // registered with a content reader they never call, httplib does not copy the body.
+        t.Post(route.pattern, [h = std::move(h)](const httplib::Request& req, httplib::Response& res,
+                                                 const httplib::ContentReader&) { h(req, res); });
+      } else if (method == "GET") {
+        t.Get(route.pattern, std::move(h));
+      } else if (method == "DELETE") {
+        t.Delete(route.pattern, std::move(h));
+      } else {
+        throw std::logic_error(std::string("HttpServer: route ") + route.name + " has no registration for " + method);
+      }
+    }
 
     // Bodies are judged before they are read by admit_head (the transport's admission), which
     // also answers "Expect: 100-continue".
@@ -918,9 +945,10 @@ struct HttpServer::Impl {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
       if (res.status == 404) {
         const RouteMatch route = match_route(req.path);
-        if (route.method != nullptr && req.method != route.method && !(req.method == "HEAD" && std::string(route.method) == "GET")) {
-          set_error(res, 405, "method_not_allowed", req.method + " is not allowed on " + route.route + ": use " + route.method);
-          res.set_header("Allow", route.method);
+        if (route.spec != nullptr && req.method != route.method() &&
+            !(req.method == "HEAD" && std::string(route.method()) == "GET")) {
+          set_error(res, 405, "method_not_allowed", req.method + " is not allowed on " + route.route + ": use " + route.method());
+          res.set_header("Allow", route.method());
           return httplib::Server::HandlerResponse::Handled;
         }
         set_error(res, 404, "not_found", "no route " + req.method + " " + req.path + " (see docs/api.md)");
