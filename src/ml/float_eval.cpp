@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "network_ops.hpp"
+#include "unary_ops.hpp"
 #include "veil/ml/model.hpp"
 
 namespace veil::ml {
@@ -58,12 +59,6 @@ FloatTensor elementwise(const GraphNode& n, const FloatTensor& a, const FloatTen
     const double z = b.data[static_cast<std::size_t>(broadcast_index(b.shape, y.shape, e))];
     y.data[static_cast<std::size_t>(e)] = op == '+' ? x + z : op == '-' ? x - z : x * z;
   }
-  return y;
-}
-
-FloatTensor unary(const FloatTensor& x, double (*f)(double, double), double p) {
-  FloatTensor y = x;
-  for (auto& v : y.data) v = f(v, p);
   return y;
 }
 
@@ -255,10 +250,13 @@ std::map<std::string, FloatTensor> evaluate_network(const Network& net, const Fl
     else if (op == "Sub") y = elementwise(n, in(0), in(1), '-');
     else if (op == "Mul") y = elementwise(n, in(0), in(1), '*');
     else if (op == "Conv") y = conv(n, in(0), in(1), has3 ? &in(2) : nullptr);
-    else if (op == "Relu") y = unary(in(0), [](double x, double) { return x > 0 ? x : 0.0; }, 0);
-    else if (op == "Sigmoid") y = unary(in(0), [](double x, double) { return 1.0 / (1.0 + std::exp(-x)); }, 0);
-    else if (op == "Tanh") y = unary(in(0), [](double x, double) { return std::tanh(x); }, 0);
-    else if (op == "LeakyRelu") y = unary(in(0), [](double x, double a) { return x >= 0 ? x : a * x; }, detail::attr_float(n, "alpha", 0.01));
+    else if (const auto f = detail::unary_op(n, [&](const std::string& name) -> const FloatTensor* {
+               const auto it = net.initializers.find(name);
+               return it == net.initializers.end() ? nullptr : &it->second;
+             })) {
+      y = in(0);
+      for (double& e : y.data) e = f->f(e);
+    }
     else if (op == "BatchNormalization") {
       const FloatTensor& x = in(0);
       if (detail::attr_int(n, "training_mode", 0) != 0) node_fail(n, "training_mode = 1 is not supported");

@@ -10,12 +10,14 @@
 // lookup_precision bits. Tables are grouped: elements with the same (s, b) share one.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
 
 #include "lowering.hpp"
 #include "network_ops.hpp"
+#include "unary_ops.hpp"
 #include "veil/circuit/analysis.hpp"
 #include "veil/circuit/clear_executor.hpp"
 
@@ -32,13 +34,7 @@ struct Enc {
   std::vector<double> b;
 };
 
-double act(const std::string& op, double x, double alpha) {
-  if (op == "Relu") return x > 0 ? x : 0.0;
-  if (op == "Sigmoid") return 1.0 / (1.0 + std::exp(-x));
-  if (op == "Tanh") return std::tanh(x);
-  if (op == "LeakyRelu") return x >= 0 ? x : alpha * x;
-  return x;  // identity: requantization
-}
+using Function = std::function<double(double)>;
 
 class NetworkLowering {
  public:
@@ -264,8 +260,7 @@ class NetworkLowering {
   }
 
   // One lookup fused with requantization to `bits` bits of f's calibrated output range.
-  Enc activation(const Enc& x_in, const std::string& op, double alpha, unsigned bits, const std::string& out_name,
-                 const std::string& label) {
+  Enc activation(const Enc& x_in, const Function& f, unsigned bits, const std::string& out_name, const std::string& label) {
     auto fr = float_range_.find(out_name);
     double lo = 0, hi = 0;
     if (fr != float_range_.end()) lo = fr->second[0], hi = fr->second[1];
@@ -287,7 +282,7 @@ class NetworkLowering {
       if (it == groups.end()) {
         const double s = x.s[e], b = x.b[e];
         tables.push_back(builder_.table_for(in, [=](std::int64_t t) {
-          const double y = act(op, s * static_cast<double>(t) + b, alpha);
+          const double y = f(s * static_cast<double>(t) + b);
           const double q = std::nearbyint(y / s_out);
           return static_cast<std::int64_t>(std::clamp(q, static_cast<double>(q_lo), static_cast<double>(q_hi)));
         }));
@@ -315,7 +310,7 @@ class NetworkLowering {
   // Requantizes x with offset 0 and one scale (identity lookup): what convolutions, pools and
   // additions need when the interpretation varies inside a channel.
   Enc requantize(const Enc& x, const std::string& float_name, const std::string& label) {
-    return activation(x, "Identity", 0.0, options_.network_activation_bits, float_name, label);
+    return activation(x, [](double v) { return v; }, options_.network_activation_bits, float_name, label);
   }
 
   static bool uniform_per_channel(const Enc& x, bool need_offset, bool positive) {
@@ -340,11 +335,10 @@ class NetworkLowering {
       if (enc_.count(in) || deferred_.count(in)) any_enc = true;
     if (!any_enc) fail(n, "does not depend on the network input (constant subgraphs are not folded)");
 
-    if (op == "Relu" || op == "Sigmoid" || op == "Tanh" || op == "LeakyRelu") {
+    if (const auto f = unary_op(n, [this](const std::string& name) { return constant(name); })) {
       const Enc& x = encrypted(n, 0);
-      const double alpha = attr_float(n, "alpha", 0.01);
-      if (defers_to_maxpool(n, x, alpha)) deferred_[out] = {x, op, alpha, activation_bits(n), n.name};
-      else enc_[out] = activation(x, op, alpha, activation_bits(n), out, n.name);
+      if (defers_to_maxpool(n, x, *f)) deferred_[out] = {x, f->f, activation_bits(n), n.name};
+      else enc_[out] = activation(x, f->f, activation_bits(n), out, n.name);
     } else if (op == "Add" || op == "Sub" || op == "Mul") {
       lower_elementwise(n);
     } else if (op == "Gemm" || op == "MatMul") {
@@ -402,8 +396,8 @@ class NetworkLowering {
   // quarter of the elements for 2x2 windows, and the max reads the accumulators instead.
   // That needs one interpretation per channel with a positive scale, so that every element
   // of a window goes through the same non-decreasing function.
-  bool defers_to_maxpool(const GraphNode& act, const Enc& x, double alpha) const {
-    if (!options_.pool_before_activation || (act.op_type == "LeakyRelu" && alpha < 0)) return false;
+  bool defers_to_maxpool(const GraphNode& act, const Enc& x, const UnaryFunction& f) const {
+    if (!options_.pool_before_activation || !f.non_decreasing) return false;
     const std::string& out = act.outputs[0];
     if (out == net_.output_name || x.shape.size() != 4 || !uniform_per_channel(x, true, true)) return false;
     const GraphNode* consumer = nullptr;
@@ -617,7 +611,7 @@ class NetworkLowering {
     if (deferred != deferred_.end()) {
       const DeferredActivation& a = deferred->second;
       // The pooled output's float range is that of f(max): requantize to it.
-      y = activation(y, a.op, a.alpha, a.bits, n.outputs[0], a.label);
+      y = activation(y, a.f, a.bits, n.outputs[0], a.label);
     }
     enc_[n.outputs[0]] = y;
   }
@@ -743,8 +737,7 @@ class NetworkLowering {
   // Activations moved behind the max pooling that is their only consumer (see defers_to_maxpool).
   struct DeferredActivation {
     Enc x;  // the activation's input
-    std::string op;
-    double alpha = 0;
+    Function f;
     unsigned bits = 0;
     std::string label;
   };

@@ -10,14 +10,20 @@
 
 #include "veil/ml/data.hpp"
 #include "veil/ml/importers.hpp"
+#include "unary_ops.hpp"
 
 namespace veil::ml {
 
 const std::vector<std::string>& supported_onnx_ops() {
-  static const std::vector<std::string> ops = {
-      "Add",     "AveragePool", "BatchNormalization", "Constant", "Conv",   "Flatten",  "Gemm",
-      "GlobalAveragePool", "Identity", "LeakyRelu", "MatMul", "MaxPool", "Mul", "Pad",
-      "Relu",    "Reshape",     "Sigmoid",            "Softmax",  "Sub",    "Tanh"};
+  static const std::vector<std::string> ops = [] {
+    std::vector<std::string> v = {"Add",     "AveragePool", "BatchNormalization", "Constant", "Conv",    "Flatten",
+                                  "Gemm",    "GlobalAveragePool", "Identity",     "MatMul",   "MaxPool", "Mul",
+                                  "Pad",     "Reshape",     "Softmax",            "Sub"};
+    // The univariate elementwise ops, each one lookup (unary_ops.hpp).
+    for (const auto& name : detail::unary_op_names()) v.push_back(name);
+    std::sort(v.begin(), v.end());
+    return v;
+  }();
   return ops;
 }
 
