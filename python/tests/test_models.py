@@ -97,3 +97,23 @@ def test_mlp_classifier_with_string_labels_and_regressor():
     assert np.corrcoef(model.predict(Xt), ref)[0, 1] > 0.95
     with pytest.raises(ValueError, match="outputs"):
         veil.compile(MLPRegressor(hidden_layer_sizes=(4,), max_iter=50).fit(X, np.c_[y, y]), X)
+
+
+@pytest.mark.parametrize("activation", ["ELU", "SELU", "Softplus", "Hardsigmoid"])  # torch writes Softsign with a Div
+def test_torch_activations(activation):
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    X, Xt, y, yt = train_test("iris")
+    mean, std = X.mean(0), X.std(0)
+    X, Xt = (X - mean) / std, (Xt - mean) / std
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), getattr(torch.nn, activation)(), torch.nn.Linear(8, 3))
+    opt = torch.optim.Adam(net.parameters(), lr=0.05)
+    xt, yt_ = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+    for _ in range(300):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(xt), yt_).backward()
+        opt.step()
+    model = veil.compile(net, X)
+    with torch.no_grad():
+        float_pred = net(torch.tensor(Xt, dtype=torch.float32)).argmax(1).numpy()
+    assert np.mean(model.predict(Xt) == float_pred) >= 0.9
