@@ -117,3 +117,27 @@ def test_torch_activations(activation):
     with torch.no_grad():
         float_pred = net(torch.tensor(Xt, dtype=torch.float32)).argmax(1).numpy()
     assert np.mean(model.predict(Xt) == float_pred) >= 0.9
+
+
+def test_multi_output_linear_regression(tmp_path):
+    import subprocess
+
+    from sklearn.linear_model import Ridge
+    from conftest import VEIL, write_csv
+
+    X, Xt, y, _ = train_test("diabetes")
+    Y = np.c_[y, 0.5 * y + 100 * X[:, 0]]
+    est = _pipeline(Ridge()).fit(X, Y)
+    model = veil.compile(est, X)
+    pred, ref = model.predict(Xt), est.predict(Xt)
+    assert pred.shape == ref.shape == (len(Xt), 2)
+    assert np.mean(np.abs(pred - ref)) / np.mean(np.abs(ref)) < 0.01
+    np.testing.assert_allclose(model.predict(Xt[:2], fhe="execute"), pred[:2])
+    # The CLI writes one column per target.
+    model.save(tmp_path / "art")
+    write_csv(tmp_path / "rows.csv", Xt[:3])
+    subprocess.run([VEIL, "simulate", "--artifacts", tmp_path / "art", "--input", tmp_path / "rows.csv", "--out",
+                    tmp_path / "out.csv"], check=True, capture_output=True)
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "value_0,value_1"
+    np.testing.assert_allclose(np.loadtxt(lines[1:], delimiter=","), pred[:3], rtol=1e-6)

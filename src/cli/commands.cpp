@@ -115,9 +115,16 @@ std::string predictions_csv(const std::vector<long long>& labels, const std::vec
         for (double s : scores[r]) out << "," << s;
       out << "\n";
     }
-  } else {
+  } else if (scores.empty() || scores[0].size() <= 1) {
     out << "value\n";
     for (double v : values) out << v << "\n";
+  } else {  // several targets: one column each
+    for (std::size_t k = 0; k < scores[0].size(); ++k) out << (k ? "," : "") << "value_" << k;
+    out << "\n";
+    for (const auto& row : scores) {
+      for (std::size_t k = 0; k < row.size(); ++k) out << (k ? "," : "") << row[k];
+      out << "\n";
+    }
   }
   return out.str();
 }

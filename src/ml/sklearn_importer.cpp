@@ -157,9 +157,7 @@ Model parse_sklearn_json(const nlohmann::json& doc, const std::string& source) {
       const bool binary_ok = k == 2 && lin.coef.size() == 1;
       if (!binary_ok && lin.coef.size() != k)
         r.fail("$.model.coef", std::to_string(lin.coef.size()) + " rows for " + std::to_string(k) + " classes");
-    } else if (lin.coef.size() != 1) {
-      r.fail("$.model.coef", "a regressor has one row of coefficients");
-    }
+    }  // a regressor has one row of coefficients per target (scikit-learn's multi-output fit)
     model.body = std::move(lin);
   } else if (type == "tree_ensemble") {
     TreeEnsemble ens;
