@@ -10,7 +10,7 @@ package (Debian's python3-onnx).
 
 import numpy as np
 
-from .sklearn_export import ExportError
+from .sklearn_export import ExportError, _scaler
 
 _ACTIVATIONS = {"relu": "Relu", "tanh": "Tanh", "logistic": "Sigmoid", "identity": None}
 
@@ -23,22 +23,16 @@ def is_mlp(estimator):
 
 
 def _scalers(steps, n):
-    """The scalers' composition x * mul + add."""
-    from sklearn.preprocessing import MinMaxScaler, StandardScaler
-
+    """The scalers' composition x * mul + add (each read by sklearn_export, as the JSON
+    format reads it)."""
     mul, add = np.ones(n), np.zeros(n)
     for step in steps:
-        if isinstance(step, StandardScaler):
-            mean = step.mean_ if step.with_mean and step.mean_ is not None else np.zeros(n)
-            scale = step.scale_ if step.with_std and step.scale_ is not None else np.ones(n)
-            m, a = 1.0 / scale, -mean / scale
-        elif isinstance(step, MinMaxScaler):
-            if getattr(step, "clip", False):
-                raise ExportError("MinMaxScaler(clip=True) is not supported")
-            m, a = step.scale_, step.min_
+        t = _scaler(step)
+        if t["type"] == "standard_scaler":
+            scale = np.asarray(t["scale"])
+            m, a = 1.0 / scale, -np.asarray(t["mean"]) / scale
         else:
-            raise ExportError("unsupported pipeline step %s (supported: StandardScaler, MinMaxScaler)"
-                              % type(step).__name__)
+            m, a = np.asarray(t["scale"]), np.asarray(t["min"])
         mul, add = mul * m, add * m + a
     return mul, add
 

@@ -41,7 +41,7 @@ std::string processing_file_text(const ml::Processing& p, const ModelId& id) {
   return j.dump(2);
 }
 
-std::string sha256_hex(const Bytes& bytes) { return tfhe::to_hex(tfhe::sha256(std::span<const std::uint8_t>(bytes))); }
+std::string sha256_hex(std::span<const std::uint8_t> bytes) { return tfhe::to_hex(tfhe::sha256(bytes)); }
 
 bool file_exists(const fs::path& p) {
   std::error_code ec;
@@ -120,10 +120,9 @@ ModelClient ModelClient::from_bytes(std::span<const std::uint8_t> client_zip, st
   if (processing_json.size() > kMaxSpecsBytes)
     fail(proc_path + ": " + std::to_string(processing_json.size()) + " bytes, more than the limit of " +
          std::to_string(kMaxSpecsBytes));
-  const Bytes proc_bytes(processing_json.begin(), processing_json.end());
   json doc;
   try {
-    doc = json::parse(to_string(proc_bytes));
+    doc = json::parse(processing_json.begin(), processing_json.end());
   } catch (const json::exception& e) {  // parse_error, and out_of_range for numbers like 1e999
     fail(proc_path + ": not valid JSON (" + e.what() + ")");
   }
@@ -140,9 +139,12 @@ ModelClient ModelClient::from_bytes(std::span<const std::uint8_t> client_zip, st
          model_id_hex(c.specs_.model_id) + " (files from two different compiles are mixed)");
   // Same model: the bytes must be those compiled (checked after the id, whose message is
   // clearer for files of two compiles).
-  if (!c.specs_.processing_sha256.empty() && sha256_hex(proc_bytes) != c.specs_.processing_sha256)
-    fail(proc_path + ": its SHA-256 " + sha256_hex(proc_bytes) + " is not the " + c.specs_.processing_sha256 + " that " +
-         zip + " records: the file was edited or corrupted");
+  if (!c.specs_.processing_sha256.empty()) {
+    const std::string digest = sha256_hex(processing_json);
+    if (digest != c.specs_.processing_sha256)
+      fail(proc_path + ": its SHA-256 " + digest + " is not the " + c.specs_.processing_sha256 + " that " + zip +
+           " records: the file was edited or corrupted");
+  }
   doc.erase("model_id");
   try {
     c.processing_ = ml::processing_from_json(doc);
@@ -225,17 +227,21 @@ void ModelClient::load_keys(const fs::path& key_dir) {
   std::fill(bytes.begin(), bytes.end(), 0);
 }
 
+void ModelClient::check_evaluation_keys(std::span<const std::uint8_t> bytes, const ModelId& model, const std::string& source) {
+  try {
+    const EnvelopeInfo info = inspect_envelope(bytes);
+    if (info.kind != EnvelopeKind::kEvaluationKeys) fail(source + ": holds " + envelope_kind_name(info.kind));
+    if (info.model_id != model)
+      fail(source + ": keys of model " + model_id_hex(info.model_id) + ", not of model " + model_id_hex(model));
+  } catch (const EnvelopeError& e) {
+    fail(source + ": " + e.what());
+  }
+}
+
 Bytes ModelClient::read_evaluation_keys(const fs::path& key_dir, const ModelId& model) {
   const fs::path path = key_dir / kEvaluationKeysFile;
   Bytes bytes = read_file(path, kMaxKeyEnvelopeBytes);
-  try {
-    const EnvelopeInfo info = inspect_envelope(bytes);
-    if (info.kind != EnvelopeKind::kEvaluationKeys) fail(path.string() + ": holds " + envelope_kind_name(info.kind));
-    if (info.model_id != model)
-      fail(path.string() + ": keys of model " + model_id_hex(info.model_id) + ", not of model " + model_id_hex(model));
-  } catch (const EnvelopeError& e) {
-    fail(path.string() + ": " + e.what());
-  }
+  check_evaluation_keys(bytes, model, path.string());
   return bytes;
 }
 

@@ -329,11 +329,7 @@ void Client::use_keys(const ClientKeys& keys) {
 ClientKeys Client::import_keys(std::span<const std::uint8_t> secret_key, std::span<const std::uint8_t> evaluation_keys) const {
   const deploy::ModelClient& model = *self().model;
   auto secret = model.open_secret(secret_key);
-  const deploy::EnvelopeInfo info = deploy::inspect_envelope(evaluation_keys);
-  if (info.kind != deploy::EnvelopeKind::kEvaluationKeys)
-    throw deploy::EnvelopeError(std::string("evaluation keys: the bytes hold ") + deploy::envelope_kind_name(info.kind));
-  if (info.model_id != model.model_id())
-    throw deploy::EnvelopeError("evaluation keys of model " + hex_id(info.model_id) + ", not of model " + model_id());
+  deploy::ModelClient::check_evaluation_keys(evaluation_keys, model.model_id(), "evaluation keys");
   return self().key_set(std::move(secret), Bytes(evaluation_keys.begin(), evaluation_keys.end()));
 }
 

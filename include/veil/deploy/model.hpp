@@ -150,6 +150,9 @@ class ModelClient {
   const std::shared_ptr<const tfhe::SecretKeys>& secret_keys() const { return secret_; }
   // The bytes of KEYDIR/evaluation.keys (checked to be this model's).
   static Bytes read_evaluation_keys(const std::filesystem::path& key_dir, const ModelId& model);
+  // Checks that `bytes` are an evaluation-keys envelope of `model` (header only), naming
+  // `source` in the DeployError otherwise.
+  static void check_evaluation_keys(std::span<const std::uint8_t> bytes, const ModelId& model, const std::string& source);
 
   // Quantizes rows (n_features columns) and encrypts them: one input batch envelope.
   // REQUIRES: keys loaded or generated (throws std::logic_error otherwise).
