@@ -5,7 +5,8 @@
 //  - mask generators: keyed by a public Seed; the masks of keys and fresh ciphertexts are
 //    drawn from them so that a ciphertext can travel as (seed, bodies) and be expanded by
 //    the receiver to exactly the same words (see SeededLweCiphertextList and friends);
-//  - secret generators: keyed from getrandom(); they draw secret keys and noise.
+//  - secret generators: keyed from getrandom(); they draw secret keys and noise. (The
+//    WebAssembly build draws them from ChaCha20 instead: src/tfhe/stream_ciphers.hpp.)
 // The stream is defined byte for byte: AES-128 in counter mode with a 128-bit big-endian
 // block counter starting at 0, key = seed; word i of the stream is bytes [8i, 8i + 8) read
 // little-endian. Any position can be reached directly (at()), which lets key generation
@@ -28,8 +29,8 @@ struct Seed {
   friend bool operator==(const Seed&, const Seed&) = default;
 };
 
-// 16 bytes from the operating system's CSPRNG (getrandom). Throws std::runtime_error if the
-// kernel refuses.
+// 16 bytes from the operating system's CSPRNG (getrandom; in WebAssembly the host's
+// crypto.getRandomValues). Throws std::runtime_error if it refuses.
 Seed os_random_seed();
 
 class Csprng {
@@ -60,9 +61,10 @@ class Csprng {
 
  private:
   static constexpr std::size_t kBufferWords = 512;
+  struct Cipher;
+  explicit Csprng(std::unique_ptr<Cipher> cipher);
   void refill();
 
-  struct Cipher;
   std::unique_ptr<Cipher> cipher_;
   std::array<std::uint64_t, kBufferWords> buffer_{};
   std::size_t pos_ = kBufferWords;
