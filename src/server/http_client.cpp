@@ -193,9 +193,11 @@ KeyGrant HttpClient::upload_keys(const std::string& model, std::span<const std::
 }
 
 std::vector<std::uint8_t> HttpClient::predict(const std::string& model, const KeyGrant* grant,
-                                              std::span<const std::uint8_t> input_batch, PredictInfo* info) {
+                                              std::span<const std::uint8_t> input_batch, PredictInfo* info,
+                                              const std::string& request_id) {
   const std::string path = "/v1/models/" + encode_segment(model) + "/predict";
   httplib::Headers headers;
+  if (!request_id.empty()) headers.emplace("X-Request-Id", request_id);
   if (grant != nullptr) {
     headers.emplace("X-Veil-Key-Id", grant->key_id);
     headers.emplace("Authorization", "Bearer " + grant->token);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <condition_variable>
@@ -40,6 +41,12 @@ constexpr const char* kKeyIdHeader = "X-Veil-Key-Id";
 // A token the client chose for an upload (64 lowercase hex digits): the key id is derived
 // from it, so that an upload whose answer was lost can be repeated without storing twice.
 constexpr const char* kKeyTokenHeader = "X-Veil-Key-Token";
+// A client's name for one request, the same on each retry of it (docs/api.md, "Request ids
+// and retries"): echoed in the answer and logged, so that an operator sees which attempts
+// were one request. A predict is a pure function of the inputs and the keys, so a retry
+// needs no server-side memory of the id to be safe: it computes the same answer again.
+constexpr const char* kRequestIdHeader = "X-Request-Id";
+constexpr std::size_t kMaxRequestIdBytes = 128;
 constexpr std::size_t kKeyIdBytes = 16;  // 128 bits
 constexpr std::size_t kTokenBytes = 32;  // 256 bits
 constexpr std::uint64_t kMaxArtifactBytes = std::uint64_t{256} << 20;
@@ -67,6 +74,13 @@ std::string hex_random(std::size_t bytes) {
 bool is_lower_hex(const std::string& s, std::size_t length) {
   return s.size() == length && std::all_of(s.begin(), s.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// 1 to 128 characters of letters, digits and . _ : - (a UUID, nginx's $request_id, ...).
+bool valid_request_id(const std::string& id) {
+  return !id.empty() && id.size() <= kMaxRequestIdBytes && std::all_of(id.begin(), id.end(), [](char c) {
+           return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == ':' || c == '-';
          });
 }
 
@@ -875,8 +889,19 @@ struct HttpServer::Impl {
   template <class F>
   httplib::Server::Handler handler(const char* route, F f) {
     return [this, route, f](const httplib::Request& req, httplib::Response& res) {
-      if (RequestContext* ctx = current_request()) ctx->route = route;
+      RequestContext* ctx = current_request();
+      if (ctx != nullptr) ctx->route = route;
       try {
+        if (req.has_header(kRequestIdHeader)) {
+          const std::string id = req.get_header_value(kRequestIdHeader);
+          if (!valid_request_id(id))
+            refuse(400, "bad_request",
+                   std::string(kRequestIdHeader) + " must be 1 to " + std::to_string(kMaxRequestIdBytes) +
+                       " characters of letters, digits, '.', '_', ':' and '-' (got " + std::to_string(id.size()) +
+                       " characters)");
+          res.set_header(kRequestIdHeader, id);
+          if (ctx != nullptr) ctx->request_id = id;
+        }
         f(req, res);
       } catch (const ApiError& e) {
         set_error(res, e.status, e.code, e.detail);
@@ -984,6 +1009,7 @@ struct HttpServer::Impl {
               {"status", ctx.status},  {"bytes_in", ctx.bytes_in}, {"bytes_out", ctx.bytes_out},
               {"ms", std::round(seconds * 1e6) / 1e3}, {"remote", ctx.remote}};
     if (!ctx.key_id.empty()) line["key_id"] = ctx.key_id;
+    if (!ctx.request_id.empty()) line["request_id"] = ctx.request_id;
     if (!ctx.error.empty()) line["error"] = ctx.error;
     log(line);
   }

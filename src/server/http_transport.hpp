@@ -46,6 +46,8 @@ struct RequestContext {
   std::string route = "other";
   std::string key_id;
   std::string error;
+  // The client's X-Request-Id (checked), echoed in the answer and the log line.
+  std::string request_id;
   bool close_connection = false;
   // Set once the response is written.
   bool responded = false;

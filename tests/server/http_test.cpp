@@ -676,6 +676,45 @@ TEST_F(HttpServerTest, StopFinishesRunningJobsAndRefusesQueuedOnes) {
   EXPECT_FALSE(after.Get("/healthz")) << "the server still answers after stopping";
 }
 
+TEST_F(HttpServerTest, ARequestIdIsEchoedAndLoggedAndAMalformedOneIsRefused) {
+  TestServer server(open_store());
+  TestClient client(server.url(), "stump");
+  const KeyGrant grant = client.upload();
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 2);
+  const std::string batch = as_string(client.encrypt(rows));
+  auto raw = server.raw();
+  httplib::Headers headers = credentials(grant);
+  headers.emplace("X-Request-Id", "client-7:attempt.1_a-b");
+  const auto first = raw->Post("/v1/models/stump/predict", headers, batch, "application/octet-stream");
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->status, 200) << first->body;
+  EXPECT_EQ(first->get_header_value("X-Request-Id"), "client-7:attempt.1_a-b");
+  // The same request again (a retry): the same answer, bit for bit: predict is a pure
+  // function of the inputs and the keys.
+  const auto again = raw->Post("/v1/models/stump/predict", headers, batch, "application/octet-stream");
+  ASSERT_TRUE(again);
+  ASSERT_EQ(again->status, 200);
+  EXPECT_EQ(again->body, first->body);
+  expect_same(client.model_client().deserialize_decrypt_dequantize(deploy::Bytes(first->body.begin(), first->body.end())),
+              Models::get().expected("stump", rows));
+  std::size_t logged = 0;
+  for (const auto& line : server.log_lines(3)) {
+    const json j = json::parse(line);
+    if (j.value("msg", "") == "request" && j.value("route", "") == "/v1/models/{name}/predict")
+      logged += j.value("request_id", "") == "client-7:attempt.1_a-b";
+  }
+  EXPECT_EQ(logged, 2u);
+
+  for (const std::string bad : {std::string("has space"), std::string(129, 'a'), std::string("semi;colon")}) {
+    httplib::Headers h = credentials(grant);
+    h.emplace("X-Request-Id", bad);
+    const auto r = raw->Post("/v1/models/stump/predict", h, batch, "application/octet-stream");
+    expect_json_error(r, 400, "bad_request");
+    ASSERT_TRUE(r);
+    EXPECT_NE(r->body.find("X-Request-Id"), std::string::npos) << r->body;
+  }
+}
+
 TEST_F(HttpServerTest, LogsOneJsonLinePerRequestWithoutTheToken) {
   TestServer server(open_store());
   TestClient client(server.url(), "logreg");

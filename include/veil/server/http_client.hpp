@@ -98,9 +98,12 @@ class HttpClient {
   // make_key_token): the server derives the key id from it, so repeating an upload whose
   // answer was lost returns the same key id instead of storing the keys twice.
   KeyGrant upload_keys(const std::string& model, std::span<const std::uint8_t> evaluation_keys, const std::string& token);
-  // The output batch. `grant` may be null for a model that needs no keys.
+  // The output batch. `grant` may be null for a model that needs no keys. A non-empty
+  // `request_id` (1 to 128 of [A-Za-z0-9._:-]) is sent as X-Request-Id: the same id on each
+  // retry of one request lets the server's and the load balancer's logs join the attempts.
   std::vector<std::uint8_t> predict(const std::string& model, const KeyGrant* grant,
-                                    std::span<const std::uint8_t> input_batch, PredictInfo* info = nullptr);
+                                    std::span<const std::uint8_t> input_batch, PredictInfo* info = nullptr,
+                                    const std::string& request_id = {});
   void delete_keys(const KeyGrant& grant);
   bool healthy();
 
