@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zip.h>
-#include <zlib.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -22,6 +21,7 @@
 #include "veil/deploy/model.hpp"
 #include "veil/ml/processing.hpp"
 #include "veil/tfhe/serialization.hpp"
+#include "zip_reader.hpp"
 
 namespace veil::deploy {
 namespace {
@@ -278,82 +278,14 @@ ClientSpecs client_specs_from_json(const std::string& text, const std::string& s
   return s;
 }
 
-namespace {
-
-// Reads `member` of the open archive `z` (named `name` in errors), checking its size against
-// max_bytes and its CRC-32 twice.
-Bytes read_member(zip_t* z, const std::string& name, const std::string& member, std::uint64_t max_bytes) {
-  zip_stat_t st;
-  zip_stat_init(&st);
-  if (zip_stat(z, member.c_str(), 0, &st) != 0) fail(name + ": has no member '" + member + "' (is it a Veil artifact?)");
-  if (!(st.valid & ZIP_STAT_SIZE) || st.size > max_bytes)
-    fail(name + ": member '" + member + "' is " + std::to_string(st.size) + " bytes, more than the limit of " +
-         std::to_string(max_bytes));
-  zip_file_t* f = zip_fopen(z, member.c_str(), 0);
-  if (!f) fail(name + ": cannot read member '" + member + "' (" + zip_strerror(z) + ")");
-  Bytes out(static_cast<std::size_t>(st.size));
-  const zip_int64_t n = out.empty() ? 0 : zip_fread(f, out.data(), out.size());
-  bool ok = n == static_cast<zip_int64_t>(out.size());
-  // libzip checks the CRC only when a read reaches the end of the member: one more read must
-  // return 0 (end) rather than -1 (CRC mismatch) or more bytes (the stored size lied).
-  if (ok) {
-    std::uint8_t extra = 0;
-    ok = zip_fread(f, &extra, 1) == 0;
-  }
-  std::string why = ok ? "" : zip_file_strerror(f);
-  const int close_error = zip_fclose(f);
-  if (ok && close_error != 0) {
-    ok = false;
-    why = zip_error_text(close_error);
-  }
-  // And our own check against the central directory's CRC, whatever the library did.
-  if (ok && (st.valid & ZIP_STAT_CRC) != 0) {
-    const auto crc = static_cast<std::uint32_t>(crc32_z(crc32_z(0, nullptr, 0), out.data(), out.size()));
-    if (crc != st.crc) {
-      ok = false;
-      why = "CRC-32 " + hex64(crc).substr(8) + " does not match the stored " + hex64(st.crc).substr(8);
-    }
-  }
-  if (!ok) fail(name + ": member '" + member + "' is corrupted (" + why + ")");
-  return out;
-}
-
-struct ZipDiscarder {
-  zip_t* z;
-  ~ZipDiscarder() { zip_discard(z); }
-};
-
-}  // namespace
-
 Bytes read_zip_member(const std::filesystem::path& path, const std::string& member, std::uint64_t max_bytes) {
-  int err = 0;
-  zip_t* z = zip_open(path.c_str(), ZIP_RDONLY | ZIP_CHECKCONS, &err);
-  if (!z) fail(path.string() + ": cannot open as a zip archive (" + zip_error_text(err) + ")");
-  const ZipDiscarder discard{z};
-  return read_member(z, path.string(), member, max_bytes);
+  const Bytes archive = read_file(path, kMaxZipFileBytes);
+  return ZipReader(archive, path.string()).read(member, max_bytes);
 }
 
 Bytes read_zip_member(std::span<const std::uint8_t> zip, const std::string& source, const std::string& member,
                       std::uint64_t max_bytes) {
-  zip_error_t error;
-  zip_error_init(&error);
-  // The source only reads the caller's bytes (freep = 0: libzip never frees them).
-  zip_source_t* src = zip_source_buffer_create(zip.data(), zip.size(), 0, &error);
-  if (!src) {
-    const std::string why = zip_error_strerror(&error);
-    zip_error_fini(&error);
-    fail(source + ": cannot read as a zip archive (" + why + ")");
-  }
-  zip_t* z = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &error);
-  if (!z) {
-    zip_source_free(src);
-    const std::string why = zip_error_strerror(&error);
-    zip_error_fini(&error);
-    fail(source + ": cannot open as a zip archive (" + why + ")");
-  }
-  zip_error_fini(&error);
-  const ZipDiscarder discard{z};
-  return read_member(z, source, member, max_bytes);
+  return ZipReader(zip, source).read(member, max_bytes);
 }
 
 void write_zip(const std::filesystem::path& path, const std::vector<std::pair<std::string, Bytes>>& members) {

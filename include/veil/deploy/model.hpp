@@ -232,7 +232,10 @@ std::string make_versions_json(const ModelId& model);
 std::string client_specs_to_json(const ClientSpecs& specs);
 ClientSpecs client_specs_from_json(const std::string& text, const std::string& source);
 
-// Reads a member of a zip file (size-limited); throws DeployError naming the zip and member.
+// The largest zip file read_zip_member reads (it reads the whole file).
+inline constexpr std::uint64_t kMaxZipFileBytes = std::uint64_t{4} << 30;
+// Reads a member of a zip file (size-limited; Veil's own reader, zip_reader.hpp); throws
+// DeployError naming the zip and member.
 Bytes read_zip_member(const std::filesystem::path& zip, const std::string& member, std::uint64_t max_bytes);
 // The same for a zip archive in memory, named `source` in errors.
 Bytes read_zip_member(std::span<const std::uint8_t> zip, const std::string& source, const std::string& member,
