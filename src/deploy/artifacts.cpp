@@ -3,7 +3,6 @@
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zip.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -21,6 +20,7 @@
 #include "veil/deploy/model.hpp"
 #include "veil/ml/processing.hpp"
 #include "veil/tfhe/serialization.hpp"
+#include "deploy_internal.hpp"
 #include "zip_reader.hpp"
 
 namespace veil::deploy {
@@ -28,7 +28,8 @@ namespace {
 
 using nlohmann::json;
 
-[[noreturn]] void fail(const std::string& what) { throw DeployError(what); }
+using internal::fail;
+using internal::temp_sibling;
 
 std::string hex64(std::uint64_t v) {
   char buf[17];
@@ -164,18 +165,6 @@ json parse_json(const std::string& text, const std::string& source) {
   }
 }
 
-std::string zip_error_text(int code) {
-  zip_error_t e;
-  zip_error_init_with_code(&e, code);
-  std::string s = zip_error_strerror(&e);
-  zip_error_fini(&e);
-  return s;
-}
-
-std::filesystem::path temp_sibling(const std::filesystem::path& path) {
-  std::random_device rd;
-  return path.parent_path() / ("." + path.filename().string() + ".tmp" + std::to_string(rd()));
-}
 
 }  // namespace
 
@@ -286,35 +275,6 @@ Bytes read_zip_member(const std::filesystem::path& path, const std::string& memb
 Bytes read_zip_member(std::span<const std::uint8_t> zip, const std::string& source, const std::string& member,
                       std::uint64_t max_bytes) {
   return ZipReader(zip, source).read(member, max_bytes);
-}
-
-void write_zip(const std::filesystem::path& path, const std::vector<std::pair<std::string, Bytes>>& members) {
-  const auto tmp = temp_sibling(path);
-  int err = 0;
-  zip_t* z = zip_open(tmp.c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
-  if (!z) fail(path.string() + ": cannot create (" + zip_error_text(err) + ")");
-  for (const auto& [name, data] : members) {
-    zip_source_t* src = zip_source_buffer(z, data.data(), data.size(), 0);
-    if (!src || zip_file_add(z, name.c_str(), src, ZIP_FL_OVERWRITE | ZIP_FL_ENC_UTF_8) < 0) {
-      if (src) zip_source_free(src);
-      const std::string why = zip_strerror(z);
-      zip_discard(z);
-      std::filesystem::remove(tmp);
-      fail(path.string() + ": cannot add '" + name + "' (" + why + ")");
-    }
-  }
-  if (zip_close(z) != 0) {
-    const std::string why = zip_strerror(z);
-    zip_discard(z);
-    std::filesystem::remove(tmp);
-    fail(path.string() + ": cannot write (" + why + ")");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp);
-    fail(path.string() + ": cannot move into place (" + ec.message() + ")");
-  }
 }
 
 Bytes read_file(const std::filesystem::path& path, std::uint64_t max_bytes) {
