@@ -1,6 +1,8 @@
 #include "veil/tfhe/fft.hpp"
 
+#if VEIL_HAVE_FFTW
 #include <fftw3.h>
+#endif
 
 #include <algorithm>
 #include <array>
@@ -18,6 +20,12 @@ namespace veil::tfhe {
 namespace {
 
 constexpr std::size_t kMinLog2 = 8, kMaxLog2 = 16;
+
+#if VEIL_HAVE_FFTW
+constexpr bool kHaveFftw = true;
+#else
+constexpr bool kHaveFftw = false;
+#endif
 
 std::mutex& planner_mutex() {
   static std::mutex m;
@@ -57,11 +65,15 @@ Fft::Fft(std::size_t n) : n_(n) {
     monomial_minus_one_[2 * m] = static_cast<double>(-2 * half_sine * half_sine);
     monomial_minus_one_[2 * m + 1] = static_cast<double>(std::sin(angle));
   }
-  if (Radix8Fft::available() && n <= kRadix8MaxPolynomialSize) {
+  // Veil's transform up to kRadix8MaxPolynomialSize, and at every size in the portable set
+  // (whose plain C++ must build without FFTW, e.g. for WebAssembly) or without FFTW.
+  const bool portable = kernels::active_kernels().isa == kernels::Isa::kPortable;
+  if (n <= kRadix8MaxPolynomialSize || portable || !kHaveFftw) {
     radix8_forward_.emplace(half, -1);
     radix8_backward_.emplace(half, 1);
     return;
   }
+#if VEIL_HAVE_FFTW
   // Plan out of place on 64-byte aligned buffers; FftScratch buffers have the same alignment,
   // which the new-array execute functions require.
   FftScratch probe{PolynomialSize(n)};
@@ -73,11 +85,14 @@ Fft::Fft(std::size_t n) : n_(n) {
   backward_plan_ = fftw_plan_dft_1d(m, in, out, FFTW_BACKWARD, FFTW_MEASURE);
   if (forward_plan_ == nullptr || backward_plan_ == nullptr)
     throw std::runtime_error("FFTW could not plan a transform of size " + std::to_string(half));
+#endif
 }
 
 Fft::~Fft() {
+#if VEIL_HAVE_FFTW
   if (forward_plan_ != nullptr) fftw_destroy_plan(static_cast<fftw_plan>(forward_plan_));
   if (backward_plan_ != nullptr) fftw_destroy_plan(static_cast<fftw_plan>(backward_plan_));
+#endif
 }
 
 void Fft::execute(bool forward, const double* in, double* out, FftScratch& scratch) const {
@@ -96,9 +111,11 @@ void Fft::execute(bool forward, const double* in, double* out, FftScratch& scrat
     radix8->run(in, out, spare, scratch.key_stream_prefetch());
     return;
   }
+#if VEIL_HAVE_FFTW
   // Out of place: FFTW leaves the input of a complex transform intact.
   fftw_execute_dft(static_cast<fftw_plan>(forward ? forward_plan_ : backward_plan_),
                    reinterpret_cast<fftw_complex*>(const_cast<double*>(in)), reinterpret_cast<fftw_complex*>(out));
+#endif
 }
 
 const Fft& Fft::get(PolynomialSize n) {

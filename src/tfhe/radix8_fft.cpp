@@ -58,11 +58,7 @@ void Radix8Fft::run(const double* in, double* out, double* spare, KeyStreamPrefe
   if (in == out || spare == out || (spare == in && stages_.size() % 2 == 0))
     throw std::invalid_argument("Radix8Fft::run: buffers overlap (in == out, spare == out, or spare == in with an even "
                                 "stage count)");
-  const auto kernel = kernels::active_kernels().radix8_run;
-  if (kernel == nullptr)
-    throw std::logic_error("Radix8Fft::run: the " + std::string(kernels::isa_name(kernels::active_kernels().isa)) +
-                           " kernel set has no AVX2 and FMA");
-  kernel(stages_.data(), stages_.size(), twiddles_.data(), sign_, in, out, spare, prefetch);
+  kernels::active_kernels().radix8_run(stages_.data(), stages_.size(), twiddles_.data(), sign_, in, out, spare, prefetch);
 }
 
 }  // namespace veil::tfhe

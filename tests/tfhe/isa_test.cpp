@@ -3,12 +3,15 @@
 //
 // Inputs are chosen so that the exact result is representable (small dyadic doubles, integer
 // arithmetic), so that a set's different but legitimate rounding (FMA against a multiply and
-// an add) cannot hide a wrong index, lane or tail. The transforms themselves differ between
-// sets by design (FFTW in the portable set, Radix8Fft elsewhere): the FFT tests check each set
-// against exact products (schoolbook, bit for bit where the product is exact) when the suite
-// runs under each VEIL_ISA (scripts/test.sh).
+// an add) cannot hide a wrong index, lane or tail. The transforms are the exception: their
+// twiddles are not dyadic, and the vector sets fuse multiply-adds where the portable set
+// rounds twice, so Radix8Fft's stages agree across sets to within rounding, not bit for bit
+// (Radix8RunMatchesPortableToRounding); the FFT tests also check each set against exact
+// products (schoolbook, bit for bit where the product is exact) when the suite runs under
+// each VEIL_ISA (scripts/test.sh).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
@@ -23,6 +26,7 @@
 #include "veil/tfhe/entities.hpp"
 #include "veil/tfhe/isa.hpp"
 #include "veil/tfhe/polynomial.hpp"
+#include "veil/tfhe/radix8_fft.hpp"
 
 namespace veil::tfhe {
 namespace {
@@ -204,6 +208,34 @@ TEST_F(KernelSets, UntwistAddTorusMatchesPortable) {
     set->untwist_add_torus(buf.data(), half, re.data(), im.data(), got.data(), none);
     ASSERT_EQ(got, want) << kernels::isa_name(set->isa);
   }
+}
+
+// The same stages (radix 2, 4 and 8 first, then radix 8) in every set: outputs within a few
+// units in the last place of the transform's scale, where a wrong index, lane or twiddle
+// would be off by O(1).
+TEST_F(KernelSets, Radix8RunMatchesPortableToRounding) {
+  for (std::size_t points : {16, 32, 64, 128, 512, 4096})
+    for (int sign : {-1, 1}) {
+      const Radix8Fft fft(points, sign);
+      AlignedVector<double> x(2 * points);
+      for (double& v : x) v = static_cast<double>(static_cast<std::int64_t>(test_rng()() % 2000001) - 1000000) / 1e6;
+      // Rounding grows like sqrt(points) * log2(points) units of 2^-53 for inputs in [-1, 1].
+      const double bound = 0x1.0p-53 * 16 * std::sqrt(static_cast<double>(points)) * std::log2(static_cast<double>(points));
+      KeyStreamPrefetch none;
+      const auto run = [&](const KernelSet& set) {
+        AlignedVector<double> out(2 * points), spare(2 * points);
+        set.radix8_run(fft.stages().data(), fft.stages().size(), fft.twiddles(), sign, x.data(), out.data(),
+                       spare.data(), none);
+        return out;
+      };
+      const auto want = run(portable_set());
+      for (const KernelSet* set : vector_sets()) {
+        const auto got = run(*set);
+        for (std::size_t j = 0; j < 2 * points; ++j)
+          ASSERT_NEAR(got[j], want[j], bound) << kernels::isa_name(set->isa) << ": " << points << " points, sign "
+                                              << sign << ", word " << j;
+      }
+    }
 }
 
 // Every tile width, lone ciphertexts and groups, both word sizes.

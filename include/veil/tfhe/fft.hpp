@@ -8,9 +8,10 @@
 // Backward: inverse DFT, multiply by zeta^-j / (N/2), unfold real parts to coefficients j and
 // imaginary parts to j + N/2.
 //
-// The N/2-point transform is Veil's own Radix8Fft for N <= kRadix8MaxPolynomialSize (it
-// carries the bootstrap-key prefetch of FftScratch) where the active kernel set has it (AVX2
-// and FMA: veil/tfhe/isa.hpp), and FFTW above or without it.
+// The N/2-point transform is Veil's own Radix8Fft (it carries the bootstrap-key prefetch of
+// FftScratch) for N <= kRadix8MaxPolynomialSize, and for every N in the portable kernel set
+// (veil/tfhe/isa.hpp) or in a build without FFTW; FFTW runs the larger N of the AVX2 and
+// AVX-512 sets.
 //
 // Two layouts of a spectrum (N doubles). Split: N/2 real parts followed by N/2 imaginary
 // parts (`forward`, `backward`). Interleaved: (re, im) pairs, as FFTW's AVX codelets and
@@ -66,8 +67,8 @@ class FftScratch {
 
 class Fft {
  public:
-  // Transforms of N up to this size (N/2 complex points) run on Radix8Fft where it is
-  // available, larger ones on FFTW. Fastest of 7 runs per transform on machine B (µs, FFTW
+  // Transforms of N up to this size (N/2 complex points) run on Radix8Fft in every kernel
+  // set, larger ones on FFTW in the vector sets of a build with FFTW. Fastest of 7 runs per transform on machine B (µs, FFTW
   // then Radix8Fft): 128 points 0.184 / 0.166, 256 0.312 / 0.336, 512 0.693 / 0.749, 1024
   // 1.77 / 2.05, 2048 4.29 / 5.87. So Veil's transform is about level up to 512 points,
   // where its key prefetch makes the PBS faster (docs/perf-log.md), and slower above.

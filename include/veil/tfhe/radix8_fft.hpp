@@ -13,7 +13,8 @@
 // bit-reversal pass) on interleaved (re, im) pairs, the layout FFTW writes. The first stage
 // (radix 2, 4 or 8, so that the rest are radix 8) runs vectorised over the butterfly index p
 // and transposes its outputs; every later stage is radix 8, vectorised over the stride index
-// q with broadcast twiddles. 512 points take three passes over the data. For a length n
+// q with broadcast twiddles (AVX2 and AVX-512 sets; the portable set runs the same stages
+// one point at a time). 512 points take three passes over the data. For a length n
 // stage with stride s, output y[q + s (8p + r)] = (sum_k x[q + s (p + k n/8)] w8^(rk)) w_n^(rp)
 // with w_n = exp(sign 2 pi i / n); unnormalised, like FFTW's.
 //
@@ -58,14 +59,18 @@ class Radix8Fft {
     std::size_t radix = 0, length = 0, stride = 0, twiddle_offset = 0;
   };
 
-  // True where the active kernel set (veil/tfhe/isa.hpp) has the transform: AVX2 and FMA.
-  // Elsewhere run() throws.
+  // True where the active kernel set (veil/tfhe/isa.hpp) has the transform: every set has
+  // it (the portable one in plain C++, without intrinsics), so this is always true.
   static bool available();
   // points: a power of two in [16, 65536]; sign -1 (forward, FFTW_FORWARD) or +1 (backward).
   // Throws std::invalid_argument otherwise.
   Radix8Fft(std::size_t points, int sign);
 
   std::size_t stage_count() const { return stages_.size(); }
+  // The plan that run() hands to the kernel set (kernels/kernel_set.hpp's radix8_run): its
+  // stages and their twiddle table. For tests that run one set's stages against another's.
+  const std::vector<Stage>& stages() const { return stages_; }
+  const double* twiddles() const { return twiddles_.data(); }
 
   // out <- DFT(in), `points` interleaved complex values each, all 32-byte aligned.
   // `spare` is a work buffer of the same size; it may be `in` (destroying it) only when

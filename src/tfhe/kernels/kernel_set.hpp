@@ -61,8 +61,8 @@ struct KernelSet {
                             KeyStreamPrefetch& prefetch);
 
   // Radix8Fft::run's transform through `count` stages (twiddles at twiddles +
-  // stage.twiddle_offset), buffers as Radix8Fft::run requires. Null where the set has no
-  // AVX2 and FMA: Fft then runs FFTW.
+  // stage.twiddle_offset), buffers as Radix8Fft::run requires. Every set has it (the
+  // portable one in plain C++).
   void (*radix8_run)(const Radix8Fft::Stage* stages, std::size_t count, const double* twiddles, int sign,
                      const double* in, double* out, double* spare, KeyStreamPrefetch& prefetch);
 
