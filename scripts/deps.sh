@@ -9,6 +9,10 @@ VEIL_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev
   libzip-dev zlib1g-dev libcli11-dev libcpp-httplib-dev libsqlite3-dev libpq-dev postgresql
+  # scripts/cluster.sh: the load balancer in front of the replicas. On a machine with systemd,
+  # Debian's package also enables its own default site on port 80; cluster.sh runs a separate
+  # nginx from its own configuration and never touches that one.
+  nginx
   # The Python package (python/) and its tests; torch is the largest (about 2 minutes to
   # install on a fresh machine), and tools/make_fixtures.py uses the same set.
   python3-dev pybind11-dev python3-numpy python3-pytest python3-sklearn python3-xgboost python3-torch python3-onnx

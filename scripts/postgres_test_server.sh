@@ -3,6 +3,7 @@
 #
 #   postgres_test_server.sh start [--skip-ok] [STATE_DIR]   prints the connection URL
 #   postgres_test_server.sh stop [STATE_DIR]
+#   postgres_test_server.sh restart [STATE_DIR]   fast shutdown, then up again on the same port
 #
 # `start` creates a cluster with Debian's initdb + pg_ctl in a fresh temporary directory,
 # listening on 127.0.0.1 on a free port (and on a unix socket inside that directory), with a
@@ -173,11 +174,25 @@ stop() {
   rm -f "$state_dir/cluster" "$state_dir/url" "$state_dir/skip_reason"
 }
 
+# The same cluster, data and port, stopped (fast: open sessions are cut) and started again:
+# what a PostgreSQL restart or failover looks like to its clients (scripts/cluster.sh, the
+# chaos test). pg_ctl restart reuses the options of the last start (postmaster.opts).
+restart() {
+  [ -f "$state_dir/cluster" ] || { echo "postgres_test_server.sh: no server started from $state_dir" >&2; exit 2; }
+  find_binaries || { echo "postgres_test_server.sh: no PostgreSQL binaries" >&2; exit 2; }
+  find_runner || { echo "postgres_test_server.sh: no 'postgres' user to run the server as" >&2; exit 2; }
+  local dir
+  dir=$(cat "$state_dir/cluster")
+  (cd "$dir" && as_server_user "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -m fast -w -t 30 restart >/dev/null) ||
+    { echo "postgres_test_server.sh: pg_ctl restart failed: $(tail -n 3 "$dir/server.log" 2>/dev/null | tr '\n' ' ')" >&2; exit 1; }
+}
+
 case "$command" in
   start) start ;;
   stop) stop ;;
+  restart) restart ;;
   *)
-    echo "usage: $0 start [--skip-ok] [STATE_DIR] | stop [STATE_DIR]" >&2
+    echo "usage: $0 start [--skip-ok] [STATE_DIR] | stop [STATE_DIR] | restart [STATE_DIR]" >&2
     exit 64
     ;;
 esac
