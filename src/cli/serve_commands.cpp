@@ -525,6 +525,8 @@ void add_serve_commands(CLI::App& app) {
   p->add_option("--upload-token-file", predict_args->upload_token_file, "File whose first line is the server's upload token")
       ->check(CLI::ExistingFile);
   p->callback([predict_args] { std::exit(predict(*predict_args)); });
+
+  add_loadtest_command(app);
 }
 
 }  // namespace veil::cli

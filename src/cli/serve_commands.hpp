@@ -49,6 +49,20 @@ struct PredictArgs {
 };
 int predict(const PredictArgs& a);
 
+// `veil loadtest` (loadtest_command.cpp): concurrent clients, each with its own keys, against a
+// server on loopback; every answer checked against the clear model, faults retried.
+struct LoadtestArgs {
+  std::string url, model, artifacts, input;
+  std::size_t clients = 4;
+  std::size_t requests = 10;   // per client
+  std::size_t batch_size = 1;  // rows per request
+  unsigned retries = 30;       // per request: no answer, 5xx, 429
+  double timeout = 600;        // seconds for one answer
+  bool json = false;
+};
+int loadtest(const LoadtestArgs& a);
+void add_loadtest_command(CLI::App& app);
+
 // "1048576", "64KiB", "64MiB", "1GiB" (K/M/G = KiB/MiB/GiB; KB/MB/GB = powers of 1000).
 // Throws std::invalid_argument naming the option.
 std::uint64_t parse_byte_size(const std::string& text, const std::string& option);
