@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -50,6 +51,32 @@ Torus bootstrap_key_message(const BootstrapKeyShape& shape, std::span<const Toru
 }
 }  // namespace
 
+namespace {
+
+// The bootstrap key's share of KeygenOptions::progress (it is nearly all of the work).
+constexpr double kBootstrapKeyShare = 0.9;
+
+// Reports KeygenOptions::progress as chunks of `total` items finish, mapped onto [from, to].
+class ProgressCounter {
+ public:
+  ProgressCounter(const std::function<void(double)>& report, std::size_t total, double from, double to)
+      : report_(report), total_(total), from_(from), to_(to) {}
+  void add(std::size_t items) {
+    if (!report_) return;
+    std::lock_guard lock(mutex_);
+    done_ += items;
+    report_(from_ + (to_ - from_) * static_cast<double>(done_) / static_cast<double>(total_ == 0 ? 1 : total_));
+  }
+
+ private:
+  const std::function<void(double)>& report_;
+  std::size_t total_, done_ = 0;
+  double from_, to_;
+  std::mutex mutex_;
+};
+
+}  // namespace
+
 SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, const KeygenOptions& options) {
   const BootstrapKeyShape shape = bootstrap_key_shape(keys.params);
   const GgswShape& g = shape.ggsw;
@@ -58,6 +85,7 @@ SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, cons
   const std::size_t l = g.level_count.value;
   SeededLweBootstrapKey out{shape, os_random_seed(), {}};
   out.bodies.resize(shape.ggsw_count() * g.row_count() * n);
+  ProgressCounter counter(options.progress, shape.ggsw_count(), 0.0, kBootstrapKeyShare);
   parallel_for(shape.ggsw_count(), options.threads, 4, [&](std::size_t begin, std::size_t end, unsigned) {
     GlweEncryptor encryptor(keys.glwe);
     Csprng noise = Csprng::from_os();
@@ -74,6 +102,7 @@ SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, cons
         }
       }
     }
+    counter.add(end - begin);
   });
   return out;
 }
@@ -87,6 +116,7 @@ SeededLweKeyswitchKey generate_seeded_keyswitch_key(const SecretKeys& keys, cons
   out.bodies.resize(shape.ciphertext_count());
   auto big_key = keys.glwe.flattened();
   auto small_key = keys.lwe.bits();
+  ProgressCounter counter(options.progress, shape.input_lwe_dimension.value, kBootstrapKeyShare, 1.0);
   parallel_for(shape.input_lwe_dimension.value, options.threads, 64, [&](std::size_t begin, std::size_t end, unsigned) {
     Csprng noise = Csprng::from_os();
     GaussianSampler sampler(keys.params.lwe_std_dev);
@@ -101,6 +131,7 @@ SeededLweKeyswitchKey generate_seeded_keyswitch_key(const SecretKeys& keys, cons
         out.bodies[i * l + (j - 1)] = b + plaintext + sampler.sample(noise);
       }
     }
+    counter.add(end - begin);
   });
   return out;
 }

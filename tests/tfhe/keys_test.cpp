@@ -134,5 +134,21 @@ TEST(EvaluationKeys, ExpansionRefusesShapesThatDoNotMatchTheParameters) {
   EXPECT_THROW(expand_evaluation_keys(seeded), std::invalid_argument);
 }
 
+TEST(EvaluationKeys, ProgressRisesToOneFromEveryThreadCount) {
+  auto p = toy::exact_set(2, 8);
+  auto keys = generate_secret_keys(p, true);
+  for (unsigned threads : {1u, 2u}) {
+    std::vector<double> seen;
+    KeygenOptions options;
+    options.threads = threads;
+    options.progress = [&](double f) { seen.push_back(f); };
+    (void)generate_seeded_evaluation_keys(keys, options);
+    ASSERT_GE(seen.size(), 2u);
+    for (std::size_t i = 1; i < seen.size(); ++i) EXPECT_GE(seen[i], seen[i - 1]);
+    EXPECT_GT(seen.front(), 0.0);
+    EXPECT_DOUBLE_EQ(seen.back(), 1.0);
+  }
+}
+
 }  // namespace
 }  // namespace veil::tfhe

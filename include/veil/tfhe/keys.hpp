@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "veil/tfhe/entities.hpp"
 #include "veil/tfhe/parameters.hpp"
@@ -30,6 +31,10 @@ KeyswitchKeyShape keyswitch_key_shape(const ParameterSet& params);
 
 struct KeygenOptions {
   unsigned threads = 0;  // 0: all hardware threads
+  // When set, generate_seeded_evaluation_keys reports the fraction done (0 to 1, rising) as
+  // it goes: after each chunk of the bootstrap key (the bulk, up to 0.9), then the keyswitch
+  // key. Called from worker threads, one call at a time.
+  std::function<void(double)> progress;
 };
 
 // BSK_i = GGSW(s_i) under the GLWE key, masks from a fresh public seed.
