@@ -14,6 +14,8 @@
 #       the replicas (SIGTERM: they drain), PostgreSQL (its data is thrown away).
 #   scripts/cluster.sh status [--state DIR]
 #       each process, alive or not, and each replica's /healthz.
+#   scripts/cluster.sh reload [--state DIR]
+#       SIGHUP to every replica: they serve the models added to or replaced in DIR since.
 #   scripts/cluster.sh kill-replica I | start-replica I | drain-replica I | restart-postgres
 #       faults and repairs, for drills and the chaos test (tests/server/chaos_test.sh):
 #       SIGKILL replica I; start it again on its port; SIGTERM it and wait until it has drained
@@ -286,6 +288,12 @@ case "$command" in
   kill-replica) need_index; signal_replica "$index" KILL 10 ;;
   drain-replica) need_index; signal_replica "$index" TERM 40 ;;
   start-replica) need_index; start_replica "$index" ;;
+  reload)
+    [ -f "$state/started" ] || die "no cluster in $state"
+    for f in "$state"/replica-*.pid; do
+      [ -f "$f" ] || continue
+      if pid=$(pid_of "$f" "veil"); then kill -HUP "$pid" && echo "cluster.sh: SIGHUP to pid $pid"; fi
+    done ;;
   restart-postgres)
     [ -f "$state/started" ] || die "no cluster in $state"
     "$repo/scripts/postgres_test_server.sh" restart "$state/postgres" || die "PostgreSQL did not restart"

@@ -328,12 +328,14 @@ int serve(const ServeArgs& a) {
   o.log_requests = !a.quiet;
   const auto [host, port] = parse_listen_address(a.listen);
 
-  // SIGINT and SIGTERM are taken by a thread of their own (sigwait), so they are blocked
-  // before any other thread exists: every thread inherits the mask.
+  // SIGINT and SIGTERM (stop) and SIGHUP (reload the models) are taken by a thread of their
+  // own (sigwait), so they are blocked before any other thread exists: every thread inherits
+  // the mask.
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -344,7 +346,7 @@ int serve(const ServeArgs& a) {
   for (const auto& m : http.models()) names += (names.empty() ? "" : ", ") + m.name;
   std::cout << "veil serve: " << http.models().size() << (http.models().size() == 1 ? " model" : " models") << " (" << names
             << ") on " << (a.tls_cert.empty() ? "http" : "https") << "://" << (host.find(':') != std::string::npos ? "[" + host + "]" : host) << ":" << bound
-            << ", keys in " << store->describe() << "; stop with Ctrl-C or SIGTERM" << std::endl;
+            << ", keys in " << store->describe() << "; stop with Ctrl-C or SIGTERM, reload the models with SIGHUP" << std::endl;
 
   std::atomic<bool> done{false};
   std::thread watcher([&] {
@@ -354,6 +356,23 @@ int serve(const ServeArgs& a) {
       siginfo_t info{};
       const int sig = sigtimedwait(&stop_signals, &info, &wait);
       if (sig < 0) continue;
+      if (sig == SIGHUP) {
+        // Added and replaced models are served from now on, without a restart; a directory
+        // that does not load leaves the models as they were (the server logs why).
+        try {
+          const server::ModelReload r = http.reload_models();
+          auto names = [](const std::vector<std::string>& v) {
+            std::string out;
+            for (const auto& n : v) out += (out.empty() ? "" : ", ") + n;
+            return out.empty() ? std::string("none") : out;
+          };
+          std::cerr << "veil serve: SIGHUP: models reloaded: added " << names(r.added) << "; replaced " << names(r.replaced)
+                    << "; removed " << names(r.removed) << "; unchanged " << r.unchanged.size() << std::endl;
+        } catch (const std::exception& e) {
+          std::cerr << "veil serve: SIGHUP: reload failed, still serving the models loaded before: " << e.what() << std::endl;
+        }
+        continue;
+      }
       if (++received == 1) {
         std::cerr << "veil serve: " << strsignal(sig) << ": finishing the requests in progress (again to exit at once)"
                   << std::endl;

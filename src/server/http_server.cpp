@@ -201,6 +201,16 @@ struct Model {
   json description;
 };
 
+// The models served, as one immutable snapshot. A request takes the current snapshot's model
+// (a shared pointer) and holds it until it is answered, so a reload (SIGHUP) swaps the set
+// under no request and frees a replaced model only once its last request is done.
+struct ModelSet {
+  std::vector<std::shared_ptr<const Model>> models;  // by name
+  std::map<std::string, std::shared_ptr<const Model>> by_name;
+  std::map<std::string, const Model*> by_id;
+  std::vector<ServedModel> served;
+};
+
 bool has_artifacts(const fs::path& dir) {
   std::error_code ec;
   return fs::is_regular_file(dir / deploy::kClientZip, ec) && fs::is_regular_file(dir / deploy::kServerZip, ec) &&
@@ -289,10 +299,10 @@ struct HttpServer::Impl {
   KeyCache cache;
   JobGate gate;
   ServerMetrics metrics;
-  std::vector<std::unique_ptr<Model>> models;
-  std::map<std::string, const Model*> by_name;
-  std::map<std::string, const Model*> by_id;
-  std::vector<ServedModel> served;
+  mutable std::mutex models_mutex;
+  std::shared_ptr<const ModelSet> model_set;  // under models_mutex; replaced whole by a reload
+  std::mutex reload_mutex;                    // one reload at a time
+  std::atomic<std::uint64_t> reloads_ok{0}, reloads_failed{0};
   std::unique_ptr<Transport> transport;
   std::thread thread;
   std::atomic<bool> bound{false};
@@ -326,7 +336,14 @@ struct HttpServer::Impl {
     std::cerr << text << '\n' << std::flush;
   }
 
-  void load_models() {
+  std::shared_ptr<const ModelSet> models() const {
+    std::lock_guard lock(models_mutex);
+    return model_set;
+  }
+
+  // Reads every model of options.models_dir into a new set; throws (naming the directory or
+  // file) when the directory holds no model or one of them cannot be loaded.
+  std::shared_ptr<const ModelSet> scan_models() {
     const fs::path& root = options.models_dir;
     std::error_code ec;
     if (!fs::is_directory(root, ec)) throw std::runtime_error("models directory " + root.string() + " does not exist");
@@ -354,31 +371,87 @@ struct HttpServer::Impl {
     if (found.empty())
       throw std::runtime_error("models directory " + root.string() + " holds no model (a subdirectory with " +
                                deploy::kClientZip + ", " + deploy::kServerZip + " and " + deploy::kProcessingJson + ")");
+    auto set = std::make_shared<ModelSet>();
     for (const auto& [name, dir] : found) {
       if (!valid_model_name(name)) throw std::runtime_error("model directory " + dir.string() + ": not a valid model name");
-      auto m = load_model(name, dir, options);
-      if (const auto it = by_id.find(m->id_hex); it != by_id.end())
+      std::shared_ptr<const Model> m = load_model(name, dir, options);
+      if (const auto it = set->by_id.find(m->id_hex); it != set->by_id.end())
         log({{"ts", iso8601_now()}, {"level", "warning"}, {"msg", "two model directories hold the same compile"},
              {"model", name}, {"same_as", it->second->name}});
-      by_name[name] = m.get();
-      by_id.emplace(m->id_hex, m.get());
-      served.push_back({name, m->id_hex, m->keys_required});
-      log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "model loaded"}, {"model", name}, {"model_id", m->id_hex},
-           {"keys_required", m->keys_required}, {"dir", dir.string()}});
-      models.push_back(std::move(m));
+      set->by_name[name] = m;
+      set->by_id.emplace(m->id_hex, m.get());
+      set->served.push_back({name, m->id_hex, m->keys_required});
+      set->models.push_back(std::move(m));
     }
+    return set;
   }
 
-  const Model& model_or_404(const std::string& name) const {
-    const auto it = by_name.find(name);
-    if (it == by_name.end()) refuse(404, "unknown_model", "no model named '" + name + "' on this server (GET /v1/models lists them)");
-    return *it->second;
+  void load_models() {
+    auto set = scan_models();
+    for (const auto& m : set->models)
+      log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "model loaded"}, {"model", m->name}, {"model_id", m->id_hex},
+           {"keys_required", m->keys_required}, {"dir", m->dir.string()}});
+    std::lock_guard lock(models_mutex);
+    model_set = std::move(set);
+  }
+
+  ModelReload reload_models() {
+    std::lock_guard reload_lock(reload_mutex);
+    std::shared_ptr<const ModelSet> next;
+    try {
+      next = scan_models();
+    } catch (const std::exception& e) {
+      ++reloads_failed;
+      log({{"ts", iso8601_now()}, {"level", "error"}, {"msg", "model reload failed: still serving the models loaded before"},
+           {"dir", options.models_dir.string()}, {"detail", e.what()}});
+      throw;
+    }
+    const std::shared_ptr<const ModelSet> before = models();
+    ModelReload r;
+    for (const auto& m : next->models) {
+      const auto it = before->by_name.find(m->name);
+      if (it == before->by_name.end()) {
+        r.added.push_back(m->name);
+      } else if (it->second->id_hex != m->id_hex || it->second->client_zip_sha256 != m->client_zip_sha256 ||
+                 it->second->processing_sha256 != m->processing_sha256) {
+        r.replaced.push_back(m->name);
+      } else {
+        r.unchanged.push_back(m->name);
+      }
+    }
+    for (const auto& m : before->models)
+      if (next->by_name.count(m->name) == 0) r.removed.push_back(m->name);
+    {
+      std::lock_guard lock(models_mutex);
+      model_set = next;
+    }
+    ++reloads_ok;
+    for (const auto& name : r.added)
+      log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "model added"}, {"model", name},
+           {"model_id", next->by_name.at(name)->id_hex}});
+    for (const auto& name : r.replaced)
+      log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "model replaced: keys uploaded for the old compile are refused"},
+           {"model", name}, {"model_id", next->by_name.at(name)->id_hex}, {"old_model_id", before->by_name.at(name)->id_hex}});
+    for (const auto& name : r.removed) log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "model removed"}, {"model", name}});
+    log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "models reloaded"}, {"models", next->models.size()},
+         {"added", r.added.size()}, {"replaced", r.replaced.size()}, {"removed", r.removed.size()}});
+    return r;
+  }
+
+  // The model of that name in the current set, held for the request.
+  std::shared_ptr<const Model> model_or_404(const std::string& name) const {
+    const std::shared_ptr<const ModelSet> set = models();
+    const auto it = set->by_name.find(name);
+    if (it == set->by_name.end())
+      refuse(404, "unknown_model", "no model named '" + name + "' on this server (GET /v1/models lists them)");
+    return it->second;
   }
 
   // The model named by a model id, for messages.
   std::string name_of_id(const std::string& id_hex) const {
-    const auto it = by_id.find(id_hex);
-    return it == by_id.end() ? "not served here" : "'" + it->second->name + "' on this server";
+    const std::shared_ptr<const ModelSet> set = models();
+    const auto it = set->by_id.find(id_hex);
+    return it == set->by_id.end() ? "not served here" : "'" + it->second->name + "' on this server";
   }
 
   std::uint64_t body_limit(const RouteSpec& route) const {
@@ -443,8 +516,9 @@ struct HttpServer::Impl {
         return r;
       }
     }
-    const auto it = by_name.find(model_segment(h.path));
-    const bool needs_slot = !upload || (it != by_name.end() && it->second->keys_required);
+    const std::shared_ptr<const ModelSet> set = models();
+    const auto it = set->by_name.find(model_segment(h.path));
+    const bool needs_slot = !upload || (it != set->by_name.end() && it->second->keys_required);
     if (needs_slot && gate.refuse_now())
       return refusal(503, "overloaded",
                      "all " + std::to_string(options.max_jobs) + " FHE job slots are busy and " +
@@ -515,7 +589,7 @@ struct HttpServer::Impl {
     if (m != nullptr && info->model_id != m->id_hex)
       refuse(409, "key_model_mismatch",
              "keys " + key_id + " belong to model " + info->model_id + " (" + name_of_id(info->model_id) + "), not to '" +
-                 m->name + "' (model " + m->id_hex + "): upload keys for this model");
+                 m->name + "' (model " + m->id_hex + "): upload keys for this model (a recompiled model needs new keys)");
     return *info;
   }
 
@@ -540,16 +614,17 @@ struct HttpServer::Impl {
 
   void list_models(httplib::Response& res) const {
     json list = json::array();
-    for (const auto& m : models) list.push_back(m->description);
+    for (const auto& m : models()->models) list.push_back(m->description);
     res.set_content(json_dump(json{{"models", list}}) + "\n", "application/json");
   }
 
   void get_model(const std::string& name, httplib::Response& res) const {
-    res.set_content(json_dump(model_or_404(name).description) + "\n", "application/json");
+    res.set_content(json_dump(model_or_404(name)->description) + "\n", "application/json");
   }
 
   void get_file(const std::string& name, const std::string& file, httplib::Response& res) const {
-    const Model& m = model_or_404(name);
+    const std::shared_ptr<const Model> held = model_or_404(name);
+    const Model& m = *held;
     const bool zip = file == deploy::kClientZip;
     res.set_content(zip ? m.client_zip : m.processing_json, zip ? "application/zip" : "application/json");
     res.set_header("ETag", "\"" + (zip ? m.client_zip_sha256 : m.processing_sha256) + "\"");
@@ -557,7 +632,8 @@ struct HttpServer::Impl {
   }
 
   void upload_keys(const std::string& name, const httplib::Request& req, httplib::Response& res) {
-    const Model& m = model_or_404(name);
+    const std::shared_ptr<const Model> held = model_or_404(name);
+    const Model& m = *held;
     const auto t0 = Clock::now();
     const std::string_view body = request_body();
     check_envelope(body, deploy::EnvelopeKind::kEvaluationKeys, m, options.max_key_bytes, "evaluation keys");
@@ -750,7 +826,8 @@ struct HttpServer::Impl {
   }
 
   void predict(const std::string& name, const httplib::Request& req, httplib::Response& res) {
-    const Model& m = model_or_404(name);
+    const std::shared_ptr<const Model> held = model_or_404(name);
+    const Model& m = *held;
     const std::string key_id = req.get_header_value(kKeyIdHeader);
     const bool credentials = !key_id.empty() || req.has_header("Authorization");
     if (m.keys_required || credentials) authorize(req, key_id, &m);
@@ -827,7 +904,7 @@ struct HttpServer::Impl {
   void healthz(httplib::Response& res) const {
     const bool stopping = transport && transport->stopping();
     res.status = stopping ? 503 : 200;
-    res.set_content(json_dump(json{{"status", stopping ? "stopping" : "ok"}, {"models", models.size()}}) + "\n",
+    res.set_content(json_dump(json{{"status", stopping ? "stopping" : "ok"}, {"models", models()->models.size()}}) + "\n",
                     "application/json");
   }
 
@@ -873,9 +950,13 @@ struct HttpServer::Impl {
       w.single("veil_key_store_keys", "gauge", "Key sets in the store (all replicas).", s->key_count);
       w.single("veil_key_store_bytes", "gauge", "Bytes of evaluation keys in the store, as uploaded.", s->total_bytes);
     }
-    w.single("veil_models", "gauge", "Models served.", static_cast<std::uint64_t>(models.size()));
+    const std::shared_ptr<const ModelSet> set = models();
+    w.single("veil_models", "gauge", "Models served.", static_cast<std::uint64_t>(set->models.size()));
+    w.family("veil_model_reloads_total", "counter", "Reloads of the models directory (SIGHUP), by result.");
+    w.sample("veil_model_reloads_total", prometheus_label("result", "ok"), reloads_ok.load());
+    w.sample("veil_model_reloads_total", prometheus_label("result", "failed"), reloads_failed.load());
     w.family("veil_model_info", "gauge", "One sample per model served, with its id.");
-    for (const auto& m : models)
+    for (const auto& m : set->models)
       w.sample("veil_model_info",
                prometheus_label("model", m->name) + "," + prometheus_label("model_id", m->id_hex) + "," +
                    prometheus_label("keys_required", m->keys_required ? "true" : "false"),
@@ -1062,7 +1143,7 @@ int HttpServer::bind(const std::string& host, int port) {
                              (errno != 0 ? std::strerror(errno) : "bind failed"));
   impl_->bound = true;
   impl_->log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "listening"}, {"host", host}, {"port", bound},
-              {"store", impl_->store->describe()}, {"models", impl_->models.size()}});
+              {"store", impl_->store->describe()}, {"models", impl_->models()->models.size()}});
   return bound;
 }
 
@@ -1093,7 +1174,9 @@ void HttpServer::stop() {
   impl_->transport->request_stop();
 }
 
-const std::vector<ServedModel>& HttpServer::models() const { return impl_->served; }
+std::vector<ServedModel> HttpServer::models() const { return impl_->models()->served; }
+
+ModelReload HttpServer::reload_models() { return impl_->reload_models(); }
 
 std::string HttpServer::metrics_text() const { return impl_->metrics_text(); }
 

@@ -89,6 +89,22 @@ refused "no model" "$veil" serve --models "$work" --listen 127.0.0.1:0 --store "
 refused "unknown unit" "$veil" serve --models "$work/models" --max-key-bytes 12XB
 
 grep -q '"msg":"request"' "$work/serve.err" || fail "no request log lines"
+
+# SIGHUP: a model added to the directory is served without a restart; a broken one is not
+# and leaves the others served.
+cp -r "$work/models/logreg" "$work/models/logreg2"
+kill -HUP "$server_pid"
+for _ in $(seq 50); do grep -q "SIGHUP: models reloaded" "$work/serve.err" && break; sleep 0.1; done
+grep -q "SIGHUP: models reloaded: added logreg2" "$work/serve.err" || fail "SIGHUP did not reload the models: $(tail -3 "$work/serve.err")"
+ok "$veil" predict --url "$url" --model logreg2 --keys "$work/client2" --input "$work/test.csv" --out "$work/y4.csv"
+cmp -s "$work/y4.csv" "$work/expected.csv" || fail "predictions of the model added by SIGHUP differ"
+mkdir -p "$work/models/broken" && for f in client.zip server.zip serialized_processing.json; do echo x >"$work/models/broken/$f"; done
+kill -HUP "$server_pid"
+for _ in $(seq 50); do grep -q "SIGHUP: reload failed" "$work/serve.err" && break; sleep 0.1; done
+grep -q "SIGHUP: reload failed, still serving" "$work/serve.err" || fail "a broken model directory did not fail the reload: $(tail -3 "$work/serve.err")"
+ok "$veil" predict --url "$url" --model logreg2 --keys "$work/client2" --input "$work/test.csv" --out "$work/y5.csv"
+rm -rf "$work/models/broken" "$work/models/logreg2"
+
 kill -TERM "$server_pid"
 wait "$server_pid"
 status=$?

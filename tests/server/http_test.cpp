@@ -137,7 +137,7 @@ bool differ(const ml::Predictions& got, const ml::Predictions& want) {
 class TestServer {
  public:
   TestServer(std::shared_ptr<KeyStore> store, HttpServerOptions options = {}) {
-    options.models_dir = Models::get().dir();
+    if (options.models_dir.empty()) options.models_dir = Models::get().dir();
     options.log = [this](std::string_view line) {
       std::lock_guard lock(mutex_);
       lines_.emplace_back(line);
@@ -674,6 +674,96 @@ TEST_F(HttpServerTest, StopFinishesRunningJobsAndRefusesQueuedOnes) {
   server.reset();
   httplib::Client after("127.0.0.1", port);
   EXPECT_FALSE(after.Get("/healthz")) << "the server still answers after stopping";
+}
+
+TEST_F(HttpServerTest, AReloadServesAddedAndReplacedModelsAndARequestInFlightFinishesWithItsModel) {
+  TempDir dir;
+  const auto copy_model = [&](const std::string& from, const std::string& to) {
+    fs::remove_all(dir.path() / to);
+    fs::copy(Models::get().dir(from), dir.path() / to, fs::copy_options::recursive);
+  };
+  copy_model("stump", "m");
+  // The job hook blocks the one job that starts while `armed` is set, until released.
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool armed = false, entered = false, released = false;
+  HttpServerOptions o;
+  o.models_dir = dir.path();
+  o.job_hook = [&](const std::string&) {
+    std::unique_lock lock(mutex);
+    if (!armed) return;
+    armed = false;
+    entered = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return released; });
+  };
+  TestServer server(open_store(), o);
+  TestClient stump(server.url(), "stump");
+  HttpClient http(server.url());
+  const KeyGrant grant = http.upload_keys("m", stump.evaluation_keys());
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 3);
+  const deploy::Bytes batch = stump.encrypt(rows);
+  expect_same(stump.model_client().deserialize_decrypt_dequantize(http.predict("m", &grant, batch)),
+              Models::get().expected("stump", rows));
+
+  // A prediction of "m" is running (held in its job slot) while "m" is replaced by another
+  // compile and a model is added.
+  {
+    std::lock_guard lock(mutex);
+    armed = true;
+  }
+  std::vector<std::uint8_t> in_flight;
+  std::thread running([&] {
+    HttpClient other(server.url());
+    in_flight = other.predict("m", &grant, batch);
+  });
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return entered; }));
+  }
+  copy_model("logreg", "m");
+  copy_model("logreg6", "added");
+  const ModelReload r = server.server().reload_models();
+  EXPECT_EQ(r.added, std::vector<std::string>{"added"});
+  EXPECT_EQ(r.replaced, std::vector<std::string>{"m"});
+  EXPECT_TRUE(r.removed.empty());
+  {
+    std::lock_guard lock(mutex);
+    released = true;
+  }
+  cv.notify_all();
+  running.join();
+  // The request finished with the model it started with: the stump's answer.
+  expect_same(stump.model_client().deserialize_decrypt_dequantize(in_flight), Models::get().expected("stump", rows));
+
+  // From now on "m" is the logistic regression: the stump's keys are refused, clearly.
+  const auto models = http.list_models();
+  ASSERT_EQ(models.size(), 2u);
+  EXPECT_EQ(models[0].name, "added");
+  EXPECT_EQ(models[1].name, "m");
+  EXPECT_EQ(models[1].model_id, deploy::model_id_hex(Models::get().dev("logreg").model_id()));
+  const HttpError refused = http_error([&] { http.predict("m", &grant, batch); });
+  EXPECT_EQ(refused.status(), 409);
+  EXPECT_EQ(refused.error(), "key_model_mismatch");
+  EXPECT_NE(refused.detail().find("recompiled"), std::string::npos) << refused.detail();
+  TestClient logreg(server.url(), "logreg");
+  const deploy::Bytes out = http.predict("m", nullptr, logreg.encrypt(rows));
+  expect_same(logreg.model_client().deserialize_decrypt_dequantize(out), Models::get().expected("logreg", rows));
+
+  // A directory that does not load leaves the models as they were.
+  fs::create_directories(dir.path() / "broken");
+  for (const char* f : {"client.zip", "server.zip", "serialized_processing.json"}) std::ofstream(dir.path() / "broken" / f) << "not a model";
+  EXPECT_THROW(server.server().reload_models(), std::exception);
+  EXPECT_EQ(http.list_models().size(), 2u);
+  EXPECT_EQ(server.metric("veil_model_reloads_total", "result=\"failed\""), 1);
+  EXPECT_EQ(server.metric("veil_model_reloads_total", "result=\"ok\""), 1);
+
+  // Removed directories stop being served.
+  fs::remove_all(dir.path() / "broken");
+  fs::remove_all(dir.path() / "added");
+  EXPECT_EQ(server.server().reload_models().removed, std::vector<std::string>{"added"});
+  EXPECT_EQ(http_error([&] { http.model("added"); }).error(), "unknown_model");
+  EXPECT_EQ(server.metric("veil_models"), 1);
 }
 
 TEST_F(HttpServerTest, ARequestIdIsEchoedAndLoggedAndAMalformedOneIsRefused) {

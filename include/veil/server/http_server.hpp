@@ -142,6 +142,11 @@ struct ServedModel {
   bool keys_required = false;
 };
 
+// What a reload of the models directory changed, by model name.
+struct ModelReload {
+  std::vector<std::string> added, replaced, removed, unchanged;
+};
+
 class HttpServer {
  public:
   // Loads every model of options.models_dir. Throws std::invalid_argument for options out
@@ -168,7 +173,16 @@ class HttpServer {
   // Idempotent; returns at once (the thread of run() returns when requests are done).
   void stop();
 
-  const std::vector<ServedModel>& models() const;
+  // The models served now (a copy: a reload may change them).
+  std::vector<ServedModel> models() const;
+  // Reads options.models_dir again and serves what it holds now: added model directories
+  // are served, replaced ones (another compile, or other client files) serve the new
+  // artifacts, removed ones answer 404. Requests in progress finish with the model they
+  // started with; keys uploaded for a replaced compile are refused (409 key_model_mismatch).
+  // All or nothing: when a model cannot be loaded (a half-copied directory, a corrupt zip)
+  // it throws like the constructor and the models served stay as they were. Thread-safe;
+  // `veil serve` calls it on SIGHUP.
+  ModelReload reload_models();
   // The /metrics text.
   std::string metrics_text() const;
 
