@@ -112,8 +112,17 @@ struct Tally {
   // uploads come before it and are not in the throughput).
   std::optional<Clock::time_point> first_request, last_answer;
 
+  // Keeps the first few, each on one line (a balancer's error page is HTML over many).
   void note_failure(const std::string& what) {
-    if (failures.size() < 10) failures.push_back(what);
+    if (failures.size() >= 10) return;
+    std::string line;
+    for (const char c : what) {
+      const char d = (c == '\n' || c == '\r' || c == '\t') ? ' ' : c;
+      if (d == ' ' && (line.empty() || line.back() == ' ')) continue;
+      line += d;
+    }
+    if (line.size() > 300) line = line.substr(0, 297) + "...";
+    failures.push_back(line);
   }
 };
 
