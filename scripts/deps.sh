@@ -16,6 +16,9 @@ VEIL_PACKAGES=(
   # The Python package (python/) and its tests; torch is the largest (about 2 minutes to
   # install on a fresh machine), and tools/make_fixtures.py uses the same set.
   python3-dev pybind11-dev python3-numpy python3-pytest python3-sklearn python3-xgboost python3-torch python3-onnx
+  # The WebAssembly client and JavaScript package (wasm/, web/; scripts/build_web.sh): emcc
+  # needs acorn from node-acorn; the page's end-to-end test drives Debian's chromium.
+  emscripten node-acorn nodejs chromium fonts-dejavu-core
 )
 
 # scripts/fuzz.sh adds these: clang with libFuzzer and the sanitizer runtimes.

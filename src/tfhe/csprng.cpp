@@ -18,7 +18,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "stream_ciphers.hpp"
+#include "portable_crypto.hpp"
 #include "veil/tfhe/aligned.hpp"
 
 static_assert(std::endian::native == std::endian::little,
@@ -30,7 +30,7 @@ namespace veil::tfhe {
 // WebAssembly (the browser and Node client, wasm/): no OpenSSL and no system calls. Entropy
 // comes from the host's CSPRNG through one hook, crypto.getRandomValues (browsers, workers
 // and Node 20 all have it; it takes at most 65536 bytes a call). The mask stream is Veil's own
-// AES-128-CTR, byte for byte OpenSSL's; the secret stream is ChaCha20 (stream_ciphers.hpp).
+// AES-128-CTR, byte for byte OpenSSL's; the secret stream is ChaCha20 (portable_crypto.hpp).
 namespace {
 
 // clang-format off

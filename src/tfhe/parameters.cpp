@@ -31,8 +31,8 @@
 //
 // Thread safety: pure functions over values.
 #include "veil/tfhe/parameters.hpp"
+#include "veil/tfhe/sha256.hpp"
 
-#include <openssl/evp.h>
 
 #include <array>
 #include <bit>
@@ -122,12 +122,7 @@ std::uint64_t ParameterSet::id() const {
   append_u64(bytes, ks_level_count.value);
   if (grouping.value != 1) append_u64(bytes, grouping.value);
 
-  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
-  unsigned int digest_len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest.data(), &digest_len, EVP_sha256(),
-                 nullptr) != 1 ||
-      digest_len < 8)
-    throw std::runtime_error("ParameterSet::id: SHA-256 (OpenSSL EVP_Digest) failed");
+  const Sha256Digest digest = sha256(std::span<const std::uint8_t>(bytes.data(), bytes.size()));
   std::uint64_t id = 0;
   for (int i = 0; i < 8; ++i) id |= static_cast<std::uint64_t>(digest[i]) << (8 * i);
   return id;

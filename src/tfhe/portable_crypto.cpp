@@ -1,4 +1,4 @@
-#include "stream_ciphers.hpp"
+#include "portable_crypto.hpp"
 
 #include <cstring>
 
@@ -156,6 +156,104 @@ void chacha20_blocks(const std::array<std::uint32_t, 8>& key, std::uint64_t nonc
     secure_wipe(x.data(), sizeof(x));
     secure_wipe(input.data(), sizeof(input));
   }
+}
+
+namespace {
+
+// floor(r * 2^32) mod 2^32 for r = p^(1/root), root 2 or 3: the fractional bits of SHA-256's
+// constants, found exactly as the largest x with x^root <= p * 2^(32 root) (integer search,
+// no floating point that could round the last bit wrong).
+constexpr std::uint32_t fraction_bits(unsigned p, unsigned root) {
+  using u128 = unsigned __int128;
+  const u128 target = static_cast<u128>(p) << (32 * root);
+  std::uint64_t low = 0, high = std::uint64_t{1} << 40;  // p^(1/2) * 2^32 < 2^37 for p < 2^10
+  while (high - low > 1) {
+    const std::uint64_t mid = low + (high - low) / 2;
+    u128 power = mid;
+    for (unsigned i = 1; i < root; ++i) power *= mid;
+    (power <= target ? low : high) = mid;
+  }
+  return static_cast<std::uint32_t>(low);
+}
+
+struct Sha256Constants {
+  std::array<std::uint32_t, 64> k{};    // cube roots of the first 64 primes
+  std::array<std::uint32_t, 8> init{};  // square roots of the first 8
+  constexpr Sha256Constants() {
+    unsigned found = 0;
+    for (unsigned candidate = 2; found < 64; ++candidate) {
+      bool prime = true;
+      for (unsigned d = 2; d * d <= candidate; ++d)
+        if (candidate % d == 0) prime = false;
+      if (!prime) continue;
+      k[found] = fraction_bits(candidate, 3);
+      if (found < 8) init[found] = fraction_bits(candidate, 2);
+      ++found;
+    }
+  }
+};
+constexpr Sha256Constants kSha256{};
+static_assert(kSha256.k[0] == 0x428a2f98 && kSha256.k[63] == 0xc67178f2 && kSha256.init[0] == 0x6a09e667,
+              "SHA-256 constants");
+
+class Sha256State {
+ public:
+  void update(std::span<const std::uint8_t> data) {
+    length_ += data.size();
+    for (const std::uint8_t byte : data) {
+      block_[used_++] = byte;
+      if (used_ == 64) compress();
+    }
+  }
+  Sha256Digest finish() {
+    const std::uint64_t bits = length_ * 8;
+    block_[used_++] = 0x80;
+    if (used_ > 56) {
+      while (used_ < 64) block_[used_++] = 0;
+      compress();
+    }
+    while (used_ < 56) block_[used_++] = 0;
+    for (int i = 7; i >= 0; --i) block_[used_++] = static_cast<std::uint8_t>(bits >> (8 * i));
+    compress();
+    Sha256Digest out{};
+    for (std::size_t i = 0; i < 8; ++i) store_be(h_[i], out.data() + 4 * i);
+    return out;
+  }
+
+ private:
+  void compress() {
+    std::array<std::uint32_t, 64> w{};
+    for (std::size_t i = 0; i < 16; ++i) w[i] = load_be(block_.data() + 4 * i);
+    for (std::size_t i = 16; i < 64; ++i) {
+      const std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+      const std::uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    auto v = h_;
+    for (std::size_t i = 0; i < 64; ++i) {
+      const std::uint32_t s1 = rotr(v[4], 6) ^ rotr(v[4], 11) ^ rotr(v[4], 25);
+      const std::uint32_t choose = (v[4] & v[5]) ^ (~v[4] & v[6]);
+      const std::uint32_t t1 = v[7] + s1 + choose + kSha256.k[i] + w[i];
+      const std::uint32_t s0 = rotr(v[0], 2) ^ rotr(v[0], 13) ^ rotr(v[0], 22);
+      const std::uint32_t majority = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
+      v = {t1 + s0 + majority, v[0], v[1], v[2], v[3] + t1, v[4], v[5], v[6]};
+    }
+    for (std::size_t i = 0; i < 8; ++i) h_[i] += v[i];
+    used_ = 0;
+  }
+
+  std::array<std::uint32_t, 8> h_ = kSha256.init;
+  std::array<std::uint8_t, 64> block_{};
+  std::size_t used_ = 0;
+  std::uint64_t length_ = 0;
+};
+
+}  // namespace
+
+Sha256Digest sha256_portable(std::initializer_list<std::span<const std::uint8_t>> pieces) {
+  Sha256State state;
+  for (const auto& piece : pieces) state.update(piece);
+  return state.finish();
 }
 
 }  // namespace veil::tfhe

@@ -1,4 +1,5 @@
-// Veil's own stream ciphers, for builds without OpenSSL (the WebAssembly client: wasm/).
+// Veil's own symmetric primitives, for builds without OpenSSL (the WebAssembly client: wasm/):
+// two stream ciphers and SHA-256.
 //
 //  - Aes128Ctr: AES-128 (FIPS-197) in counter mode with a 128-bit big-endian block counter,
 //    the mask stream of csprng.hpp byte for byte, so that a seeded ciphertext made in a
@@ -8,12 +9,17 @@
 //  - ChaCha20 (Bernstein's original 64-bit counter, 64-bit nonce): the secret stream of such
 //    builds (secret keys and noise), constant-time by construction (additions, rotations,
 //    exclusive-ors only). Its output need not match any other build: secrets never travel.
-// Native builds draw both streams from OpenSSL (AES-NI); the tests check these against it.
+//  - sha256_portable: FIPS 180-4's SHA-256, the digest of sha256.hpp (frame checksums, ids).
+// Native builds use OpenSSL for all three (AES-NI, SHA-NI); the tests check these against it.
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <span>
+
+#include "veil/tfhe/sha256.hpp"
 
 namespace veil::tfhe {
 
@@ -38,5 +44,8 @@ class Aes128Ctr {
 // counters first_counter, first_counter + 1, ...
 void chacha20_blocks(const std::array<std::uint32_t, 8>& key, std::uint64_t nonce, std::uint64_t first_counter,
                      std::uint8_t* out, std::size_t blocks);
+
+// The SHA-256 of the pieces' concatenation.
+Sha256Digest sha256_portable(std::initializer_list<std::span<const std::uint8_t>> pieces);
 
 }  // namespace veil::tfhe

@@ -1,12 +1,19 @@
 #include "veil/tfhe/sha256.hpp"
 
+#if !defined(__EMSCRIPTEN__)
 #include <openssl/evp.h>
+#endif
 
 #include <memory>
 #include <stdexcept>
 
+#include "portable_crypto.hpp"
+
 namespace veil::tfhe {
 
+#if defined(__EMSCRIPTEN__)
+Sha256Digest sha256(std::initializer_list<std::span<const std::uint8_t>> pieces) { return sha256_portable(pieces); }
+#else
 Sha256Digest sha256(std::initializer_list<std::span<const std::uint8_t>> pieces) {
   const std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
   Sha256Digest out{};
@@ -18,6 +25,7 @@ Sha256Digest sha256(std::initializer_list<std::span<const std::uint8_t>> pieces)
   if (!ok) throw std::runtime_error("SHA-256 (OpenSSL EVP) failed");
   return out;
 }
+#endif
 
 Sha256Digest sha256(std::span<const std::uint8_t> data) { return sha256({data}); }
 

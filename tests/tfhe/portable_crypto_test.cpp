@@ -1,10 +1,12 @@
-// Veil's own stream ciphers (src/tfhe/stream_ciphers.hpp), used by the WebAssembly build:
+// Veil's own stream ciphers (src/tfhe/portable_crypto.hpp), used by the WebAssembly build:
 // AES-128 against FIPS-197's example and, in counter mode, against the native mask stream
-// (OpenSSL's AES-128-CTR); ChaCha20 against RFC 8439's block example.
-#include "stream_ciphers.hpp"
+// (OpenSSL's AES-128-CTR); ChaCha20 against RFC 8439's block example; SHA-256 against
+// FIPS 180-4's examples and OpenSSL.
+#include "portable_crypto.hpp"
 
 #include <gtest/gtest.h>
 
+#include <string>
 #include <vector>
 
 #include "veil/tfhe/csprng.hpp"
@@ -69,6 +71,28 @@ TEST(ChaCha20, ConsecutiveCallsContinueTheStream) {
   chacha20_blocks(key, 7, 10, parts.data(), 2);
   chacha20_blocks(key, 7, 12, parts.data() + 128, 3);
   EXPECT_EQ(whole, parts);
+}
+
+std::span<const std::uint8_t> text(const char* s) {
+  return {reinterpret_cast<const std::uint8_t*>(s), std::char_traits<char>::length(s)};
+}
+
+TEST(Sha256Portable, Fips180Examples) {
+  EXPECT_EQ(to_hex(sha256_portable({text("abc")})), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(to_hex(sha256_portable({text("")})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(to_hex(sha256_portable({text("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq")})),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+}
+
+TEST(Sha256Portable, MatchesOpenSslAcrossBlockBoundaries) {
+  std::vector<std::uint8_t> data(1000);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<std::uint8_t>(i * 131 + 7);
+  for (std::size_t size : {0u, 1u, 55u, 56u, 63u, 64u, 65u, 119u, 120u, 128u, 999u}) {
+    const std::span<const std::uint8_t> all(data.data(), size);
+    ASSERT_EQ(sha256_portable({all}), sha256(all)) << size << " bytes";
+    const std::size_t cut = size / 3;
+    ASSERT_EQ(sha256_portable({all.first(cut), all.subspan(cut)}), sha256(all)) << size << " bytes in two pieces";
+  }
 }
 
 }  // namespace

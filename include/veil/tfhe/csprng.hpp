@@ -6,7 +6,7 @@
 //    drawn from them so that a ciphertext can travel as (seed, bodies) and be expanded by
 //    the receiver to exactly the same words (see SeededLweCiphertextList and friends);
 //  - secret generators: keyed from getrandom(); they draw secret keys and noise. (The
-//    WebAssembly build draws them from ChaCha20 instead: src/tfhe/stream_ciphers.hpp.)
+//    WebAssembly build draws them from ChaCha20 instead: src/tfhe/portable_crypto.hpp.)
 // The stream is defined byte for byte: AES-128 in counter mode with a 128-bit big-endian
 // block counter starting at 0, key = seed; word i of the stream is bytes [8i, 8i + 8) read
 // little-endian. Any position can be reached directly (at()), which lets key generation

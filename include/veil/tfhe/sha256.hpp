@@ -1,4 +1,4 @@
-// SHA-256 (OpenSSL EVP), the one digest Veil uses: frame checksums (their first 16 bytes),
+// SHA-256 (OpenSSL EVP; Veil's own in WebAssembly), the one digest Veil uses: frame checksums (their first 16 bytes),
 // model ids, key-store integrity and token hashes.
 // Thread safety: pure functions. Throws std::runtime_error if OpenSSL fails.
 #pragma once
