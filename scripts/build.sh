@@ -7,3 +7,8 @@ veil_install_deps
 jobs=$(nproc 2>/dev/null || echo 2)
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 cmake --build build -j "$jobs"
+# The WebAssembly client and JavaScript package (build/web), where emscripten is installed
+# (scripts/deps.sh installs it).
+if command -v emcc >/dev/null 2>&1; then
+  scripts/build_web.sh
+fi

@@ -91,13 +91,24 @@ async function serverError(response, what) {
   return error;
 }
 
-async function fetchBytes(url, what) {
-  let response;
+// fetch, tried twice when no answer comes (a kept-alive connection the server had closed):
+// every request this client sends is safe to repeat (downloads; key uploads under the
+// client's own token, which the server replays; predictions, a pure function of their input).
+async function fetchOnceMore(url, init, what) {
   try {
-    response = await fetch(url);
-  } catch (cause) {
-    throw new Error(`${what}: cannot reach ${url} (${cause.message})`);
+    return await fetch(url, init);
+  } catch {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    try {
+      return await fetch(url, init);
+    } catch (cause) {
+      throw new Error(`${what}: cannot reach ${url} (${cause.cause?.message ?? cause.message})`);
+    }
   }
+}
+
+async function fetchBytes(url, what) {
+  const response = await fetchOnceMore(url, undefined, what);
   if (!response.ok) throw await serverError(response, what);
   return new Uint8Array(await response.arrayBuffer());
 }
@@ -117,6 +128,7 @@ function toBytes(value, what) {
 const PLAIN_MAGIC = "VEILKEY1";
 const SEALED_MAGIC = "VEILKEYE";
 const PBKDF2_ITERATIONS = 600000;
+const ENVELOPE_MAGIC = "VEILENVL";
 
 function magicOf(bytes) {
   return new TextDecoder().decode(bytes.subarray(0, 8));
@@ -206,16 +218,11 @@ export class VeilClient {
     const keys = this.evaluationKeys;
     const token = this.#token ?? randomHex(32);
     this.#token = token;
-    let response;
-    try {
-      response = await fetch(`${this.#base}/v1/models/${this.#name}/keys`, {
-        method: "POST",
-        headers: { "Content-Type": "application/octet-stream", "X-Veil-Key-Token": token },
-        body: keys,
-      });
-    } catch (cause) {
-      throw new Error(`uploading the evaluation keys: cannot reach ${this.#base} (${cause.message})`);
-    }
+    const response = await fetchOnceMore(`${this.#base}/v1/models/${this.#name}/keys`, {
+      method: "POST",
+      headers: { "Content-Type": "application/octet-stream", "X-Veil-Key-Token": token },
+      body: keys,
+    }, "uploading the evaluation keys");
     if (!response.ok) throw await serverError(response, "uploading the evaluation keys");
     const answer = await response.json();
     this.#keyId = answer.key_id;
@@ -296,6 +303,8 @@ export class VeilClient {
     return out;
   }
 
+  // Takes back exportSecretKey's bytes (the passphrase if they are sealed), or a secret.key
+  // file of `veil keygen` for this model.
   async importSecretKey(bytes, { passphrase } = {}) {
     let plain = toBytes(bytes, "the secret key");
     if (plain.length >= 8 && magicOf(plain) === SEALED_MAGIC) {
@@ -309,7 +318,16 @@ export class VeilClient {
         throw new Error("cannot open the sealed secret key: wrong passphrase, or the bytes are corrupted");
       }
     }
-    if (plain.length < 12 || magicOf(plain) !== PLAIN_MAGIC) throw new Error("not a Veil secret key (exportSecretKey's bytes)");
+    if (plain.length >= 8 && magicOf(plain) === ENVELOPE_MAGIC) {
+      // A secret-keys envelope as `veil keygen` writes it (secret.key): the engine checks it.
+      await this.#backend.call("importSecret", [this.#handle, plain]);
+      this.#info.has_keys = true;
+      this.#keyId = this.#token = null;
+      this.#evaluationKeys = null;
+      return;
+    }
+    if (plain.length < 12 || magicOf(plain) !== PLAIN_MAGIC)
+      throw new Error("not a Veil secret key (exportSecretKey's bytes, or a secret.key of veil keygen)");
     const length = new DataView(plain.buffer, plain.byteOffset, plain.byteLength).getUint32(8, true);
     if (12 + length > plain.length) throw new Error("the secret key is truncated");
     let header;
@@ -344,10 +362,6 @@ export class VeilClient {
       headers["X-Veil-Key-Id"] = this.#keyId;
       headers.Authorization = `Bearer ${this.#token}`;
     }
-    try {
-      return await fetch(`${this.#base}/v1/models/${this.#name}/predict`, { method: "POST", headers, body: input });
-    } catch (cause) {
-      throw new Error(`predict: cannot reach ${this.#base} (${cause.message})`);
-    }
+    return fetchOnceMore(`${this.#base}/v1/models/${this.#name}/predict`, { method: "POST", headers, body: input }, "predict");
   }
 }
