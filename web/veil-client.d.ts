@@ -32,6 +32,8 @@ export declare class VeilClient {
   readonly info: ModelInfo;
   readonly keyId: string | null;
   readonly evaluationKeys: Uint8Array;
+  /** The last predict's sizes and times; null before the first. */
+  readonly lastExchange: { encryptMs: number; serverMs: number; decryptMs: number; sentBytes: number; receivedBytes: number } | null;
   generateKeys(options?: { onProgress?: (fraction: number) => void }): Promise<{ evaluationKeyBytes: number }>;
   uploadKeys(): Promise<{ keyId: string | null; bytes: number; replayed?: boolean; skipped?: boolean }>;
   encrypt(rows: ArrayLike<Row>): Promise<Uint8Array>;

@@ -151,6 +151,7 @@ export class VeilClient {
   #evaluationKeys = null;
   #keyId = null;
   #token = null;
+  #lastExchange = null;
 
   constructor(backend, handle, info) {
     this.#backend = backend;
@@ -264,7 +265,10 @@ export class VeilClient {
   // forgotten them (expired: 404 unknown_key).
   async predict(rows) {
     this.#needServer("predict");
+    let t = performance.now();
     const input = await this.encrypt(rows);
+    const encryptMs = performance.now() - t;
+    t = performance.now();
     let response = await this.#postPredict(input);
     if (response.status === 404 && this.#evaluationKeys && this.#info.keys_required) {
       const body = await response.clone().json().catch(() => ({}));
@@ -274,7 +278,19 @@ export class VeilClient {
       }
     }
     if (!response.ok) throw await serverError(response, "predict");
-    return this.decrypt(new Uint8Array(await response.arrayBuffer()));
+    const answer = new Uint8Array(await response.arrayBuffer());
+    const serverMs = performance.now() - t;
+    t = performance.now();
+    const predictions = await this.decrypt(answer);
+    this.#lastExchange = { encryptMs, serverMs, decryptMs: performance.now() - t, sentBytes: input.length,
+                           receivedBytes: answer.length };
+    return predictions;
+  }
+
+  // The last predict's sizes and times: {encryptMs, serverMs (the request, run and transfer),
+  // decryptMs, sentBytes, receivedBytes}; null before the first.
+  get lastExchange() {
+    return this.#lastExchange ? { ...this.#lastExchange } : null;
   }
 
   // The secret key (and the server's key id and token, once uploaded) as bytes a page can

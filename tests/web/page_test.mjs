@@ -1,0 +1,48 @@
+// The page `veil serve` serves, end to end in headless Chromium (Debian's, driven by
+// puppeteer-core): the model list at /, then one model's page: make keys, upload them, predict
+// a row, read the label off the page. Fails on any console error (a Content-Security-Policy
+// violation included). Usage: node page_test.mjs URL MODEL ROW_CSV EXPECTED_LABEL SCREENSHOT
+import puppeteer from "puppeteer-core";
+
+const [url, model, row, expected, screenshot] = process.argv.slice(2);
+const browser = await puppeteer.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: "new",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+});
+const problems = [];
+try {
+  const page = await browser.newPage();
+  await page.setViewport({ width: 1100, height: 1400 });
+  page.on("console", (message) => {
+    if (message.type() === "error") problems.push(`console: ${message.text()}`);
+  });
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("requestfailed", (request) => problems.push(`request failed: ${request.url()} ${request.failure()?.errorText}`));
+
+  await page.goto(`${url}/`, { waitUntil: "load" });
+  await page.waitForSelector("#models a", { timeout: 30000 });
+  const names = await page.$$eval("#models a", (links) => links.map((a) => a.textContent));
+  if (!names.includes(model)) throw new Error(`the model list shows ${names.join(", ")}, not ${model}`);
+
+  const start = Date.now();
+  await page.goto(`${url}/models/${model}/`, { waitUntil: "load" });
+  await page.waitForSelector("#predict", { timeout: 30000 });
+  await page.type("#csv", row);
+  await page.click("#predict");
+  await page.waitForSelector("#result .label, #error", { timeout: 300000 });
+  const error = await page.$eval("#error", (e) => e.textContent).catch(() => null);
+  if (error) throw new Error(`the page shows an error: ${error}`);
+  const label = await page.$eval("#result .label", (e) => e.textContent.trim());
+  const seconds = (Date.now() - start) / 1000;
+  const steps = await page.$$eval("#steps tr", (rows) => rows.slice(1).map((r) => [...r.children].map((c) => c.textContent).join(" | ")));
+  const progress = await page.$eval("#progress", (p) => p.value);
+  await page.screenshot({ path: screenshot, fullPage: true });
+  console.log(`page: ${model} labelled the row ${label} in ${seconds.toFixed(1)} s from page load`);
+  for (const s of steps) console.log(`  ${s}`);
+  if (label !== expected) throw new Error(`the page says label ${label}, the C++ client ${expected}`);
+  if (progress !== 1) throw new Error(`the key progress bar ended at ${progress}`);
+  if (problems.length) throw new Error(`the browser reported:\n${problems.join("\n")}`);
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The page of `veil serve` in headless Chromium (page_test.mjs): an XGBoost fixture, served
+# with the files of build/web; the label the page shows must be the C++ client's for the same
+# row. puppeteer-core is installed from npm into BUILD/web-test on first use. Writes the
+# screenshot to WEB_DIR/page-test.png. Usage: page_test.sh VEIL FIXTURES WEB_DIR
+set -euo pipefail
+veil=$1 fixtures=$2 web=$3
+here=$(cd "$(dirname "$0")" && pwd)
+[ -f "$web/veil-client.mjs" ] || { echo "no $web/veil-client.mjs: run scripts/build_web.sh first" >&2; exit 1; }
+command -v chromium >/dev/null || { echo "no chromium (scripts/deps.sh installs it)" >&2; exit 1; }
+modules="$web/../web-test"
+if [ ! -d "$modules/node_modules/puppeteer-core" ]; then
+  mkdir -p "$modules"
+  npm install --prefix "$modules" --no-audit --no-fund --silent puppeteer-core >/dev/null
+fi
+work=$(mktemp -d)
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$veil" compile --model "$fixtures/models/xgb_breast_cancer.json" --calibration "$fixtures/data/breast_cancer_calib.csv" \
+  --out "$work/models/xgb" >/dev/null
+# One test row (without its target) and the C++ client's label for it.
+row=$(sed -n 2p "$fixtures/data/breast_cancer_test.csv" | cut -d, -f1-30)
+echo "$row" > "$work/row.csv"
+"$veil" keygen --client "$work/models/xgb" --keys "$work/keys" >/dev/null
+"$veil" encrypt --client "$work/models/xgb" --keys "$work/keys" --input "$work/row.csv" --out "$work/x.enc" >/dev/null
+"$veil" run --server "$work/models/xgb" --evaluation-keys "$work/keys/evaluation.keys" --input "$work/x.enc" --out "$work/y.enc" >/dev/null
+"$veil" decrypt --client "$work/models/xgb" --keys "$work/keys" --input "$work/y.enc" --out "$work/p.csv" >/dev/null
+expected=$(sed -n 2p "$work/p.csv" | cut -d, -f1)
+
+port=$((20000 + RANDOM % 20000))
+"$veil" serve --models "$work/models" --listen "127.0.0.1:$port" --store "sqlite:$work/keys.db" --web "$web" \
+  > "$work/serve.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+# The page's headers: its policy, and the .wasm's type.
+headers=$(curl -sfI "http://127.0.0.1:$port/models/xgb/")
+grep -qi "^content-security-policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval'" <<<"$headers" ||
+  { echo "the page has no Content-Security-Policy: $headers" >&2; exit 1; }
+curl -sfI "http://127.0.0.1:$port/web/veil-client-wasm.wasm" | grep -qi "^content-type: application/wasm" ||
+  { echo "the .wasm is not served as application/wasm" >&2; exit 1; }
+status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/web/../CMakeLists.txt")
+[ "$status" = 404 ] || { echo "a path outside the web files answered $status" >&2; exit 1; }
+
+# Run from beside node_modules: an ES module resolves its imports from where it lies.
+cp "$here/page_test.mjs" "$modules/"
+node "$modules/page_test.mjs" "http://127.0.0.1:$port" xgb "$row" "$expected" "$web/page-test.png" ||
+  { echo "--- veil serve log:" >&2; tail -20 "$work/serve.log" >&2; exit 1; }
