@@ -121,7 +121,7 @@ start_replica() {
   read -r -a extra <"$state/serve-args" || true
   # setsid: its own process group, so that a Ctrl-C in this shell reaches it only by `stop`.
   PGPASSWORD=$password setsid "$(cat "$state/veil")" serve --models "$(cat "$state/models")" \
-    --listen "127.0.0.1:$p" --store "$store_url" --drain-grace 1 "${extra[@]}" \
+    --listen "127.0.0.1:$p" --store "$store_url" --drain-grace 1 --replica-id "r$i" "${extra[@]}" \
     >>"$state/logs/replica-$i.log" 2>&1 </dev/null &
   echo $! >"$state/replica-$i.pid"
   if ! wait_healthy "http://127.0.0.1:$p" 60; then
@@ -191,10 +191,11 @@ start() {
   done
 
   # The balancer.
-  local lb_port=$port servers="" user_line=""
+  local lb_port=$port servers="" job_routes="" user_line=""
   if [ "$lb_port" -eq 0 ]; then lb_port=$(free_port) || die "no free port for nginx"; fi
   for i in $(seq "$replicas"); do
     servers+="    server 127.0.0.1:$(cat "$state/replica-$i.port") max_fails=1 fail_timeout=5s;"$'\n'
+    job_routes+="    ~^/v1/jobs/r$i- 127.0.0.1:$(cat "$state/replica-$i.port");"$'\n'
   done
   # As root nginx's workers run as nobody: they write request bodies into a directory of
   # their own under TMPDIR (the state directory may sit below one nobody cannot enter).
@@ -210,7 +211,8 @@ start() {
       -e "s#@MAX_KEY_BYTES@#1g#" -e "s#@MAX_INPUT_BYTES@#64m#" -e "s#@TRIES@#$((replicas + 1))#" \
       -e "s#@JOB_TIMEOUT@#$job_timeout#g" -e "s#@MAX_FAILS@#1#" -e "s#@FAIL_TIMEOUT@#5s#g" \
       "$repo/deploy/nginx/cluster.conf.template" |
-    awk -v servers="$servers" '{ if ($0 == "@UPSTREAM_SERVERS@") printf "%s", servers; else print }' \
+    awk -v servers="$servers" -v jobs="$job_routes" \
+      '{ if ($0 == "@UPSTREAM_SERVERS@") printf "%s", servers; else if ($0 == "@JOB_ROUTES@") printf "%s", jobs; else print }' \
       >"$state/nginx/nginx.conf"
   if ! "$nginx" -t -q -e "$state/nginx/error.log" -p "$state/nginx" -c "$state/nginx/nginx.conf" 2>"$state/logs/nginx-test.log"; then
     cat "$state/logs/nginx-test.log" >&2

@@ -149,11 +149,15 @@ class PredictSession {
   }
 
   // Sends one batch, re-uploading the keys once if the server no longer knows them and
-  // waiting out 503s.
+  // waiting out 503s. With --async: submits it as a job and polls for the answer.
   std::vector<std::uint8_t> send(const deploy::Bytes& batch, server::PredictInfo* info) {
     bool reuploaded = false;
     for (unsigned attempt = 0;; ++attempt) {
       try {
+        if (a_.async_jobs) {
+          if (auto out = run_job(batch, info)) return std::move(*out);
+          continue;  // the job was lost (a restarted server): submitted again
+        }
         return http_.predict(a_.model, &grant_, batch, info);
       } catch (const server::HttpError& e) {
         if (e.status() == 404 && e.error() == "unknown_key" && !reuploaded) {
@@ -162,11 +166,44 @@ class PredictSession {
           reuploaded = true;
           continue;
         }
-        if ((e.status() == 503 || e.status() == 429) && attempt < a_.retries) {
+        // Busy (503, 429), or a load balancer that found no replica able to answer (502,
+        // 504): a prediction is a pure function of its inputs and keys, so sending it again
+        // is safe (an asynchronous job is submitted again).
+        const bool retryable = e.status() == 503 || e.status() == 429 || e.status() == 502 || e.status() == 504;
+        if (retryable && attempt < a_.retries) {
           const unsigned wait = std::max(1u, e.retry_after().value_or(1));
-          std::cerr << "predict: server busy (" << e.detail() << "): retrying in " << wait << " s\n";
+          std::cerr << "predict: server busy or unreachable (HTTP " << e.status() << ": " << e.detail() << "): retrying in "
+                    << wait << " s\n";
           std::this_thread::sleep_for(std::chrono::seconds(wait));
           continue;
+        }
+        throw;
+      }
+    }
+  }
+
+  // One asynchronous job: submit, then poll every 0.2 s growing to 2 s. nullopt when the
+  // server lost the job (404 unknown_job: it restarted, or the answer expired), at most
+  // --retries times; the caller submits again.
+  std::optional<std::vector<std::uint8_t>> run_job(const deploy::Bytes& batch, server::PredictInfo* info) {
+    const std::string job = http_.submit_predict(a_.model, &grant_, batch);
+    double wait = 0.2;
+    for (;;) {
+      std::this_thread::sleep_for(std::chrono::duration<double>(wait));
+      wait = std::min(2.0, wait * 1.5);
+      try {
+        if (auto out = http_.job_result(job, &grant_, info)) {
+          try {
+            http_.delete_job(job, &grant_);  // the answer is here: free the server's copy
+          } catch (const std::exception&) {
+          }
+          return out;
+        }
+      } catch (const server::HttpError& e) {
+        if (e.status() == 404 && e.error() == "unknown_job" && lost_jobs_ < a_.retries) {
+          ++lost_jobs_;
+          std::cerr << "predict: the server no longer holds job " << job << ": submitting the batch again\n";
+          return std::nullopt;
         }
         throw;
       }
@@ -221,6 +258,7 @@ class PredictSession {
   server::KeyGrant grant_;
   double upload_ms_ = 0;
   std::uint64_t uploaded_bytes_ = 0;
+  unsigned lost_jobs_ = 0;
 };
 
 ml::Matrix row_range(const ml::Matrix& m, std::size_t begin, std::size_t end) {
@@ -322,6 +360,12 @@ int serve(const ServeArgs& a) {
   o.key_ttl = std::chrono::seconds(static_cast<std::int64_t>(a.key_ttl));
   o.max_buffered_body_bytes = parse_byte_size(a.max_buffered_bytes, "--max-buffered-bytes");
   if (!a.upload_token_file.empty()) o.upload_tokens = read_tokens(a.upload_token_file, "--upload-token-file");
+  o.max_async_jobs = a.max_async_jobs;
+  o.max_async_bytes = parse_byte_size(a.max_async_bytes, "--max-async-bytes");
+  if (!(a.async_result_ttl >= 1) || a.async_result_ttl > 7 * 86400)
+    throw std::invalid_argument("--async-result-ttl must be in [1, 604800] seconds");
+  o.async_result_ttl = std::chrono::seconds(static_cast<std::int64_t>(a.async_result_ttl));
+  o.replica_id = a.replica_id;
   if (a.tls_cert.empty() != a.tls_key.empty()) throw std::invalid_argument("--tls-cert and --tls-key go together");
   o.tls_cert_file = a.tls_cert;
   o.tls_key_file = a.tls_key;
@@ -524,6 +568,16 @@ void add_serve_commands(CLI::App& app) {
   s->add_option("--upload-token-file", serve_args->upload_token_file,
                 "File of operator-issued upload tokens (one per line): key uploads need one as a Bearer token")
       ->check(CLI::ExistingFile);
+  s->add_option("--max-async-jobs", serve_args->max_async_jobs,
+                "Asynchronous jobs (predict?mode=async) held at once: queued, running or finished (503 beyond)")
+      ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
+  s->add_option("--max-async-bytes", serve_args->max_async_bytes, "Bytes of inputs and answers asynchronous jobs hold together")
+      ->capture_default_str();
+  s->add_option("--async-result-ttl", serve_args->async_result_ttl, "Seconds a finished asynchronous job's answer is kept")
+      ->capture_default_str();
+  s->add_option("--replica-id", serve_args->replica_id,
+                "Prefix of this replica's job ids (letters, digits, '_'), so a load balancer can route GET /v1/jobs/{id} to it");
   s->add_option("--tls-cert", serve_args->tls_cert, "PEM certificate chain: serve HTTPS (with --tls-key)")->check(CLI::ExistingFile);
   s->add_option("--tls-key", serve_args->tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
   s->add_flag("--quiet", serve_args->quiet, "No log line per request");
@@ -539,6 +593,9 @@ void add_serve_commands(CLI::App& app) {
   p->add_option("--batch-size", predict_args->batch_size, "Rows per request")->check(CLI::Range(1, 1 << 20))->capture_default_str();
   p->add_option("--retries", predict_args->retries, "Retries of a batch the server refuses as busy (503)")->capture_default_str();
   p->add_flag("--delete-keys", predict_args->delete_keys, "Delete the evaluation keys from the server afterwards");
+  p->add_flag("--async", predict_args->async_jobs,
+              "Submit each batch as an asynchronous job (POST ...?mode=async) and poll GET /v1/jobs/{id} for its answer: "
+              "no connection held open during long runs");
   p->add_option("--ca-cert", predict_args->ca_cert, "PEM file of the CA to verify an https:// server with (default: the system's)")
       ->check(CLI::ExistingFile);
   p->add_option("--upload-token-file", predict_args->upload_token_file, "File whose first line is the server's upload token")

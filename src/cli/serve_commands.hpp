@@ -34,6 +34,10 @@ struct ServeArgs {
   double key_ttl = 0;                       // seconds unused before keys are deleted; 0: never
   std::string max_buffered_bytes = "2GiB";  // request bodies in memory at once
   std::string upload_token_file;            // one operator-issued upload token per line
+  std::size_t max_async_jobs = 64;          // asynchronous jobs held at once
+  std::string max_async_bytes = "1GiB";     // their inputs and answers, together
+  double async_result_ttl = 600;            // seconds a finished job's answer is kept
+  std::string replica_id;                   // prefix of job ids, for routing GET /v1/jobs/{id}
   std::string tls_cert, tls_key;            // PEM files: serve HTTPS
   bool quiet = false;                       // no per-request log lines
 };
@@ -44,6 +48,7 @@ struct PredictArgs {
   std::size_t batch_size = 32;
   unsigned retries = 30;  // on 503 (server busy), waiting Retry-After each time
   bool delete_keys = false;
+  bool async_jobs = false;  // submit each batch as an asynchronous job and poll for it
   std::string ca_cert;            // PEM file of the CA that signed the server's certificate
   std::string upload_token_file;  // the operator's upload token, when the server needs one
 };

@@ -218,6 +218,61 @@ std::vector<std::uint8_t> HttpClient::predict(const std::string& model, const Ke
   return std::vector<std::uint8_t>(r->body.begin(), r->body.end());
 }
 
+namespace {
+
+httplib::Headers grant_headers(const KeyGrant* grant) {
+  httplib::Headers headers;
+  if (grant != nullptr) {
+    headers.emplace("X-Veil-Key-Id", grant->key_id);
+    headers.emplace("Authorization", "Bearer " + grant->token);
+  }
+  return headers;
+}
+
+void read_predict_info(const httplib::Response& r, PredictInfo* info) {
+  if (info == nullptr) return;
+  *info = PredictInfo{};
+  try {
+    if (r.has_header("X-Veil-Rows")) info->rows = std::stoull(r.get_header_value("X-Veil-Rows"));
+    if (r.has_header("X-Veil-Pbs")) info->pbs = std::stoll(r.get_header_value("X-Veil-Pbs"));
+    if (r.has_header("X-Veil-Run-Ms")) info->run_ms = std::stod(r.get_header_value("X-Veil-Run-Ms"));
+  } catch (const std::exception&) {
+  }
+}
+
+}  // namespace
+
+std::string HttpClient::submit_predict(const std::string& model, const KeyGrant* grant,
+                                       std::span<const std::uint8_t> input_batch, const std::string& request_id) {
+  const std::string path = "/v1/models/" + encode_segment(model) + "/predict";
+  httplib::Headers headers = grant_headers(grant);
+  if (!request_id.empty()) headers.emplace("X-Request-Id", request_id);
+  auto r = impl_->check(impl_->client->Post(impl_->prefix + path + "?mode=async", headers,
+                                            reinterpret_cast<const char*>(input_batch.data()), input_batch.size(),
+                                            "application/octet-stream"),
+                        "POST " + path + "?mode=async", 202);
+  try {
+    return json::parse(r->body).at("job_id").get<std::string>();
+  } catch (const json::exception& e) {
+    throw std::runtime_error("POST " + path + "?mode=async: the answer is not the expected JSON: " + std::string(e.what()));
+  }
+}
+
+std::optional<std::vector<std::uint8_t>> HttpClient::job_result(const std::string& job_id, const KeyGrant* grant,
+                                                                PredictInfo* info) {
+  const std::string path = "/v1/jobs/" + encode_segment(job_id);
+  auto sent = impl_->client->Get(impl_->prefix + path, grant_headers(grant));
+  if (sent && sent->status == 202) return std::nullopt;
+  auto r = impl_->check(std::move(sent), "GET " + path, 200);
+  read_predict_info(*r, info);
+  return std::vector<std::uint8_t>(r->body.begin(), r->body.end());
+}
+
+void HttpClient::delete_job(const std::string& job_id, const KeyGrant* grant) {
+  const std::string path = "/v1/jobs/" + encode_segment(job_id);
+  impl_->check(impl_->client->Delete(impl_->prefix + path, grant_headers(grant)), "DELETE " + path, 204);
+}
+
 void HttpClient::delete_keys(const KeyGrant& grant) {
   const std::string path = "/v1/keys/" + encode_segment(grant.key_id);
   httplib::Headers headers{{"Authorization", "Bearer " + grant.token}};

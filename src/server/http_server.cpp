@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <iostream>
 #include <functional>
 #include <map>
@@ -129,26 +130,49 @@ constexpr RouteSpec kRoutes[] = {
     {"POST", R"(/v1/models/([^/]+)/keys)", "/v1/models/{name}/keys", RouteBody::kEvaluationKeys},
     {"POST", R"(/v1/models/([^/]+)/predict)", "/v1/models/{name}/predict", RouteBody::kInputBatch},
     {"DELETE", R"(/v1/keys/([^/]+))", "/v1/keys/{key_id}", RouteBody::kNone},
+    {"GET", R"(/v1/jobs/([^/]+))", "/v1/jobs/{job_id}", RouteBody::kNone},
+    {"DELETE", R"(/v1/jobs/([^/]+))", "/v1/jobs/{job_id}#delete", RouteBody::kNone},
     {"GET", "/healthz", "/healthz", RouteBody::kNone},
     {"GET", "/metrics", "/metrics", RouteBody::kNone},
 };
+
+// The template of a route for metrics, logs and messages: its name up to a '#' (which only
+// tells apart the handlers of one path under two methods).
+std::string route_template(const RouteSpec& r) {
+  const std::string_view name = r.name;
+  return std::string(name.substr(0, name.find('#')));
+}
 
 // The route of a path, for metrics and method checks; "other" (no spec) when none.
 struct RouteMatch {
   std::string route = "other";
   const RouteSpec* spec = nullptr;
+  std::string allow;  // every method the path takes, for a 405's Allow
   const char* method() const { return spec != nullptr ? spec->method : nullptr; }
 };
 
-RouteMatch match_route(const std::string& path) {
+// The route of this path and method; when the path matches only under other methods, the
+// first of them (the caller answers 405).
+RouteMatch match_route(const std::string& path, const std::string& method = {}) {
   static const std::vector<std::regex> patterns = [] {
     std::vector<std::regex> out;
     for (const RouteSpec& r : kRoutes) out.emplace_back(r.pattern);
     return out;
   }();
-  for (std::size_t i = 0; i < std::size(kRoutes); ++i)
-    if (std::regex_match(path, patterns[i])) return {kRoutes[i].name, &kRoutes[i]};
-  return {};
+  RouteMatch found;
+  bool found_same = false;
+  for (std::size_t i = 0; i < std::size(kRoutes); ++i) {
+    if (!std::regex_match(path, patterns[i])) continue;
+    const std::string m = kRoutes[i].method;
+    found.allow += (found.allow.empty() ? "" : ", ") + m;
+    const bool same = m == method || (m == "GET" && method == "HEAD");
+    if (found.spec == nullptr || (same && !found_same)) {
+      found.route = route_template(kRoutes[i]);
+      found.spec = &kRoutes[i];
+      found_same = same;
+    }
+  }
+  return found;
 }
 
 void set_error(httplib::Response& res, int status, const std::string& code, const std::string& detail) {
@@ -288,6 +312,11 @@ void check_options(const HttpServerOptions& o) {
   need(o.max_buffered_body_bytes >= std::max(o.max_key_bytes, o.max_input_bytes),
        "max_buffered_body_bytes must hold at least one largest body (max_key_bytes, max_input_bytes)");
   need(o.tls_cert_file.empty() == o.tls_key_file.empty(), "TLS needs both a certificate and a key file");
+  need(o.max_async_jobs <= 1'000'000, "max_async_jobs must be at most 1000000, got " + std::to_string(o.max_async_jobs));
+  need(o.async_result_ttl.count() > 0, "async_result_ttl must be positive");
+  static const std::regex kReplicaId("[A-Za-z0-9_]{0,32}");
+  need(std::regex_match(o.replica_id, kReplicaId),
+       "replica_id must be at most 32 letters, digits and '_', got '" + o.replica_id.substr(0, 64) + "'");
   for (const auto& t : o.upload_tokens) need(t.size() >= 16, "an upload token must have at least 16 characters");
 }
 
@@ -322,6 +351,31 @@ struct HttpServer::Impl {
   std::mutex expiry_mutex;
   std::condition_variable expiry_cv;
   bool expiry_stop = false;
+
+  // Asynchronous predictions: the jobs held (by id), the queue of those not started, and
+  // the bytes of inputs and answers they hold; runner threads (max_jobs of them) take jobs
+  // from the queue into the same job slots as synchronous requests.
+  struct AsyncJob {
+    enum class State { kQueued, kRunning, kDone, kFailed };
+    std::string id;
+    std::shared_ptr<const Model> model;
+    std::string key_id;
+    std::optional<Sha256> token_sha256;  // of the bearer token the submission presented
+    std::string input;                   // the input batch, until the job has run
+    State state = State::kQueued;
+    deploy::Bytes output;
+    deploy::RunStats stats;
+    ApiError error{500, "internal", "", 0};
+    std::atomic<bool> cancelled{false};
+    Clock::time_point submitted{}, finished{};
+    std::uint64_t bytes() const { return input.size() + output.size(); }
+  };
+  mutable std::mutex jobs_mutex;
+  std::condition_variable jobs_cv;
+  std::map<std::string, std::shared_ptr<AsyncJob>> jobs;
+  std::deque<std::shared_ptr<AsyncJob>> job_queue;
+  std::uint64_t job_bytes = 0;
+  bool jobs_stop = false;
 
   Impl(HttpServerOptions o, std::shared_ptr<KeyStore> s)
       : options(std::move(o)), store(std::move(s)), cache(options.key_cache_bytes), gate(options.max_jobs, options.max_queue) {}
@@ -466,7 +520,7 @@ struct HttpServer::Impl {
   // The verdict on a request from its head alone, before its body is read (the transport's
   // admission): what can be refused without the body is refused here.
   std::optional<Refusal> admit_head(const RequestHead& h) {
-    const RouteMatch route = match_route(h.path);
+    const RouteMatch route = match_route(h.path, h.method);
     auto refusal = [&](int status, std::string code, std::string detail, unsigned retry = 0) {
       Refusal r;
       r.status = status;
@@ -481,8 +535,8 @@ struct HttpServer::Impl {
     const RouteSpec& spec = *route.spec;
     const bool get_like = std::string(spec.method) == "GET" && (h.method == "GET" || h.method == "HEAD");
     if (h.method != spec.method && !get_like) {
-      Refusal r = refusal(405, "method_not_allowed", h.method.substr(0, 32) + " is not allowed on " + route.route + ": use " + spec.method);
-      r.allow = spec.method;
+      Refusal r = refusal(405, "method_not_allowed", h.method.substr(0, 32) + " is not allowed on " + route.route + ": use " + route.allow);
+      r.allow = route.allow;
       return r;
     }
     if (!h.content_encoding.empty()) {
@@ -825,6 +879,53 @@ struct HttpServer::Impl {
     return KeyPlace(this, key_id);
   }
 
+  // Runs a model on an input batch with a key id's keys (none for a model without lookups),
+  // in a job slot the caller holds; refuses (ApiError) as a synchronous predict answers.
+  deploy::Bytes run_model(const Model& m, const std::string& key_id, std::string_view body, deploy::RunStats* stats,
+                          std::function<bool()> cancelled) {
+    // The job's time counts from its slot: key loading included.
+    deploy::RunControl control;
+    control.deadline = Clock::now() + options.job_timeout;
+    run_hook(m);
+    KeyCache::Value keys;
+    if (m.keys_required) {
+      keys = cache.get_or_load(key_id, [&]() -> KeyCache::Value {
+        const auto t0 = Clock::now();
+        std::optional<KeyRecord> record = store->get(key_id);
+        if (!record) refuse(404, "unknown_key", "keys " + key_id + " were deleted: upload them again");
+        if (record->info.model_id != m.id_hex)
+          refuse(409, "key_model_mismatch", "keys " + key_id + " belong to model " + record->info.model_id);
+        KeyCache::Value loaded;
+        try {
+          loaded = m.server.load_evaluation_keys(record->keys);
+        } catch (const std::exception& e) {
+          refuse(500, "internal", "stored keys " + key_id + " cannot be loaded: " + e.what());
+        }
+        metrics.observe_key_load(std::chrono::duration<double>(Clock::now() - t0).count());
+        return loaded;
+      });
+    }
+    control.cancelled = std::move(cancelled);
+    try {
+      return m.server.run(bytes_of(body), keys.get(), stats, control);
+    } catch (const deploy::RunCancelled& e) {
+      if (e.timed_out())
+        refuse(413, "job_too_long",
+               std::string(e.what()) + " (the server's time limit per job is " +
+                   std::to_string(options.job_timeout.count() / 1000) + " s): send fewer rows per request");
+      refuse(499, "client_closed", std::string(e.what()) + ": the client closed the connection");
+    } catch (const deploy::EnvelopeError& e) {
+      refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
+    } catch (const deploy::DeployError& e) {
+      refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
+    } catch (const std::invalid_argument& e) {
+      refuse(422, "signature_mismatch", std::string("the encrypted inputs do not match the model's inputs: ") + e.what());
+    } catch (const std::length_error& e) {
+      refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
+    }
+    refuse(500, "internal", "the model run returned nothing");
+  }
+
   void predict(const std::string& name, const httplib::Request& req, httplib::Response& res) {
     const std::shared_ptr<const Model> held = model_or_404(name);
     const Model& m = *held;
@@ -835,59 +936,216 @@ struct HttpServer::Impl {
     const std::string_view body = request_body();
     check_envelope(body, deploy::EnvelopeKind::kInputBatch, m, options.max_input_bytes, "inputs");
 
+    if (const std::string mode = req.get_param_value("mode"); mode == "async") {
+      submit_job(held, key_id, req, body, res);
+      return;
+    } else if (!mode.empty() && mode != "sync") {
+      refuse(400, "bad_request", "mode '" + mode.substr(0, 32) + "' is not 'sync' or 'async'");
+    }
     deploy::RunStats stats;
     deploy::Bytes output;
     {
       JobGate::Slot slot = admit();
-      // The job's time counts from its slot: key loading included.
-      deploy::RunControl control;
-      control.deadline = Clock::now() + options.job_timeout;
-      run_hook(m);
-      KeyCache::Value keys;
-      if (m.keys_required) {
-        keys = cache.get_or_load(key_id, [&]() -> KeyCache::Value {
-          const auto t0 = Clock::now();
-          std::optional<KeyRecord> record = store->get(key_id);
-          if (!record) refuse(404, "unknown_key", "keys " + key_id + " were deleted: upload them again");
-          if (record->info.model_id != m.id_hex)
-            refuse(409, "key_model_mismatch", "keys " + key_id + " belong to model " + record->info.model_id);
-          KeyCache::Value loaded;
-          try {
-            loaded = m.server.load_evaluation_keys(record->keys);
-          } catch (const std::exception& e) {
-            refuse(500, "internal", "stored keys " + key_id + " cannot be loaded: " + e.what());
-          }
-          metrics.observe_key_load(std::chrono::duration<double>(Clock::now() - t0).count());
-          return loaded;
-        });
-      }
-      if (RequestContext* ctx = current_request(); ctx != nullptr && ctx->client_gone) control.cancelled = ctx->client_gone;
-      try {
-        output = m.server.run(bytes_of(body), keys.get(), &stats, control);
-      } catch (const deploy::RunCancelled& e) {
-        if (e.timed_out())
-          refuse(413, "job_too_long",
-                 std::string(e.what()) + " (the server's time limit per job is " +
-                     std::to_string(options.job_timeout.count() / 1000) + " s): send fewer rows per request");
-        refuse(499, "client_closed", std::string(e.what()) + ": the client closed the connection");
-      } catch (const deploy::EnvelopeError& e) {
-        refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
-      } catch (const deploy::DeployError& e) {
-        refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
-      } catch (const std::invalid_argument& e) {
-        refuse(422, "signature_mismatch", std::string("the encrypted inputs do not match the model's inputs: ") + e.what());
-      } catch (const std::length_error& e) {
-        refuse(400, "malformed_body", std::string("the encrypted inputs cannot be read: ") + e.what());
-      }
+      std::function<bool()> gone;
+      if (RequestContext* ctx = current_request(); ctx != nullptr && ctx->client_gone) gone = ctx->client_gone;
+      output = run_model(m, key_id, body, &stats, std::move(gone));
     }
     if (!key_id.empty()) touch(key_id, false);
     metrics.observe_prediction(m.name, stats.rows, stats.pbs, stats.pbs_seconds, stats.total_seconds);
+    answer_output(res, stats, output);
+  }
+
+  static void answer_output(httplib::Response& res, const deploy::RunStats& stats, const deploy::Bytes& output) {
     res.set_header("X-Veil-Rows", std::to_string(stats.rows));
     res.set_header("X-Veil-Pbs", std::to_string(stats.pbs));
     char ms[32];
     std::snprintf(ms, sizeof ms, "%.3f", stats.total_seconds * 1000);
     res.set_header("X-Veil-Run-Ms", ms);
     res.set_content(reinterpret_cast<const char*>(output.data()), output.size(), "application/octet-stream");
+  }
+
+  // ---- asynchronous predictions ----
+
+  // Drops finished jobs whose answers expired. REQUIRES: jobs_mutex held.
+  void sweep_jobs_locked() {
+    const auto now = Clock::now();
+    for (auto it = jobs.begin(); it != jobs.end();) {
+      const AsyncJob& j = *it->second;
+      const bool finished = j.state == AsyncJob::State::kDone || j.state == AsyncJob::State::kFailed;
+      if (finished && now - j.finished > options.async_result_ttl) {
+        job_bytes -= j.bytes();
+        it = jobs.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // POST .../predict?mode=async: the checks of a predict are done; the job is queued.
+  void submit_job(const std::shared_ptr<const Model>& m, const std::string& key_id, const httplib::Request& req,
+                  std::string_view body, httplib::Response& res) {
+    if (transport->stopping()) refuse(503, "shutting_down", "the server is stopping");
+    auto job = std::make_shared<AsyncJob>();
+    job->model = m;
+    job->key_id = key_id;
+    if (const std::string token = bearer_token(req); !token.empty()) job->token_sha256 = sha256(token.data(), token.size());
+    job->submitted = Clock::now();
+    {
+      std::lock_guard lock(jobs_mutex);
+      sweep_jobs_locked();
+      if (jobs.size() >= options.max_async_jobs)
+        refuse(503, "overloaded",
+               "this server holds " + std::to_string(jobs.size()) + " asynchronous jobs, its limit: retry later (or fetch "
+               "and delete finished ones)");
+      if (job_bytes + body.size() > options.max_async_bytes)
+        refuse(503, "overloaded",
+               "asynchronous jobs hold " + std::to_string(job_bytes) + " bytes of inputs and answers; this one would pass the "
+               "limit of " + std::to_string(options.max_async_bytes) + ": retry later");
+      if (!key_id.empty() && options.max_requests_per_key > 0) {
+        std::size_t pending = 0;
+        for (const auto& [id, j] : jobs)
+          pending += j->key_id == key_id && (j->state == AsyncJob::State::kQueued || j->state == AsyncJob::State::kRunning);
+        if (pending >= options.max_requests_per_key)
+          throw ApiError{429, "too_many_requests",
+                         "keys " + key_id + " have " + std::to_string(pending) +
+                             " asynchronous jobs queued or running, the most one client may have: wait for one to finish",
+                         options.retry_after_seconds};
+      }
+      job->input.assign(body.data(), body.size());
+      job->id = (options.replica_id.empty() ? "" : options.replica_id + "-") + hex_random(16);
+      jobs.emplace(job->id, job);
+      job_queue.push_back(job);
+      job_bytes += job->bytes();
+    }
+    jobs_cv.notify_one();
+    res.status = 202;
+    res.set_header("Location", "/v1/jobs/" + job->id);
+    res.set_header("Retry-After", "1");
+    res.set_content(json_dump(json{{"job_id", job->id}, {"status", "queued"}, {"model", m->name}}) + "\n",
+                    "application/json");
+  }
+
+  // The job of an id, after checking the token it was submitted with.
+  std::shared_ptr<AsyncJob> job_or_404(const std::string& id, const httplib::Request& req) {
+    std::shared_ptr<AsyncJob> job;
+    {
+      std::lock_guard lock(jobs_mutex);
+      sweep_jobs_locked();
+      if (const auto it = jobs.find(id); it != jobs.end()) job = it->second;
+    }
+    if (!job)
+      refuse(404, "unknown_job",
+             "no job '" + id.substr(0, 80) + "' here: never submitted, deleted, its answer expired (" +
+                 std::to_string(options.async_result_ttl.count()) +
+                 " s after it finished), or held by a server that restarted: submit the inputs again");
+    if (job->token_sha256) {
+      const std::string token = bearer_token(req);
+      if (token.empty()) refuse(401, "missing_credentials", "Authorization: Bearer <token> of the job's keys missing");
+      const Sha256 presented = sha256(token.data(), token.size());
+      if (CRYPTO_memcmp(presented.data(), job->token_sha256->data(), presented.size()) != 0)
+        refuse(403, "invalid_token", "the token is not the one job " + id + " was submitted with");
+    }
+    return job;
+  }
+
+  void get_job(const std::string& id, const httplib::Request& req, httplib::Response& res) {
+    const std::shared_ptr<AsyncJob> job = job_or_404(id, req);
+    std::lock_guard lock(jobs_mutex);
+    switch (job->state) {
+      case AsyncJob::State::kQueued:
+      case AsyncJob::State::kRunning: {
+        res.status = 202;
+        res.set_header("Retry-After", "1");
+        const char* state = job->state == AsyncJob::State::kQueued ? "queued" : "running";
+        res.set_content(json_dump(json{{"job_id", job->id}, {"status", state}, {"model", job->model->name}}) + "\n",
+                        "application/json");
+        return;
+      }
+      case AsyncJob::State::kDone:
+        answer_output(res, job->stats, job->output);
+        return;
+      case AsyncJob::State::kFailed:
+        throw job->error;
+    }
+  }
+
+  void delete_job(const std::string& id, const httplib::Request& req, httplib::Response& res) {
+    const std::shared_ptr<AsyncJob> job = job_or_404(id, req);
+    job->cancelled = true;  // a running job stops before its next row
+    {
+      std::lock_guard lock(jobs_mutex);
+      if (jobs.erase(id) != 0) job_bytes -= job->bytes();
+    }
+    res.status = 204;
+  }
+
+  // A runner: takes queued jobs, one at a time, into a job slot, until stopped.
+  void run_jobs_until_stopped() {
+    for (;;) {
+      std::shared_ptr<AsyncJob> job;
+      {
+        std::unique_lock lock(jobs_mutex);
+        jobs_cv.wait(lock, [&] { return jobs_stop || !job_queue.empty(); });
+        if (jobs_stop) return;
+        job = job_queue.front();
+        job_queue.pop_front();
+        if (job->cancelled) continue;
+        job->state = AsyncJob::State::kRunning;
+      }
+      deploy::RunStats stats;
+      deploy::Bytes output;
+      std::optional<ApiError> failure;
+      try {
+        // Waits for a slot as long as it takes (the queue's limit and timeout are for
+        // synchronous requests, whose clients wait on a connection).
+        JobGate::Slot slot;
+        for (;;) {
+          JobGate::Outcome outcome{};
+          slot = gate.acquire(options.queue_timeout, &outcome);
+          if (outcome == JobGate::Outcome::kAdmitted) break;
+          if (outcome == JobGate::Outcome::kStopping || job->cancelled) refuse(503, "shutting_down", "the server is stopping");
+          if (outcome == JobGate::Outcome::kQueueFull) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        }
+        output = run_model(*job->model, job->key_id, job->input, &stats, [&job] { return job->cancelled.load(); });
+      } catch (const ApiError& e) {
+        failure = e;
+      } catch (const KeyStoreError& e) {
+        failure = ApiError{503, "store_unavailable", std::string("the key store failed: ") + e.what(), 0};
+      } catch (const std::bad_alloc&) {
+        failure = ApiError{503, "out_of_memory", "the server ran out of memory for this job", 0};
+      } catch (const std::exception& e) {
+        log({{"ts", iso8601_now()}, {"level", "error"}, {"msg", "async job failed"}, {"job_id", job->id}, {"detail", e.what()}});
+        failure = ApiError{500, "internal", e.what(), 0};
+      }
+      if (!failure) {
+        if (!job->key_id.empty()) touch(job->key_id, false);
+        metrics.observe_prediction(job->model->name, stats.rows, stats.pbs, stats.pbs_seconds, stats.total_seconds);
+      }
+      std::lock_guard lock(jobs_mutex);
+      const bool held = jobs.count(job->id) != 0;  // not deleted meanwhile
+      if (held) job_bytes -= job->bytes();
+      job->input.clear();
+      job->input.shrink_to_fit();
+      job->finished = Clock::now();
+      if (failure) {
+        job->state = AsyncJob::State::kFailed;
+        job->error = *failure;
+      } else {
+        job->state = AsyncJob::State::kDone;
+        job->output = std::move(output);
+        job->stats = stats;
+      }
+      if (held) job_bytes += job->bytes();
+    }
+  }
+
+  void stop_jobs() {
+    {
+      std::lock_guard lock(jobs_mutex);
+      jobs_stop = true;
+      for (auto& [id, j] : jobs) j->cancelled = true;
+    }
+    jobs_cv.notify_all();
   }
 
   void delete_keys(const std::string& key_id, const httplib::Request& req, httplib::Response& res) {
@@ -961,6 +1219,19 @@ struct HttpServer::Impl {
                prometheus_label("model", m->name) + "," + prometheus_label("model_id", m->id_hex) + "," +
                    prometheus_label("keys_required", m->keys_required ? "true" : "false"),
                std::uint64_t{1});
+    {
+      std::uint64_t by_state[4] = {0, 0, 0, 0};
+      std::uint64_t bytes = 0;
+      {
+        std::lock_guard lock(jobs_mutex);
+        for (const auto& [id, j] : jobs) ++by_state[static_cast<int>(j->state)];
+        bytes = job_bytes;
+      }
+      w.family("veil_async_jobs", "gauge", "Asynchronous jobs held, by state.");
+      const char* names[4] = {"queued", "running", "done", "failed"};
+      for (int i = 0; i < 4; ++i) w.sample("veil_async_jobs", prometheus_label("state", names[i]), by_state[i]);
+      w.single("veil_async_job_bytes", "gauge", "Bytes of inputs and answers held by asynchronous jobs.", bytes);
+    }
     w.single("veil_start_time_seconds", "gauge", "Unix time the server started.", static_cast<std::uint64_t>(started_at));
     return w.text();
   }
@@ -968,7 +1239,7 @@ struct HttpServer::Impl {
   // Runs a handler with the request's route recorded and every failure turned into a JSON
   // error.
   template <class F>
-  httplib::Server::Handler handler(const char* route, F f) {
+  httplib::Server::Handler handler(std::string route, F f) {
     return [this, route, f](const httplib::Request& req, httplib::Response& res) {
       RequestContext* ctx = current_request();
       if (ctx != nullptr) ctx->route = route;
@@ -1018,6 +1289,9 @@ struct HttpServer::Impl {
         {"/v1/models/{name}/predict",
          [this](const httplib::Request& req, httplib::Response& res) { predict(req.matches[1], req, res); }},
         {"/v1/keys/{key_id}", [this](const httplib::Request& req, httplib::Response& res) { delete_keys(req.matches[1], req, res); }},
+        {"/v1/jobs/{job_id}", [this](const httplib::Request& req, httplib::Response& res) { get_job(req.matches[1], req, res); }},
+        {"/v1/jobs/{job_id}#delete",
+         [this](const httplib::Request& req, httplib::Response& res) { delete_job(req.matches[1], req, res); }},
         {"/healthz", [this](const httplib::Request&, httplib::Response& res) { healthz(res); }},
         {"/metrics",
          [this](const httplib::Request&, httplib::Response& res) {
@@ -1028,7 +1302,7 @@ struct HttpServer::Impl {
     for (const RouteSpec& route : kRoutes) {
       const auto it = serve.find(route.name);
       if (it == serve.end()) throw std::logic_error(std::string("HttpServer: no handler for route ") + route.name);
-      httplib::Server::Handler h = handler(route.name, it->second);
+      httplib::Server::Handler h = handler(route_template(route), it->second);
       const std::string method = route.method;
       if (route.body != RouteBody::kNone) {
         // Routes with large bodies read them from the transport's buffer (request_body):
@@ -1050,11 +1324,11 @@ struct HttpServer::Impl {
     t.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
       if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
       if (res.status == 404) {
-        const RouteMatch route = match_route(req.path);
+        const RouteMatch route = match_route(req.path, req.method);
         if (route.spec != nullptr && req.method != route.method() &&
             !(req.method == "HEAD" && std::string(route.method()) == "GET")) {
-          set_error(res, 405, "method_not_allowed", req.method + " is not allowed on " + route.route + ": use " + route.method());
-          res.set_header("Allow", route.method());
+          set_error(res, 405, "method_not_allowed", req.method + " is not allowed on " + route.route + ": use " + route.allow);
+          res.set_header("Allow", route.allow);
           return httplib::Server::HandlerResponse::Handled;
         }
         set_error(res, 404, "not_found", "no route " + req.method + " " + req.path + " (see docs/api.md)");
@@ -1150,15 +1424,22 @@ int HttpServer::bind(const std::string& host, int port) {
 void HttpServer::run() {
   if (!impl_->bound) throw std::logic_error("HttpServer::run: bind() first");
   std::thread expiry([impl = impl_.get()] { impl->expire_keys_until_stopped(); });
+  std::vector<std::thread> runners;
+  for (std::size_t i = 0; i < impl_->options.max_jobs; ++i)
+    runners.emplace_back([impl = impl_.get()] { impl->run_jobs_until_stopped(); });
+  const auto end_threads = [&] {
+    impl_->stop_expiry();
+    impl_->stop_jobs();
+    expiry.join();
+    for (auto& t : runners) t.join();
+  };
   try {
     impl_->transport->run();
   } catch (...) {
-    impl_->stop_expiry();
-    expiry.join();
+    end_threads();
     throw;
   }
-  impl_->stop_expiry();
-  expiry.join();
+  end_threads();
   impl_->log({{"ts", iso8601_now()}, {"level", "info"}, {"msg", "stopped"}});
 }
 

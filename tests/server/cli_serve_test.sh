@@ -90,6 +90,12 @@ refused "unknown unit" "$veil" serve --models "$work/models" --max-key-bytes 12X
 
 grep -q '"msg":"request"' "$work/serve.err" || fail "no request log lines"
 
+# Asynchronous jobs: the same predictions, no connection held during a run.
+ok "$veil" predict --url "$url" --model logreg --keys "$work/client" --input "$work/test.csv" --out "$work/ya.csv" --async --batch-size 4
+cmp -s "$work/ya.csv" "$work/expected.csv" || fail "predictions through asynchronous jobs differ from veil simulate"
+grep -q '"route":"/v1/models/{name}/predict","status":202' "$work/serve.err" || fail "veil predict --async did not submit jobs"
+grep -q '"route":"/v1/jobs/{job_id}"' "$work/serve.err" || fail "veil predict --async did not poll its jobs"
+
 # SIGHUP: a model added to the directory is served without a restart; a broken one is not
 # and leaves the others served.
 cp -r "$work/models/logreg" "$work/models/logreg2"

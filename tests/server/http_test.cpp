@@ -766,6 +766,133 @@ TEST_F(HttpServerTest, AReloadServesAddedAndReplacedModelsAndARequestInFlightFin
   EXPECT_EQ(server.metric("veil_models"), 1);
 }
 
+// Polls a job until it is finished (at most 60 s): its answer, or what its failure throws.
+std::vector<std::uint8_t> await_job(HttpClient& http, const std::string& job, const KeyGrant* grant) {
+  for (int i = 0; i < 600; ++i) {
+    if (auto out = http.job_result(job, grant)) return *out;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ADD_FAILURE() << "job " << job << " did not finish within 60 s";
+  return {};
+}
+
+TEST_F(HttpServerTest, AnAsyncPredictionAnswersAsTheSynchronousOneAndIsGuardedByTheKeysToken) {
+  HttpServerOptions o;
+  o.replica_id = "r7";
+  TestServer server(open_store(), o);
+  TestClient stump(server.url(), "stump");
+  const KeyGrant grant = stump.upload();
+  HttpClient http(server.url());
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 3);
+  const deploy::Bytes batch = stump.encrypt(rows);
+  const std::vector<std::uint8_t> sync = http.predict("stump", &grant, batch);
+
+  const std::string job = http.submit_predict("stump", &grant, batch);
+  EXPECT_EQ(job.rfind("r7-", 0), 0u) << job;
+  EXPECT_EQ(job.size(), 3u + 32u) << job;
+  const std::vector<std::uint8_t> answer = await_job(http, job, &grant);
+  EXPECT_EQ(answer, sync) << "the job's answer differs from the synchronous one";
+  expect_same(stump.model_client().deserialize_decrypt_dequantize(answer), Models::get().expected("stump", rows));
+  // Kept until deleted (a lost answer can be fetched again), only with the keys' token.
+  EXPECT_EQ(*http.job_result(job, &grant), sync);
+  auto raw = server.raw();
+  expect_json_error(raw->Get("/v1/jobs/" + job), 401, "missing_credentials");
+  TestClient other(server.url(), "stump");
+  const KeyGrant other_grant = other.upload();
+  expect_json_error(raw->Get("/v1/jobs/" + job, credentials(other_grant)), 403, "invalid_token");
+  expect_json_error(raw->Delete("/v1/jobs/" + job, credentials(other_grant)), 403, "invalid_token");
+  expect_json_error(raw->Get("/v1/jobs/r7-" + std::string(32, '0'), credentials(grant)), 404, "unknown_job");
+  expect_json_error(raw->Post("/v1/jobs/" + job, credentials(grant), "", "application/octet-stream"), 405,
+                    "method_not_allowed");
+  EXPECT_EQ(server.metric("veil_async_jobs", "state=\"done\""), 1);
+  http.delete_job(job, &grant);
+  EXPECT_EQ(http_error([&] { http.job_result(job, &grant); }).error(), "unknown_job");
+  EXPECT_EQ(server.metric("veil_async_jobs", "state=\"done\""), 0);
+  EXPECT_EQ(server.metric("veil_async_job_bytes"), 0);
+
+  expect_json_error(raw->Post("/v1/models/stump/predict?mode=later", credentials(grant), as_string(batch),
+                              "application/octet-stream"),
+                    400, "bad_request");
+  // The checks of a predict come first: another model's inputs are refused at submission.
+  TestClient logreg(server.url(), "logreg");
+  EXPECT_EQ(http_error([&] { http.submit_predict("stump", &grant, logreg.encrypt(rows)); }).error(), "model_mismatch");
+}
+
+TEST_F(HttpServerTest, AsyncJobsAreBoundedCancellableAndExpire) {
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool armed = false, entered = false, released = false;
+  HttpServerOptions o;
+  o.max_async_jobs = 3;
+  o.async_result_ttl = std::chrono::seconds(1);
+  o.job_hook = [&](const std::string&) {
+    std::unique_lock lock(mutex);
+    if (!armed) return;
+    armed = false;
+    entered = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return released; });
+  };
+  TestServer server(open_store(), o);
+  TestClient stump(server.url(), "stump");
+  const KeyGrant grant = stump.upload();
+  HttpClient http(server.url());
+  const ml::Matrix rows = row_range(Models::get().rows(), 0, 2);
+  const deploy::Bytes batch = stump.encrypt(rows);
+  {
+    std::lock_guard lock(mutex);
+    armed = true;
+  }
+  const std::string running = http.submit_predict("stump", &grant, batch);
+  {
+    std::unique_lock lock(mutex);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return entered; }));
+  }
+  auto raw = server.raw();
+  const auto pending = raw->Get("/v1/jobs/" + running, credentials(grant));
+  ASSERT_TRUE(pending);
+  EXPECT_EQ(pending->status, 202);
+  EXPECT_EQ(json::parse(pending->body)["status"], "running");
+  const std::string queued = http.submit_predict("stump", &grant, batch);
+  const std::string third = http.submit_predict("stump", &grant, batch);
+  EXPECT_EQ(json::parse(raw->Get("/v1/jobs/" + queued, credentials(grant))->body)["status"], "queued");
+  // The fourth is one too many for this server.
+  const HttpError full = http_error([&] { http.submit_predict("stump", &grant, batch); });
+  EXPECT_EQ(full.status(), 503);
+  EXPECT_EQ(full.error(), "overloaded");
+  // Cancelling: the running job and a queued one.
+  http.delete_job(running, &grant);
+  http.delete_job(queued, &grant);
+  {
+    std::lock_guard lock(mutex);
+    released = true;
+  }
+  cv.notify_all();
+  EXPECT_EQ(http_error([&] { http.job_result(running, &grant); }).error(), "unknown_job");
+  EXPECT_EQ(http_error([&] { http.job_result(queued, &grant); }).error(), "unknown_job");
+  expect_same(stump.model_client().deserialize_decrypt_dequantize(await_job(http, third, &grant)),
+              Models::get().expected("stump", rows));
+  // A finished job's answer expires after async_result_ttl.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  EXPECT_EQ(http_error([&] { http.job_result(third, &grant); }).error(), "unknown_job");
+  EXPECT_EQ(server.metric("veil_async_job_bytes"), 0);
+}
+
+TEST_F(HttpServerTest, AFailedAsyncJobAnswersWhatTheSynchronousRequestWould) {
+  HttpServerOptions o;
+  o.job_timeout = std::chrono::milliseconds(1);
+  o.job_hook = [](const std::string&) { std::this_thread::sleep_for(std::chrono::milliseconds(20)); };
+  TestServer server(open_store(), o);
+  TestClient logreg(server.url(), "logreg");
+  HttpClient http(server.url());
+  const deploy::Bytes batch = logreg.encrypt(row_range(Models::get().rows(), 0, 2));
+  EXPECT_EQ(http_error([&] { http.predict("logreg", nullptr, batch); }).error(), "job_too_long");
+  const std::string job = http.submit_predict("logreg", nullptr, batch);
+  const HttpError failed = http_error([&] { await_job(http, job, nullptr); });
+  EXPECT_EQ(failed.status(), 413);
+  EXPECT_EQ(failed.error(), "job_too_long");
+}
+
 TEST_F(HttpServerTest, ARequestIdIsEchoedAndLoggedAndAMalformedOneIsRefused) {
   TestServer server(open_store());
   TestClient client(server.url(), "stump");

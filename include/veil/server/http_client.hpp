@@ -104,6 +104,17 @@ class HttpClient {
   std::vector<std::uint8_t> predict(const std::string& model, const KeyGrant* grant,
                                     std::span<const std::uint8_t> input_batch, PredictInfo* info = nullptr,
                                     const std::string& request_id = {});
+  // An asynchronous prediction (POST .../predict?mode=async): the id of the job the server
+  // queued. Refusals are those of predict.
+  std::string submit_predict(const std::string& model, const KeyGrant* grant, std::span<const std::uint8_t> input_batch,
+                             const std::string& request_id = {});
+  // GET /v1/jobs/{id}: the output batch once the job is done, nullopt while it is queued or
+  // running (202). A job that failed throws the HttpError its synchronous request would
+  // have; one the server no longer holds, 404 "unknown_job" (submit the inputs again).
+  std::optional<std::vector<std::uint8_t>> job_result(const std::string& job_id, const KeyGrant* grant,
+                                                      PredictInfo* info = nullptr);
+  // DELETE /v1/jobs/{id}: cancels a queued or running job, or drops a finished one's answer.
+  void delete_job(const std::string& job_id, const KeyGrant* grant);
   void delete_keys(const KeyGrant& grant);
   bool healthy();
 

@@ -120,6 +120,18 @@ struct HttpServerOptions {
   // PEM certificate chain and private key: serve HTTPS (TLS 1.2 or newer) when both are set.
   std::filesystem::path tls_cert_file, tls_key_file;
 
+  // Asynchronous predictions (POST .../predict?mode=async, then GET and DELETE
+  // /v1/jobs/{id}): jobs held at once (queued, running, or finished and not yet expired;
+  // 503 beyond), the bytes of their inputs and answers held together (503 beyond), and how
+  // long a finished job's answer is kept (404 after). Jobs live in this process's memory.
+  std::size_t max_async_jobs = 64;
+  std::uint64_t max_async_bytes = std::uint64_t{1} << 30;
+  std::chrono::seconds async_result_ttl{600};
+  // Prefix of this server's job ids ("r2-<32 hex digits>"), so that a load balancer can send
+  // GET /v1/jobs/{id} to the replica that holds the job (deploy/nginx/). Letters, digits and
+  // '_', at most 32; empty: ids without a prefix.
+  std::string replica_id;
+
   // Byte budget of the cache of expanded evaluation keys.
   std::uint64_t key_cache_bytes = std::uint64_t{4} << 30;
   // last_used_at of a key is written at most this often (it is a store write).
