@@ -406,7 +406,8 @@ void add_loadtest_command(CLI::App& app) {
   auto* l = app.add_subcommand(
       "loadtest",
       "Load a Veil server on this machine with concurrent clients (each with its own keys), check every answer against "
-      "the clear model, retry what faults refuse; exit 1 on any lost or wrong answer");
+      "the clear model, retry what faults refuse; exit 1 on any lost or wrong answer (exact comparison: compile with "
+      "--exact-tree-comparisons / --exact-network-reads, or neighbour reads may differ on a few rows)");
   l->add_option("--url", args->url, "Server or load balancer URL on loopback, e.g. http://127.0.0.1:8080")->required();
   l->add_option("--model", args->model, "Model name on the server")->required();
   l->add_option("--artifacts", args->artifacts,
