@@ -17,6 +17,7 @@
 #include "veil/tfhe/parallel.hpp"
 #include "veil/tfhe/parameters.hpp"
 #include "veil/tfhe/pbs.hpp"
+#include "veil/tfhe/radix8_fft.hpp"
 #include "veil/tfhe/serialization.hpp"
 
 using namespace veil::tfhe;
@@ -169,9 +170,27 @@ void bm_optimize(benchmark::State& state, unsigned bits, GroupingFactor grouping
   label(state, *p);
 }
 
+// One forward transform of `points` complex values (N = 2 * points): tfhe/fft<points>/forward,
+// Radix8Fft alone, without the twist passes around it.
+void bm_fft(benchmark::State& state, std::size_t points) {
+  const Radix8Fft fft(points, -1);
+  AlignedVector<double> in(2 * points), out(2 * points), spare(2 * points);
+  for (std::size_t j = 0; j < in.size(); ++j) in[j] = static_cast<double>(j % 17) - 8.0;
+  KeyStreamPrefetch none;
+  for (auto _ : state) {
+    fft.run(in.data(), out.data(), spare.data(), none);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.counters["points"] = static_cast<double>(points);
+}
+
 int register_all() {
   // The kernel set the figures are for: the CPU's best, or the one VEIL_ISA asks for.
   benchmark::AddCustomContext("veil_isa", std::string(active_isa()));
+  for (std::size_t points = 256; points <= 8192; points *= 2)
+    benchmark::RegisterBenchmark(("tfhe/fft" + std::to_string(points) + "/forward").c_str(), bm_fft, points)
+        ->Unit(benchmark::kMicrosecond);
   for (SetKind kind : {SetKind::kOptimized, SetKind::kMultiBit, SetKind::kReference}) {
     for (unsigned bits : {2u, 4u, 6u, 8u}) {
       const char* suffix = kind == SetKind::kReference ? "_ref128" : kind == SetKind::kMultiBit ? "_mb2" : "";

@@ -5,7 +5,7 @@ set -euo pipefail
 
 VEIL_PACKAGES=(
   build-essential cmake pkg-config curl
-  libssl-dev libfftw3-dev
+  libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libonnx-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev
   libzip-dev zlib1g-dev libcli11-dev libcpp-httplib-dev libsqlite3-dev libpq-dev postgresql

@@ -1,9 +1,5 @@
 #include "veil/tfhe/fft.hpp"
 
-#if VEIL_HAVE_FFTW
-#include <fftw3.h>
-#endif
-
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -21,17 +17,6 @@ namespace {
 
 constexpr std::size_t kMinLog2 = 8, kMaxLog2 = 16;
 
-#if VEIL_HAVE_FFTW
-constexpr bool kHaveFftw = true;
-#else
-constexpr bool kHaveFftw = false;
-#endif
-
-std::mutex& planner_mutex() {
-  static std::mutex m;
-  return m;
-}
-
 // x rounded to an integer (half to even, as std::nearbyint) modulo 2^64, for |x| <= 2^51
 // (int_double.hpp): vectorised at baseline x86-64, where std::nearbyint was a libm call per
 // value and 12 % of a 4-bit key generation.
@@ -41,7 +26,7 @@ inline Torus round_to_integer(double x) {
 
 }  // namespace
 
-Fft::Fft(std::size_t n) : n_(n) {
+Fft::Fft(std::size_t n) : n_(n), forward_(n / 2, -1), backward_(n / 2, 1) {
   const std::size_t half = n / 2;
   twist_re_.resize(half);
   twist_im_.resize(half);
@@ -65,57 +50,21 @@ Fft::Fft(std::size_t n) : n_(n) {
     monomial_minus_one_[2 * m] = static_cast<double>(-2 * half_sine * half_sine);
     monomial_minus_one_[2 * m + 1] = static_cast<double>(std::sin(angle));
   }
-  // Veil's transform up to kRadix8MaxPolynomialSize, and at every size in the portable set
-  // (whose plain C++ must build without FFTW, e.g. for WebAssembly) or without FFTW.
-  const bool portable = kernels::active_kernels().isa == kernels::Isa::kPortable;
-  if (n <= kRadix8MaxPolynomialSize || portable || !kHaveFftw) {
-    radix8_forward_.emplace(half, -1);
-    radix8_backward_.emplace(half, 1);
-    return;
-  }
-#if VEIL_HAVE_FFTW
-  // Plan out of place on 64-byte aligned buffers; FftScratch buffers have the same alignment,
-  // which the new-array execute functions require.
-  FftScratch probe{PolynomialSize(n)};
-  auto* in = reinterpret_cast<fftw_complex*>(probe.data());
-  auto* out = reinterpret_cast<fftw_complex*>(probe.output());
-  const int m = static_cast<int>(half);
-  // FFTW_MEASURE pays a one-off planning cost per N for the fastest codelets.
-  forward_plan_ = fftw_plan_dft_1d(m, in, out, FFTW_FORWARD, FFTW_MEASURE);
-  backward_plan_ = fftw_plan_dft_1d(m, in, out, FFTW_BACKWARD, FFTW_MEASURE);
-  if (forward_plan_ == nullptr || backward_plan_ == nullptr)
-    throw std::runtime_error("FFTW could not plan a transform of size " + std::to_string(half));
-#endif
-}
-
-Fft::~Fft() {
-#if VEIL_HAVE_FFTW
-  if (forward_plan_ != nullptr) fftw_destroy_plan(static_cast<fftw_plan>(forward_plan_));
-  if (backward_plan_ != nullptr) fftw_destroy_plan(static_cast<fftw_plan>(backward_plan_));
-#endif
 }
 
 void Fft::execute(bool forward, const double* in, double* out, FftScratch& scratch) const {
-  const std::optional<Radix8Fft>& radix8 = forward ? radix8_forward_ : radix8_backward_;
-  if (radix8) {
-    // The spare buffer: the input itself where it is scratch and the stage count allows it
-    // (two buffers in L1 instead of three), else a scratch buffer that is neither in nor out.
-    double* spare = scratch.data();
-    if (in != scratch.data() || radix8->stage_count() % 2 == 0) {
-      for (double* candidate : {scratch.data(), scratch.output(), scratch.spare()})
-        if (candidate != in && candidate != out) {
-          spare = candidate;
-          break;
-        }
-    }
-    radix8->run(in, out, spare, scratch.key_stream_prefetch());
-    return;
+  const Radix8Fft& fft = forward ? forward_ : backward_;
+  // The spare buffer: the input itself where it is scratch and the stage count allows it
+  // (two buffers in L1 instead of three), else a scratch buffer that is neither in nor out.
+  double* spare = scratch.data();
+  if (in != scratch.data() || fft.stage_count() % 2 == 0) {
+    for (double* candidate : {scratch.data(), scratch.output(), scratch.spare()})
+      if (candidate != in && candidate != out) {
+        spare = candidate;
+        break;
+      }
   }
-#if VEIL_HAVE_FFTW
-  // Out of place: FFTW leaves the input of a complex transform intact.
-  fftw_execute_dft(static_cast<fftw_plan>(forward ? forward_plan_ : backward_plan_),
-                   reinterpret_cast<fftw_complex*>(const_cast<double*>(in)), reinterpret_cast<fftw_complex*>(out));
-#endif
+  fft.run(in, out, spare, scratch.key_stream_prefetch());
 }
 
 const Fft& Fft::get(PolynomialSize n) {
@@ -128,10 +77,7 @@ const Fft& Fft::get(PolynomialSize n) {
   static std::array<Fft*, kMaxLog2 + 1> cache{};
   static std::array<std::once_flag, kMaxLog2 + 1> once;
   std::size_t log2 = static_cast<std::size_t>(std::countr_zero(n.value));
-  std::call_once(once[log2], [&] {
-    std::lock_guard lock(planner_mutex());
-    cache[log2] = new Fft(n.value);
-  });
+  std::call_once(once[log2], [&] { cache[log2] = new Fft(n.value); });
   return *cache[log2];
 }
 

@@ -111,12 +111,12 @@ void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const 
     multiply_by_monomial(tables[g]->polynomial(), (two_n - b) % two_n, std::span<Torus>(acc + k * nn, nn));
   }
   ExternalProductScratch& ep = scratch[0]->external_product;
-  // A lone ciphertext on Veil's transforms has them carry the next step's key prefetch
-  // (FftScratch). A group, and FFTW's transforms, keep the multiply-add's own prefetch: the
+  // A lone ciphertext has its transforms carry the next step's key prefetch (FftScratch).
+  // A group keeps the multiply-add's own prefetch: the
   // group reads each block from cache for all but its first ciphertext, and with the
   // transforms' prefetch batch KS-PBS ran slower (medians over three alternations, machine
   // B: 2-bit 243 against 307 /s, 4-bit 153 against 199 /s).
-  const bool overlap = count == 1 && Fft::get(shape.ggsw.polynomial_size).carries_key_prefetch();
+  const bool overlap = count == 1;
   if (shape.grouping.value != 1) {
     // Multi-bit: group j's GGSWs encrypt [s_dj..s_dj+d-1 = b]; the exponent of b is
     // sum over its set bits t of a~_(dj+t), so X^(<a~, s>) = prod_j (1 + sum_b [.] (X^(e_b) - 1)).

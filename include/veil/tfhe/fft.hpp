@@ -8,14 +8,13 @@
 // Backward: inverse DFT, multiply by zeta^-j / (N/2), unfold real parts to coefficients j and
 // imaginary parts to j + N/2.
 //
-// The N/2-point transform is Veil's own Radix8Fft (it carries the bootstrap-key prefetch of
-// FftScratch) for N <= kRadix8MaxPolynomialSize, and for every N in the portable kernel set
-// (veil/tfhe/isa.hpp) or in a build without FFTW; FFTW runs the larger N of the AVX2 and
-// AVX-512 sets.
+// The N/2-point transform is Veil's own Radix8Fft at every N and in every kernel set
+// (veil/tfhe/isa.hpp); it carries the bootstrap-key prefetch of FftScratch. (FFTW ran
+// N >= 2048 until issue 26; docs/perf-log.md, "Veil's transform at every N".)
 //
 // Two layouts of a spectrum (N doubles). Split: N/2 real parts followed by N/2 imaginary
-// parts (`forward`, `backward`). Interleaved: (re, im) pairs, as FFTW's AVX codelets and
-// Radix8Fft read and write them. The external product's spectra are all interleaved: its digits', its
+// parts (`forward`, `backward`). Interleaved: (re, im) pairs, as Radix8Fft reads and writes
+// them. The external product's spectra are all interleaved: its digits', its
 // accumulator and the bootstrap key's (`forward_torus_interleaved`), so that no copy between
 // layouts runs per transform (the copies were ~10 % of a PBS) and the multiply-add
 // (`fourier_dot_outputs`) shuffles only the digits, once per row for the outputs of a pass.
@@ -30,7 +29,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <optional>
 #include <span>
 
 #include "veil/tfhe/aligned.hpp"
@@ -40,9 +38,8 @@
 namespace veil::tfhe {
 
 // Per-thread work buffers for one Fft: three arrays of N/2 interleaved complex values (the
-// transforms run out of place, which FFTW executes faster than in place, and Veil's own
-// transform needs a third for its passes), and the key-stream prefetch cursor that the
-// transforms run on this scratch advance (Radix8Fft).
+// transforms run out of place, and need a third for their passes: Radix8Fft), and the
+// key-stream prefetch cursor that the transforms run on this scratch advance.
 class FftScratch {
  public:
   explicit FftScratch(PolynomialSize n) : half_words_(n.value), buffer_(3 * n.value) {}
@@ -53,9 +50,8 @@ class FftScratch {
 
   // The transforms run on this scratch from now on prefetch [begin, begin + bytes) into L2
   // while they compute, until the range is exhausted or replaced: a blind rotation points it
-  // at the bootstrap-key block of its next step. Timing only; no result changes. Veil's own
-  // transforms (N <= Fft::kRadix8MaxPolynomialSize, Fft::carries_key_prefetch) and the
-  // passes around every transform advance it; FFTW's transforms do not.
+  // at the bootstrap-key block of its next step. Timing only; no result changes. The
+  // transforms and the passes around them advance it.
   void prefetch_during_transforms(const void* begin, std::size_t bytes) { prefetch_.reset(begin, bytes); }
   KeyStreamPrefetch& key_stream_prefetch() { return prefetch_; }
 
@@ -67,21 +63,12 @@ class FftScratch {
 
 class Fft {
  public:
-  // Transforms of N up to this size (N/2 complex points) run on Radix8Fft in every kernel
-  // set, larger ones on FFTW in the vector sets of a build with FFTW. Fastest of 7 runs per transform on machine B (µs, FFTW
-  // then Radix8Fft): 128 points 0.184 / 0.166, 256 0.312 / 0.336, 512 0.693 / 0.749, 1024
-  // 1.77 / 2.05, 2048 4.29 / 5.87. So Veil's transform is about level up to 512 points,
-  // where its key prefetch makes the PBS faster (docs/perf-log.md), and slower above.
-  static constexpr std::size_t kRadix8MaxPolynomialSize = 1024;
-
   // The process-wide transform for N (a power of two in [256, 65536]); created on first use
-  // (FFTW planning happens once per N, under a lock) and never destroyed.
+  // (its tables once per N) and never destroyed.
   // Throws std::invalid_argument for an unsupported N.
   static const Fft& get(PolynomialSize n);
 
   PolynomialSize polynomial_size() const { return PolynomialSize(n_); }
-  // Whether the transforms advance FftScratch's key-stream prefetch (Radix8Fft runs them).
-  bool carries_key_prefetch() const { return radix8_forward_.has_value(); }
 
   // coefficients (N doubles) -> spectrum (N doubles, split layout).
   void forward(const double* coefficients, double* spectrum, FftScratch& scratch) const;
@@ -90,8 +77,8 @@ class Fft {
   // The same spectrum, interleaved (a bootstrap key's layout).
   void forward_torus_interleaved(const Torus* coefficients, double* spectrum, FftScratch& scratch) const;
 
-  // Signed integers of at most 2^51 in magnitude -> their spectrum, left interleaved where FFTW
-  // wrote it (re, im pairs: N/2 complex values) in scratch.output(), valid until the scratch's
+  // Signed integers of at most 2^51 in magnitude -> their spectrum, left interleaved where the
+  // transform wrote it (re, im pairs: N/2 complex values) in scratch.output(), valid until the scratch's
   // next transform. (The external product forms its digits in the same pass instead:
   // forward_next_digits_interleaved, which is checked against this.)
   // With `spectrum` given (N doubles, 64-byte aligned), the transform writes there instead.
@@ -109,7 +96,7 @@ class Fft {
   void backward_add_torus_interleaved(const double* spectrum, Torus* out, FftScratch& scratch) const;
 
   // The spectrum of a polynomial A at index p (complex point p < N/2) is A(x_p), with
-  // x_p = exp(i pi (1 - 4p) / N) (the twist, then FFTW's forward sign); so X^e multiplies it
+  // x_p = exp(i pi (1 - 4p) / N) (the twist, then the forward transform's sign, -1); so X^e multiplies it
   // by x_p^e = w^m, w = exp(i pi / N), m = (1 - 4p) e mod 2N. This table holds w^m - 1 for
   // m < 2N as 2N interleaved (re, im) pairs: the factors X^e - 1 of a multi-bit step
   // (multi_bit_fourier_dot).
@@ -122,7 +109,6 @@ class Fft {
   // and at most 2^51 in magnitude (SmallPolynomialMultiplier's are below 2^39).
   void backward_round_integer(const double* spectrum, Torus* out, FftScratch& scratch) const;
 
-  ~Fft();
   Fft(const Fft&) = delete;
   Fft& operator=(const Fft&) = delete;
 
@@ -140,9 +126,7 @@ class Fft {
   AlignedVector<double> twist_re_, twist_im_;      // zeta^j, j < N/2
   AlignedVector<double> untwist_re_, untwist_im_;  // zeta^-j / (N/2)
   AlignedVector<double> monomial_minus_one_;       // w^m - 1, m < 2N, interleaved
-  void* forward_plan_ = nullptr;
-  void* backward_plan_ = nullptr;
-  std::optional<Radix8Fft> radix8_forward_, radix8_backward_;  // set where they run (kRadix8MaxPolynomialSize)
+  Radix8Fft forward_, backward_;  // N/2 points, signs -1 and +1
 };
 
 // The rows of a Fourier GGSW against the digit spectra of an external product: for every

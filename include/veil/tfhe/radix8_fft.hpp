@@ -1,22 +1,26 @@
-// Veil's own complex FFT for the small transforms of the blind rotation, with a key-stream
-// prefetch embedded in its butterflies.
+// Veil's own complex FFT: the N/2-point transforms of every negacyclic product (fft.hpp), at
+// every ring size, with a key-stream prefetch embedded in its butterflies.
 //
 // Why it exists. A single PBS streams the whole Fourier bootstrap key (90 MB for the 4-bit
 // multi-bit set) once, and profiling put that stream at about half of the PBS: the
 // multiply-add waits on memory while the transforms before and after it leave the memory
-// system idle (docs/perf-log.md). FFTW's codelets cannot carry other work, so the key
+// system idle (docs/perf-log.md). FFTW's codelets could not carry other work, so the key
 // could not be fetched while they ran. These transforms issue a few cache-line prefetches
 // (to L2) per butterfly iteration from a caller-given range: the blind rotation points that
 // range at the key block of its next step, which then arrives while the transforms compute.
+// With 512-bit vectors they are also faster than FFTW at every size in use (256 to 8192
+// points; docs/perf-log.md, "Veil's transform at every N").
 //
 // The algorithm: a Stockham autosort DFT (natural order in and out, out of place, no
-// bit-reversal pass) on interleaved (re, im) pairs, the layout FFTW writes. The first stage
-// (radix 2, 4 or 8, so that the rest are radix 8) runs vectorised over the butterfly index p
-// and transposes its outputs; every later stage is radix 8, vectorised over the stride index
-// q with broadcast twiddles (AVX2 and AVX-512 sets; the portable set runs the same stages
-// one point at a time). 512 points take three passes over the data. For a length n
-// stage with stride s, output y[q + s (8p + r)] = (sum_k x[q + s (p + k n/8)] w8^(rk)) w_n^(rp)
-// with w_n = exp(sign 2 pi i / n); unnormalised, like FFTW's.
+// bit-reversal pass) on interleaved (re, im) pairs. For a stage of radix R, length n and
+// stride s, output y[q + s (R p + r)] = (sum_k x[q + s (p + k n/R)] w_R^(rk)) w_n^(rp) with
+// w_n = exp(sign 2 pi i / n); unnormalised. The plan: radix 8 while 8 divides what is left;
+// the last stage, whose length is its radix (one butterfly: no twiddles), takes the rest as
+// radix 4 or 2, or as radix 16 up to 1024 points (1024 = 8 * 8 * 16: three passes over the
+// data). The first stage (stride 1) runs vectorised over the butterfly index p, its twiddles
+// loaded per lane, and transposes its outputs; the later ones run vectorised over the stride
+// index q with broadcast twiddles. The kernel sets run the same butterflies on vectors of
+// four points (AVX-512), two (AVX2) or one (portable): src/tfhe/kernels/radix8.inc.
 //
 // Thread safety: a Radix8Fft is immutable after construction; run() writes only the buffers
 // and the prefetch cursor it is given.
@@ -62,7 +66,7 @@ class Radix8Fft {
   // True where the active kernel set (veil/tfhe/isa.hpp) has the transform: every set has
   // it (the portable one in plain C++, without intrinsics), so this is always true.
   static bool available();
-  // points: a power of two in [16, 65536]; sign -1 (forward, FFTW_FORWARD) or +1 (backward).
+  // points: a power of two in [16, 65536]; sign -1 (forward) or +1 (backward).
   // Throws std::invalid_argument otherwise.
   Radix8Fft(std::size_t points, int sign);
 
