@@ -192,9 +192,13 @@ start() {
 
   # The balancer.
   local lb_port=$port servers="" job_routes="" user_line=""
+  # Passive health: failures (refused connection, broken answer, 502/503/504) within
+  # fail_timeout that mark a replica down for fail_timeout. VEIL_LB_MAX_FAILS and
+  # VEIL_LB_FAIL_TIMEOUT (seconds) override them, for experiments.
+  local max_fails=${VEIL_LB_MAX_FAILS:-3} fail_timeout=${VEIL_LB_FAIL_TIMEOUT:-2}
   if [ "$lb_port" -eq 0 ]; then lb_port=$(free_port) || die "no free port for nginx"; fi
   for i in $(seq "$replicas"); do
-    servers+="    server 127.0.0.1:$(cat "$state/replica-$i.port") max_fails=1 fail_timeout=5s;"$'\n'
+    servers+="    server 127.0.0.1:$(cat "$state/replica-$i.port") max_fails=$max_fails fail_timeout=${fail_timeout}s;"$'\n'
     job_routes+="    ~^/v1/jobs/r$i- 127.0.0.1:$(cat "$state/replica-$i.port");"$'\n'
   done
   # As root nginx's workers run as nobody: they write request bodies into a directory of
@@ -209,7 +213,7 @@ start() {
   local job_timeout=600
   sed -e "s#@STATE_DIR@#$state#g" -e "s#@TEMP_DIR@#$body_temp#g" -e "s#@LISTEN@#127.0.0.1:$lb_port#g" -e "s#@USER_LINE@#$user_line#" \
       -e "s#@MAX_KEY_BYTES@#1g#" -e "s#@MAX_INPUT_BYTES@#64m#" -e "s#@TRIES@#$((replicas + 1))#" \
-      -e "s#@JOB_TIMEOUT@#$job_timeout#g" -e "s#@MAX_FAILS@#1#" -e "s#@FAIL_TIMEOUT@#5s#g" \
+      -e "s#@JOB_TIMEOUT@#$job_timeout#g" -e "s#@MAX_FAILS@#$max_fails#" -e "s#@FAIL_TIMEOUT@#${fail_timeout}s#g" \
       "$repo/deploy/nginx/cluster.conf.template" |
     awk -v servers="$servers" -v jobs="$job_routes" \
       '{ if ($0 == "@UPSTREAM_SERVERS@") printf "%s", servers; else if ($0 == "@JOB_ROUTES@") printf "%s", jobs; else print }' \

@@ -87,6 +87,7 @@ refused "not HOST:PORT" "$veil" serve --models "$work/models" --listen 8080
 refused_serve "cannot listen" "$veil" serve --models "$work/models" --listen "${url#http://}" --store "sqlite:$work/other.db"
 refused "no model" "$veil" serve --models "$work" --listen 127.0.0.1:0 --store "sqlite:$work/other.db"
 refused "unknown unit" "$veil" serve --models "$work/models" --max-key-bytes 12XB
+refused "replica-id" "$veil" serve --models "$work/models" --replica-id "r-1"
 
 grep -q '"msg":"request"' "$work/serve.err" || fail "no request log lines"
 
