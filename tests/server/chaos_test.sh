@@ -38,6 +38,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 1' TERM INT  # a CTest timeout: still end the cluster
 
 fail() {
   echo "FAIL: $*" >&2
