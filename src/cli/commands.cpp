@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <sstream>
 
 #include "veil/deploy/model.hpp"
@@ -56,14 +57,22 @@ int compile(const CompileArgs& a) {
   return 0;
 }
 
+deploy::Progress progress_printer(const std::string& prefix) {
+  auto last = std::make_shared<std::pair<std::string, int>>("", -1);
+  return [prefix, last](const std::string& step, double f) {
+    const int tenth = static_cast<int>(f * 10);
+    if (step == last->first && tenth == last->second) return;
+    *last = {step, tenth};
+    std::cerr << prefix << ": " << step << " (" << static_cast<int>(f * 100) << "%)\n";
+  };
+}
+
 int keygen(const KeygenArgs& a) {
   deploy::ModelClient client = deploy::ModelClient::load(a.client);
   const auto t0 = Clock::now();
   deploy::KeyGenOptions options;
   options.replace_existing = a.force;
-  options.progress = [](const std::string& step, double f) {
-    std::cerr << "keygen: " << step << " (" << static_cast<int>(f * 100) << "%)\n";
-  };
+  options.progress = progress_printer("keygen");
   const deploy::KeySizes sizes = client.generate_keys(a.keys, options);
   std::cout << "keys for model " << deploy::model_id_hex(client.model_id()) << " in " << a.keys << " ("
             << seconds_since(t0) << " s)\n"

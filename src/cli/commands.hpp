@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +60,9 @@ int inspect(const InspectArgs& a);
 
 // "1.50 MiB": a byte count for people.
 std::string human_bytes(std::uint64_t bytes);
+// Key-generation progress on stderr as "PREFIX: STEP (N%)", one line per step and tenth
+// (the library reports every chunk).
+std::function<void(const std::string& step, double fraction)> progress_printer(const std::string& prefix);
 
 // Writes predictions as CSV: classifiers "label,<score per class>", regressors "value".
 std::string predictions_csv(const std::vector<long long>& labels, const std::vector<double>& values,

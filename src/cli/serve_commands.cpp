@@ -22,6 +22,7 @@
 #include "veil/server/http_client.hpp"
 #include "veil/server/http_server.hpp"
 #include "veil/server/key_store.hpp"
+#include "veil/server/web_assets.hpp"
 
 namespace veil::cli {
 namespace {
@@ -128,9 +129,7 @@ class PredictSession {
     if (!fs::exists(dir_ / deploy::kSecretKeyFile)) {
       const auto t0 = Clock::now();
       deploy::KeyGenOptions options;
-      options.progress = [](const std::string& step, double f) {
-        std::cerr << "predict: keygen: " << step << " (" << static_cast<int>(f * 100) << "%)\n";
-      };
+      options.progress = progress_printer("predict: keygen");
       const deploy::KeySizes sizes = client_->generate_keys(dir_, options);
       std::cerr << "predict: generated keys in " << fixed(ms_since(t0) / 1000, 2) << " s (secret key "
                 << human_bytes(sizes.secret_key_bytes) << " stays in " << dir_.string() << ", evaluation keys "
@@ -375,6 +374,27 @@ int serve(const ServeArgs& a) {
   o.tls_cert_file = a.tls_cert;
   o.tls_key_file = a.tls_key;
   o.log_requests = !a.quiet;
+  // The page: --web DIR, else the files beside the binary when they are there.
+  if (a.web != "none") {
+    if (!a.web.empty()) {
+      o.web_dir = a.web;
+    } else {
+      std::error_code ec;
+      const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+      if (!ec)
+        if (const auto found = server::default_web_dir(self)) o.web_dir = *found;
+    }
+  }
+  if (!a.cors_origin.empty()) {
+    const std::string& origin = a.cors_origin;
+    const bool scheme = origin.starts_with("https://") || origin.starts_with("http://");
+    const std::size_t host_at = origin.find("://") + 3;
+    if (!scheme || origin.size() == host_at || origin.find('/', host_at) != std::string::npos ||
+        origin.find_first_of(" ,*") != std::string::npos)
+      throw std::invalid_argument("--cors-origin '" + origin +
+                                  "': give one origin, scheme and host (and port), e.g. https://app.example.com");
+    o.cors_origin = origin;
+  }
   const auto [host, port] = parse_listen_address(a.listen);
 
   // SIGINT and SIGTERM (stop) and SIGHUP (reload the models) are taken by a thread of their
@@ -585,6 +605,11 @@ void add_serve_commands(CLI::App& app) {
                 "Prefix of this replica's job ids (letters, digits, '_'), so a load balancer can route GET /v1/jobs/{id} to it");
   s->add_option("--tls-cert", serve_args->tls_cert, "PEM certificate chain: serve HTTPS (with --tls-key)")->check(CLI::ExistingFile);
   s->add_option("--tls-key", serve_args->tls_key, "PEM private key of --tls-cert")->check(CLI::ExistingFile);
+  s->add_option("--web", serve_args->web,
+                "The browser client's files (made by scripts/build_web.sh: build/web), served with the page at /; "
+                "default: web/ beside the binary, or ../share/veil/web, when there; 'none': no page");
+  s->add_option("--cors-origin", serve_args->cors_origin,
+                "An origin (https://host[:port]) whose pages may call the API (CORS); default: none, same-origin only");
   s->add_flag("--quiet", serve_args->quiet, "No log line per request");
   s->callback([serve_args] { std::exit(serve(*serve_args)); });
 

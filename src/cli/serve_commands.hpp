@@ -39,6 +39,8 @@ struct ServeArgs {
   double async_result_ttl = 600;            // seconds a finished job's answer is kept
   std::string replica_id;                   // prefix of job ids, for routing GET /v1/jobs/{id}
   std::string tls_cert, tls_key;            // PEM files: serve HTTPS
+  std::string web;                          // the browser client's files (build/web); "none": no page
+  std::string cors_origin;                  // an origin allowed to call the API from its pages
   bool quiet = false;                       // no per-request log lines
 };
 int serve(const ServeArgs& a);

@@ -1,5 +1,6 @@
 // The HTTP API over models, key store and key cache (http_server.hpp; docs/api.md).
 #include "veil/server/http_server.hpp"
+#include "veil/server/web_assets.hpp"
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -134,6 +135,10 @@ constexpr RouteSpec kRoutes[] = {
     {"DELETE", R"(/v1/jobs/([^/]+))", "/v1/jobs/{job_id}#delete", RouteBody::kNone},
     {"GET", "/healthz", "/healthz", RouteBody::kNone},
     {"GET", "/metrics", "/metrics", RouteBody::kNone},
+    // The browser client: its page and files (web_assets.hpp).
+    {"GET", "/", "/", RouteBody::kNone},
+    {"GET", R"(/models/([^/]+)/?)", "/models/{name}/", RouteBody::kNone},
+    {"GET", R"(/web/([A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)?))", "/web/{file}", RouteBody::kNone},
 };
 
 // The template of a route for metrics, logs and messages: its name up to a '#' (which only
@@ -329,6 +334,7 @@ struct HttpServer::Impl {
   JobGate gate;
   ServerMetrics metrics;
   mutable std::mutex models_mutex;
+  std::optional<WebAssets> web;  // options.web_dir's files, when given
   std::shared_ptr<const ModelSet> model_set;  // under models_mutex; replaced whole by a reload
   std::mutex reload_mutex;                    // one reload at a time
   std::atomic<std::uint64_t> reloads_ok{0}, reloads_failed{0};
@@ -378,7 +384,9 @@ struct HttpServer::Impl {
   bool jobs_stop = false;
 
   Impl(HttpServerOptions o, std::shared_ptr<KeyStore> s)
-      : options(std::move(o)), store(std::move(s)), cache(options.key_cache_bytes), gate(options.max_jobs, options.max_queue) {}
+      : options(std::move(o)), store(std::move(s)), cache(options.key_cache_bytes), gate(options.max_jobs, options.max_queue) {
+    if (!options.web_dir.empty()) web = WebAssets::load(options.web_dir);
+  }
 
   void log(const json& line) {
     const std::string text = json_dump(line);
@@ -533,6 +541,9 @@ struct HttpServer::Impl {
     if (route.spec == nullptr)
       return refusal(404, "not_found", "no route " + h.method + " " + h.path.substr(0, 256) + " (see docs/api.md)");
     const RouteSpec& spec = *route.spec;
+    // A CORS preflight of the API, when an origin is allowed (install_routes answers it).
+    if (h.method == "OPTIONS" && !options.cors_origin.empty() && h.path.starts_with("/v1/") && h.content_length == 0)
+      return std::nullopt;
     const bool get_like = std::string(spec.method) == "GET" && (h.method == "GET" || h.method == "HEAD");
     if (h.method != spec.method && !get_like) {
       Refusal r = refusal(405, "method_not_allowed", h.method.substr(0, 32) + " is not allowed on " + route.route + ": use " + route.allow);
@@ -1159,6 +1170,24 @@ struct HttpServer::Impl {
     res.status = 204;
   }
 
+  // A file of the browser client (page/index.html for the page's routes), under the page's
+  // Content-Security-Policy.
+  void web_file(const std::string& name, const httplib::Request& req, httplib::Response& res) const {
+    if (!web)
+      refuse(404, "not_found", "this server serves no web page (veil serve --web DIR; scripts/build_web.sh makes build/web)");
+    const WebAsset* asset = web->find(name);
+    if (asset == nullptr) refuse(404, "not_found", "no web file '" + name + "'");
+    res.set_header("Content-Security-Policy", kWebContentSecurityPolicy);
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("ETag", asset->etag);
+    if (req.get_header_value("If-None-Match") == asset->etag) {
+      res.status = 304;
+      return;
+    }
+    res.set_content(asset->content, asset->mime_type);
+  }
+
   void healthz(httplib::Response& res) const {
     const bool stopping = transport && transport->stopping();
     res.status = stopping ? 503 : 200;
@@ -1293,6 +1322,9 @@ struct HttpServer::Impl {
         {"/v1/jobs/{job_id}#delete",
          [this](const httplib::Request& req, httplib::Response& res) { delete_job(req.matches[1], req, res); }},
         {"/healthz", [this](const httplib::Request&, httplib::Response& res) { healthz(res); }},
+        {"/", [this](const httplib::Request& req, httplib::Response& res) { web_file("page/index.html", req, res); }},
+        {"/models/{name}/", [this](const httplib::Request& req, httplib::Response& res) { web_file("page/index.html", req, res); }},
+        {"/web/{file}", [this](const httplib::Request& req, httplib::Response& res) { web_file(req.matches[1], req, res); }},
         {"/metrics",
          [this](const httplib::Request&, httplib::Response& res) {
            res.set_content(metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
@@ -1316,6 +1348,24 @@ struct HttpServer::Impl {
       } else {
         throw std::logic_error(std::string("HttpServer: route ") + route.name + " has no registration for " + method);
       }
+    }
+
+    if (!options.cors_origin.empty()) {
+      // Preflights of the API (admit_head lets OPTIONS through when CORS is on).
+      t.Options(R"(/v1/.*)", [this](const httplib::Request& req, httplib::Response& res) {
+        res.status = 204;
+        if (req.get_header_value("Origin") != options.cors_origin) return;
+        res.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE");
+        res.set_header("Access-Control-Allow-Headers",
+                       "Authorization, Content-Type, X-Veil-Key-Id, X-Veil-Key-Token, X-Request-Id");
+        res.set_header("Access-Control-Max-Age", "600");
+      });
+      t.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+        if (req.get_header_value("Origin") != options.cors_origin) return;
+        res.set_header("Access-Control-Allow-Origin", options.cors_origin);
+        res.set_header("Vary", "Origin");
+        res.set_header("Access-Control-Expose-Headers", "Location, X-Request-Id, X-Veil-Rows, X-Veil-Pbs, X-Veil-Run-Ms");
+      });
     }
 
     // Bodies are judged before they are read by admit_head (the transport's admission), which

@@ -26,14 +26,15 @@ trap cleanup EXIT
 # One test row (without its target) and the C++ client's label for it.
 row=$(sed -n 2p "$fixtures/data/breast_cancer_test.csv" | cut -d, -f1-30)
 echo "$row" > "$work/row.csv"
-"$veil" keygen --client "$work/models/xgb" --keys "$work/keys" >/dev/null
+"$veil" keygen --client "$work/models/xgb" --keys "$work/keys" >/dev/null 2>"$work/keygen.log"
 "$veil" encrypt --client "$work/models/xgb" --keys "$work/keys" --input "$work/row.csv" --out "$work/x.enc" >/dev/null
 "$veil" run --server "$work/models/xgb" --evaluation-keys "$work/keys/evaluation.keys" --input "$work/x.enc" --out "$work/y.enc" >/dev/null
 "$veil" decrypt --client "$work/models/xgb" --keys "$work/keys" --input "$work/y.enc" --out "$work/p.csv" >/dev/null
 expected=$(sed -n 2p "$work/p.csv" | cut -d, -f1)
 
 port=$((20000 + RANDOM % 20000))
-"$veil" serve --models "$work/models" --listen "127.0.0.1:$port" --store "sqlite:$work/keys.db" --web "$web" \
+cors=http://localhost:8000
+"$veil" serve --models "$work/models" --listen "127.0.0.1:$port" --store "sqlite:$work/keys.db" --web "$web" --cors-origin "$cors" \
   > "$work/serve.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 100); do
@@ -46,8 +47,20 @@ grep -qi "^content-security-policy: default-src 'none'; script-src 'self' 'wasm-
   { echo "the page has no Content-Security-Policy: $headers" >&2; exit 1; }
 curl -sfI "http://127.0.0.1:$port/web/veil-client-wasm.wasm" | grep -qi "^content-type: application/wasm" ||
   { echo "the .wasm is not served as application/wasm" >&2; exit 1; }
-status=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/web/../CMakeLists.txt")
+status=$(curl -s --path-as-is -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/web/../CMakeLists.txt")
 [ "$status" = 404 ] || { echo "a path outside the web files answered $status" >&2; exit 1; }
+
+# CORS: the configured origin's preflight is answered and its requests get the header;
+# another origin gets none.
+preflight=$(curl -s -i -X OPTIONS -H "Origin: $cors" -H "Access-Control-Request-Method: POST" \
+  -H "Access-Control-Request-Headers: authorization, x-veil-key-id" "http://127.0.0.1:$port/v1/models/xgb/predict")
+grep -q "^HTTP/1.1 204" <<<"$preflight" && grep -qi "^access-control-allow-headers: .*X-Veil-Key-Id" <<<"$preflight" ||
+  { echo "no CORS preflight answer: $preflight" >&2; exit 1; }
+curl -s -i -H "Origin: $cors" "http://127.0.0.1:$port/v1/models" | grep -qi "^access-control-allow-origin: $cors" ||
+  { echo "no Access-Control-Allow-Origin for $cors" >&2; exit 1; }
+if curl -s -i -H "Origin: http://evil.example" "http://127.0.0.1:$port/v1/models" | grep -qi "^access-control-allow-origin"; then
+  echo "CORS header sent to an origin not allowed" >&2; exit 1
+fi
 
 # Run from beside node_modules: an ES module resolves its imports from where it lies.
 cp "$here/page_test.mjs" "$modules/"

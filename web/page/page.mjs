@@ -137,6 +137,7 @@ async function modelPage(name) {
       step("encrypt", exchange.encryptMs, `${bytes(exchange.sentBytes)} sent`);
       step("server run (and transfer)", exchange.serverMs, `${bytes(exchange.receivedBytes)} received`);
       step("decrypt", exchange.decryptMs);
+      step("answer shown, since the page was opened", performance.now());
       result.replaceChildren(element("h3", { text: "Answer" }), resultTable(predictions, info));
     } finally {
       predict.disabled = false;

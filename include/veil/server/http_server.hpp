@@ -63,6 +63,14 @@ struct HttpServerOptions {
   // Directory of model subdirectories (or one model's directory).
   std::filesystem::path models_dir;
 
+  // The browser client's files (build/web: web_assets.hpp), served at /web/{file} with the
+  // page at / and /models/{name}/. Empty: those routes answer 404 saying so.
+  std::filesystem::path web_dir;
+  // An origin (e.g. "https://app.example.com") whose pages may call the API from the
+  // browser: its requests get CORS headers and preflights are answered. Empty (the default):
+  // no CORS, only same-origin pages (the server's own) can use the API from a browser.
+  std::string cors_origin;
+
   // Largest accepted body of POST .../keys and POST .../predict (413 beyond; the body is
   // not read). Keys are large (tens to hundreds of MiB for models with lookups), inputs small.
   std::uint64_t max_key_bytes = std::uint64_t{1} << 30;
