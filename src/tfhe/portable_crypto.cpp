@@ -1,5 +1,6 @@
 #include "portable_crypto.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "veil/tfhe/aligned.hpp"
@@ -200,46 +201,52 @@ class Sha256State {
  public:
   void update(std::span<const std::uint8_t> data) {
     length_ += data.size();
-    for (const std::uint8_t byte : data) {
-      block_[used_++] = byte;
-      if (used_ == 64) compress();
+    std::size_t at = 0;
+    if (used_ != 0) {  // fill the pending block first
+      const std::size_t take = std::min(data.size(), 64 - used_);
+      std::memcpy(block_.data() + used_, data.data(), take);
+      used_ += take;
+      at = take;
+      if (used_ < 64) return;
+      compress(block_.data());
+      used_ = 0;
     }
+    for (; data.size() - at >= 64; at += 64) compress(data.data() + at);  // whole blocks in place
+    std::memcpy(block_.data(), data.data() + at, data.size() - at);
+    used_ = data.size() - at;
   }
   Sha256Digest finish() {
     const std::uint64_t bits = length_ * 8;
     block_[used_++] = 0x80;
     if (used_ > 56) {
       while (used_ < 64) block_[used_++] = 0;
-      compress();
+      compress(block_.data());
+      used_ = 0;
     }
     while (used_ < 56) block_[used_++] = 0;
     for (int i = 7; i >= 0; --i) block_[used_++] = static_cast<std::uint8_t>(bits >> (8 * i));
-    compress();
+    compress(block_.data());
     Sha256Digest out{};
     for (std::size_t i = 0; i < 8; ++i) store_be(h_[i], out.data() + 4 * i);
     return out;
   }
 
  private:
-  void compress() {
+  void compress(const std::uint8_t* block) {
     std::array<std::uint32_t, 64> w{};
-    for (std::size_t i = 0; i < 16; ++i) w[i] = load_be(block_.data() + 4 * i);
+    for (std::size_t i = 0; i < 16; ++i) w[i] = load_be(block + 4 * i);
     for (std::size_t i = 16; i < 64; ++i) {
       const std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
       const std::uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
       w[i] = w[i - 16] + s0 + w[i - 7] + s1;
     }
-    auto v = h_;
+    std::uint32_t a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
     for (std::size_t i = 0; i < 64; ++i) {
-      const std::uint32_t s1 = rotr(v[4], 6) ^ rotr(v[4], 11) ^ rotr(v[4], 25);
-      const std::uint32_t choose = (v[4] & v[5]) ^ (~v[4] & v[6]);
-      const std::uint32_t t1 = v[7] + s1 + choose + kSha256.k[i] + w[i];
-      const std::uint32_t s0 = rotr(v[0], 2) ^ rotr(v[0], 13) ^ rotr(v[0], 22);
-      const std::uint32_t majority = (v[0] & v[1]) ^ (v[0] & v[2]) ^ (v[1] & v[2]);
-      v = {t1 + s0 + majority, v[0], v[1], v[2], v[3] + t1, v[4], v[5], v[6]};
+      const std::uint32_t t1 = h + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kSha256.k[i] + w[i];
+      const std::uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+      h = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
     }
-    for (std::size_t i = 0; i < 8; ++i) h_[i] += v[i];
-    used_ = 0;
+    h_[0] += a, h_[1] += b, h_[2] += c, h_[3] += d, h_[4] += e, h_[5] += f, h_[6] += g, h_[7] += h;
   }
 
   std::array<std::uint32_t, 8> h_ = kSha256.init;
