@@ -18,7 +18,7 @@ source scripts/deps.sh
 veil_install_deps "${VEIL_FUZZ_PACKAGES[@]}"
 
 TARGETS=(tfhe_frame tfhe_frame_fixed circuit_frame circuit_frame_fixed envelope envelope_fixed artifacts_json
-         client_zip client_dir onnx sklearn_json xgboost_json csv npy http_request)
+         client_zip client_dir zip_reader onnx sklearn_json xgboost_json csv npy http_request)
 
 mode=${1:-all}
 seconds=${2:-60}

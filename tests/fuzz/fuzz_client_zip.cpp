@@ -2,7 +2,7 @@
 // serialized_processing.json.
 //
 // Input: u32 (little-endian) n, then n bytes, then the bytes of serialized_processing.json.
-// The plain target takes the n bytes as client.zip itself (libzip's reader, the CRC checks);
+// The plain target takes the n bytes as client.zip itself (Veil's zip reader, the CRC checks);
 // the "client_dir" variant (VEIL_FUZZ_ZIP_FROM_MEMBERS) takes them as versions.json followed
 // by client.specs.json (split by another u32 length) and writes a well-formed zip around
 // them, so that the fuzzer works on the documents inside rather than on the container.

@@ -112,6 +112,22 @@ void artifact_seeds(const fs::path& fixtures) {
   Bytes zip_seed;
   put_u32(zip_seed, zip.size());
   put("client_zip", "client_dir", cat({&zip_seed, &zip, &processing}));
+  // The zip reader alone: the archive (selector 0), and its first member's deflated bytes
+  // with their size (selector 1: the local header's sizes and name length say where).
+  Bytes archive_seed = {0};
+  archive_seed.insert(archive_seed.end(), zip.begin(), zip.end());
+  put("zip_reader", "client_zip", archive_seed);
+  if (zip.size() >= 30) {
+    const auto u16 = [&](std::size_t at) { return static_cast<std::size_t>(zip[at] | (zip[at + 1] << 8)); };
+    const auto u32 = [&](std::size_t at) { return static_cast<std::size_t>(u16(at) | (u16(at + 2) << 16)); };
+    const std::size_t start = 30 + u16(26) + u16(28), compressed = u32(18), plain = u32(22);
+    if (u16(8) == 8 && start + compressed <= zip.size() && plain < 65536) {
+      Bytes stream_seed = {1, static_cast<std::uint8_t>(plain), static_cast<std::uint8_t>(plain >> 8)};
+      stream_seed.insert(stream_seed.end(), zip.begin() + static_cast<std::ptrdiff_t>(start),
+                         zip.begin() + static_cast<std::ptrdiff_t>(start + compressed));
+      put("zip_reader", "deflate_stream", stream_seed);
+    }
+  }
   Bytes members;
   put_u32(members, versions.size());
   members.insert(members.end(), versions.begin(), versions.end());
