@@ -6,20 +6,13 @@
 set -euo pipefail
 veil=$1 fixtures=$2 web=$3
 here=$(cd "$(dirname "$0")" && pwd)
-[ -f "$web/veil-client.mjs" ] || { echo "no $web/veil-client.mjs: run scripts/build_web.sh first" >&2; exit 1; }
 command -v chromium >/dev/null || { echo "no chromium (scripts/deps.sh installs it)" >&2; exit 1; }
 modules="$web/../web-test"
 if [ ! -d "$modules/node_modules/puppeteer-core" ]; then
   mkdir -p "$modules"
   npm install --prefix "$modules" --no-audit --no-fund --silent puppeteer-core >/dev/null
 fi
-work=$(mktemp -d)
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$here/common.sh"
 
 "$veil" compile --model "$fixtures/models/xgb_breast_cancer.json" --calibration "$fixtures/data/breast_cancer_calib.csv" \
   --out "$work/models/xgb" >/dev/null
@@ -32,15 +25,8 @@ echo "$row" > "$work/row.csv"
 "$veil" decrypt --client "$work/models/xgb" --keys "$work/keys" --input "$work/y.enc" --out "$work/p.csv" >/dev/null
 expected=$(sed -n 2p "$work/p.csv" | cut -d, -f1)
 
-port=$((20000 + RANDOM % 20000))
 cors=http://localhost:8000
-"$veil" serve --models "$work/models" --listen "127.0.0.1:$port" --store "sqlite:$work/keys.db" --web "$web" --cors-origin "$cors" \
-  > "$work/serve.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+start_server --web "$web" --cors-origin "$cors"
 # The page's headers: its policy, and the .wasm's type.
 headers=$(curl -sfI "http://127.0.0.1:$port/models/xgb/")
 grep -qi "^content-security-policy: default-src 'none'; script-src 'self' 'wasm-unsafe-eval'" <<<"$headers" ||
