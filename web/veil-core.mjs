@@ -21,7 +21,7 @@ if (typeof globalThis.crypto?.getRandomValues !== "function" && typeof process =
   globalThis.crypto = (await import("node:crypto")).webcrypto;
 }
 
-let modulePromise = null;
+let enginePromise = null;
 
 export class Engine {
   #m;
@@ -34,10 +34,12 @@ export class Engine {
     };
   }
 
-  // One WebAssembly instance per realm (page, worker or Node process).
-  static async load() {
-    if (!modulePromise) modulePromise = wasmBinary().then((binary) => createVeilWasm({ wasmBinary: binary }));
-    return new Engine(await modulePromise);
+  // One WebAssembly instance, and one Engine over it, per realm (page, worker or Node
+  // process): the clients of a realm share it through their handles.
+  static load() {
+    if (!enginePromise)
+      enginePromise = wasmBinary().then((binary) => createVeilWasm({ wasmBinary: binary })).then((m) => new Engine(m));
+    return enginePromise;
   }
 
   // Copies `bytes` into WebAssembly memory for the duration of fn(pointer, length); the copy

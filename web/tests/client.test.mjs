@@ -167,6 +167,18 @@ test("bad input rejects with an error naming it", async () => {
   client.close();
 });
 
+test("two clients in one process each get their own progress", async () => {
+  const a = await VeilClient.fromArtifacts(...(await artifacts("xgb")));
+  const b = await VeilClient.fromArtifacts(...(await artifacts("mlp")));
+  const seenA = [], seenB = [];
+  await a.generateKeys({ onProgress: (f) => seenA.push(f) });
+  await b.generateKeys({ onProgress: (f) => seenB.push(f) });
+  assert.equal(seenA.at(-1), 1);
+  assert.equal(seenB.at(-1), 1);
+  a.close();
+  b.close();
+});
+
 test("corrupted client.zip or processing is refused", async () => {
   const [zip, processing] = await artifacts("xgb");
   const damaged = Uint8Array.from(zip);
