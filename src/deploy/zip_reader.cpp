@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "veil/deploy/model.hpp"
+#include "veil/tfhe/byte_reader.hpp"
 #include "veil/tfhe/sha256.hpp"
 
 namespace veil::deploy {
@@ -184,16 +185,16 @@ const Huffman& fixed_distances() {
 
 // ---- the archive ----
 
-std::uint16_t u16(std::span<const std::uint8_t> b, std::size_t at) {
-  return static_cast<std::uint16_t>(b[at] | (b[at + 1] << 8));
-}
-std::uint32_t u32(std::span<const std::uint8_t> b, std::size_t at) {
-  return std::uint32_t{b[at]} | (std::uint32_t{b[at + 1]} << 8) | (std::uint32_t{b[at + 2]} << 16) |
-         (std::uint32_t{b[at + 3]} << 24);
-}
-
 constexpr std::uint32_t kEndRecord = 0x06054b50, kCentralHeader = 0x02014b50, kLocalHeader = 0x04034b50;
-constexpr std::size_t kEndRecordBytes = 22, kCentralHeaderBytes = 46, kLocalHeaderBytes = 30;
+constexpr std::size_t kEndRecordBytes = 22;
+
+// Little-endian fields of the archive through the formats' shared cursor; a short read
+// throws DeployError naming the archive and the field.
+auto field_reader(std::span<const std::uint8_t> bytes, const std::string& source) {
+  return tfhe::ByteReader(bytes, [&source](const std::string& why) {
+    throw DeployError(source + ": not a readable zip archive (" + why + ")");
+  });
+}
 
 }  // namespace
 
@@ -213,8 +214,9 @@ Bytes inflate_raw(std::span<const std::uint8_t> deflated, std::uint64_t size) {
       case 0: {
         in.align();
         const auto header = in.take_bytes(4);
-        const std::uint16_t length = u16(header, 0);
-        if (static_cast<std::uint16_t>(~u16(header, 2)) != length) bad_stream("a stored block's length check fails");
+        const std::uint16_t length = static_cast<std::uint16_t>(header[0] | (header[1] << 8));
+        const std::uint16_t check = static_cast<std::uint16_t>(header[2] | (header[3] << 8));
+        if (static_cast<std::uint16_t>(~check) != length) bad_stream("a stored block's length check fails");
         if (size - out.size() < length) bad_stream("the stream inflates to more than the declared size");
         const auto data = in.take_bytes(length);
         out.insert(out.end(), data.begin(), data.end());
@@ -237,45 +239,50 @@ Bytes inflate_raw(std::span<const std::uint8_t> deflated, std::uint64_t size) {
 
 ZipReader::ZipReader(std::span<const std::uint8_t> archive, std::string source)
     : archive_(archive), source_(std::move(source)) {
-  const auto fail = [&](const std::string& why) -> void { throw DeployError(source_ + ": not a readable zip archive (" + why + ")"); };
-  // The end record: the last signature within the final 22 + 65535 (comment) bytes.
+  const auto fail = [&](const std::string& why) { throw DeployError(source_ + ": not a readable zip archive (" + why + ")"); };
+  // The end record: the last signature within the final 22 + 65535 (comment) bytes whose
+  // comment length reaches exactly the end.
   if (archive.size() < kEndRecordBytes) fail("only " + std::to_string(archive.size()) + " bytes");
-  std::size_t end = archive.size() - kEndRecordBytes;
   const std::size_t lowest = archive.size() > kEndRecordBytes + 0xffff ? archive.size() - kEndRecordBytes - 0xffff : 0;
-  while (u32(archive, end) != kEndRecord || end + kEndRecordBytes + u16(archive, end + 20) != archive.size()) {
+  std::size_t end = archive.size() - kEndRecordBytes;
+  for (;; --end) {
+    auto r = field_reader(archive.subspan(end), source_);
+    const bool signature = r.uint(4, "end record signature") == kEndRecord;
+    r.take(16, "end record");
+    if (signature && end + kEndRecordBytes + r.uint(2, "comment length") == archive.size()) break;
     if (end == lowest) fail("no end-of-central-directory record");
-    --end;
   }
-  if (u16(archive, end + 4) != 0 || u16(archive, end + 6) != 0) fail("spans several disks");
-  const std::size_t count = u16(archive, end + 10);
-  const std::uint64_t directory_bytes = u32(archive, end + 12), directory_offset = u32(archive, end + 16);
+  auto record = field_reader(archive.subspan(end + 4), source_);
+  const std::uint64_t this_disk = record.uint(2, "disk number"), directory_disk = record.uint(2, "directory disk");
+  const std::uint64_t count_here = record.uint(2, "entries on this disk"), count = record.uint(2, "entries");
+  const std::uint64_t directory_bytes = record.uint(4, "directory size"), directory_offset = record.uint(4, "directory offset");
+  if (this_disk != 0 || directory_disk != 0) fail("spans several disks");
   if (count == 0xffff || directory_bytes == 0xffffffff || directory_offset == 0xffffffff) fail("zip64, not supported");
-  if (u16(archive, end + 8) != count) fail("the end record's entry counts disagree");
-  if (directory_offset > end || directory_bytes > end - directory_offset)
-    fail("the central directory lies outside the archive");
-  std::size_t at = static_cast<std::size_t>(directory_offset);
-  const std::size_t directory_end = at + static_cast<std::size_t>(directory_bytes);
-  for (std::size_t i = 0; i < count; ++i) {
-    if (directory_end - at < kCentralHeaderBytes || u32(archive, at) != kCentralHeader)
+  if (count_here != count) fail("the end record's entry counts disagree");
+  if (directory_offset > end || directory_bytes > end - directory_offset) fail("the central directory lies outside the archive");
+  auto directory = field_reader(archive.subspan(directory_offset, directory_bytes), source_);
+  for (std::uint64_t i = 0; i < count; ++i) {
+    if (directory.uint(4, "central directory signature") != kCentralHeader)
       fail("central directory entry " + std::to_string(i) + " is damaged");
     Entry e;
-    e.flags = u16(archive, at + 8);
-    e.method = u16(archive, at + 10);
-    e.crc = u32(archive, at + 16);
-    e.compressed_size = u32(archive, at + 20);
-    e.size = u32(archive, at + 24);
-    const std::size_t name_bytes = u16(archive, at + 28), extra_bytes = u16(archive, at + 30),
-                      comment_bytes = u16(archive, at + 32);
-    e.local_offset = u32(archive, at + 42);
-    if (e.compressed_size == 0xffffffff || e.size == 0xffffffff || e.local_offset == 0xffffffff)
-      fail("zip64, not supported");
-    const std::size_t entry_bytes = kCentralHeaderBytes + name_bytes + extra_bytes + comment_bytes;
-    if (directory_end - at < entry_bytes) fail("central directory entry " + std::to_string(i) + " runs past the directory");
-    e.name.assign(reinterpret_cast<const char*>(archive.data() + at + kCentralHeaderBytes), name_bytes);
+    directory.take(4, "versions");
+    e.flags = static_cast<std::uint16_t>(directory.uint(2, "flags"));
+    e.method = static_cast<std::uint16_t>(directory.uint(2, "method"));
+    directory.take(4, "time and date");
+    e.crc = static_cast<std::uint32_t>(directory.uint(4, "CRC-32"));
+    e.compressed_size = directory.uint(4, "compressed size");
+    e.size = directory.uint(4, "size");
+    const std::size_t name_bytes = directory.uint(2, "name length"), extra_bytes = directory.uint(2, "extra length"),
+                      comment_bytes = directory.uint(2, "comment length");
+    directory.take(8, "disk and attributes");
+    e.local_offset = directory.uint(4, "local header offset");
+    if (e.compressed_size == 0xffffffff || e.size == 0xffffffff || e.local_offset == 0xffffffff) fail("zip64, not supported");
+    const std::uint8_t* name = directory.take(name_bytes, "name");
+    e.name.assign(reinterpret_cast<const char*>(name), name_bytes);
+    directory.take(extra_bytes + comment_bytes, "extra field and comment");
     for (const Entry& seen : entries_)
       if (seen.name == e.name) fail("member '" + e.name + "' appears twice");
     entries_.push_back(std::move(e));
-    at += entry_bytes;
   }
 }
 
@@ -289,7 +296,7 @@ Bytes ZipReader::read(const std::string& member, std::uint64_t max_bytes) const 
   const auto it = std::find_if(entries_.begin(), entries_.end(), [&](const Entry& e) { return e.name == member; });
   if (it == entries_.end()) throw DeployError(source_ + ": has no member '" + member + "' (is it a Veil artifact?)");
   const Entry& e = *it;
-  const auto fail = [&](const std::string& why) -> void {
+  const auto fail = [&](const std::string& why) {
     throw DeployError(source_ + ": member '" + member + "' is corrupted (" + why + ")");
   };
   if (e.size > max_bytes)
@@ -299,12 +306,15 @@ Bytes ZipReader::read(const std::string& member, std::uint64_t max_bytes) const 
   if (e.method != 0 && e.method != 8)
     throw DeployError(source_ + ": member '" + member + "' uses compression method " + std::to_string(e.method) +
                       "; Veil reads stored (0) and deflated (8) members");
-  const std::size_t local = static_cast<std::size_t>(e.local_offset);
-  if (local > archive_.size() || archive_.size() - local < kLocalHeaderBytes || u32(archive_, local) != kLocalHeader)
-    fail("its local header is missing");
-  const std::size_t data = local + kLocalHeaderBytes + u16(archive_, local + 26) + u16(archive_, local + 28);
-  if (data > archive_.size() || archive_.size() - data < e.compressed_size) fail("its data runs past the archive");
-  const auto stored = archive_.subspan(data, static_cast<std::size_t>(e.compressed_size));
+  if (e.local_offset > archive_.size()) fail("its local header lies outside the archive");
+  auto local = tfhe::ByteReader(archive_.subspan(static_cast<std::size_t>(e.local_offset)),
+                                [&](const std::string& why) { fail(why); });
+  if (local.uint(4, "local header signature") != kLocalHeader) fail("its local header is missing");
+  local.take(22, "local header");
+  const std::size_t skip = local.uint(2, "name length") + local.uint(2, "extra length");
+  local.take(skip, "local name and extra field");
+  const std::span<const std::uint8_t> stored(local.take(static_cast<std::size_t>(e.compressed_size), "member data"),
+                                             static_cast<std::size_t>(e.compressed_size));
   Bytes out;
   if (e.method == 0) {
     if (e.compressed_size != e.size) fail("a stored member whose two sizes differ");
