@@ -32,6 +32,7 @@ try {
   await page.waitForSelector("#predict", { timeout: 30000 });
   const ready = (Date.now() - start) / 1000;
   await page.$eval("#csv", (box, text) => { box.value = text; }, row);
+  await page.click("#remember");
   await page.click("#predict");
   await page.waitForSelector("#result .label, #error", { timeout: 300000 });
   const error = await page.$eval("#error", (e) => e.textContent).catch(() => null);
@@ -45,6 +46,47 @@ try {
   for (const s of steps) console.log(`  ${s}`);
   if (label !== expected) throw new Error(`the page says label ${label}, the C++ client ${expected}`);
   if (progress !== 1) throw new Error(`the key progress bar ended at ${progress}`);
+
+  // The keys were kept in the browser: a second visit predicts without making or sending any.
+  const again = Date.now();
+  await page.goto(`${url}/models/${model}/`, { waitUntil: "load" });
+  await page.waitForFunction(() => document.getElementById("key-status")?.textContent.startsWith("keys kept in this browser"),
+                             { timeout: 30000 });
+  await page.$eval("#csv", (box, text) => { box.value = text; }, row);
+  await page.click("#predict");
+  await page.waitForSelector("#result .label, #error", { timeout: 300000 });
+  const againError = await page.$eval("#error", (e) => e.textContent).catch(() => null);
+  if (againError) throw new Error(`the second visit shows an error: ${againError}`);
+  const againLabel = await page.$eval("#result .label", (e) => e.textContent.trim());
+  const againSteps = await page.$$eval("#steps tr", (rows) => rows.slice(1).map((r) => r.children[0].textContent));
+  console.log(`second visit, keys kept in the browser: label ${againLabel} after ${((Date.now() - again) / 1000).toFixed(1)} s`);
+  if (againLabel !== expected) throw new Error(`the second visit says label ${againLabel}, the C++ client ${expected}`);
+  if (againSteps.some((s) => s.startsWith("make keys") || s.startsWith("upload")))
+    throw new Error(`the second visit made or sent keys again: ${againSteps.join("; ")}`);
+  await page.click("#forget-keys");
+  await page.waitForFunction(() => document.getElementById("key-status")?.textContent === "kept keys forgotten");
+
+  // Kept under a passphrase: the next visit unlocks them with it.
+  await page.goto(`${url}/models/${model}/`, { waitUntil: "load" });
+  await page.waitForSelector("#predict", { timeout: 30000 });
+  await page.$eval("#csv", (box, text) => { box.value = text; }, row);
+  await page.click("#remember");
+  await page.type("#passphrase", "correct horse battery");
+  await page.click("#predict");
+  await page.waitForFunction(() => document.getElementById("key-status")?.textContent.endsWith("under your passphrase"),
+                             { timeout: 300000 });
+  await page.goto(`${url}/models/${model}/`, { waitUntil: "load" });
+  await page.waitForFunction(() => document.getElementById("key-status")?.textContent.includes("sealed"), { timeout: 30000 });
+  await page.type("#passphrase", "correct horse battery");
+  await page.click("#unlock-keys");
+  await page.waitForFunction(() => document.getElementById("key-status")?.textContent.startsWith("keys kept in this browser ("),
+                             { timeout: 30000 });
+  await page.$eval("#csv", (box, text) => { box.value = text; }, row);
+  await page.click("#predict");
+  await page.waitForSelector("#result .label, #error", { timeout: 300000 });
+  const unlockedLabel = await page.$eval("#result .label", (e) => e.textContent.trim()).catch(() => null);
+  if (unlockedLabel !== expected) throw new Error(`after unlocking the kept keys the page says ${unlockedLabel}`);
+  console.log("kept under a passphrase and unlocked: same label");
   if (problems.length) throw new Error(`the browser reported:\n${problems.join("\n")}`);
 } finally {
   await browser.close();

@@ -25,6 +25,25 @@ function showError(where, error) {
   where.replaceChildren(element("p", { class: "error", id: "error", text: String(error?.message ?? error) }));
 }
 
+// Kept keys: exportSecretKey's bytes (sealed under a passphrase when the user gave one) in
+// this origin's IndexedDB, one entry per model id.
+function keyStore(mode, action) {
+  return new Promise((resolve, reject) => {
+    const open = indexedDB.open("veil", 1);
+    open.onupgradeneeded = () => open.result.createObjectStore("keys");
+    open.onerror = () => reject(open.error);
+    open.onsuccess = () => {
+      const request = action(open.result.transaction("keys", mode).objectStore("keys"));
+      request.onsuccess = () => resolve(request.result);
+      request.onerror = () => reject(request.error);
+    };
+  });
+}
+const keptKeys = (modelId) => keyStore("readonly", (store) => store.get(modelId));
+const keepKeys = (modelId, bytes) => keyStore("readwrite", (store) => store.put(bytes, modelId));
+const forgetKeys = (modelId) => keyStore("readwrite", (store) => store.delete(modelId));
+const sealed = (bytes) => new TextDecoder().decode(bytes.subarray(0, 8)) === "VEILKEYE";
+
 async function listModels() {
   const response = await fetch("/v1/models");
   if (!response.ok) throw new Error(`GET /v1/models: HTTP ${response.status}`);
@@ -89,6 +108,10 @@ async function modelPage(name) {
   const makeKeys = element("button", { id: "make-keys", type: "button", text: "Make keys" });
   const upload = element("button", { id: "upload-keys", type: "button", text: "Upload keys", disabled: "" });
   const predict = element("button", { id: "predict", type: "button", text: "Predict privately" });
+  const remember = element("input", { type: "checkbox", id: "remember" });
+  const passphrase = element("input", { type: "password", id: "passphrase", placeholder: "passphrase (optional)", autocomplete: "new-password" });
+  const unlock = element("button", { id: "unlock-keys", type: "button", text: "Unlock kept keys", hidden: "" });
+  const forget = element("button", { id: "forget-keys", type: "button", text: "Forget kept keys", hidden: "" });
   const steps = element("table", { id: "steps" }, element("tr", {}, element("th", { text: "Step" }), element("th", { text: "Time" }), element("th", { text: "Bytes" })));
   const result = element("div", { id: "result" });
   const step = (what, ms, size = "") =>
@@ -114,6 +137,25 @@ async function modelPage(name) {
     step("upload evaluation keys", performance.now() - t, `${bytes(answer.bytes)} sent`);
     keyStatus.textContent = `keys on the server (key id ${answer.keyId})`;
     uploaded = true;
+    await keep();
+  };
+  // Keeps the secret key (with the server's key id and token) in this browser when asked.
+  const keep = async () => {
+    if (!remember.checked) return;
+    await keepKeys(info.model_id, await client.exportSecretKey(passphrase.value ? { passphrase: passphrase.value } : {}));
+    keyStatus.textContent += passphrase.value ? "; kept in this browser under your passphrase" : "; kept in this browser";
+    forget.hidden = false;
+  };
+  const useKept = async (bundle) => {
+    await client.importSecretKey(bundle, sealed(bundle) ? { passphrase: passphrase.value } : {});
+    uploaded = !info.keys_required || client.keyId !== null;
+    unlock.hidden = true;
+    remember.checked = true;
+    forget.hidden = false;
+    makeKeys.disabled = false;
+    upload.disabled = true;
+    progress.value = 1;
+    keyStatus.textContent = `keys kept in this browser` + (client.keyId ? ` (key id ${client.keyId})` : "");
   };
   const guard = (fn) => async () => {
     try {
@@ -123,13 +165,26 @@ async function modelPage(name) {
       makeKeys.disabled = false;
     }
   };
-  makeKeys.addEventListener("click", guard(doMakeKeys));
+  makeKeys.addEventListener("click", guard(async () => {
+    await doMakeKeys();
+    if (!info.keys_required) await keep();
+  }));
+  unlock.addEventListener("click", guard(async () => useKept(await keptKeys(info.model_id))));
+  forget.addEventListener("click", guard(async () => {
+    await forgetKeys(info.model_id);
+    forget.hidden = true;
+    unlock.hidden = true;
+    keyStatus.textContent = "kept keys forgotten";
+  }));
   upload.addEventListener("click", guard(doUpload));
   predict.addEventListener("click", guard(async () => {
     const rows = readRows(csv, inputs);
     predict.disabled = true;
     try {
-      if (!client.info.has_keys) await doMakeKeys();
+      if (!client.info.has_keys) {
+        await doMakeKeys();
+        if (!info.keys_required) await keep();
+      }
       if (!uploaded) await doUpload();
       t = performance.now();
       const predictions = await client.predict(rows);
@@ -149,10 +204,23 @@ async function modelPage(name) {
     element("p", { class: "muted", text: `${info.task}, ${info.model_kind}, ${info.n_features} features` +
       (info.task === "classification" ? `, classes ${info.classes.join(", ")}` : "") +
       `; ${info.security_bits}-bit security` + (info.keys_required ? `; evaluation keys ${bytes(info.evaluation_key_bytes)}` : "") }),
-    element("section", {}, element("h3", { text: "1. Keys" }), makeKeys, upload, progress, " ", keyStatus),
+    element("section", {}, element("h3", { text: "1. Keys" }), makeKeys, upload, progress, " ", keyStatus,
+      element("p", {}, element("label", {}, remember, " keep my keys in this browser"), " ", passphrase, " ", unlock, forget)),
     element("section", {}, element("h3", { text: "2. Features" }), features, csv, predict),
     element("section", {}, element("h3", { text: "Steps" }), steps),
     result);
+
+  // Keys kept by an earlier visit: used at once, or after the passphrase that sealed them.
+  const kept = await keptKeys(info.model_id).catch(() => undefined);
+  if (kept) {
+    if (sealed(kept)) {
+      unlock.hidden = false;
+      forget.hidden = false;
+      keyStatus.textContent = "keys kept in this browser, sealed: give the passphrase and unlock them";
+    } else {
+      await useKept(kept).catch((error) => showError(result, error));
+    }
+  }
 }
 
 try {
