@@ -116,6 +116,10 @@ FloatTensor conv(const GraphNode& n, const FloatTensor& x, const FloatTensor& w,
   const std::int64_t groups = detail::attr_int(n, "group", 1);
   const std::int64_t b = x.shape[0], c = x.shape[1], h = x.shape[2], wd = x.shape[3], o = w.shape[0], cg = w.shape[1];
   if (groups < 1 || c != cg * groups || o % groups != 0) node_fail(n, "channels do not match the weights and groups");
+  // ONNX's B: one value per output channel (a fuzzed graph with fewer read past its end).
+  if (bias != nullptr && (bias->shape.size() != 1 || bias->data.size() != static_cast<std::size_t>(o)))
+    node_fail(n, "the bias has " + std::to_string(bias->data.size()) + " values in shape " + circuit::shape_string(bias->shape) +
+                     ", not one per output channel (" + std::to_string(o) + ")");
   FloatTensor y{{b, o, win.out_h, win.out_w}, {}};
   check_cost(n, static_cast<double>(b) * static_cast<double>(o) * static_cast<double>(win.out_h) *
                     static_cast<double>(win.out_w) * static_cast<double>(cg) * static_cast<double>(win.kh) *

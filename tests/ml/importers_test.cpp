@@ -348,6 +348,31 @@ TEST(OnnxImport, AnOpTooCostlyForOneSampleIsRefused) {
   EXPECT_NE(msg.find("2^30 an op may take"), std::string::npos) << msg;
 }
 
+// Regression (fuzzing finding, heap overflow): a Conv whose bias has fewer values than output
+// channels was read past its end by the float evaluation the importer runs.
+TEST(OnnxImport, AConvBiasOfTheWrongSizeIsRefused) {
+  onnx::ModelProto p = fixture_proto("models/tinycnn_digits.onnx");
+  auto* g = p.mutable_graph();
+  std::string bias;
+  for (const auto& node : g->node())
+    if (node.op_type() == "Conv" && node.input_size() >= 3) bias = node.input(2);
+  ASSERT_FALSE(bias.empty()) << "the fixture has a Conv with a bias";
+  bool cut = false;
+  for (auto& init : *g->mutable_initializer()) {
+    if (init.name() != bias) continue;
+    init.clear_dims();
+    init.add_dims(1);
+    init.clear_raw_data();
+    init.clear_float_data();
+    init.set_data_type(onnx::TensorProto_DataType_FLOAT);
+    init.add_float_data(0.5f);
+    cut = true;
+  }
+  ASSERT_TRUE(cut);
+  const std::string msg = error_of([&] { parse_onnx(bytes_of(p), "cnn.onnx"); });
+  EXPECT_NE(msg.find("not one per output channel"), std::string::npos) << msg;
+}
+
 // Regressions (fuzzing findings): these escaped as std::invalid_argument / std::out_of_range
 // instead of the importer's ModelFormatError.
 TEST(OnnxImport, HostileInputShapesAndSoftmaxWithoutInputAreFormatErrors) {
