@@ -1174,7 +1174,7 @@ struct HttpServer::Impl {
   // Content-Security-Policy.
   void web_file(const std::string& name, const httplib::Request& req, httplib::Response& res) const {
     if (!web)
-      refuse(404, "not_found", "this server serves no web page (veil serve --web DIR; scripts/build_web.sh makes build/web)");
+      refuse(404, "not_found", "this server serves no web page: it was started without the browser client's files");
     const WebAsset* asset = web->find(name);
     if (asset == nullptr) refuse(404, "not_found", "no web file '" + name + "'");
     res.set_header("Content-Security-Policy", kWebContentSecurityPolicy);
