@@ -260,12 +260,19 @@ httplib::Headers credentials(const KeyGrant& g) {
   return {{"X-Veil-Key-Id", g.key_id}, {"Authorization", "Bearer " + g.token}};
 }
 
-// Holds the first FHE job in its slot until released.
+// Holds the first FHE job in its slot until released (or, made disarmed, the first job that
+// starts after arm()).
 class JobBlocker {
  public:
+  explicit JobBlocker(bool armed = true) : armed_(armed) {}
+  void arm() {
+    std::lock_guard lock(mutex_);
+    armed_ = true;
+  }
   void hook() {
     std::unique_lock lock(mutex_);
-    if (++calls_ != 1) return;
+    if (!armed_) return;
+    armed_ = false;
     entered_ = true;
     cv_.notify_all();
     cv_.wait(lock, [&] { return released_; });
@@ -283,7 +290,7 @@ class JobBlocker {
  private:
   std::mutex mutex_;
   std::condition_variable cv_;
-  int calls_ = 0;
+  bool armed_;
   bool entered_ = false, released_ = false;
 };
 
@@ -683,20 +690,11 @@ TEST_F(HttpServerTest, AReloadServesAddedAndReplacedModelsAndARequestInFlightFin
     fs::copy(Models::get().dir(from), dir.path() / to, fs::copy_options::recursive);
   };
   copy_model("stump", "m");
-  // The job hook blocks the one job that starts while `armed` is set, until released.
-  std::mutex mutex;
-  std::condition_variable cv;
-  bool armed = false, entered = false, released = false;
+  // The job hook blocks the one job that starts once armed, until released.
+  JobBlocker blocker(false);
   HttpServerOptions o;
   o.models_dir = dir.path();
-  o.job_hook = [&](const std::string&) {
-    std::unique_lock lock(mutex);
-    if (!armed) return;
-    armed = false;
-    entered = true;
-    cv.notify_all();
-    cv.wait(lock, [&] { return released; });
-  };
+  o.job_hook = [&](const std::string&) { blocker.hook(); };
   TestServer server(open_store(), o);
   TestClient stump(server.url(), "stump");
   HttpClient http(server.url());
@@ -708,30 +706,20 @@ TEST_F(HttpServerTest, AReloadServesAddedAndReplacedModelsAndARequestInFlightFin
 
   // A prediction of "m" is running (held in its job slot) while "m" is replaced by another
   // compile and a model is added.
-  {
-    std::lock_guard lock(mutex);
-    armed = true;
-  }
+  blocker.arm();
   std::vector<std::uint8_t> in_flight;
   std::thread running([&] {
     HttpClient other(server.url());
     in_flight = other.predict("m", &grant, batch);
   });
-  {
-    std::unique_lock lock(mutex);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return entered; }));
-  }
+  ASSERT_TRUE(blocker.wait_entered());
   copy_model("logreg", "m");
   copy_model("logreg6", "added");
   const ModelReload r = server.server().reload_models();
   EXPECT_EQ(r.added, std::vector<std::string>{"added"});
   EXPECT_EQ(r.replaced, std::vector<std::string>{"m"});
   EXPECT_TRUE(r.removed.empty());
-  {
-    std::lock_guard lock(mutex);
-    released = true;
-  }
-  cv.notify_all();
+  blocker.release();
   running.join();
   // The request finished with the model it started with: the stump's answer.
   expect_same(stump.model_client().deserialize_decrypt_dequantize(in_flight), Models::get().expected("stump", rows));
@@ -819,35 +807,20 @@ TEST_F(HttpServerTest, AnAsyncPredictionAnswersAsTheSynchronousOneAndIsGuardedBy
 }
 
 TEST_F(HttpServerTest, AsyncJobsAreBoundedCancellableAndExpire) {
-  std::mutex mutex;
-  std::condition_variable cv;
-  bool armed = false, entered = false, released = false;
+  JobBlocker blocker(false);
   HttpServerOptions o;
   o.max_async_jobs = 3;
   o.async_result_ttl = std::chrono::seconds(1);
-  o.job_hook = [&](const std::string&) {
-    std::unique_lock lock(mutex);
-    if (!armed) return;
-    armed = false;
-    entered = true;
-    cv.notify_all();
-    cv.wait(lock, [&] { return released; });
-  };
+  o.job_hook = [&](const std::string&) { blocker.hook(); };
   TestServer server(open_store(), o);
   TestClient stump(server.url(), "stump");
   const KeyGrant grant = stump.upload();
   HttpClient http(server.url());
   const ml::Matrix rows = row_range(Models::get().rows(), 0, 2);
   const deploy::Bytes batch = stump.encrypt(rows);
-  {
-    std::lock_guard lock(mutex);
-    armed = true;
-  }
+  blocker.arm();
   const std::string running = http.submit_predict("stump", &grant, batch);
-  {
-    std::unique_lock lock(mutex);
-    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return entered; }));
-  }
+  ASSERT_TRUE(blocker.wait_entered());
   auto raw = server.raw();
   const auto pending = raw->Get("/v1/jobs/" + running, credentials(grant));
   ASSERT_TRUE(pending);
@@ -863,11 +836,7 @@ TEST_F(HttpServerTest, AsyncJobsAreBoundedCancellableAndExpire) {
   // Cancelling: the running job and a queued one.
   http.delete_job(running, &grant);
   http.delete_job(queued, &grant);
-  {
-    std::lock_guard lock(mutex);
-    released = true;
-  }
-  cv.notify_all();
+  blocker.release();
   EXPECT_EQ(http_error([&] { http.job_result(running, &grant); }).error(), "unknown_job");
   EXPECT_EQ(http_error([&] { http.job_result(queued, &grant); }).error(), "unknown_job");
   expect_same(stump.model_client().deserialize_decrypt_dequantize(await_job(http, third, &grant)),
