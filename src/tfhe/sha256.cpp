@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #endif
 
+#include <array>
 #include <memory>
 #include <stdexcept>
 
@@ -37,6 +38,29 @@ std::string to_hex(std::span<const std::uint8_t> bytes) {
     out[2 * i + 1] = kDigits[bytes[i] & 15];
   }
   return out;
+}
+
+std::string to_hex_u64(std::uint64_t v) {
+  std::array<std::uint8_t, 8> big_endian{};
+  for (int i = 0; i < 8; ++i) big_endian[static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (56 - 8 * i));
+  return to_hex(big_endian);
+}
+
+int hex_digit_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool from_hex(std::string_view hex, std::span<std::uint8_t> out) {
+  if (hex.size() != 2 * out.size()) return false;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const int high = hex_digit_value(hex[2 * i]), low = hex_digit_value(hex[2 * i + 1]);
+    if (high < 0 || low < 0) return false;
+    out[i] = static_cast<std::uint8_t>(high << 4 | low);
+  }
+  return true;
 }
 
 }  // namespace veil::tfhe
