@@ -2,50 +2,37 @@
 #include "veil/circuit/serialization.hpp"
 
 #include <algorithm>
-#include <array>
-#include <cstring>
 #include <string>
 
-#include "veil/tfhe/byte_reader.hpp"
+#include "veil/tfhe/coding.hpp"
 #include "veil/tfhe/serialization.hpp"
-#include "veil/tfhe/sha256.hpp"
 
 namespace veil::circuit {
 namespace {
 
-constexpr std::array<std::uint8_t, 8> kMagic = {'V', 'E', 'I', 'L', 'C', 'I', 'R', 'C'};
-constexpr std::size_t kHeaderBytes = 64;
+constexpr tfhe::FrameLayout kLayout{{'V', 'E', 'I', 'L', 'C', 'I', 'R', 'C'}, 8};
+constexpr std::size_t kHeaderBytes = tfhe::kFrameHeaderBytes;
 constexpr std::uint16_t kTypeCircuit = 1;
 constexpr std::uint16_t kTypeCompiled = 2;
 
 [[noreturn]] void fail(const std::string& what) { throw CircuitFormatError("circuit file: " + what); }
 
-class Writer {
+// The payload's composite fields; the scalars are ByteWriter's.
+class Writer : public tfhe::ByteWriter {
  public:
-  void u8(std::uint8_t v) { out_.push_back(v); }
-  void u16(std::uint16_t v) { put(v, 2); }
-  void u32(std::uint32_t v) { put(v, 4); }
-  void u64(std::uint64_t v) { put(v, 8); }
-  void i64(std::int64_t v) { put(static_cast<std::uint64_t>(v), 8); }
+  // Counted with a u64, as every sequence in the format.
   void bytes(std::span<const std::uint8_t> b) {
     u64(b.size());
-    out_.insert(out_.end(), b.begin(), b.end());
+    raw(b);
   }
   void string(const std::string& s) {
     u32(static_cast<std::uint32_t>(s.size()));
-    out_.insert(out_.end(), s.begin(), s.end());
+    raw({reinterpret_cast<const std::uint8_t*>(s.data()), s.size()});
   }
   void i64s(const std::vector<std::int64_t>& v) {
     u64(v.size());
     for (std::int64_t x : v) i64(x);
   }
-  std::vector<std::uint8_t>& data() { return out_; }
-
- private:
-  void put(std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out_.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-  }
-  std::vector<std::uint8_t> out_;
 };
 
 struct CircuitFail {
@@ -54,10 +41,6 @@ struct CircuitFail {
 class Reader : public tfhe::ByteReader<CircuitFail> {
  public:
   explicit Reader(std::span<const std::uint8_t> b) : ByteReader(b, CircuitFail{}) {}
-  std::uint8_t u8(const char* f) { return static_cast<std::uint8_t>(uint(1, f)); }
-  std::uint16_t u16(const char* f) { return static_cast<std::uint16_t>(uint(2, f)); }
-  std::uint32_t u32(const char* f) { return static_cast<std::uint32_t>(uint(4, f)); }
-  std::int64_t i64(const char* f) { return static_cast<std::int64_t>(u64(f)); }
   // A count of items of at least `item_bytes` each: refused before allocation when the
   // bytes left cannot hold them.
   std::uint64_t count(const char* f, std::uint64_t item_bytes, std::uint64_t limit) {
@@ -186,21 +169,21 @@ Circuit read_circuit(Reader& r) {
   return c;
 }
 
-std::vector<std::uint8_t> frame(std::uint16_t type, std::uint64_t parameter_id, std::vector<std::uint8_t> payload) {
-  std::vector<std::uint8_t> out(kHeaderBytes, 0);
-  std::copy(kMagic.begin(), kMagic.end(), out.begin());
-  const auto put = [&](std::size_t at, std::uint64_t v, int n) {
-    for (int i = 0; i < n; ++i) out[at + static_cast<std::size_t>(i)] = static_cast<std::uint8_t>(v >> (8 * i));
-  };
-  put(8, kCircuitFormatMajor, 2);
-  put(10, kCircuitFormatMinor, 2);
-  put(12, type, 2);
-  put(16, parameter_id, 8);
-  put(24, payload.size(), 8);
-  const auto sum = tfhe::sha256(payload);
-  std::copy(sum.begin(), sum.begin() + 16, out.begin() + 32);
-  out.insert(out.end(), payload.begin(), payload.end());
-  return out;
+// A writer whose first kHeaderBytes are the frame header's place.
+Writer frame_writer() {
+  Writer w;
+  w.zeros(kHeaderBytes);
+  return w;
+}
+
+std::vector<std::uint8_t> seal(Writer w, std::uint16_t type, std::uint64_t parameter_id) {
+  tfhe::FrameHeader h;
+  h.major = kCircuitFormatMajor;
+  h.minor = kCircuitFormatMinor;
+  h.type = type;
+  h.set_id_u64(parameter_id);
+  tfhe::seal_frame(kLayout, h, w.written());
+  return std::move(w).finish();
 }
 
 struct Opened {
@@ -212,41 +195,33 @@ Opened open(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes, std::u
   if (bytes.size() > max_bytes)
     fail(std::to_string(bytes.size()) + " bytes, more than the limit of " + std::to_string(max_bytes));
   if (bytes.size() < kHeaderBytes) fail("truncated: " + std::to_string(bytes.size()) + " bytes, the header alone is 64");
-  if (!std::equal(kMagic.begin(), kMagic.end(), bytes.begin())) fail("not a Veil circuit (bad magic)");
-  const auto get = [&](std::size_t at, int n) {
-    std::uint64_t v = 0;
-    for (int i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(bytes[at + static_cast<std::size_t>(i)]) << (8 * i);
-    return v;
-  };
-  const auto major = get(8, 2), minor = get(10, 2);
-  if (major != kCircuitFormatMajor || minor > kCircuitFormatMinor)
-    fail("format version " + std::to_string(major) + "." + std::to_string(minor) + " cannot be read by this Veil (reads " +
+  const tfhe::FrameHeader h = tfhe::decode_frame_header(kLayout, bytes);
+  if (h.magic != kLayout.magic) fail("not a Veil circuit (bad magic)");
+  if (h.major != kCircuitFormatMajor || h.minor > kCircuitFormatMinor)
+    fail("format version " + std::to_string(h.major) + "." + std::to_string(h.minor) + " cannot be read by this Veil (reads " +
          std::to_string(kCircuitFormatMajor) + ".0 to " + std::to_string(kCircuitFormatMajor) + "." +
          std::to_string(kCircuitFormatMinor) + ")");
-  const auto type = get(12, 2);
-  if (get(14, 2) != 0) fail("reserved header field at offset 14 is not zero");
-  for (std::size_t i = 48; i < 64; ++i)
-    if (bytes[i] != 0) fail("reserved header byte at offset " + std::to_string(i) + " is not zero");
-  if (type != expected_type)
-    fail("holds object type " + std::to_string(type) + ", expected " + std::to_string(expected_type) +
+  if (h.reserved != 0) fail("reserved header field at offset 14 is not zero");
+  if (h.nonzero_reserved_offset != 0)
+    fail("reserved header byte at offset " + std::to_string(h.nonzero_reserved_offset) + " is not zero");
+  if (h.type != expected_type)
+    fail("holds object type " + std::to_string(h.type) + ", expected " + std::to_string(expected_type) +
          (expected_type == kTypeCircuit ? " (circuit)" : " (compiled circuit)"));
-  const std::uint64_t length = get(24, 8);
-  if (length != bytes.size() - kHeaderBytes)
-    fail("header announces a payload of " + std::to_string(length) + " bytes, " +
+  if (h.payload_bytes != bytes.size() - kHeaderBytes)
+    fail("header announces a payload of " + std::to_string(h.payload_bytes) + " bytes, " +
          std::to_string(bytes.size() - kHeaderBytes) + " are present");
   const std::span<const std::uint8_t> payload = bytes.subspan(kHeaderBytes);
-  const auto sum = tfhe::sha256(payload);
-  if (!std::equal(sum.begin(), sum.begin() + 16, bytes.begin() + 32)) fail("checksum mismatch: the file is corrupted");
-  return {get(16, 8), payload};
+  if (tfhe::frame_checksum(payload) != h.checksum) fail("checksum mismatch: the file is corrupted");
+  return {h.id_u64(), payload};
 }
 
 }  // namespace
 
 std::vector<std::uint8_t> serialize_circuit(const Circuit& circuit) {
   validate_circuit(circuit);
-  Writer w;
+  Writer w = frame_writer();
   write_circuit(w, circuit);
-  return frame(kTypeCircuit, 0, std::move(w.data()));
+  return seal(std::move(w), kTypeCircuit, 0);
 }
 
 Circuit deserialize_circuit(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes) {
@@ -259,11 +234,11 @@ Circuit deserialize_circuit(std::span<const std::uint8_t> bytes, std::uint64_t m
 }
 
 std::vector<std::uint8_t> serialize_compiled_circuit(const CompiledCircuit& compiled) {
-  Writer w;
+  Writer w = frame_writer();
   write_circuit(w, compiled.circuit);
   w.bytes(tfhe::serialize(compiled.params));
   w.u32(compiled.analysis.encoding_width);
-  return frame(kTypeCompiled, compiled.params.id(), std::move(w.data()));
+  return seal(std::move(w), kTypeCompiled, compiled.params.id());
 }
 
 CompiledCircuit deserialize_compiled_circuit(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes) {

@@ -120,7 +120,7 @@ class PredictSession {
     for (const char* name : {deploy::kClientZip, deploy::kProcessingJson}) {
       const auto it = remote_.file_sha256.find(name);
       if (it == remote_.file_sha256.end()) continue;  // an older server that does not publish digests
-      const std::string local = server::to_hex(server::sha256(deploy::read_file(dir_ / name, std::uint64_t{64} << 20)));
+      const std::string local = tfhe::to_hex(tfhe::sha256(deploy::read_file(dir_ / name, std::uint64_t{64} << 20)));
       if (local != it->second)
         throw std::runtime_error((dir_ / name).string() + " has SHA-256 " + local + ", but the server publishes " + it->second +
                                  " for '" + a_.model + "': the copy was altered (or the download corrupted); delete it to fetch again");

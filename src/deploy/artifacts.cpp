@@ -20,6 +20,7 @@
 #include "veil/deploy/model.hpp"
 #include "veil/ml/processing.hpp"
 #include "veil/tfhe/serialization.hpp"
+#include "veil/tfhe/sha256.hpp"
 #include "deploy_internal.hpp"
 #include "zip_reader.hpp"
 
@@ -31,15 +32,9 @@ using nlohmann::json;
 using internal::fail;
 using internal::temp_sibling;
 
-std::string hex64(std::uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 json params_to_json(const tfhe::ParameterSet& p) {
   return json{{"name", p.name},
-              {"id", hex64(p.id())},
+              {"id", tfhe::to_hex_u64(p.id())},
               {"message_bits", p.message_bits},
               {"lwe_dimension", p.lwe_dimension.value},
               {"glwe_dimension", p.glwe_dimension.value},
@@ -125,8 +120,8 @@ tfhe::ParameterSet params_from_json(const json& j, const std::string& where) {
     fail(where + ": invalid parameter set: " + e.what());
   }
   const std::string id = field<std::string>(j, "id", where);
-  if (id != hex64(p.id()))
-    fail(where + ": parameter set id " + id + " does not match its fields (" + hex64(p.id()) + "): the file was edited or corrupted");
+  if (id != tfhe::to_hex_u64(p.id()))
+    fail(where + ": parameter set id " + id + " does not match its fields (" + tfhe::to_hex_u64(p.id()) + "): the file was edited or corrupted");
   return p;
 }
 
@@ -370,7 +365,7 @@ std::string inspect_file(const std::filesystem::path& path, const std::optional<
     const Bytes all = read_file(path, tfhe::kDefaultMaxBytes);
     const auto info = tfhe::inspect_frame(all);
     out << path.string() << ": Veil TFHE object (" << tfhe::object_type_name(info.type) << "), " << size
-        << " bytes, parameter id " << hex64(info.parameter_id) << "\n";
+        << " bytes, parameter id " << tfhe::to_hex_u64(info.parameter_id) << "\n";
   } else if (!head.empty() && head[0] == '{') {
     const Bytes all = read_file(path, 64 << 20);
     const json j = parse_json(std::string(all.begin(), all.end()), path.string());

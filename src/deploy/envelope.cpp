@@ -4,48 +4,39 @@
 #include <algorithm>
 #include <cstring>
 
-#include "veil/tfhe/byte_reader.hpp"
+#include "veil/tfhe/coding.hpp"
 #include "veil/tfhe/serialization.hpp"
-#include "veil/tfhe/sha256.hpp"
 
 namespace veil::deploy {
 namespace {
 
-constexpr std::array<std::uint8_t, 8> kMagic = {'V', 'E', 'I', 'L', 'E', 'N', 'V', 'L'};
-constexpr std::size_t kHeaderBytes = 64;
+constexpr tfhe::FrameLayout kLayout{{'V', 'E', 'I', 'L', 'E', 'N', 'V', 'L'}, 16};
+constexpr std::size_t kHeaderBytes = tfhe::kFrameHeaderBytes;
 // Rows and tensors per row of one batch: bounds what a count field can make us allocate.
 constexpr std::uint32_t kMaxRows = 1u << 20;
 constexpr std::uint32_t kMaxTensorsPerRow = 1u << 10;
 
-void put(Bytes& out, std::uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-}
-std::uint64_t get(std::span<const std::uint8_t> b, std::size_t at, int n) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < n; ++i) v |= static_cast<std::uint64_t>(b[at + static_cast<std::size_t>(i)]) << (8 * i);
-  return v;
+// An envelope is built in one writer: the header's place, then the payload.
+tfhe::ByteWriter envelope_writer() {
+  tfhe::ByteWriter w;
+  w.zeros(kHeaderBytes);
+  return w;
 }
 
-void put_frame(Bytes& out, const Bytes& frame) {
-  put(out, frame.size(), 8);
-  out.insert(out.end(), frame.begin(), frame.end());
+// An inner tfhe frame, behind its u64 length.
+void put_frame(tfhe::ByteWriter& w, const Bytes& frame) {
+  w.u64(frame.size());
+  w.raw(frame);
 }
 
-Bytes seal(EnvelopeKind kind, const ModelId& model, const Bytes& payload) {
-  Bytes out;
-  out.reserve(kHeaderBytes + payload.size());
-  out.insert(out.end(), kMagic.begin(), kMagic.end());
-  put(out, kEnvelopeMajor, 2);
-  put(out, kEnvelopeMinor, 2);
-  put(out, static_cast<std::uint16_t>(kind), 2);
-  put(out, 0, 2);
-  out.insert(out.end(), model.begin(), model.end());
-  put(out, payload.size(), 8);
-  const auto sum = tfhe::sha256(payload);
-  out.insert(out.end(), sum.begin(), sum.begin() + 16);
-  put(out, 0, 8);
-  out.insert(out.end(), payload.begin(), payload.end());
-  return out;
+Bytes seal(tfhe::ByteWriter w, EnvelopeKind kind, const ModelId& model) {
+  tfhe::FrameHeader h;
+  h.major = kEnvelopeMajor;
+  h.minor = kEnvelopeMinor;
+  h.type = static_cast<std::uint16_t>(kind);
+  std::copy(model.begin(), model.end(), h.id.begin());
+  tfhe::seal_frame(kLayout, h, w.written());
+  return std::move(w).finish();
 }
 
 [[noreturn]] void fail(const char* what, const std::string& detail) {
@@ -60,27 +51,26 @@ std::span<const std::uint8_t> open(std::span<const std::uint8_t> bytes, std::uin
     fail(what, std::to_string(bytes.size()) + " bytes, more than the limit of " + std::to_string(max_bytes));
   if (bytes.size() < kHeaderBytes)
     fail(what, "truncated: " + std::to_string(bytes.size()) + " bytes, the header alone is 64");
-  if (!std::equal(kMagic.begin(), kMagic.end(), bytes.begin())) fail(what, "not a Veil envelope (bad magic)");
+  const tfhe::FrameHeader h = tfhe::decode_frame_header(kLayout, bytes);
+  if (h.magic != kLayout.magic) fail(what, "not a Veil envelope (bad magic)");
   EnvelopeInfo info;
-  info.major = static_cast<std::uint16_t>(get(bytes, 8, 2));
-  info.minor = static_cast<std::uint16_t>(get(bytes, 10, 2));
+  info.major = h.major;
+  info.minor = h.minor;
   if (info.major != kEnvelopeMajor || info.minor > kEnvelopeMinor)
     fail(what, "format version " + std::to_string(info.major) + "." + std::to_string(info.minor) +
                    " cannot be read by this Veil (reads " + std::to_string(kEnvelopeMajor) + ".0 to " +
                    std::to_string(kEnvelopeMajor) + "." + std::to_string(kEnvelopeMinor) + ")");
-  const auto k = get(bytes, 12, 2);
-  if (k < 1 || k > 4) fail(what, "unknown kind " + std::to_string(k));
-  info.kind = static_cast<EnvelopeKind>(k);
+  if (h.type < 1 || h.type > 4) fail(what, "unknown kind " + std::to_string(h.type));
+  info.kind = static_cast<EnvelopeKind>(h.type);
   if (kind && info.kind != *kind)
     fail(what, std::string("the file holds ") + envelope_kind_name(info.kind) + ", not " + envelope_kind_name(*kind));
-  std::copy(bytes.begin() + 16, bytes.begin() + 32, info.model_id.begin());
-  info.payload_bytes = get(bytes, 32, 8);
+  std::copy_n(h.id.begin(), info.model_id.size(), info.model_id.begin());
+  info.payload_bytes = h.payload_bytes;
   if (info.payload_bytes != bytes.size() - kHeaderBytes)
     fail(what, "header announces a payload of " + std::to_string(info.payload_bytes) + " bytes, " +
                    std::to_string(bytes.size() - kHeaderBytes) + " are present (truncated or padded)");
   const auto payload = bytes.subspan(kHeaderBytes);
-  const auto sum = tfhe::sha256(payload);
-  if (!std::equal(sum.begin(), sum.begin() + 16, bytes.begin() + 40)) fail(what, "checksum mismatch: the file is corrupted");
+  if (tfhe::frame_checksum(payload) != h.checksum) fail(what, "checksum mismatch: the file is corrupted");
   if (model && info.model_id != *model)
     fail(what, "belongs to model " + model_id_hex(info.model_id) + ", this is model " + model_id_hex(*model) +
                    " (files from two different compiles are mixed)");
@@ -119,14 +109,14 @@ template <class List, class Serialize>
 Bytes seal_batch(EnvelopeKind kind, const ModelId& model, const std::vector<std::vector<List>>& rows, Serialize&& ser) {
   if (rows.size() > kMaxRows) throw std::invalid_argument("batch of " + std::to_string(rows.size()) + " rows, at most " + std::to_string(kMaxRows));
   const std::size_t tensors = rows.empty() ? 0 : rows[0].size();
-  Bytes payload;
-  put(payload, rows.size(), 4);
-  put(payload, tensors, 4);
+  tfhe::ByteWriter w = envelope_writer();
+  w.u32(static_cast<std::uint32_t>(rows.size()));
+  w.u32(static_cast<std::uint32_t>(tensors));
   for (const auto& row : rows) {
     if (row.size() != tensors) throw std::invalid_argument("batch rows hold different numbers of tensors");
-    for (const auto& t : row) put_frame(payload, ser(t));
+    for (const auto& t : row) put_frame(w, ser(t));
   }
-  return seal(kind, model, payload);
+  return seal(std::move(w), kind, model);
 }
 
 template <class List, class Load>
@@ -134,8 +124,8 @@ std::vector<std::vector<List>> open_batch(EnvelopeKind kind, std::span<const std
                                           std::uint64_t max_bytes, Load&& load) {
   const char* what = envelope_kind_name(kind);
   PayloadReader r(open(bytes, max_bytes, kind, &model, nullptr), what);
-  const auto rows = static_cast<std::uint32_t>(r.uint(4, "row count"));
-  const auto tensors = static_cast<std::uint32_t>(r.uint(4, "tensors per row"));
+  const std::uint32_t rows = r.u32("row count");
+  const std::uint32_t tensors = r.u32("tensors per row");
   if (rows > kMaxRows || tensors > kMaxTensorsPerRow)
     fail(what, std::to_string(rows) + " rows of " + std::to_string(tensors) + " tensors exceed the limits (" +
                    std::to_string(kMaxRows) + ", " + std::to_string(kMaxTensorsPerRow) + ")");
@@ -170,19 +160,13 @@ const char* envelope_kind_name(EnvelopeKind kind) {
 std::string model_id_hex(const ModelId& id) { return tfhe::to_hex(id); }
 
 ModelId parse_model_id(const std::string& hex) {
-  if (hex.size() != 32) throw std::invalid_argument("model id '" + hex + "' is not 32 hex digits");
   ModelId id{};
-  for (std::size_t i = 0; i < 32; ++i) {
-    const char c = hex[i];
-    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-    if (v < 0) throw std::invalid_argument("model id '" + hex + "' is not 32 hex digits");
-    id[i / 2] = static_cast<std::uint8_t>(id[i / 2] | (v << (i % 2 ? 0 : 4)));
-  }
+  if (!tfhe::from_hex(hex, id)) throw std::invalid_argument("model id '" + hex + "' is not 32 hex digits");
   return id;
 }
 
 bool looks_like_envelope(std::span<const std::uint8_t> bytes) {
-  return bytes.size() >= kMagic.size() && std::equal(kMagic.begin(), kMagic.end(), bytes.begin());
+  return bytes.size() >= kLayout.magic.size() && std::equal(kLayout.magic.begin(), kLayout.magic.end(), bytes.begin());
 }
 
 EnvelopeInfo inspect_envelope(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes) {
@@ -192,13 +176,18 @@ EnvelopeInfo inspect_envelope(std::span<const std::uint8_t> bytes, std::uint64_t
 }
 
 Bytes seal_secret_keys(const ModelId& model, const tfhe::SecretKeys& keys) {
-  Bytes payload;
-  put_frame(payload, tfhe::serialize(keys.params));
-  put_frame(payload, tfhe::serialize(keys.lwe, keys.params));
-  put_frame(payload, tfhe::serialize(keys.glwe, keys.params));
-  Bytes out = seal(EnvelopeKind::kSecretKeys, model, payload);
-  std::fill(payload.begin(), payload.end(), 0);  // the key bytes do not linger in freed memory
-  return out;
+  // The writer is allocated once at its final size: no reallocation leaves key bytes behind.
+  Bytes params = tfhe::serialize(keys.params);
+  Bytes lwe = tfhe::serialize(keys.lwe, keys.params);
+  Bytes glwe = tfhe::serialize(keys.glwe, keys.params);
+  tfhe::ByteWriter w = tfhe::ByteWriter::exact_size(kHeaderBytes + 3 * 8 + params.size() + lwe.size() + glwe.size());
+  w.zeros(kHeaderBytes);
+  put_frame(w, params);
+  put_frame(w, lwe);
+  put_frame(w, glwe);
+  std::fill(lwe.begin(), lwe.end(), 0);  // the key bytes do not linger in freed memory
+  std::fill(glwe.begin(), glwe.end(), 0);
+  return seal(std::move(w), EnvelopeKind::kSecretKeys, model);
 }
 
 tfhe::SecretKeys open_secret_keys(std::span<const std::uint8_t> bytes, const ModelId& model,
@@ -215,10 +204,10 @@ tfhe::SecretKeys open_secret_keys(std::span<const std::uint8_t> bytes, const Mod
 }
 
 Bytes seal_evaluation_keys(const ModelId& model, const tfhe::SeededEvaluationKeys* keys) {
-  Bytes payload;
-  put(payload, keys ? 1 : 0, 1);
-  if (keys) put_frame(payload, tfhe::serialize(*keys));
-  return seal(EnvelopeKind::kEvaluationKeys, model, payload);
+  tfhe::ByteWriter w = envelope_writer();
+  w.u8(keys ? 1 : 0);
+  if (keys) put_frame(w, tfhe::serialize(*keys));
+  return seal(std::move(w), EnvelopeKind::kEvaluationKeys, model);
 }
 
 std::uint64_t evaluation_keys_envelope_bytes(const tfhe::ParameterSet& params, bool uses_bootstrapping) {
@@ -230,7 +219,7 @@ std::optional<tfhe::SeededEvaluationKeys> open_evaluation_keys(std::span<const s
                                                                const tfhe::ParameterSet& params, std::uint64_t max_bytes) {
   const char* what = "evaluation keys";
   PayloadReader r(open(bytes, max_bytes, EnvelopeKind::kEvaluationKeys, &model, nullptr), what);
-  const auto present = r.uint(1, "presence flag");
+  const std::uint8_t present = r.u8("presence flag");
   if (present > 1) fail(what, "presence flag is " + std::to_string(present));
   if (present == 0) {
     r.expect_end();

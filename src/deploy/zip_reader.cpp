@@ -5,7 +5,7 @@
 #include <stdexcept>
 
 #include "veil/deploy/model.hpp"
-#include "veil/tfhe/byte_reader.hpp"
+#include "veil/tfhe/coding.hpp"
 #include "veil/tfhe/sha256.hpp"
 
 namespace veil::deploy {

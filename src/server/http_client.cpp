@@ -166,7 +166,7 @@ std::string make_key_token() {
   std::array<std::uint8_t, 32> bytes{};
   if (RAND_bytes(bytes.data(), static_cast<int>(bytes.size())) != 1)
     throw std::runtime_error("make_key_token: the OS random generator failed");
-  return to_hex(bytes.data(), bytes.size());
+  return tfhe::to_hex(bytes);
 }
 
 KeyGrant HttpClient::upload_keys(const std::string& model, std::span<const std::uint8_t> evaluation_keys) {

@@ -68,7 +68,7 @@ struct ApiError {
 std::string hex_random(std::size_t bytes) {
   std::vector<std::uint8_t> buf(bytes);
   if (RAND_bytes(buf.data(), static_cast<int>(buf.size())) != 1) throw std::runtime_error("the CSPRNG failed");
-  std::string out = to_hex(buf.data(), buf.size());
+  std::string out = tfhe::to_hex(buf);
   OPENSSL_cleanse(buf.data(), buf.size());
   return out;
 }
@@ -266,8 +266,8 @@ std::unique_ptr<Model> load_model(const std::string& name, const fs::path& dir, 
   m->keys_required = m->server.needs_evaluation_keys();
   m->client_zip = read_text(dir / deploy::kClientZip);
   m->processing_json = read_text(dir / deploy::kProcessingJson);
-  m->client_zip_sha256 = to_hex(sha256(bytes_of(m->client_zip)));
-  m->processing_sha256 = to_hex(sha256(bytes_of(m->processing_json)));
+  m->client_zip_sha256 = tfhe::to_hex(tfhe::sha256(bytes_of(m->client_zip)));
+  m->processing_sha256 = tfhe::to_hex(tfhe::sha256(bytes_of(m->processing_json)));
 
   const auto& specs = client.specs();
   const auto& processing = client.processing();
@@ -570,7 +570,7 @@ struct HttpServer::Impl {
     if (transport->stopping()) return refusal(503, "shutting_down", "the server is stopping", options.retry_after_seconds);
     if (upload && !upload_token_hashes.empty()) {
       const std::string token = bearer_of(h.authorization);
-      const Sha256 presented = sha256(token.data(), token.size());
+      const Sha256 presented = tfhe::sha256(token);
       bool known = false;
       for (const Sha256& t : upload_token_hashes)
         known = (CRYPTO_memcmp(presented.data(), t.data(), t.size()) == 0) || known;
@@ -648,7 +648,7 @@ struct HttpServer::Impl {
     if (RequestContext* ctx = current_request()) ctx->key_id = key_id;
     const std::optional<KeyRecordInfo> info = store->info(key_id);
     if (!info) refuse(404, "unknown_key", "no keys with id " + key_id + " (never uploaded, or deleted): upload them again");
-    const Sha256 presented = sha256(token.data(), token.size());
+    const Sha256 presented = tfhe::sha256(token);
     if (CRYPTO_memcmp(presented.data(), info->token_sha256.data(), presented.size()) != 0)
       refuse(403, "invalid_token", "the token is not the one issued for keys " + key_id);
     if (m != nullptr && info->model_id != m->id_hex)
@@ -706,12 +706,12 @@ struct HttpServer::Impl {
     // answered with the stored record instead of a second copy.
     const std::string chosen = req.get_header_value(kKeyTokenHeader);
     std::string derived_id;
-    const Sha256 body_sha256 = sha256(bytes_of(body));
+    const Sha256 body_sha256 = tfhe::sha256(bytes_of(body));
     if (!chosen.empty() || req.has_header(kKeyTokenHeader)) {
       if (!is_lower_hex(chosen, 2 * kTokenBytes))
         refuse(400, "bad_request", std::string(kKeyTokenHeader) + " must be 64 lowercase hex digits (256 random bits)");
       const std::string label = "veil.key_id.v1:" + chosen;
-      derived_id = to_hex(sha256(label.data(), label.size())).substr(0, 2 * kKeyIdBytes);
+      derived_id = tfhe::to_hex(tfhe::sha256(label)).substr(0, 2 * kKeyIdBytes);
       if (const auto existing = store->info(derived_id)) {
         answer_replay(*existing, chosen, body_sha256, m, res);
         return;
@@ -747,7 +747,7 @@ struct HttpServer::Impl {
     KeyRecordInfo info;
     const std::string token = derived_id.empty() ? hex_random(kTokenBytes) : chosen;
     info.model_id = m.id_hex;
-    info.token_sha256 = sha256(token.data(), token.size());
+    info.token_sha256 = tfhe::sha256(token);
     info.created_at = info.last_used_at = static_cast<std::int64_t>(std::time(nullptr));
     for (int attempt = 0;; ++attempt) {
       info.key_id = derived_id.empty() ? hex_random(kKeyIdBytes) : derived_id;
@@ -788,7 +788,7 @@ struct HttpServer::Impl {
   // holds these very keys for this model under this token.
   void answer_replay(const KeyRecordInfo& existing, const std::string& token, const Sha256& body_sha256, const Model& m,
                      httplib::Response& res) {
-    const Sha256 presented = sha256(token.data(), token.size());
+    const Sha256 presented = tfhe::sha256(token);
     if (CRYPTO_memcmp(presented.data(), existing.token_sha256.data(), presented.size()) != 0 ||
         existing.keys_sha256 != body_sha256 || existing.model_id != m.id_hex)
       refuse(409, "key_token_reused",
@@ -999,7 +999,7 @@ struct HttpServer::Impl {
     auto job = std::make_shared<AsyncJob>();
     job->model = m;
     job->key_id = key_id;
-    if (const std::string token = bearer_token(req); !token.empty()) job->token_sha256 = sha256(token.data(), token.size());
+    if (const std::string token = bearer_token(req); !token.empty()) job->token_sha256 = tfhe::sha256(token);
     job->submitted = Clock::now();
     {
       std::lock_guard lock(jobs_mutex);
@@ -1052,7 +1052,7 @@ struct HttpServer::Impl {
     if (job->token_sha256) {
       const std::string token = bearer_token(req);
       if (token.empty()) refuse(401, "missing_credentials", "Authorization: Bearer <token> of the job's keys missing");
-      const Sha256 presented = sha256(token.data(), token.size());
+      const Sha256 presented = tfhe::sha256(token);
       if (CRYPTO_memcmp(presented.data(), job->token_sha256->data(), presented.size()) != 0)
         refuse(403, "invalid_token", "the token is not the one job " + id + " was submitted with");
     }
@@ -1425,7 +1425,7 @@ HttpServer::HttpServer(HttpServerOptions options, std::shared_ptr<KeyStore> stor
   if (!store) throw std::invalid_argument("HttpServer: no key store");
   impl_ = std::make_unique<Impl>(std::move(options), std::move(store));
   impl_->load_models();
-  for (const auto& token : impl_->options.upload_tokens) impl_->upload_token_hashes.push_back(sha256(token.data(), token.size()));
+  for (const auto& token : impl_->options.upload_tokens) impl_->upload_token_hashes.push_back(tfhe::sha256(token));
   const HttpServerOptions& o = impl_->options;
   TransportOptions t;
   t.read_timeout = o.read_timeout;

@@ -7,18 +7,8 @@
 #include <cctype>
 
 #include "key_store_internal.hpp"
-#include "veil/tfhe/sha256.hpp"
 
 namespace veil::server {
-
-Sha256 sha256(const void* data, std::size_t size) {
-  // An empty span may have no pointer.
-  return tfhe::sha256(size == 0 ? std::span<const std::uint8_t>{} : std::span(static_cast<const std::uint8_t*>(data), size));
-}
-
-Sha256 sha256(std::span<const std::uint8_t> bytes) { return sha256(bytes.data(), bytes.size()); }
-
-std::string to_hex(const std::uint8_t* data, std::size_t size) { return tfhe::to_hex(std::span(data, size)); }
 
 namespace {
 
@@ -102,7 +92,7 @@ void prepare_put(KeyRecordInfo& info, std::span<const std::uint8_t> keys) {
     throw std::invalid_argument("key store put: " + std::to_string(keys.size()) + " key bytes for key id " +
                                 info.key_id + " exceed the limit of " + std::to_string(kMaxKeyBytes));
   info.size = keys.size();
-  info.keys_sha256 = sha256(keys);
+  info.keys_sha256 = tfhe::sha256(keys);
 }
 
 void ChunkAssembler::add(std::int64_t index, std::span<const std::uint8_t> bytes) {
@@ -130,7 +120,7 @@ KeyRecord ChunkAssembler::finish() && {
     throw KeyStoreError(where_ + ": stored keys of key id " + info_.key_id +
                         " are corrupt: " + std::to_string(keys_.size()) + " bytes in " + std::to_string(next_index_) +
                         " chunks, " + std::to_string(info_.size) + " recorded");
-  if (sha256(keys_) != info_.keys_sha256)
+  if (tfhe::sha256(keys_) != info_.keys_sha256)
     throw KeyStoreError(where_ + ": stored keys of key id " + info_.key_id +
                         " are corrupt: their SHA-256 differs from the one recorded at upload");
   return KeyRecord{std::move(info_), std::move(keys_)};

@@ -29,6 +29,7 @@
 #include <utility>
 
 #include "key_store_internal.hpp"
+#include "veil/tfhe/coding.hpp"
 #include "veil/server/key_store.hpp"
 
 namespace veil::server {
@@ -80,8 +81,7 @@ class Params {
   }
   Params& int8(std::int64_t v) {
     auto& word = words_.emplace_back();  // a deque: earlier words stay where they are
-    const auto u = static_cast<std::uint64_t>(v);
-    for (int i = 0; i < 8; ++i) word[i] = static_cast<char>(u >> (56 - 8 * i));
+    tfhe::encode_big_endian(reinterpret_cast<std::uint8_t*>(word.data()), static_cast<std::uint64_t>(v), 8);
     return add(word.data(), word.size(), kInt8Oid);
   }
   int count() const { return static_cast<int>(values_.size()); }
@@ -114,18 +114,13 @@ std::string trim(std::string s) {
   return s.substr(begin);
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 std::string percent_decode(const std::string& s) {
   std::string out;
   for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2]));
+    const int high = i + 2 < s.size() ? tfhe::hex_digit_value(s[i + 1]) : -1;
+    const int low = i + 2 < s.size() ? tfhe::hex_digit_value(s[i + 2]) : -1;
+    if (s[i] == '%' && high >= 0 && low >= 0) {
+      out += static_cast<char>(high * 16 + low);
       i += 2;
     } else {
       out += s[i];
@@ -186,8 +181,7 @@ std::int64_t read_int(const PGresult* r, int row, int col) {
   const auto* p = reinterpret_cast<const unsigned char*>(PQgetvalue(r, row, col));
   const int len = PQgetlength(r, row, col);
   if (PQgetisnull(r, row, col) || (len != 8 && len != 4)) throw std::runtime_error("an integer column is malformed");
-  std::uint64_t u = 0;
-  for (int i = 0; i < len; ++i) u = (u << 8) | p[i];
+  const std::uint64_t u = tfhe::decode_big_endian(p, len);
   return len == 8 ? static_cast<std::int64_t>(u) : static_cast<std::int32_t>(static_cast<std::uint32_t>(u));
 }
 

@@ -31,6 +31,7 @@
 //
 // Thread safety: pure functions over values.
 #include "veil/tfhe/parameters.hpp"
+#include "veil/tfhe/coding.hpp"
 #include "veil/tfhe/sha256.hpp"
 
 
@@ -65,10 +66,6 @@ std::string fmt(const char* format, double value) {
   char buf[64];
   std::snprintf(buf, sizeof buf, format, value);
   return buf;
-}
-
-void append_u64(std::vector<unsigned char>& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<unsigned char>(v >> (8 * i)));
 }
 
 // log(erfc(x)). std::erfc keeps full relative precision while its result is a normal
@@ -109,23 +106,22 @@ std::uint64_t ParameterSet::id() const {
   // (doubles by their IEEE-754 bit pattern), in declaration order. Changing this changes
   // every stored id: bump the tag's version if it must change.
   static constexpr char kTag[] = "veil.tfhe.ParameterSet.v1";
-  std::vector<unsigned char> bytes(kTag, kTag + sizeof kTag - 1);
-  append_u64(bytes, message_bits);
-  append_u64(bytes, lwe_dimension.value);
-  append_u64(bytes, glwe_dimension.value);
-  append_u64(bytes, polynomial_size.value);
-  append_u64(bytes, std::bit_cast<std::uint64_t>(lwe_std_dev));
-  append_u64(bytes, std::bit_cast<std::uint64_t>(glwe_std_dev));
-  append_u64(bytes, pbs_base_log.value);
-  append_u64(bytes, pbs_level_count.value);
-  append_u64(bytes, ks_base_log.value);
-  append_u64(bytes, ks_level_count.value);
-  if (grouping.value != 1) append_u64(bytes, grouping.value);
+  ByteWriter w;
+  w.raw({reinterpret_cast<const std::uint8_t*>(kTag), sizeof kTag - 1});
+  w.u64(message_bits);
+  w.u64(lwe_dimension.value);
+  w.u64(glwe_dimension.value);
+  w.u64(polynomial_size.value);
+  w.f64(lwe_std_dev);
+  w.f64(glwe_std_dev);
+  w.u64(pbs_base_log.value);
+  w.u64(pbs_level_count.value);
+  w.u64(ks_base_log.value);
+  w.u64(ks_level_count.value);
+  if (grouping.value != 1) w.u64(grouping.value);
 
-  const Sha256Digest digest = sha256(std::span<const std::uint8_t>(bytes.data(), bytes.size()));
-  std::uint64_t id = 0;
-  for (int i = 0; i < 8; ++i) id |= static_cast<std::uint64_t>(digest[i]) << (8 * i);
-  return id;
+  const Sha256Digest digest = sha256(w.written());
+  return decode_fixed64(digest.data());
 }
 
 void ParameterSet::validate() const {

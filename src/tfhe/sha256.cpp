@@ -30,6 +30,10 @@ Sha256Digest sha256(std::initializer_list<std::span<const std::uint8_t>> pieces)
 
 Sha256Digest sha256(std::span<const std::uint8_t> data) { return sha256({data}); }
 
+Sha256Digest sha256(std::string_view text) {
+  return sha256(std::span(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()));
+}
+
 std::string to_hex(std::span<const std::uint8_t> bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out(2 * bytes.size(), '0');

@@ -51,7 +51,7 @@ inline KeyRecordInfo test_info(const std::string& key_id, const std::string& mod
   KeyRecordInfo info;
   info.key_id = key_id;
   info.model_id = model_id;
-  info.token_sha256 = sha256(token.data(), token.size());
+  info.token_sha256 = tfhe::sha256(token);
   info.created_at = created_at;
   info.last_used_at = created_at;
   return info;

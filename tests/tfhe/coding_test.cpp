@@ -204,5 +204,11 @@ TEST(Coding, HexRoundTripsAndRefusesMalformedText) {
   EXPECT_EQ(to_hex_u64(0x00ab0000000000cdull), "00ab0000000000cd");
 }
 
+TEST(Coding, Sha256AndHexMatchKnownVectors) {
+  EXPECT_EQ(to_hex(sha256(std::string_view("abc"))), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(to_hex(sha256(std::span<const std::uint8_t>{})),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 }  // namespace
 }  // namespace veil::tfhe

@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include "veil/tfhe/sha256.hpp"
+
 namespace veil::server {
 
 // A failure of the store itself (cannot open, I/O error, corrupt data, lost connection): a
@@ -45,11 +47,8 @@ class KeyIdExists : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-using Sha256 = std::array<std::uint8_t, 32>;
-Sha256 sha256(std::span<const std::uint8_t> bytes);
-Sha256 sha256(const void* data, std::size_t size);
-std::string to_hex(const std::uint8_t* data, std::size_t size);
-inline std::string to_hex(const Sha256& digest) { return to_hex(digest.data(), digest.size()); }
+// Digests and their hex: tfhe::sha256 and tfhe::to_hex (veil/tfhe/sha256.hpp).
+using Sha256 = tfhe::Sha256Digest;
 
 struct KeyRecordInfo {
   std::string key_id;

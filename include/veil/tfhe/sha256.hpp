@@ -18,6 +18,8 @@ using Sha256Digest = std::array<std::uint8_t, 32>;
 Sha256Digest sha256(std::span<const std::uint8_t> data);
 // The digest of the pieces' concatenation, without copying them together.
 Sha256Digest sha256(std::initializer_list<std::span<const std::uint8_t>> pieces);
+// The digest of a text's bytes (tokens, labels).
+Sha256Digest sha256(std::string_view text);
 // Lowercase hex of bytes (digests, ids): the one hex encoder the layers above use.
 std::string to_hex(std::span<const std::uint8_t> bytes);
 // v as 16 lowercase hex digits, most significant first (no prefix).
