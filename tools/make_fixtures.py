@@ -256,6 +256,68 @@ def main():
     net("tinycnn_digits", tiny, "digits", 11, shape=(1, 8, 8),
         before_export=lambda: [prune.remove(layer, "weight") for layer in pruned])
 
+    # Quantization-aware training (QAT): 4-bit weights (per output channel, symmetric) and
+    # 4-bit activations by fake quantization, exported as Brevitas' QCDQ form does it --
+    # QuantizeLinear, Clip on the codes (4 bits inside ONNX's 8-bit types), DequantizeLinear --
+    # since torch's own export refuses fake quantization to fewer than 7 bits. The float model
+    # trains first, then the quantized one is fine-tuned (straight-through gradients).
+    class QCDQ(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, scale, zero_point, q_min, q_max, axis):
+            shape = [1] * x.dim()
+            if axis >= 0:
+                shape[axis] = -1
+            s = scale.reshape(shape) if axis >= 0 else scale
+            z = (zero_point.reshape(shape) if axis >= 0 else zero_point).to(x.dtype)
+            return (torch.clamp(torch.round(x / s) + z, q_min, q_max) - z) * s
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad, None, None, None, None, None
+
+        @staticmethod
+        def symbolic(g, x, scale, zero_point, q_min, q_max, axis):
+            kw = {"axis_i": axis} if axis >= 0 else {}
+            code = torch.int8 if q_min < 0 else torch.uint8
+            q = g.op("QuantizeLinear", x, scale, zero_point, **kw)
+            c = g.op("Clip", q, g.op("Constant", value_t=torch.tensor(q_min, dtype=code)),
+                     g.op("Constant", value_t=torch.tensor(q_max, dtype=code)))
+            return g.op("DequantizeLinear", c, scale, zero_point, **kw)
+
+    class QatLinear(nn.Linear):
+        frozen = None  # the scales, fixed before export so that they are constants there
+
+        def forward(self, x):
+            scale = self.frozen
+            if scale is None:
+                scale = (self.weight.detach().abs().amax(dim=1) / 7).clamp(min=1e-8)
+            w = QCDQ.apply(self.weight, scale, torch.zeros(len(scale), dtype=torch.int8), -7, 7, 0)
+            return nn.functional.linear(x, w, self.bias)
+
+    class QatAct(nn.Module):  # unsigned 4-bit codes of [0, max]: after a ReLU
+        def __init__(self, top):
+            super().__init__()
+            self.register_buffer("scale", torch.tensor(top / 15, dtype=torch.float32))
+
+        def forward(self, x):
+            return QCDQ.apply(x, self.scale, torch.tensor(0, dtype=torch.uint8), 0, 15, -1)
+
+    xtr_d = data["digits"][0]
+    qat = nn.Sequential(QatAct(float(xtr_d.max())), QatLinear(64, 32), nn.ReLU(), nn.Identity(),
+                        QatLinear(32, 10))
+    train(nn.Sequential(*[m for m in qat if not isinstance(m, QatAct)]), xtr_d, data["digits"][2],
+          epochs=40)
+    with torch.no_grad():  # the activation grid: the trained float network's largest ReLU output
+        top = nn.Sequential(qat[1], qat[2])(torch.tensor(xtr_d, dtype=torch.float32)).max().item()
+    qat[3] = QatAct(top)
+
+    def freeze():
+        for m in qat:
+            if isinstance(m, QatLinear):
+                m.frozen = (m.weight.detach().abs().amax(dim=1) / 7).clamp(min=1e-8)
+
+    net("qat_mlp_digits", qat, "digits", 13, before_export=freeze)
+
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
         f.write("\n")

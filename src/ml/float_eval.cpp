@@ -230,15 +230,72 @@ FloatTensor pad(const FloatTensor& x, const detail::PadSpec& p) {
   return y;
 }
 
+// QuantizeLinear and DequantizeLinear on any operand (weights are quantized per axis).
+FloatTensor quantize_linear(const GraphNode& n, const FloatTensor& x, const FloatTensor& scale, const FloatTensor* zp, bool quantize) {
+  const detail::QuantParams p = detail::quant_params(n, x.shape, scale, zp);
+  FloatTensor y{x.shape, std::vector<double>(x.data.size()), ElementType::kFloat};
+  if (quantize) y.type = zp ? zp->type : ElementType::kUint8;
+  for (std::size_t e = 0; e < x.data.size(); ++e) {
+    if (quantize) {
+      const double q = std::nearbyint(x.data[e] / p.scale[e]) + p.zero_point[e];
+      y.data[e] = std::isnan(q) ? p.zero_point[e] : std::clamp(q, static_cast<double>(p.q_min), static_cast<double>(p.q_max));
+    } else {
+      y.data[e] = (x.data[e] - p.zero_point[e]) * p.scale[e];
+    }
+  }
+  return y;
+}
+
 }  // namespace
 
-std::map<std::string, FloatTensor> evaluate_network(const Network& net, const FloatTensor& input) {
-  std::map<std::string, FloatTensor> v = net.initializers;
-  if (input.shape != net.input_shape)
-    throw std::invalid_argument("evaluate_network: input shape " + circuit::shape_string(input.shape) + ", expected " +
-                                circuit::shape_string(net.input_shape));
-  v[net.input_name] = input;
-  for (const auto& n : net.nodes) {
+namespace detail {
+
+QuantParams quant_params(const GraphNode& n, const circuit::Shape& x, const FloatTensor& scale, const FloatTensor* zp) {
+  QuantParams p;
+  const std::size_t count = static_cast<std::size_t>(circuit::element_count(x));
+  const std::size_t k = scale.data.size();
+  if (k == 0) node_fail(n, "the scale is empty");
+  // A scalar, or a 1-D scale of one entry (which broadcasts the same way), is per tensor.
+  p.per_tensor = k == 1 && scale.shape.size() <= 1;
+  std::int64_t axis = 0, inner = 1;
+  if (!p.per_tensor) {
+    if (scale.shape.size() != 1) node_fail(n, "the scale must be a scalar or 1-D, got " + circuit::shape_string(scale.shape));
+    axis = attr_int(n, "axis", 1);
+    const auto rank = static_cast<std::int64_t>(x.size());
+    if (axis < 0) axis += rank;
+    if (axis < 0 || axis >= rank) node_fail(n, "axis " + std::to_string(attr_int(n, "axis", 1)) + " is out of range for " + circuit::shape_string(x));
+    if (x[static_cast<std::size_t>(axis)] != static_cast<std::int64_t>(k))
+      node_fail(n, "the scale has " + std::to_string(k) + " entries for axis " + std::to_string(axis) + " of " + circuit::shape_string(x));
+    for (std::size_t i = static_cast<std::size_t>(axis) + 1; i < x.size(); ++i) inner *= x[i];
+  }
+  if (zp) {
+    if (zp->data.size() != k || (!p.per_tensor && zp->shape != scale.shape))
+      node_fail(n, "the zero point's shape " + circuit::shape_string(zp->shape) + " is not the scale's " + circuit::shape_string(scale.shape));
+    if (zp->type == ElementType::kInt8) p.q_min = -128, p.q_max = 127;
+    else if (zp->type != ElementType::kUint8) node_fail(n, "the zero point must be int8 or uint8");
+  }
+  std::vector<double> s(k), z(k, 0.0);
+  for (std::size_t i = 0; i < k; ++i) {
+    s[i] = scale.data[i];
+    if (!(s[i] > 0) || !std::isfinite(s[i])) node_fail(n, "the scale " + std::to_string(s[i]) + " is not positive and finite");
+    if (zp) {
+      z[i] = zp->data[i];
+      if (z[i] != std::nearbyint(z[i]) || z[i] < static_cast<double>(p.q_min) || z[i] > static_cast<double>(p.q_max))
+        node_fail(n, "the zero point " + std::to_string(z[i]) + " is outside its type");
+    }
+  }
+  p.scale.resize(count);
+  p.zero_point.resize(count);
+  for (std::size_t e = 0; e < count; ++e) {
+    const std::size_t c = p.per_tensor ? 0 : (e / static_cast<std::size_t>(inner)) % k;
+    p.scale[e] = s[c];
+    p.zero_point[e] = z[c];
+  }
+  return p;
+}
+
+void evaluate_node(const Network& net, const GraphNode& n, std::map<std::string, FloatTensor>& v) {
+  {
     auto in = [&](std::size_t i) -> const FloatTensor& {
       if (i >= n.inputs.size() || n.inputs[i].empty()) node_fail(n, "missing input " + std::to_string(i));
       auto it = v.find(n.inputs[i]);
@@ -248,15 +305,16 @@ std::map<std::string, FloatTensor> evaluate_network(const Network& net, const Fl
     const bool has3 = n.inputs.size() >= 3 && !n.inputs[2].empty();
     FloatTensor y;
     const std::string& op = n.op_type;
-    if (op == "Gemm") y = gemm(n, in(0), in(1), has3 ? &in(2) : nullptr);
+    if (op == "QuantizeLinear" || op == "DequantizeLinear") y = quantize_linear(n, in(0), in(1), has3 ? &in(2) : nullptr, op == "QuantizeLinear");
+    else if (op == "Gemm") y = gemm(n, in(0), in(1), has3 ? &in(2) : nullptr);
     else if (op == "MatMul") y = matmul(n, in(0), in(1));
     else if (op == "Add") y = elementwise(n, in(0), in(1), '+');
     else if (op == "Sub") y = elementwise(n, in(0), in(1), '-');
     else if (op == "Mul") y = elementwise(n, in(0), in(1), '*');
     else if (op == "Conv") y = conv(n, in(0), in(1), has3 ? &in(2) : nullptr);
     else if (const auto f = detail::unary_op(n, [&](const std::string& name) -> const FloatTensor* {
-               const auto it = net.initializers.find(name);
-               return it == net.initializers.end() ? nullptr : &it->second;
+               const auto it = v.find(name);
+               return it == v.end() || !net.initializers.count(name) ? nullptr : &it->second;
              })) {
       y = in(0);
       for (double& e : y.data) e = f->f(e);
@@ -311,6 +369,17 @@ std::map<std::string, FloatTensor> evaluate_network(const Network& net, const Fl
     }
     v[n.outputs[0]] = std::move(y);
   }
+}
+
+}  // namespace detail
+
+std::map<std::string, FloatTensor> evaluate_network(const Network& net, const FloatTensor& input) {
+  std::map<std::string, FloatTensor> v = net.initializers;
+  if (input.shape != net.input_shape)
+    throw std::invalid_argument("evaluate_network: input shape " + circuit::shape_string(input.shape) + ", expected " +
+                                circuit::shape_string(net.input_shape));
+  v[net.input_name] = input;
+  for (const auto& n : net.nodes) detail::evaluate_node(net, n, v);
   return v;
 }
 

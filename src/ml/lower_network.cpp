@@ -36,10 +36,29 @@ struct Enc {
 
 using Function = std::function<double(double)>;
 
+// The values (c - zero_point) * scale of the integer codes c in [lo, hi]: a fake quantization's
+// output.
+struct Grid {
+  double scale = 1, zero_point = 0;
+  double lo = 0, hi = 0;
+};
+
+// Univariate ops not evaluated yet (NetworkLowering::lower_univariate).
+struct Chain {
+  Enc x;  // the chain's input
+  Function f = [](double v) { return v; };
+  bool non_decreasing = true;
+  std::optional<std::pair<double, double>> codes;  // inside QuantizeLinear's codes: their range
+  std::optional<Grid> grid;                         // ends in DequantizeLinear of known codes
+};
+
 class NetworkLowering {
  public:
   NetworkLowering(const Model& model, const Network& net, const Matrix& calibration, const QuantizationOptions& options)
       : model_(model), net_(net), options_(options) {
+    for (const auto& n : net.nodes)
+      for (const auto& in : n.inputs)
+        if (!in.empty()) consumers_[in].push_back(&n);
     const std::size_t rows = std::min(calibration.rows, options.max_calibration_rows);
     calib_ = calibration.first_rows(rows);
     // Float reference values of every tensor, per calibration row.
@@ -109,8 +128,24 @@ class NetworkLowering {
     x.shape = shape;
     x.s.resize(static_cast<std::size_t>(count));
     x.b.resize(static_cast<std::size_t>(count));
-    const unsigned bits = options_.network_input_bits;
-    for (std::int64_t c = 0; c < channels; ++c) {
+    unsigned bits = options_.network_input_bits;
+    const std::optional<InputGrid> grid = input_grid();
+    if (grid) {
+      // Codes c - lo (unsigned), standing for (c - zero_point) * scale.
+      bits = circuit::width_of_span(static_cast<std::uint64_t>(grid->hi - grid->lo));
+      for (std::size_t e = 0; e < x.s.size(); ++e) {
+        InputQuantizer q;
+        q.scale = grid->params.scale[e];
+        q.zero_point = static_cast<std::int64_t>(grid->params.zero_point[e]) - grid->lo;
+        q.n_bits = bits;
+        q.q_min = 0;
+        q.q_max = grid->hi - grid->lo;
+        p.input_quantizers.push_back(q);
+        x.s[e] = q.scale;
+        x.b[e] = -q.scale * static_cast<double>(q.zero_point);
+      }
+    }
+    for (std::int64_t c = 0; c < (grid ? 0 : channels); ++c) {
       double l = INFINITY, h = -INFINITY;
       for (std::int64_t i = 0; i < inner; ++i) {
         l = std::min(l, rlo[static_cast<std::size_t>(c * inner + i)]);
@@ -136,6 +171,7 @@ class NetworkLowering {
     }
     x.v = builder_.input(shape, bits, false, net_.input_name);
     enc_[net_.input_name] = x;
+    if (grid) enc_[grid->output] = x;
     // Integer calibration inputs.
     for (std::size_t r = 0; r < calib_.rows; ++r) {
       std::vector<std::int64_t> q(static_cast<std::size_t>(count));
@@ -260,15 +296,26 @@ class NetworkLowering {
   }
 
   // One lookup fused with requantization to `bits` bits of f's calibrated output range.
-  Enc activation(const Enc& x_in, const Function& f, unsigned bits, const std::string& out_name, const std::string& label) {
-    auto fr = float_range_.find(out_name);
-    double lo = 0, hi = 0;
-    if (fr != float_range_.end()) lo = fr->second[0], hi = fr->second[1];
-    if (!(hi > lo)) hi = lo + 1e-6;
-    const double levels = static_cast<double>((std::int64_t{1} << bits) - 1);
-    const double s_out = (hi - lo) / levels;
-    const std::int64_t q_lo = static_cast<std::int64_t>(std::nearbyint(lo / s_out));
-    const std::int64_t q_hi = q_lo + (std::int64_t{1} << bits) - 1;
+  // `grid`: f ends in a fake quantization whose codes the output keeps (lower_univariate).
+  Enc activation(const Enc& x_in, const Function& f, unsigned bits, const std::string& out_name, const std::string& label,
+                 const std::optional<Grid>& grid = std::nullopt) {
+    double s_out = 0;
+    std::int64_t q_lo = 0, q_hi = 0;
+    if (grid) {
+      // Output c - zero_point for the code c: real zero is integer zero.
+      s_out = grid->scale;
+      q_lo = static_cast<std::int64_t>(grid->lo - grid->zero_point);
+      q_hi = static_cast<std::int64_t>(grid->hi - grid->zero_point);
+    } else {
+      auto fr = float_range_.find(out_name);
+      double lo = 0, hi = 0;
+      if (fr != float_range_.end()) lo = fr->second[0], hi = fr->second[1];
+      if (!(hi > lo)) hi = lo + 1e-6;
+      const double levels = static_cast<double>((std::int64_t{1} << bits) - 1);
+      s_out = (hi - lo) / levels;
+      q_lo = static_cast<std::int64_t>(std::nearbyint(lo / s_out));
+      q_hi = q_lo + (std::int64_t{1} << bits) - 1;
+    }
     std::optional<Range> range;
     const Enc x = centred(x_in, label, range);
     const unsigned neighbour = options_.network_neighbour_log2;
@@ -331,14 +378,13 @@ class NetworkLowering {
     const std::string& op = n.op_type;
     const std::string& out = n.outputs[0];
     bool any_enc = false;
+    if (adopted_input_.count(n.name)) return;  // the input's own quantization (input_grid)
     for (const auto& in : n.inputs)
-      if (enc_.count(in) || deferred_.count(in)) any_enc = true;
+      if (enc_.count(in) || deferred_.count(in) || chains_.count(in)) any_enc = true;
     if (!any_enc) fail(n, "does not depend on the network input (constant subgraphs are not folded)");
 
     if (const auto f = unary_op(n, [this](const std::string& name) { return constant(name); })) {
-      const Enc& x = encrypted(n, 0);
-      if (defers_to_maxpool(n, x, *f)) deferred_[out] = {x, f->f, activation_bits(n), n.name};
-      else enc_[out] = activation(x, f->f, activation_bits(n), out, n.name);
+      lower_univariate(n, *f);
     } else if (op == "Add" || op == "Sub" || op == "Mul") {
       lower_elementwise(n);
     } else if (op == "Gemm" || op == "MatMul") {
@@ -389,6 +435,142 @@ class NetworkLowering {
     } else {
       fail(n, "op is not supported by the lowering");
     }
+  }
+
+  // The node reading `name`, when exactly one does (and reads it as its first input).
+  const GraphNode* single_consumer(const std::string& name) const {
+    const auto it = consumers_.find(name);
+    if (it == consumers_.end() || it->second.size() != 1) return nullptr;
+    const GraphNode* c = it->second[0];
+    return c->inputs.at(0) == name ? c : nullptr;
+  }
+
+  bool is_univariate(const GraphNode& n) const {
+    return unary_op(n, [this](const std::string& name) { return constant(name); }).has_value();
+  }
+
+  // A chain of univariate ops, each the only reader of the one before, is one lookup computing
+  // their composition: Relu then a fake quantization (QuantizeLinear, Clip on the codes,
+  // DequantizeLinear) cost one PBS, not three. A chain that ends in DequantizeLinear of codes
+  // whose range it knows (QuantizeLinear's type, narrowed by Clip) gives exactly those codes:
+  // the lookup's output is the quantization-aware model's own grid, not a requantization by
+  // the calibrated range.
+  void lower_univariate(const GraphNode& n, const UnaryFunction& u) {
+    const std::string& out = n.outputs[0];
+    Chain c;
+    if (const auto it = chains_.find(n.inputs.at(0)); it != chains_.end()) c = it->second;
+    else c.x = encrypted(n, 0);
+    c.f = [prev = c.f, g = u.f](double v) { return g(prev(v)); };
+    c.non_decreasing = c.non_decreasing && u.non_decreasing;
+    const std::string& op = n.op_type;
+    if (op == "QuantizeLinear") {
+      const QuantParams p = per_tensor_quant(n);
+      c.codes = {static_cast<double>(p.q_min), static_cast<double>(p.q_max)};
+      c.grid.reset();
+    } else if (op == "Clip" && c.codes) {
+      // Clip on the codes: the bounds are u.f's values at the infinities.
+      const double lo = std::max(c.codes->first, std::ceil(u.f(-INFINITY)));
+      const double hi = std::min(c.codes->second, std::floor(u.f(INFINITY)));
+      if (lo > hi) fail(n, "the clip leaves no code");
+      c.codes = {lo, hi};
+    } else if (op == "DequantizeLinear" && c.codes) {
+      const QuantParams p = per_tensor_quant(n);
+      c.grid = Grid{p.scale[0], p.zero_point[0], c.codes->first, c.codes->second};
+      c.codes.reset();
+    } else {
+      c.codes.reset();
+      c.grid.reset();
+    }
+    const GraphNode* next = single_consumer(out);
+    if (out != net_.output_name && next && is_univariate(*next)) {
+      chains_[out] = std::move(c);
+      return;
+    }
+    if (defers_to_maxpool(n, c.x, UnaryFunction{c.f, c.non_decreasing})) {
+      deferred_[out] = {c.x, c.f, activation_bits(n), n.name, c.grid};
+      return;
+    }
+    enc_[out] = activation(c.x, c.f, activation_bits(n), out, n.name, c.grid);
+  }
+
+  QuantParams per_tensor_quant(const GraphNode& n) const {
+    const FloatTensor* scale = constant(n.inputs.at(1));
+    const FloatTensor* zp = n.inputs.size() > 2 && !n.inputs[2].empty() ? constant(n.inputs[2]) : nullptr;
+    if (!scale || (n.inputs.size() > 2 && !n.inputs[2].empty() && !zp)) fail(n, "the scale and zero point must be constants");
+    QuantParams p = quant_params(n, {1}, *scale, zp);
+    if (!p.per_tensor) fail(n, "per-axis quantization of a value computed from the input is not supported (only of constant weights)");
+    return p;
+  }
+
+  // Quantization-aware graphs quantize their input in the graph: input -> QuantizeLinear ->
+  // (Clip on the codes) -> DequantizeLinear with the same scale and zero point. The client
+  // then quantizes with exactly that grid (per tensor or per axis), and the three nodes add
+  // nothing to the circuit. nullopt when the input is not read that way.
+  struct InputGrid {
+    QuantParams params;  // per input element
+    std::int64_t lo = 0, hi = 0;
+    std::string output;  // the DequantizeLinear's output
+  };
+  std::optional<InputGrid> input_grid() {
+    const GraphNode* q = single_consumer(net_.input_name);
+    if (!q || q->op_type != "QuantizeLinear" || q->inputs.size() < 2) return std::nullopt;
+    const auto params = [&](const GraphNode& n) -> std::optional<QuantParams> {
+      const FloatTensor* scale = constant(n.inputs.at(1));
+      const bool has_zp = n.inputs.size() > 2 && !n.inputs[2].empty();
+      const FloatTensor* zp = has_zp ? constant(n.inputs[2]) : nullptr;
+      if (!scale || (has_zp && !zp)) return std::nullopt;
+      return quant_params(n, net_.input_shape, *scale, zp);
+    };
+    InputGrid g;
+    const auto qp = params(*q);
+    if (!qp) return std::nullopt;
+    g.params = *qp;
+    double lo = static_cast<double>(qp->q_min), hi = static_cast<double>(qp->q_max);
+    std::set<std::string> names{q->name};
+    for (const GraphNode* n = single_consumer(q->outputs[0]); n; n = single_consumer(n->outputs[0])) {
+      names.insert(n->name);
+      if (n->op_type == "Clip") {
+        const auto u = unary_op(*n, [this](const std::string& name) { return constant(name); });
+        lo = std::max(lo, std::ceil(u->f(-INFINITY)));
+        hi = std::min(hi, std::floor(u->f(INFINITY)));
+        if (lo > hi) fail(*n, "the clip leaves no code");
+        continue;
+      }
+      if (n->op_type != "DequantizeLinear" || n->inputs.size() < 2) return std::nullopt;
+      const auto dp = params(*n);
+      if (!dp || dp->scale != qp->scale || dp->zero_point != qp->zero_point) return std::nullopt;
+      g.lo = static_cast<std::int64_t>(lo);
+      g.hi = static_cast<std::int64_t>(hi);
+      g.output = n->outputs[0];
+      adopted_input_ = std::move(names);
+      return g;
+    }
+    return std::nullopt;
+  }
+
+  // Weights that a DequantizeLinear produced (Network::weight_steps) stay on their grid when
+  // every product step[i] * unit[i] (unit: what multiplies the weight, alpha times the input's
+  // scale) is one value for the output unit: q = w / step exactly, scale = that value
+  // (positive: the signs go into q). nullopt otherwise, and the weights are quantized.
+  static std::optional<double> on_grid(const std::vector<double>& w, const std::vector<double>& step,
+                                       const std::vector<double>& unit, std::vector<std::int64_t>& q) {
+    if (w.empty()) return std::nullopt;
+    const double scale = step[0] * unit[0];
+    if (!(std::fabs(scale) > 0) || !std::isfinite(scale)) return std::nullopt;
+    q.assign(w.size(), 0);
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      if (std::fabs(step[i] * unit[i] - scale) > 1e-9 * std::fabs(scale)) return std::nullopt;
+      const double k = w[i] / step[i];
+      const double r = std::nearbyint(k);
+      if (std::fabs(k - r) > 1e-6 * std::max(1.0, std::fabs(r)) || std::fabs(r) > 32768) return std::nullopt;
+      q[i] = static_cast<std::int64_t>(scale < 0 ? -r : r);
+    }
+    return std::fabs(scale);
+  }
+
+  const FloatTensor* weight_steps(const std::string& name) const {
+    const auto it = net_.weight_steps.find(name);
+    return it == net_.weight_steps.end() ? nullptr : &it->second;
   }
 
   // max(f(a), f(b)) = f(max(a, b)) for a non-decreasing f: an activation (requantization
@@ -473,6 +655,7 @@ class NetworkLowering {
     const FloatTensor* c = gemm && n.inputs.size() >= 3 && !n.inputs[2].empty() ? constant(n.inputs[2]) : nullptr;
     if (gemm && n.inputs.size() >= 3 && !n.inputs[2].empty() && !c) fail(n, "the bias must be a constant");
     auto wv = [&](std::int64_t i, std::int64_t j) { return w->data[static_cast<std::size_t>(tb ? j * k + i : i * m + j)]; };
+    const FloatTensor* steps = weight_steps(n.inputs.at(1));
     // Bias correction: the weights' rounding error times the mean input joins the offset.
     const std::vector<double> mean = observed_mean(x.v);
     circuit::Tensor q({k, m}, std::vector<std::int64_t>(static_cast<std::size_t>(k * m), 0));
@@ -488,7 +671,17 @@ class NetworkLowering {
         offset += alpha * wv(i, j) * x.b[static_cast<std::size_t>(i)];
       }
       std::vector<std::int64_t> qa;
-      const double sw = quantize_symmetric(a, weight_bits(n), qa);
+      std::optional<double> grid;
+      if (steps) {
+        std::vector<double> wj(static_cast<std::size_t>(k)), sj(wj.size()), unit(wj.size());
+        for (std::int64_t i = 0; i < k; ++i) {
+          const auto ii = static_cast<std::size_t>(i);
+          const auto idx = static_cast<std::size_t>(tb ? j * k + i : i * m + j);
+          wj[ii] = w->data[idx], sj[ii] = steps->data[idx], unit[ii] = alpha * x.s[ii];
+        }
+        grid = on_grid(wj, sj, unit, qa);
+      }
+      const double sw = grid ? *grid : quantize_symmetric(a, weight_bits(n), qa);
       for (std::int64_t i = 0; i < k; ++i) {
         const auto ii = static_cast<std::size_t>(i);
         q.data[static_cast<std::size_t>(i * m + j)] = qa[ii];
@@ -529,7 +722,16 @@ class NetworkLowering {
         a[static_cast<std::size_t>(i)] = w->data[static_cast<std::size_t>(oc * per_out + i)] * x.s[static_cast<std::size_t>(ic * inner)];
       }
       std::vector<std::int64_t> qa;
-      const double sw = out_scale[static_cast<std::size_t>(oc)] = quantize_symmetric(a, weight_bits(n), qa);
+      std::optional<double> grid;
+      if (const FloatTensor* steps = weight_steps(n.inputs.at(1))) {
+        std::vector<double> wo(w->data.begin() + oc * per_out, w->data.begin() + (oc + 1) * per_out);
+        std::vector<double> so(steps->data.begin() + oc * per_out, steps->data.begin() + (oc + 1) * per_out);
+        std::vector<double> unit(static_cast<std::size_t>(per_out));
+        for (std::int64_t i = 0; i < per_out; ++i)
+          unit[static_cast<std::size_t>(i)] = x.s[static_cast<std::size_t>((g * cg + i / (w->shape[2] * w->shape[3])) * inner)];
+        grid = on_grid(wo, so, unit, qa);
+      }
+      const double sw = out_scale[static_cast<std::size_t>(oc)] = grid ? *grid : quantize_symmetric(a, weight_bits(n), qa);
       for (std::int64_t i = 0; i < per_out; ++i) {
         const std::int64_t ic = g * cg + i / (w->shape[2] * w->shape[3]);
         correction[static_cast<std::size_t>(oc)] +=
@@ -611,7 +813,7 @@ class NetworkLowering {
     if (deferred != deferred_.end()) {
       const DeferredActivation& a = deferred->second;
       // The pooled output's float range is that of f(max): requantize to it.
-      y = activation(y, a.f, a.bits, n.outputs[0], a.label);
+      y = activation(y, a.f, a.bits, n.outputs[0], a.label, a.grid);
     }
     enc_[n.outputs[0]] = y;
   }
@@ -740,8 +942,12 @@ class NetworkLowering {
     Function f;
     unsigned bits = 0;
     std::string label;
+    std::optional<Grid> grid;
   };
   std::map<std::string, DeferredActivation> deferred_;
+  std::map<std::string, Chain> chains_;  // univariate results folded into their reader's lookup
+  std::map<std::string, std::vector<const GraphNode*>> consumers_;
+  std::set<std::string> adopted_input_;  // nodes of the input's in-graph quantization
 };
 
 }  // namespace

@@ -141,6 +141,26 @@ struct PadSpec {
 // REQUIRES: `values` holds the constant inputs (initializers). Throws std::invalid_argument.
 PadSpec pad_spec(const GraphNode& n, const std::map<std::string, FloatTensor>& values, std::int64_t opset, std::size_t rank);
 
+// QuantizeLinear / DequantizeLinear (opsets 10 to 18): q = saturate(round_half_even(x / scale)
+// + zero_point), x = (q - zero_point) * scale. The scale is a scalar (per tensor) or, from
+// opset 13, a 1-D tensor along `axis` (default 1); the zero point, optional (uint8 0), has the
+// scale's shape and gives QuantizeLinear's saturation range by its type.
+struct QuantParams {
+  std::vector<double> scale;       // per element of the operand
+  std::vector<double> zero_point;  // per element of the operand
+  std::int64_t q_min = 0, q_max = 255;
+  bool per_tensor = true;
+};
+// `zero_point`: null when the node has none. Throws std::invalid_argument naming the node for
+// a scale that is not positive and finite, a zero point outside its type or of another shape
+// than the scale, an axis out of range or a per-axis scale whose length is not the axis'.
+QuantParams quant_params(const GraphNode& n, const circuit::Shape& x, const FloatTensor& scale, const FloatTensor* zero_point);
+
+// Evaluates one node on `values` (initializers and computed tensors by name) and stores its
+// output there. Throws std::invalid_argument naming the node. The network evaluator and the
+// importer's constant folding share it.
+void evaluate_node(const Network& net, const GraphNode& n, std::map<std::string, FloatTensor>& values);
+
 // Float reference ops, shared with the lowering (offsets through convolutions and pools).
 FloatTensor conv_float(const GraphNode& n, const FloatTensor& x, const FloatTensor& w, const FloatTensor* bias);
 FloatTensor pool_float(const GraphNode& n, const FloatTensor& x, bool is_max);

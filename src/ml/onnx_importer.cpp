@@ -10,6 +10,7 @@
 
 #include "veil/ml/data.hpp"
 #include "veil/ml/importers.hpp"
+#include "network_ops.hpp"
 #include "unary_ops.hpp"
 
 namespace veil::ml {
@@ -73,16 +74,35 @@ FloatTensor convert_tensor(const onnx::TensorProto& t, const std::string& where)
       else out.data.assign(t.double_data().begin(), t.double_data().end());
       break;
     case onnx::TensorProto_DataType_INT64:
+      out.type = ElementType::kInt64;
       if (raw) append_raw<std::int64_t>(t.raw_data(), out.data, n, where);
       else for (auto v : t.int64_data()) out.data.push_back(static_cast<double>(v));
       break;
     case onnx::TensorProto_DataType_INT32:
+      out.type = ElementType::kInt32;
       if (raw) append_raw<std::int32_t>(t.raw_data(), out.data, n, where);
       else for (auto v : t.int32_data()) out.data.push_back(v);
       break;
+    case onnx::TensorProto_DataType_INT8:
+    case onnx::TensorProto_DataType_UINT8: {
+      // Zero points and clip bounds of quantized graphs; held in int32_data when not raw.
+      const bool is_signed = t.data_type() == onnx::TensorProto_DataType_INT8;
+      out.type = is_signed ? ElementType::kInt8 : ElementType::kUint8;
+      if (raw) {
+        if (is_signed) append_raw<std::int8_t>(t.raw_data(), out.data, n, where);
+        else append_raw<std::uint8_t>(t.raw_data(), out.data, n, where);
+      } else {
+        for (auto v : t.int32_data()) {
+          if (v < (is_signed ? -128 : 0) || v > (is_signed ? 127 : 255))
+            throw ModelFormatError(where + ": value " + std::to_string(v) + " is outside its 8-bit type");
+          out.data.push_back(v);
+        }
+      }
+      break;
+    }
     default:
       throw ModelFormatError(where + ": tensor data type " + std::to_string(t.data_type()) +
-                             " is not supported (float, double, int64, int32)");
+                             " is not supported (float, double, int64, int32, int8, uint8)");
   }
   if (out.data.size() != n)
     throw ModelFormatError(where + ": " + std::to_string(out.data.size()) + " values for shape " +
@@ -112,6 +132,38 @@ Attribute convert_attribute(const onnx::AttributeProto& a, const std::string& wh
       throw ModelFormatError(where + ": attribute '" + a.name() + "' has an unsupported type " + std::to_string(a.type()));
   }
   return out;
+}
+
+// Evaluates every node whose inputs are all constants (quantization-aware training's weight
+// path: initializer -> QuantizeLinear -> Clip -> DequantizeLinear) into an initializer, and
+// records the grid of what a DequantizeLinear produced (Network::weight_steps).
+void fold_constants(Network& net, const std::string& source) {
+  std::vector<GraphNode> kept;
+  for (auto& n : net.nodes) {
+    bool constant = !n.inputs.empty();
+    for (const auto& in : n.inputs)
+      if (!in.empty() && !net.initializers.count(in)) constant = false;
+    if (!constant) {
+      kept.push_back(std::move(n));
+      continue;
+    }
+    try {
+      detail::evaluate_node(net, n, net.initializers);
+      if (n.op_type == "DequantizeLinear") {
+        const FloatTensor& y = net.initializers.at(n.outputs[0]);
+        const FloatTensor* zp = n.inputs.size() > 2 && !n.inputs[2].empty() ? &net.initializers.at(n.inputs[2]) : nullptr;
+        const auto p = detail::quant_params(n, y.shape, net.initializers.at(n.inputs.at(1)), zp);
+        net.weight_steps[n.outputs[0]] = FloatTensor{y.shape, p.scale, ElementType::kFloat};
+      }
+    } catch (const std::invalid_argument& e) {
+      throw ModelFormatError(source + ": " + e.what());
+    } catch (const std::out_of_range& e) {
+      throw ModelFormatError(source + ": node '" + n.name + "' (" + n.op_type + "): " + e.what());
+    } catch (const std::length_error& e) {
+      throw ModelFormatError(source + ": node '" + n.name + "' (" + n.op_type + "): " + e.what());
+    }
+  }
+  net.nodes = std::move(kept);
 }
 
 }  // namespace
@@ -214,6 +266,7 @@ Model parse_onnx(std::span<const std::uint8_t> bytes, const std::string& source)
     net.nodes.push_back(std::move(node));
   }
   net.output_name = resolve(net.output_name);
+  fold_constants(net, source);
 
   // A trailing Softmax is the client's post-processing.
   if (!net.nodes.empty() && net.nodes.back().op_type == "Softmax" && net.nodes.back().outputs[0] == net.output_name) {

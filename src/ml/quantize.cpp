@@ -128,6 +128,13 @@ std::optional<double> total_cost(const circuit::Circuit& c) {
   return cost ? std::optional<double>(cost->total) : std::nullopt;
 }
 
+// A network with fake quantization in its graph (quantization-aware training).
+bool is_quantization_aware(const Network& net) {
+  if (!net.weight_steps.empty()) return true;
+  return std::any_of(net.nodes.begin(), net.nodes.end(),
+                     [](const GraphNode& n) { return n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear"; });
+}
+
 void check_bits(unsigned bits, unsigned lo, unsigned hi, const char* what) {
   if (bits < lo || bits > hi)
     throw std::invalid_argument(std::string("compile_model: ") + what + " = " + std::to_string(bits) + " is outside [" +
@@ -177,6 +184,9 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   if (options.network_output_bits != 0) check_bits(options.network_output_bits, 1, 8, "network_output_bits");
   if (options.lookup_precision != 0) check_bits(options.lookup_precision, kMinLookupPrecision, 8, "lookup_precision");
   check_bits(options.max_lookup_precision, kMinLookupPrecision, 8, "max_lookup_precision");
+  check_bits(options.max_qat_lookup_precision, kMinLookupPrecision, 8, "max_qat_lookup_precision");
+  if (!(options.qat_auto_tolerance >= 0) || options.qat_auto_tolerance > 1)
+    throw std::invalid_argument("compile_model: qat_auto_tolerance must be in [0, 1]");
   if (!(options.auto_tolerance >= 0) || options.auto_tolerance > 1)
     throw std::invalid_argument("compile_model: auto_tolerance must be in [0, 1]");
   if (!(options.tree_auto_tolerance >= 0) || options.tree_auto_tolerance > 1)
@@ -251,10 +261,12 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
     // at the bits asked for); the outputs then get the bits that are free.
     const unsigned output_bits = base.network_output_bits;
     const auto lower = [&](unsigned precision) { return lower_with(precision, output_bits ? output_bits : precision); };
+    const bool qat = is_quantization_aware(net);
     QuantizedModel q = base.lookup_precision != 0
                            ? lower(base.lookup_precision)
                            : fewest_bits_within_tolerance(model, calibration, base, kMinLookupPrecision,
-                                                          base.max_lookup_precision, base.auto_tolerance, lower);
+                                                          qat ? base.max_qat_lookup_precision : base.max_lookup_precision,
+                                                          qat ? base.qat_auto_tolerance : base.auto_tolerance, lower);
     return output_bits ? q : with_free_output_bits(std::move(q));
   };
   QuantizedModel q = lower_network(options);

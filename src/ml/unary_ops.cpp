@@ -67,6 +67,8 @@ const std::vector<std::string>& unary_op_names() {
     std::vector<std::string> v;
     for (const auto& [name, make] : makers()) v.push_back(name);
     v.push_back("Clip");
+    v.push_back("QuantizeLinear");
+    v.push_back("DequantizeLinear");
     std::sort(v.begin(), v.end());
     return v;
   }();
@@ -87,6 +89,30 @@ std::optional<UnaryFunction> unary_op(const GraphNode& n,
     }
     if (std::isnan(lo) || std::isnan(hi) || lo > hi) node_fail(n, "bounds must be numbers with min <= max");
     return UnaryFunction{[lo, hi](double x) { return std::clamp(x, lo, hi); }, true};
+  }
+  if (n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") {
+    // Quantization-aware training's fake quantization, on a value computed from the input:
+    // per tensor only (a per-axis scale is one function per channel; weights, which are
+    // constants, are folded at import whatever their axis).
+    const auto param = [&](std::size_t i) -> const FloatTensor* {
+      if (n.inputs.size() <= i || n.inputs[i].empty()) return nullptr;
+      const FloatTensor* t = constant(n.inputs[i]);
+      if (t == nullptr) node_fail(n, std::string(i == 1 ? "the scale" : "the zero point") + " must be a constant");
+      return t;
+    };
+    const FloatTensor* scale = param(1);
+    if (scale == nullptr) node_fail(n, "missing input 1 (the scale)");
+    if (scale->data.size() != 1)
+      node_fail(n, "per-axis quantization of a value computed from the input is not supported (only of constant weights)");
+    const QuantParams p = quant_params(n, {1}, *scale, param(2));
+    const double s = p.scale[0], z = p.zero_point[0];
+    if (n.op_type == "DequantizeLinear") return UnaryFunction{[s, z](double x) { return (x - z) * s; }, true};
+    const double lo = static_cast<double>(p.q_min), hi = static_cast<double>(p.q_max);
+    return UnaryFunction{[s, z, lo, hi](double x) {
+                           const double q = std::nearbyint(x / s) + z;
+                           return std::isnan(q) ? z : std::clamp(q, lo, hi);
+                         },
+                         true};
   }
   const auto it = makers().find(n.op_type);
   if (it == makers().end()) return std::nullopt;

@@ -2,6 +2,7 @@
 // with messages that name the place.
 #include <cmath>
 #include <fstream>
+#include <set>
 
 #include <gtest/gtest.h>
 #include <onnx/onnx_pb.h>
@@ -259,6 +260,109 @@ TEST(OnnxImport, UnivariateOpsComputeOnnxsDefinitions) {
     x.at(0, 0) = c.x;
     EXPECT_NEAR(predict_float(m, x).values.at(0), c.y, 1e-6 * std::max(1.0, std::fabs(c.y))) << c.op << "(" << c.x << ")";
   }
+}
+
+// QuantizeLinear / DequantizeLinear on one value: y = (clip(q(x)) - zp) * s through
+// QuantizeLinear -> Clip on the codes -> DequantizeLinear, as quantization-aware training
+// exports it. Rounding is half to even, saturation to the zero point's type.
+onnx::ModelProto fake_quant_graph(float scale, std::int32_t zero_point, onnx::TensorProto::DataType type, int clip_lo,
+                                  int clip_hi) {
+  onnx::ModelProto p;
+  p.set_ir_version(7);
+  p.add_opset_import()->set_version(13);
+  auto* g = p.mutable_graph();
+  for (auto [list, name] : {std::pair{g->add_input(), "x"}, std::pair{g->add_output(), "y"}}) {
+    list->set_name(name);
+    auto* t = list->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx::TensorProto::FLOAT);
+    t->mutable_shape()->add_dim()->set_dim_value(1);
+    t->mutable_shape()->add_dim()->set_dim_value(1);
+  }
+  const auto add_init = [&](const char* name, onnx::TensorProto::DataType dt, double v) {
+    auto* t = g->add_initializer();
+    t->set_name(name);
+    t->set_data_type(dt);
+    if (dt == onnx::TensorProto::FLOAT) t->add_float_data(static_cast<float>(v));
+    else t->add_int32_data(static_cast<std::int32_t>(v));
+  };
+  add_init("s", onnx::TensorProto::FLOAT, scale);
+  add_init("z", type, zero_point);
+  add_init("lo", type, clip_lo);
+  add_init("hi", type, clip_hi);
+  const auto add_node = [&](const char* op, std::vector<const char*> in, const char* out) {
+    auto* n = g->add_node();
+    n->set_op_type(op);
+    n->set_name(std::string(op) + "_" + out);
+    for (const char* i : in) n->add_input(i);
+    n->add_output(out);
+  };
+  add_node("QuantizeLinear", {"x", "s", "z"}, "q");
+  add_node("Clip", {"q", "lo", "hi"}, "c");
+  add_node("DequantizeLinear", {"c", "s", "z"}, "y");
+  return p;
+}
+
+TEST(OnnxImport, FakeQuantizationComputesOnnxsDefinitions) {
+  struct Case {
+    float scale;
+    std::int32_t zp;
+    onnx::TensorProto::DataType type;
+    int lo, hi;
+    double x, y;
+  };
+  const std::vector<Case> cases = {
+      {0.5f, 0, onnx::TensorProto::UINT8, 0, 15, 1.25, 1.0},    // 2.5 rounds to even: 2
+      {0.5f, 0, onnx::TensorProto::UINT8, 0, 15, 1.75, 2.0},    // 3.5 rounds to even: 4
+      {0.5f, 0, onnx::TensorProto::UINT8, 0, 15, 100.0, 7.5},   // clipped to code 15
+      {0.5f, 0, onnx::TensorProto::UINT8, 0, 255, -3.0, 0.0},   // uint8 saturates at 0
+      {0.5f, 3, onnx::TensorProto::UINT8, 0, 255, -1.0, -1.0},  // zero point 3: code 1
+      {0.25f, 0, onnx::TensorProto::INT8, -7, 7, -5.0, -1.75},  // int8, clipped to -7
+      {0.25f, 0, onnx::TensorProto::INT8, -128, 127, -100.0, -32.0},
+  };
+  for (const Case& c : cases) {
+    const Model m = parse_onnx(bytes_of(fake_quant_graph(c.scale, c.zp, c.type, c.lo, c.hi)), "fq.onnx");
+    Matrix x(1, 1);
+    x.at(0, 0) = c.x;
+    EXPECT_DOUBLE_EQ(predict_float(m, x).values.at(0), c.y) << c.x << " scale " << c.scale << " zp " << c.zp;
+  }
+  // Refusals name the node and what is wrong.
+  EXPECT_NE(error_of([] { parse_onnx(bytes_of(fake_quant_graph(0.0f, 0, onnx::TensorProto::UINT8, 0, 15)), "fq.onnx"); })
+                .find("not positive"),
+            std::string::npos);
+  onnx::ModelProto bad = fake_quant_graph(0.5f, 0, onnx::TensorProto::UINT8, 0, 15);
+  auto* zp = bad.mutable_graph()->mutable_initializer(1);  // a float zero point
+  zp->set_data_type(onnx::TensorProto::FLOAT);
+  zp->clear_int32_data();
+  zp->add_float_data(0.0f);
+  const std::string msg = error_of([&] { parse_onnx(bytes_of(bad), "fq.onnx"); });
+  EXPECT_NE(msg.find("QuantizeLinear"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("int8 or uint8"), std::string::npos) << msg;
+}
+
+// The weights of a quantization-aware network (initializer -> QuantizeLinear per output
+// channel -> Clip -> DequantizeLinear) are folded at import into fake-quantized initializers
+// whose grid the network keeps: every weight an integer multiple of its channel's step.
+TEST(OnnxImport, QuantizationAwareWeightsAreFoldedOntoTheirGrid) {
+  const Model m = load_model(testing::fixture_path("models/qat_mlp_digits.onnx"));
+  const auto& net = std::get<Network>(m.body);
+  ASSERT_EQ(net.weight_steps.size(), 2u);
+  for (const auto& [name, steps] : net.weight_steps) {
+    const FloatTensor& w = net.initializers.at(name);
+    ASSERT_EQ(w.shape, steps.shape) << name;
+    std::set<double> codes;
+    for (std::size_t e = 0; e < w.data.size(); ++e) {
+      const double k = w.data[e] / steps.data[e];
+      EXPECT_NEAR(k, std::nearbyint(k), 1e-9) << name << "[" << e << "]";
+      codes.insert(std::nearbyint(k));
+    }
+    EXPECT_GE(*codes.begin(), -7.0) << name;
+    EXPECT_LE(*codes.rbegin(), 7.0) << name;
+  }
+  // What is left of the graph: the input's and the hidden layer's fake quantization, two Gemm,
+  // one Relu; no weight path.
+  std::size_t q = 0;
+  for (const auto& n : net.nodes) q += n.op_type == "QuantizeLinear";
+  EXPECT_EQ(q, 2u);
 }
 
 TEST(OnnxImport, GarbageAndDanglingInputsAreRefused) {

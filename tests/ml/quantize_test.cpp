@@ -1,4 +1,5 @@
 // The lowerings' structure and semantics, beyond the fixture accuracy figures.
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -772,6 +773,96 @@ TEST(NetworkLowering, EveryOpPrefixTracksTheFloatValues) {
       EXPECT_LT(worst, (pool_first ? 0.08 : 0.06) * (hi - lo) + 1e-9) << "cut after " << cut << ": range [" << lo << ", " << hi << "]";
     }
   }
+}
+
+// A quantization-aware network keeps the grids its graph declares: the client quantizes the
+// input with the graph's input quantizer, the matmuls hold the QAT weight codes themselves,
+// each hidden unit is one lookup (Relu and the fake quantization after it fused) whose output
+// is the QAT activation code. Only the rounding of accumulators ahead of lookups departs from
+// the model, so the accuracy stays within half a point of the QAT model's own (its float
+// evaluation, which is the fake-quantized network) -- with FHE's approximate reads drawn too.
+TEST(NetworkLowering, QuantizationAwareNetworksKeepTheirGrids) {
+  const Model m = fixture("qat_mlp_digits.onnx");
+  const auto& net = std::get<Network>(m.body);
+  const Matrix calib = testing::load_calibration("digits");
+  const auto split = testing::load_test_split("digits");
+  const QuantizedModel q = compile_model(m, calib, {});
+  // The input: the graph's 4-bit grid on [0, 16] (scale 16/15, codes 0..15).
+  ASSERT_EQ(q.processing.input_quantizers.size(), 64u);
+  for (const auto& iq : q.processing.input_quantizers) {
+    EXPECT_EQ(iq.q_min, 0);
+    EXPECT_EQ(iq.q_max, 15);
+    EXPECT_EQ(iq.zero_point, 0);
+    EXPECT_NEAR(iq.scale, 16.0 / 15.0, 1e-6);
+  }
+  // The weights: the matmul constants are the QAT codes (w / step), column by column.
+  std::vector<const circuit::Node*> matmuls;
+  std::size_t lookups = 0;
+  for (const auto& n : q.circuit.nodes) {
+    if (n.kind == circuit::OpKind::kMatmul) matmuls.push_back(&n);
+    if (n.kind == circuit::OpKind::kLookup) lookups += static_cast<std::size_t>(circuit::element_count(n.shape));
+  }
+  ASSERT_EQ(matmuls.size(), 2u);
+  std::size_t layer = 0;
+  for (const auto& node : net.nodes) {
+    if (node.op_type != "Gemm") continue;
+    const FloatTensor& w = net.initializers.at(node.inputs[1]);  // [out, in], transB
+    const FloatTensor& st = net.weight_steps.at(node.inputs[1]);
+    const circuit::Tensor& c = matmuls[layer++]->constant;  // [in, out]
+    const std::int64_t out = w.shape[0], in = w.shape[1];
+    ASSERT_EQ(c.shape, (circuit::Shape{in, out}));
+    for (std::int64_t j = 0; j < out; ++j)
+      for (std::int64_t i = 0; i < in; ++i) {
+        const auto e = static_cast<std::size_t>(j * in + i);
+        EXPECT_EQ(c.data[static_cast<std::size_t>(i * out + j)], static_cast<std::int64_t>(std::nearbyint(w.data[e] / st.data[e])));
+      }
+  }
+  EXPECT_EQ(lookups, 32u) << "one lookup per hidden unit";
+  // Accuracy against the QAT model's own.
+  const double float_acc = accuracy(predict_float(m, split.features).labels, split.targets);
+  const double clear_acc = accuracy(predict_clear(q, split.features).labels, split.targets);
+  EXPECT_GE(clear_acc, float_acc - 0.005);
+  const circuit::CompiledCircuit cc = circuit::compile(q.circuit);
+  double sum = 0;
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    const double a = accuracy(predict_simulated(q, cc, split.features, seed).labels, split.targets);
+    EXPECT_GE(a, float_acc - 0.01) << "seed " << seed;
+    sum += a;
+  }
+  EXPECT_GE(sum / 5, float_acc - 0.005);
+}
+
+// Univariate ops in a row (each the only reader of the one before) are one lookup.
+TEST(NetworkLowering, ChainsOfUnivariateOpsAreOneLookup) {
+  Model m = fixture("mlp_breast_cancer.onnx");
+  auto& net = std::get<Network>(m.body);
+  const Matrix calib = testing::load_calibration("breast_cancer");
+  const auto count_lookups = [&](const Model& model) {
+    QuantizationOptions o;
+    o.lookup_precision = 5;
+    const QuantizedModel q = compile_model(model, calib, o);
+    std::size_t n = 0;
+    for (const auto& node : q.circuit.nodes) n += node.kind == circuit::OpKind::kLookup;
+    return n;
+  };
+  const std::size_t before = count_lookups(m);
+  // Relu -> Sigmoid -> Neg instead of Relu.
+  auto it = std::find_if(net.nodes.begin(), net.nodes.end(), [](const GraphNode& n) { return n.op_type == "Relu"; });
+  ASSERT_NE(it, net.nodes.end());
+  const std::string out = it->outputs[0];
+  GraphNode sig, neg;
+  sig.op_type = "Sigmoid", sig.name = "sig", sig.inputs = {out + "_r"}, sig.outputs = {out + "_s"};
+  neg.op_type = "Neg", neg.name = "neg", neg.inputs = {out + "_s"}, neg.outputs = {out};
+  it->outputs[0] = out + "_r";
+  it = net.nodes.insert(it + 1, sig);
+  net.nodes.insert(it + 1, neg);
+  EXPECT_EQ(count_lookups(m), before);
+  // And it computes the composition: the clear predictions follow the float ones.
+  const auto split = testing::load_test_split("breast_cancer");
+  const Predictions fp = predict_float(m, split.features), qp = predict_clear(compile_model(m, calib, {}), split.features);
+  std::size_t agree = 0;
+  for (std::size_t r = 0; r < fp.labels.size(); ++r) agree += fp.labels[r] == qp.labels[r];
+  EXPECT_GE(static_cast<double>(agree) / static_cast<double>(fp.labels.size()), 0.9);
 }
 
 }  // namespace

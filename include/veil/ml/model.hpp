@@ -84,10 +84,15 @@ struct TreeEnsemble {
   std::size_t values_per_leaf() const { return tree_output.empty() ? n_outputs : 1; }
 };
 
+// The element type a tensor had in its file (values are held as doubles either way). ONNX's
+// QuantizeLinear saturates to its zero point's type: [0, 255] for uint8, [-128, 127] for int8.
+enum class ElementType : std::uint8_t { kFloat, kInt8, kUint8, kInt32, kInt64 };
+
 // A dense float tensor (network weights and intermediate values).
 struct FloatTensor {
   circuit::Shape shape;
   std::vector<double> data;
+  ElementType type = ElementType::kFloat;
 };
 
 struct Attribute {
@@ -118,6 +123,11 @@ struct Network {
   std::string output_name;
   std::vector<GraphNode> nodes;
   std::map<std::string, FloatTensor> initializers;
+  // Initializers that a DequantizeLinear of constants produced (quantization-aware training:
+  // fake-quantized weights), by name: each element's quantization step, of which the
+  // initializer's element is an integer multiple. The lowering keeps such weights on their
+  // grid instead of quantizing them again.
+  std::map<std::string, FloatTensor> weight_steps;
   std::int64_t opset = 0;
   Link link = Link::kIdentity;  // a trailing Softmax becomes the client's softmax
 };

@@ -137,6 +137,12 @@ struct QuantizationOptions {
   // networks (lookup_precision = 0), 2 for tree ensembles (tree_input_bits = 0).
   double auto_tolerance = 0.01;
   double tree_auto_tolerance = 0.02;
+  // Quantization-aware networks (fake quantization in the graph: QuantizeLinear /
+  // DequantizeLinear) carry their own grids, which the circuit keeps; rounding accumulators
+  // ahead of lookups is the only place it departs from the model, so their automatic precision
+  // answers to a tighter tolerance (half a point) and may go one bit wider.
+  double qat_auto_tolerance = 0.005;
+  unsigned max_qat_lookup_precision = 7;
   // An activation whose only consumer is an unpadded MaxPool runs after it, on the pooled
   // elements (a quarter of them for 2x2 windows): the max then reads rounded accumulator
   // differences, which costs up to one rounding step of accuracy (cnn_digits: 730 -> 442
