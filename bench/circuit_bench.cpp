@@ -83,7 +83,8 @@ const Prepared& prepare(const std::string& name, const std::function<Circuit()>&
     for (std::uint32_t id : cc.circuit.inputs()) {
       const Node& n = cc.circuit.nodes[id];
       Tensor t = Tensor::filled(n.shape, 0);
-      for (auto& v : t.data) v = std::uniform_int_distribution<std::int64_t>(n.attributes[2], n.attributes[3])(rng);
+      const InputAttributes& a = std::get<InputAttributes>(n.attributes);
+      for (auto& v : t.data) v = std::uniform_int_distribution<std::int64_t>(a.lo, a.hi)(rng);
       clear.push_back(std::move(t));
     }
     auto inputs = expand_inputs(cc, encrypt_inputs(cc, secret, clear));

@@ -77,7 +77,7 @@ double node_sq_norm2(const Circuit& c, std::uint32_t id, const std::vector<doubl
     case OpKind::kSum: {
       const Shape& x = c.nodes[n.operands[0]].shape;
       double count = 1;
-      for (std::size_t i = 1; i < n.attributes.size(); ++i) count *= static_cast<double>(x[static_cast<std::size_t>(n.attributes[i])]);
+      for (const std::int64_t axis : std::get<SumAttributes>(n.attributes).axes) count *= static_cast<double>(x[static_cast<std::size_t>(axis)]);
       return count * in(0);
     }
     case OpKind::kReshape:
@@ -269,8 +269,8 @@ CircuitAnalysis analyze(const Circuit& c) {
       const std::uint64_t reduced_span = span_of(x) >> x.trailing_zeros;
       info.reduced_count = static_cast<std::int64_t>(reduced_span) + 1;
       info.precision = width_of_span(reduced_span);
-      info.shared = !n.attributes.empty() && n.attributes[0] == 1;
-      info.neighbour_log2 = n.attributes.size() == 2 ? static_cast<unsigned>(n.attributes[1]) : 0;
+      info.shared = std::get<LookupAttributes>(n.attributes).shared;
+      info.neighbour_log2 = std::get<LookupAttributes>(n.attributes).neighbour_log2;
       if (info.neighbour_log2 > 0 && !info.shared) {
         info.margin = 1;  // a plain PBS with neighbour reads: one box below and one above
         info.reduced_min -= 1;
@@ -297,11 +297,12 @@ CircuitAnalysis analyze(const Circuit& c) {
       RoundBitsInfo info;
       info.node = id;
       info.elements = element_count(n.shape);
-      info.bits = static_cast<unsigned>(n.attributes[0]);
+      const RoundBitsAttributes& attributes = std::get<RoundBitsAttributes>(n.attributes);
+      info.bits = static_cast<unsigned>(attributes.bits);
       info.first_bit = std::min(x.trailing_zeros, info.bits);
-      info.nearest = n.attributes[1] == 1;
+      info.nearest = attributes.mode == RoundingMode::kNearest;
       // Approximate rounding costs nothing: the lookup reading it takes the high bits.
-      const bool approximate = n.attributes[1] == static_cast<std::int64_t>(RoundingMode::kApproximate);
+      const bool approximate = attributes.mode == RoundingMode::kApproximate;
       if (!approximate && info.steps() > 0) a.round_bits.push_back(info);
     }
   }
@@ -439,7 +440,7 @@ Circuit calibrate(Circuit circuit, const std::vector<std::vector<Tensor>>& sampl
     // (which covers every entry they can read).
     if (is_approximate(circuit, static_cast<std::uint32_t>(id))) continue;
     if (n.kind == OpKind::kLookup && is_approximate(circuit, n.operands[0])) continue;
-    if (n.kind == OpKind::kLookup && n.attributes.size() == 2 && n.attributes[1] != 0) continue;  // neighbour reads
+    if (n.kind == OpKind::kLookup && std::get<LookupAttributes>(n.attributes).neighbour_log2 != 0) continue;  // neighbour reads
     circuit.nodes[id].range_hint = ValueRange{lo[id], hi[id], 0};
   }
   return circuit;
@@ -457,7 +458,7 @@ std::vector<double> approximate_read_std_dev(const CompiledCircuit& cc) {
       const Node& n = c.nodes[stack.back()];
       const std::uint32_t at = stack.back();
       stack.pop_back();
-      if (n.kind == OpKind::kRoundBits && n.attributes[1] == static_cast<std::int64_t>(RoundingMode::kApproximate))
+      if (n.kind == OpKind::kRoundBits && std::get<RoundBitsAttributes>(n.attributes).mode == RoundingMode::kApproximate)
         sd[at] = std::max(sd[at], value);
       else if (detail::is_gather(n.kind))
         stack.insert(stack.end(), n.operands.begin(), n.operands.end());

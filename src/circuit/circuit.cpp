@@ -7,6 +7,8 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <variant>
 
 namespace veil::circuit {
 namespace {
@@ -104,9 +106,27 @@ bool broadcastable(const Shape& from, const Shape& to) {
   return true;
 }
 
-void check_attr_count(const Node& n, std::size_t want, const std::string& label) {
-  if (n.attributes.size() != want)
-    fail(label, "expects " + std::to_string(want) + " attributes, got " + std::to_string(n.attributes.size()));
+template <class A, std::size_t I = 0>
+constexpr std::size_t variant_index() {
+  if constexpr (std::is_same_v<std::variant_alternative_t<I, NodeAttributes>, A>)
+    return I;
+  else
+    return variant_index<A, I + 1>();
+}
+
+// The alternative of NodeAttributes each kind carries.
+std::size_t attributes_index(OpKind kind) {
+  switch (kind) {
+    case OpKind::kInput: return variant_index<InputAttributes>();
+    case OpKind::kConv2d: return variant_index<Conv2dOptions>();
+    case OpKind::kSum: return variant_index<SumAttributes>();
+    case OpKind::kTranspose: return variant_index<TransposeAttributes>();
+    case OpKind::kSlice: return variant_index<SliceAttributes>();
+    case OpKind::kConcat: return variant_index<ConcatAttributes>();
+    case OpKind::kLookup: return variant_index<LookupAttributes>();
+    case OpKind::kRoundBits: return variant_index<RoundBitsAttributes>();
+    default: return variant_index<NoAttributes>();
+  }
 }
 
 void check_operand_count(const Node& n, std::size_t want, const std::string& label) {
@@ -148,15 +168,14 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     fail(label, "constant of shape " + shape_string(n.constant.shape) + " holds " +
                     std::to_string(n.constant.data.size()) + " values");
   if (n.kind != OpKind::kLookup && (!n.tables.empty() || !n.table_index.empty())) fail(label, "carries tables it does not use");
+  if (n.attributes.index() != attributes_index(n.kind)) fail(label, "carries the attributes of another operation");
 
   switch (n.kind) {
     case OpKind::kInput: {
       check_operand_count(n, 0, label);
-      check_attr_count(n, 4, label);
       element_count(n.shape, label);
-      const std::int64_t bits = n.attributes[0], sign = n.attributes[1], lo = n.attributes[2], hi = n.attributes[3];
+      const auto& [bits, sign, lo, hi] = std::get<InputAttributes>(n.attributes);
       if (bits < 1 || bits > 62) fail(label, "bit width " + std::to_string(bits) + " is outside [1, 62]");
-      if (sign != 0 && sign != 1) fail(label, "is_signed must be 0 or 1, got " + std::to_string(sign));
       const std::int64_t min = sign ? -(std::int64_t{1} << (bits - 1)) : 0;
       const std::int64_t max = sign ? (std::int64_t{1} << (bits - 1)) - 1 : (std::int64_t{1} << bits) - 1;
       if (lo > hi || lo < min || hi > max)
@@ -168,7 +187,6 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     case OpKind::kAdd:
     case OpKind::kSub: {
       check_operand_count(n, 2, label);
-      check_attr_count(n, 0, label);
       if (operand_shape(0) != operand_shape(1))
         fail(label, "operand shapes " + shape_string(operand_shape(0)) + " and " + shape_string(operand_shape(1)) +
                         " differ (broadcast one explicitly)");
@@ -177,7 +195,6 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     case OpKind::kAddConstant:
     case OpKind::kMulConstant: {
       check_operand_count(n, 1, label);
-      check_attr_count(n, 0, label);
       if (!broadcastable(n.constant.shape, operand_shape(0)))
         fail(label, "constant of shape " + shape_string(n.constant.shape) + " does not broadcast to " +
                         shape_string(operand_shape(0)));
@@ -185,7 +202,6 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     }
     case OpKind::kMatmul: {
       check_operand_count(n, 1, label);
-      check_attr_count(n, 0, label);
       const Shape& x = operand_shape(0);
       if (x.empty()) fail(label, "input is a scalar; matmul needs a last dimension K");
       if (n.constant.shape.size() != 2)
@@ -200,13 +216,13 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     }
     case OpKind::kConv2d: {
       check_operand_count(n, 1, label);
-      check_attr_count(n, 9, label);
       const Shape& x = operand_shape(0);
       const Shape& w = n.constant.shape;
       if (x.size() != 4) fail(label, "input must be [B, C, H, W], got " + shape_string(x));
       if (w.size() != 4) fail(label, "weights must be [O, C/groups, kh, kw], got " + shape_string(w));
-      const auto& a = n.attributes;
-      const std::int64_t sh = a[0], sw = a[1], pt = a[2], pl = a[3], pb = a[4], pr = a[5], dh = a[6], dw = a[7], g = a[8];
+      const Conv2dOptions& a = std::get<Conv2dOptions>(n.attributes);
+      const std::int64_t sh = a.stride_h, sw = a.stride_w, pt = a.pad_top, pl = a.pad_left, pb = a.pad_bottom,
+                         pr = a.pad_right, dh = a.dilation_h, dw = a.dilation_w, g = a.groups;
       if (sh < 1 || sw < 1 || dh < 1 || dw < 1 || sh > (1 << 20) || sw > (1 << 20) || dh > (1 << 20) || dw > (1 << 20))
         fail(label, "strides and dilations must be in [1, 2^20]");
       if (pt < 0 || pl < 0 || pb < 0 || pr < 0 || pt > (1 << 20) || pl > (1 << 20) || pb > (1 << 20) || pr > (1 << 20))
@@ -227,13 +243,12 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     case OpKind::kSum: {
       check_operand_count(n, 1, label);
       const Shape& x = operand_shape(0);
-      if (n.attributes.size() < 2) fail(label, "needs keepdims and at least one axis");
-      const std::int64_t keep = n.attributes[0];
-      if (keep != 0 && keep != 1) fail(label, "keepdims must be 0 or 1");
+      const SumAttributes& a = std::get<SumAttributes>(n.attributes);
+      if (a.axes.empty()) fail(label, "needs keepdims and at least one axis");
+      const bool keep = a.keepdims;
       std::vector<bool> reduced(x.size(), false);
       std::int64_t prev = -1;
-      for (std::size_t i = 1; i < n.attributes.size(); ++i) {
-        const std::int64_t ax = n.attributes[i];
+      for (const std::int64_t ax : a.axes) {
         if (ax <= prev || ax >= static_cast<std::int64_t>(x.size()))
           fail(label, "axes must be ascending, distinct and below the rank " + std::to_string(x.size()) +
                           ", got axis " + std::to_string(ax));
@@ -251,7 +266,6 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     }
     case OpKind::kReshape: {
       check_operand_count(n, 1, label);
-      check_attr_count(n, 0, label);
       const std::int64_t a = element_count(operand_shape(0), label), b = element_count(n.shape, label);
       if (a != b)
         fail(label, "cannot reshape " + shape_string(operand_shape(0)) + " (" + std::to_string(a) + " elements) to " +
@@ -261,12 +275,13 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     case OpKind::kTranspose: {
       check_operand_count(n, 1, label);
       const Shape& x = operand_shape(0);
-      if (n.attributes.size() != x.size())
-        fail(label, "permutation of " + std::to_string(n.attributes.size()) + " axes for a tensor of rank " +
+      const std::vector<std::int64_t>& perm = std::get<TransposeAttributes>(n.attributes).perm;
+      if (perm.size() != x.size())
+        fail(label, "permutation of " + std::to_string(perm.size()) + " axes for a tensor of rank " +
                         std::to_string(x.size()));
       std::vector<bool> seen(x.size(), false);
       Shape out;
-      for (std::int64_t p : n.attributes) {
+      for (std::int64_t p : perm) {
         if (p < 0 || p >= static_cast<std::int64_t>(x.size()) || seen[static_cast<std::size_t>(p)])
           fail(label, "perm is not a permutation of 0.." + std::to_string(static_cast<std::int64_t>(x.size()) - 1));
         seen[static_cast<std::size_t>(p)] = true;
@@ -278,10 +293,13 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
       check_operand_count(n, 1, label);
       const Shape& x = operand_shape(0);
       const std::size_t r = x.size();
-      check_attr_count(n, 3 * r, label);
+      const SliceAttributes& a = std::get<SliceAttributes>(n.attributes);
+      if (a.starts.size() != r || a.ends.size() != r || a.steps.size() != r)
+        fail(label, "expects " + std::to_string(3 * r) + " attributes, got " +
+                        std::to_string(a.starts.size() + a.ends.size() + a.steps.size()));
       Shape out(r);
       for (std::size_t i = 0; i < r; ++i) {
-        const std::int64_t s = n.attributes[i], e = n.attributes[r + i], st = n.attributes[2 * r + i];
+        const std::int64_t s = a.starts[i], e = a.ends[i], st = a.steps[i];
         if (st < 1 || s < 0 || s >= x[i] || e <= s || e > x[i])
           fail(label, "axis " + std::to_string(i) + ": slice " + std::to_string(s) + ":" + std::to_string(e) + ":" +
                           std::to_string(st) + " of a dimension of " + std::to_string(x[i]) +
@@ -292,9 +310,8 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     }
     case OpKind::kConcat: {
       if (n.operands.empty()) fail(label, "needs at least one operand");
-      check_attr_count(n, 1, label);
       const Shape& first = operand_shape(0);
-      const std::int64_t axis = n.attributes[0];
+      const std::int64_t axis = std::get<ConcatAttributes>(n.attributes).axis;
       if (axis < 0 || axis >= static_cast<std::int64_t>(first.size()))
         fail(label, "axis " + std::to_string(axis) + " is outside the rank " + std::to_string(first.size()));
       Shape out = first;
@@ -314,7 +331,6 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     }
     case OpKind::kBroadcast: {
       check_operand_count(n, 1, label);
-      check_attr_count(n, 0, label);
       element_count(n.shape, label);
       if (!broadcastable(operand_shape(0), n.shape))
         fail(label, "cannot broadcast " + shape_string(operand_shape(0)) + " to " + shape_string(n.shape));
@@ -322,15 +338,10 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     }
     case OpKind::kLookup: {
       check_operand_count(n, 1, label);
-      if (n.attributes.size() > 2)
-        fail(label, "expects at most 2 attributes (shared rotations, neighbour reads), got " + std::to_string(n.attributes.size()));
-      if (!n.attributes.empty() && n.attributes[0] != 0 && n.attributes[0] != 1)
-        fail(label, "shared rotations must be 0 or 1, got " + std::to_string(n.attributes[0]));
-      if (n.attributes.size() == 2) {
-        if (n.attributes[1] < 0 || n.attributes[1] > static_cast<std::int64_t>(kMaxNeighbourLog2))
-          fail(label, "neighbour reads must be 0 (exact) or n in [1, " + std::to_string(kMaxNeighbourLog2) +
-                          "] (probability 2^-n), got " + std::to_string(n.attributes[1]));
-      }
+      const unsigned neighbour = std::get<LookupAttributes>(n.attributes).neighbour_log2;
+      if (neighbour > kMaxNeighbourLog2)
+        fail(label, "neighbour reads must be 0 (exact) or n in [1, " + std::to_string(kMaxNeighbourLog2) +
+                        "] (probability 2^-n), got " + std::to_string(neighbour));
       const std::int64_t count = element_count(operand_shape(0), label);
       if (n.tables.empty()) fail(label, "needs at least one table");
       if (n.tables.size() > static_cast<std::size_t>(count) && n.tables.size() > 1)
@@ -357,11 +368,10 @@ Shape infer_shape(const Circuit& c, const Node& n, const std::string& label) {
     }
     case OpKind::kRoundBits: {
       check_operand_count(n, 1, label);
-      check_attr_count(n, 2, label);
-      if (n.attributes[0] < 1 || n.attributes[0] > 61)
-        fail(label, "bits " + std::to_string(n.attributes[0]) + " is outside [1, 61]");
-      if (n.attributes[1] < 0 || n.attributes[1] > 2)
-        fail(label, "mode must be 0 (floor), 1 (nearest) or 2 (approximate), got " + std::to_string(n.attributes[1]));
+      const RoundBitsAttributes& a = std::get<RoundBitsAttributes>(n.attributes);
+      if (a.bits < 1 || a.bits > 61) fail(label, "bits " + std::to_string(a.bits) + " is outside [1, 61]");
+      const auto mode = static_cast<unsigned>(a.mode);
+      if (mode > 2) fail(label, "mode must be 0 (floor), 1 (nearest) or 2 (approximate), got " + std::to_string(mode));
       return operand_shape(0);
     }
   }
@@ -410,7 +420,7 @@ ValueRange infer_range(const Circuit& c, std::uint32_t id, const std::vector<Val
   ValueRange r;
   switch (n.kind) {
     case OpKind::kInput:
-      r = finish(n.attributes[2], n.attributes[3], 0, label);
+      r = finish(std::get<InputAttributes>(n.attributes).lo, std::get<InputAttributes>(n.attributes).hi, 0, label);
       break;
     case OpKind::kAdd:
       r = finish(static_cast<i128>(in(0).lo) + in(1).lo, static_cast<i128>(in(0).hi) + in(1).hi,
@@ -445,7 +455,8 @@ ValueRange infer_range(const Circuit& c, std::uint32_t id, const std::vector<Val
     case OpKind::kConv2d: {
       const Shape& w = n.constant.shape;
       const std::int64_t per_out = w[1] * w[2] * w[3];
-      const bool padded = n.attributes[2] || n.attributes[3] || n.attributes[4] || n.attributes[5];
+      const Conv2dOptions& o = std::get<Conv2dOptions>(n.attributes);
+      const bool padded = o.pad_top || o.pad_left || o.pad_bottom || o.pad_right;
       const i128 xlo = padded ? std::min<std::int64_t>(in(0).lo, 0) : in(0).lo;
       const i128 xhi = padded ? std::max<std::int64_t>(in(0).hi, 0) : in(0).hi;
       const auto weight = [&](std::int64_t o, std::int64_t i) { return n.constant.data[static_cast<std::size_t>(o * per_out + i)]; };
@@ -455,7 +466,7 @@ ValueRange infer_range(const Circuit& c, std::uint32_t id, const std::vector<Val
     case OpKind::kSum: {
       const Shape& x = c.nodes[n.operands[0]].shape;
       i128 count = 1;
-      for (std::size_t i = 1; i < n.attributes.size(); ++i) count *= x[static_cast<std::size_t>(n.attributes[i])];
+      for (const std::int64_t axis : std::get<SumAttributes>(n.attributes).axes) count *= x[static_cast<std::size_t>(axis)];
       r = finish(count * in(0).lo, count * in(0).hi, in(0).trailing_zeros, label);
       break;
     }
@@ -504,18 +515,19 @@ ValueRange infer_range(const Circuit& c, std::uint32_t id, const std::vector<Val
       break;
     }
     case OpKind::kRoundBits: {
-      const unsigned bits = static_cast<unsigned>(n.attributes[0]);
+      const RoundBitsAttributes& a = std::get<RoundBitsAttributes>(n.attributes);
+      const unsigned bits = static_cast<unsigned>(a.bits);
       const ValueRange& x = in(0);
       if (x.trailing_zeros >= bits) {
         r = x;
         break;
       }
-      const i128 shift = n.attributes[1] == 1 ? (static_cast<i128>(1) << (bits - 1)) : 0;
+      const i128 shift = a.mode == RoundingMode::kNearest ? (static_cast<i128>(1) << (bits - 1)) : 0;
       const auto floor_to = [&](i128 v) {
         const i128 s = static_cast<i128>(1) << bits;
         return (v >= 0 ? v / s : -((-v + s - 1) / s)) * s;
       };
-      if (n.attributes[1] == static_cast<std::int64_t>(RoundingMode::kApproximate))
+      if (a.mode == RoundingMode::kApproximate)
         // Floor or the multiple above it, whichever the noise picks near a tie.
         r = finish(floor_to(x.lo), floor_to(x.hi) + (static_cast<i128>(1) << bits), bits, label);
       else
@@ -587,7 +599,7 @@ Value CircuitBuilder::input(const Shape& shape, unsigned bit_width, bool is_sign
   Node n;
   n.kind = OpKind::kInput;
   n.shape = shape;
-  n.attributes = {bit_width, is_signed ? 1 : 0, lo, hi};
+  n.attributes = InputAttributes{bit_width, is_signed, lo, hi};
   n.name = std::move(name);
   return push(std::move(n));
 }
@@ -610,7 +622,7 @@ Value CircuitBuilder::input_range(const Shape& shape, std::int64_t lo, std::int6
   Node n;
   n.kind = OpKind::kInput;
   n.shape = shape;
-  n.attributes = {bits, is_signed ? 1 : 0, lo, hi};
+  n.attributes = InputAttributes{bits, is_signed, lo, hi};
   n.name = std::move(name);
   return push(std::move(n));
 }
@@ -682,7 +694,7 @@ Value CircuitBuilder::conv2d(Value x, const Tensor& weights, const Conv2dOptions
   check_value(x, "conv2d");
   Node n = unary(OpKind::kConv2d, x, std::move(name));
   n.constant = weights;
-  n.attributes = {o.stride_h, o.stride_w, o.pad_top, o.pad_left, o.pad_bottom, o.pad_right, o.dilation_h, o.dilation_w, o.groups};
+  n.attributes = o;
   return push(std::move(n));
 }
 
@@ -693,8 +705,7 @@ Value CircuitBuilder::sum(Value a, std::vector<std::int64_t> axes, bool keepdims
     if (ax < 0) ax += rank;
   std::sort(axes.begin(), axes.end());
   Node n = unary(OpKind::kSum, a, std::move(name));
-  n.attributes = {keepdims ? 1 : 0};
-  n.attributes.insert(n.attributes.end(), axes.begin(), axes.end());
+  n.attributes = SumAttributes{keepdims, std::move(axes)};
   return push(std::move(n));
 }
 
@@ -749,7 +760,7 @@ Value CircuitBuilder::flatten(Value a, std::int64_t axis, std::string name) {
 Value CircuitBuilder::transpose(Value a, std::vector<std::int64_t> perm, std::string name) {
   check_value(a, "transpose");
   Node n = unary(OpKind::kTranspose, a, std::move(name));
-  n.attributes = std::move(perm);
+  n.attributes = TransposeAttributes{std::move(perm)};
   return push(std::move(n));
 }
 
@@ -767,9 +778,7 @@ Value CircuitBuilder::slice(Value a, std::vector<std::int64_t> starts, std::vect
     ends[i] = std::min(ends[i], x[i]);
   }
   Node n = unary(OpKind::kSlice, a, std::move(name));
-  n.attributes = starts;
-  n.attributes.insert(n.attributes.end(), ends.begin(), ends.end());
-  n.attributes.insert(n.attributes.end(), steps.begin(), steps.end());
+  n.attributes = SliceAttributes{std::move(starts), std::move(ends), std::move(steps)};
   return push(std::move(n));
 }
 
@@ -785,7 +794,7 @@ Value CircuitBuilder::concat(const std::vector<Value>& values, std::int64_t axis
     n.operands.push_back(v.id);
   }
   if (!values.empty() && axis < 0) axis += static_cast<std::int64_t>(shape(values[0]).size());
-  n.attributes = {axis};
+  n.attributes = ConcatAttributes{axis};
   return push(std::move(n));
 }
 
@@ -815,6 +824,7 @@ Table CircuitBuilder::table_for(Value v, const TableFunction& f) const {
 Value CircuitBuilder::lookup(Value a, Table table, std::string name) {
   check_value(a, "lookup");
   Node n = unary(OpKind::kLookup, a, std::move(name));
+  n.attributes = LookupAttributes{};
   n.tables.push_back(std::move(table));
   return push(std::move(n));
 }
@@ -829,7 +839,7 @@ Value CircuitBuilder::lookup_per_element(Value a, std::vector<Table> tables, std
   Node n = unary(OpKind::kLookup, a, std::move(name));
   n.tables = std::move(tables);
   n.table_index = std::move(table_index);
-  if (neighbour_log2 != 0) n.attributes = {0, neighbour_log2};
+  n.attributes = LookupAttributes{false, neighbour_log2};
   if (n.tables.size() == 1 && !n.table_index.empty()) {
     for (std::uint32_t t : n.table_index)
       if (t != 0) return push(std::move(n));  // let the check name the bad index
@@ -845,8 +855,7 @@ Value CircuitBuilder::lookup_per_element_shared(Value a, std::vector<Table> tabl
   Node n = unary(OpKind::kLookup, a, std::move(name));
   n.tables = std::move(tables);
   n.table_index = std::move(table_index);
-  n.attributes = {1};
-  if (neighbour_log2 != 0) n.attributes.push_back(neighbour_log2);
+  n.attributes = LookupAttributes{true, neighbour_log2};
   return push(std::move(n));
 }
 
@@ -878,7 +887,7 @@ Value CircuitBuilder::lookup_per_channel(Value a, std::int64_t axis, const std::
 Value CircuitBuilder::round_bits(Value a, unsigned bits, RoundingMode mode, std::string name) {
   check_value(a, "round_bits");
   Node n = unary(OpKind::kRoundBits, a, std::move(name));
-  n.attributes = {bits, static_cast<std::int64_t>(mode)};
+  n.attributes = RoundBitsAttributes{bits, mode};
   return push(std::move(n));
 }
 
@@ -914,8 +923,8 @@ bool is_approximate(const Circuit& circuit, std::uint32_t id) {
     stack.pop_back();
     if (at >= circuit.nodes.size()) continue;
     const Node& n = circuit.nodes[at];
-    if (n.kind == OpKind::kRoundBits && n.attributes.size() == 2 &&
-        n.attributes[1] == static_cast<std::int64_t>(RoundingMode::kApproximate))
+    if (n.kind == OpKind::kRoundBits && std::holds_alternative<RoundBitsAttributes>(n.attributes) &&
+        std::get<RoundBitsAttributes>(n.attributes).mode == RoundingMode::kApproximate)
       return true;
     if (is_gather_kind(n.kind)) stack.insert(stack.end(), n.operands.begin(), n.operands.end());
   }

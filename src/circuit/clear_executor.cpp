@@ -62,11 +62,11 @@ Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& v
       break;
     }
     case OpKind::kConv2d: {
-      const auto& a = n.attributes;
+      const Conv2dOptions& a = std::get<Conv2dOptions>(n.attributes);
       const Shape& xs = c.nodes[n.operands[0]].shape;
       const Shape& w = n.constant.shape;
       const std::int64_t cin = xs[1], h = xs[2], wd = xs[3], cg = w[1], kh = w[2], kw = w[3];
-      const std::int64_t per_group = w[0] / a[8];
+      const std::int64_t per_group = w[0] / a.groups;
       std::size_t e = 0;
       for (std::int64_t b = 0; b < n.shape[0]; ++b)
         for (std::int64_t o = 0; o < n.shape[1]; ++o)
@@ -76,7 +76,8 @@ Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& v
               for (std::int64_t ci = 0; ci < cg; ++ci)
                 for (std::int64_t i = 0; i < kh; ++i)
                   for (std::int64_t j = 0; j < kw; ++j) {
-                    const std::int64_t iy = oy * a[0] - a[2] + i * a[6], ix = ox * a[1] - a[3] + j * a[7];
+                    const std::int64_t iy = oy * a.stride_h - a.pad_top + i * a.dilation_h;
+                    const std::int64_t ix = ox * a.stride_w - a.pad_left + j * a.dilation_w;
                     if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
                     const std::int64_t ch = (o / per_group) * cg + ci;
                     acc += u64(x[static_cast<std::size_t>(((b * cin + ch) * h + iy) * wd + ix)]) *
@@ -89,7 +90,7 @@ Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& v
     case OpKind::kSum: {
       const Shape& xs = c.nodes[n.operands[0]].shape;
       std::vector<bool> reduced(xs.size(), false);
-      for (std::size_t i = 1; i < n.attributes.size(); ++i) reduced[static_cast<std::size_t>(n.attributes[i])] = true;
+      for (const std::int64_t axis : std::get<SumAttributes>(n.attributes).axes) reduced[static_cast<std::size_t>(axis)] = true;
       // Scatter-add every input element into its output element.
       const std::int64_t in_count = static_cast<std::int64_t>(x.size());
       std::vector<u64> acc(y.size(), 0);
@@ -137,9 +138,10 @@ Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& v
       break;
     }
     case OpKind::kRoundBits: {
-      const unsigned bits = static_cast<unsigned>(n.attributes[0]);
+      const RoundBitsAttributes& a = std::get<RoundBitsAttributes>(n.attributes);
+      const unsigned bits = static_cast<unsigned>(a.bits);
       const double sd = noise.std_dev != nullptr ? (*noise.std_dev)[id] : 0.0;
-      if (n.attributes[1] == static_cast<std::int64_t>(RoundingMode::kApproximate) && sd > 0) {
+      if (a.mode == RoundingMode::kApproximate && sd > 0) {
         // floor_b(x) + 2^b * round((x - floor_b(x) + e) / 2^b): exact integers around the
         // rounded-away part, which alone carries the noise.
         std::normal_distribution<double> gauss(0.0, sd);
@@ -153,7 +155,7 @@ Tensor run_node(const Circuit& c, std::uint32_t id, const std::vector<Tensor>& v
         }
         break;
       }
-      const u64 add = n.attributes[1] != 0 ? (u64{1} << (bits - 1)) : 0;  // nearest; approximate reads as nearest
+      const u64 add = a.mode != RoundingMode::kFloor ? (u64{1} << (bits - 1)) : 0;  // nearest; approximate reads as nearest
       const u64 mask = ~((u64{1} << bits) - 1);
       // Two's complement: clearing the low bits is the floor to a multiple of 2^b.
       for (std::size_t e = 0; e < y.size(); ++e) y[e] = wrap((u64(x[e]) + add) & mask);
@@ -194,10 +196,11 @@ std::vector<Tensor> run_all(const Circuit& c, const std::vector<Tensor>& inputs,
         throw std::invalid_argument(label + " has shape " + shape_string(t.shape) + ", expected " + shape_string(n.shape));
       if (t.data.size() != static_cast<std::size_t>(element_count(n.shape)))
         throw std::invalid_argument(label + " holds " + std::to_string(t.data.size()) + " values for its shape");
+      const InputAttributes& a = std::get<InputAttributes>(n.attributes);
       for (std::int64_t v : t.data)
-        if (v < n.attributes[2] || v > n.attributes[3])
+        if (v < a.lo || v > a.hi)
           throw std::invalid_argument(label + " holds " + std::to_string(v) + ", outside its range [" +
-                                      std::to_string(n.attributes[2]) + ", " + std::to_string(n.attributes[3]) + "]");
+                                      std::to_string(a.lo) + ", " + std::to_string(a.hi) + "]");
       values[id] = t;
     } else {
       values[id] = run_node(c, id, values, noise);

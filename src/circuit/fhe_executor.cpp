@@ -358,7 +358,8 @@ CircuitSignature signature_of(const CompiledCircuit& circuit) {
   s.uses_bootstrapping = circuit.uses_bootstrapping;
   for (std::uint32_t id : c.inputs()) {
     const Node& n = c.nodes[id];
-    s.inputs.push_back({n.name, n.shape, n.attributes[2], n.attributes[3], circuit.analysis.widths[id]});
+    const InputAttributes& a = std::get<InputAttributes>(n.attributes);
+    s.inputs.push_back({n.name, n.shape, a.lo, a.hi, circuit.analysis.widths[id]});
   }
   for (std::size_t i = 0; i < c.outputs.size(); ++i) {
     const std::uint32_t id = c.outputs[i];

@@ -67,7 +67,8 @@ GatherMap gather_map(const Circuit& c, std::uint32_t id) {
       // Output axis i reads input axis perm[i].
       const auto xs = strides_of(x);
       std::vector<std::int64_t> base(n.shape.size(), 0), step(n.shape.size());
-      for (std::size_t i = 0; i < n.shape.size(); ++i) step[i] = xs[static_cast<std::size_t>(n.attributes[i])];
+      const std::vector<std::int64_t>& perm = std::get<TransposeAttributes>(n.attributes).perm;
+      for (std::size_t i = 0; i < n.shape.size(); ++i) step[i] = xs[static_cast<std::size_t>(perm[i])];
       strided_sources(n.shape, base, step, m.element);
       break;
     }
@@ -75,16 +76,17 @@ GatherMap gather_map(const Circuit& c, std::uint32_t id) {
       // Output axis i reads input axis i from starts[i] in steps of steps[i].
       const auto xs = strides_of(x);
       const std::size_t r = n.shape.size();
+      const SliceAttributes& a = std::get<SliceAttributes>(n.attributes);
       std::vector<std::int64_t> base(r), step(r);
       for (std::size_t i = 0; i < r; ++i) {
-        base[i] = n.attributes[i] * xs[i];
-        step[i] = n.attributes[2 * r + i] * xs[i];
+        base[i] = a.starts[i] * xs[i];
+        step[i] = a.steps[i] * xs[i];
       }
       strided_sources(n.shape, base, step, m.element);
       break;
     }
     case OpKind::kConcat: {
-      const std::size_t axis = static_cast<std::size_t>(n.attributes[0]);
+      const std::size_t axis = static_cast<std::size_t>(std::get<ConcatAttributes>(n.attributes).axis);
       std::int64_t outer = 1, inner = 1;
       for (std::size_t i = 0; i < axis; ++i) outer *= n.shape[i];
       for (std::size_t i = axis + 1; i < n.shape.size(); ++i) inner *= n.shape[i];
@@ -153,8 +155,9 @@ LinearMap linear_map(const Circuit& c, std::uint32_t id) {
       break;
     }
     case OpKind::kConv2d: {
-      const auto& a = n.attributes;
-      const std::int64_t sh = a[0], sw = a[1], pt = a[2], pl = a[3], dh = a[6], dw = a[7], g = a[8];
+      const Conv2dOptions& a = std::get<Conv2dOptions>(n.attributes);
+      const std::int64_t sh = a.stride_h, sw = a.stride_w, pt = a.pad_top, pl = a.pad_left, dh = a.dilation_h,
+                         dw = a.dilation_w, g = a.groups;
       const Shape& w = n.constant.shape;
       const std::int64_t cin = x[1], h = x[2], wd = x[3], cout = w[0], cg = w[1], kh = w[2], kw = w[3];
       const std::int64_t oh = n.shape[2], ow = n.shape[3];
@@ -185,7 +188,7 @@ LinearMap linear_map(const Circuit& c, std::uint32_t id) {
     case OpKind::kSum: {
       const std::size_t r = x.size();
       std::vector<bool> reduced(r, false);
-      for (std::size_t i = 1; i < n.attributes.size(); ++i) reduced[static_cast<std::size_t>(n.attributes[i])] = true;
+      for (const std::int64_t axis : std::get<SumAttributes>(n.attributes).axes) reduced[static_cast<std::size_t>(axis)] = true;
       // Output element -> the kept coordinates; every reduced coordinate is summed.
       Shape kept, red;
       for (std::size_t i = 0; i < r; ++i) (reduced[i] ? red : kept).push_back(x[i]);

@@ -70,6 +70,15 @@ class Reader : public tfhe::ByteReader<CircuitFail> {
   }
 };
 
+[[noreturn]] void refuse(const std::string& label, const std::string& what) {
+  throw std::invalid_argument(label + ": " + what);
+}
+
+void expect_count(std::span<const std::int64_t> values, std::size_t want, const std::string& label) {
+  if (values.size() != want)
+    refuse(label, "expects " + std::to_string(want) + " attributes, got " + std::to_string(values.size()));
+}
+
 void write_tensor(Writer& w, const Tensor& t) {
   w.i64s(t.shape);
   w.i64s(t.data);
@@ -92,7 +101,7 @@ void write_circuit(Writer& w, const Circuit& c) {
     w.u64(n.operands.size());
     for (std::uint32_t op : n.operands) w.u32(op);
     w.i64s(n.shape);
-    w.i64s(n.attributes);
+    w.i64s(encode_attributes(n.attributes));
     write_tensor(w, n.constant);
     w.u64(n.tables.size());
     for (const Table& t : n.tables) {
@@ -131,7 +140,7 @@ Circuit read_circuit(Reader& r) {
     const std::uint64_t ops = r.count("operand count", 4, kMaxOperands);
     for (std::uint64_t k = 0; k < ops; ++k) n.operands.push_back(r.u32("operand"));
     n.shape = r.i64s("rank", kMaxRank);
-    n.attributes = r.i64s("attribute count", 1 << 16);
+    const std::vector<std::int64_t> attributes = r.i64s("attribute count", 1 << 16);
     n.constant = read_tensor(r);
     const std::uint64_t tables = r.count("table count", 20, static_cast<std::uint64_t>(kMaxTensorElements));
     for (std::uint64_t k = 0; k < tables; ++k) {
@@ -155,6 +164,12 @@ Circuit read_circuit(Reader& r) {
     }
     n.name = r.string("node name");
     c.nodes.push_back(std::move(n));
+    Node& added = c.nodes.back();
+    try {
+      added.attributes = decode_attributes(added.kind, attributes, c.describe_node(static_cast<std::uint32_t>(i)));
+    } catch (const std::invalid_argument& e) {
+      fail(std::string("invalid circuit: ") + e.what());
+    }
   }
   const std::uint64_t outputs = r.count("output count", 8, std::uint64_t{1} << 24);
   for (std::uint64_t k = 0; k < outputs; ++k) {
@@ -216,6 +231,86 @@ Opened open(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes, std::u
 }
 
 }  // namespace
+
+std::vector<std::int64_t> encode_attributes(const NodeAttributes& attributes) {
+  struct Encode {
+    std::vector<std::int64_t> operator()(const NoAttributes&) const { return {}; }
+    std::vector<std::int64_t> operator()(const InputAttributes& a) const {
+      return {a.bit_width, a.is_signed ? 1 : 0, a.lo, a.hi};
+    }
+    std::vector<std::int64_t> operator()(const Conv2dOptions& o) const {
+      return {o.stride_h, o.stride_w, o.pad_top, o.pad_left, o.pad_bottom, o.pad_right, o.dilation_h, o.dilation_w, o.groups};
+    }
+    std::vector<std::int64_t> operator()(const SumAttributes& a) const {
+      std::vector<std::int64_t> v{a.keepdims ? 1 : 0};
+      v.insert(v.end(), a.axes.begin(), a.axes.end());
+      return v;
+    }
+    std::vector<std::int64_t> operator()(const TransposeAttributes& a) const { return a.perm; }
+    std::vector<std::int64_t> operator()(const SliceAttributes& a) const {
+      std::vector<std::int64_t> v = a.starts;
+      v.insert(v.end(), a.ends.begin(), a.ends.end());
+      v.insert(v.end(), a.steps.begin(), a.steps.end());
+      return v;
+    }
+    std::vector<std::int64_t> operator()(const ConcatAttributes& a) const { return {a.axis}; }
+    std::vector<std::int64_t> operator()(const LookupAttributes& a) const {
+      // The shortest form: older readers know exactly these three.
+      if (a.neighbour_log2 != 0) return {a.shared ? 1 : 0, static_cast<std::int64_t>(a.neighbour_log2)};
+      if (a.shared) return {1};
+      return {};
+    }
+    std::vector<std::int64_t> operator()(const RoundBitsAttributes& a) const {
+      return {a.bits, static_cast<std::int64_t>(a.mode)};
+    }
+  };
+  return std::visit(Encode{}, attributes);
+}
+
+NodeAttributes decode_attributes(OpKind kind, std::span<const std::int64_t> v, const std::string& label) {
+  switch (kind) {
+    case OpKind::kInput:
+      expect_count(v, 4, label);
+      if (v[1] != 0 && v[1] != 1) refuse(label, "is_signed must be 0 or 1, got " + std::to_string(v[1]));
+      return InputAttributes{v[0], v[1] == 1, v[2], v[3]};
+    case OpKind::kConv2d:
+      expect_count(v, 9, label);
+      return Conv2dOptions{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]};
+    case OpKind::kSum:
+      if (v.size() < 2) refuse(label, "needs keepdims and at least one axis");
+      if (v[0] != 0 && v[0] != 1) refuse(label, "keepdims must be 0 or 1");
+      return SumAttributes{v[0] == 1, {v.begin() + 1, v.end()}};
+    case OpKind::kTranspose:
+      return TransposeAttributes{{v.begin(), v.end()}};
+    case OpKind::kSlice: {
+      // One third per field; a length that is no multiple of 3 is kept whole in `starts`,
+      // for the builder to refuse against the operand's rank.
+      if (v.size() % 3 != 0) return SliceAttributes{{v.begin(), v.end()}, {}, {}};
+      const std::size_t r = v.size() / 3;
+      return SliceAttributes{{v.begin(), v.begin() + r}, {v.begin() + r, v.begin() + 2 * r}, {v.begin() + 2 * r, v.end()}};
+    }
+    case OpKind::kConcat:
+      expect_count(v, 1, label);
+      return ConcatAttributes{v[0]};
+    case OpKind::kLookup: {
+      if (v.size() > 2)
+        refuse(label, "expects at most 2 attributes (shared rotations, neighbour reads), got " + std::to_string(v.size()));
+      if (!v.empty() && v[0] != 0 && v[0] != 1) refuse(label, "shared rotations must be 0 or 1, got " + std::to_string(v[0]));
+      if (v.size() == 2 && (v[1] < 0 || v[1] > static_cast<std::int64_t>(kMaxNeighbourLog2)))
+        refuse(label, "neighbour reads must be 0 (exact) or n in [1, " + std::to_string(kMaxNeighbourLog2) +
+                          "] (probability 2^-n), got " + std::to_string(v[1]));
+      return LookupAttributes{!v.empty() && v[0] == 1, v.size() == 2 ? static_cast<unsigned>(v[1]) : 0u};
+    }
+    case OpKind::kRoundBits:
+      expect_count(v, 2, label);
+      if (v[1] < 0 || v[1] > 2)
+        refuse(label, "mode must be 0 (floor), 1 (nearest) or 2 (approximate), got " + std::to_string(v[1]));
+      return RoundBitsAttributes{v[0], static_cast<RoundingMode>(v[1])};
+    default:
+      expect_count(v, 0, label);
+      return NoAttributes{};
+  }
+}
 
 std::vector<std::uint8_t> serialize_circuit(const Circuit& circuit) {
   validate_circuit(circuit);

@@ -15,6 +15,7 @@
 
 #include "../common/error_message.hpp"
 #include "veil/circuit/circuit.hpp"
+#include "veil/circuit/serialization.hpp"
 
 namespace veil::circuit {
 namespace {
@@ -51,6 +52,18 @@ void expect_refused_in_child(const std::function<void()>& f) {
 
 ValueRange vr(std::int64_t lo, std::int64_t hi, unsigned tz = 0) { return ValueRange{lo, hi, tz}; }
 
+// A node's attributes in their stored form (serialization.hpp), which the assertions below
+// spell out.
+std::vector<std::int64_t> stored(const Node& n) { return encode_attributes(n.attributes); }
+
+// Rewrites node `id`'s attributes through their stored form, as a forged file would;
+// decoding refuses what the typed form cannot hold (a length or flag out of place).
+void tamper_attributes(Circuit& c, std::uint32_t id, const std::function<void(std::vector<std::int64_t>&)>& f) {
+  std::vector<std::int64_t> v = stored(c.nodes[id]);
+  f(v);
+  c.nodes[id].attributes = decode_attributes(c.nodes[id].kind, v, c.describe_node(id));
+}
+
 Table table(std::int64_t domain_min, unsigned shift, std::vector<std::int64_t> values) {
   return Table{domain_min, shift, std::move(values)};
 }
@@ -77,9 +90,9 @@ TEST(CircuitBuilder, InputsDeclareShapeWidthAndRange) {
   EXPECT_EQ(b.range(r), vr(-5, 9));
   EXPECT_EQ(b.range(u), vr(0, 100));
   // Attributes {bit_width, is_signed, lo, hi}: [-5, 9] needs 5 signed bits, [0, 100] 7 unsigned.
-  EXPECT_EQ(b.peek().nodes[r.id].attributes, (std::vector<std::int64_t>{5, 1, -5, 9}));
-  EXPECT_EQ(b.peek().nodes[u.id].attributes, (std::vector<std::int64_t>{7, 0, 0, 100}));
-  EXPECT_EQ(b.peek().nodes[x.id].attributes, (std::vector<std::int64_t>{4, 0, 0, 15}));
+  EXPECT_EQ(stored(b.peek().nodes[r.id]), (std::vector<std::int64_t>{5, 1, -5, 9}));
+  EXPECT_EQ(stored(b.peek().nodes[u.id]), (std::vector<std::int64_t>{7, 0, 0, 100}));
+  EXPECT_EQ(stored(b.peek().nodes[x.id]), (std::vector<std::int64_t>{4, 0, 0, 15}));
   EXPECT_EQ(b.peek().nodes[x.id].kind, OpKind::kInput);
   EXPECT_EQ(b.peek().nodes[x.id].name, "x");
   EXPECT_EQ(b.peek().inputs(), (std::vector<std::uint32_t>{0, 1, 2, 3}));
@@ -114,9 +127,9 @@ TEST(CircuitBuilder, InputRangesNeedingMoreThan62BitsAreRefused) {
   error_of([&] { b.input_range({1}, -k2p62 - 1, 0, "f"); });
   EXPECT_TRUE(b.peek().nodes.empty());
   const Value ok = b.input_range({1}, -(k2p62 / 2), k2p62 / 2 - 1, "ok");
-  EXPECT_EQ(b.peek().nodes[ok.id].attributes[0], 62);
+  EXPECT_EQ(std::get<InputAttributes>(b.peek().nodes[ok.id].attributes).bit_width, 62);
   const Value ok2 = b.input_range({1}, 0, k2p62 - 1, "ok2");
-  EXPECT_EQ(b.peek().nodes[ok2.id].attributes[0], 62);
+  EXPECT_EQ(std::get<InputAttributes>(b.peek().nodes[ok2.id].attributes).bit_width, 62);
 }
 
 // ---------------------------------------------------------------- element-wise
@@ -312,7 +325,7 @@ TEST(CircuitBuilder, SumAxesAndKeepdims) {
   EXPECT_EQ(b.shape(b.sum(x, {0, 1, 2})), Shape{});
   EXPECT_EQ(b.shape(b.sum_all(x)), Shape{});
   const Value s = b.sum(x, {2, 0}, false, "s");
-  EXPECT_EQ(b.peek().nodes[s.id].attributes, (std::vector<std::int64_t>{0, 0, 2}));  // {keepdims, ascending axes}
+  EXPECT_EQ(stored(b.peek().nodes[s.id]), (std::vector<std::int64_t>{0, 0, 2}));  // {keepdims, ascending axes}
   EXPECT_EQ(b.range(b.sum(x, {2})), vr(-8, 20));       // 4 terms of [-2, 5]
   EXPECT_EQ(b.range(b.sum(x, {0, 2})), vr(-16, 40));   // 8 terms
   EXPECT_EQ(b.range(b.sum_all(x)), vr(-48, 120));      // 24 terms
@@ -381,7 +394,7 @@ TEST(CircuitBuilder, TransposePermutes) {
   const Value x = b.input({2, 3, 4}, 3, false, "x");
   const Value t = b.transpose(x, {2, 0, 1});
   EXPECT_EQ(b.shape(t), (Shape{4, 2, 3}));
-  EXPECT_EQ(b.peek().nodes[t.id].attributes, (std::vector<std::int64_t>{2, 0, 1}));
+  EXPECT_EQ(stored(b.peek().nodes[t.id]), (std::vector<std::int64_t>{2, 0, 1}));
   EXPECT_EQ(b.shape(b.transpose(x, {0, 1, 2})), (Shape{2, 3, 4}));
   EXPECT_EQ(b.range(t), vr(0, 7));
   EXPECT_TRUE(mentions(error_of([&] { b.transpose(x, {0, 0, 1}, "rep"); }), {"transpose 'rep'"}));
@@ -393,7 +406,7 @@ TEST(CircuitBuilder, TransposePermutes) {
 TEST(CircuitBuilder, SliceNormalisesNegativeIndicesAndClampsEnds) {
   CircuitBuilder b;
   const Value x = b.input({10}, 3, false, "x");
-  const auto attrs = [&](Value v) { return b.peek().nodes[v.id].attributes; };
+  const auto attrs = [&](Value v) { return stored(b.peek().nodes[v.id]); };
   const Value a = b.slice(x, {2}, {8}, {3});  // 2, 5
   EXPECT_EQ(b.shape(a), (Shape{2}));
   EXPECT_EQ(attrs(a), (std::vector<std::int64_t>{2, 8, 3}));
@@ -436,7 +449,7 @@ TEST(CircuitBuilder, ConcatJoinsAlongOneAxis) {
   const Value k = b.concat({a, d, a}, 0);
   EXPECT_EQ(b.shape(k), (Shape{7, 3}));
   EXPECT_EQ(b.range(k), vr(0, 9));
-  EXPECT_EQ(b.peek().nodes[k.id].attributes, (std::vector<std::int64_t>{0}));
+  EXPECT_EQ(stored(b.peek().nodes[k.id]), (std::vector<std::int64_t>{0}));
   EXPECT_EQ(b.shape(b.concat({a}, 0)), (Shape{2, 3}));
   EXPECT_TRUE(mentions(error_of([&] { b.concat({a, e}, 0, "cat"); }), {"concat 'cat'", "[3, 4]"}));
   EXPECT_TRUE(mentions(error_of([&] { b.concat({a, c}, 0, "ax0"); }), {"concat 'ax0'"}));
@@ -601,7 +614,7 @@ TEST(CircuitBuilder, RoundBitsRangesPerMode) {
   EXPECT_EQ(b.range(b.round_bits(m, 3)), vr(0, 56, 3));
   const Value r = b.round_bits(x, 3, RoundingMode::kNearest, "rb");
   EXPECT_EQ(b.shape(r), (Shape{3}));
-  EXPECT_EQ(b.peek().nodes[r.id].attributes, (std::vector<std::int64_t>{3, 1}));
+  EXPECT_EQ(stored(b.peek().nodes[r.id]), (std::vector<std::int64_t>{3, 1}));
   EXPECT_TRUE(mentions(error_of([&] { b.round_bits(x, 0, RoundingMode::kFloor, "zero"); }), {"round_bits 'zero'"}));
   EXPECT_TRUE(mentions(error_of([&] { b.round_bits(x, 62, RoundingMode::kFloor, "far"); }), {"round_bits 'far'"}));
   EXPECT_TRUE(mentions(error_of([&] { b.round_bits(x, 2, static_cast<RoundingMode>(3), "mode"); }), {"round_bits 'mode'"}));
@@ -768,7 +781,7 @@ TEST(CircuitBuilder, AddNodeChecksTheDeclaredShape) {
   Node n;
   n.kind = OpKind::kTranspose;
   n.operands = {x.id};
-  n.attributes = {1, 0};
+  n.attributes = TransposeAttributes{{1, 0}};
   n.shape = {2, 3};  // should be [3, 2]
   EXPECT_TRUE(mentions(error_of([&] { b.add_node(n); }), {"transpose", "[2, 3]", "[3, 2]"}));
   n.shape = {3, 2};
@@ -836,24 +849,27 @@ TEST(CircuitBuilder, ValidateCatchesTamperedCircuits) {
       {"tables on a non-lookup", [](Circuit& c) { c.nodes[4].tables = c.nodes[3].tables; }, "sum 's' (node 4)"},
       {"constant on a node without one", [](Circuit& c) { c.nodes[5].constant = Tensor::scalar(3); }, "transpose 't' (node 5)"},
       {"constant data and shape disagree", [](Circuit& c) { c.nodes[1].constant.data.pop_back(); }, "matmul 'mm' (node 1)"},
-      {"input width too large", [](Circuit& c) { c.nodes[0].attributes[0] = 70; }, "input 'x' (node 0)"},
-      {"input range beyond its width", [](Circuit& c) { c.nodes[0].attributes[3] = 16; }, "input 'x' (node 0)"},
-      {"input signedness not 0/1", [](Circuit& c) { c.nodes[0].attributes[1] = 2; }, "input 'x' (node 0)"},
-      {"input missing attributes", [](Circuit& c) { c.nodes[0].attributes.pop_back(); }, "input 'x' (node 0)"},
+      {"input width too large", [](Circuit& c) { tamper_attributes(c, 0, [](auto& a) { a[0] = 70; }); }, "input 'x' (node 0)"},
+      {"input range beyond its width", [](Circuit& c) { tamper_attributes(c, 0, [](auto& a) { a[3] = 16; }); }, "input 'x' (node 0)"},
+      {"input signedness not 0/1", [](Circuit& c) { tamper_attributes(c, 0, [](auto& a) { a[1] = 2; }); }, "input 'x' (node 0)"},
+      {"input missing attributes", [](Circuit& c) { tamper_attributes(c, 0, [](auto& a) { a.pop_back(); }); }, "input 'x' (node 0)"},
       {"unknown kind", [](Circuit& c) { c.nodes[4].kind = static_cast<OpKind>(99); }, "(node 4)"},
-      {"round_bits mode", [](Circuit& c) { c.nodes[2].attributes[1] = 5; }, "round_bits 'rb' (node 2)"},
-      {"round_bits bits", [](Circuit& c) { c.nodes[2].attributes[0] = 0; }, "round_bits 'rb' (node 2)"},
-      {"sum axes not ascending", [](Circuit& c) { c.nodes[4].attributes = {0, 1, 0}; }, "sum 's' (node 4)"},
-      {"sum keepdims not 0/1", [](Circuit& c) { c.nodes[4].attributes[0] = 2; }, "sum 's' (node 4)"},
-      {"slice not normalised", [](Circuit& c) { c.nodes[6].attributes[0] = -2; }, "slice 'sl' (node 6)"},
-      {"slice end past the dimension", [](Circuit& c) { c.nodes[6].attributes[2] = 4; }, "slice 'sl' (node 6)"},
-      {"transpose perm", [](Circuit& c) { c.nodes[5].attributes = {0, 0}; }, "transpose 't' (node 5)"},
+      {"attributes of another kind", [](Circuit& c) { c.nodes[4].attributes = ConcatAttributes{0}; }, "sum 's' (node 4)"},
+      {"round_bits mode", [](Circuit& c) { tamper_attributes(c, 2, [](auto& a) { a[1] = 5; }); }, "round_bits 'rb' (node 2)"},
+      {"round_bits bits", [](Circuit& c) { tamper_attributes(c, 2, [](auto& a) { a[0] = 0; }); }, "round_bits 'rb' (node 2)"},
+      {"sum axes not ascending", [](Circuit& c) { tamper_attributes(c, 4, [](auto& a) { a = {0, 1, 0}; }); }, "sum 's' (node 4)"},
+      {"sum keepdims not 0/1", [](Circuit& c) { tamper_attributes(c, 4, [](auto& a) { a[0] = 2; }); }, "sum 's' (node 4)"},
+      {"slice not normalised", [](Circuit& c) { tamper_attributes(c, 6, [](auto& a) { a[0] = -2; }); }, "slice 'sl' (node 6)"},
+      {"slice end past the dimension", [](Circuit& c) { tamper_attributes(c, 6, [](auto& a) { a[2] = 4; }); }, "slice 'sl' (node 6)"},
+      {"slice attributes of another rank", [](Circuit& c) { tamper_attributes(c, 6, [](auto& a) { a.pop_back(); }); }, "slice 'sl' (node 6)"},
+      {"transpose perm", [](Circuit& c) { tamper_attributes(c, 5, [](auto& a) { a = {0, 0}; }); }, "transpose 't' (node 5)"},
       {"range hint disjoint", [](Circuit& c) { c.nodes[1].range_hint = ValueRange{1000, 2000, 0}; }, "matmul 'mm' (node 1)"},
       {"range hint empty", [](Circuit& c) { c.nodes[1].range_hint = ValueRange{5, 4, 0}; }, "matmul 'mm' (node 1)"},
       {"approximate read by a levelled op",
        [](Circuit& c) {
          Node& n = c.nodes[8];  // the lookup reading node 7, turned into a multiplication
          n.kind = OpKind::kMulConstant;
+         n.attributes = NoAttributes{};
          n.tables.clear();
          n.constant = Tensor::scalar(2);
        },
@@ -865,12 +881,15 @@ TEST(CircuitBuilder, ValidateCatchesTamperedCircuits) {
   for (const Case& k : cases) {
     SCOPED_TRACE(k.what);
     Circuit c = base;
-    k.tamper(c);
-    EXPECT_TRUE(mentions(error_of([&] { validate_circuit(c); }), {k.expect}));
+    EXPECT_TRUE(mentions(error_of([&] {
+                           k.tamper(c);
+                           validate_circuit(c);
+                         }),
+                         {k.expect}));
   }
 }
 
-// Lookup attributes {shared, neighbour}: shared 0 or 1; neighbour reads 0 (exact) or
+// Lookup attributes, stored {shared, neighbour}: shared 0 or 1; neighbour reads 0 (exact) or
 // 1..kMaxNeighbourLog2.
 TEST(CircuitBuilder, LookupAttributesAreSharedThenNeighbourReads) {
   CircuitBuilder b;
@@ -878,16 +897,20 @@ TEST(CircuitBuilder, LookupAttributesAreSharedThenNeighbourReads) {
   b.output(b.lookup_per_element_shared(x, {Table{0, 0, {0, 1, 1, 0, 0, 1, 1, 0}}}, {}), "y");
   Circuit c = std::move(b).build();
   const auto error = [&](std::vector<std::int64_t> attributes) {
-    c.nodes[1].attributes = std::move(attributes);
-    return test_support::error_of<std::invalid_argument>([&] { validate_circuit(c); });
+    return test_support::error_of<std::invalid_argument>([&] {
+      c.nodes[1].attributes = decode_attributes(OpKind::kLookup, attributes, c.describe_node(1));
+      validate_circuit(c);
+    });
   };
   EXPECT_TRUE(test_support::has(error({2}), "shared rotations must be 0 or 1"));
   EXPECT_TRUE(test_support::has(error({1, -1}), "neighbour reads must be 0"));
   EXPECT_TRUE(test_support::has(error({1, 61}), "got 61"));
   EXPECT_TRUE(test_support::has(error({1, 8, 0}), "at most 2 attributes"));
   for (const std::vector<std::int64_t>& ok : {std::vector<std::int64_t>{0}, {1}, {1, 0}, {0, 0}, {1, 8}, {1, 60}, {0, 8}}) {
-    c.nodes[1].attributes = ok;
-    EXPECT_NO_THROW(validate_circuit(c)) << ok.size();
+    EXPECT_NO_THROW({
+      c.nodes[1].attributes = decode_attributes(OpKind::kLookup, ok, c.describe_node(1));
+      validate_circuit(c);
+    }) << ok.size();
   }
   CircuitBuilder nb;
   const Value y = nb.input({2}, 3, false, "x");
@@ -896,12 +919,12 @@ TEST(CircuitBuilder, LookupAttributesAreSharedThenNeighbourReads) {
   const Value z = nb.lookup_per_element_shared(y, {Table{0, 0, {0, 1, 1, 0, 0, 1, 1, 0}}}, {}, "z", 8);
   nb.output(z, "z");
   const Circuit built = std::move(nb).build();
-  EXPECT_EQ(built.nodes[z.id].attributes, (std::vector<std::int64_t>{1, 8}));
+  EXPECT_EQ(stored(built.nodes[z.id]), (std::vector<std::int64_t>{1, 8}));
   CircuitBuilder pb;
   const Value w = pb.input({2}, 3, false, "x");
   const Value plain = pb.lookup_per_element(w, {Table{0, 0, {0, 1, 1, 0, 0, 1, 1, 0}}}, {0, 0}, "p", 9);
   pb.output(plain, "p");
-  EXPECT_EQ(std::move(pb).build().nodes[plain.id].attributes, (std::vector<std::int64_t>{0, 9}));
+  EXPECT_EQ(stored(std::move(pb).build().nodes[plain.id]), (std::vector<std::int64_t>{0, 9}));
 }
 
 }  // namespace

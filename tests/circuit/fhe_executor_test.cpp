@@ -56,7 +56,8 @@ std::vector<Tensor> random_inputs(const Circuit& c) {
   for (std::uint32_t id : c.inputs()) {
     const Node& n = c.nodes[id];
     Tensor t = Tensor::filled(n.shape, 0);
-    for (auto& v : t.data) v = uniform(n.attributes[2], n.attributes[3]);
+    const InputAttributes& a = std::get<InputAttributes>(n.attributes);
+    for (auto& v : t.data) v = uniform(a.lo, a.hi);
     inputs.push_back(std::move(t));
   }
   return inputs;

@@ -116,7 +116,7 @@ void encode_circuit(Encoder& e, const Circuit& c) {
     e.u64(n.operands.size());
     for (std::uint32_t op : n.operands) e.u32(op);
     e.i64s("rank", n.shape);
-    e.i64s("attribute count", n.attributes);
+    e.i64s("attribute count", encode_attributes(n.attributes));
     e.i64s("constant rank", n.constant.shape);
     e.i64s("constant element count", n.constant.data);
     e.mark("table count");

@@ -36,7 +36,7 @@ std::vector<std::uint32_t> approximate_lookups(const circuit::Circuit& c) {
   for (std::uint32_t id = 0; id < c.nodes.size(); ++id) {
     const circuit::Node& n = c.nodes[id];
     if (n.kind != circuit::OpKind::kLookup) continue;
-    const bool neighbour = n.attributes.size() == 2 && n.attributes[1] != 0;
+    const bool neighbour = std::get<circuit::LookupAttributes>(n.attributes).neighbour_log2 != 0;
     if (neighbour || circuit::is_approximate(c, n.operands[0])) ids.push_back(id);
   }
   return ids;
@@ -58,7 +58,7 @@ circuit::Circuit replay_circuit(const circuit::Circuit& c, const std::vector<std
     } else {
       while ((std::int64_t{1} << bits) - 1 < hi) ++bits;
     }
-    in.attributes = {bits, lo < 0 ? 1 : 0, lo, hi};
+    in.attributes = circuit::InputAttributes{bits, lo < 0, lo, hi};
     in.name = "replay_" + std::to_string(id);
     r.nodes[id] = std::move(in);
   }
@@ -145,7 +145,8 @@ std::vector<circuit::Tensor> check_approximate_row(const circuit::CompiledCircui
 
 bool has_approximate_reads(const circuit::Circuit& c) {
   for (const auto& n : c.nodes)
-    if (n.kind == circuit::OpKind::kRoundBits && n.attributes.at(1) == static_cast<std::int64_t>(circuit::RoundingMode::kApproximate))
+    if (n.kind == circuit::OpKind::kRoundBits &&
+        std::get<circuit::RoundBitsAttributes>(n.attributes).mode == circuit::RoundingMode::kApproximate)
       return true;
   return !approximate_lookups(c).empty();
 }

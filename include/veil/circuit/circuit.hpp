@@ -17,9 +17,9 @@
 //   reshape, transpose, slice (positive steps), concat, broadcast (numpy rules)
 //                 data movement only: no cryptographic cost beyond copies
 //   lookup        y = T(x) element-wise; T is one table, or one table per element (a table
-//                 index per element; per-channel tables are expanded to that). Optional
-//                 attributes {shared, neighbour}: shared = 1 evaluates the same values by
-//                 multi-value bootstrapping (lookup_per_element_shared); neighbour = n >= 1
+//                 index per element; per-channel tables are expanded to that). Its
+//                 LookupAttributes: `shared` evaluates the same values by multi-value
+//                 bootstrapping (lookup_per_element_shared); neighbour_log2 = n >= 1
 //                 makes the reads *approximate*: each may return the entry of a neighbouring
 //                 input value (one step of the input's known zero bits away, clamped to the
 //                 input's range) with probability up to 2^-n, which lets the parameter set
@@ -57,6 +57,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "veil/circuit/tensor.hpp"
@@ -111,27 +112,75 @@ struct ValueRange {
   friend bool operator==(const ValueRange&, const ValueRange&) = default;
 };
 
-// Attributes by kind (the serialized form keeps exactly these):
-//   kInput:        attributes = {bit_width, is_signed, lo, hi}
-//   kAddConstant, kMulConstant: constant (broadcastable to shape)
-//   kMatmul:       constant = W [K, M]
-//   kConv2d:       constant = weights [O, C/g, kh, kw];
-//                  attributes = {stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right,
-//                                dilation_h, dilation_w, groups}
-//   kSum:          attributes = {keepdims, axes... (ascending)}
-//   kReshape, kBroadcast: none (the shape says it)
-//   kTranspose:    attributes = perm
-//   kSlice:        attributes = {starts..., ends..., steps...} (rank each, normalised)
-//   kConcat:       attributes = {axis}
-//   kLookup:       tables; table_index empty (one table) or one index per element
-//   kRoundBits:    attributes = {bits, mode}
+struct Conv2dOptions {
+  std::int64_t stride_h = 1, stride_w = 1;
+  std::int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+  std::int64_t dilation_h = 1, dilation_w = 1;
+  std::int64_t groups = 1;
+  friend bool operator==(const Conv2dOptions&, const Conv2dOptions&) = default;
+};
+
+// The attributes of a node, one struct per kind that has any (the builder checks their
+// values; the circuit format stores them as a list of integers, serialization.hpp):
+//   kInput                      InputAttributes
+//   kConv2d                     Conv2dOptions; the weights [O, C/g, kh, kw] are the constant
+//   kSum                        SumAttributes
+//   kTranspose                  TransposeAttributes
+//   kSlice                      SliceAttributes
+//   kConcat                     ConcatAttributes
+//   kLookup                     LookupAttributes; tables, and table_index empty (one table)
+//                               or one index per element
+//   kRoundBits                  RoundBitsAttributes
+//   the others                  NoAttributes: add_constant and mul_constant carry a constant
+//                               (broadcastable to the shape), matmul W [K, M]; reshape and
+//                               broadcast are said by the shape
+struct NoAttributes {
+  friend bool operator==(const NoAttributes&, const NoAttributes&) = default;
+};
+struct InputAttributes {
+  std::int64_t bit_width = 0;  // 1..62
+  bool is_signed = false;
+  std::int64_t lo = 0, hi = 0;  // the declared range, inside the width's
+  friend bool operator==(const InputAttributes&, const InputAttributes&) = default;
+};
+struct SumAttributes {
+  bool keepdims = false;
+  std::vector<std::int64_t> axes;  // ascending, at least one
+  friend bool operator==(const SumAttributes&, const SumAttributes&) = default;
+};
+struct TransposeAttributes {
+  std::vector<std::int64_t> perm;
+  friend bool operator==(const TransposeAttributes&, const TransposeAttributes&) = default;
+};
+// Normalised: 0 <= start < end <= dimension, step >= 1; one entry per axis.
+struct SliceAttributes {
+  std::vector<std::int64_t> starts, ends, steps;
+  friend bool operator==(const SliceAttributes&, const SliceAttributes&) = default;
+};
+struct ConcatAttributes {
+  std::int64_t axis = 0;
+  friend bool operator==(const ConcatAttributes&, const ConcatAttributes&) = default;
+};
+struct LookupAttributes {
+  bool shared = false;             // multi-value bootstrapping (lookup_per_element_shared)
+  unsigned neighbour_log2 = 0;     // 0: exact reads; n: a neighbour with probability <= 2^-n
+  friend bool operator==(const LookupAttributes&, const LookupAttributes&) = default;
+};
+struct RoundBitsAttributes {
+  std::int64_t bits = 0;  // 1..61
+  RoundingMode mode = RoundingMode::kFloor;
+  friend bool operator==(const RoundBitsAttributes&, const RoundBitsAttributes&) = default;
+};
+using NodeAttributes = std::variant<NoAttributes, InputAttributes, Conv2dOptions, SumAttributes, TransposeAttributes,
+                                    SliceAttributes, ConcatAttributes, LookupAttributes, RoundBitsAttributes>;
+
 // range_hint: when set, a range the analysis intersects with the inferred one (calibration
 // writes these; see analysis.hpp).
 struct Node {
   OpKind kind = OpKind::kInput;
   std::vector<std::uint32_t> operands;
   Shape shape;
-  std::vector<std::int64_t> attributes;
+  NodeAttributes attributes;  // the alternative of `kind` (above)
   Tensor constant;
   std::vector<Table> tables;
   std::vector<std::uint32_t> table_index;
@@ -155,13 +204,6 @@ struct Circuit {
 // A handle to a value under construction.
 struct Value {
   std::uint32_t id = 0;
-};
-
-struct Conv2dOptions {
-  std::int64_t stride_h = 1, stride_w = 1;
-  std::int64_t pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
-  std::int64_t dilation_h = 1, dilation_w = 1;
-  std::int64_t groups = 1;
 };
 
 using TableFunction = std::function<std::int64_t(std::int64_t)>;

@@ -25,6 +25,7 @@
 #include <cstdint>
 #include <span>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "veil/error.hpp"
@@ -42,6 +43,24 @@ inline constexpr std::uint16_t kCircuitFormatMajor = 1;
 inline constexpr std::uint16_t kCircuitFormatMinor = 2;
 // Default ceiling on one loaded circuit: 1 GiB.
 inline constexpr std::uint64_t kDefaultMaxCircuitBytes = std::uint64_t{1} << 30;
+
+// A node's attributes as the format stores them, a list of integers by kind:
+//   input       {bit_width, is_signed, lo, hi}
+//   conv2d      {stride_h, stride_w, pad_top, pad_left, pad_bottom, pad_right, dilation_h,
+//                dilation_w, groups}
+//   sum         {keepdims, axes...}
+//   transpose   perm
+//   slice       {starts..., ends..., steps...} (one of each per axis)
+//   concat      {axis}
+//   lookup      {} exact, {1} shared, {shared, neighbour_log2} with neighbour reads
+//   round_bits  {bits, mode}
+//   the others  {}
+std::vector<std::int64_t> encode_attributes(const NodeAttributes& attributes);
+// The attributes of a node of `kind` from their stored list. Throws std::invalid_argument,
+// its message prefixed by `label` (how the node is named), when the list has the wrong
+// length for the kind or a flag other than 0 or 1; the values themselves are the
+// builder's to check.
+NodeAttributes decode_attributes(OpKind kind, std::span<const std::int64_t> values, const std::string& label);
 
 std::vector<std::uint8_t> serialize_circuit(const Circuit& circuit);
 Circuit deserialize_circuit(std::span<const std::uint8_t> bytes, std::uint64_t max_bytes = kDefaultMaxCircuitBytes);
