@@ -212,8 +212,4 @@ Torus GaussianSampler::sample(Csprng& rng) {
   return static_cast<Torus>(static_cast<std::int64_t>(e));
 }
 
-void GaussianSampler::add_noise(Csprng& rng, std::span<Torus> out) {
-  for (auto& x : out) x += sample(rng);
-}
-
 }  // namespace veil::tfhe

@@ -129,11 +129,6 @@ void Fft::twist_torus(const Torus* a, FftScratch& scratch) const {
   }
 }
 
-void Fft::forward_torus(const Torus* a, double* spectrum, FftScratch& scratch) const {
-  twist_torus(a, scratch);
-  forward_twisted(spectrum, scratch);
-}
-
 void Fft::forward_torus_interleaved(const Torus* a, double* spectrum, FftScratch& scratch) const {
   twist_torus(a, scratch);
   execute(true, scratch.data(), scratch.output(), scratch);

@@ -53,11 +53,6 @@ inline std::uint16_t decode_fixed16(const std::uint8_t* src) { return static_cas
 inline std::uint32_t decode_fixed32(const std::uint8_t* src) { return static_cast<std::uint32_t>(decode_fixed(src, 4)); }
 inline std::uint64_t decode_fixed64(const std::uint8_t* src) { return decode_fixed(src, 8); }
 
-// Appends the low n bytes of v, little-endian.
-inline void put_fixed(std::vector<std::uint8_t>& out, std::uint64_t v, int n) {
-  for (int i = 0; i < n; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
-}
-
 // Big-endian (network order), for wire formats that demand it (PostgreSQL's binary
 // parameters). REQUIRES: 1 <= n <= 8.
 inline void encode_big_endian(std::uint8_t* dst, std::uint64_t v, int n) {

@@ -76,7 +76,6 @@ class GaussianSampler {
  public:
   explicit GaussianSampler(double std_dev) : std_dev_(std_dev) {}
   Torus sample(Csprng& rng);
-  void add_noise(Csprng& rng, std::span<Torus> out);
   double std_dev() const { return std_dev_; }
 
  private:

@@ -28,14 +28,6 @@ struct Decomposer {
     if (kept >= 64) return x;
     return (x + (Torus{1} << (63 - kept))) >> (64 - kept);
   }
-  // The torus value the decomposition represents: x~ << (64 - beta*l).
-  Torus closest_representable(Torus x) const {
-    const std::size_t kept = base_log * level_count;
-    if (kept >= 64) return x;
-    return round_to_top_bits(x) << (64 - kept);
-  }
-  // Weight of level j (1-based): 2^(64 - j*beta).
-  Torus level_weight(std::size_t level) const { return Torus{1} << (64 - level * base_log); }
 
   // Digits of one value, most significant level first: digits[0] is d_1.
   void decompose(Torus x, std::int64_t* digits) const {

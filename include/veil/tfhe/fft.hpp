@@ -72,9 +72,8 @@ class Fft {
 
   // coefficients (N doubles) -> spectrum (N doubles, split layout).
   void forward(const double* coefficients, double* spectrum, FftScratch& scratch) const;
-  // Torus values scaled by 2^-64 into [-1/2, 1/2).
-  void forward_torus(const Torus* coefficients, double* spectrum, FftScratch& scratch) const;
-  // The same spectrum, interleaved (a bootstrap key's layout).
+  // Torus values scaled by 2^-64 into [-1/2, 1/2), their spectrum interleaved (a bootstrap
+  // key's layout).
   void forward_torus_interleaved(const Torus* coefficients, double* spectrum, FftScratch& scratch) const;
 
   // Signed integers of at most 2^51 in magnitude -> their spectrum, left interleaved where the
