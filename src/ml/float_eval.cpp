@@ -1,6 +1,7 @@
 // Double-precision evaluation of a Network (the reference for calibration and tests).
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
 #include "network_ops.hpp"
 #include "unary_ops.hpp"
@@ -294,81 +295,329 @@ QuantParams quant_params(const GraphNode& n, const circuit::Shape& x, const Floa
   return p;
 }
 
-void evaluate_node(const Network& net, const GraphNode& n, std::map<std::string, FloatTensor>& v) {
-  {
-    auto in = [&](std::size_t i) -> const FloatTensor& {
-      if (i >= n.inputs.size() || n.inputs[i].empty()) node_fail(n, "missing input " + std::to_string(i));
-      auto it = v.find(n.inputs[i]);
-      if (it == v.end()) node_fail(n, "input '" + n.inputs[i] + "' is not computed");
-      return it->second;
-    };
-    const bool has3 = n.inputs.size() >= 3 && !n.inputs[2].empty();
-    FloatTensor y;
-    const std::string& op = n.op_type;
-    if (op == "QuantizeLinear" || op == "DequantizeLinear") y = quantize_linear(n, in(0), in(1), has3 ? &in(2) : nullptr, op == "QuantizeLinear");
-    else if (op == "Gemm") y = gemm(n, in(0), in(1), has3 ? &in(2) : nullptr);
-    else if (op == "MatMul") y = matmul(n, in(0), in(1));
-    else if (op == "Add") y = elementwise(n, in(0), in(1), '+');
-    else if (op == "Sub") y = elementwise(n, in(0), in(1), '-');
-    else if (op == "Mul") y = elementwise(n, in(0), in(1), '*');
-    else if (op == "Conv") y = conv(n, in(0), in(1), has3 ? &in(2) : nullptr);
-    else if (const auto f = detail::unary_op(n, [&](const std::string& name) -> const FloatTensor* {
-               const auto it = v.find(name);
-               return it == v.end() || !net.initializers.count(name) ? nullptr : &it->second;
-             })) {
-      y = in(0);
-      for (double& e : y.data) e = f->f(e);
-    }
-    else if (op == "BatchNormalization") {
-      const FloatTensor& x = in(0);
-      if (detail::attr_int(n, "training_mode", 0) != 0) node_fail(n, "training_mode = 1 is not supported");
-      const double eps = detail::attr_float(n, "epsilon", 1e-5);
-      const auto &sc = in(1), &bi = in(2), &mean = in(3), &var = in(4);
-      if (x.shape.size() < 2) node_fail(n, "input must have a channel axis");
-      const std::int64_t c = x.shape[1];
-      if (static_cast<std::int64_t>(sc.data.size()) != c || static_cast<std::int64_t>(bi.data.size()) != c ||
-          static_cast<std::int64_t>(mean.data.size()) != c || static_cast<std::int64_t>(var.data.size()) != c)
-        node_fail(n, "parameters must have one entry per channel");
-      std::int64_t inner = 1;
-      for (std::size_t i = 2; i < x.shape.size(); ++i) inner *= x.shape[i];
-      y = x;
-      for (std::int64_t e = 0; e < static_cast<std::int64_t>(y.data.size()); ++e) {
-        const auto ch = static_cast<std::size_t>((e / inner) % c);
-        auto& val = y.data[static_cast<std::size_t>(e)];
-        val = sc.data[ch] * (val - mean.data[ch]) / std::sqrt(var.data[ch] + eps) + bi.data[ch];
-      }
-    } else if (op == "MaxPool") y = pool(n, in(0), true);
-    else if (op == "AveragePool") y = pool(n, in(0), false);
-    else if (op == "GlobalAveragePool") {
-      const FloatTensor& x = in(0);
-      if (x.shape.size() != 4) node_fail(n, "expects NCHW");
-      const std::int64_t hw = x.shape[2] * x.shape[3];
-      y.shape = {x.shape[0], x.shape[1], 1, 1};
-      for (std::int64_t bc = 0; bc < x.shape[0] * x.shape[1]; ++bc) {
-        double s = 0;
-        for (std::int64_t i = 0; i < hw; ++i) s += x.data[static_cast<std::size_t>(bc * hw + i)];
-        y.data.push_back(s / static_cast<double>(hw));
-      }
-    } else if (op == "Flatten") {
-      const FloatTensor& x = in(0);
-      std::int64_t axis = detail::attr_int(n, "axis", 1);
-      if (axis < 0) axis += static_cast<std::int64_t>(x.shape.size());
-      if (axis < 0 || axis > static_cast<std::int64_t>(x.shape.size())) node_fail(n, "axis out of range");
-      std::int64_t a = 1;
-      for (std::int64_t i = 0; i < axis; ++i) a *= x.shape[static_cast<std::size_t>(i)];
-      y = x;
-      y.shape = {a, circuit::element_count(x.shape) / std::max<std::int64_t>(a, 1)};
-    } else if (op == "Reshape") {
-      const FloatTensor& x = in(0);
-      y = x;
-      y.shape = detail::reshape_target(n, x.shape, in(1).data);
-    } else if (op == "Pad") {
-      y = pad(in(0), detail::pad_spec(n, v, net.opset, in(0).shape.size()));
-    } else {
-      node_fail(n, "op is not supported by the evaluator");
-    }
-    v[n.outputs[0]] = std::move(y);
+// The inputs of the node being evaluated.
+struct OpArgs {
+  const Network& net;
+  const GraphNode& n;
+  const std::map<std::string, FloatTensor>& values;
+  const FloatTensor& in(std::size_t i) const {
+    if (i >= n.inputs.size() || n.inputs[i].empty()) node_fail(n, "missing input " + std::to_string(i));
+    const auto it = values.find(n.inputs[i]);
+    if (it == values.end()) node_fail(n, "input '" + n.inputs[i] + "' is not computed");
+    return it->second;
   }
+  const FloatTensor* optional(std::size_t i) const { return i < n.inputs.size() && !n.inputs[i].empty() ? &in(i) : nullptr; }
+  // What the univariate ops' constant inputs (Clip's bounds, the quantizers' scales) read.
+  const FloatTensor* constant(const std::string& name) const {
+    const auto it = values.find(name);
+    return it == values.end() || !net.initializers.count(name) ? nullptr : &it->second;
+  }
+};
+
+namespace {
+
+FloatTensor eval_univariate(const OpArgs& a) {
+  FloatTensor y = a.in(0);
+  if (a.n.op_type == "QuantizeLinear" || a.n.op_type == "DequantizeLinear") {
+    // Per tensor or per axis (fake-quantized weights are per output channel).
+    return quantize_linear(a.n, y, a.in(1), a.optional(2), a.n.op_type == "QuantizeLinear");
+  }
+  const auto f = unary_op(a.n, [&](const std::string& name) { return a.constant(name); });
+  if (!f) node_fail(a.n, "is not a univariate op");
+  for (double& e : y.data) e = f->f(e);
+  y.type = ElementType::kFloat;
+  if (a.n.op_type == "Clip") y.type = a.in(0).type;  // Clip on quantized codes keeps their type
+  return y;
+}
+
+FloatTensor eval_elementwise(const OpArgs& a) {
+  const char op = a.n.op_type == "Add" ? '+' : a.n.op_type == "Sub" ? '-' : '*';
+  return elementwise(a.n, a.in(0), a.in(1), op);
+}
+FloatTensor eval_gemm(const OpArgs& a) { return gemm(a.n, a.in(0), a.in(1), a.optional(2)); }
+FloatTensor eval_matmul(const OpArgs& a) { return matmul(a.n, a.in(0), a.in(1)); }
+FloatTensor eval_conv(const OpArgs& a) { return conv(a.n, a.in(0), a.in(1), a.optional(2)); }
+FloatTensor eval_maxpool(const OpArgs& a) { return pool(a.n, a.in(0), true); }
+FloatTensor eval_avgpool(const OpArgs& a) { return pool(a.n, a.in(0), false); }
+FloatTensor eval_pad(const OpArgs& a) { return pad(a.in(0), pad_spec(a.n, a.values, a.net.opset, a.in(0).shape.size())); }
+
+FloatTensor eval_batchnorm(const OpArgs& a) {
+  const GraphNode& n = a.n;
+  const FloatTensor& x = a.in(0);
+  if (attr_int(n, "training_mode", 0) != 0) node_fail(n, "training_mode = 1 is not supported");
+  const double eps = attr_float(n, "epsilon", 1e-5);
+  const auto &sc = a.in(1), &bi = a.in(2), &mean = a.in(3), &var = a.in(4);
+  if (x.shape.size() < 2) node_fail(n, "input must have a channel axis");
+  const std::int64_t c = x.shape[1];
+  if (static_cast<std::int64_t>(sc.data.size()) != c || static_cast<std::int64_t>(bi.data.size()) != c ||
+      static_cast<std::int64_t>(mean.data.size()) != c || static_cast<std::int64_t>(var.data.size()) != c)
+    node_fail(n, "parameters must have one entry per channel");
+  std::int64_t inner = 1;
+  for (std::size_t i = 2; i < x.shape.size(); ++i) inner *= x.shape[i];
+  FloatTensor y = x;
+  for (std::int64_t e = 0; e < static_cast<std::int64_t>(y.data.size()); ++e) {
+    const auto ch = static_cast<std::size_t>((e / inner) % c);
+    auto& val = y.data[static_cast<std::size_t>(e)];
+    val = sc.data[ch] * (val - mean.data[ch]) / std::sqrt(var.data[ch] + eps) + bi.data[ch];
+  }
+  return y;
+}
+
+FloatTensor eval_global_avgpool(const OpArgs& a) {
+  const FloatTensor& x = a.in(0);
+  if (x.shape.size() != 4) node_fail(a.n, "expects NCHW");
+  const std::int64_t hw = x.shape[2] * x.shape[3];
+  FloatTensor y;
+  y.shape = {x.shape[0], x.shape[1], 1, 1};
+  for (std::int64_t bc = 0; bc < x.shape[0] * x.shape[1]; ++bc) {
+    double s = 0;
+    for (std::int64_t i = 0; i < hw; ++i) s += x.data[static_cast<std::size_t>(bc * hw + i)];
+    y.data.push_back(s / static_cast<double>(hw));
+  }
+  return y;
+}
+
+FloatTensor eval_reshape(const OpArgs& a) {
+  FloatTensor y = a.in(0);
+  y.shape = reshaped_shape(a.n, y.shape, a.values);
+  return y;
+}
+
+// Row-major multi-index helpers for the data-movement ops.
+std::vector<std::int64_t> index_of(std::int64_t e, const Shape& shape) {
+  std::vector<std::int64_t> idx(shape.size());
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    idx[i] = e % shape[i];
+    e /= shape[i];
+  }
+  return idx;
+}
+
+FloatTensor eval_transpose(const OpArgs& a) {
+  const FloatTensor& x = a.in(0);
+  const auto perm = transpose_perm(a.n, x.shape.size());
+  FloatTensor y;
+  for (auto p : perm) y.shape.push_back(x.shape[static_cast<std::size_t>(p)]);
+  const auto xs = circuit::strides_of(x.shape);
+  y.data.resize(x.data.size());
+  for (std::int64_t e = 0; e < static_cast<std::int64_t>(y.data.size()); ++e) {
+    const auto o = index_of(e, y.shape);
+    std::int64_t src = 0;
+    for (std::size_t k = 0; k < perm.size(); ++k) src += o[k] * xs[static_cast<std::size_t>(perm[k])];
+    y.data[static_cast<std::size_t>(e)] = x.data[static_cast<std::size_t>(src)];
+  }
+  return y;
+}
+
+FloatTensor eval_concat(const OpArgs& a) {
+  if (a.n.inputs.empty()) node_fail(a.n, "no input");
+  const FloatTensor& first = a.in(0);
+  const std::int64_t axis = concat_axis(a.n, first.shape.size());
+  FloatTensor y;
+  y.shape = first.shape;
+  y.shape[static_cast<std::size_t>(axis)] = 0;
+  for (std::size_t i = 0; i < a.n.inputs.size(); ++i) {
+    const Shape& s = a.in(i).shape;
+    if (s.size() != first.shape.size()) node_fail(a.n, "inputs of different ranks");
+    for (std::size_t d = 0; d < s.size(); ++d)
+      if (static_cast<std::int64_t>(d) != axis && s[d] != first.shape[d])
+        node_fail(a.n, "input " + std::to_string(i) + " " + circuit::shape_string(s) + " does not match " + circuit::shape_string(first.shape));
+    y.shape[static_cast<std::size_t>(axis)] += s[static_cast<std::size_t>(axis)];
+  }
+  circuit::element_count(y.shape, "node '" + a.n.name + "' output");
+  // Blocks of the inner dimensions, input after input, per outer index.
+  std::int64_t outer = 1;
+  for (std::int64_t d = 0; d < axis; ++d) outer *= first.shape[static_cast<std::size_t>(d)];
+  for (std::int64_t o = 0; o < outer; ++o)
+    for (std::size_t i = 0; i < a.n.inputs.size(); ++i) {
+      const FloatTensor& t = a.in(i);
+      const std::int64_t block = outer ? static_cast<std::int64_t>(t.data.size()) / outer : 0;
+      y.data.insert(y.data.end(), t.data.begin() + o * block, t.data.begin() + (o + 1) * block);
+    }
+  return y;
+}
+
+FloatTensor eval_reduce(const OpArgs& a) {
+  const FloatTensor& x = a.in(0);
+  const ReduceSpec r = reduce_spec(a.n, x.shape, a.values);
+  if (r.axes.empty()) return x;
+  Shape kept = x.shape;
+  std::int64_t count = 1;
+  for (auto ax : r.axes) count *= kept[static_cast<std::size_t>(ax)], kept[static_cast<std::size_t>(ax)] = 1;
+  FloatTensor y;
+  y.shape = kept;
+  y.data.assign(static_cast<std::size_t>(circuit::element_count(kept)), 0.0);
+  const auto ks = circuit::strides_of(kept);
+  for (std::int64_t e = 0; e < static_cast<std::int64_t>(x.data.size()); ++e) {
+    const auto idx = index_of(e, x.shape);
+    std::int64_t dst = 0;
+    for (std::size_t d = 0; d < idx.size(); ++d) dst += (kept[d] == 1 ? 0 : idx[d]) * ks[d];
+    y.data[static_cast<std::size_t>(dst)] += x.data[static_cast<std::size_t>(e)];
+  }
+  if (a.n.op_type == "ReduceMean")
+    for (double& v : y.data) v /= static_cast<double>(count);
+  if (!r.keepdims) {
+    Shape out;
+    for (std::size_t d = 0; d < kept.size(); ++d)
+      if (!std::binary_search(r.axes.begin(), r.axes.end(), static_cast<std::int64_t>(d))) out.push_back(kept[d]);
+    y.shape = out;
+  }
+  return y;
+}
+
+const std::vector<NetworkOp>& registry() {
+  static const std::vector<NetworkOp> ops = [] {
+    std::vector<NetworkOp> v = {
+        {"Add", OpFamily::kElementwise, eval_elementwise},
+        {"Sub", OpFamily::kElementwise, eval_elementwise},
+        {"Mul", OpFamily::kElementwise, eval_elementwise},
+        {"Gemm", OpFamily::kMatmul, eval_gemm},
+        {"MatMul", OpFamily::kMatmul, eval_matmul},
+        {"Conv", OpFamily::kConv, eval_conv},
+        {"BatchNormalization", OpFamily::kBatchNormalization, eval_batchnorm},
+        {"MaxPool", OpFamily::kMaxPool, eval_maxpool},
+        {"AveragePool", OpFamily::kAveragePool, eval_avgpool},
+        {"GlobalAveragePool", OpFamily::kAveragePool, eval_global_avgpool},
+        {"Flatten", OpFamily::kReshape, eval_reshape},
+        {"Reshape", OpFamily::kReshape, eval_reshape},
+        {"Squeeze", OpFamily::kReshape, eval_reshape},
+        {"Unsqueeze", OpFamily::kReshape, eval_reshape},
+        {"Pad", OpFamily::kPad, eval_pad},
+        {"Transpose", OpFamily::kTranspose, eval_transpose},
+        {"Concat", OpFamily::kConcat, eval_concat},
+        {"ReduceSum", OpFamily::kReduce, eval_reduce},
+        {"ReduceMean", OpFamily::kReduce, eval_reduce},
+    };
+    for (const auto& name : unary_op_names()) v.push_back({name, OpFamily::kUnivariate, eval_univariate});
+    std::sort(v.begin(), v.end(), [](const NetworkOp& x, const NetworkOp& y) { return x.name < y.name; });
+    return v;
+  }();
+  return ops;
+}
+
+// An axes list from an attribute (opsets before `input_from`) or a constant input 1;
+// normalised to [0, rank), sorted, each once. nullopt when neither is given.
+std::optional<std::vector<std::int64_t>> axes_of(const GraphNode& n, const std::map<std::string, FloatTensor>& values,
+                                                 std::size_t rank) {
+  std::vector<std::int64_t> axes;
+  if (n.attributes.count("axes")) {
+    axes = attr_ints(n, "axes", {});
+  } else if (n.inputs.size() >= 2 && !n.inputs[1].empty()) {
+    const auto it = values.find(n.inputs[1]);
+    if (it == values.end()) node_fail(n, "the axes must be a constant");
+    for (double d : it->second.data) {
+      if (d != std::floor(d) || std::fabs(d) > 64) node_fail(n, "axis " + std::to_string(d) + " is not a small integer");
+      axes.push_back(static_cast<std::int64_t>(d));
+    }
+  } else {
+    return std::nullopt;
+  }
+  for (auto& ax : axes) {
+    if (ax < -static_cast<std::int64_t>(rank) || ax >= static_cast<std::int64_t>(rank))
+      node_fail(n, "axis " + std::to_string(ax) + " is out of range for rank " + std::to_string(rank));
+    if (ax < 0) ax += static_cast<std::int64_t>(rank);
+  }
+  std::sort(axes.begin(), axes.end());
+  if (std::adjacent_find(axes.begin(), axes.end()) != axes.end()) node_fail(n, "an axis is listed twice");
+  return axes;
+}
+
+}  // namespace
+
+const NetworkOp* find_network_op(const std::string& op_type) {
+  const auto& ops = registry();
+  const auto it = std::lower_bound(ops.begin(), ops.end(), op_type, [](const NetworkOp& o, const std::string& name) { return o.name < name; });
+  return it != ops.end() && it->name == op_type ? &*it : nullptr;
+}
+
+const std::vector<std::string>& network_op_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const auto& op : registry()) v.push_back(op.name);
+    return v;
+  }();
+  return names;
+}
+
+void evaluate_node(const Network& net, const GraphNode& n, std::map<std::string, FloatTensor>& v) {
+  const NetworkOp* op = find_network_op(n.op_type);
+  if (!op) node_fail(n, "op is not supported by the evaluator");
+  if (n.outputs.empty()) node_fail(n, "no output");
+  FloatTensor y = op->evaluate(OpArgs{net, n, v});
+  v[n.outputs[0]] = std::move(y);
+}
+
+Shape reshaped_shape(const GraphNode& n, const Shape& x, const std::map<std::string, FloatTensor>& values) {
+  const std::string& op = n.op_type;
+  if (op == "Flatten") {
+    std::int64_t axis = attr_int(n, "axis", 1);
+    if (axis < 0) axis += static_cast<std::int64_t>(x.size());
+    if (axis < 0 || axis > static_cast<std::int64_t>(x.size())) node_fail(n, "axis out of range");
+    std::int64_t a = 1;
+    for (std::int64_t i = 0; i < axis; ++i) a *= x[static_cast<std::size_t>(i)];
+    return {a, circuit::element_count(x) / std::max<std::int64_t>(a, 1)};
+  }
+  if (op == "Reshape") {
+    if (n.inputs.size() < 2 || !values.count(n.inputs[1])) node_fail(n, "the target shape must be a constant");
+    return reshape_target(n, x, values.at(n.inputs[1]).data);
+  }
+  if (op == "Squeeze") {
+    const auto axes = axes_of(n, values, x.size());
+    Shape out;
+    for (std::size_t d = 0; d < x.size(); ++d) {
+      const bool listed = axes && std::binary_search(axes->begin(), axes->end(), static_cast<std::int64_t>(d));
+      if (listed && x[d] != 1) node_fail(n, "axis " + std::to_string(d) + " of " + circuit::shape_string(x) + " is not of size 1");
+      if (!(listed || (!axes && x[d] == 1))) out.push_back(x[d]);
+    }
+    return out;
+  }
+  if (op == "Unsqueeze") {
+    const std::size_t rank = x.size() + (n.attributes.count("axes") ? attr_ints(n, "axes", {}).size()
+                                         : n.inputs.size() >= 2 && values.count(n.inputs[1]) ? values.at(n.inputs[1]).data.size()
+                                                                                             : 0);
+    const auto axes = axes_of(n, values, rank);
+    if (!axes || axes->empty()) node_fail(n, "the axes are required");
+    if (rank > circuit::kMaxRank) node_fail(n, "rank " + std::to_string(rank) + " exceeds " + std::to_string(circuit::kMaxRank));
+    Shape out;
+    std::size_t next = 0;
+    for (std::size_t d = 0; d < rank; ++d)
+      out.push_back(std::binary_search(axes->begin(), axes->end(), static_cast<std::int64_t>(d)) ? 1 : x[next++]);
+    return out;
+  }
+  node_fail(n, "is not a reshape");
+}
+
+std::vector<std::int64_t> transpose_perm(const GraphNode& n, std::size_t rank) {
+  std::vector<std::int64_t> perm = attr_ints(n, "perm", {});
+  if (perm.empty())
+    for (std::size_t d = rank; d-- > 0;) perm.push_back(static_cast<std::int64_t>(d));
+  if (perm.size() != rank) node_fail(n, "perm has " + std::to_string(perm.size()) + " entries for rank " + std::to_string(rank));
+  std::vector<bool> seen(rank, false);
+  for (auto p : perm) {
+    if (p < 0 || p >= static_cast<std::int64_t>(rank) || seen[static_cast<std::size_t>(p)]) node_fail(n, "perm is not a permutation");
+    seen[static_cast<std::size_t>(p)] = true;
+  }
+  return perm;
+}
+
+std::int64_t concat_axis(const GraphNode& n, std::size_t rank) {
+  if (!n.attributes.count("axis")) node_fail(n, "the axis attribute is required");
+  std::int64_t axis = attr_int(n, "axis", 0);
+  if (axis < -static_cast<std::int64_t>(rank) || axis >= static_cast<std::int64_t>(rank))
+    node_fail(n, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
+  return axis < 0 ? axis + static_cast<std::int64_t>(rank) : axis;
+}
+
+ReduceSpec reduce_spec(const GraphNode& n, const Shape& x, const std::map<std::string, FloatTensor>& values) {
+  ReduceSpec r;
+  r.keepdims = attr_int(n, "keepdims", 1) != 0;
+  const auto axes = axes_of(n, values, x.size());
+  if (axes && !axes->empty()) {
+    r.axes = *axes;
+  } else if (attr_int(n, "noop_with_empty_axes", 0) == 0) {
+    for (std::size_t d = 0; d < x.size(); ++d) r.axes.push_back(static_cast<std::int64_t>(d));
+  }
+  return r;
 }
 
 }  // namespace detail

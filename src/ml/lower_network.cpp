@@ -375,7 +375,6 @@ class NetworkLowering {
   }
 
   void lower_node(const GraphNode& n) {
-    const std::string& op = n.op_type;
     const std::string& out = n.outputs[0];
     bool any_enc = false;
     if (adopted_input_.count(n.name)) return;  // the input's own quantization (input_grid)
@@ -383,57 +382,33 @@ class NetworkLowering {
       if (enc_.count(in) || deferred_.count(in) || chains_.count(in)) any_enc = true;
     if (!any_enc) fail(n, "does not depend on the network input (constant subgraphs are not folded)");
 
-    if (const auto f = unary_op(n, [this](const std::string& name) { return constant(name); })) {
-      lower_univariate(n, *f);
-    } else if (op == "Add" || op == "Sub" || op == "Mul") {
-      lower_elementwise(n);
-    } else if (op == "Gemm" || op == "MatMul") {
-      lower_gemm(n);
-    } else if (op == "Conv") {
-      lower_conv(n);
-    } else if (op == "BatchNormalization") {
-      Enc x = encrypted(n, 0);
-      if (attr_int(n, "training_mode", 0) != 0) fail(n, "training_mode = 1 is not supported");
-      const double eps = attr_float(n, "epsilon", 1e-5);
-      const FloatTensor *sc = constant(n.inputs.at(1)), *bi = constant(n.inputs.at(2)), *mean = constant(n.inputs.at(3)),
-                        *var = constant(n.inputs.at(4));
-      if (!sc || !bi || !mean || !var) fail(n, "parameters must be constants");
-      const std::int64_t c = x.shape.at(1);
-      const std::int64_t inner = static_cast<std::int64_t>(x.s.size()) / c;
-      if (static_cast<std::int64_t>(sc->data.size()) != c) fail(n, "parameters must have one entry per channel");
-      for (std::size_t e = 0; e < x.s.size(); ++e) {
-        const auto ch = static_cast<std::size_t>((static_cast<std::int64_t>(e) / inner) % c);
-        const double a = sc->data[ch] / std::sqrt(var->data[ch] + eps);
-        const double d = bi->data[ch] - mean->data[ch] * a;
-        x.s[e] *= a;
-        x.b[e] = x.b[e] * a + d;
+    const NetworkOp* op = find_network_op(n.op_type);
+    if (!op) fail(n, "op is not supported by the lowering");
+    switch (op->family) {
+      case OpFamily::kUnivariate: {
+        const auto f = unary_op(n, [this](const std::string& name) { return constant(name); });
+        if (!f) fail(n, "is not a univariate op");
+        lower_univariate(n, *f);
+        break;
       }
-      enc_[out] = x;
-    } else if (op == "MaxPool") {
-      lower_maxpool(n);
-    } else if (op == "AveragePool" || op == "GlobalAveragePool") {
-      lower_avgpool(n, op == "GlobalAveragePool");
-    } else if (op == "Flatten" || op == "Reshape") {
-      Enc x = encrypted(n, 0);
-      Shape target;
-      if (op == "Flatten") {
-        std::int64_t axis = attr_int(n, "axis", 1);
-        if (axis < 0) axis += static_cast<std::int64_t>(x.shape.size());
-        std::int64_t a = 1;
-        for (std::int64_t i = 0; i < axis; ++i) a *= x.shape[static_cast<std::size_t>(i)];
-        target = {a, static_cast<std::int64_t>(x.s.size()) / std::max<std::int64_t>(a, 1)};
-      } else {
-        const FloatTensor* spec = constant(n.inputs.at(1));
-        if (!spec) fail(n, "the target shape must be a constant");
-        target = reshape_target(n, x.shape, spec->data);
+      case OpFamily::kElementwise: lower_elementwise(n); break;
+      case OpFamily::kMatmul: lower_gemm(n); break;
+      case OpFamily::kConv: lower_conv(n); break;
+      case OpFamily::kBatchNormalization: lower_batchnorm(n); break;
+      case OpFamily::kMaxPool: lower_maxpool(n); break;
+      case OpFamily::kAveragePool: lower_avgpool(n, n.op_type == "GlobalAveragePool"); break;
+      case OpFamily::kReshape: {
+        Enc x = encrypted(n, 0);
+        const Shape target = reshaped_shape(n, x.shape, net_.initializers);
+        x.v = builder_.reshape(x.v, target, n.name);
+        x.shape = target;
+        enc_[out] = x;
+        break;
       }
-      x.v = builder_.reshape(x.v, target, n.name);
-      x.shape = target;
-      enc_[out] = x;
-    } else if (op == "Pad") {
-      lower_pad(n);
-    } else {
-      fail(n, "op is not supported by the lowering");
+      case OpFamily::kPad: lower_pad(n); break;
+      case OpFamily::kTranspose: lower_transpose(n); break;
+      case OpFamily::kConcat: lower_concat(n); break;
+      case OpFamily::kReduce: lower_reduce(n); break;
     }
   }
 
@@ -593,6 +568,120 @@ class NetworkLowering {
     if (consumer->outputs.size() > 1 && !consumer->outputs[1].empty()) return false;
     const Window win = pool_window(*consumer, x.shape);
     return !(win.pad_top || win.pad_left || win.pad_bottom || win.pad_right);
+  }
+
+  void lower_batchnorm(const GraphNode& n) {
+    Enc x = encrypted(n, 0);
+    if (attr_int(n, "training_mode", 0) != 0) fail(n, "training_mode = 1 is not supported");
+    const double eps = attr_float(n, "epsilon", 1e-5);
+    const FloatTensor *sc = constant(n.inputs.at(1)), *bi = constant(n.inputs.at(2)), *mean = constant(n.inputs.at(3)),
+                      *var = constant(n.inputs.at(4));
+    if (!sc || !bi || !mean || !var) fail(n, "parameters must be constants");
+    const std::int64_t c = x.shape.at(1);
+    const std::int64_t inner = static_cast<std::int64_t>(x.s.size()) / c;
+    if (static_cast<std::int64_t>(sc->data.size()) != c) fail(n, "parameters must have one entry per channel");
+    for (std::size_t e = 0; e < x.s.size(); ++e) {
+      const auto ch = static_cast<std::size_t>((static_cast<std::int64_t>(e) / inner) % c);
+      const double a = sc->data[ch] / std::sqrt(var->data[ch] + eps);
+      const double d = bi->data[ch] - mean->data[ch] * a;
+      x.s[e] *= a;
+      x.b[e] = x.b[e] * a + d;
+    }
+    enc_[n.outputs[0]] = x;
+  }
+
+  // The interpretation follows its elements through data movement: (s, b) of output element e
+  // are those of the input element it copies (source[e]).
+  static void move_interpretation(const Enc& x, Enc& y, const std::vector<std::int64_t>& source) {
+    y.s.clear(), y.b.clear();
+    for (auto e : source) y.s.push_back(x.s[static_cast<std::size_t>(e)]), y.b.push_back(x.b[static_cast<std::size_t>(e)]);
+  }
+
+  void lower_transpose(const GraphNode& n) {
+    const Enc& x = encrypted(n, 0);
+    const auto perm = transpose_perm(n, x.shape.size());
+    Enc y;
+    y.v = builder_.transpose(x.v, perm, n.name);
+    y.shape = builder_.shape(y.v);
+    const auto xs = circuit::strides_of(x.shape), ys = circuit::strides_of(y.shape);
+    std::vector<std::int64_t> source(x.s.size());
+    for (std::int64_t e = 0; e < static_cast<std::int64_t>(source.size()); ++e) {
+      std::int64_t src = 0;
+      for (std::size_t k = 0; k < perm.size(); ++k) src += ((e / ys[k]) % y.shape[k]) * xs[static_cast<std::size_t>(perm[k])];
+      source[static_cast<std::size_t>(e)] = src;
+    }
+    move_interpretation(x, y, source);
+    enc_[n.outputs[0]] = y;
+  }
+
+  // Concat of encrypted tensors; each keeps its interpretation. A constant operand would have
+  // to be encrypted by the server: refused.
+  void lower_concat(const GraphNode& n) {
+    std::vector<Enc> parts;
+    for (std::size_t i = 0; i < n.inputs.size(); ++i) {
+      if (!enc_.count(n.inputs[i]) && constant(n.inputs[i]))
+        fail(n, "input " + std::to_string(i) + " is a constant; only encrypted tensors can be concatenated");
+      parts.push_back(encrypted(n, i));
+    }
+    if (parts.empty()) fail(n, "no input");
+    const std::int64_t axis = concat_axis(n, parts[0].shape.size());
+    std::vector<Value> values;
+    for (const auto& p : parts) values.push_back(p.v);
+    Enc y;
+    y.v = builder_.concat(values, axis, n.name);
+    y.shape = builder_.shape(y.v);
+    std::int64_t outer = 1;
+    for (std::int64_t d = 0; d < axis; ++d) outer *= y.shape[static_cast<std::size_t>(d)];
+    for (std::int64_t o = 0; o < outer; ++o)
+      for (const auto& p : parts) {
+        const auto block = static_cast<std::int64_t>(p.s.size()) / outer;
+        y.s.insert(y.s.end(), p.s.begin() + o * block, p.s.begin() + (o + 1) * block);
+        y.b.insert(y.b.end(), p.b.begin() + o * block, p.b.begin() + (o + 1) * block);
+      }
+    enc_[n.outputs[0]] = y;
+  }
+
+  // ReduceSum / ReduceMean: an encrypted sum, once the summed elements share one scale (else
+  // requantized to one first, a lookup per element); the offsets add up.
+  void lower_reduce(const GraphNode& n) {
+    Enc x = encrypted(n, 0);
+    const ReduceSpec r = reduce_spec(n, x.shape, net_.initializers);
+    if (r.axes.empty()) {
+      enc_[n.outputs[0]] = x;
+      return;
+    }
+    Shape kept = x.shape;
+    std::int64_t count = 1;
+    for (auto ax : r.axes) count *= kept[static_cast<std::size_t>(ax)], kept[static_cast<std::size_t>(ax)] = 1;
+    const auto ks = circuit::strides_of(kept), xs = circuit::strides_of(x.shape);
+    const auto target = [&](std::int64_t e) {
+      std::int64_t dst = 0;
+      for (std::size_t d = 0; d < kept.size(); ++d) dst += (kept[d] == 1 ? 0 : (e / xs[d]) % x.shape[d]) * ks[d];
+      return static_cast<std::size_t>(dst);
+    };
+    const auto out_count = static_cast<std::size_t>(circuit::element_count(kept));
+    const auto uniform = [&](const Enc& t) {
+      std::vector<double> first(out_count, NAN);
+      for (std::size_t e = 0; e < t.s.size(); ++e) {
+        double& f = first[target(static_cast<std::int64_t>(e))];
+        if (std::isnan(f)) f = t.s[e];
+        else if (std::fabs(t.s[e] - f) > 1e-12 * std::fabs(f)) return false;
+      }
+      return true;
+    };
+    if (!uniform(x)) x = requantize(x, n.inputs[0], n.name + "/requantize");
+    const double divisor = n.op_type == "ReduceMean" ? static_cast<double>(count) : 1.0;
+    Enc y;
+    y.v = builder_.sum(x.v, r.axes, r.keepdims, n.name);
+    y.shape = builder_.shape(y.v);
+    y.s.assign(out_count, 0.0);
+    y.b.assign(out_count, 0.0);
+    for (std::size_t e = 0; e < x.s.size(); ++e) {
+      const std::size_t t = target(static_cast<std::int64_t>(e));
+      y.s[t] = x.s[e] / divisor;
+      y.b[t] += x.b[e] / divisor;
+    }
+    enc_[n.outputs[0]] = y;
   }
 
   void lower_elementwise(const GraphNode& n) {

@@ -156,10 +156,56 @@ struct QuantParams {
 // than the scale, an axis out of range or a per-axis scale whose length is not the axis'.
 QuantParams quant_params(const GraphNode& n, const circuit::Shape& x, const FloatTensor& scale, const FloatTensor* zero_point);
 
+// The ops of a network graph, in one registry: the importer accepts exactly these (besides
+// Constant and Identity, which it folds, and a final Softmax, which it hands to the client),
+// the float evaluator computes each by its entry, and the lowering handles each family (a
+// switch over OpFamily, which the compiler checks is complete).
+enum class OpFamily {
+  kUnivariate,         // y = f(x) per element (unary_ops.hpp): one lookup
+  kElementwise,        // Add, Sub, Mul: by constants, or of two encrypted tensors
+  kMatmul,             // Gemm, MatMul by constant weights
+  kConv,               // Conv by constant weights
+  kBatchNormalization, // an affine map per channel
+  kMaxPool,
+  kAveragePool,        // AveragePool, GlobalAveragePool
+  kReshape,            // Flatten, Reshape, Squeeze, Unsqueeze: the same elements in order
+  kPad,
+  kTranspose,
+  kConcat,
+  kReduce,             // ReduceSum, ReduceMean
+};
+
+struct OpArgs;  // a node's inputs while it is evaluated (float_eval.cpp)
+struct NetworkOp {
+  std::string name;
+  OpFamily family;
+  FloatTensor (*evaluate)(const OpArgs&);
+};
+// The registry entry of an ONNX op type, or null when the op is not supported.
+const NetworkOp* find_network_op(const std::string& op_type);
+// Every op type of the registry, sorted.
+const std::vector<std::string>& network_op_names();
+
 // Evaluates one node on `values` (initializers and computed tensors by name) and stores its
 // output there. Throws std::invalid_argument naming the node. The network evaluator and the
 // importer's constant folding share it.
 void evaluate_node(const Network& net, const GraphNode& n, std::map<std::string, FloatTensor>& values);
+
+// Shape ops, read the same way by the evaluator and the lowering. `values` holds the constant
+// inputs (initializers); axes come from an attribute (older opsets) or a constant input.
+// Output shape of Flatten, Reshape, Squeeze or Unsqueeze on x.
+circuit::Shape reshaped_shape(const GraphNode& n, const circuit::Shape& x, const std::map<std::string, FloatTensor>& values);
+// Transpose's permutation (default: the reversed axes), checked.
+std::vector<std::int64_t> transpose_perm(const GraphNode& n, std::size_t rank);
+// Concat's axis, normalised to [0, rank).
+std::int64_t concat_axis(const GraphNode& n, std::size_t rank);
+// ReduceSum / ReduceMean: the reduced axes (ascending, normalised; empty = none, the identity)
+// and whether they stay as size-1 dimensions.
+struct ReduceSpec {
+  std::vector<std::int64_t> axes;
+  bool keepdims = true;
+};
+ReduceSpec reduce_spec(const GraphNode& n, const circuit::Shape& x, const std::map<std::string, FloatTensor>& values);
 
 // Float reference ops, shared with the lowering (offsets through convolutions and pools).
 FloatTensor conv_float(const GraphNode& n, const FloatTensor& x, const FloatTensor& w, const FloatTensor* bias);

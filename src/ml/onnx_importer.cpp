@@ -11,17 +11,15 @@
 #include "veil/ml/data.hpp"
 #include "veil/ml/importers.hpp"
 #include "network_ops.hpp"
-#include "unary_ops.hpp"
 
 namespace veil::ml {
 
 const std::vector<std::string>& supported_onnx_ops() {
   static const std::vector<std::string> ops = [] {
-    std::vector<std::string> v = {"Add",     "AveragePool", "BatchNormalization", "Constant", "Conv",    "Flatten",
-                                  "Gemm",    "GlobalAveragePool", "Identity",     "MatMul",   "MaxPool", "Mul",
-                                  "Pad",     "Reshape",     "Softmax",            "Sub"};
-    // The univariate elementwise ops, each one lookup (unary_ops.hpp).
-    for (const auto& name : detail::unary_op_names()) v.push_back(name);
+    // The registry's ops (network_ops.hpp), and what the importer itself resolves: Constant
+    // and Identity are folded away, a final Softmax becomes the client's link.
+    std::vector<std::string> v = detail::network_op_names();
+    for (const char* name : {"Constant", "Identity", "Softmax"}) v.push_back(name);
     std::sort(v.begin(), v.end());
     return v;
   }();

@@ -865,5 +865,110 @@ TEST(NetworkLowering, ChainsOfUnivariateOpsAreOneLookup) {
   EXPECT_GE(static_cast<double>(agree) / static_cast<double>(fp.labels.size()), 0.9);
 }
 
+GraphNode graph_node(const std::string& op, std::vector<std::string> in, const std::string& out,
+                     std::map<std::string, Attribute> attributes = {}) {
+  GraphNode n;
+  n.op_type = op;
+  n.name = op + "/" + out;
+  n.inputs = std::move(in);
+  n.outputs = {out};
+  n.attributes = std::move(attributes);
+  return n;
+}
+Attribute ints_attribute(std::vector<std::int64_t> v) {
+  Attribute a;
+  a.type = Attribute::Type::kInts;
+  a.ints = std::move(v);
+  return a;
+}
+Attribute int_attribute(std::int64_t v) {
+  Attribute a;
+  a.type = Attribute::Type::kInt;
+  a.i = v;
+  return a;
+}
+
+// The shape ops PyTorch emits, computed as ONNX defines them.
+TEST(NetworkOps, ShapeOpsComputeOnnxsDefinitions) {
+  Network net;
+  net.input_name = "x";
+  net.input_shape = {1, 2, 3};  // x[0][i][j] = 10 i + j
+  net.opset = 13;
+  net.initializers["ax1"] = FloatTensor{{1}, {1.0}};
+  net.initializers["ax_last"] = FloatTensor{{1}, {-1.0}};
+  net.nodes = {graph_node("Transpose", {"x"}, "t", {{"perm", ints_attribute({0, 2, 1})}}),
+               graph_node("Unsqueeze", {"x", "ax1"}, "u"),
+               graph_node("Squeeze", {"u", "ax1"}, "sq"),
+               graph_node("Concat", {"x", "t_back"}, "c", {{"axis", int_attribute(-1)}}),
+               graph_node("ReduceSum", {"x", "ax_last"}, "rs", {{"keepdims", int_attribute(0)}}),
+               graph_node("ReduceMean", {"x"}, "rm", {{"axes", ints_attribute({1})}}),
+               graph_node("ReduceSum", {"x"}, "all")};
+  // t_back: Transpose of t back to x's layout, so that Concat reads two [1, 2, 3].
+  net.nodes.insert(net.nodes.begin() + 1, graph_node("Transpose", {"t"}, "t_back", {{"perm", ints_attribute({0, 2, 1})}}));
+  net.output_name = "all";
+  const FloatTensor x{{1, 2, 3}, {0, 1, 2, 10, 11, 12}};
+  const auto v = evaluate_network(net, x);
+  EXPECT_EQ(v.at("t").shape, (circuit::Shape{1, 3, 2}));
+  EXPECT_EQ(v.at("t").data, (std::vector<double>{0, 10, 1, 11, 2, 12}));
+  EXPECT_EQ(v.at("u").shape, (circuit::Shape{1, 1, 2, 3}));
+  EXPECT_EQ(v.at("sq").shape, (circuit::Shape{1, 2, 3}));
+  EXPECT_EQ(v.at("c").shape, (circuit::Shape{1, 2, 6}));
+  EXPECT_EQ(v.at("c").data, (std::vector<double>{0, 1, 2, 0, 1, 2, 10, 11, 12, 10, 11, 12}));
+  EXPECT_EQ(v.at("rs").shape, (circuit::Shape{1, 2}));
+  EXPECT_EQ(v.at("rs").data, (std::vector<double>{3, 33}));
+  EXPECT_EQ(v.at("rm").shape, (circuit::Shape{1, 1, 3}));
+  EXPECT_EQ(v.at("rm").data, (std::vector<double>{5, 6, 7}));
+  EXPECT_EQ(v.at("all").shape, (circuit::Shape{1, 1, 1}));
+  EXPECT_EQ(v.at("all").data, (std::vector<double>{36}));
+  // Refusals name the node and what is wrong.
+  const auto error_of = [&](GraphNode bad) {
+    Network b = net;
+    b.nodes = {std::move(bad)};
+    b.output_name = b.nodes[0].outputs[0];
+    try {
+      evaluate_network(b, x);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  EXPECT_NE(error_of(graph_node("Transpose", {"x"}, "y", {{"perm", ints_attribute({0, 0, 1})}})).find("not a permutation"), std::string::npos);
+  EXPECT_NE(error_of(graph_node("Squeeze", {"x", "ax1"}, "y")).find("not of size 1"), std::string::npos);
+  EXPECT_NE(error_of(graph_node("Concat", {"x", "x"}, "y")).find("axis attribute is required"), std::string::npos);
+  EXPECT_NE(error_of(graph_node("ReduceSum", {"x"}, "y", {{"axes", ints_attribute({3})}})).find("out of range"), std::string::npos);
+}
+
+// Data movement and reductions keep each element's interpretation: a detour through
+// Unsqueeze, Concat, Transpose, ReduceMean and Squeeze that gives back the hidden layer
+// leaves the circuit's predictions and its lookups as they were.
+TEST(NetworkLowering, ShapeOpsLowerWithoutChangingTheModel) {
+  Model m = fixture("mlp_breast_cancer.onnx");
+  const Matrix calib = testing::load_calibration("breast_cancer");
+  const auto split = testing::load_test_split("breast_cancer");
+  QuantizationOptions o;
+  o.lookup_precision = 5;
+  o.network_neighbour_log2 = 0;
+  const QuantizedModel before = compile_model(m, calib, o);
+  auto& net = std::get<Network>(m.body);
+  auto it = std::find_if(net.nodes.begin(), net.nodes.end(), [](const GraphNode& n) { return n.op_type == "Relu"; });
+  ASSERT_NE(it, net.nodes.end());
+  const std::string h = it->outputs[0];
+  it->outputs[0] = h + "/relu";
+  net.initializers["/axes1"] = FloatTensor{{1}, {1.0}};
+  net.initializers["/axes2"] = FloatTensor{{1}, {2.0}};
+  const std::vector<GraphNode> detour = {
+      graph_node("Unsqueeze", {h + "/relu", "/axes1"}, h + "/u"),                                   // [1, 1, 16]
+      graph_node("Concat", {h + "/u", h + "/u"}, h + "/c", {{"axis", int_attribute(1)}}),           // [1, 2, 16]
+      graph_node("Transpose", {h + "/c"}, h + "/t", {{"perm", ints_attribute({0, 2, 1})}}),         // [1, 16, 2]
+      graph_node("ReduceMean", {h + "/t"}, h + "/m", {{"axes", ints_attribute({2})}}),              // [1, 16, 1]
+      graph_node("Squeeze", {h + "/m", "/axes2"}, h)};                                               // [1, 16]
+  net.nodes.insert(it + 1, detour.begin(), detour.end());
+  const QuantizedModel after = compile_model(m, calib, o);
+  const auto pbs = [](const QuantizedModel& q) { return circuit::analyze(q.circuit).statistics.total_pbs; };
+  EXPECT_EQ(pbs(after), pbs(before));
+  EXPECT_EQ(predict_clear(after, split.features).labels, predict_clear(before, split.features).labels);
+  EXPECT_EQ(predict_float(m, split.features).labels, predict_float(fixture("mlp_breast_cancer.onnx"), split.features).labels);
+}
+
 }  // namespace
 }  // namespace veil::ml
