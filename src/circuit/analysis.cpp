@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -527,6 +528,29 @@ double log2_output_error(const Circuit& c, const CircuitAnalysis& a, const tfhe:
   return sum.log2_total();
 }
 
+// True variance of output o's read (analysis.hpp, OutputTransport); bits 64: no switch.
+double output_read_variance(const CompiledCircuit& cc, std::uint32_t o, bool keyswitch, unsigned bits) {
+  const CircuitAnalysis& a = cc.analysis;
+  double v = 0;
+  if (cc.uses_bootstrapping) {
+    const tfhe::NoiseBreakdown noise = tfhe::noise_breakdown(cc.params);
+    v = a.sq_norm2[o] * noise.blind_rotation + (keyswitch ? noise.keyswitch : 0.0);
+  } else {
+    v = a.sq_norm2[o] * cc.params.glwe_std_dev * cc.params.glwe_std_dev;
+  }
+  if (bits < 64)
+    v += tfhe::modulus_switch_variance_to_bits(keyswitch ? cc.params.lwe_dimension : cc.params.big_lwe_dimension(), bits);
+  return v;
+}
+
+// log2 error of one element of output o: the bound is half a step of W - t bits, i.e. the
+// 1-bit bound after scaling the variance by 4^(W - t - 1).
+double log2_output_element_error(const CompiledCircuit& cc, std::uint32_t o, bool keyswitch, unsigned bits) {
+  const CircuitAnalysis& a = cc.analysis;
+  const int scale = 2 * static_cast<int>(a.widths[o] - output_step_bits(a, o) - 1);
+  return tfhe::log2_lookup_error_probability_for_variance(1, std::ldexp(output_read_variance(cc, o, keyswitch, bits), scale));
+}
+
 void finish_statistics(CompiledCircuit& cc) {
   CircuitStatistics& st = cc.analysis.statistics;
   double l2;
@@ -597,6 +621,61 @@ tfhe::ParameterSet levelled_parameters(const Circuit& c, const CircuitAnalysis& 
 }
 
 }  // namespace
+
+std::vector<OutputTransport> plan_output_transport(const CompiledCircuit& cc, double p_error) {
+  if (!(p_error > 0.0 && p_error < 1.0))
+    throw std::invalid_argument("plan_output_transport: p_error must be in (0, 1), got " + fmt("%.17g", p_error));
+  const double target = std::log2(p_error);
+  std::vector<OutputTransport> plan;
+  for (std::uint32_t o : cc.circuit.outputs) {
+    // An approximately rounded output is decoded where its rounding left it, anywhere in its
+    // step: the clear simulation (approximate_read_std_dev) draws its noise with the variance
+    // of a lookup input, and the answer may carry no more.
+    const double assumed = cc.uses_bootstrapping ? tfhe::variance_at_blind_rotation_input(cc.params, cc.analysis.sq_norm2[o])
+                                                 : std::numeric_limits<double>::infinity();
+    const auto fits = [&](bool ks, unsigned b) {
+      return log2_output_element_error(cc, o, ks, b) <= target && output_read_variance(cc, o, ks, b) <= assumed;
+    };
+    std::optional<OutputTransport> best;
+    std::uint64_t best_bits = 0;
+    for (const bool ks : {false, true}) {
+      if (ks && !cc.uses_bootstrapping) continue;
+      if (!fits(ks, 63)) continue;
+      unsigned b = 1;
+      while (b < 63 && !fits(ks, b)) ++b;
+      const std::uint64_t words = (ks ? cc.params.lwe_dimension.value : cc.params.big_lwe_dimension().value) + 1;
+      if (!best || words * b < best_bits) best = OutputTransport{ks, b}, best_bits = words * b;
+    }
+    if (!best) {
+      const double unswitched = output_read_variance(cc, o, false, 64);
+      unsigned b = 1;
+      while (b < 63 && output_read_variance(cc, o, false, b) > std::min(unswitched * (1.0 + 1.0 / 64.0), std::max(assumed, unswitched))) ++b;
+      best = OutputTransport{false, b};
+    }
+    plan.push_back(*best);
+  }
+  return plan;
+}
+
+double log2_output_read_error(const CompiledCircuit& cc, const std::vector<OutputTransport>& transport) {
+  if (transport.size() != cc.circuit.outputs.size())
+    throw std::invalid_argument("log2_output_read_error: " + std::to_string(transport.size()) + " forms for " +
+                                std::to_string(cc.circuit.outputs.size()) + " outputs");
+  ErrorSum sum;
+  for (std::size_t i = 0; i < transport.size(); ++i) {
+    const std::uint32_t o = cc.circuit.outputs[i];
+    sum.add(log2_output_element_error(cc, o, transport[i].keyswitch, transport[i].modulus_bits),
+            static_cast<double>(element_count(cc.circuit.nodes[o].shape)));
+  }
+  return sum.log2_total();
+}
+
+double per_read_p_error(const CompiledCircuit& cc, const CompileOptions& options) {
+  if (!options.global_p_error) return options.p_error;
+  const CircuitStatistics& st = cc.analysis.statistics;
+  const double reads = static_cast<double>(st.total_pbs + st.encrypted_outputs);
+  return -std::expm1(std::log1p(-*options.global_p_error) / std::max(reads, 1.0));
+}
 
 CompiledCircuit compile(Circuit circuit, const CompileOptions& options) {
   CompiledCircuit cc;

@@ -246,9 +246,17 @@ std::vector<std::vector<tfhe::SeededLweCiphertextList>> open_input_batch(std::sp
 }
 
 Bytes seal_output_batch(const ModelId& model, const tfhe::ParameterSet& params,
-                        const std::vector<std::vector<tfhe::LweCiphertextList>>& rows) {
-  return seal_batch(EnvelopeKind::kOutputBatch, model, rows,
-                    [&](const tfhe::LweCiphertextList& l) { return tfhe::serialize(l, params); });
+                        const std::vector<std::vector<tfhe::LweCiphertextList>>& rows,
+                        const std::vector<unsigned>& modulus_bits) {
+  const std::size_t tensors = rows.empty() ? 0 : rows[0].size();
+  if (!modulus_bits.empty() && modulus_bits.size() != tensors)
+    throw std::invalid_argument("seal_output_batch: " + std::to_string(modulus_bits.size()) + " moduli for " +
+                                std::to_string(tensors) + " tensors a row");
+  std::size_t next = 0;  // seal_batch serializes row after row, tensor after tensor
+  return seal_batch(EnvelopeKind::kOutputBatch, model, rows, [&](const tfhe::LweCiphertextList& l) {
+    const std::size_t t = next++ % tensors;
+    return modulus_bits.empty() ? tfhe::serialize(l, params) : tfhe::serialize_modulus_switched(l, modulus_bits[t], params);
+  });
 }
 
 std::vector<std::vector<tfhe::LweCiphertextList>> open_output_batch(std::span<const std::uint8_t> bytes,
@@ -257,7 +265,12 @@ std::vector<std::vector<tfhe::LweCiphertextList>> open_output_batch(std::span<co
                                                                     std::uint64_t max_bytes) {
   return open_batch<tfhe::LweCiphertextList>(
       EnvelopeKind::kOutputBatch, bytes, model, max_bytes,
-      [&](std::span<const std::uint8_t> f) { return tfhe::deserialize_lwe_ciphertext_list(f, params); });
+      [&](std::span<const std::uint8_t> f) {
+        // Switched (format 1.2) or full words: the frame's type says which.
+        if (f.size() >= 64 && tfhe::inspect_frame(f, f.size()).type == tfhe::ObjectType::kModulusSwitchedLweCiphertextList)
+          return tfhe::deserialize_modulus_switched_lwe_ciphertext_list(f, params);
+        return tfhe::deserialize_lwe_ciphertext_list(f, params);
+      });
 }
 
 }  // namespace veil::deploy

@@ -1,7 +1,9 @@
 // ModelDev, ModelClient, ModelServer (model.hpp).
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "deploy_internal.hpp"
@@ -9,9 +11,11 @@
 #include "veil/deploy/model.hpp"
 #include "veil/ml/importers.hpp"
 #include "veil/tfhe/parallel.hpp"
+#include "veil/tfhe/lwe.hpp"
 #include "veil/tfhe/pbs.hpp"
 #include "veil/tfhe/serialization.hpp"
 #include "veil/tfhe/sha256.hpp"
+#include "zip_reader.hpp"
 
 namespace veil::deploy {
 namespace {
@@ -38,9 +42,43 @@ std::string processing_file_text(const ml::Processing& p, const ModelId& id) {
 }
 
 
-// Answers travel under the small key: (n + 1) words per output instead of (k*N + 1), about 4x
-// smaller for the usual sets. The keyswitch noise is already inside every output's noise
-// constraint (analysis.hpp counts the keyswitch and modulus-switch terms for outputs).
+// server.zip's answers.json: {"keyswitch": [bool per output], "modulus_bits": [b per output]}.
+constexpr const char* kAnswersJson = "answers.json";
+
+std::string answers_json_text(const std::vector<circuit::OutputTransport>& plan) {
+  json ks = json::array(), bits = json::array();
+  for (const auto& t : plan) ks.push_back(t.keyswitch), bits.push_back(t.modulus_bits);
+  return json{{"keyswitch", ks}, {"modulus_bits", bits}}.dump();
+}
+
+std::vector<circuit::OutputTransport> parse_answers_json(const Bytes& bytes, std::size_t outputs, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(bytes.begin(), bytes.end());
+  } catch (const json::exception& e) {
+    fail(source + ": not valid JSON (" + e.what() + ")");
+  }
+  for (const char* key : {"keyswitch", "modulus_bits"}) {
+    if (!j.is_object() || !j.contains(key) || !j[key].is_array()) fail(source + ": no " + key + " array");
+    if (j[key].size() != outputs)
+      fail(source + ": " + std::to_string(j[key].size()) + " " + key + " entries for a circuit of " +
+           std::to_string(outputs) + " outputs");
+  }
+  std::vector<circuit::OutputTransport> plan(outputs);
+  for (std::size_t o = 0; o < outputs; ++o) {
+    const json& ks = j["keyswitch"][o];
+    const json& b = j["modulus_bits"][o];
+    if (!ks.is_boolean()) fail(source + ": keyswitch holds " + ks.dump() + ", expected true or false");
+    if (!b.is_number_unsigned() || b.get<std::uint64_t>() < 1 || b.get<std::uint64_t>() > 63)
+      fail(source + ": modulus_bits holds " + b.dump() + ", expected integers in [1, 63]");
+    plan[o] = {ks.get<bool>(), b.get<unsigned>()};
+  }
+  return plan;
+}
+
+// An answer under the small key is (n + 1) words instead of (k*N + 1), about 2.5x smaller for
+// the usual sets, but carries the keyswitch's noise; circuit::plan_output_transport chooses
+// per output, and the bits of its modulus switch.
 tfhe::LweCiphertextList keyswitch_to_small_key(const tfhe::EvaluationKeys& keys, const tfhe::LweCiphertextList& in) {
   tfhe::LweCiphertextList out(keys.params.lwe_dimension, in.count());
   tfhe::parallel_for(in.count(), 0, 1, [&](std::size_t begin, std::size_t end, unsigned) {
@@ -60,6 +98,16 @@ ModelDev ModelDev::compile(const ml::Model& model, const ml::Matrix& calibration
   dev.compiled_ = circuit::compile(std::move(q.circuit), options.compile);
   dev.processing_ = std::move(q.processing);
   dev.model_id_ = derive_model_id(circuit::serialize_compiled_circuit(dev.compiled_), ml::to_json(dev.processing_).dump());
+  dev.output_transport_ = circuit::plan_output_transport(dev.compiled_, circuit::per_read_p_error(dev.compiled_, options.compile));
+  // The prediction counts the outputs as they travel: keyswitched and switched.
+  circuit::CircuitStatistics& st = dev.compiled_.analysis.statistics;
+  const double lookups = dev.compiled_.uses_bootstrapping
+                             ? circuit::log2_circuit_error_probability(dev.compiled_.analysis, dev.compiled_.params, true)
+                             : -INFINITY;
+  const double outputs = circuit::log2_output_read_error(dev.compiled_, dev.output_transport_);
+  const double hi = std::max(lookups, outputs), lo = std::min(lookups, outputs);
+  st.log2_predicted_p_error = std::isinf(lo) ? hi : hi + std::log2(1.0 + std::exp2(lo - hi));  // union bound
+  st.predicted_p_error = std::exp2(*st.log2_predicted_p_error);
   return dev;
 }
 
@@ -84,7 +132,9 @@ void ModelDev::save(const fs::path& dir, const SaveOptions& options) const {
   specs.statistics = compiled_.analysis.statistics;
   specs.processing_sha256 = sha256_hex(to_bytes(processing));
   const Bytes versions = to_bytes(make_versions_json(model_id_));
-  write_zip(dir / kServerZip, {{"circuit.veil", circuit::serialize_compiled_circuit(compiled_)}, {"versions.json", versions}});
+  write_zip(dir / kServerZip, {{"circuit.veil", circuit::serialize_compiled_circuit(compiled_)},
+                               {kAnswersJson, to_bytes(answers_json_text(output_transport_))},
+                               {"versions.json", versions}});
   write_zip(dir / kClientZip, {{"client.specs.json", to_bytes(client_specs_to_json(specs))}, {"versions.json", versions}});
   write_file_atomic(dir / kProcessingJson, std::span(reinterpret_cast<const std::uint8_t*>(processing.data()), processing.size()));
 }
@@ -93,17 +143,21 @@ void ModelDev::save(const fs::path& dir, const SaveOptions& options) const {
 
 namespace {
 
-// ModelServer's parts from server.zip, read by `member`.
-template <typename ReadMember>
+// ModelServer's parts from server.zip.
 void load_server(ModelId& id, std::shared_ptr<const circuit::CompiledCircuit>& compiled,
-                 std::shared_ptr<const circuit::FheExecutor>& executor, const std::string& zip, ReadMember read_member) {
-  id = check_versions_json(to_string(read_member("versions.json", 1 << 20)), zip + " versions.json");
+                 std::shared_ptr<const circuit::FheExecutor>& executor, std::vector<circuit::OutputTransport>& output_transport,
+                 const std::string& zip, const ZipReader& reader) {
+  id = check_versions_json(to_string(reader.read("versions.json", 1 << 20)), zip + " versions.json");
   try {
     compiled = std::make_shared<const circuit::CompiledCircuit>(
-        circuit::deserialize_compiled_circuit(read_member("circuit.veil", kMaxCircuitBytes)));
+        circuit::deserialize_compiled_circuit(reader.read("circuit.veil", kMaxCircuitBytes)));
   } catch (const circuit::CircuitFormatError& e) {
     fail(zip + ": circuit.veil: " + e.what());
   }
+  const std::vector<std::string> names = reader.names();
+  if (std::find(names.begin(), names.end(), kAnswersJson) != names.end())
+    output_transport =
+        parse_answers_json(reader.read(kAnswersJson, 1 << 20), compiled->circuit.outputs.size(), zip + " " + kAnswersJson);
   executor = std::make_shared<const circuit::FheExecutor>(*compiled);
 }
 
@@ -111,16 +165,15 @@ void load_server(ModelId& id, std::shared_ptr<const circuit::CompiledCircuit>& c
 
 ModelServer ModelServer::load(const fs::path& dir_or_zip) {
   const fs::path zip = fs::is_directory(dir_or_zip) ? dir_or_zip / kServerZip : dir_or_zip;
+  const Bytes archive = read_file(zip, kMaxZipFileBytes);
   ModelServer s;
-  load_server(s.model_id_, s.compiled_, s.executor_, zip.string(),
-              [&](const char* member, std::uint64_t max) { return read_zip_member(zip, member, max); });
+  load_server(s.model_id_, s.compiled_, s.executor_, s.output_transport_, zip.string(), ZipReader(archive, zip.string()));
   return s;
 }
 
 ModelServer ModelServer::from_bytes(std::span<const std::uint8_t> server_zip, const std::string& source) {
   ModelServer s;
-  load_server(s.model_id_, s.compiled_, s.executor_, source,
-              [&](const char* member, std::uint64_t max) { return read_zip_member(server_zip, source, member, max); });
+  load_server(s.model_id_, s.compiled_, s.executor_, s.output_transport_, source, ZipReader(server_zip, source));
   return s;
 }
 
@@ -158,11 +211,18 @@ Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::Ev
     local.pbs += es.pbs;
     local.pbs_seconds += es.pbs_seconds;
     std::vector<tfhe::LweCiphertextList> lists;
-    for (auto& t : outputs) lists.push_back(keys ? keyswitch_to_small_key(*keys, t.ciphertexts) : std::move(t.ciphertexts));
+    for (std::size_t o = 0; o < outputs.size(); ++o) {
+      auto& t = outputs[o];
+      const bool keyswitch = keys && (output_transport_.empty() || output_transport_[o].keyswitch);
+      lists.push_back(keyswitch ? keyswitch_to_small_key(*keys, t.ciphertexts) : std::move(t.ciphertexts));
+      if (!output_transport_.empty()) tfhe::modulus_switch_lwe_ciphertext_list(lists.back(), output_transport_[o].modulus_bits);
+    }
     out.push_back(std::move(lists));
   }
   local.rows = rows.size();
-  Bytes result = seal_output_batch(model_id_, compiled_->params, out);
+  std::vector<unsigned> bits;
+  for (const auto& t : output_transport_) bits.push_back(t.modulus_bits);
+  Bytes result = seal_output_batch(model_id_, compiled_->params, out, bits);
   local.total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (stats) *stats = local;
   return result;

@@ -69,6 +69,28 @@ SeededLweCiphertextList encrypt_seeded_lwe_list(std::span<const Torus> key, std:
   return out;
 }
 
+void modulus_switch_lwe_ciphertext_list(LweCiphertextList& list, unsigned modulus_bits) {
+  if (modulus_bits < 1 || modulus_bits > 63)
+    throw std::invalid_argument("modulus_switch_lwe_ciphertext_list: modulus_bits must be in [1, 63], got " +
+                                std::to_string(modulus_bits));
+  const unsigned shift = 64 - modulus_bits;
+  const Torus half = Torus{1} << (shift - 1);
+  const Torus low_mask = (Torus{1} << shift) - 1;
+  const auto round_to_step = [&](Torus x) { return (x + half) & ~low_mask; };
+  const std::size_t n = list.dimension().value;
+  for (std::size_t c = 0; c < list.count(); ++c) {
+    std::span<Torus> ct = list[c];
+    // Wrapping sum of the halved errors: each halving drops at most 2^-64 (pbs.cpp's switch).
+    Torus half_error_sum = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      const Torus rounded = round_to_step(ct[i]);
+      half_error_sum += static_cast<Torus>(static_cast<std::int64_t>(rounded - ct[i]) >> 1);
+      ct[i] = rounded;
+    }
+    ct[n] = round_to_step(ct[n] + half_error_sum);
+  }
+}
+
 LweCiphertextList decompress_lwe_list(const SeededLweCiphertextList& seeded) {
   LweCiphertextList out(seeded.dimension, seeded.count());
   Csprng mask(seeded.seed);

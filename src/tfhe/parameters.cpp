@@ -260,6 +260,15 @@ double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polyno
          inv_2n_squared / 12.0;
 }
 
+double modulus_switch_variance_to_bits(LweDimension lwe_dimension, unsigned modulus_bits) {
+  if (modulus_bits < 1 || modulus_bits > 63)
+    throw std::invalid_argument("modulus_switch_variance_to_bits: modulus_bits must be in [1, 63], got " +
+                                std::to_string(modulus_bits));
+  const double n = static_cast<double>(lwe_dimension.value);
+  const double step_squared = std::ldexp(1.0, -2 * static_cast<int>(modulus_bits));
+  return n * (kInvQSquared / 48.0 + step_squared / 48.0) - kInvQSquared / 12.0 + step_squared / 12.0;
+}
+
 namespace {
 // The (B^(-2l) - q^-2)/24 (1 + kN/2) term of Var_EP, (q^2 - B^(2l)) / (24 B^(2l) q^2) being
 // (B^(-2l) - q^-2) / 24: the ignored low bits of the decomposed input.

@@ -68,7 +68,7 @@ std::string set_label(const ParameterSet& params) {
   throw FormatError(std::string(object_type_name(type)) + ": " + what);
 }
 
-bool is_known_type(std::uint16_t tag) { return tag >= 1 && tag <= 13; }
+bool is_known_type(std::uint16_t tag) { return tag >= 1 && tag <= 14; }
 
 std::string type_label(std::uint16_t tag) {
   return is_known_type(tag) ? std::string(object_type_name(static_cast<ObjectType>(tag))) : "unknown type";
@@ -114,6 +114,10 @@ std::uint64_t load_u64(const std::uint8_t* p) {
   return v;
 }
 
+// Bytes of `count` values of `bits` bits packed end to end. REQUIRES: no overflow (callers
+// bound count by a payload length first, or by an object already in memory).
+std::uint64_t packed_bytes(std::uint64_t count, unsigned bits) { return (count / 8) * bits + ((count % 8) * bits + 7) / 8; }
+
 // Appends into a buffer whose final size is known in advance; finish() checks that the
 // payload writer produced exactly the announced size.
 class Writer {
@@ -135,6 +139,23 @@ class Writer {
     } else {
       for (std::size_t i = 0; i < w.size(); ++i) store_u64(p + 8 * i, w[i]);
     }
+  }
+  // Each value's low `bits` bits, least significant first (packed_bytes bytes; "Packed
+  // words" in docs/formats/tfhe.md). REQUIRES: every value < 2^bits.
+  void packed(std::span<const Torus> values, unsigned bits) {
+    std::uint8_t* p = take(packed_bytes(values.size(), bits));
+    unsigned __int128 acc = 0;
+    unsigned held = 0;
+    for (const Torus v : values) {
+      acc |= static_cast<unsigned __int128>(v) << held;
+      held += bits;
+      while (held >= 8) {
+        *p++ = static_cast<std::uint8_t>(acc);
+        acc >>= 8;
+        held -= 8;
+      }
+    }
+    if (held > 0) *p = static_cast<std::uint8_t>(acc);
   }
   std::size_t position() const { return pos_; }
 
@@ -175,6 +196,25 @@ class Reader : public ByteReader<TypedFail> {
     } else {
       for (std::size_t i = 0; i < out.size(); ++i) out[i] = load_u64(p + 8 * i);
     }
+  }
+  // Inverse of Writer::packed; the last byte's unused high bits must be zero (one encoding
+  // per object). REQUIRES: the caller checked remaining() against packed_bytes.
+  void packed(std::span<Torus> out, unsigned bits, const char* field) {
+    const std::uint64_t n = packed_bytes(out.size(), bits);
+    const std::uint8_t* p = take(n, field);
+    const Torus mask = bits == 64 ? ~Torus{0} : (Torus{1} << bits) - 1;
+    unsigned __int128 acc = 0;
+    unsigned held = 0;
+    for (Torus& v : out) {
+      while (held < bits) {
+        acc |= static_cast<unsigned __int128>(*p++) << held;
+        held += 8;
+      }
+      v = static_cast<Torus>(acc) & mask;
+      acc >>= bits;
+      held -= bits;
+    }
+    if (acc != 0) fail(std::string(field) + ": the unused bits of the last byte are not zero");
   }
   // The next section holds `word_count` words; `last` demands that it ends the payload.
   void expect_words(std::uint64_t word_count, const char* field, const std::string& shape, bool last) {
@@ -548,6 +588,7 @@ const char* object_type_name(ObjectType type) {
     case ObjectType::kSeededLweKeyswitchKey: return "seeded LWE keyswitch key";
     case ObjectType::kSeededEvaluationKeys: return "seeded evaluation keys";
     case ObjectType::kParameterSet: return "parameter set";
+    case ObjectType::kModulusSwitchedLweCiphertextList: return "modulus-switched LWE ciphertext list";
   }
   return "unknown object type";
 }
@@ -669,6 +710,46 @@ LweCiphertextList deserialize_lwe_ciphertext_list(std::span<const std::uint8_t> 
                  "count " + std::to_string(count) + " x (dimension " + std::to_string(n) + " + 1)", true);
   LweCiphertextList list(LweDimension(n), count);
   r.words(list.data(), "words");
+  return list;
+}
+
+Bytes serialize_modulus_switched(const LweCiphertextList& list, unsigned modulus_bits, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kModulusSwitchedLweCiphertextList;
+  require_lwe_dimension(kType, list.dimension().value, params);
+  require(modulus_bits >= 1 && modulus_bits <= 63, kType, "modulus_bits " + std::to_string(modulus_bits) + " is not in [1, 63]");
+  const unsigned shift = 64 - modulus_bits;
+  const Torus low = (Torus{1} << shift) - 1;
+  std::vector<Torus> top(list.data().size());
+  for (std::size_t i = 0; i < top.size(); ++i) {
+    require((list.data()[i] & low) == 0, kType,
+            "word " + std::to_string(i) + " has bits below 2^" + std::to_string(shift) + " (not modulus-switched to 2^" +
+                std::to_string(modulus_bits) + ")");
+    top[i] = list.data()[i] >> shift;
+  }
+  return make_frame(kType, params.id(), 24 + packed_bytes(top.size(), modulus_bits), [&](Writer& w) {
+    w.u64(list.dimension().value);
+    w.u64(list.count());
+    w.u64(modulus_bits);
+    w.packed(top, modulus_bits);
+  });
+}
+
+LweCiphertextList deserialize_modulus_switched_lwe_ciphertext_list(std::span<const std::uint8_t> bytes,
+                                                                  const ParameterSet& params, std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kModulusSwitchedLweCiphertextList;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  const std::uint64_t n = read_lwe_dimension(r, params);
+  const std::uint64_t count = r.u64("count");
+  const std::uint64_t bits = r.u64("modulus_bits");
+  if (bits < 1 || bits > 63) fail(kType, "modulus_bits " + std::to_string(bits) + " is not in [1, 63]");
+  const std::uint64_t words = checked_mul(kType, count, checked_add(kType, n, 1));
+  // words * bits / 8 bytes must be present: compare without forming words * bits.
+  if (words / 8 > r.remaining() / bits || packed_bytes(words, static_cast<unsigned>(bits)) != r.remaining())
+    fail(kType, "payload holds " + std::to_string(r.remaining()) + " bytes for count " + std::to_string(count) +
+                    " x (dimension " + std::to_string(n) + " + 1) words of " + std::to_string(bits) + " bits");
+  LweCiphertextList list(LweDimension(n), count);
+  r.packed(list.data(), static_cast<unsigned>(bits), "words");
+  for (Torus& w : list.data()) w <<= 64 - bits;
   return list;
 }
 

@@ -45,6 +45,12 @@ void spit(const fs::path& p, const Bytes& b) {
   out.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
+std::uint64_t element_count_for_test(const std::vector<std::int64_t>& shape) {
+  std::uint64_t n = 1;
+  for (const std::int64_t d : shape) n *= static_cast<std::uint64_t>(d);
+  return n;
+}
+
 struct Compiled {
   fs::path dir;
   ModelDev dev;
@@ -94,6 +100,65 @@ TEST(Deploy, XgboostRoundTrip) {
   const Compiled c = compile_fixture("xgb_breast_cancer.json", "xgb");
   EXPECT_TRUE(c.dev.compiled().uses_bootstrapping);
   expect_round_trip(c, features("breast_cancer_test.csv", 2));
+}
+
+// Answers travel as server.zip's answers.json plans (circuit::plan_output_transport): each
+// output modulus-switched to a few bits, bit-packed; a server.zip written before that file
+// existed answers as before (keyswitched, 64-bit words) and the client reads both.
+TEST(Deploy, AnswersTravelSwitchedAndAnOldServerZipStillAnswers) {
+  const Compiled c = compile_fixture("xgb_breast_cancer.json", "answers");
+  const auto& plan = c.dev.output_transport();
+  ASSERT_EQ(plan.size(), c.dev.compiled().circuit.outputs.size());
+  const ModelServer server = ModelServer::load(c.dir);
+  ASSERT_EQ(server.output_transport().size(), plan.size());
+  std::uint64_t packed_bytes = 0;  // per row
+  for (std::size_t o = 0; o < plan.size(); ++o) {
+    EXPECT_EQ(server.output_transport()[o].keyswitch, plan[o].keyswitch);
+    EXPECT_EQ(server.output_transport()[o].modulus_bits, plan[o].modulus_bits);
+    EXPECT_GE(plan[o].modulus_bits, 1u);
+    EXPECT_LE(plan[o].modulus_bits, 63u);
+    const auto& p = c.dev.compiled().params;
+    const std::uint64_t words = (plan[o].keyswitch ? p.lwe_dimension.value : p.big_lwe_dimension().value) + 1;
+    packed_bytes += (words * element_count_for_test(c.dev.compiled().circuit.nodes[c.dev.compiled().circuit.outputs[o]].shape) *
+                         plan[o].modulus_bits + 7) / 8;
+  }
+  const ml::Matrix rows = features("breast_cancer_test.csv", 2);
+  ModelClient client = ModelClient::load(c.dir);
+  client.generate_keys(c.dir / "keys");
+  const auto eval = server.load_evaluation_keys(ModelClient::read_evaluation_keys(c.dir / "keys", client.model_id()));
+  const Bytes input = client.quantize_encrypt_serialize(rows);
+  const Bytes answer = server.run(input, eval.get());
+  // Per row and output: a length and a 64-byte frame header, 24 bytes of shape, the packed words.
+  const std::uint64_t frames = rows.rows * plan.size();
+  EXPECT_EQ(answer.size(), 64 + 8 + frames * (8 + 64 + 24) + rows.rows * packed_bytes) << answer.size();
+  const ml::Predictions clear = ml::predict_clear(ml::QuantizedModel{c.dev.compiled().circuit, c.dev.processing()}, rows);
+  EXPECT_EQ(client.deserialize_decrypt_dequantize(answer).scores.data, clear.scores.data);
+
+  // The same model without answers.json: full words, larger, still decrypted.
+  const fs::path old_zip = c.dir / "old_server.zip";
+  write_zip(old_zip, {{"circuit.veil", read_zip_member(c.dir / kServerZip, "circuit.veil", 1 << 30)},
+                      {"versions.json", read_zip_member(c.dir / kServerZip, "versions.json", 1 << 20)}});
+  const ModelServer old_server = ModelServer::load(old_zip);
+  EXPECT_TRUE(old_server.output_transport().empty());
+  const Bytes old_answer = old_server.run(input, eval.get());
+  EXPECT_GT(old_answer.size(), answer.size());
+  EXPECT_EQ(client.deserialize_decrypt_dequantize(old_answer).labels, clear.labels);
+
+  // A malformed plan is refused by name.
+  ASSERT_EQ(plan.size(), 1u);
+  for (const std::string bad : {R"({"keyswitch":[true,false],"modulus_bits":[12,12]})", R"({"keyswitch":[1],"modulus_bits":[12]})",
+                                R"({"keyswitch":[true],"modulus_bits":[0]})", R"({"keyswitch":[true],"modulus_bits":[64]})",
+                                R"({"modulus_bits":[12]})", "not json"}) {
+    write_zip(old_zip, {{"circuit.veil", read_zip_member(c.dir / kServerZip, "circuit.veil", 1 << 30)},
+                        {"answers.json", Bytes(bad.begin(), bad.end())},
+                        {"versions.json", read_zip_member(c.dir / kServerZip, "versions.json", 1 << 20)}});
+    try {
+      (void)ModelServer::load(old_zip);
+      ADD_FAILURE() << "accepted " << bad;
+    } catch (const DeployError& e) {
+      EXPECT_NE(std::string(e.what()).find("answers.json"), std::string::npos) << e.what();
+    }
+  }
 }
 
 // The parameter set's grouping (classical or multi-bit blind rotation) travels in

@@ -164,6 +164,29 @@ TEST(NoiseStatistics, CenteredModulusSwitch) {
   }
 }
 
+// The answers' switch (modulus_switch_lwe_ciphertext_list) to a few bits, under the small
+// and the big key, against modulus_switch_variance_to_bits.
+TEST(NoiseStatistics, AnswerModulusSwitch) {
+  auto p = optimized(4);
+  auto secret = generate_secret_keys(p);
+  auto rng = EncryptionRandomness::from_os();
+  for (const bool big : {false, true}) {
+    const std::span<const Torus> key = big ? secret.glwe.flattened() : secret.lwe.bits();
+    const LweDimension dim = big ? p.big_lwe_dimension() : p.lwe_dimension;
+    for (unsigned bits : {10u, 14u}) {
+      LweCiphertextList list(dim, 4000);
+      for (std::size_t c = 0; c < list.count(); ++c) encrypt_lwe(key, encode_message(c % 16, 4), 0.0, rng, list[c]);
+      std::vector<Torus> phases;
+      for (std::size_t c = 0; c < list.count(); ++c) phases.push_back(decrypt_lwe_phase(key, list[c]));
+      modulus_switch_lwe_ciphertext_list(list, bits);
+      Variance v;
+      for (std::size_t c = 0; c < list.count(); ++c) v.add(torus_error(decrypt_lwe_phase(key, list[c]), phases[c]));
+      expect_within_factor_two(v.value(), modulus_switch_variance_to_bits(dim, bits),
+                               p.name + (big ? " big-key" : " small-key") + " answer switch to " + std::to_string(bits) + " bits");
+    }
+  }
+}
+
 TEST(NoiseStatistics, PbsOutput) {
   for (unsigned bits : {2u, 4u}) {
     auto p = optimized(bits);

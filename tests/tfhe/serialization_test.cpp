@@ -217,6 +217,64 @@ TEST_F(SerializationTest, LweCiphertextListsRoundTrip) {
   EXPECT_EQ(deserialize_lwe_ciphertext_list(serialize(empty, params), params).count(), 0u);
 }
 
+TEST_F(SerializationTest, ModulusSwitchedListsRoundTripPackedAndStillDecrypt) {
+  std::vector<Torus> plaintexts;
+  for (std::uint64_t m = 0; m < 9; ++m) plaintexts.push_back(encode_message(m % 4, params.message_bits));
+  Csprng noise = Csprng::from_os();
+  LweCiphertextList list =
+      decompress_lwe_list(encrypt_seeded_lwe_list(keys.glwe.flattened(), plaintexts, params.glwe_std_dev, noise));
+  for (unsigned bits : {11u, 13u, 63u}) {  // 13 * (33 * 9) bits leaves a partial last byte
+    LweCiphertextList switched = list;
+    modulus_switch_lwe_ciphertext_list(switched, bits);
+    for (Torus w : switched.data()) EXPECT_EQ(w & ((Torus{1} << (64 - bits)) - 1), 0u);
+    const Bytes bytes = serialize_modulus_switched(switched, bits, params);
+    EXPECT_EQ(bytes.size(), kHeader + 24 + (switched.data().size() * bits + 7) / 8) << bits;
+    EXPECT_EQ(inspect_frame(bytes).type, ObjectType::kModulusSwitchedLweCiphertextList);
+    const LweCiphertextList back = deserialize_modulus_switched_lwe_ciphertext_list(bytes, params);
+    EXPECT_EQ(back.dimension(), switched.dimension());
+    EXPECT_TRUE(same_words(back.data(), switched.data())) << bits;
+    for (std::size_t c = 0; c < back.count(); ++c) EXPECT_EQ(decrypt_message(keys, back[c], params.message_bits), c % 4);
+  }
+  // A list that was not switched cannot be written switched.
+  EXPECT_THROW(serialize_modulus_switched(list, 13, params), std::invalid_argument);
+  EXPECT_THROW(serialize_modulus_switched(list, 64, params), std::invalid_argument);
+}
+
+TEST_F(SerializationTest, ModulusSwitchedListsRefuseBadBitsTruncationAndStrayPadding) {
+  LweCiphertextList list(params.lwe_dimension, 3);
+  for (std::size_t i = 0; i < list.data().size(); ++i) list.data()[i] = Torus{0x9e3779b97f4a7c15} * (i + 1);
+  modulus_switch_lwe_ciphertext_list(list, 13);
+  const Bytes good = serialize_modulus_switched(list, 13, params);
+  constexpr std::size_t kBitsField = kHeader + 16;
+  for (std::uint64_t bad : {0ull, 64ull, 1000ull}) {
+    Bytes b = good;
+    set_u64(b, kBitsField, bad);
+    reseal(b);
+    EXPECT_THAT(format_error_message([&] { deserialize_modulus_switched_lwe_ciphertext_list(b, params); }),
+                HasSubstr("modulus_bits " + std::to_string(bad) + " is not in [1, 63]"));
+  }
+  Bytes shorter = good;
+  shorter.pop_back();
+  reseal(shorter);
+  EXPECT_THAT(format_error_message([&] { deserialize_modulus_switched_lwe_ciphertext_list(shorter, params); }),
+              HasSubstr("words of 13 bits"));
+  Bytes other_bits = good;  // 12-bit words need fewer bytes than are present
+  set_u64(other_bits, kBitsField, 12);
+  reseal(other_bits);
+  EXPECT_THAT(format_error_message([&] { deserialize_modulus_switched_lwe_ciphertext_list(other_bits, params); }),
+              HasSubstr("words of 12 bits"));
+  // (n + 1) * 3 * 13 bits end inside the last byte: its unused bits must be zero.
+  ASSERT_NE(((params.lwe_dimension.value + 1) * 3 * 13) % 8, 0u);
+  Bytes padded = good;
+  padded.back() |= 0x80;
+  reseal(padded);
+  EXPECT_THAT(format_error_message([&] { deserialize_modulus_switched_lwe_ciphertext_list(padded, params); }),
+              HasSubstr("unused bits of the last byte"));
+  Bytes flipped = good;  // without resealing: the checksum catches it
+  flipped[kHeader + 30] ^= 1;
+  EXPECT_THROW(deserialize_modulus_switched_lwe_ciphertext_list(flipped, params), FormatError);
+}
+
 TEST_F(SerializationTest, GlweAndGgswCiphertextsRoundTrip) {
   GlweEncryptor encryptor(keys.glwe);
   EncryptionRandomness rng = EncryptionRandomness::from_os();

@@ -231,6 +231,33 @@ CompiledCircuit compile(Circuit circuit, const CompileOptions& options = {});
 // statistics say what error probability the set gives).
 CompiledCircuit compile_with_parameters(Circuit circuit, const tfhe::ParameterSet& params);
 
+// How outputs travel back to the client (the deploy layer's answers). Output o, of width W
+// with t known zero low bits, decrypts wrong when its phase noise reaches half of one step
+// 2^(64 - W - 1 + t). A bootstrapped circuit's output either is keyswitched to the small key
+// (dimension n) or stays under the big key (k*N); a levelled one's stays under the big key.
+// Then each ciphertext is modulus-switched to 2^b (tfhe::modulus_switch_lwe_ciphertext_list)
+// and b bits a word travel. The read's variance:
+//   nu_o^2 Var_BR + Var_KS + Var_MS(n, b)       (keyswitched; nu_o^2 = analysis.sq_norm2[o])
+//   nu_o^2 Var_BR + Var_MS(kN, b)               (bootstrapped, big key)
+//   nu_o^2 sigma_glwe^2 + Var_MS(kN, b)          (levelled)
+// with Var_MS(d, b) = tfhe::modulus_switch_variance_to_bits (b = 64: no switch, no term).
+struct OutputTransport {
+  bool keyswitch = false;     // to the small key first
+  unsigned modulus_bits = 64;  // 1..63 after planning
+};
+// Per output, the form of fewest bytes, (dimension + 1) * b bits, whose read errs with
+// probability at most p_error and whose variance stays within what the clear simulation of
+// approximate reads assumes for a bootstrapped circuit's outputs (variance_at_blind_rotation_
+// input of nu_o^2: an approximately rounded output is decoded anywhere in its step, so any
+// added noise moves its rounding); where no form meets both, the big key with the fewest bits
+// whose switch adds at most 1/64 to the read's variance.
+std::vector<OutputTransport> plan_output_transport(const CompiledCircuit& compiled, double p_error);
+// log2 of the probability that some output element decrypts wrong when sent as `transport`.
+double log2_output_read_error(const CompiledCircuit& compiled, const std::vector<OutputTransport>& transport);
+// The error probability per read (PBS or output ciphertext) that compile() targets for these
+// options: options.p_error, or global_p_error split evenly over the PBS and the outputs.
+double per_read_p_error(const CompiledCircuit& compiled, const CompileOptions& options);
+
 // For simulating FHE in the clear (run_clear_noisy): per node, the standard deviation, in
 // units of the node's value, of the phase noise an approximate round_bits node's readers see:
 // the lookups reading it (the variance at their blind-rotation input, lifted as the lookup

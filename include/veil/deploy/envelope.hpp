@@ -98,8 +98,12 @@ std::vector<std::vector<tfhe::SeededLweCiphertextList>> open_input_batch(std::sp
                                                                          const ModelId& model,
                                                                          const tfhe::ParameterSet& params,
                                                                          std::uint64_t max_bytes = kMaxBatchEnvelopeBytes);
+// modulus_bits[t] (when not empty): tensor t's ciphertexts were modulus-switched to
+// 2^modulus_bits[t] (tfhe::modulus_switch_lwe_ciphertext_list) and travel bit-packed; the
+// opener reads either form and returns the ciphertexts on the torus.
 Bytes seal_output_batch(const ModelId& model, const tfhe::ParameterSet& params,
-                        const std::vector<std::vector<tfhe::LweCiphertextList>>& rows);
+                        const std::vector<std::vector<tfhe::LweCiphertextList>>& rows,
+                        const std::vector<unsigned>& modulus_bits = {});
 std::vector<std::vector<tfhe::LweCiphertextList>> open_output_batch(std::span<const std::uint8_t> bytes,
                                                                     const ModelId& model,
                                                                     const tfhe::ParameterSet& params,

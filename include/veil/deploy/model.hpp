@@ -96,11 +96,15 @@ class ModelDev {
   const ml::Processing& processing() const { return processing_; }
   const ModelId& model_id() const { return model_id_; }
   std::string statistics() const { return compiled_.analysis.statistics.to_string(); }
+  // Per output, how its answers travel (circuit::plan_output_transport at the compile's error
+  // target; server.zip's answers.json).
+  const std::vector<circuit::OutputTransport>& output_transport() const { return output_transport_; }
 
  private:
   circuit::CompiledCircuit compiled_;
   ml::Processing processing_;
   ModelId model_id_{};
+  std::vector<circuit::OutputTransport> output_transport_;
 };
 
 using Progress = std::function<void(const std::string& step, double fraction)>;
@@ -217,9 +221,13 @@ class ModelServer {
   const ModelId& model_id() const { return model_id_; }
   const circuit::CompiledCircuit& compiled() const { return *compiled_; }
   bool needs_evaluation_keys() const { return compiled_->uses_bootstrapping; }
+  // From server.zip's answers.json; empty for a server.zip written before it (answers then
+  // travel keyswitched to the small key, 64 bits a word, as they did).
+  const std::vector<circuit::OutputTransport>& output_transport() const { return output_transport_; }
 
  private:
   ModelId model_id_{};
+  std::vector<circuit::OutputTransport> output_transport_;
   std::shared_ptr<const circuit::CompiledCircuit> compiled_;
   std::shared_ptr<const circuit::FheExecutor> executor_;  // lowered once; keys come per run
 };

@@ -44,6 +44,15 @@ SeededLweCiphertextList encrypt_seeded_lwe_list(std::span<const Torus> key, std:
 // Expands the masks from the seed: the same ciphertexts the encryptor produced.
 LweCiphertextList decompress_lwe_list(const SeededLweCiphertextList& seeded);
 
+// Centred modulus switch of every ciphertext of `list` from q = 2^64 to 2^modulus_bits, the
+// result kept on the torus: every word becomes a multiple of 2^(64 - modulus_bits), so that
+// only its top modulus_bits bits need to travel (serialize_modulus_switched) and decryption
+// is unchanged. Adds parameters.hpp's modulus_switch_variance_to_bits to each phase (the
+// mask's public rounding errors e_i enter as sum e_i (s_i - 1/2): half their mean is folded
+// into the body before it is rounded, as the PBS's switch does).
+// REQUIRES: 1 <= modulus_bits <= 63.
+void modulus_switch_lwe_ciphertext_list(LweCiphertextList& list, unsigned modulus_bits);
+
 // ---- levelled operations (noise adds; the circuit layer keeps messages within p bits) ----
 // All spans are whole ciphertexts of one dimension; out may alias an input.
 void lwe_add(std::span<Torus> out, std::span<const Torus> a, std::span<const Torus> b);

@@ -99,6 +99,10 @@ double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
                           LweDimension output_dimension = LweDimension(0));
 // Modulus switch of an LWE ciphertext of dimension n from q to 2N.
 double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polynomial_size);
+// The same centred switch to 2^modulus_bits instead of 2N (the answers' compression,
+// modulus_switch_lwe_ciphertext_list): Var_MS with 1/(2N)^2 replaced by 2^(-2 modulus_bits).
+// REQUIRES: 1 <= modulus_bits <= 63.
+double modulus_switch_variance_to_bits(LweDimension lwe_dimension, unsigned modulus_bits);
 // Noise added by one external product (one of the n steps of a blind rotation) with a GGSW
 // encrypted at bsk_std_dev, including the f64 FFT term. Var_BR = n * this.
 double external_product_variance(GlweDimension glwe_dimension, PolynomialSize polynomial_size,

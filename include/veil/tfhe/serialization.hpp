@@ -39,7 +39,9 @@ class FormatError : public veil::InputError {
 inline constexpr std::uint16_t kFormatMajor = 1;
 // 1.1: the parameter-set payload gains `grouping` (multi-bit blind rotation); a 1.0 set reads
 // as grouping 1.
-inline constexpr std::uint16_t kFormatMinor = 1;
+// 1.2: modulus-switched LWE ciphertext lists (tag 14, bit-packed), and seeded evaluation keys
+// whose bodies travel as their top bits only, bit-packed; 1.0 and 1.1 frames still read.
+inline constexpr std::uint16_t kFormatMinor = 2;
 
 enum class ObjectType : std::uint16_t {
   kLweSecretKey = 1,
@@ -55,6 +57,7 @@ enum class ObjectType : std::uint16_t {
   kSeededLweKeyswitchKey = 11,
   kSeededEvaluationKeys = 12,
   kParameterSet = 13,
+  kModulusSwitchedLweCiphertextList = 14,
 };
 const char* object_type_name(ObjectType type);
 
@@ -85,6 +88,10 @@ Bytes serialize(const GlweSecretKey& key, const ParameterSet& params);
 Bytes serialize(const LweCiphertext& ct, const ParameterSet& params);
 Bytes serialize(const LweCiphertextList& list, const ParameterSet& params);
 Bytes serialize(const SeededLweCiphertextList& list, const ParameterSet& params);
+// A list after modulus_switch_lwe_ciphertext_list(list, modulus_bits) (lwe.hpp): each word's
+// top modulus_bits bits, bit-packed (tag 14). REQUIRES: 1 <= modulus_bits <= 63 and every
+// word a multiple of 2^(64 - modulus_bits) (std::invalid_argument otherwise).
+Bytes serialize_modulus_switched(const LweCiphertextList& list, unsigned modulus_bits, const ParameterSet& params);
 Bytes serialize(const GlweCiphertext& ct, const ParameterSet& params);
 Bytes serialize(const GgswCiphertext& ct, const ParameterSet& params);
 Bytes serialize(const LweBootstrapKey& key, const ParameterSet& params);
@@ -104,6 +111,10 @@ LweCiphertext deserialize_lwe_ciphertext(std::span<const std::uint8_t> bytes, co
                                          std::uint64_t max_bytes = kDefaultMaxBytes);
 LweCiphertextList deserialize_lwe_ciphertext_list(std::span<const std::uint8_t> bytes, const ParameterSet& params,
                                                   std::uint64_t max_bytes = kDefaultMaxBytes);
+// A tag-14 frame, lifted back to the torus (words multiples of 2^(64 - modulus_bits)).
+LweCiphertextList deserialize_modulus_switched_lwe_ciphertext_list(std::span<const std::uint8_t> bytes,
+                                                                  const ParameterSet& params,
+                                                                  std::uint64_t max_bytes = kDefaultMaxBytes);
 SeededLweCiphertextList deserialize_seeded_lwe_ciphertext_list(std::span<const std::uint8_t> bytes,
                                                                const ParameterSet& params,
                                                                std::uint64_t max_bytes = kDefaultMaxBytes);
