@@ -214,8 +214,8 @@ Bytes inflate_raw(std::span<const std::uint8_t> deflated, std::uint64_t size) {
       case 0: {
         in.align();
         const auto header = in.take_bytes(4);
-        const std::uint16_t length = static_cast<std::uint16_t>(header[0] | (header[1] << 8));
-        const std::uint16_t check = static_cast<std::uint16_t>(header[2] | (header[3] << 8));
+        const std::uint16_t length = tfhe::decode_fixed16(header.data());
+        const std::uint16_t check = tfhe::decode_fixed16(header.data() + 2);
         if (static_cast<std::uint16_t>(~check) != length) bad_stream("a stored block's length check fails");
         if (size - out.size() < length) bad_stream("the stream inflates to more than the declared size");
         const auto data = in.take_bytes(length);
@@ -329,8 +329,8 @@ Bytes ZipReader::read(const std::string& member, std::uint64_t max_bytes) const 
   const std::uint32_t crc = crc32(out);
   if (crc != e.crc) {
     const auto hex = [](std::uint32_t v) {
-      const std::array<std::uint8_t, 4> big_endian = {static_cast<std::uint8_t>(v >> 24), static_cast<std::uint8_t>(v >> 16),
-                                                      static_cast<std::uint8_t>(v >> 8), static_cast<std::uint8_t>(v)};
+      std::array<std::uint8_t, 4> big_endian{};
+      tfhe::encode_big_endian(big_endian.data(), v, 4);
       return tfhe::to_hex(big_endian);
     };
     fail("CRC-32 " + hex(crc) + " does not match the stored " + hex(e.crc));
