@@ -151,6 +151,22 @@ def main():
     sk("forest_diabetes", RandomForestRegressor(n_estimators=10, max_depth=4, random_state=SEED),
        "diabetes")
 
+    # k-nearest neighbours: the training set lives in the circuit (each point costs about
+    # two PBS per row), so the model keeps a stratified sample of 48 training rows.
+    from sklearn.model_selection import train_test_split
+    from sklearn.neighbors import KNeighborsClassifier
+
+    def knn(name, dataset, n_points, k, scaler):
+        xtr, xte, ytr, _ = data[dataset]
+        xs, _, ys, _ = train_test_split(xtr, ytr, train_size=n_points, random_state=SEED, stratify=ytr)
+        est = make_pipeline(scaler, KNeighborsClassifier(n_neighbors=k))
+        est.fit(xs, ys)
+        export(est, os.path.join(OUT, "models", name + ".json"))
+        record(name, "sklearn", dataset, "classification", est.predict(xte), est.predict_proba(xte),
+               {"n_points": n_points, "k": k})
+
+    knn("knn_iris", "iris", 48, 3, StandardScaler())
+
     # --- XGBoost ------------------------------------------------------------------------
     import xgboost as xgb
 

@@ -86,7 +86,8 @@ enum class Fhe {
 // How a model is quantized and compiled. Zero widths choose the model family's default.
 struct CompileOptions {
   // Bits of inputs, weights and activations (2 to 8); 0: 8 for linear models, 6 for trees
-  // and networks.
+  // and networks, for k-nearest neighbours the most (up to 4) whose squared distances a
+  // lookup reads.
   unsigned n_bits = 0;
   // Networks: bits a lookup reads after rounding (2 to 8); 0: the fewest, at most 6, whose
   // predictions on the calibration rows stay within one point of 6 bits.
@@ -97,7 +98,8 @@ struct CompileOptions {
   double global_p_error = 0;
   // Trees read each comparison exactly (no neighbouring code; slower, larger parameters).
   bool exact_tree_comparisons = false;
-  // Networks read each lookup exactly.
+  // Networks read each lookup exactly; k-nearest neighbours compute exact distances (with
+  // fewer input bits: FHE then equals the clear model bit for bit).
   bool exact_network_reads = false;
 };
 

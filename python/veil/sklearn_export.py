@@ -4,8 +4,9 @@ The format is documented in docs/formats/sklearn_model.md. Supported estimators:
 LinearRegression, Ridge, Lasso, ElasticNet, LogisticRegression (binary, multinomial or
 one-vs-rest), LinearSVC, LinearSVR, SGDClassifier, SGDRegressor, PoissonRegressor,
 GammaRegressor, TweedieRegressor, DecisionTreeClassifier, DecisionTreeRegressor,
-RandomForestClassifier, RandomForestRegressor, and a Pipeline of StandardScaler or
-MinMaxScaler steps followed by one of them.
+RandomForestClassifier, RandomForestRegressor, KNeighborsClassifier (uniform weights,
+Euclidean metric), and a Pipeline of StandardScaler or MinMaxScaler steps followed by one of
+them.
 
 veil.compile calls to_dict for scikit-learn objects; tools/export_sklearn.py writes the
 document to a file for the veil CLI. This module needs only the standard library, numpy and
@@ -165,6 +166,34 @@ def _trees(est):
     return model
 
 
+def _knn(est):
+    """KNeighborsClassifier: its training points (as it saw them, after the pipeline's
+    scalers), their class indices and k. Veil computes Euclidean distances and counts every
+    neighbour's vote the same; other choices are refused by name."""
+    name = type(est).__name__
+    if est.weights != "uniform":
+        raise ExportError("%s(weights=%r) is not supported: only weights='uniform' (every neighbour's "
+                          "vote counts the same; 'distance' would divide by encrypted distances)"
+                          % (name, est.weights if isinstance(est.weights, str) else "<callable>"))
+    metric = est.effective_metric_ if hasattr(est, "effective_metric_") else est.metric
+    params = getattr(est, "effective_metric_params_", None) or {}
+    if metric == "minkowski" and params.get("p", 2) == 2 and "w" not in params:
+        metric = "euclidean"
+    if metric not in ("euclidean", "l2") or (set(params) - {"p"}):
+        shown = "metric=%r" % (est.metric if isinstance(est.metric, str) else "<callable>",)
+        if est.metric == "minkowski":
+            shown += ", p=%s" % (params.get("p", est.p),)
+        raise ExportError("%s(%s) is not supported: only the Euclidean distance "
+                          "(metric='minkowski' with p=2, or 'euclidean')" % (name, shown))
+    if getattr(est, "outputs_2d_", False):
+        raise ExportError("multi-output classifiers are not supported")
+    return {"type": "knn", "estimator": name, "task": "classification",
+            "classes": _classes(est), "n_neighbors": int(est.n_neighbors),
+            "weights": "uniform", "metric": "euclidean",
+            "train_x": [_floats(r) for r in np.asarray(est._fit_X, dtype=np.float64)],
+            "train_y": [int(v) for v in np.asarray(est._y).ravel()]}
+
+
 LINEAR_ESTIMATORS = ("LinearRegression", "Ridge", "Lasso", "ElasticNet", "LogisticRegression", "LinearSVC",
                      "LinearSVR", "SGDClassifier", "SGDRegressor", "PoissonRegressor", "GammaRegressor",
                      "TweedieRegressor")
@@ -190,10 +219,13 @@ def to_dict(estimator):
         model = _trees(est)
     elif name in LINEAR_ESTIMATORS:
         model = _linear(est)
+    elif name == "KNeighborsClassifier":
+        model = _knn(est)
     else:
         raise ExportError(
             "unsupported estimator %s (supported: %s, DecisionTreeClassifier, "
             "DecisionTreeRegressor, RandomForestClassifier, RandomForestRegressor, "
+            "KNeighborsClassifier, "
             "Pipeline of StandardScaler/MinMaxScaler and one of them)" % (name, ", ".join(LINEAR_ESTIMATORS)))
     import sklearn
     return {"format": FORMAT_NAME, "version": FORMAT_VERSION,

@@ -38,12 +38,16 @@ int compile(const CompileArgs& a) {
     const unsigned b = *a.n_bits;
     o.quantization.linear_input_bits = o.quantization.linear_weight_bits = b;
     o.quantization.tree_input_bits = b;
+    o.quantization.knn_input_bits = b;
     o.quantization.network_input_bits = o.quantization.network_weight_bits = o.quantization.network_activation_bits = b;
   }
   if (a.lookup_bits) o.quantization.lookup_precision = *a.lookup_bits;
   if (a.auto_tree_bits) o.quantization.tree_input_bits = 0;
   if (a.exact_tree_comparisons) o.quantization.tree_comparison_neighbour_log2 = 0;
-  if (a.exact_network_reads) o.quantization.network_neighbour_log2 = 0;
+  if (a.exact_network_reads) {
+    o.quantization.network_neighbour_log2 = 0;
+    o.quantization.knn_exact_distances = true;
+  }
   if (a.p_error) o.compile.p_error = *a.p_error;
   if (a.global_p_error) o.compile.global_p_error = *a.global_p_error;
   const auto t0 = Clock::now();

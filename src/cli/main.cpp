@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   c->add_option("--model", compile_args.model, "Model file: .onnx, XGBoost .json or Veil scikit-learn .json")->required()->check(CLI::ExistingFile);
   c->add_option("--calibration", compile_args.calibration, "Calibration rows: .csv (header allowed) or .npy")->required()->check(CLI::ExistingFile);
   c->add_option("--out", compile_args.out, "Output directory")->required();
-  c->add_option("--n-bits", compile_args.n_bits, "Bit width of inputs, weights and activations (default: per model family)")->check(CLI::Range(2u, 8u));
+  c->add_option("--n-bits", compile_args.n_bits, "Bit width of inputs, weights and activations (default: per model family; k-nearest neighbours: the most, up to 4, whose squared distances fit 8 bits)")->check(CLI::Range(2u, 8u));
   c->add_flag("--auto-tree-bits", compile_args.auto_tree_bits,
               "Trees: the fewest input bits (at most 6) whose predictions on the calibration rows stay within 2 points of 6 bits (default: 6 bits)")
       ->excludes("--n-bits");

@@ -104,6 +104,7 @@ deploy::DevOptions dev_options(const CompileOptions& o) {
     auto& q = d.quantization;
     q.linear_input_bits = q.linear_weight_bits = o.n_bits;
     q.tree_input_bits = o.n_bits;
+    q.knn_input_bits = o.n_bits;
     q.network_input_bits = q.network_weight_bits = q.network_activation_bits = o.n_bits;
   }
   if (o.lookup_bits != 0) {
@@ -112,7 +113,10 @@ deploy::DevOptions dev_options(const CompileOptions& o) {
     d.quantization.lookup_precision = o.lookup_bits;
   }
   if (o.exact_tree_comparisons) d.quantization.tree_comparison_neighbour_log2 = 0;
-  if (o.exact_network_reads) d.quantization.network_neighbour_log2 = 0;
+  if (o.exact_network_reads) {
+    d.quantization.network_neighbour_log2 = 0;
+    d.quantization.knn_exact_distances = true;
+  }
   if (!(o.p_error > 0 && o.p_error < 0.5)) throw std::invalid_argument("CompileOptions::p_error must be in (0, 0.5)");
   d.compile.p_error = o.p_error;
   if (o.global_p_error != 0) {

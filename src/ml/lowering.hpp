@@ -14,6 +14,8 @@ QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Ma
                            const QuantizationOptions& options);
 QuantizedModel lower_network(const Model& model, const Network& net, const Matrix& calibration,
                              const QuantizationOptions& options);
+QuantizedModel lower_knn(const Model& model, const NearestNeighbors& knn, const Matrix& calibration,
+                         const QuantizationOptions& options);
 
 // Unsigned affine quantizer of `bits` bits covering [lo, hi] (0 always representable when
 // inside). `reserve_top` keeps the top code free (the missing-value code of trees).

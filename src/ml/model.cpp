@@ -35,9 +35,7 @@ Task parse_task(const std::string& name) {
 std::size_t Model::n_outputs() const {
   if (const auto* l = std::get_if<LinearModel>(&body)) return l->coef.size();
   if (const auto* t = std::get_if<TreeEnsemble>(&body)) return t->n_outputs;
-  const auto& n = std::get<Network>(body);
-  (void)n;
-  return classes.empty() ? 1 : classes.size();
+  return classes.empty() ? 1 : classes.size();  // networks and nearest neighbours
 }
 
 void apply_preprocessing(const Model& model, std::span<double> row) {
@@ -64,6 +62,22 @@ std::size_t tree_leaf(const DecisionTree& tree, const TreeEnsemble& ens, std::sp
     i = static_cast<std::size_t>(go_left ? tree.left[i] : tree.right[i]);
   }
   return i;
+}
+
+// Vote fractions of the k training points nearest to x (squared Euclidean distance; a tie
+// goes to the point listed first, as a stable sort puts it).
+std::vector<double> nearest_neighbor_votes(const NearestNeighbors& knn, std::size_t n_classes, std::span<const double> x) {
+  std::vector<std::pair<double, std::size_t>> d(knn.train_x.size());
+  for (std::size_t t = 0; t < d.size(); ++t) {
+    double s = 0;
+    for (std::size_t f = 0; f < x.size(); ++f) s += (x[f] - knn.train_x[t][f]) * (x[f] - knn.train_x[t][f]);
+    d[t] = {s, t};
+  }
+  const std::size_t k = std::min(knn.k, d.size());
+  std::partial_sort(d.begin(), d.begin() + static_cast<std::ptrdiff_t>(k), d.end());
+  std::vector<double> votes(n_classes, 0.0);
+  for (std::size_t i = 0; i < k; ++i) votes[static_cast<std::size_t>(knn.train_y[d[i].second])] += 1.0 / static_cast<double>(knn.k);
+  return votes;
 }
 
 }  // namespace
@@ -98,6 +112,9 @@ Matrix model_margins(const Model& model, const Matrix& rows) {
         if (!ens->base_score.empty()) m[j] += ens->base_score[j];
         out.at(r, j) = m[j];
       }
+    } else if (const auto* knn = std::get_if<NearestNeighbors>(&model.body)) {
+      const auto votes = nearest_neighbor_votes(*knn, k, x);
+      for (std::size_t j = 0; j < k; ++j) out.at(r, j) = votes[j];
     } else {
       const auto& net = std::get<Network>(model.body);
       FloatTensor in{net.input_shape, x};
@@ -164,7 +181,7 @@ Predictions predict_float(const Model& model, const Matrix& rows) {
   Link link = Link::kIdentity;
   if (const auto* l = std::get_if<LinearModel>(&model.body)) link = l->link;
   else if (const auto* t = std::get_if<TreeEnsemble>(&model.body)) link = t->link;
-  else link = std::get<Network>(model.body).link;
+  else if (const auto* n = std::get_if<Network>(&model.body)) link = n->link;
   Predictions p;
   std::vector<double> scores;
   for (std::size_t r = 0; r < rows.rows; ++r) {

@@ -200,6 +200,12 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
     return q;
   };
   if (const auto* lin = std::get_if<LinearModel>(&model.body)) return finish(detail::lower_linear(model, *lin, calibration, options));
+  if (const auto* knn = std::get_if<NearestNeighbors>(&model.body)) {
+    if (options.knn_input_bits != 0) check_bits(options.knn_input_bits, 1, 8, "knn_input_bits");
+    check_bits(options.knn_max_input_bits, 1, 8, "knn_max_input_bits");
+    check_bits(options.knn_distance_bits, 3, 8, "knn_distance_bits");
+    return finish(detail::lower_knn(model, *knn, calibration, options));
+  }
   if (const auto* ens = std::get_if<TreeEnsemble>(&model.body)) {
     const auto lower_as = [&](unsigned bits, bool shared, unsigned group_bits) {
       QuantizationOptions o = options;

@@ -70,6 +70,8 @@ void validate_tree(const DecisionTree& t, std::size_t n_features, std::size_t va
 namespace {
 
 constexpr std::size_t kMaxFeatures = std::size_t{1} << 20;
+// Far more training points than a circuit can afford (compile_model states its own limit).
+constexpr std::size_t kMaxNeighborPoints = std::size_t{1} << 20;
 
 std::vector<std::int64_t> read_classes(const detail::JsonReader& r, const nlohmann::json& m, const std::string& path) {
   auto classes = r.integers(r.field(m, "classes", path), path + ".classes");
@@ -77,6 +79,43 @@ std::vector<std::int64_t> read_classes(const detail::JsonReader& r, const nlohma
   std::set<std::int64_t> unique(classes.begin(), classes.end());
   if (unique.size() != classes.size()) r.fail(path + ".classes", "class labels repeat");
   return classes;
+}
+
+// KNeighborsClassifier: the training points (after the preprocessing), their class indices,
+// k. Only what Veil lowers is accepted: uniform weights, the Euclidean metric.
+NearestNeighbors read_nearest_neighbors(const detail::JsonReader& r, const nlohmann::json& m, const Model& model) {
+  if (model.task != Task::kClassification) r.fail("$.model.task", "k-nearest neighbours: only classification is supported");
+  const std::string weights = r.has(m, "weights") ? r.str(m["weights"], "$.model.weights") : "uniform";
+  if (weights != "uniform")
+    r.fail("$.model.weights", "'" + weights + "' is not supported (uniform only: every neighbour's vote counts the same)");
+  const std::string metric = r.has(m, "metric") ? r.str(m["metric"], "$.model.metric") : "euclidean";
+  if (metric != "euclidean") r.fail("$.model.metric", "'" + metric + "' is not supported (euclidean only)");
+  NearestNeighbors knn;
+  const auto& xs = r.array(r.field(m, "train_x", "$.model"), "$.model.train_x");
+  if (xs.empty()) r.fail("$.model.train_x", "no training points");
+  if (xs.size() > kMaxNeighborPoints)
+    r.fail("$.model.train_x", std::to_string(xs.size()) + " training points, at most " + std::to_string(kMaxNeighborPoints));
+  for (std::size_t t = 0; t < xs.size(); ++t) {
+    const std::string path = "$.model.train_x[" + std::to_string(t) + "]";
+    knn.train_x.push_back(r.doubles(xs[t], path));
+    if (knn.train_x.back().size() != model.n_features)
+      r.fail(path, std::to_string(knn.train_x.back().size()) + " values for " + std::to_string(model.n_features) + " features");
+    for (double v : knn.train_x.back())
+      if (!std::isfinite(v)) r.fail(path, "a value is not finite");
+  }
+  knn.train_y = r.integers(r.field(m, "train_y", "$.model"), "$.model.train_y");
+  if (knn.train_y.size() != knn.train_x.size())
+    r.fail("$.model.train_y", std::to_string(knn.train_y.size()) + " labels for " + std::to_string(knn.train_x.size()) +
+                                  " training points");
+  for (std::size_t t = 0; t < knn.train_y.size(); ++t)
+    if (knn.train_y[t] < 0 || knn.train_y[t] >= static_cast<std::int64_t>(model.classes.size()))
+      r.fail("$.model.train_y[" + std::to_string(t) + "]", "class index " + std::to_string(knn.train_y[t]) +
+                                                               " outside [0, " + std::to_string(model.classes.size()) + ")");
+  const std::int64_t k = r.integer(r.field(m, "n_neighbors", "$.model"), "$.model.n_neighbors");
+  if (k < 1 || static_cast<std::size_t>(k) > knn.train_x.size())
+    r.fail("$.model.n_neighbors", std::to_string(k) + " outside [1, " + std::to_string(knn.train_x.size()) + "] (the training points)");
+  knn.k = static_cast<std::size_t>(k);
+  return knn;
 }
 
 }  // namespace
@@ -193,8 +232,10 @@ Model parse_sklearn_json(const nlohmann::json& doc, const std::string& source) {
       ens.trees.push_back(std::move(tree));
     }
     model.body = std::move(ens);
+  } else if (type == "knn") {
+    model.body = read_nearest_neighbors(r, m, model);
   } else {
-    r.fail("$.model.type", "unsupported model type '" + type + "' (supported: linear, tree_ensemble)");
+    r.fail("$.model.type", "unsupported model type '" + type + "' (supported: linear, tree_ensemble, knn)");
   }
   return model;
 }

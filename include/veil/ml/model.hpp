@@ -50,6 +50,17 @@ struct LinearModel {
   Link link = Link::kIdentity;
 };
 
+// k-nearest-neighbour classification (scikit-learn's KNeighborsClassifier, uniform weights,
+// Euclidean metric): the k training points nearest to x' (the preprocessed row) vote, and
+// margins[c] = (votes for class c) / k. Ties in distance go to the training point listed
+// first. train_x holds the training points as the estimator saw them (after the
+// preprocessing); train_y their class indices (into Model::classes).
+struct NearestNeighbors {
+  std::vector<std::vector<double>> train_x;  // [points][features]
+  std::vector<std::int64_t> train_y;         // [points], each in [0, classes)
+  std::size_t k = 5;
+};
+
 // One binary tree in array form (scikit-learn's layout). Node i is internal when
 // left[i] >= 0: it sends x to left[i] when x[feature[i]] <= threshold[i] (kLessEqual) or
 // < threshold[i] (kLess), to right[i] otherwise, and a missing (NaN) value to left[i] when
@@ -139,7 +150,7 @@ struct Model {
   std::size_t n_features = 0;
   std::vector<std::int64_t> classes;  // classification only
   std::vector<FeatureTransform> preprocessing;
-  std::variant<LinearModel, TreeEnsemble, Network> body;
+  std::variant<LinearModel, TreeEnsemble, Network, NearestNeighbors> body;
 
   std::size_t n_outputs() const;  // margins the body produces
 };

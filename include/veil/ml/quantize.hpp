@@ -41,6 +41,14 @@
 //                  their rounded accumulator approximately by default (a neighbouring step
 //                  with probability at most 2^-10: network_neighbour_log2, tables with a
 //                  box of margin at either end) where that makes the circuit cheaper.
+//   k-nearest     inputs quantized with one common step for every feature in the
+//   neighbours    preprocessed space (knn_input_bits), the training points by the same
+//                 quantizers; the exact squared code distances (one square lookup per
+//                 feature, then levelled), one lookup per training point to a level that
+//                 packs the distance bucket and the point's class, the k smallest levels by
+//                 a bitonic selection network of compare-exchanges (one lookup each), one
+//                 lookup per winner and class for the votes; exact reads only
+//                 (src/ml/lower_knn.cpp states the algorithm and its cost).
 // Range hints: every levelled node gets the range observed on the calibration rows, widened
 // by range_margin of its span on each side (clipped to the inferred range), so that the
 // circuit's bit widths follow real data (values outside wrap in FHE, as with Concrete's
@@ -111,6 +119,19 @@ struct QuantizationOptions {
   // instead of the 6-bit one. The clear predictions are the same; FHE's differ from them only
   // where a feature's code is next to a threshold (docs/perf-log.md measures how often).
   unsigned tree_comparison_neighbour_log2 = 10;
+  // k-nearest neighbours: input bits per feature (one common step for all features in the
+  // preprocessed space); 0: the most up to knn_max_input_bits whose squared distances need
+  // at most two bits more than knn_distance_bits, or with knn_exact_distances whose squared
+  // distances a lookup reads exactly (8 bits: features * (2^bits - 1)^2 < 256 or so; an
+  // explicit value wider than that is then refused). Without knn_exact_distances,
+  // distances wider than knn_distance_bits are rounded to that many bits by an approximate
+  // round_bits (free; a distance next to a rounding tie may land in either neighbouring
+  // level under encryption): 4-bit inputs on iris lose no accuracy against the float model
+  // where exact 3-bit ones lose 3 to 8 points.
+  unsigned knn_input_bits = 0;
+  unsigned knn_max_input_bits = 4;
+  bool knn_exact_distances = false;
+  unsigned knn_distance_bits = 7;
   // Networks.
   unsigned network_input_bits = 6;
   unsigned network_weight_bits = 5;
@@ -169,6 +190,7 @@ struct QuantizedModel {
   // a network and the input bits of a tree ensemble (0 for the other models).
   unsigned lookup_precision = 0;
   unsigned tree_input_bits = 0;
+  unsigned knn_input_bits = 0;  // k-nearest neighbours
 };
 
 // Quantizes and lowers `model` with `calibration` rows (n_features columns, at least one
