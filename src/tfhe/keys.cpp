@@ -75,6 +75,16 @@ class ProgressCounter {
   std::mutex mutex_;
 };
 
+// x rounded to the nearest multiple of 2^(64 - bits) (bits = 64: x).
+Torus round_word_to_top_bits(Torus x, unsigned bits) {
+  if (bits >= 64) return x;
+  const unsigned shift = 64 - bits;
+  return (x + (Torus{1} << (shift - 1))) & ~((Torus{1} << shift) - 1);
+}
+void round_to_top_bits(std::span<Torus> words, unsigned bits) {
+  for (Torus& w : words) w = round_word_to_top_bits(w, bits);
+}
+
 }  // namespace
 
 SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, const KeygenOptions& options) {
@@ -85,6 +95,8 @@ SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, cons
   const std::size_t l = g.level_count.value;
   SeededLweBootstrapKey out{shape, os_random_seed(), {}};
   out.bodies.resize(shape.ggsw_count() * g.row_count() * n);
+  // Only the bits above the key's noise travel (parameters.hpp, bootstrap_key_body_bits).
+  const unsigned body_bits = bootstrap_key_body_bits(keys.params.glwe_std_dev);
   ProgressCounter counter(options.progress, shape.ggsw_count(), 0.0, kBootstrapKeyShare);
   parallel_for(shape.ggsw_count(), options.threads, 4, [&](std::size_t begin, std::size_t end, unsigned) {
     GlweEncryptor encryptor(keys.glwe);
@@ -99,6 +111,7 @@ SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, cons
           mask_stream.fill(mask);
           std::span<Torus> body(out.bodies.data() + (t * g.row_count() + row) * n, n);
           encryptor.compute_ggsw_row_body(mask, i, j, mu, g.base_log, keys.params.glwe_std_dev, noise, body);
+          round_to_top_bits(body, body_bits);
         }
       }
     }
@@ -114,6 +127,7 @@ SeededLweKeyswitchKey generate_seeded_keyswitch_key(const SecretKeys& keys, cons
   const std::size_t beta = shape.base_log.value;
   SeededLweKeyswitchKey out{shape, os_random_seed(), {}};
   out.bodies.resize(shape.ciphertext_count());
+  const unsigned body_bits = keyswitch_key_word_bits(keys.params.lwe_dimension, keys.params.lwe_std_dev);
   auto big_key = keys.glwe.flattened();
   auto small_key = keys.lwe.bits();
   ProgressCounter counter(options.progress, shape.input_lwe_dimension.value, kBootstrapKeyShare, 1.0);
@@ -128,7 +142,9 @@ SeededLweKeyswitchKey generate_seeded_keyswitch_key(const SecretKeys& keys, cons
         Torus b = 0;
         for (std::size_t t = 0; t < n; ++t) b += a[t] & (Torus{0} - small_key[t]);
         const Torus plaintext = big_key[i] << (64 - j * beta);
-        out.bodies[i * l + (j - 1)] = b + plaintext + sampler.sample(noise);
+        // Rounded to the bits the evaluation form keeps (TruncatedKeyswitchKey rounds every
+        // word the same way, so this adds nothing there): only those travel.
+        out.bodies[i * l + (j - 1)] = round_word_to_top_bits(b + plaintext + sampler.sample(noise), body_bits);
       }
     }
     counter.add(end - begin);

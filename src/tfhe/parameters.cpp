@@ -17,7 +17,9 @@
 //             element contributes Var(e) Var(s_i - 1/2) = 1/12 * 1/4 instead of
 //             Var(e) E[s_i^2] = 1/12 * 1/2: half the classic n / (24 (2N)^2); the body's own
 //             rounding keeps its 1/(12 (2N)^2))
-//   Var_EP  = l (k+1) N (B^2+2)/12 s_bsk^2 + (1/B^(2l) - 1/q^2)/24 (1 + kN/2)
+//   Var_EP  = l (k+1) N (B^2+2)/12 (s_bsk^2 + 2^-2b_bsk / 12) + (1/B^(2l) - 1/q^2)/24 (1 + kN/2)
+//             (the bodies rounded to their top b_bsk bits, bootstrap_key_body_bits: the
+//             rounding error is one more independent uniform term of every key coefficient)
 //             + kN/(32 q^2) + (1 - kN)^2/(64 q^2) + Var_FFT
 //   Var_FFT = 2^-2.57722494 2^(2(64-53)) l B^2 N^2 (k+1) / q^2
 //   Var_BR  = n Var_EP                                   (classical, grouping d = 1)
@@ -35,6 +37,7 @@
 #include "veil/tfhe/sha256.hpp"
 
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cmath>
@@ -260,6 +263,21 @@ double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polyno
          inv_2n_squared / 12.0;
 }
 
+unsigned bootstrap_key_body_bits(double bsk_std_dev) {
+  // 2^(-2b)/12 <= s^2/16, i.e. 2^(-2b) <= (3/4) s^2: exact in powers of two from b = 1 up.
+  const double allowed = 0.75 * bsk_std_dev * bsk_std_dev;
+  if (!(allowed > 0.0)) return 64;
+  // The optimizer evaluates this per candidate: one log2, then the exact check.
+  int b = std::max(1, static_cast<int>(std::ceil(-0.5 * std::log2(allowed))) - 1);
+  while (b < 64 && std::ldexp(1.0, -2 * b) > allowed) ++b;
+  return static_cast<unsigned>(std::min(b, 64));
+}
+
+double bootstrap_key_body_rounding_variance(double bsk_std_dev) {
+  const unsigned b = bootstrap_key_body_bits(bsk_std_dev);
+  return b >= 64 ? 0.0 : std::ldexp(1.0, -2 * static_cast<int>(b)) / 12.0;
+}
+
 double modulus_switch_variance_to_bits(LweDimension lwe_dimension, unsigned modulus_bits) {
   if (modulus_bits < 1 || modulus_bits > 63)
     throw std::invalid_argument("modulus_switch_variance_to_bits: modulus_bits must be in [1, 63], got " +
@@ -302,7 +320,8 @@ double external_product_variance(GlweDimension glwe_dimension, PolynomialSize po
   const double kn = k * big_n;
   const double l = static_cast<double>(level_count.value);
   const double b2 = std::ldexp(1.0, 2 * static_cast<int>(base_log.value));
-  const double key_term = l * (k + 1.0) * big_n * (b2 + 2.0) / 12.0 * bsk_std_dev * bsk_std_dev;
+  const double key_term = l * (k + 1.0) * big_n * (b2 + 2.0) / 12.0 *
+                          (bsk_std_dev * bsk_std_dev + bootstrap_key_body_rounding_variance(bsk_std_dev));
   const double rounding_term = input_rounding_variance(glwe_dimension, polynomial_size, base_log, level_count);
   const double small_terms =
       kn / 32.0 * kInvQSquared + (1.0 - kn) * (1.0 - kn) / 64.0 * kInvQSquared;
@@ -348,6 +367,14 @@ NoiseBreakdown noise_breakdown(const ParameterSet& params) {
   out.fft = key_noise_factor(params.grouping) * n *
             fft_external_product_variance(params.glwe_dimension, params.polynomial_size,
                                           params.pbs_base_log, params.pbs_level_count);
+  {
+    const double k = static_cast<double>(params.glwe_dimension.value);
+    const double l = static_cast<double>(params.pbs_level_count.value);
+    const double b2 = std::ldexp(1.0, 2 * static_cast<int>(params.pbs_base_log.value));
+    out.bsk_rounding = key_noise_factor(params.grouping) * n * l * (k + 1.0) *
+                       static_cast<double>(params.polynomial_size.value) * (b2 + 2.0) / 12.0 *
+                       bootstrap_key_body_rounding_variance(params.glwe_std_dev);
+  }
   return out;
 }
 

@@ -523,7 +523,57 @@ void check_key_bits(ObjectType type, std::span<const Torus> bits) {
 
 // ---------------------------------------------------------------- seeded payloads
 
-std::size_t seeded_bsk_payload_bytes(const SeededLweBootstrapKey& k) { return 5 * 8 + 16 + k.bodies.size() * 8; }
+// Format 1.2 sends every body as its top b bits, bit-packed, behind a u64 b: the bits the
+// parameter set's noise model counts (bootstrap_key_body_bits, keyswitch_key_word_bits).
+// Earlier minors sent whole words.
+unsigned bsk_body_bits(const ParameterSet& p) { return bootstrap_key_body_bits(p.glwe_std_dev); }
+unsigned ksk_body_bits(const ParameterSet& p) { return keyswitch_key_word_bits(p.lwe_dimension, p.lwe_std_dev); }
+
+std::uint64_t packed_bodies_bytes(std::uint64_t count, unsigned bits) { return 8 + packed_bytes(count, bits); }
+
+// Writes b and the bodies' top b bits. REQUIRES: every body a multiple of 2^(64 - b), as the
+// key generator rounds them.
+void write_packed_bodies(Writer& w, ObjectType type, std::span<const Torus> bodies, unsigned bits) {
+  w.u64(bits);
+  if (bits == 64) return w.words(bodies);
+  const unsigned shift = 64 - bits;
+  std::vector<Torus> top(bodies.size());
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    require((bodies[i] & ((Torus{1} << shift) - 1)) == 0, type,
+            "body " + std::to_string(i) + " has bits below its top " + std::to_string(bits) +
+                " (keys from generate_seeded_evaluation_keys are rounded to them)");
+    top[i] = bodies[i] >> shift;
+  }
+  w.packed(top, bits);
+}
+
+// Reads `count` bodies of a frame of minor `minor`: whole words before 1.2; then b, at least
+// `min_bits` (what the noise model counts) and at most 64, and the packed top bits.
+void read_packed_bodies(Reader& r, std::uint16_t minor, std::span<Torus> out, unsigned min_bits, const char* field,
+                        const std::string& shape, bool last) {
+  if (minor < 2) {
+    r.expect_words(out.size(), field, shape, last);
+    r.words(out, field);
+    return;
+  }
+  const std::uint64_t bits = r.u64("body bits");
+  if (bits < min_bits || bits > 64)
+    fail(r.type(), "body bits " + std::to_string(bits) + " is not in [" + std::to_string(min_bits) +
+                       ", 64]: the parameter set's noise model counts keys rounded to " + std::to_string(min_bits) +
+                       " bits");
+  const std::uint64_t need = packed_bytes(out.size(), static_cast<unsigned>(bits));  // out.size() < 2^61 (allocated)
+  if (last ? r.remaining() != need : r.remaining() < need)
+    fail(r.type(), std::string(last ? "payload holds " : "only ") + std::to_string(r.remaining()) + " bytes" +
+                       (last ? " for " : " remain for ") + field + ", " + shape + " needs " + std::to_string(out.size()) +
+                       " bodies of " + std::to_string(bits) + " bits (" + std::to_string(need) + " bytes)");
+  if (bits == 64) return r.words(out, field);
+  r.packed(out, static_cast<unsigned>(bits), field);
+  for (Torus& w : out) w <<= 64 - bits;
+}
+
+std::size_t seeded_bsk_payload_bytes(const SeededLweBootstrapKey& k, const ParameterSet& p) {
+  return 5 * 8 + 16 + packed_bodies_bytes(k.bodies.size(), bsk_body_bits(p));
+}
 void require_seeded_bsk(ObjectType type, const SeededLweBootstrapKey& key, const ParameterSet& params) {
   require(key.shape == bootstrap_key_shape(params), type,
           bsk_shape_text(key.shape) + " differs from parameter set " + set_label(params) + "'s " +
@@ -532,42 +582,49 @@ void require_seeded_bsk(ObjectType type, const SeededLweBootstrapKey& key, const
                 key.shape.ggsw_count() * key.shape.ggsw.row_count() * key.shape.ggsw.polynomial_size.value,
                 params);
 }
-void write_seeded_bsk(Writer& w, const SeededLweBootstrapKey& key) {
+void write_seeded_bsk(Writer& w, ObjectType type, const SeededLweBootstrapKey& key, const ParameterSet& p) {
   write_bsk_shape(w, key.shape);
   w.seed(key.seed);
-  w.words(key.bodies);
+  write_packed_bodies(w, type, key.bodies, bsk_body_bits(p));
 }
-SeededLweBootstrapKey read_seeded_bsk(Reader& r, const ParameterSet& params, bool last) {
+SeededLweBootstrapKey read_seeded_bsk(Reader& r, const ParameterSet& params, std::uint16_t minor, bool last) {
   const BootstrapKeyShape shape = read_bsk_shape(r, params);
   const Seed seed = r.seed("seed");
   const std::uint64_t words = checked_mul(r.type(), bsk_ggsw_count(r.type(), shape), ggsw_body_words(r.type(), shape.ggsw));
-  r.expect_words(words, "the bootstrap key bodies", bsk_shape_text(shape), last);
+  // A count the payload cannot hold at one bit a body is refused before allocating.
+  if (words / 8 > r.remaining())
+    fail(r.type(), "only " + std::to_string(r.remaining()) + " bytes remain for the bootstrap key bodies, " +
+                       bsk_shape_text(shape) + " needs " + std::to_string(words) + " bodies");
   SeededLweBootstrapKey key{shape, seed, {}};
   key.bodies.resize(words);
-  r.words(key.bodies, "bodies");
+  read_packed_bodies(r, minor, key.bodies, bsk_body_bits(params), "the bootstrap key bodies", bsk_shape_text(shape), last);
   return key;
 }
 
-std::size_t seeded_ksk_payload_bytes(const SeededLweKeyswitchKey& k) { return 4 * 8 + 16 + k.bodies.size() * 8; }
+std::size_t seeded_ksk_payload_bytes(const SeededLweKeyswitchKey& k, const ParameterSet& p) {
+  return 4 * 8 + 16 + packed_bodies_bytes(k.bodies.size(), ksk_body_bits(p));
+}
 void require_seeded_ksk(ObjectType type, const SeededLweKeyswitchKey& key, const ParameterSet& params) {
   require(key.shape == keyswitch_key_shape(params), type,
           ksk_shape_text(key.shape) + " differs from parameter set " + set_label(params) + "'s " +
               ksk_shape_text(keyswitch_key_shape(params)));
   require_equal(type, "body word count", key.bodies.size(), key.shape.ciphertext_count(), params);
 }
-void write_seeded_ksk(Writer& w, const SeededLweKeyswitchKey& key) {
+void write_seeded_ksk(Writer& w, ObjectType type, const SeededLweKeyswitchKey& key, const ParameterSet& p) {
   write_ksk_shape(w, key.shape);
   w.seed(key.seed);
-  w.words(key.bodies);
+  write_packed_bodies(w, type, key.bodies, ksk_body_bits(p));
 }
-SeededLweKeyswitchKey read_seeded_ksk(Reader& r, const ParameterSet& params) {
+SeededLweKeyswitchKey read_seeded_ksk(Reader& r, const ParameterSet& params, std::uint16_t minor) {
   const KeyswitchKeyShape shape = read_ksk_shape(r, params);
   const Seed seed = r.seed("seed");
   const std::uint64_t words = ksk_ciphertext_count(r.type(), shape);
-  r.expect_words(words, "the keyswitch key bodies", ksk_shape_text(shape), true);
+  if (words / 8 > r.remaining())
+    fail(r.type(), "only " + std::to_string(r.remaining()) + " bytes remain for the keyswitch key bodies, " +
+                       ksk_shape_text(shape) + " needs " + std::to_string(words) + " bodies");
   SeededLweKeyswitchKey key{shape, seed, {}};
   key.bodies.resize(words);
-  r.words(key.bodies, "bodies");
+  read_packed_bodies(r, minor, key.bodies, ksk_body_bits(params), "the keyswitch key bodies", ksk_shape_text(shape), true);
   return key;
 }
 
@@ -855,14 +912,16 @@ LweBootstrapKey deserialize_bootstrap_key(std::span<const std::uint8_t> bytes, c
 Bytes serialize(const SeededLweBootstrapKey& key, const ParameterSet& params) {
   constexpr ObjectType kType = ObjectType::kSeededLweBootstrapKey;
   require_seeded_bsk(kType, key, params);
-  return make_frame(kType, params.id(), seeded_bsk_payload_bytes(key), [&](Writer& w) { write_seeded_bsk(w, key); });
+  return make_frame(kType, params.id(), seeded_bsk_payload_bytes(key, params),
+                    [&](Writer& w) { write_seeded_bsk(w, kType, key, params); });
 }
 
 SeededLweBootstrapKey deserialize_seeded_bootstrap_key(std::span<const std::uint8_t> bytes, const ParameterSet& params,
                                                        std::uint64_t max_bytes) {
   constexpr ObjectType kType = ObjectType::kSeededLweBootstrapKey;
-  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
-  return read_seeded_bsk(r, params, true);
+  const OpenedFrame frame = open_frame(bytes, max_bytes, kType, params.id(), &params);
+  Reader r(frame.payload, kType);
+  return read_seeded_bsk(r, params, frame.info.minor, true);
 }
 
 // ---------------------------------------------------------------- keyswitch keys
@@ -894,14 +953,16 @@ LweKeyswitchKey deserialize_keyswitch_key(std::span<const std::uint8_t> bytes, c
 Bytes serialize(const SeededLweKeyswitchKey& key, const ParameterSet& params) {
   constexpr ObjectType kType = ObjectType::kSeededLweKeyswitchKey;
   require_seeded_ksk(kType, key, params);
-  return make_frame(kType, params.id(), seeded_ksk_payload_bytes(key), [&](Writer& w) { write_seeded_ksk(w, key); });
+  return make_frame(kType, params.id(), seeded_ksk_payload_bytes(key, params),
+                    [&](Writer& w) { write_seeded_ksk(w, kType, key, params); });
 }
 
 SeededLweKeyswitchKey deserialize_seeded_keyswitch_key(std::span<const std::uint8_t> bytes, const ParameterSet& params,
                                                        std::uint64_t max_bytes) {
   constexpr ObjectType kType = ObjectType::kSeededLweKeyswitchKey;
-  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
-  return read_seeded_ksk(r, params);
+  const OpenedFrame frame = open_frame(bytes, max_bytes, kType, params.id(), &params);
+  Reader r(frame.payload, kType);
+  return read_seeded_ksk(r, params, frame.info.minor);
 }
 
 // ---------------------------------------------------------------- evaluation keys
@@ -913,12 +974,12 @@ Bytes serialize(const SeededEvaluationKeys& keys) {
   require_writable_parameter_set(keys.params, kType);
   require_seeded_bsk(kType, keys.bsk, keys.params);
   require_seeded_ksk(kType, keys.ksk, keys.params);
-  const std::size_t payload = parameter_set_payload_bytes(keys.params) + seeded_bsk_payload_bytes(keys.bsk) +
-                              seeded_ksk_payload_bytes(keys.ksk);
+  const std::size_t payload = parameter_set_payload_bytes(keys.params) + seeded_bsk_payload_bytes(keys.bsk, keys.params) +
+                              seeded_ksk_payload_bytes(keys.ksk, keys.params);
   return make_frame(kType, keys.params.id(), payload, [&](Writer& w) {
     write_parameter_set(w, keys.params);
-    write_seeded_bsk(w, keys.bsk);
-    write_seeded_ksk(w, keys.ksk);
+    write_seeded_bsk(w, kType, keys.bsk, keys.params);
+    write_seeded_ksk(w, kType, keys.ksk, keys.params);
   });
 }
 
@@ -927,7 +988,8 @@ std::uint64_t seeded_evaluation_keys_bytes(const ParameterSet& params) {
   const std::uint64_t bsk_bodies = std::uint64_t{bsk.ggsw_count()} * bsk.ggsw.row_count() * bsk.ggsw.polynomial_size.value;
   const std::uint64_t ksk_bodies = keyswitch_key_shape(params).ciphertext_count();
   // The payloads of serialize(SeededEvaluationKeys): set, seeded BSK, seeded KSK.
-  return kHeaderBytes + parameter_set_payload_bytes(params) + (5 * 8 + 16 + bsk_bodies * 8) + (4 * 8 + 16 + ksk_bodies * 8);
+  return kHeaderBytes + parameter_set_payload_bytes(params) + (5 * 8 + 16 + packed_bodies_bytes(bsk_bodies, bsk_body_bits(params))) +
+         (4 * 8 + 16 + packed_bodies_bytes(ksk_bodies, ksk_body_bits(params)));
 }
 
 SeededEvaluationKeys deserialize_seeded_evaluation_keys(std::span<const std::uint8_t> bytes,
@@ -941,8 +1003,8 @@ SeededEvaluationKeys deserialize_seeded_evaluation_keys(std::span<const std::uin
   // read_parameter_set ties the payload's set to the header id, and through it to
   // expected_params; the key shapes are then checked against this (validated) set.
   ParameterSet params = read_parameter_set(r, frame.info.parameter_id, frame.info.minor);
-  SeededLweBootstrapKey bsk = read_seeded_bsk(r, params, false);
-  SeededLweKeyswitchKey ksk = read_seeded_ksk(r, params);
+  SeededLweBootstrapKey bsk = read_seeded_bsk(r, params, frame.info.minor, false);
+  SeededLweKeyswitchKey ksk = read_seeded_ksk(r, params, frame.info.minor);
   return {std::move(params), std::move(bsk), std::move(ksk)};
 }
 

@@ -314,6 +314,63 @@ TEST_F(SerializationTest, BootstrapAndKeyswitchKeysRoundTrip) {
   EXPECT_TRUE(same_words(ksk_back.data(), ksk.data()));
 }
 
+// Format 1.2 sends each key body's top bits only (bootstrap_key_body_bits,
+// keyswitch_key_word_bits), bit-packed; a 1.1 file of whole words still reads; a frame that
+// claims fewer bits than the noise model counts is refused by name.
+TEST_F(SerializationTest, SeededEvaluationKeysTravelAsTheirTopBitsAndFormat1_1StillReads) {
+  const SeededEvaluationKeys& seeded = fx.seeded;
+  const unsigned bsk_bits = bootstrap_key_body_bits(params.glwe_std_dev);
+  const unsigned ksk_bits = keyswitch_key_word_bits(params.lwe_dimension, params.lwe_std_dev);
+  ASSERT_LT(bsk_bits, 64u);
+  ASSERT_LT(ksk_bits, 64u);
+  for (Torus b : seeded.bsk.bodies) ASSERT_EQ(b & ((Torus{1} << (64 - bsk_bits)) - 1), 0u);
+  for (Torus b : seeded.ksk.bodies) ASSERT_EQ(b & ((Torus{1} << (64 - ksk_bits)) - 1), 0u);
+  const Bytes packed = serialize(seeded);
+  EXPECT_EQ(packed.size(), seeded_evaluation_keys_bytes(params));
+  const Bytes set_frame = serialize(params);
+  const std::size_t set_bytes = set_frame.size() - kHeader;
+  const std::size_t bsk_at = kHeader + set_bytes;  // 5 shape words, seed, body bits
+  EXPECT_EQ(get_u64(packed, bsk_at + 56), bsk_bits);
+  EXPECT_EQ(packed.size(), kHeader + set_bytes + 56 + 8 + (seeded.bsk.bodies.size() * bsk_bits + 7) / 8 + 48 + 8 +
+                               (seeded.ksk.bodies.size() * ksk_bits + 7) / 8);
+
+  // The same keys as format 1.1 wrote them: whole words, no body-bits fields.
+  Bytes old(packed.begin(), packed.begin() + static_cast<std::ptrdiff_t>(bsk_at + 56));
+  auto put_words = [&](std::span<const Torus> words) {
+    for (Torus w : words)
+      for (int i = 0; i < 8; ++i) old.push_back(static_cast<std::uint8_t>(w >> (8 * i)));
+  };
+  put_words(seeded.bsk.bodies);
+  const std::size_t ksk_at = bsk_at + 56 + 8 + (seeded.bsk.bodies.size() * bsk_bits + 7) / 8;
+  old.insert(old.end(), packed.begin() + static_cast<std::ptrdiff_t>(ksk_at), packed.begin() + static_cast<std::ptrdiff_t>(ksk_at + 48));
+  put_words(seeded.ksk.bodies);
+  set_u16(old, kOffMinor, 1);
+  reseal(old);
+  EXPECT_GT(old.size(), packed.size());
+  const SeededEvaluationKeys from_old = deserialize_seeded_evaluation_keys(old, &params);
+  EXPECT_TRUE(same_words(from_old.bsk.bodies, seeded.bsk.bodies));
+  EXPECT_TRUE(same_words(from_old.ksk.bodies, seeded.ksk.bodies));
+  EXPECT_EQ(from_old.ksk.seed, seeded.ksk.seed);
+
+  // Fewer bits than counted, or more than a word: refused, naming the field.
+  for (std::uint64_t bits : {std::uint64_t{bsk_bits - 1}, std::uint64_t{65}}) {
+    Bytes bad = packed;
+    set_u64(bad, bsk_at + 56, bits);
+    reseal(bad);
+    EXPECT_THAT(format_error_message([&] { deserialize_seeded_evaluation_keys(bad, &params); }),
+                HasSubstr("body bits " + std::to_string(bits) + " is not in [" + std::to_string(bsk_bits) + ", 64]"));
+  }
+  // Cut inside the keyswitch key's bodies: refused with both sizes.
+  Bytes cut(packed.begin(), packed.end() - 3);
+  reseal(cut);
+  EXPECT_THAT(format_error_message([&] { deserialize_seeded_evaluation_keys(cut, &params); }),
+              HasSubstr("bodies of " + std::to_string(ksk_bits) + " bits"));
+  // Keys whose bodies were not rounded are not written (they would not read back equal).
+  SeededEvaluationKeys unrounded = seeded;
+  unrounded.bsk.bodies[5] |= 1;
+  EXPECT_THROW(serialize(unrounded), std::invalid_argument);
+}
+
 TEST_F(SerializationTest, SeededEvaluationKeysRoundTripAndDecompressToTheSameKeys) {
   const SeededEvaluationKeys& seeded = fx.seeded;
   Bytes bytes = serialize(seeded);

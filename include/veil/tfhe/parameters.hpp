@@ -77,6 +77,8 @@ struct NoiseBreakdown {
   double modulus_switch = 0;   // Var_MS, to 2N
   double blind_rotation = 0;   // Var_BR: the output of a PBS (including the FFT term)
   double fft = 0;              // the FFT part of Var_BR (already included in it)
+  double bsk_rounding = 0;     // the part of Var_BR from the key bodies' rounding to
+                               // bootstrap_key_body_bits (already included in it)
 };
 NoiseBreakdown noise_breakdown(const ParameterSet& params);
 
@@ -97,6 +99,16 @@ unsigned keyswitch_key_word_bits(LweDimension output_dimension, double ksk_std_d
 double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
                           DecompositionBaseLog base_log, DecompositionLevelCount level_count,
                           LweDimension output_dimension = LweDimension(0));
+// Bits of every seeded bootstrap-key body that a client sends and a server keys with: its top
+// b bits, rounded (generate_seeded_bootstrap_key rounds, serialization packs them). b is the
+// fewest bits whose rounding, uniform of variance 2^(-2b)/12, adds at most 1/16 of the key's
+// own noise (the criterion of keyswitch_key_word_bits), 64 where none below does; the
+// rounding is a public function of each body, so it costs no security, and
+// external_product_variance counts it: 51 bits at the usual glwe_std_dev = 2^-49.95
+// (k*N = 2048), 1/51 more key noise.
+unsigned bootstrap_key_body_bits(double bsk_std_dev);
+// 2^(-2b)/12 for b = bootstrap_key_body_bits(bsk_std_dev); 0 for b = 64.
+double bootstrap_key_body_rounding_variance(double bsk_std_dev);
 // Modulus switch of an LWE ciphertext of dimension n from q to 2N.
 double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polynomial_size);
 // The same centred switch to 2^modulus_bits instead of 2N (the answers' compression,
@@ -104,7 +116,8 @@ double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polyno
 // REQUIRES: 1 <= modulus_bits <= 63.
 double modulus_switch_variance_to_bits(LweDimension lwe_dimension, unsigned modulus_bits);
 // Noise added by one external product (one of the n steps of a blind rotation) with a GGSW
-// encrypted at bsk_std_dev, including the f64 FFT term. Var_BR = n * this.
+// encrypted at bsk_std_dev whose bodies were rounded to bootstrap_key_body_bits, including
+// the f64 FFT term. Var_BR = n * this.
 double external_product_variance(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
                                  DecompositionBaseLog base_log,
                                  DecompositionLevelCount level_count, double bsk_std_dev);
