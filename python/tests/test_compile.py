@@ -14,7 +14,7 @@ from conftest import FIXTURES, MANIFEST, dataset, read_predictions, train_test, 
 # the noise falls), so its simulated and encrypted labels are compared as distributions.
 EXACT = dict(exact_tree_comparisons=True, exact_network_reads=True)
 # Rows run encrypted per model: each costs its PBS count (CNNs the most).
-EXECUTE_ROWS = {"cnn_digits": 2, "tinycnn_digits": 2}
+EXECUTE_ROWS = {"cnn_digits": 2, "tinycnn_digits": 2, "knn_iris": 1}
 
 
 @pytest.mark.parametrize("entry", MANIFEST, ids=[m["name"] for m in MANIFEST])
