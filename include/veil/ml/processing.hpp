@@ -72,7 +72,7 @@ struct OutputDequantizer {
 enum class OutputAggregation { kNone, kSum, kMean };
 
 struct Processing {
-  std::string model_kind;  // "linear", "tree_ensemble", "network"
+  std::string model_kind;  // "linear", "tree_ensemble", "network", "knn"
   Task task = Task::kClassification;
   std::size_t n_features = 0;
   std::vector<std::int64_t> classes;
