@@ -58,7 +58,7 @@ FloatTensor elementwise(const GraphNode& n, const FloatTensor& a, const FloatTen
   for (std::int64_t e = 0; e < count; ++e) {
     const double x = a.data[static_cast<std::size_t>(broadcast_index(a.shape, y.shape, e))];
     const double z = b.data[static_cast<std::size_t>(broadcast_index(b.shape, y.shape, e))];
-    y.data[static_cast<std::size_t>(e)] = op == '+' ? x + z : op == '-' ? x - z : x * z;
+    y.data[static_cast<std::size_t>(e)] = op == '+' ? x + z : op == '-' ? x - z : op == '*' ? x * z : x / z;
   }
   return y;
 }
@@ -331,7 +331,7 @@ FloatTensor eval_univariate(const OpArgs& a) {
 }
 
 FloatTensor eval_elementwise(const OpArgs& a) {
-  const char op = a.n.op_type == "Add" ? '+' : a.n.op_type == "Sub" ? '-' : '*';
+  const char op = a.n.op_type == "Add" ? '+' : a.n.op_type == "Sub" ? '-' : a.n.op_type == "Mul" ? '*' : '/';
   return elementwise(a.n, a.in(0), a.in(1), op);
 }
 FloatTensor eval_gemm(const OpArgs& a) { return gemm(a.n, a.in(0), a.in(1), a.optional(2)); }
@@ -471,6 +471,7 @@ const std::vector<NetworkOp>& registry() {
         {"Add", OpFamily::kElementwise, eval_elementwise},
         {"Sub", OpFamily::kElementwise, eval_elementwise},
         {"Mul", OpFamily::kElementwise, eval_elementwise},
+        {"Div", OpFamily::kElementwise, eval_elementwise},
         {"Gemm", OpFamily::kMatmul, eval_gemm},
         {"MatMul", OpFamily::kMatmul, eval_matmul},
         {"Conv", OpFamily::kConv, eval_conv},

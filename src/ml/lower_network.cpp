@@ -50,6 +50,9 @@ struct Chain {
   bool non_decreasing = true;
   std::optional<std::pair<double, double>> codes;  // inside QuantizeLinear's codes: their range
   std::optional<Grid> grid;                         // ends in DequantizeLinear of known codes
+  // The node that ended it: the lookup's name and, without a grid, its output bits.
+  std::string label;
+  unsigned bits = 0;
 };
 
 class NetworkLowering {
@@ -82,6 +85,11 @@ class NetworkLowering {
     p.input_shape = net_.input_shape;
     make_input(p);
     for (const auto& node : net_.nodes) lower_node(node);
+    if (chains_.count(net_.output_name) && !enc_.count(net_.output_name)) {
+      GraphNode out;
+      out.name = net_.output_name;
+      encrypted_value(out, net_.output_name);
+    }
     auto it = enc_.find(net_.output_name);
     if (it == enc_.end())
       throw std::invalid_argument("network output '" + net_.output_name + "' does not depend on the input");
@@ -188,11 +196,30 @@ class NetworkLowering {
     auto it = net_.initializers.find(name);
     return it == net_.initializers.end() ? nullptr : &it->second;
   }
-  const Enc& encrypted(const GraphNode& n, std::size_t i) const {
+  // Input i as an encrypted value; a pending chain of univariate ops becomes its lookup here,
+  // once, when the first reader needs it.
+  const Enc& encrypted(const GraphNode& n, std::size_t i) {
     if (i >= n.inputs.size()) node_fail(n, "missing input " + std::to_string(i));
-    auto it = enc_.find(n.inputs[i]);
-    if (it == enc_.end()) node_fail(n, "input '" + n.inputs[i] + "' is not an encrypted value (constant folding of this op is not supported)");
-    return it->second;
+    return encrypted_value(n, n.inputs[i]);
+  }
+  const Enc& encrypted_value(const GraphNode& n, const std::string& name) {
+    auto it = enc_.find(name);
+    if (it != enc_.end()) return it->second;
+    const auto c = chains_.find(name);
+    if (c == chains_.end()) node_fail(n, "input '" + name + "' is not an encrypted value (constant folding of this op is not supported)");
+    const Chain& ch = c->second;
+    return enc_[name] = activation(ch.x, ch.f, ch.bits, name, ch.label, ch.grid);
+  }
+  // A value as a univariate function of an encrypted value: a pending chain, or an encrypted
+  // value as the identity of itself. nullopt for constants.
+  std::optional<Chain> as_chain(const std::string& name) const {
+    if (const auto it = enc_.find(name); it != enc_.end()) {
+      Chain c;
+      c.x = it->second;
+      return c;
+    }
+    if (const auto it = chains_.find(name); it != chains_.end()) return it->second;
+    return std::nullopt;
   }
 
   // Observed integer range of every element of a value on the calibration rows.
@@ -330,7 +357,8 @@ class NetworkLowering {
         const double s = x.s[e], b = x.b[e];
         tables.push_back(builder_.table_for(in, [=](std::int64_t t) {
           const double y = f(s * static_cast<double>(t) + b);
-          const double q = std::nearbyint(y / s_out);
+          double q = std::nearbyint(y / s_out);
+          if (std::isnan(q)) q = static_cast<double>(q_lo);  // outside f's domain (log of a negative)
           return static_cast<std::int64_t>(std::clamp(q, static_cast<double>(q_lo), static_cast<double>(q_hi)));
         }));
         it = groups.emplace(key, static_cast<std::uint32_t>(tables.size() - 1)).first;
@@ -420,10 +448,6 @@ class NetworkLowering {
     return c->inputs.at(0) == name ? c : nullptr;
   }
 
-  bool is_univariate(const GraphNode& n) const {
-    return unary_op(n, [this](const std::string& name) { return constant(name); }).has_value();
-  }
-
   // A chain of univariate ops, each the only reader of the one before, is one lookup computing
   // their composition: Relu then a fake quantization (QuantizeLinear, Clip on the codes,
   // DequantizeLinear) cost one PBS, not three. A chain that ends in DequantizeLinear of codes
@@ -456,16 +480,59 @@ class NetworkLowering {
       c.codes.reset();
       c.grid.reset();
     }
-    const GraphNode* next = single_consumer(out);
-    if (out != net_.output_name && next && is_univariate(*next)) {
-      chains_[out] = std::move(c);
-      return;
-    }
+    c.label = n.name;
+    c.bits = activation_bits(n);
     if (defers_to_maxpool(n, c.x, UnaryFunction{c.f, c.non_decreasing})) {
-      deferred_[out] = {c.x, c.f, activation_bits(n), n.name, c.grid};
+      deferred_[out] = {c.x, c.f, c.bits, n.name, c.grid};
       return;
     }
-    enc_[out] = activation(c.x, c.f, activation_bits(n), out, n.name, c.grid);
+    // Pending until a reader needs the encrypted value (encrypted_value): a univariate reader
+    // or an elementwise one with a scalar constant composes instead.
+    chains_[out] = std::move(c);
+  }
+
+  // y = a op b, op one of + - * /, on real values.
+  static double apply_binary(char op, double a, double b) {
+    return op == '+' ? a + b : op == '-' ? a - b : op == '*' ? a * b : a / b;
+  }
+  static char binary_op(const std::string& op_type) {
+    return op_type == "Add" ? '+' : op_type == "Sub" ? '-' : op_type == "Mul" ? '*' : '/';
+  }
+
+  // Elementwise ops that stay univariate: a pending chain with a scalar constant, two functions
+  // of the same encrypted value (x * sigmoid(x), x * x, Gelu's x * (1 + erf(x / sqrt 2)) / 2),
+  // a constant divided by an encrypted value. True when it built a chain for n's output.
+  bool compose_elementwise(const GraphNode& n) {
+    const char op = binary_op(n.op_type);
+    const auto a = as_chain(n.inputs.at(0)), b = as_chain(n.inputs.at(1));
+    const bool pending_a = chains_.count(n.inputs[0]) && !enc_.count(n.inputs[0]);
+    const bool pending_b = chains_.count(n.inputs[1]) && !enc_.count(n.inputs[1]);
+    Chain c;
+    if (a && b) {
+      if (a->x.v.id != b->x.v.id) return false;
+      if (!pending_a && !pending_b && (op == '+' || op == '-')) return false;  // levelled: x + x
+      c.x = a->x;
+      c.f = [op, fa = a->f, fb = b->f](double v) { return apply_binary(op, fa(v), fb(v)); };
+      c.non_decreasing = false;
+    } else if (a || b) {
+      const bool chain_first = a.has_value();
+      const Chain& in = chain_first ? *a : *b;
+      const FloatTensor* k = constant(n.inputs[chain_first ? 1 : 0]);
+      if (!k || k->data.size() != 1) return false;
+      const bool pending = chain_first ? pending_a : pending_b;
+      if (!pending && !(op == '/' && !chain_first)) return false;  // affine: the interpretation takes it
+      const double kv = k->data[0];
+      c.x = in.x;
+      c.f = [op, chain_first, kv, f = in.f](double v) { return chain_first ? apply_binary(op, f(v), kv) : apply_binary(op, kv, f(v)); };
+      c.non_decreasing = in.non_decreasing && chain_first &&
+                         (op == '+' || op == '-' || ((op == '*' || op == '/') && kv > 0));
+    } else {
+      return false;
+    }
+    c.label = n.name;
+    c.bits = activation_bits(n);
+    chains_[n.outputs[0]] = std::move(c);
+    return true;
   }
 
   QuantParams per_tensor_quant(const GraphNode& n) const {
@@ -686,9 +753,12 @@ class NetworkLowering {
 
   void lower_elementwise(const GraphNode& n) {
     const std::string& op = n.op_type;
-    const bool e0 = enc_.count(n.inputs.at(0)) > 0, e1 = enc_.count(n.inputs.at(1)) > 0;
+    if (compose_elementwise(n)) return;
+    const auto is_encrypted = [&](const std::string& name) { return enc_.count(name) || chains_.count(name); };
+    const bool e0 = is_encrypted(n.inputs.at(0)), e1 = is_encrypted(n.inputs.at(1));
     if (e0 && e1) {
-      if (op == "Mul") fail(n, "a product of two encrypted values is not supported");
+      if (op == "Mul") fail(n, "a product of two encrypted values is not supported (unless both are functions of the same one)");
+      if (op == "Div") fail(n, "a quotient of two encrypted values is not supported (unless both are functions of the same one)");
       Enc a = encrypted(n, 0), b = encrypted(n, 1);
       if (a.shape != b.shape) fail(n, "encrypted operands of different shapes are not supported");
       bool same = true;
@@ -724,6 +794,11 @@ class NetworkLowering {
       const double k = c->data[static_cast<std::size_t>(idx)];
       if (n.op_type == "Add") x.b[e] += k;
       else if (n.op_type == "Mul") x.s[e] *= k, x.b[e] *= k;
+      else if (n.op_type == "Div") {
+        if (!enc_first) fail(n, "a constant tensor divided by an encrypted value is not supported (a scalar is)");
+        if (k == 0 || !std::isfinite(1.0 / k)) fail(n, "division by zero");
+        x.s[e] /= k, x.b[e] /= k;
+      }
       else if (enc_first) x.b[e] -= k;
       else x.s[e] = -x.s[e], x.b[e] = k - x.b[e];
     }

@@ -162,7 +162,7 @@ QuantParams quant_params(const GraphNode& n, const circuit::Shape& x, const Floa
 // switch over OpFamily, which the compiler checks is complete).
 enum class OpFamily {
   kUnivariate,         // y = f(x) per element (unary_ops.hpp): one lookup
-  kElementwise,        // Add, Sub, Mul: by constants, or of two encrypted tensors
+  kElementwise,        // Add, Sub, Mul, Div: by constants, of two encrypted tensors, or univariate
   kMatmul,             // Gemm, MatMul by constant weights
   kConv,               // Conv by constant weights
   kBatchNormalization, // an affine map per channel

@@ -56,6 +56,9 @@ const std::map<std::string, Maker>& makers() {
       {"Exp", [](const GraphNode&) { return UnaryFunction{[](double x) { return std::exp(x); }, true}; }},
       {"Abs", [](const GraphNode&) { return UnaryFunction{[](double x) { return std::abs(x); }, false}; }},
       {"Neg", [](const GraphNode&) { return UnaryFunction{[](double x) { return -x; }, false}; }},
+      {"Log", [](const GraphNode&) { return UnaryFunction{[](double x) { return std::log(x); }, true}; }},
+      {"Sqrt", [](const GraphNode&) { return UnaryFunction{[](double x) { return std::sqrt(x); }, true}; }},
+      {"Reciprocal", [](const GraphNode&) { return UnaryFunction{[](double x) { return 1.0 / x; }, false}; }},
   };
   return m;
 }
@@ -67,6 +70,7 @@ const std::vector<std::string>& unary_op_names() {
     std::vector<std::string> v;
     for (const auto& [name, make] : makers()) v.push_back(name);
     v.push_back("Clip");
+    v.push_back("Pow");
     v.push_back("QuantizeLinear");
     v.push_back("DequantizeLinear");
     std::sort(v.begin(), v.end());
@@ -89,6 +93,14 @@ std::optional<UnaryFunction> unary_op(const GraphNode& n,
     }
     if (std::isnan(lo) || std::isnan(hi) || lo > hi) node_fail(n, "bounds must be numbers with min <= max");
     return UnaryFunction{[lo, hi](double x) { return std::clamp(x, lo, hi); }, true};
+  }
+  if (n.op_type == "Pow") {
+    // x ^ c by a constant scalar exponent (x * x as torch writes a square goes through Mul).
+    const FloatTensor* e = n.inputs.size() > 1 && !n.inputs[1].empty() ? constant(n.inputs[1]) : nullptr;
+    if (e == nullptr || e->data.size() != 1) node_fail(n, "the exponent must be a constant scalar");
+    const double c = e->data[0];
+    if (!std::isfinite(c)) node_fail(n, "the exponent is not finite");
+    return UnaryFunction{[c](double x) { return std::pow(x, c); }, false};
   }
   if (n.op_type == "QuantizeLinear" || n.op_type == "DequantizeLinear") {
     // Quantization-aware training's fake quantization, on a value computed from the input:

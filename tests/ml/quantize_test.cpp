@@ -1,6 +1,7 @@
 // The lowerings' structure and semantics, beyond the fixture accuracy figures.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
@@ -652,7 +653,10 @@ Model synthetic_network() {
   net.nodes.push_back(fl);
   net.nodes.push_back(node("MatMul", {"f1", "w2"}, "mm"));
   net.nodes.push_back(node("Tanh", {"mm"}, "t1"));
-  GraphNode lr = node("LeakyRelu", {"mm"}, "l1");
+  // A second product of the same input, so that the Add below adds two different encrypted
+  // values (two functions of one value would be one lookup).
+  net.nodes.push_back(node("MatMul", {"f1", "w2"}, "mm2"));
+  GraphNode lr = node("LeakyRelu", {"mm2"}, "l1");
   Attribute alpha;
   alpha.type = Attribute::Type::kFloat;
   alpha.f = 0.2;
@@ -716,7 +720,8 @@ TEST(NetworkLowering, SyntheticNetworkWithEveryOpTracksTheFloatNetwork) {
 TEST(NetworkLowering, UnsupportedPatternsAreRefusedNamingTheNode) {
   Model m = synthetic_network();
   auto& net = std::get<Network>(m.body);
-  net.nodes[12].op_type = "Mul";  // t1 * l1: a product of two encrypted values
+  for (auto& n : net.nodes)
+    if (n.outputs[0] == "sum") n.op_type = "Mul";  // t1 * l1: a product of two encrypted values
   Matrix calib(10, 72);
   try {
     compile_model(m, calib, {});
@@ -968,6 +973,91 @@ TEST(NetworkLowering, ShapeOpsLowerWithoutChangingTheModel) {
   EXPECT_EQ(pbs(after), pbs(before));
   EXPECT_EQ(predict_clear(after, split.features).labels, predict_clear(before, split.features).labels);
   EXPECT_EQ(predict_float(m, split.features).labels, predict_float(fixture("mlp_breast_cancer.onnx"), split.features).labels);
+}
+
+// What PyTorch writes for activations it has no ONNX op for: Gelu as
+// x * (1 + erf(x / sqrt 2)) * 0.5 (Div, Erf, Add, Mul of two functions of x, Mul), SiLU as
+// x * sigmoid(x), a square as x * x, and Pow by a constant. Each is a function of one
+// encrypted value: one lookup per element, like the Relu it replaces here.
+TEST(NetworkLowering, ActivationsPytorchWritesAsSeveralOpsAreOneLookup) {
+  const Matrix calib = testing::load_calibration("breast_cancer");
+  const auto split = testing::load_test_split("breast_cancer");
+  QuantizationOptions o;
+  o.lookup_precision = 5;
+  const auto pbs = [&](const Model& m) { return circuit::analyze(compile_model(m, calib, o).circuit).statistics.total_pbs; };
+  const Model relu = fixture("mlp_breast_cancer.onnx");
+  const auto before = pbs(relu);
+  struct Variant {
+    const char* name;
+    std::function<std::vector<GraphNode>(const std::string& x, const std::string& y)> nodes;
+  };
+  const std::vector<Variant> variants = {
+      {"gelu",
+       [](const std::string& x, const std::string& y) {
+         return std::vector<GraphNode>{graph_node("Div", {x, "/sqrt2"}, y + "/d"), graph_node("Erf", {y + "/d"}, y + "/e"),
+                                       graph_node("Add", {y + "/e", "/one"}, y + "/a"), graph_node("Mul", {x, y + "/a"}, y + "/m"),
+                                       graph_node("Mul", {y + "/m", "/half"}, y)};
+       }},
+      {"silu",
+       [](const std::string& x, const std::string& y) {
+         return std::vector<GraphNode>{graph_node("Sigmoid", {x}, y + "/s"), graph_node("Mul", {x, y + "/s"}, y)};
+       }},
+      {"square", [](const std::string& x, const std::string& y) { return std::vector<GraphNode>{graph_node("Mul", {x, x}, y)}; }},
+      {"pow", [](const std::string& x, const std::string& y) { return std::vector<GraphNode>{graph_node("Pow", {x, "/two"}, y)}; }},
+      {"softsign_as_torch_writes_it",
+       [](const std::string& x, const std::string& y) {
+         return std::vector<GraphNode>{graph_node("Abs", {x}, y + "/abs"), graph_node("Add", {y + "/abs", "/one"}, y + "/den"),
+                                       graph_node("Div", {x, y + "/den"}, y)};
+       }},
+      {"softsign", [](const std::string& x, const std::string& y) { return std::vector<GraphNode>{graph_node("Softsign", {x}, y)}; }},
+  };
+  std::map<std::string, Predictions> clear;
+  for (const Variant& v : variants) {
+    SCOPED_TRACE(v.name);
+    Model m = relu;
+    auto& net = std::get<Network>(m.body);
+    net.initializers["/sqrt2"] = FloatTensor{{}, {std::sqrt(2.0)}};
+    net.initializers["/one"] = FloatTensor{{}, {1.0}};
+    net.initializers["/half"] = FloatTensor{{}, {0.5}};
+    net.initializers["/two"] = FloatTensor{{}, {2.0}};
+    auto it = std::find_if(net.nodes.begin(), net.nodes.end(), [](const GraphNode& n) { return n.op_type == "Relu"; });
+    ASSERT_NE(it, net.nodes.end());
+    const std::string x = it->inputs[0], y = it->outputs[0];
+    it = net.nodes.erase(it);
+    const auto nodes = v.nodes(x, y);
+    net.nodes.insert(it, nodes.begin(), nodes.end());
+    EXPECT_EQ(pbs(m), before);
+    clear[v.name] = predict_clear(compile_model(m, calib, o), split.features);
+    if (std::string(v.name) == "square" || std::string(v.name) == "pow") continue;  // not what it was trained for
+    // The lookup computes the composition: clear predictions follow this float model's.
+    const Predictions fp = predict_float(m, split.features);
+    std::size_t agree = 0;
+    for (std::size_t r = 0; r < fp.labels.size(); ++r) agree += fp.labels[r] == clear[v.name].labels[r];
+    EXPECT_GE(static_cast<double>(agree) / static_cast<double>(fp.labels.size()), 0.9);
+  }
+  // x * x and x ^ 2 are the same lookup, and so are Softsign and what torch writes for it.
+  EXPECT_EQ(clear["square"].labels, clear["pow"].labels);
+  EXPECT_EQ(clear["square"].scores.data, clear["pow"].scores.data);
+  EXPECT_EQ(clear["softsign"].scores.data, clear["softsign_as_torch_writes_it"].scores.data);
+  // A product of two different encrypted values is still refused, by name.
+  Model m = relu;
+  auto& net = std::get<Network>(m.body);
+  auto it = std::find_if(net.nodes.begin(), net.nodes.end(), [](const GraphNode& n) { return n.op_type == "Relu"; });
+  const std::string y = it->outputs[0];
+  it->outputs[0] = y + "/r";
+  // Another encrypted value of the same shape: the first layer once more.
+  GraphNode again = *std::find_if(net.nodes.begin(), net.nodes.end(), [](const GraphNode& n) { return n.op_type == "Gemm"; });
+  again.name += "/again";
+  again.outputs = {y + "/again"};
+  it = std::find_if(net.nodes.begin(), net.nodes.end(), [](const GraphNode& n) { return n.op_type == "Relu"; });
+  it = net.nodes.insert(it + 1, again);
+  net.nodes.insert(it + 1, graph_node("Mul", {y + "/r", y + "/again"}, y));
+  try {
+    compile_model(m, calib, o);
+    ADD_FAILURE() << "a product of two encrypted values compiled";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("product of two encrypted values"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
