@@ -13,6 +13,7 @@
 
 #include "maps.hpp"
 #include "veil/circuit/clear_executor.hpp"
+#include "veil/tfhe/serialization.hpp"
 
 namespace veil::circuit {
 namespace {
@@ -701,6 +702,15 @@ CompiledCircuit compile(Circuit circuit, const CompileOptions& options) {
     o.p_error = p_error;
     o.security_bits = options.security_bits;
     auto params = tfhe::optimize_parameters(o);
+    if (!params && o.max_key_bytes != 0) {
+      tfhe::OptimizerOptions unlimited = o;
+      unlimited.max_key_bytes = 0;
+      if (const auto without = tfhe::optimize_parameters(unlimited))
+        throw std::invalid_argument("compile: no " + std::to_string(options.security_bits) + "-bit secure parameter set meets p_error " + fmt("%.3g", p_error) +
+                                    " with evaluation keys of at most " + fmt("%.4g", o.max_key_bytes / 1e6) +
+                                    " MB; the cheapest set without that budget (" + without->name + ") needs " +
+                                    fmt("%.4g", tfhe::seeded_evaluation_keys_bytes(*without) / 1e6) + " MB");
+    }
     if (!params) {
       std::string worst;
       double worst_sq = -1;

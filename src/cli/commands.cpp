@@ -50,6 +50,7 @@ int compile(const CompileArgs& a) {
   }
   if (a.p_error) o.compile.p_error = *a.p_error;
   if (a.global_p_error) o.compile.global_p_error = *a.global_p_error;
+  if (a.max_key_mb) o.compile.search.max_key_bytes = static_cast<std::uint64_t>(*a.max_key_mb * 1e6);
   const auto t0 = Clock::now();
   const deploy::ModelDev dev = deploy::ModelDev::compile_files(a.model, a.calibration, o);
   dev.save(a.out, {.overwrite = a.force});

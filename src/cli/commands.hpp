@@ -19,6 +19,7 @@ struct CompileArgs {
   bool exact_network_reads = false;       // networks: lookups read exactly (no neighbour reads)
   std::optional<double> p_error;          // per PBS
   std::optional<double> global_p_error;   // whole circuit
+  std::optional<double> max_key_mb;       // evaluation keys' budget, MB (10^6 bytes)
   bool force = false;
 };
 int compile(const CompileArgs& a);

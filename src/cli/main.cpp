@@ -37,6 +37,9 @@ int main(int argc, char** argv) {
   c->add_option("--lookup-bits", compile_args.lookup_bits, "Networks: bits a lookup reads after rounding, 2 to 8 (default: the fewest, at most 6, whose predictions on the calibration rows stay within 1 point of 6 bits)")->check(CLI::Range(2u, 8u));
   c->add_option("--p-error", compile_args.p_error, "Error probability per PBS (default 2^-40)")->check(CLI::Range(1e-300, 0.5));
   c->add_option("--global-p-error", compile_args.global_p_error, "Error probability of the whole circuit, instead of --p-error")->check(CLI::Range(1e-300, 0.5));
+  c->add_option("--max-key-mb", compile_args.max_key_mb,
+                "Budget for the client's evaluation keys in MB: the cheapest parameter set whose seeded keys fit (default: no limit)")
+      ->check(CLI::Range(0.1, 1e6));
   c->add_flag("--force", compile_args.force, "Overwrite existing artifacts");
   c->callback([&] { std::exit(compile(compile_args)); });
 

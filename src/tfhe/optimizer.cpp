@@ -218,12 +218,19 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
           if (pbs_beta == 0) continue;
           // Cost per step of d bits.
           const std::size_t d = grouping.value;
+          // Bytes of the seeded bootstrap key per d bits of n: 2^d - 1 GGSWs of (k+1) l
+          // bodies of N coefficients, each bootstrap_key_body_bits bits.
+          const double bsk_bytes_per_step = static_cast<double>((std::size_t{1} << d) - 1) * (k + 1) * l_pbs *
+                                            static_cast<double>(polynomial_size.value) *
+                                            bootstrap_key_body_bits(glwe_std_dev) / 8.0;
           const double step_cost = blind_rotation_step_cost(grouping, glwe_dimension, polynomial_size, pbs_level);
 
           for (std::size_t n = (min_n + d - 1) / d * d; n <= max_n; n += d) {
             const double n_d = static_cast<double>(n);
             const double pbs = static_cast<double>(n / d) * step_cost;
             if (pbs >= best_cost) break;  // the PBS alone only grows with n
+            const double bsk_bytes = static_cast<double>(n / d) * bsk_bytes_per_step;
+            if (options.max_key_bytes != 0 && bsk_bytes > static_cast<double>(options.max_key_bytes)) break;  // so does the key
             if (!std::isfinite(lwe_std_dev[n - min_n])) continue;
             // Same expression, same order, as variance_at_blind_rotation_input.
             const double br = n_d * ep_variance;
@@ -236,6 +243,10 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
               if (cost >= best_cost) break;
               const double ks = ks_table.at(n, l_ks);
               if (!fits(br, ks, ms)) continue;
+              const double ksk_bytes = static_cast<double>(big_lwe_dimension) * l_ks *
+                                       keyswitch_key_word_bits(LweDimension(n), lwe_std_dev[n - min_n]) / 8.0;
+              if (options.max_key_bytes != 0 && bsk_bytes + ksk_bytes > static_cast<double>(options.max_key_bytes))
+                break;  // more levels only add bytes
               best_cost = cost;
               ParameterSet p;
               p.message_bits = message_bits;

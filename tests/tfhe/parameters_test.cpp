@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "veil/tfhe/parameters.hpp"
+#include "veil/tfhe/serialization.hpp"
 
 namespace veil::tfhe {
 namespace {
@@ -211,6 +212,27 @@ TEST(ReferenceSets, ReproduceTfhersPfailWithCenteredModulusSwitch) {
     // at 2^-128 at most, for tfhers_3bit).
     EXPECT_LT(with_fft - with_fft_rounded, 1.6) << s.name;
   }
+}
+
+// ---- Key budget ----
+
+// With max_key_bytes the optimizer keeps to the budget (the seeded keys as they travel) and
+// pays for it in cost; a budget no set meets gives nullopt.
+TEST(Optimizer, KeepsTheSeededKeysWithinTheirBudget) {
+  OptimizerOptions o;
+  o.message_bits = 6;
+  o.sq_norm2 = 2048.0;
+  o.grouping = kAutoGrouping;
+  const auto free = optimize_parameters(o);
+  ASSERT_TRUE(free.has_value());
+  const std::uint64_t free_bytes = seeded_evaluation_keys_bytes(*free);
+  o.max_key_bytes = free_bytes * 3 / 4;
+  const auto tight = optimize_parameters(o);
+  ASSERT_TRUE(tight.has_value());
+  EXPECT_LE(seeded_evaluation_keys_bytes(*tight), o.max_key_bytes + 1024) << tight->describe();  // + fixed fields
+  EXPECT_GE(ks_pbs_cost(*tight), ks_pbs_cost(*free));
+  o.max_key_bytes = 1000000;  // 1 MB: no 6-bit set is that small
+  EXPECT_FALSE(optimize_parameters(o).has_value());
 }
 
 // ---- ParameterSet identity, validation, description ----

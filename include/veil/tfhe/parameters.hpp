@@ -202,6 +202,10 @@ struct OptimizerOptions {
   // The blind rotation the set is for: 1 classical, 2 multi-bit (n then a multiple of 2), or
   // 0: both searched, the cheaper kept (kAutoGrouping).
   GroupingFactor grouping{1};
+  // The most bytes the client's seeded evaluation keys may take (the bodies as they travel:
+  // bootstrap_key_body_bits and keyswitch_key_word_bits bits each; the fixed fields, a few
+  // hundred bytes, not counted); 0: no limit. Among the sets within it, the cheapest.
+  std::uint64_t max_key_bytes = 0;
   // Search space (Concrete's defaults, N capped at 2^16 which the FFT supports).
   unsigned min_glwe_dimension = 1, max_glwe_dimension = 6;
   unsigned min_log2_polynomial_size = 8, max_log2_polynomial_size = 16;
