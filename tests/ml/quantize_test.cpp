@@ -837,6 +837,41 @@ TEST(NetworkLowering, QuantizationAwareNetworksKeepTheirGrids) {
   EXPECT_GE(sum / 5, float_acc - 0.005);
 }
 
+// Convolution weights on a grid (Network::weight_steps, as the importer records for a folded
+// DequantizeLinear) keep their codes: the conv constant is w / step, per output channel.
+TEST(NetworkLowering, ConvolutionWeightsOnAGridKeepTheirCodes) {
+  Model m = fixture("cnn_digits.onnx");
+  auto& net = std::get<Network>(m.body);
+  const auto conv = std::find_if(net.nodes.begin(), net.nodes.end(), [](const GraphNode& n) { return n.op_type == "Conv"; });
+  ASSERT_NE(conv, net.nodes.end());
+  FloatTensor& w = net.initializers.at(conv->inputs[1]);
+  const std::int64_t out = w.shape[0], per_out = static_cast<std::int64_t>(w.data.size()) / out;
+  FloatTensor steps{w.shape, std::vector<double>(w.data.size())};
+  std::vector<std::int64_t> codes(w.data.size());
+  for (std::int64_t o = 0; o < out; ++o) {
+    double top = 0;
+    for (std::int64_t i = 0; i < per_out; ++i) top = std::max(top, std::fabs(w.data[static_cast<std::size_t>(o * per_out + i)]));
+    for (std::int64_t i = 0; i < per_out; ++i) {
+      const auto e = static_cast<std::size_t>(o * per_out + i);
+      steps.data[e] = top / 7;
+      codes[e] = static_cast<std::int64_t>(std::nearbyint(w.data[e] / steps.data[e]));
+      w.data[e] = static_cast<double>(codes[e]) * steps.data[e];
+    }
+  }
+  net.weight_steps[conv->inputs[1]] = steps;
+  const QuantizedModel q = compile_model(m, testing::load_calibration("digits"), {});
+  const auto first = std::find_if(q.circuit.nodes.begin(), q.circuit.nodes.end(),
+                                  [](const circuit::Node& n) { return n.kind == circuit::OpKind::kConv2d; });
+  ASSERT_NE(first, q.circuit.nodes.end());
+  EXPECT_EQ(first->constant.data, codes);
+  // Without the grid the same weights are quantized to network_weight_bits (5) instead.
+  net.weight_steps.clear();
+  const QuantizedModel requantized = compile_model(m, testing::load_calibration("digits"), {});
+  const auto again = std::find_if(requantized.circuit.nodes.begin(), requantized.circuit.nodes.end(),
+                                  [](const circuit::Node& n) { return n.kind == circuit::OpKind::kConv2d; });
+  EXPECT_NE(again->constant.data, codes);
+}
+
 // Univariate ops in a row (each the only reader of the one before) are one lookup.
 TEST(NetworkLowering, ChainsOfUnivariateOpsAreOneLookup) {
   Model m = fixture("mlp_breast_cancer.onnx");
