@@ -205,6 +205,22 @@ TEST(OnnxImport, UnivariateOpsImportEvaluateAndLower) {
   }
 }
 
+// A graph with one float input x and one output y, both of shape [1, 1], and no node yet.
+onnx::ModelProto scalar_graph(int opset) {
+  onnx::ModelProto p;
+  p.set_ir_version(7);
+  p.add_opset_import()->set_version(opset);
+  auto* g = p.mutable_graph();
+  for (auto [list, name] : {std::pair{g->add_input(), "x"}, std::pair{g->add_output(), "y"}}) {
+    list->set_name(name);
+    auto* t = list->mutable_type()->mutable_tensor_type();
+    t->set_elem_type(onnx::TensorProto::FLOAT);
+    t->mutable_shape()->add_dim()->set_dim_value(1);
+    t->mutable_shape()->add_dim()->set_dim_value(1);
+  }
+  return p;
+}
+
 // The values ONNX defines, at a few points, through a one-node graph y = op(x).
 TEST(OnnxImport, UnivariateOpsComputeOnnxsDefinitions) {
   struct Case {
@@ -236,18 +252,8 @@ TEST(OnnxImport, UnivariateOpsComputeOnnxsDefinitions) {
       {"Reciprocal", 4.0, 0.25, {}},
   };
   for (const Case& c : cases) {
-    onnx::ModelProto p;
-    p.set_ir_version(7);
-    p.add_opset_import()->set_version(c.op == std::string("Clip") ? 10 : 13);
-    auto* g = p.mutable_graph();
-    for (auto [list, name] : {std::pair{g->add_input(), "x"}, std::pair{g->add_output(), "y"}}) {
-      list->set_name(name);
-      auto* t = list->mutable_type()->mutable_tensor_type();
-      t->set_elem_type(onnx::TensorProto::FLOAT);
-      t->mutable_shape()->add_dim()->set_dim_value(1);
-      t->mutable_shape()->add_dim()->set_dim_value(1);
-    }
-    auto* node = g->add_node();
+    onnx::ModelProto p = scalar_graph(c.op == std::string("Clip") ? 10 : 13);
+    auto* node = p.mutable_graph()->add_node();
     node->set_op_type(c.op);
     node->set_name("f");
     node->add_input("x");
@@ -270,17 +276,8 @@ TEST(OnnxImport, UnivariateOpsComputeOnnxsDefinitions) {
 // exports it. Rounding is half to even, saturation to the zero point's type.
 onnx::ModelProto fake_quant_graph(float scale, std::int32_t zero_point, onnx::TensorProto::DataType type, int clip_lo,
                                   int clip_hi) {
-  onnx::ModelProto p;
-  p.set_ir_version(7);
-  p.add_opset_import()->set_version(13);
+  onnx::ModelProto p = scalar_graph(13);
   auto* g = p.mutable_graph();
-  for (auto [list, name] : {std::pair{g->add_input(), "x"}, std::pair{g->add_output(), "y"}}) {
-    list->set_name(name);
-    auto* t = list->mutable_type()->mutable_tensor_type();
-    t->set_elem_type(onnx::TensorProto::FLOAT);
-    t->mutable_shape()->add_dim()->set_dim_value(1);
-    t->mutable_shape()->add_dim()->set_dim_value(1);
-  }
   const auto add_init = [&](const char* name, onnx::TensorProto::DataType dt, double v) {
     auto* t = g->add_initializer();
     t->set_name(name);
