@@ -10,7 +10,7 @@
 // Thread safety: pure functions.
 #include "veil/tfhe/serialization.hpp"
 
-#include "veil/tfhe/byte_reader.hpp"
+#include "veil/tfhe/coding.hpp"
 #include "veil/tfhe/sha256.hpp"
 
 
@@ -26,39 +26,14 @@
 namespace veil::tfhe {
 namespace {
 
-constexpr std::size_t kHeaderBytes = 64;
-constexpr std::array<std::uint8_t, 8> kMagic = {'V', 'E', 'I', 'L', 'T', 'F', 'H', 'E'};
-constexpr std::size_t kChecksumBytes = 16;
+constexpr std::size_t kHeaderBytes = kFrameHeaderBytes;
+constexpr FrameMagic kMagic = {'V', 'E', 'I', 'L', 'T', 'F', 'H', 'E'};
+// The frame header (coding.hpp): the owner id is the parameter set's (a u64).
+constexpr FrameLayout kLayout{kMagic, 8};
 // A name is for humans; the cap keeps a hostile file from making one large.
 constexpr std::size_t kMaxNameBytes = 256;
 
-// Header offsets.
-constexpr std::size_t kOffMagic = 0;
-constexpr std::size_t kOffMajor = 8;
-constexpr std::size_t kOffMinor = 10;
-constexpr std::size_t kOffType = 12;
-constexpr std::size_t kOffReserved16 = 14;
-constexpr std::size_t kOffParameterId = 16;
-constexpr std::size_t kOffPayloadBytes = 24;
-constexpr std::size_t kOffChecksum = 32;
-constexpr std::size_t kOffReserved = 48;
-
-std::string hex64(std::uint64_t v) {
-  char buf[24];
-  std::snprintf(buf, sizeof buf, "0x%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
-std::string hex_bytes(std::span<const std::uint8_t> bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (std::uint8_t b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
-}
+std::string hex64(std::uint64_t v) { return "0x" + to_hex_u64(v); }
 
 std::string set_label(const ParameterSet& params) {
   return params.name.empty() ? "(unnamed, id " + hex64(params.id()) + ")" : params.name;
@@ -88,32 +63,6 @@ std::uint64_t checked_add(ObjectType type, std::uint64_t a, std::uint64_t b) {
   return r;
 }
 
-// The first 16 bytes of SHA-256: corruption detection, not authentication.
-std::array<std::uint8_t, kChecksumBytes> checksum(std::span<const std::uint8_t> payload) {
-  const Sha256Digest digest = sha256(payload);
-  std::array<std::uint8_t, kChecksumBytes> out{};
-  std::copy_n(digest.begin(), kChecksumBytes, out.begin());
-  return out;
-}
-
-// ---------------------------------------------------------------- little-endian coding
-
-void store_u16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v);
-  p[1] = static_cast<std::uint8_t>(v >> 8);
-}
-void store_u64(std::uint8_t* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (8 * i));
-}
-std::uint16_t load_u16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>(p[0] | (static_cast<unsigned>(p[1]) << 8));
-}
-std::uint64_t load_u64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(p[i]) << (8 * i);
-  return v;
-}
-
 // Bytes of `count` values of `bits` bits packed end to end. REQUIRES: no overflow (callers
 // bound count by a payload length first, or by an object already in memory).
 std::uint64_t packed_bytes(std::uint64_t count, unsigned bits) { return (count / 8) * bits + ((count % 8) * bits + 7) / 8; }
@@ -124,7 +73,7 @@ class Writer {
  public:
   explicit Writer(std::span<std::uint8_t> out) : out_(out) {}
   void u64(std::uint64_t v) {
-    store_u64(take(8), v);
+    encode_fixed64(take(8), v);
   }
   void f64(double v) { u64(std::bit_cast<std::uint64_t>(v)); }
   void seed(const Seed& s) { std::memcpy(take(s.bytes.size()), s.bytes.data(), s.bytes.size()); }
@@ -137,7 +86,7 @@ class Writer {
     if constexpr (std::endian::native == std::endian::little) {
       std::memcpy(p, w.data(), w.size() * 8);
     } else {
-      for (std::size_t i = 0; i < w.size(); ++i) store_u64(p + 8 * i, w[i]);
+      for (std::size_t i = 0; i < w.size(); ++i) encode_fixed64(p + 8 * i, w[i]);
     }
   }
   // Each value's low `bits` bits, least significant first (packed_bytes bytes; "Packed
@@ -194,7 +143,7 @@ class Reader : public ByteReader<TypedFail> {
     if constexpr (std::endian::native == std::endian::little) {
       std::memcpy(out.data(), p, out.size() * 8);
     } else {
-      for (std::size_t i = 0; i < out.size(); ++i) out[i] = load_u64(p + 8 * i);
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = decode_fixed64(p + 8 * i);
     }
   }
   // Inverse of Writer::packed; the last byte's unused high bits must be zero (one encoding
@@ -258,17 +207,12 @@ Bytes make_frame(ObjectType type, std::uint64_t parameter_id, std::size_t payloa
   Writer w(payload);
   write(w);
   if (w.position() != payload_bytes) throw std::logic_error("serialization: payload smaller than announced");
-  std::uint8_t* h = out.data();
-  std::copy(kMagic.begin(), kMagic.end(), h + kOffMagic);
-  store_u16(h + kOffMajor, kFormatMajor);
-  store_u16(h + kOffMinor, kFormatMinor);
-  store_u16(h + kOffType, static_cast<std::uint16_t>(type));
-  store_u16(h + kOffReserved16, 0);
-  store_u64(h + kOffParameterId, parameter_id);
-  store_u64(h + kOffPayloadBytes, payload_bytes);
-  const auto sum = checksum(payload);
-  std::copy(sum.begin(), sum.end(), h + kOffChecksum);
-  // Bytes 48..63 stay zero (reserved).
+  FrameHeader header;
+  header.major = kFormatMajor;
+  header.minor = kFormatMinor;
+  header.type = static_cast<std::uint16_t>(type);
+  header.set_id_u64(parameter_id);
+  seal_frame(kLayout, header, out);
   return out;
 }
 
@@ -289,9 +233,9 @@ OpenedFrame open_frame(std::span<const std::uint8_t> bytes, std::uint64_t max_by
   if (bytes.size() < kHeaderBytes)
     fail_here(std::to_string(bytes.size()) + " bytes is shorter than the " + std::to_string(kHeaderBytes) +
               "-byte header");
-  const std::uint8_t* h = bytes.data();
+  const FrameHeader h = decode_frame_header(kLayout, bytes);
   FrameInfo info;
-  info.payload_bytes = load_u64(h + kOffPayloadBytes);
+  info.payload_bytes = h.payload_bytes;
   if (info.payload_bytes > max_bytes)
     fail_here("header declares a payload of " + std::to_string(info.payload_bytes) + " bytes, above the limit of " +
               std::to_string(max_bytes) + " bytes");
@@ -299,11 +243,10 @@ OpenedFrame open_frame(std::span<const std::uint8_t> bytes, std::uint64_t max_by
   if (info.payload_bytes != present)
     fail_here("header declares a payload of " + std::to_string(info.payload_bytes) + " bytes, but " +
               std::to_string(present) + " bytes follow the header");
-  if (!std::equal(kMagic.begin(), kMagic.end(), h + kOffMagic))
-    fail_here("not a Veil TFHE object: magic is " + hex_bytes({h + kOffMagic, kMagic.size()}) + ", expected " +
-              hex_bytes(kMagic) + " (\"VEILTFHE\")");
-  info.major = load_u16(h + kOffMajor);
-  info.minor = load_u16(h + kOffMinor);
+  if (h.magic != kMagic)
+    fail_here("not a Veil TFHE object: magic is " + to_hex(h.magic) + ", expected " + to_hex(kMagic) + " (\"VEILTFHE\")");
+  info.major = h.major;
+  info.minor = h.minor;
   const std::string found_version = std::to_string(info.major) + "." + std::to_string(info.minor);
   const std::string own_version = std::to_string(kFormatMajor) + "." + std::to_string(kFormatMinor);
   if (info.major != kFormatMajor)
@@ -311,13 +254,11 @@ OpenedFrame open_frame(std::span<const std::uint8_t> bytes, std::uint64_t max_by
               own_version);
   if (info.minor > kFormatMinor)
     fail_here("format version " + found_version + " is newer than this reader's " + own_version);
-  if (const std::uint16_t r = load_u16(h + kOffReserved16); r != 0)
-    fail_here("reserved header field at offset 14 is " + std::to_string(r) + ", expected 0");
-  for (std::size_t i = kOffReserved; i < kHeaderBytes; ++i)
-    if (h[i] != 0)
-      fail_here("reserved header byte at offset " + std::to_string(i) + " is " + std::to_string(h[i]) +
-                ", expected 0");
-  const std::uint16_t tag = load_u16(h + kOffType);
+  if (h.reserved != 0) fail_here("reserved header field at offset 14 is " + std::to_string(h.reserved) + ", expected 0");
+  if (const std::size_t i = h.nonzero_reserved_offset; i != 0)
+    fail_here("reserved header byte at offset " + std::to_string(i) + " is " + std::to_string(bytes[i]) +
+              ", expected 0");
+  const std::uint16_t tag = h.type;
   if (expected_type) {
     if (tag != static_cast<std::uint16_t>(*expected_type))
       fail_here("frame holds type tag " + std::to_string(tag) + " (" + type_label(tag) + "), expected " +
@@ -326,16 +267,16 @@ OpenedFrame open_frame(std::span<const std::uint8_t> bytes, std::uint64_t max_by
     fail_here("unknown type tag " + std::to_string(tag));
   }
   info.type = static_cast<ObjectType>(tag);
-  info.parameter_id = load_u64(h + kOffParameterId);
+  info.parameter_id = h.id_u64();
   if (expected_id && info.parameter_id != *expected_id)
     fail_here("header parameter id " + hex64(info.parameter_id) + " does not match parameter set " +
               (expected_params ? set_label(*expected_params) + " " : std::string()) + "(id " +
               hex64(*expected_id) + ")");
   std::span<const std::uint8_t> payload = bytes.subspan(kHeaderBytes);
-  const auto sum = checksum(payload);
-  if (!std::equal(sum.begin(), sum.end(), h + kOffChecksum))
-    fail_here("checksum mismatch: header says " + hex_bytes({h + kOffChecksum, kChecksumBytes}) +
-              ", payload hashes to " + hex_bytes(sum) + " (corrupted or truncated data)");
+  const FrameChecksum sum = frame_checksum(payload);
+  if (sum != h.checksum)
+    fail_here("checksum mismatch: header says " + to_hex(h.checksum) + ", payload hashes to " + to_hex(sum) +
+              " (corrupted or truncated data)");
   return {info, payload};
 }
 
