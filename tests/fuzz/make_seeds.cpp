@@ -79,7 +79,8 @@ void tfhe_and_envelope_seeds() {
   put_both("tfhe_frame", "seeded_lwe_list", tfhe::serialize(seeded, p));
   put_both("tfhe_frame", "glwe_ciphertext", tfhe::serialize(tfhe::GlweCiphertext(p.glwe_dimension, p.polynomial_size), p));
   tfhe::SeededLweKeyswitchKey ksk{tfhe::keyswitch_key_shape(p), {}, {}};
-  ksk.bodies.assign(ksk.shape.ciphertext_count(), 7);
+  // Bodies as the key generator leaves them: rounded to their top bits (24 or 32 travel).
+  ksk.bodies.assign(ksk.shape.ciphertext_count(), std::uint64_t{7} << 40);
   put_both("tfhe_frame", "seeded_keyswitch_key", tfhe::serialize(ksk, p));
 
   const deploy::ModelId& id = fuzz::fuzz_model_id();
