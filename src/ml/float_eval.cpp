@@ -237,12 +237,8 @@ FloatTensor quantize_linear(const GraphNode& n, const FloatTensor& x, const Floa
   FloatTensor y{x.shape, std::vector<double>(x.data.size()), ElementType::kFloat};
   if (quantize) y.type = zp ? zp->type : ElementType::kUint8;
   for (std::size_t e = 0; e < x.data.size(); ++e) {
-    if (quantize) {
-      const double q = std::nearbyint(x.data[e] / p.scale[e]) + p.zero_point[e];
-      y.data[e] = std::isnan(q) ? p.zero_point[e] : std::clamp(q, static_cast<double>(p.q_min), static_cast<double>(p.q_max));
-    } else {
-      y.data[e] = (x.data[e] - p.zero_point[e]) * p.scale[e];
-    }
+    y.data[e] = quantize ? detail::quantize_value(x.data[e], p.scale[e], p.zero_point[e], p.q_min, p.q_max)
+                         : detail::dequantize_value(x.data[e], p.scale[e], p.zero_point[e]);
   }
   return y;
 }

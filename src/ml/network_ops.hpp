@@ -2,6 +2,8 @@
 // both read an op the same way. Every error names the node.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <map>
 #include <stdexcept>
@@ -151,6 +153,14 @@ struct QuantParams {
   std::int64_t q_min = 0, q_max = 255;
   bool per_tensor = true;
 };
+// One value through QuantizeLinear (a code in [q_min, q_max]; NaN gives the zero point) and
+// DequantizeLinear: the evaluator's tensors and the lowering's lookups compute them alike.
+inline double quantize_value(double x, double scale, double zero_point, std::int64_t q_min, std::int64_t q_max) {
+  const double q = std::nearbyint(x / scale) + zero_point;
+  return std::isnan(q) ? zero_point : std::clamp(q, static_cast<double>(q_min), static_cast<double>(q_max));
+}
+inline double dequantize_value(double code, double scale, double zero_point) { return (code - zero_point) * scale; }
+
 // `zero_point`: null when the node has none. Throws std::invalid_argument naming the node for
 // a scale that is not positive and finite, a zero point outside its type or of another shape
 // than the scale, an axis out of range or a per-axis scale whose length is not the axis'.

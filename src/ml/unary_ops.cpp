@@ -118,13 +118,8 @@ std::optional<UnaryFunction> unary_op(const GraphNode& n,
       node_fail(n, "per-axis quantization of a value computed from the input is not supported (only of constant weights)");
     const QuantParams p = quant_params(n, {1}, *scale, param(2));
     const double s = p.scale[0], z = p.zero_point[0];
-    if (n.op_type == "DequantizeLinear") return UnaryFunction{[s, z](double x) { return (x - z) * s; }, true};
-    const double lo = static_cast<double>(p.q_min), hi = static_cast<double>(p.q_max);
-    return UnaryFunction{[s, z, lo, hi](double x) {
-                           const double q = std::nearbyint(x / s) + z;
-                           return std::isnan(q) ? z : std::clamp(q, lo, hi);
-                         },
-                         true};
+    if (n.op_type == "DequantizeLinear") return UnaryFunction{[s, z](double x) { return dequantize_value(x, s, z); }, true};
+    return UnaryFunction{[s, z, lo = p.q_min, hi = p.q_max](double x) { return quantize_value(x, s, z, lo, hi); }, true};
   }
   const auto it = makers().find(n.op_type);
   if (it == makers().end()) return std::nullopt;
