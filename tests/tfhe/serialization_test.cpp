@@ -35,15 +35,16 @@ constexpr std::size_t kOffChecksum = 32;
 
 std::uint64_t get_u64(const Bytes& b, std::size_t off) {
   std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t{b[off + i]} << (8 * i);
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t{b.at(off + i)} << (8 * i);
   return v;
 }
 void set_u64(Bytes& b, std::size_t off, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) b[off + i] = static_cast<std::uint8_t>(v >> (8 * i));
+  // at(): a test that miscounts an offset fails loudly instead of writing past the frame.
+  for (int i = 0; i < 8; ++i) b.at(off + i) = static_cast<std::uint8_t>(v >> (8 * i));
 }
 void set_u16(Bytes& b, std::size_t off, std::uint16_t v) {
-  b[off] = static_cast<std::uint8_t>(v);
-  b[off + 1] = static_cast<std::uint8_t>(v >> 8);
+  b.at(off) = static_cast<std::uint8_t>(v);
+  b.at(off + 1) = static_cast<std::uint8_t>(v >> 8);
 }
 
 // Recomputes the header's checksum and length so that a tampered payload reaches the
@@ -591,7 +592,11 @@ TEST_F(SerializationTest, ForgedHugeShapeWithAValidChecksumIsRefusedWithoutAlloc
   huge.glwe_dimension = GlweDimension(std::uint64_t{1} << 40);
   Bytes keys_bytes = serialize(fx.seeded);
   const std::size_t params_bytes = 12 * 8 + params.name.size();
-  const std::size_t bsk_bytes = 5 * 8 + 16 + fx.seeded.bsk.bodies.size() * 8;
+  // The bootstrap key's payload: five shape words, the 16-byte mask seed, then the bodies'
+  // bit width and their top bits packed end to end (format 1.2).
+  const std::size_t body_count = fx.seeded.bsk.bodies.size();
+  const unsigned body_bits = bootstrap_key_body_bits(params.glwe_std_dev);
+  const std::size_t bsk_bytes = 5 * 8 + 16 + 8 + (body_count / 8) * body_bits + ((body_count % 8) * body_bits + 7) / 8;
   set_u64(keys_bytes, kHeader + 2 * 8, huge.glwe_dimension.value);                // params: k
   set_u64(keys_bytes, kHeader + params_bytes + 8, huge.glwe_dimension.value);     // BSK: k
   set_u64(keys_bytes, kHeader + params_bytes + bsk_bytes, huge.big_lwe_dimension().value);  // KSK: k*N
