@@ -14,6 +14,9 @@
 // ml/<model>/<dataset>/exact_reads (network_neighbour_log2 = 0: every lookup reads exactly, up
 // to approximate rounding's ties). Counter `bits`: the input bits of a tree ensemble, the
 // lookup precision of a network (both may be automatic choices).
+// ml/<model>/<dataset>/rows:8/{wave,one_by_one} (a few fixtures): the server's side only, 8
+// encrypted test rows run as one wave (FheExecutor::run_rows: every lookup node one batch over
+// all rows) or one row after the other (run); counter ms_per_row.
 #include <cstdlib>
 #include <benchmark/benchmark.h>
 
@@ -21,6 +24,7 @@
 #include <chrono>
 #include <fstream>
 #include <memory>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "veil/circuit/analysis.hpp"
@@ -88,6 +92,38 @@ void bench_model(benchmark::State& state, std::string name, std::string file, st
   (void)name;
 }
 
+void bench_rows(benchmark::State& state, std::string file, std::string dataset, std::size_t rows, bool wave) {
+  const std::string dir = fixtures();
+  const ml::Model model = ml::load_model(dir + "/" + file);
+  const ml::Matrix calib = ml::load_csv(dir + "/data/" + dataset + "_calib.csv");
+  const ml::Matrix all = ml::load_csv(dir + "/data/" + dataset + "_test.csv");
+  const ml::Matrix x = all.first_columns(all.cols - 1);
+  const ml::QuantizedModel q = ml::compile_model(model, calib, {});
+  const circuit::CompiledCircuit cc = circuit::compile(q.circuit);
+  const auto secret = tfhe::generate_secret_keys(cc.params);
+  const auto evaluation = tfhe::expand_evaluation_keys(tfhe::generate_seeded_evaluation_keys(secret));
+  const circuit::FheExecutor executor(cc, &evaluation);
+  std::vector<std::vector<circuit::EncryptedTensor>> inputs;
+  for (std::size_t r = 0; r < rows; ++r)
+    inputs.push_back(circuit::expand_inputs(
+        cc, circuit::encrypt_inputs(cc, secret, {ml::quantize_input(q.processing, x.row(r % x.rows))})));
+  double seconds = 0;
+  std::size_t runs = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    if (wave) {
+      benchmark::DoNotOptimize(executor.run_rows(inputs, &evaluation));
+    } else {
+      for (const auto& in : inputs) benchmark::DoNotOptimize(executor.run(in, &evaluation));
+    }
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    runs += rows;
+  }
+  state.counters["ms_per_row"] = runs ? 1e3 * seconds / static_cast<double>(runs) : 0.0;
+  state.counters["pbs"] = static_cast<double>(cc.analysis.statistics.total_pbs);
+  state.SetLabel(cc.params.describe());
+}
+
 // One benchmark per fixture of the manifest.
 const bool registered = [] {
   std::ifstream in(fixtures() + "/manifest.json");
@@ -112,6 +148,14 @@ const bool registered = [] {
           ->UseRealTime();
     }
   }
+  for (const auto& [model, file, dataset] :
+       {std::tuple{"tree", "models/tree_breast_cancer.json", "breast_cancer"}, std::tuple{"xgb", "models/xgb_breast_cancer.json", "breast_cancer"},
+        std::tuple{"mlp", "models/mlp_breast_cancer.onnx", "breast_cancer"}, std::tuple{"tinycnn", "models/tinycnn_digits.onnx", "digits"}})
+    for (const bool wave : {true, false})
+      benchmark::RegisterBenchmark((std::string("ml/") + model + "/" + dataset + "/rows:8/" + (wave ? "wave" : "one_by_one")).c_str(),
+                                   bench_rows, std::string(file), std::string(dataset), std::size_t{8}, wave)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
   return true;
 }();
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <limits>
 #include <map>
 #include <stdexcept>
@@ -182,6 +183,13 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
 
 std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>& inputs,
                                               const tfhe::EvaluationKeys* keys, ExecutionStats* stats) const {
+  // One row: run_rows shares the caller's ciphertexts instead of copying them.
+  return std::move(run_rows({&inputs, 1}, keys, stats).front());
+}
+
+std::vector<std::vector<EncryptedTensor>> FheExecutor::run_rows(std::span<const std::vector<EncryptedTensor>> rows,
+                                                                const tfhe::EvaluationKeys* keys, ExecutionStats* stats,
+                                                                const std::function<void()>& between_nodes) const {
   check_keys(circuit_, keys);
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
@@ -191,78 +199,111 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
   const std::size_t words = tfhe::lwe_size(dim);
   const unsigned threads = tfhe::resolve_thread_count(options_.threads);
   const auto input_ids = c.inputs();
-  if (inputs.size() != input_ids.size())
-    throw std::invalid_argument("run: " + std::to_string(inputs.size()) + " encrypted inputs for " +
-                                std::to_string(input_ids.size()) + " circuit inputs");
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    const Node& n = c.nodes[input_ids[i]];
-    const std::string label = "run: " + input_label(c, i, input_ids[i]);
-    if (inputs[i].shape != n.shape)
-      throw std::invalid_argument(label + " has shape " + shape_string(inputs[i].shape) + ", the circuit expects " +
-                                  shape_string(n.shape));
-    if (inputs[i].ciphertexts.count() != static_cast<std::size_t>(element_count(n.shape)))
-      throw std::invalid_argument(label + " holds " + std::to_string(inputs[i].ciphertexts.count()) +
-                                  " ciphertexts for " + std::to_string(element_count(n.shape)) + " elements");
-    if (inputs[i].ciphertexts.dimension() != dim)
-      throw std::invalid_argument(label + " has LWE dimension " + std::to_string(inputs[i].ciphertexts.dimension().value) +
-                                  ", the circuit's parameters have " + std::to_string(dim.value));
+  const std::size_t row_count = rows.size();
+  if (row_count == 0) throw std::invalid_argument("run: no rows to run");
+  for (std::size_t r = 0; r < row_count; ++r) {
+    const std::vector<EncryptedTensor>& inputs = rows[r];
+    const std::string row = row_count == 1 ? std::string{} : "row " + std::to_string(r) + ": ";
+    if (inputs.size() != input_ids.size())
+      throw std::invalid_argument(row + "run: " + std::to_string(inputs.size()) + " encrypted inputs for " +
+                                  std::to_string(input_ids.size()) + " circuit inputs");
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      const Node& n = c.nodes[input_ids[i]];
+      const std::string label = row + "run: " + input_label(c, i, input_ids[i]);
+      if (inputs[i].shape != n.shape)
+        throw std::invalid_argument(label + " has shape " + shape_string(inputs[i].shape) + ", the circuit expects " +
+                                    shape_string(n.shape));
+      if (inputs[i].ciphertexts.count() != static_cast<std::size_t>(element_count(n.shape)))
+        throw std::invalid_argument(label + " holds " + std::to_string(inputs[i].ciphertexts.count()) +
+                                    " ciphertexts for " + std::to_string(element_count(n.shape)) + " elements");
+      if (inputs[i].ciphertexts.dimension() != dim)
+        throw std::invalid_argument(label + " has LWE dimension " +
+                                    std::to_string(inputs[i].ciphertexts.dimension().value) +
+                                    ", the circuit's parameters have " + std::to_string(dim.value));
+    }
   }
 
+  // Every node's value holds all rows' ciphertexts, row by row: element e of row r is
+  // ciphertext r * count + e. Each operation below is the one-row operation over all rows,
+  // so a lookup node is one batch of rows x elements (one wave of the circuit).
+  auto count_of = [&](std::uint32_t id) { return static_cast<std::size_t>(element_count(c.nodes[id].shape)); };
   ExecutionStats local;
   std::vector<std::shared_ptr<const tfhe::LweCiphertextList>> values(c.nodes.size());
   std::size_t next_input = 0;
   for (std::uint32_t id = 0; id < c.nodes.size(); ++id) {
     const Node& n = c.nodes[id];
     const Lowered::NodeProgram& prog = lowered_->nodes[id];
-    const std::size_t count = static_cast<std::size_t>(element_count(n.shape));
+    const std::size_t count = count_of(id);
+    const std::size_t total = row_count * count;
     if (n.kind == OpKind::kInput) {
-      // Shares the caller's ciphertexts: inputs are only read.
-      values[id] = std::shared_ptr<const tfhe::LweCiphertextList>(std::shared_ptr<void>{},
-                                                                  &inputs[next_input++].ciphertexts);
+      const std::size_t input = next_input++;
+      if (row_count == 1) {
+        // Shares the caller's ciphertexts: inputs are only read.
+        values[id] = std::shared_ptr<const tfhe::LweCiphertextList>(std::shared_ptr<void>{},
+                                                                    &rows[0][input].ciphertexts);
+      } else {
+        auto all = std::make_shared<tfhe::LweCiphertextList>(dim, total);
+        for (std::size_t r = 0; r < row_count; ++r) {
+          const auto src = rows[r][input].ciphertexts.data();
+          std::copy(src.begin(), src.end(), all->data().begin() + static_cast<std::ptrdiff_t>(r * count * words));
+        }
+        values[id] = std::move(all);
+      }
       continue;
     }
+    if (between_nodes) between_nodes();
+    std::vector<std::size_t> operand_counts;  // elements per row of each operand
+    for (std::uint32_t op : n.operands) operand_counts.push_back(count_of(op));
     const auto t0 = Clock::now();
     if (prog.alias) {
       values[id] = values[n.operands[0]];
       local.levelled_seconds += seconds_since(t0);
     } else if (detail::is_linear(n.kind)) {
-      auto out = std::make_shared<tfhe::LweCiphertextList>(dim, count);
+      auto out = std::make_shared<tfhe::LweCiphertextList>(dim, total);
       const detail::LinearMap& m = prog.linear;
-      tfhe::parallel_for(count, threads, std::max<std::size_t>(1, 64), [&](std::size_t begin, std::size_t end, unsigned) {
-        for (std::size_t r = begin; r < end; ++r) {
-          std::span<Torus> y = (*out)[r];
-          for (std::size_t t = m.row_begin[r]; t < m.row_begin[r + 1]; ++t)
-            tfhe::lwe_mul_scalar_add(y, (*values[n.operands[m.operand[t]]])[static_cast<std::size_t>(m.element[t])],
-                                     m.weight[t]);
-          if (m.constant[r] != 0) tfhe::lwe_add_plaintext(y, encode_value(m.constant[r], widths[id]));
+      tfhe::parallel_for(total, threads, std::max<std::size_t>(1, 64), [&](std::size_t begin, std::size_t end, unsigned) {
+        for (std::size_t q = begin; q < end; ++q) {
+          const std::size_t row = q / count, e = q % count;
+          std::span<Torus> y = (*out)[q];
+          for (std::size_t t = m.row_begin[e]; t < m.row_begin[e + 1]; ++t) {
+            const std::size_t operand = static_cast<std::size_t>(m.operand[t]);
+            tfhe::lwe_mul_scalar_add(
+                y, (*values[n.operands[operand]])[row * operand_counts[operand] + static_cast<std::size_t>(m.element[t])],
+                m.weight[t]);
+          }
+          if (m.constant[e] != 0) tfhe::lwe_add_plaintext(y, encode_value(m.constant[e], widths[id]));
         }
       });
       values[id] = std::move(out);
       local.levelled_seconds += seconds_since(t0);
     } else if (detail::is_gather(n.kind)) {
-      auto out = std::make_shared<tfhe::LweCiphertextList>(dim, count);
+      auto out = std::make_shared<tfhe::LweCiphertextList>(dim, total);
       const detail::GatherMap& m = prog.gather;
-      for (std::size_t e = 0; e < count; ++e) {
-        const auto src = (*values[n.operands[m.operand[e]]])[static_cast<std::size_t>(m.element[e])];
-        std::copy(src.begin(), src.end(), (*out)[e].begin());
-      }
+      for (std::size_t row = 0; row < row_count; ++row)
+        for (std::size_t e = 0; e < count; ++e) {
+          const std::size_t operand = static_cast<std::size_t>(m.operand[e]);
+          const auto src =
+              (*values[n.operands[operand]])[row * operand_counts[operand] + static_cast<std::size_t>(m.element[e])];
+          std::copy(src.begin(), src.end(), (*out)[row * count + e].begin());
+        }
       values[id] = std::move(out);
       local.levelled_seconds += seconds_since(t0);
     } else if (n.kind == OpKind::kLookup) {
       const Lowered::LookupStep& step = prog.lookup;
-      auto out = std::make_shared<tfhe::LweCiphertextList>(dim, count);
+      auto out = std::make_shared<tfhe::LweCiphertextList>(dim, total);
       const tfhe::LweCiphertextList& x = *values[n.operands[0]];
       // Phase r * Delta_p: subtract the range's low end, then lift the p bits read to the top.
       // With shared rotations only the rotated elements are read.
-      const std::size_t lifted = step.shared ? step.rotated.size() : count;
-      tfhe::LweCiphertextList rotated_inputs(dim, step.shared ? lifted : 0);
+      const std::size_t lifted = step.shared ? step.rotated.size() : count;  // per row
+      tfhe::LweCiphertextList rotated_inputs(dim, step.shared ? row_count * lifted : 0);
       tfhe::LweCiphertextList& lift = step.shared ? rotated_inputs : *out;
-      for (std::size_t r = 0; r < lifted; ++r) {
-        std::span<Torus> y = lift[r];
-        const auto src = x[step.shared ? step.rotated[r] : r];
-        for (std::size_t i = 0; i < words; ++i) y[i] = src[i] * step.multiplier;
-        y[words - 1] -= step.offset * step.multiplier;
-      }
+      for (std::size_t row = 0; row < row_count; ++row)
+        for (std::size_t r = 0; r < lifted; ++r) {
+          std::span<Torus> y = lift[row * lifted + r];
+          const auto src = x[row * count + (step.shared ? step.rotated[r] : r)];
+          for (std::size_t i = 0; i < words; ++i) y[i] = src[i] * step.multiplier;
+          y[words - 1] -= step.offset * step.multiplier;
+        }
       local.levelled_seconds += seconds_since(t0);
       const auto t1 = Clock::now();
       if (step.shared) {
@@ -270,51 +311,54 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
         const tfhe::GlweDimension k = circuit_.params.glwe_dimension;
         const tfhe::PolynomialSize big_n = circuit_.params.polynomial_size;
         const std::size_t glwe = tfhe::glwe_size(k) * big_n.value;
-        tfhe::AlignedVector<Torus> accumulators(lifted * glwe);
+        tfhe::AlignedVector<Torus> accumulators(row_count * lifted * glwe);
         const tfhe::LookupTable* p0 = &step.tables[0];
         tfhe::keyswitch_blind_rotate_batch(*keys, rotated_inputs, std::span<const tfhe::LookupTable* const>(&p0, 1),
                                            accumulators, {options_.threads});
-        for (std::size_t e = 0; e < count; ++e) {
-          std::span<Torus> y = (*out)[e];
-          std::fill(y.begin(), y.end(), Torus{0});
-          const std::span<const Torus> acc(accumulators.data() + step.rotation_of[e] * glwe, glwe);
-          const MultiValueForm& form = step.forms[step.table_of_element.empty() ? 0 : step.table_of_element[e]];
-          y.back() = static_cast<Torus>(form.base) * step.half_delta;
-          for (const MultiValueTerm& t : form.jumps) tfhe::sample_extract_rotated_add(acc, k, big_n, t.entry * step.box, t.factor, y);
-        }
-        local.pbs += static_cast<std::int64_t>(lifted);
+        for (std::size_t row = 0; row < row_count; ++row)
+          for (std::size_t e = 0; e < count; ++e) {
+            std::span<Torus> y = (*out)[row * count + e];
+            std::fill(y.begin(), y.end(), Torus{0});
+            const std::span<const Torus> acc(accumulators.data() + (row * lifted + step.rotation_of[e]) * glwe, glwe);
+            const MultiValueForm& form = step.forms[step.table_of_element.empty() ? 0 : step.table_of_element[e]];
+            y.back() = static_cast<Torus>(form.base) * step.half_delta;
+            for (const MultiValueTerm& t : form.jumps)
+              tfhe::sample_extract_rotated_add(acc, k, big_n, t.entry * step.box, t.factor, y);
+          }
+        local.pbs += static_cast<std::int64_t>(row_count * lifted);
       } else {
         std::vector<const tfhe::LookupTable*> tables;
         if (step.table_of_element.empty()) {
           tables.push_back(&step.tables[0]);
         } else {
-          tables.reserve(count);
-          for (std::uint32_t t : step.table_of_element) tables.push_back(&step.tables[t]);
+          tables.reserve(total);
+          for (std::size_t row = 0; row < row_count; ++row)
+            for (std::uint32_t t : step.table_of_element) tables.push_back(&step.tables[t]);
         }
         tfhe::keyswitch_programmable_bootstrap_batch(*keys, *out, tables, *out, {options_.threads});
-        local.pbs += static_cast<std::int64_t>(count);
+        local.pbs += static_cast<std::int64_t>(total);
       }
       local.pbs_seconds += seconds_since(t1);
       values[id] = std::move(out);
     } else if (n.kind == OpKind::kRoundBits) {
       const Lowered::RoundStep& step = prog.round;
       const unsigned w = step.width;
-      auto u = std::make_shared<tfhe::LweCiphertextList>(dim, count);
+      auto u = std::make_shared<tfhe::LweCiphertextList>(dim, total);
       {
         const auto src = values[n.operands[0]]->data();
         std::copy(src.begin(), src.end(), u->data().begin());
       }
       if (step.nearest)
-        for (std::size_t e = 0; e < count; ++e)
+        for (std::size_t e = 0; e < total; ++e)
           tfhe::lwe_add_plaintext((*u)[e], encode_value(std::int64_t{1} << (step.bits - 1), w));
-      tfhe::LweCiphertextList probe(dim, count);
+      tfhe::LweCiphertextList probe(dim, total);
       for (unsigned k = 0; k < step.extraction.size(); ++k) {
         const unsigned bit = step.first_bit + k;
         const auto t1 = Clock::now();
         // Bit `bit` of u (a multiple of 2^bit) onto the padding position, then a quarter
         // turn so that noise of either sign stays in its half.
         const std::uint64_t lift = std::uint64_t{1} << (w - bit);
-        for (std::size_t e = 0; e < count; ++e) {
+        for (std::size_t e = 0; e < total; ++e) {
           const auto src = (*u)[e];
           std::span<Torus> y = probe[e];
           for (std::size_t i = 0; i < words; ++i) y[i] = src[i] * lift;
@@ -325,14 +369,16 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
         const tfhe::LookupTable* table = &step.extraction[k];
         tfhe::keyswitch_programmable_bootstrap_batch(*keys, probe, std::span<const tfhe::LookupTable* const>(&table, 1),
                                                      probe, {options_.threads});
-        local.pbs += static_cast<std::int64_t>(count);
+        local.pbs += static_cast<std::int64_t>(total);
         local.pbs_seconds += seconds_since(t2);
+        const auto t3 = Clock::now();
         // probe = +-Delta_(W-bit)/2; the bit's value is Delta_(W-bit)/2 - probe: subtract it.
         const Torus half = Torus{1} << (62 - w + bit);
-        for (std::size_t e = 0; e < count; ++e) {
+        for (std::size_t e = 0; e < total; ++e) {
           tfhe::lwe_add((*u)[e], (*u)[e], probe[e]);
           (*u)[e].back() -= half;
         }
+        local.levelled_seconds += seconds_since(t3);
       }
       values[id] = std::move(u);
     } else {
@@ -342,12 +388,31 @@ std::vector<EncryptedTensor> FheExecutor::run(const std::vector<EncryptedTensor>
       if (lowered_->last_use[op] == id) values[op].reset();
   }
 
-  std::vector<EncryptedTensor> outputs;
-  outputs.reserve(c.outputs.size());
-  for (std::uint32_t o : c.outputs) outputs.push_back(EncryptedTensor{c.nodes[o].shape, *values[o]});
+  std::vector<std::vector<EncryptedTensor>> outputs(row_count);
+  for (std::size_t row = 0; row < row_count; ++row) {
+    outputs[row].reserve(c.outputs.size());
+    for (std::uint32_t o : c.outputs) {
+      const std::size_t count = count_of(o);
+      if (row_count == 1) {
+        outputs[row].push_back(EncryptedTensor{c.nodes[o].shape, *values[o]});
+        continue;
+      }
+      tfhe::LweCiphertextList list(dim, count);
+      const auto src = values[o]->data().subspan(row * count * words, count * words);
+      std::copy(src.begin(), src.end(), list.data().begin());
+      outputs[row].push_back(EncryptedTensor{c.nodes[o].shape, std::move(list)});
+    }
+  }
   local.total_seconds = seconds_since(t_start);
   if (stats) *stats = local;
   return outputs;
+}
+
+std::size_t FheExecutor::wave_rows(std::size_t memory_bytes) const {
+  const std::size_t row_bytes = tfhe::lwe_size(tfhe::LweDimension(big_dimension(circuit_.params))) * sizeof(Torus);
+  std::size_t widest = 1;
+  for (const Node& n : circuit_.circuit.nodes) widest = std::max(widest, static_cast<std::size_t>(element_count(n.shape)));
+  return std::max<std::size_t>(1, memory_bytes / (widest * row_bytes));
 }
 
 CircuitSignature signature_of(const CompiledCircuit& circuit) {

@@ -192,32 +192,47 @@ Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::Ev
   std::vector<std::vector<tfhe::LweCiphertextList>> out;
   out.reserve(rows.size());
   RunStats local;
-  for (std::size_t r = 0; r < rows.size(); ++r) {
-    if (control.deadline && std::chrono::steady_clock::now() >= *control.deadline)
-      throw RunCancelled("the run passed its time limit after " + std::to_string(r) + " of " + std::to_string(rows.size()) +
-                             " rows",
-                         true);
-    if (control.cancelled && control.cancelled())
-      throw RunCancelled("the run was cancelled after " + std::to_string(r) + " of " + std::to_string(rows.size()) + " rows",
-                         false);
-    std::vector<circuit::EncryptedTensor> inputs;
-    try {
-      inputs = circuit::expand_inputs(*compiled_, rows[r]);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument("row " + std::to_string(r) + ": " + e.what());
+  // Rows run in waves: every node of the circuit over all of a wave's rows at once, so that a
+  // lookup node is one batch over rows x elements. A wave's ciphertexts stay within
+  // kWaveBytes at the circuit's widest node.
+  constexpr std::size_t kWaveBytes = std::size_t{64} << 20;
+  const std::size_t wave = executor.wave_rows(kWaveBytes);
+  for (std::size_t first = 0; first < rows.size(); first += wave) {
+    const std::size_t last = std::min(rows.size(), first + wave);
+    const auto check = [&] {
+      if (control.deadline && std::chrono::steady_clock::now() >= *control.deadline)
+        throw RunCancelled("the run passed its time limit after " + std::to_string(first) + " of " +
+                               std::to_string(rows.size()) + " rows",
+                           true);
+      if (control.cancelled && control.cancelled())
+        throw RunCancelled("the run was cancelled after " + std::to_string(first) + " of " + std::to_string(rows.size()) +
+                               " rows",
+                           false);
+    };
+    check();
+    std::vector<std::vector<circuit::EncryptedTensor>> inputs;
+    inputs.reserve(last - first);
+    for (std::size_t r = first; r < last; ++r) {
+      try {
+        inputs.push_back(circuit::expand_inputs(*compiled_, rows[r]));
+      } catch (const std::invalid_argument& e) {
+        throw std::invalid_argument("row " + std::to_string(r) + ": " + e.what());
+      }
     }
     circuit::ExecutionStats es;
-    auto outputs = executor.run(inputs, keys, &es);
+    auto wave_outputs = executor.run_rows(inputs, keys, &es, check);
     local.pbs += es.pbs;
     local.pbs_seconds += es.pbs_seconds;
-    std::vector<tfhe::LweCiphertextList> lists;
-    for (std::size_t o = 0; o < outputs.size(); ++o) {
-      auto& t = outputs[o];
-      const bool keyswitch = keys && (output_transport_.empty() || output_transport_[o].keyswitch);
-      lists.push_back(keyswitch ? keyswitch_to_small_key(*keys, t.ciphertexts) : std::move(t.ciphertexts));
-      if (!output_transport_.empty()) tfhe::modulus_switch_lwe_ciphertext_list(lists.back(), output_transport_[o].modulus_bits);
+    for (auto& outputs : wave_outputs) {
+      std::vector<tfhe::LweCiphertextList> lists;
+      for (std::size_t o = 0; o < outputs.size(); ++o) {
+        auto& t = outputs[o];
+        const bool keyswitch = keys && (output_transport_.empty() || output_transport_[o].keyswitch);
+        lists.push_back(keyswitch ? keyswitch_to_small_key(*keys, t.ciphertexts) : std::move(t.ciphertexts));
+        if (!output_transport_.empty()) tfhe::modulus_switch_lwe_ciphertext_list(lists.back(), output_transport_[o].modulus_bits);
+      }
+      out.push_back(std::move(lists));
     }
-    out.push_back(std::move(lists));
   }
   local.rows = rows.size();
   std::vector<unsigned> bits;

@@ -64,25 +64,37 @@ std::vector<Tensor> random_inputs(const Circuit& c) {
 }
 
 // Runs `c` in the clear and under encryption on `samples` random inputs; every output element
-// must be equal.
+// must be equal, run one sample at a time and all samples as one wave (run_rows).
 void expect_fhe_equals_clear(const Circuit& c, int samples, const std::vector<Tensor>* fixed = nullptr) {
   const CompiledCircuit cc = compile_toy(c);
   const Keys& keys = toy_keys(std::max(cc.analysis.statistics.max_lookup_precision, 1u));
   const FheExecutor executor(cc, &keys.evaluation);
-  for (int s = 0; s < samples; ++s) {
-    const std::vector<Tensor> inputs = fixed ? *fixed : random_inputs(c);
-    const std::vector<Tensor> expected = run_clear(c, inputs);
-    ExecutionStats stats;
-    const auto encrypted = expand_inputs(cc, encrypt_inputs(cc, keys.secret, inputs));
-    const std::vector<Tensor> got = decrypt_outputs(cc, keys.secret, executor.run(encrypted, &stats));
+  const auto expect_equal = [](const std::vector<Tensor>& got, const std::vector<Tensor>& expected, int s) {
     ASSERT_EQ(got.size(), expected.size());
     for (std::size_t o = 0; o < got.size(); ++o) {
       ASSERT_EQ(got[o].shape, expected[o].shape);
       for (std::size_t e = 0; e < got[o].data.size(); ++e)
         ASSERT_EQ(got[o].data[e], expected[o].data[e]) << "output " << o << " element " << e << " sample " << s;
     }
+  };
+  std::vector<std::vector<Tensor>> expected;
+  std::vector<std::vector<EncryptedTensor>> rows;
+  for (int s = 0; s < samples; ++s) {
+    const std::vector<Tensor> inputs = fixed ? *fixed : random_inputs(c);
+    expected.push_back(run_clear(c, inputs));
+    ExecutionStats stats;
+    rows.push_back(expand_inputs(cc, encrypt_inputs(cc, keys.secret, inputs)));
+    expect_equal(decrypt_outputs(cc, keys.secret, executor.run(rows.back(), &stats)), expected.back(), s);
     EXPECT_EQ(stats.pbs, cc.analysis.statistics.total_pbs);
   }
+  ExecutionStats stats;
+  int steps = 0;
+  const auto waves = executor.run_rows(rows, &keys.evaluation, &stats, [&] { ++steps; });
+  ASSERT_EQ(waves.size(), rows.size());
+  for (int s = 0; s < samples; ++s)
+    expect_equal(decrypt_outputs(cc, keys.secret, waves[static_cast<std::size_t>(s)]), expected[static_cast<std::size_t>(s)], s);
+  EXPECT_EQ(stats.pbs, samples * cc.analysis.statistics.total_pbs);
+  EXPECT_EQ(static_cast<std::size_t>(steps), c.nodes.size() - c.inputs().size());
 }
 
 Table random_table(std::int64_t domain_min, unsigned shift, std::size_t entries, std::int64_t lo, std::int64_t hi) {
@@ -535,6 +547,34 @@ TEST_F(FheExecutorErrors, RefusesInputsThatDoNotMatchTheSignature) {
   auto outputs = executor.run(good);
   outputs[0].shape = {4};
   EXPECT_THROW(decrypt_outputs(cc_, keys.secret, outputs), std::invalid_argument);
+}
+
+TEST_F(FheExecutorErrors, RowsAreCheckedAndAWaveCanBeAbandoned) {
+  const Keys& keys = toy_keys(3);
+  const FheExecutor executor(cc_, &keys.evaluation);
+  const auto row = [&](std::int64_t v) {
+    return expand_inputs(cc_, encrypt_inputs(cc_, keys.secret, {Tensor::vector({v, 1, 2})}));
+  };
+  EXPECT_THROW(executor.run_rows({}, &keys.evaluation), std::invalid_argument);
+  std::vector<std::vector<EncryptedTensor>> rows = {row(0), row(5), row(7)};
+  rows[1][0].ciphertexts = tfhe::LweCiphertextList(rows[1][0].ciphertexts.dimension(), 2);
+  try {
+    executor.run_rows(rows, &keys.evaluation);
+    FAIL() << "a row of 2 ciphertexts for 3 elements was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("row 1: run: input 0 'x' holds 2 ciphertexts for 3 elements"), std::string::npos)
+        << e.what();
+  }
+  rows[1] = row(5);
+  struct Stop {};
+  EXPECT_THROW(executor.run_rows(rows, &keys.evaluation, nullptr, [] { throw Stop{}; }), Stop);
+  const auto outputs = executor.run_rows(rows, &keys.evaluation);
+  ASSERT_EQ(outputs.size(), 3u);
+  EXPECT_EQ(decrypt_outputs(cc_, keys.secret, outputs[1])[0], Tensor::vector({2, 6, 5}));
+  // A wave's rows fit the memory it is given, and there is always at least one.
+  const std::size_t ciphertext = outputs[0][0].ciphertexts[0].size() * sizeof(tfhe::Torus);
+  EXPECT_EQ(executor.wave_rows(10 * 3 * ciphertext), 10u);
+  EXPECT_EQ(executor.wave_rows(0), 1u);
 }
 
 TEST_F(FheExecutorErrors, ConcurrentRunsShareOneExecutor) {

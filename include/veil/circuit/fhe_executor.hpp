@@ -9,16 +9,19 @@
 //
 // Execution: nodes run in topological order. Levelled nodes (add, sub, constants, matmul,
 // conv2d, sum) are ciphertext multiply-adds row by row, parallel over rows; data movement
-// copies ciphertexts; every lookup node is one batch KS-PBS over its elements on all cores;
-// round_bits is one batch per extracted bit. A node's ciphertexts are released after its
-// last use, so peak memory follows the circuit's widest cut, not its size.
+// copies ciphertexts; every lookup node is one batch KS-PBS over its elements on all cores
+// (over all rows' elements with run_rows); round_bits is one batch per extracted bit. A
+// node's ciphertexts are released after its last use, so peak memory follows the circuit's
+// widest cut, not its size.
 //
 // Thread safety: an FheExecutor is immutable after construction; run() may be called
 // concurrently from several threads (each call owns its buffers).
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -109,6 +112,19 @@ class FheExecutor {
   // With the given keys (null only for a levelled-only circuit); checks their parameter set.
   std::vector<EncryptedTensor> run(const std::vector<EncryptedTensor>& inputs, const tfhe::EvaluationKeys* keys,
                                    ExecutionStats* stats = nullptr) const;
+  // Several rows (samples) at once, rows[r] as run()'s inputs; returns each row's outputs.
+  // Every node runs over all rows together, so a lookup node is one batch KS-PBS over rows x
+  // elements: a wave that fills the cores and the batch's key-sharing groups where one row's
+  // node has few elements. Results equal run() row by row. Memory grows with the rows: a
+  // caller bounds them (wave_rows). `between_nodes`, when set, is called before each node and
+  // may throw to abandon the run (deadlines, cancellation). Throws std::invalid_argument
+  // naming the row and input on a mismatch, or when `rows` is empty.
+  std::vector<std::vector<EncryptedTensor>> run_rows(std::span<const std::vector<EncryptedTensor>> rows,
+                                                     const tfhe::EvaluationKeys* keys, ExecutionStats* stats = nullptr,
+                                                     const std::function<void()>& between_nodes = {}) const;
+  // How many rows one run_rows call should take so that the circuit's largest node, over all
+  // rows, holds at most `memory_bytes` of ciphertexts (at least 1).
+  std::size_t wave_rows(std::size_t memory_bytes) const;
 
   const CompiledCircuit& circuit() const { return circuit_; }
 

@@ -176,9 +176,10 @@ class ModelClient {
   std::shared_ptr<const tfhe::SecretKeys> secret_;
 };
 
-// Stops a long run between rows: `cancelled` is asked before each row (say, whether the
-// client that asked has gone), and the run gives up past `deadline`. Either throws
-// RunCancelled; a run stopped so produces no output.
+// Stops a long run between steps: `cancelled` is asked before each node of the circuit (rows
+// run in waves, every node over a wave's rows; say, whether the client that asked has gone),
+// and the run gives up past `deadline`. Either throws RunCancelled; a run stopped so
+// produces no output.
 struct RunControl {
   std::function<bool()> cancelled;
   std::optional<std::chrono::steady_clock::time_point> deadline;
@@ -214,7 +215,7 @@ class ModelServer {
   // Runs the circuit on every row of an input batch envelope; returns the output batch.
   // `keys` may be null only for a levelled-only model. Throws EnvelopeError for a batch of
   // another model or malformed, std::invalid_argument when it does not match the signature.
-  // `control` may stop it between rows (RunCancelled).
+  // `control` may stop it between the circuit's nodes (RunCancelled).
   Bytes run(std::span<const std::uint8_t> input_batch, const tfhe::EvaluationKeys* keys, RunStats* stats = nullptr,
             const RunControl& control = {}) const;
 

@@ -33,8 +33,8 @@
 // (key expansion and model runs) runs in at most `max_jobs` job slots with at most
 // `max_queue` requests waiting -- more get 503 with Retry-After. The FHE executor already
 // spreads one job over every core, so the default of one job slot does not oversubscribe
-// the machine. A model run gives up between rows when its client disconnects (logged 499)
-// or past job_timeout (413: send fewer rows).
+// the machine. A model run gives up between circuit steps when its client disconnects
+// (logged 499) or past job_timeout (413: send fewer rows).
 //
 // Shutdown: stop() drains. The listener stays open, /healthz answers 503 "stopping", FHE
 // routes answer 503, requests in flight finish; run() returns once none is left and
@@ -94,7 +94,7 @@ struct HttpServerOptions {
 
   // Timeouts: a read or write making no progress; a request head from its first byte (and a
   // new connection's first byte); one whole request, head and body; an idle keep-alive
-  // connection; one model run (413 beyond, between rows).
+  // connection; one model run (413 beyond, checked between circuit steps).
   std::chrono::milliseconds read_timeout{30'000};
   std::chrono::milliseconds write_timeout{60'000};
   std::chrono::milliseconds header_timeout{10'000};
