@@ -8,6 +8,8 @@
 // (offset 0 afterwards: real zero is integer zero, so zero padding stays exact), preceded by
 // an approximate round_bits when the accumulator's calibrated range needs more than
 // lookup_precision bits. Tables are grouped: elements with the same (s, b) share one.
+// With range filling (filled_scale), a unit's weight scale is chosen so that its calibrated
+// range fills the levels of that rounding rather than by its largest weight.
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -74,6 +76,18 @@ class NetworkLowering {
         auto& range = float_range_[name];
         if (range.empty()) range.assign(2, 0.0), range[0] = INFINITY, range[1] = -INFINITY;
         for (double v : t.data) range[0] = std::min(range[0], v), range[1] = std::max(range[1], v);
+        // Per channel (axis 1: a Gemm's units, a convolution's channels), for the lookups'
+        // range filling (fill_units).
+        if (t.shape.size() >= 2 && t.shape[0] == 1 && t.shape[1] > 0) {
+          const auto channels = static_cast<std::size_t>(t.shape[1]);
+          const std::size_t inner = t.data.size() / channels;
+          auto& cr = float_channel_range_[name];
+          if (cr.empty()) cr.assign(channels, {INFINITY, -INFINITY});
+          for (std::size_t e = 0; e < t.data.size(); ++e) {
+            auto& c = cr[(e / inner) % channels];
+            c.first = std::min(c.first, t.data[e]), c.second = std::max(c.second, t.data[e]);
+          }
+        }
       }
     }
   }
@@ -805,6 +819,40 @@ class NetworkLowering {
     enc_[n.outputs[0]] = x;
   }
 
+  // Range filling (QuantizationOptions::network_fill_lookup_range): the rounding ahead of a
+  // lookup keeps lookup_precision bits of the widest unit's centred range, at a power-of-two
+  // step, so a unit whose accumulator spans less than the widest one's, and every unit when
+  // the widest falls short of the next power of two, reads fewer levels than the lookup
+  // offers. Each unit's weight scale is chosen instead so that its calibrated float range
+  // (widened by range_margin) spans a common integer width T that fills those levels at the
+  // rounding step the widest unit needs: the weights get finer codes (more bits than
+  // network_weight_bits, at most fill_max_weight_bits) and the lookup more levels of every
+  // unit. From 5 bits of lookup precision: below, the tables' boxes of margin and the 10%
+  // of slack leave too few levels to fill (the iris MLPs of python/tests/test_models.py lost
+  // a row of agreement with the float model at 3 and 4 bits). Returns the scale for unit
+  // `unit` of `out` (0: keep the symmetric quantization's). `scales`: every unit's scale from
+  // quantize_symmetric; `max_abs`: the unit's largest weight magnitude (times the input scale).
+  double filled_scale(const std::string& out, std::size_t unit, const std::vector<double>& scales, double max_abs) {
+    if (!options_.network_fill_lookup_range || options_.lookup_precision < 5) return 0;
+    const auto it = float_channel_range_.find(out);
+    if (it == float_channel_range_.end() || it->second.size() != scales.size()) return 0;
+    const double widen = 1 + 2 * options_.range_margin;
+    const auto span = [&](std::size_t j) { return (it->second[j].second - it->second[j].first) * widen; };
+    double widest = 0;  // integer span of the widest unit at its symmetric scale
+    for (std::size_t j = 0; j < scales.size(); ++j)
+      if (scales[j] > 0 && std::isfinite(span(j))) widest = std::max(widest, span(j) / scales[j]);
+    // Values a lookup reads of its rounded input: 2^p less a box of margin at either end and
+    // one for approximate rounding, less 10% for the distance between float and quantized
+    // ranges.
+    const double levels = 0.9 * static_cast<double>((std::int64_t{1} << options_.lookup_precision) - 4);
+    if (!(widest > levels) || !(span(unit) > 0) || !(max_abs > 0)) return 0;
+    double step = 1;
+    while (widest > levels * step) step *= 2;
+    const double target = levels * step;
+    const double finest = max_abs / static_cast<double>((std::int64_t{1} << (options_.fill_max_weight_bits - 1)) - 1);
+    return std::max(span(unit) / target, finest);
+  }
+
   void lower_gemm(const GraphNode& n) {
     const Enc& x = encrypted(n, 0);
     const FloatTensor* w = constant(n.inputs.at(1));
@@ -826,6 +874,15 @@ class NetworkLowering {
     Enc y;
     y.shape = x.shape;
     y.shape.back() = m;
+    // The symmetric scales of every unit, for filled_scale.
+    std::vector<double> sym(static_cast<std::size_t>(m), 0.0), top(sym.size(), 0.0);
+    for (std::int64_t j = 0; j < m && !steps; ++j) {
+      std::vector<double> a(static_cast<std::size_t>(k));
+      for (std::int64_t i = 0; i < k; ++i) a[static_cast<std::size_t>(i)] = alpha * wv(i, j) * x.s[static_cast<std::size_t>(i)];
+      std::vector<std::int64_t> unused;
+      sym[static_cast<std::size_t>(j)] = quantize_symmetric(a, weight_bits(n), unused);
+      for (double v : a) top[static_cast<std::size_t>(j)] = std::max(top[static_cast<std::size_t>(j)], std::fabs(v));
+    }
     for (std::int64_t j = 0; j < m; ++j) {
       std::vector<double> a(static_cast<std::size_t>(k));
       double offset = 0;
@@ -845,7 +902,14 @@ class NetworkLowering {
         }
         grid = on_grid(wj, sj, unit, qa);
       }
-      const double sw = grid ? *grid : quantize_symmetric(a, weight_bits(n), qa);
+      double sw = grid ? *grid : quantize_symmetric(a, weight_bits(n), qa);
+      if (!grid) {
+        const auto ju = static_cast<std::size_t>(j);
+        if (const double filled = filled_scale(n.outputs[0], ju, sym, top[ju]); filled > 0) {
+          sw = filled;
+          for (std::size_t i = 0; i < a.size(); ++i) qa[i] = static_cast<std::int64_t>(std::nearbyint(a[i] / sw));
+        }
+      }
       for (std::int64_t i = 0; i < k; ++i) {
         const auto ii = static_cast<std::size_t>(i);
         q.data[static_cast<std::size_t>(i * m + j)] = qa[ii];
@@ -878,13 +942,27 @@ class NetworkLowering {
     std::vector<double> mean_c(static_cast<std::size_t>(x.shape[1]), 0.0);
     for (std::size_t e = 0; e < mean_e.size(); ++e) mean_c[(e / static_cast<std::size_t>(inner)) % mean_c.size()] += mean_e[e] / static_cast<double>(inner);
     std::vector<double> correction(static_cast<std::size_t>(o), 0.0);
-    for (std::int64_t oc = 0; oc < o; ++oc) {
+    const auto scaled_weights = [&](std::int64_t oc) {
       const std::int64_t g = oc / (o / groups);
       std::vector<double> a(static_cast<std::size_t>(per_out));
       for (std::int64_t i = 0; i < per_out; ++i) {
         const std::int64_t ic = g * cg + i / (w->shape[2] * w->shape[3]);
         a[static_cast<std::size_t>(i)] = w->data[static_cast<std::size_t>(oc * per_out + i)] * x.s[static_cast<std::size_t>(ic * inner)];
       }
+      return a;
+    };
+    // The symmetric scales of every channel, for filled_scale.
+    const FloatTensor* conv_steps = weight_steps(n.inputs.at(1));
+    std::vector<double> sym(static_cast<std::size_t>(o), 0.0), top(sym.size(), 0.0);
+    for (std::int64_t oc = 0; oc < o && !conv_steps; ++oc) {
+      const std::vector<double> a = scaled_weights(oc);
+      std::vector<std::int64_t> unused;
+      sym[static_cast<std::size_t>(oc)] = quantize_symmetric(a, weight_bits(n), unused);
+      for (double v : a) top[static_cast<std::size_t>(oc)] = std::max(top[static_cast<std::size_t>(oc)], std::fabs(v));
+    }
+    for (std::int64_t oc = 0; oc < o; ++oc) {
+      const std::int64_t g = oc / (o / groups);
+      const std::vector<double> a = scaled_weights(oc);
       std::vector<std::int64_t> qa;
       std::optional<double> grid;
       if (const FloatTensor* steps = weight_steps(n.inputs.at(1))) {
@@ -895,7 +973,15 @@ class NetworkLowering {
           unit[static_cast<std::size_t>(i)] = x.s[static_cast<std::size_t>((g * cg + i / (w->shape[2] * w->shape[3])) * inner)];
         grid = on_grid(wo, so, unit, qa);
       }
-      const double sw = out_scale[static_cast<std::size_t>(oc)] = grid ? *grid : quantize_symmetric(a, weight_bits(n), qa);
+      double sw = grid ? *grid : quantize_symmetric(a, weight_bits(n), qa);
+      if (!grid) {
+        const auto ou = static_cast<std::size_t>(oc);
+        if (const double filled = filled_scale(n.outputs[0], ou, sym, top[ou]); filled > 0) {
+          sw = filled;
+          for (std::size_t i = 0; i < a.size(); ++i) qa[i] = static_cast<std::int64_t>(std::nearbyint(a[i] / sw));
+        }
+      }
+      out_scale[static_cast<std::size_t>(oc)] = sw;
       for (std::int64_t i = 0; i < per_out; ++i) {
         const std::int64_t ic = g * cg + i / (w->shape[2] * w->shape[3]);
         correction[static_cast<std::size_t>(oc)] +=
@@ -1096,6 +1182,7 @@ class NetworkLowering {
   const QuantizationOptions& options_;
   Matrix calib_;
   std::map<std::string, std::vector<double>> float_range_;
+  std::map<std::string, std::vector<std::pair<double, double>>> float_channel_range_;
   std::map<std::string, Enc> enc_;
   circuit::CircuitBuilder builder_;
   std::vector<std::vector<circuit::Tensor>> samples_;

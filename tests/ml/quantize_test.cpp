@@ -433,6 +433,52 @@ TEST(NetworkLowering, OutputsGetTheBitsThatAreFree) {
   }
 }
 
+// Range filling (network_fill_lookup_range, the default): each unit's weight scale makes its
+// calibrated range span the integer width that fills the lookup precision's levels, so at the
+// same precision, PBS count and parameter set the network's outputs follow the float model
+// more closely: the mean distance of the clear scores to the float ones on the test split
+// drops by more than a tenth, and the weights get finer codes (wider than
+// network_weight_bits, within fill_max_weight_bits). A quantization-aware network keeps its
+// trained codes (QuantizationAwareMlpKeepsItsGrids).
+TEST(NetworkLowering, RangeFillingUsesTheLookupLevels) {
+  for (const auto& [file, dataset, precision] : std::vector<std::tuple<std::string, std::string, unsigned>>{
+           {"cnn_digits.onnx", "digits", 6}, {"tinycnn_digits.onnx", "digits", 6}, {"mlp_breast_cancer.onnx", "breast_cancer", 5}}) {
+    SCOPED_TRACE(file);
+    const Model m = fixture(file);
+    const Matrix calib = testing::load_calibration(dataset);
+    const auto split = testing::load_test_split(dataset);
+    QuantizationOptions filled, unfilled;
+    EXPECT_TRUE(filled.network_fill_lookup_range);
+    filled.lookup_precision = unfilled.lookup_precision = precision;
+    unfilled.network_fill_lookup_range = false;
+    const QuantizedModel qf = compile_model(m, calib, filled), qu = compile_model(m, calib, unfilled);
+    const Predictions fp = predict_float(m, split.features);
+    const auto score_error = [&](const QuantizedModel& q) {
+      const Predictions p = predict_clear(q, split.features);
+      double sum = 0;
+      for (std::size_t i = 0; i < p.scores.data.size(); ++i) sum += std::fabs(p.scores.data[i] - fp.scores.data[i]);
+      return std::pair{sum / static_cast<double>(p.scores.data.size()), accuracy(p.labels, split.targets)};
+    };
+    const auto [ef, af] = score_error(qf);
+    const auto [eu, au] = score_error(qu);
+    EXPECT_LT(ef, 0.9 * eu);
+    // Clear accuracy: no lower than unfilled on the CNNs (cnn_digits 0.953 -> 0.969 at the
+    // time of writing); the breast_cancer MLP gets one row of 143 fewer right than unfilled
+    // (0.965 against 0.972, float 0.965), within its 1-point target.
+    if (dataset == "digits") EXPECT_GE(af, au);
+    else EXPECT_GE(af, accuracy(fp.labels, split.targets) - 0.01);
+    std::int64_t widest = 0;
+    for (const auto& n : qf.circuit.nodes)
+      if (n.kind == circuit::OpKind::kMatmul || n.kind == circuit::OpKind::kConv2d)
+        for (auto c : n.constant.data) widest = std::max(widest, std::abs(c));
+    EXPECT_GT(widest, (std::int64_t{1} << (filled.network_weight_bits - 1)) - 1);
+    EXPECT_LE(widest, (std::int64_t{1} << (filled.fill_max_weight_bits - 1)) - 1);
+    const circuit::CompiledCircuit cf = circuit::compile(qf.circuit), cu = circuit::compile(qu.circuit);
+    EXPECT_EQ(cf.analysis.statistics.total_pbs, cu.analysis.statistics.total_pbs);
+    EXPECT_LE(tfhe::ks_pbs_cost(cf.params), tfhe::ks_pbs_cost(cu.params));
+  }
+}
+
 // Neighbour reads (the default) for networks: every lookup may read a neighbouring step, its
 // table laid out with a box of margin at either end; compile_model keeps them where the
 // circuit comes out cheaper than with exact reads (the breast_cancer MLP and TinyCNN: the

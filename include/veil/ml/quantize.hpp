@@ -28,7 +28,9 @@
 //                  Add/Sub/Mul by constants, average pooling) fold the scales into
 //                  per-output-channel quantized weights and the rest into the
 //                  interpretation (with bias correction: the weights' rounding error at
-//                  the calibration rows' mean input joins the offset); each activation is one lookup fused with requantization
+//                  the calibration rows' mean input joins the offset; with range filling,
+//                  network_fill_lookup_range, each unit's weight scale makes its calibrated
+//                  range fill the levels of the rounding ahead of its lookup); each activation is one lookup fused with requantization
 //                  to activation_bits, preceded by an approximate round_bits that keeps
 //                  lookup_precision bits of the accumulator's calibrated range (each
 //                  unit's range centred on zero first, by a clear constant, so that the
@@ -176,6 +178,16 @@ struct QuantizationOptions {
   // no 2^-40 reads at the lookups' precision: cheaper PBS (docs/perf-log.md measures the
   // accuracy). 0: the reads are as exact as the error target makes them.
   unsigned network_neighbour_log2 = 10;
+  // Range filling: each unit of a Gemm or convolution gets the weight scale at which its
+  // calibrated output range spans the same integer width, the one that fills the levels of
+  // the lookup precision at the rounding step the widest unit needs (instead of the widest
+  // unit alone setting the step, narrower units reading fewer levels, and up to half the
+  // levels lost to the power-of-two step). The weights' codes get finer, up to
+  // fill_max_weight_bits. From 5 bits of lookup precision (below, too few levels are left
+  // to fill); compile_model keeps the unfilled lowering where it is strictly cheaper.
+  // Post-training networks only: trained weight grids are kept.
+  bool network_fill_lookup_range = true;
+  unsigned fill_max_weight_bits = 8;
   std::map<std::string, unsigned> activation_bits_per_node;  // by ONNX node name
   std::map<std::string, unsigned> weight_bits_per_node;
   // Calibration.
