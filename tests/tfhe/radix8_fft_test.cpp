@@ -132,7 +132,9 @@ TEST_P(Radix8Transform, PrefetchingChangesNoResultAndStopsAtTheRangeEnd) {
   AlignedVector<double> plain(2 * points), prefetched(2 * points), spare(2 * points);
   KeyStreamPrefetch none;
   fft.run(x.data(), plain.data(), spare.data(), none);
-  std::vector<char> key(64 * 5 + 17);
+  // A range that the smallest transform (16 points: two stages, two advances) still
+  // exhausts, and that every larger one overruns: it must stop at the end.
+  std::vector<char> key(64 * KeyStreamPrefetch::kLinesPerIteration + 17);
   KeyStreamPrefetch cursor;
   cursor.reset(key.data(), key.size());
   fft.run(x.data(), prefetched.data(), spare.data(), cursor);

@@ -38,12 +38,15 @@ namespace veil::tfhe {
 // the transforms advance `next`: src/tfhe/kernels). Prefetches have no architectural
 // effect: a cursor changes timing, never a result.
 struct KeyStreamPrefetch {
-  // Lines per butterfly iteration, measured (machine B, docs/perf-log.md): in a
-  // stand-alone model of the 4-bit multi-bit rotation 1 to 4 lines were tried and 4 ran
-  // fastest; in the real 4-bit PBS 4 and 6 ran alike and 8 slower (the butterflies stall on
-  // the core's outstanding misses), and the classical set ran better with 4. Prefetching
-  // to L1 instead (T0) evicted the transform's own data and ran slower than no prefetch.
-  static constexpr int kLinesPerIteration = 4;
+  // Lines per butterfly iteration, measured (docs/perf-log.md). Machine B: in a stand-alone
+  // model of the 4-bit multi-bit rotation 1 to 4 lines were tried and 4 ran fastest; in the
+  // real 4-bit PBS 4 and 6 ran alike and 8 slower (the butterflies stall on the core's
+  // outstanding misses). Prefetching to L1 instead (T0) evicted the transform's own data and
+  // ran slower than no prefetch. Machine D (AMD EPYC Zen 5), once the passes ran on 512-bit
+  // vectors: 1 line against 4, CPU time per PBS 0.93x (tfhe/4bit_ref128/pbs, where 4 lines
+  // fetched a step's whole GGSW five times over the step's transforms, so all at its
+  // start) and 0.92x (tfhe/4bit_mb2/pbs); 2 lines 1.06x and 1.01x of 1.
+  static constexpr int kLinesPerIteration = 1;
 
   const char* next = nullptr;
   const char* end = nullptr;
