@@ -185,6 +185,7 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   if (options.lookup_precision != 0) check_bits(options.lookup_precision, kMinLookupPrecision, 8, "lookup_precision");
   check_bits(options.max_lookup_precision, kMinLookupPrecision, 8, "max_lookup_precision");
   check_bits(options.max_qat_lookup_precision, kMinLookupPrecision, 8, "max_qat_lookup_precision");
+  check_bits(options.fill_max_weight_bits, 2, 16, "fill_max_weight_bits");
   if (!(options.qat_auto_tolerance >= 0) || options.qat_auto_tolerance > 1)
     throw std::invalid_argument("compile_model: qat_auto_tolerance must be in [0, 1]");
   if (!(options.auto_tolerance >= 0) || options.auto_tolerance > 1)

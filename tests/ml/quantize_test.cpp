@@ -462,9 +462,9 @@ TEST(NetworkLowering, RangeFillingUsesTheLookupLevels) {
     const auto [ef, af] = score_error(qf);
     const auto [eu, au] = score_error(qu);
     EXPECT_LT(ef, 0.9 * eu);
-    // Clear accuracy: no lower than unfilled on the CNNs (cnn_digits 0.953 -> 0.969 at the
-    // time of writing); the breast_cancer MLP gets one row of 143 fewer right than unfilled
-    // (0.965 against 0.972, float 0.965), within its 1-point target.
+    // Clear accuracy: no lower than unfilled on the CNNs (cnn_digits 0.953 -> 0.960, TinyCNN
+    // 0.916 -> 0.927 at the time of writing); the breast_cancer MLP's test split (143 rows)
+    // is too small to ask more than its 1-point target (0.972 filled and unfilled).
     if (dataset == "digits") EXPECT_GE(af, au);
     else EXPECT_GE(af, accuracy(fp.labels, split.targets) - 0.01);
     std::int64_t widest = 0;

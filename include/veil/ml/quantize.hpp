@@ -187,7 +187,7 @@ struct QuantizationOptions {
   // to fill); compile_model keeps the unfilled lowering where it is strictly cheaper.
   // Post-training networks only: trained weight grids are kept.
   bool network_fill_lookup_range = true;
-  unsigned fill_max_weight_bits = 8;
+  unsigned fill_max_weight_bits = 6;
   std::map<std::string, unsigned> activation_bits_per_node;  // by ONNX node name
   std::map<std::string, unsigned> weight_bits_per_node;
   // Calibration.
