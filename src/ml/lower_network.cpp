@@ -833,7 +833,7 @@ class NetworkLowering {
   // `unit` of `out` (0: keep the symmetric quantization's). `scales`: every unit's scale from
   // quantize_symmetric; `max_abs`: the unit's largest weight magnitude (times the input scale).
   double filled_scale(const std::string& out, std::size_t unit, const std::vector<double>& scales, double max_abs) {
-    if (!options_.network_fill_lookup_range || options_.lookup_precision < 5) return 0;
+    if (!options_.network_fill_lookup_range || options_.lookup_precision < detail::kMinFillPrecision) return 0;
     const auto it = float_channel_range_.find(out);
     if (it == float_channel_range_.end() || it->second.size() != scales.size()) return 0;
     const double widen = 1 + 2 * options_.range_margin;
@@ -850,7 +850,19 @@ class NetworkLowering {
     while (widest > levels * step) step *= 2;
     const double target = levels * step;
     const double finest = max_abs / static_cast<double>((std::int64_t{1} << (options_.fill_max_weight_bits - 1)) - 1);
-    return std::max(span(unit) / target, finest);
+    // Never coarser than the unit's own symmetric scale: with weight bits above
+    // fill_max_weight_bits, `finest` alone would cut the codes the caller asked for.
+    return std::min(scales[unit], std::max(span(unit) / target, finest));
+  }
+
+  // Range filling for one unit quantized symmetrically (not on a trained grid): when
+  // filled_scale gives a scale, the unit's codes `qa` are redone at it and `sw` takes it.
+  void fill_unit(const std::string& out, std::size_t unit, const std::vector<double>& sym, const std::vector<double>& top,
+                 const std::vector<double>& a, std::vector<std::int64_t>& qa, double& sw) {
+    const double filled = filled_scale(out, unit, sym, top[unit]);
+    if (!(filled > 0)) return;
+    sw = filled;
+    for (std::size_t i = 0; i < a.size(); ++i) qa[i] = static_cast<std::int64_t>(std::nearbyint(a[i] / sw));
   }
 
   void lower_gemm(const GraphNode& n) {
@@ -903,13 +915,7 @@ class NetworkLowering {
         grid = on_grid(wj, sj, unit, qa);
       }
       double sw = grid ? *grid : quantize_symmetric(a, weight_bits(n), qa);
-      if (!grid) {
-        const auto ju = static_cast<std::size_t>(j);
-        if (const double filled = filled_scale(n.outputs[0], ju, sym, top[ju]); filled > 0) {
-          sw = filled;
-          for (std::size_t i = 0; i < a.size(); ++i) qa[i] = static_cast<std::int64_t>(std::nearbyint(a[i] / sw));
-        }
-      }
+      if (!grid) fill_unit(n.outputs[0], static_cast<std::size_t>(j), sym, top, a, qa, sw);
       for (std::int64_t i = 0; i < k; ++i) {
         const auto ii = static_cast<std::size_t>(i);
         q.data[static_cast<std::size_t>(i * m + j)] = qa[ii];
@@ -974,13 +980,7 @@ class NetworkLowering {
         grid = on_grid(wo, so, unit, qa);
       }
       double sw = grid ? *grid : quantize_symmetric(a, weight_bits(n), qa);
-      if (!grid) {
-        const auto ou = static_cast<std::size_t>(oc);
-        if (const double filled = filled_scale(n.outputs[0], ou, sym, top[ou]); filled > 0) {
-          sw = filled;
-          for (std::size_t i = 0; i < a.size(); ++i) qa[i] = static_cast<std::int64_t>(std::nearbyint(a[i] / sw));
-        }
-      }
+      if (!grid) fill_unit(n.outputs[0], static_cast<std::size_t>(oc), sym, top, a, qa, sw);
       out_scale[static_cast<std::size_t>(oc)] = sw;
       for (std::int64_t i = 0; i < per_out; ++i) {
         const std::int64_t ic = g * cg + i / (w->shape[2] * w->shape[3]);

@@ -290,6 +290,8 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   };
   QuantizedModel q = lower_reads(options);
   if (!options.network_fill_lookup_range || is_quantization_aware(net)) return q;
+  // A fixed precision below filling's lowers the same circuit either way.
+  if (options.lookup_precision != 0 && options.lookup_precision < detail::kMinFillPrecision) return q;
   // Range filling's finer weights raise the accumulators' noise, and its better agreement at
   // the widest precision may make the automatic precision a bit wider (the iris MLP: 5 bits
   // filled against 4): the unfilled lowering when it comes out strictly cheaper.

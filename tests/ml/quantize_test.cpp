@@ -479,6 +479,23 @@ TEST(NetworkLowering, RangeFillingUsesTheLookupLevels) {
   }
 }
 
+// Range filling only ever makes codes finer: weights asked for at more bits than
+// fill_max_weight_bits keep their own codes rather than being cut to fill_max_weight_bits.
+TEST(NetworkLowering, RangeFillingNeverCoarsensTheWeightsAskedFor) {
+  const Model m = fixture("mlp_breast_cancer.onnx");
+  const Matrix calib = testing::load_calibration("breast_cancer");
+  QuantizationOptions wide;
+  wide.lookup_precision = 5;
+  wide.network_weight_bits = 8;
+  ASSERT_LT(wide.fill_max_weight_bits, wide.network_weight_bits);
+  std::int64_t widest = 0;
+  for (const auto& n : compile_model(m, calib, wide).circuit.nodes)
+    if (n.kind == circuit::OpKind::kMatmul)
+      for (auto c : n.constant.data) widest = std::max(widest, std::abs(c));
+  EXPECT_GT(widest, (std::int64_t{1} << (wide.fill_max_weight_bits - 1)) - 1);
+  EXPECT_LE(widest, (std::int64_t{1} << (wide.network_weight_bits - 1)) - 1);
+}
+
 // Neighbour reads (the default) for networks: every lookup may read a neighbouring step, its
 // table laid out with a box of margin at either end; compile_model keeps them where the
 // circuit comes out cheaper than with exact reads (the breast_cancer MLP and TinyCNN: the

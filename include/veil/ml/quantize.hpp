@@ -183,7 +183,7 @@ struct QuantizationOptions {
   // the lookup precision at the rounding step the widest unit needs (instead of the widest
   // unit alone setting the step, narrower units reading fewer levels, and up to half the
   // levels lost to the power-of-two step). The weights' codes get finer, up to
-  // fill_max_weight_bits. From 5 bits of lookup precision (below, too few levels are left
+  // fill_max_weight_bits, never coarser than the weight bits asked for. From 5 bits of lookup precision (below, too few levels are left
   // to fill); compile_model keeps the unfilled lowering where it is strictly cheaper.
   // Post-training networks only: trained weight grids are kept.
   bool network_fill_lookup_range = true;
