@@ -193,10 +193,13 @@ Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::Ev
   out.reserve(rows.size());
   RunStats local;
   // Rows run in waves: every node of the circuit over all of a wave's rows at once, so that a
-  // lookup node is one batch over rows x elements. A wave's ciphertexts stay within
-  // kWaveBytes at the circuit's widest node.
+  // lookup node is one batch over rows x elements. Sixteen rows fill the batch's threads and
+  // key-sharing groups on every fixture while a node's batch stays short enough for the
+  // deadline and cancellation checks between nodes; fewer where the circuit's widest node
+  // over the wave would pass kWaveBytes (a node's working buffers add a few times that).
+  constexpr std::size_t kMaxWaveRows = 16;
   constexpr std::size_t kWaveBytes = std::size_t{64} << 20;
-  const std::size_t wave = executor.wave_rows(kWaveBytes);
+  const std::size_t wave = std::min(kMaxWaveRows, executor.wave_rows(kWaveBytes));
   for (std::size_t first = 0; first < rows.size(); first += wave) {
     const std::size_t last = std::min(rows.size(), first + wave);
     const auto check = [&] {

@@ -87,13 +87,19 @@ void expect_fhe_equals_clear(const Circuit& c, int samples, const std::vector<Te
     expect_equal(decrypt_outputs(cc, keys.secret, executor.run(rows.back(), &stats)), expected.back(), s);
     EXPECT_EQ(stats.pbs, cc.analysis.statistics.total_pbs);
   }
+  // The wave: these rows and two random ones, so that it always holds distinct rows.
+  for (int extra = 0; extra < 2; ++extra) {
+    const std::vector<Tensor> inputs = random_inputs(c);
+    expected.push_back(run_clear(c, inputs));
+    rows.push_back(expand_inputs(cc, encrypt_inputs(cc, keys.secret, inputs)));
+  }
   ExecutionStats stats;
   int steps = 0;
   const auto waves = executor.run_rows(rows, &keys.evaluation, &stats, [&] { ++steps; });
   ASSERT_EQ(waves.size(), rows.size());
-  for (int s = 0; s < samples; ++s)
-    expect_equal(decrypt_outputs(cc, keys.secret, waves[static_cast<std::size_t>(s)]), expected[static_cast<std::size_t>(s)], s);
-  EXPECT_EQ(stats.pbs, samples * cc.analysis.statistics.total_pbs);
+  for (std::size_t s = 0; s < rows.size(); ++s)
+    expect_equal(decrypt_outputs(cc, keys.secret, waves[s]), expected[s], static_cast<int>(s));
+  EXPECT_EQ(stats.pbs, static_cast<std::int64_t>(rows.size()) * cc.analysis.statistics.total_pbs);
   EXPECT_EQ(static_cast<std::size_t>(steps), c.nodes.size() - c.inputs().size());
 }
 

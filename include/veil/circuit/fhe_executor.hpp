@@ -115,15 +115,17 @@ class FheExecutor {
   // Several rows (samples) at once, rows[r] as run()'s inputs; returns each row's outputs.
   // Every node runs over all rows together, so a lookup node is one batch KS-PBS over rows x
   // elements: a wave that fills the cores and the batch's key-sharing groups where one row's
-  // node has few elements. Results equal run() row by row. Memory grows with the rows: a
-  // caller bounds them (wave_rows). `between_nodes`, when set, is called before each node and
-  // may throw to abandon the run (deadlines, cancellation). Throws std::invalid_argument
-  // naming the row and input on a mismatch, or when `rows` is empty.
+  // node has few elements. Results equal run() row by row. Memory and the time between two
+  // nodes grow with the rows: a caller bounds them (wave_rows). `between_nodes`, when set, is
+  // called before each node and may throw to abandon the run (deadlines, cancellation).
+  // Throws std::invalid_argument naming the input (and the row, when there are several) on a
+  // mismatch, or when `rows` is empty.
   std::vector<std::vector<EncryptedTensor>> run_rows(std::span<const std::vector<EncryptedTensor>> rows,
                                                      const tfhe::EvaluationKeys* keys, ExecutionStats* stats = nullptr,
                                                      const std::function<void()>& between_nodes = {}) const;
   // How many rows one run_rows call should take so that the circuit's largest node, over all
-  // rows, holds at most `memory_bytes` of ciphertexts (at least 1).
+  // rows, holds at most `memory_bytes` of ciphertexts (at least 1). A node's working buffers
+  // (a lookup's rotated inputs and accumulators, round_bits' probes) come on top.
   std::size_t wave_rows(std::size_t memory_bytes) const;
 
   const CompiledCircuit& circuit() const { return circuit_; }
