@@ -77,7 +77,7 @@ class NetworkLowering {
         if (range.empty()) range.assign(2, 0.0), range[0] = INFINITY, range[1] = -INFINITY;
         for (double v : t.data) range[0] = std::min(range[0], v), range[1] = std::max(range[1], v);
         // Per channel (axis 1: a Gemm's units, a convolution's channels), for the lookups'
-        // range filling (fill_units).
+        // range filling (filled_scale).
         if (t.shape.size() >= 2 && t.shape[0] == 1 && t.shape[1] > 0) {
           const auto channels = static_cast<std::size_t>(t.shape[1]);
           const std::size_t inner = t.data.size() / channels;
