@@ -9,6 +9,7 @@
 
 #include "veil/tfhe/glwe.hpp"
 #include "veil/tfhe/lwe.hpp"
+#include "veil/tfhe/packing.hpp"
 #include "veil/tfhe/parallel.hpp"
 
 namespace veil::tfhe {
@@ -360,7 +361,10 @@ FourierBootstrapKey decompress_bootstrap_key_to_fourier(const SeededLweBootstrap
 }
 
 SeededEvaluationKeys generate_seeded_evaluation_keys(const SecretKeys& keys, const KeygenOptions& options) {
-  return {keys.params, generate_seeded_bootstrap_key(keys, options), generate_seeded_keyswitch_key(keys, options)};
+  SeededEvaluationKeys out{keys.params, generate_seeded_bootstrap_key(keys, options),
+                           generate_seeded_keyswitch_key(keys, options), {}};
+  if (keys.params.packs_answers()) out.packing = generate_seeded_packing_key(keys, options);
+  return out;
 }
 
 EvaluationKeys expand_evaluation_keys(const SeededEvaluationKeys& seeded, const KeygenOptions& options) {
@@ -368,10 +372,15 @@ EvaluationKeys expand_evaluation_keys(const SeededEvaluationKeys& seeded, const 
     throw std::invalid_argument("bootstrap key shape does not match parameter set " + seeded.params.name);
   if (!(seeded.ksk.shape == keyswitch_key_shape(seeded.params)))
     throw std::invalid_argument("keyswitch key shape does not match parameter set " + seeded.params.name);
-  return {seeded.params, decompress_bootstrap_key_to_fourier(seeded.bsk, options),
-          TruncatedKeyswitchKey(decompress_keyswitch_key(seeded.ksk, options),
-                                keyswitch_key_word_bits(seeded.params.lwe_dimension, seeded.params.lwe_std_dev),
-                                options.threads)};
+  if (!(seeded.packing.shape == packing_key_shape(seeded.params)))
+    throw std::invalid_argument("packing key shape does not match parameter set " + seeded.params.name);
+  EvaluationKeys out{seeded.params, decompress_bootstrap_key_to_fourier(seeded.bsk, options),
+                     TruncatedKeyswitchKey(decompress_keyswitch_key(seeded.ksk, options),
+                                           keyswitch_key_word_bits(seeded.params.lwe_dimension, seeded.params.lwe_std_dev),
+                                           options.threads),
+                     {}};
+  if (seeded.params.packs_answers()) out.packing = expand_packing_key(seeded.packing, options);
+  return out;
 }
 
 LweCiphertext encrypt_message(const SecretKeys& keys, std::uint64_t message, unsigned message_bits) {

@@ -122,6 +122,11 @@ std::uint64_t ParameterSet::id() const {
   w.u64(ks_base_log.value);
   w.u64(ks_level_count.value);
   if (grouping.value != 1) w.u64(grouping.value);
+  if (packs_answers()) {
+    w.u64(answer_polynomial_size.value);
+    w.u64(answer_base_log.value);
+    w.u64(answer_level_count.value);
+  }
 
   const Sha256Digest digest = sha256(w.written());
   return decode_fixed64(digest.data());
@@ -147,6 +152,17 @@ void ParameterSet::validate() const {
   };
   check_decomposition("pbs", pbs_base_log, pbs_level_count);
   check_decomposition("ks", ks_base_log, ks_level_count);
+  if (packs_answers()) {
+    const std::size_t np = answer_polynomial_size.value;
+    const std::size_t big = glwe_dimension.value * big_n;
+    if (!std::has_single_bit(np) || np > big)
+      fail("answer_polynomial_size must be 0 (no packing) or a power of two dividing k*N = " + std::to_string(big) +
+           ", got " + std::to_string(np));
+    check_decomposition("answer", answer_base_log, answer_level_count);
+  } else if (answer_base_log.value != 0 || answer_level_count.value != 0) {
+    fail("answer_base_log and answer_level_count must be 0 without answer packing, got " +
+         std::to_string(answer_base_log.value) + " and " + std::to_string(answer_level_count.value));
+  }
   auto check_std_dev = [&](const char* what, double s) {
     if (!std::isfinite(s) || !(s > 0.0) || !(s < 1.0))
       fail(std::string(what) + " must be finite and in (0, 1) (relative to q), got " +
@@ -171,7 +187,11 @@ std::string ParameterSet::describe() const {
          "x" + std::to_string(ks_level_count.value) +
          " lwe_std_dev=2^" + fmt("%.2f", std::log2(lwe_std_dev)) +
          " glwe_std_dev=2^" + fmt("%.2f", std::log2(glwe_std_dev)) +
-         (grouping.value == 1 ? "" : " multi-bit d=" + std::to_string(grouping.value));
+         (grouping.value == 1 ? "" : " multi-bit d=" + std::to_string(grouping.value)) +
+         (packs_answers() ? " answers=" + std::to_string(answer_glwe_dimension().value) + "x" +
+                                std::to_string(answer_polynomial_size.value) + " pks=2^" +
+                                std::to_string(answer_base_log.value) + "x" + std::to_string(answer_level_count.value)
+                          : "");
 }
 
 // ---- Security ----

@@ -43,7 +43,7 @@ std::string set_label(const ParameterSet& params) {
   throw FormatError(std::string(object_type_name(type)) + ": " + what);
 }
 
-bool is_known_type(std::uint16_t tag) { return tag >= 1 && tag <= 14; }
+bool is_known_type(std::uint16_t tag) { return tag >= 1 && tag <= 15; }
 
 std::string type_label(std::uint16_t tag) {
   return is_known_type(tag) ? std::string(object_type_name(static_cast<ObjectType>(tag))) : "unknown type";
@@ -287,7 +287,7 @@ std::span<const std::uint8_t> open_typed(std::span<const std::uint8_t> bytes, st
 
 // ---------------------------------------------------------------- parameter set payload
 
-std::size_t parameter_set_payload_bytes(const ParameterSet& p) { return 12 * 8 + p.name.size(); }
+std::size_t parameter_set_payload_bytes(const ParameterSet& p) { return 15 * 8 + p.name.size(); }
 
 void write_parameter_set(Writer& w, const ParameterSet& p) {
   // Numeric fields in the order of ParameterSet::id()'s canonical encoding, then the name.
@@ -302,6 +302,9 @@ void write_parameter_set(Writer& w, const ParameterSet& p) {
   w.u64(p.ks_base_log.value);
   w.u64(p.ks_level_count.value);
   w.u64(p.grouping.value);
+  w.u64(p.answer_polynomial_size.value);
+  w.u64(p.answer_base_log.value);
+  w.u64(p.answer_level_count.value);
   w.u64(p.name.size());
   w.raw({reinterpret_cast<const std::uint8_t*>(p.name.data()), p.name.size()});
 }
@@ -332,6 +335,11 @@ ParameterSet read_parameter_set(Reader& r, std::uint64_t header_id, std::uint16_
   p.ks_base_log = DecompositionBaseLog(r.u64("ks_base_log"));
   p.ks_level_count = DecompositionLevelCount(r.u64("ks_level_count"));
   if (minor >= 1) p.grouping = GroupingFactor(r.u64("grouping"));  // 1.0 had only classical sets
+  if (minor >= 3) {  // before 1.3, no set packed its answers
+    p.answer_polynomial_size = PolynomialSize(r.u64("answer_polynomial_size"));
+    p.answer_base_log = DecompositionBaseLog(r.u64("answer_base_log"));
+    p.answer_level_count = DecompositionLevelCount(r.u64("answer_level_count"));
+  }
   const std::uint64_t name_bytes = r.u64("name_length");
   // Later shape arithmetic (k*N in keyswitch_key_shape) is unchecked: refuse here a set
   // whose big dimension does not fit.
@@ -556,7 +564,7 @@ void write_seeded_ksk(Writer& w, ObjectType type, const SeededLweKeyswitchKey& k
   w.seed(key.seed);
   write_packed_bodies(w, type, key.bodies, ksk_body_bits(p));
 }
-SeededLweKeyswitchKey read_seeded_ksk(Reader& r, const ParameterSet& params, std::uint16_t minor) {
+SeededLweKeyswitchKey read_seeded_ksk(Reader& r, const ParameterSet& params, std::uint16_t minor, bool last = true) {
   const KeyswitchKeyShape shape = read_ksk_shape(r, params);
   const Seed seed = r.seed("seed");
   const std::uint64_t words = ksk_ciphertext_count(r.type(), shape);
@@ -565,7 +573,53 @@ SeededLweKeyswitchKey read_seeded_ksk(Reader& r, const ParameterSet& params, std
                        ksk_shape_text(shape) + " needs " + std::to_string(words) + " bodies");
   SeededLweKeyswitchKey key{shape, seed, {}};
   key.bodies.resize(words);
-  read_packed_bodies(r, minor, key.bodies, ksk_body_bits(params), "the keyswitch key bodies", ksk_shape_text(shape), true);
+  read_packed_bodies(r, minor, key.bodies, ksk_body_bits(params), "the keyswitch key bodies", ksk_shape_text(shape), last);
+  return key;
+}
+
+std::string packing_shape_text(const PackingKeyShape& s) {
+  return "shape K=" + std::to_string(s.input_lwe_dimension.value) + " k'=" + std::to_string(s.glwe_dimension.value) +
+         " N'=" + std::to_string(s.polynomial_size.value) + " base_log=" + std::to_string(s.base_log.value) +
+         " levels=" + std::to_string(s.level_count.value);
+}
+std::size_t seeded_packing_payload_bytes(std::size_t bodies, const ParameterSet& p) {
+  return 5 * 8 + 16 + packed_bodies_bytes(bodies, bsk_body_bits(p));
+}
+void require_seeded_packing(ObjectType type, const SeededPackingKey& key, const ParameterSet& params) {
+  require(key.shape == packing_key_shape(params), type,
+          "packing key " + packing_shape_text(key.shape) + " differs from parameter set " + set_label(params) + "'s " +
+              packing_shape_text(packing_key_shape(params)));
+  require_equal(type, "packing key body count", key.bodies.size(),
+                key.shape.ciphertext_count() * key.shape.polynomial_size.value, params);
+}
+void write_seeded_packing(Writer& w, ObjectType type, const SeededPackingKey& key, const ParameterSet& p) {
+  w.u64(key.shape.input_lwe_dimension.value);
+  w.u64(key.shape.glwe_dimension.value);
+  w.u64(key.shape.polynomial_size.value);
+  w.u64(key.shape.base_log.value);
+  w.u64(key.shape.level_count.value);
+  w.seed(key.seed);
+  write_packed_bodies(w, type, key.bodies, bsk_body_bits(p));
+}
+SeededPackingKey read_seeded_packing(Reader& r, const ParameterSet& params, std::uint16_t minor) {
+  const PackingKeyShape expected = packing_key_shape(params);
+  PackingKeyShape shape;
+  shape.input_lwe_dimension = LweDimension(r.u64("packing input dimension"));
+  shape.glwe_dimension = GlweDimension(r.u64("packing glwe_dimension"));
+  shape.polynomial_size = PolynomialSize(r.u64("packing polynomial_size"));
+  shape.base_log = DecompositionBaseLog(r.u64("packing base_log"));
+  shape.level_count = DecompositionLevelCount(r.u64("packing level_count"));
+  if (!(shape == expected))
+    fail(r.type(), "packing key " + packing_shape_text(shape) + " differs from parameter set " + set_label(params) + "'s " +
+                       packing_shape_text(expected));
+  const Seed seed = r.seed("seed");
+  const std::uint64_t words = std::uint64_t{expected.ciphertext_count()} * expected.polynomial_size.value;
+  if (words / 8 > r.remaining())
+    fail(r.type(), "only " + std::to_string(r.remaining()) + " bytes remain for the packing key bodies, " +
+                       packing_shape_text(shape) + " needs " + std::to_string(words) + " bodies");
+  SeededPackingKey key{shape, seed, {}};
+  key.bodies.resize(words);
+  read_packed_bodies(r, minor, key.bodies, bsk_body_bits(params), "the packing key bodies", packing_shape_text(shape), true);
   return key;
 }
 
@@ -587,6 +641,7 @@ const char* object_type_name(ObjectType type) {
     case ObjectType::kSeededEvaluationKeys: return "seeded evaluation keys";
     case ObjectType::kParameterSet: return "parameter set";
     case ObjectType::kModulusSwitchedLweCiphertextList: return "modulus-switched LWE ciphertext list";
+    case ObjectType::kPackedAnswer: return "packed answer";
   }
   return "unknown object type";
 }
@@ -749,6 +804,58 @@ LweCiphertextList deserialize_modulus_switched_lwe_ciphertext_list(std::span<con
   r.packed(list.data(), static_cast<unsigned>(bits), "words");
   for (Torus& w : list.data()) w <<= 64 - bits;
   return list;
+}
+
+Bytes serialize(const PackedAnswer& answer, const ParameterSet& params) {
+  constexpr ObjectType kType = ObjectType::kPackedAnswer;
+  require(params.packs_answers(), kType, "parameter set " + set_label(params) + " packs no answers");
+  require_equal(kType, "glwe_dimension", answer.glwe_dimension.value, params.answer_glwe_dimension().value, params);
+  require_equal(kType, "polynomial_size", answer.polynomial_size.value, params.answer_polynomial_size.value, params);
+  require(answer.count >= 1 && answer.count <= answer.polynomial_size.value, kType,
+          "count " + std::to_string(answer.count) + " is not in [1, " + std::to_string(answer.polynomial_size.value) + "]");
+  require(answer.modulus_bits >= 1 && answer.modulus_bits <= 63, kType,
+          "modulus_bits " + std::to_string(answer.modulus_bits) + " is not in [1, 63]");
+  const std::size_t words = params.big_lwe_dimension().value + answer.count;
+  require_equal(kType, "word count", answer.words.size(), words, params);
+  const unsigned shift = 64 - answer.modulus_bits;
+  std::vector<Torus> top(words);
+  for (std::size_t i = 0; i < words; ++i) {
+    require((answer.words[i] & ((Torus{1} << shift) - 1)) == 0, kType,
+            "word " + std::to_string(i) + " has bits below 2^" + std::to_string(shift));
+    top[i] = answer.words[i] >> shift;
+  }
+  return make_frame(kType, params.id(), 32 + packed_bytes(words, answer.modulus_bits), [&](Writer& w) {
+    w.u64(answer.glwe_dimension.value);
+    w.u64(answer.polynomial_size.value);
+    w.u64(answer.count);
+    w.u64(answer.modulus_bits);
+    w.packed(top, answer.modulus_bits);
+  });
+}
+
+PackedAnswer deserialize_packed_answer(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                       std::uint64_t max_bytes) {
+  constexpr ObjectType kType = ObjectType::kPackedAnswer;
+  Reader r(open_typed(bytes, max_bytes, kType, params), kType);
+  if (!params.packs_answers()) fail(kType, "parameter set " + set_label(params) + " packs no answers");
+  const std::uint64_t k = r.u64("glwe_dimension");
+  const std::uint64_t np = r.u64("polynomial_size");
+  const std::uint64_t count = r.u64("count");
+  const std::uint64_t bits = r.u64("modulus_bits");
+  expect_field(kType, "glwe_dimension", k, params.answer_glwe_dimension().value, params);
+  expect_field(kType, "polynomial_size", np, params.answer_polynomial_size.value, params);
+  if (count < 1 || count > np) fail(kType, "count " + std::to_string(count) + " is not in [1, " + std::to_string(np) + "]");
+  if (bits < 1 || bits > 63) fail(kType, "modulus_bits " + std::to_string(bits) + " is not in [1, 63]");
+  const std::uint64_t words = params.big_lwe_dimension().value + count;
+  if (packed_bytes(words, static_cast<unsigned>(bits)) != r.remaining())
+    fail(kType, "payload holds " + std::to_string(r.remaining()) + " bytes for " + std::to_string(words) + " words of " +
+                    std::to_string(bits) + " bits (" + std::to_string(packed_bytes(words, static_cast<unsigned>(bits))) +
+                    " bytes)");
+  PackedAnswer answer{GlweDimension(k), PolynomialSize(np), static_cast<std::size_t>(count), static_cast<unsigned>(bits), {}};
+  answer.words.resize(words);
+  r.packed(answer.words, static_cast<unsigned>(bits), "words");
+  for (Torus& w : answer.words) w <<= 64 - bits;
+  return answer;
 }
 
 Bytes serialize(const SeededLweCiphertextList& list, const ParameterSet& params) {
@@ -915,12 +1022,16 @@ Bytes serialize(const SeededEvaluationKeys& keys) {
   require_writable_parameter_set(keys.params, kType);
   require_seeded_bsk(kType, keys.bsk, keys.params);
   require_seeded_ksk(kType, keys.ksk, keys.params);
+  const bool packs = keys.params.packs_answers();
+  if (packs) require_seeded_packing(kType, keys.packing, keys.params);
   const std::size_t payload = parameter_set_payload_bytes(keys.params) + seeded_bsk_payload_bytes(keys.bsk, keys.params) +
-                              seeded_ksk_payload_bytes(keys.ksk, keys.params);
+                              seeded_ksk_payload_bytes(keys.ksk, keys.params) +
+                              (packs ? seeded_packing_payload_bytes(keys.packing.bodies.size(), keys.params) : 0);
   return make_frame(kType, keys.params.id(), payload, [&](Writer& w) {
     write_parameter_set(w, keys.params);
     write_seeded_bsk(w, kType, keys.bsk, keys.params);
     write_seeded_ksk(w, kType, keys.ksk, keys.params);
+    if (packs) write_seeded_packing(w, kType, keys.packing, keys.params);
   });
 }
 
@@ -928,9 +1039,13 @@ std::uint64_t seeded_evaluation_keys_bytes(const ParameterSet& params) {
   const BootstrapKeyShape bsk = bootstrap_key_shape(params);
   const std::uint64_t bsk_bodies = std::uint64_t{bsk.ggsw_count()} * bsk.ggsw.row_count() * bsk.ggsw.polynomial_size.value;
   const std::uint64_t ksk_bodies = keyswitch_key_shape(params).ciphertext_count();
-  // The payloads of serialize(SeededEvaluationKeys): set, seeded BSK, seeded KSK.
+  const PackingKeyShape packing = packing_key_shape(params);
+  // The payloads of serialize(SeededEvaluationKeys): set, seeded BSK, seeded KSK, packing key.
   return kHeaderBytes + parameter_set_payload_bytes(params) + (5 * 8 + 16 + packed_bodies_bytes(bsk_bodies, bsk_body_bits(params))) +
-         (4 * 8 + 16 + packed_bodies_bytes(ksk_bodies, ksk_body_bits(params)));
+         (4 * 8 + 16 + packed_bodies_bytes(ksk_bodies, ksk_body_bits(params))) +
+         (params.packs_answers()
+              ? seeded_packing_payload_bytes(packing.ciphertext_count() * packing.polynomial_size.value, params)
+              : 0);
 }
 
 SeededEvaluationKeys deserialize_seeded_evaluation_keys(std::span<const std::uint8_t> bytes,
@@ -945,8 +1060,11 @@ SeededEvaluationKeys deserialize_seeded_evaluation_keys(std::span<const std::uin
   // expected_params; the key shapes are then checked against this (validated) set.
   ParameterSet params = read_parameter_set(r, frame.info.parameter_id, frame.info.minor);
   SeededLweBootstrapKey bsk = read_seeded_bsk(r, params, frame.info.minor, false);
-  SeededLweKeyswitchKey ksk = read_seeded_ksk(r, params, frame.info.minor);
-  return {std::move(params), std::move(bsk), std::move(ksk)};
+  const bool packs = params.packs_answers();  // only sets of 1.3 and later do
+  SeededLweKeyswitchKey ksk = read_seeded_ksk(r, params, frame.info.minor, !packs);
+  SeededPackingKey packing;
+  if (packs) packing = read_seeded_packing(r, params, frame.info.minor);
+  return {std::move(params), std::move(bsk), std::move(ksk), std::move(packing)};
 }
 
 }  // namespace veil::tfhe

@@ -14,6 +14,7 @@
 #include "toy_parameters.hpp"
 #include "veil/tfhe/keys.hpp"
 #include "veil/tfhe/lwe.hpp"
+#include "veil/tfhe/packing.hpp"
 #include "veil/tfhe/parameters.hpp"
 #include "veil/tfhe/pbs.hpp"
 
@@ -183,6 +184,38 @@ TEST(NoiseStatistics, AnswerModulusSwitch) {
       for (std::size_t c = 0; c < list.count(); ++c) v.add(torus_error(decrypt_lwe_phase(key, list[c]), phases[c]));
       expect_within_factor_two(v.value(), modulus_switch_variance_to_bits(dim, bits),
                                p.name + (big ? " big-key" : " small-key") + " answer switch to " + std::to_string(bits) + " bits");
+    }
+  }
+}
+
+// The packing keyswitch of answers (packing.hpp) against packing_keyswitch_variance, and with
+// the switch to 14 bits against that plus modulus_switch_variance_to_bits(K, 14): a set whose
+// noise is the decomposition's rounding (2^20 x 1) and one whose noise is the key's, which
+// the rotation X^t spreads over all 20 packed outputs (2^30 x 1).
+TEST(NoiseStatistics, PackingKeyswitch) {
+  for (const std::size_t base_log : {20u, 30u}) {
+    auto p = optimized(4);
+    p.answer_polynomial_size = PolynomialSize(32);
+    p.answer_base_log = DecompositionBaseLog(base_log);
+    p.answer_level_count = DecompositionLevelCount(1);
+    auto secret = generate_secret_keys(p);
+    const PackingKey key = expand_packing_key(generate_seeded_packing_key(secret));
+    const GlweSecretKey answer_key = answer_secret_key(secret);
+    auto rng = EncryptionRandomness::from_os();
+    constexpr std::size_t kOutputs = 20;
+    for (const unsigned bits : {63u, 14u}) {
+      Variance v;
+      for (int round = 0; round < 12; ++round) {
+        LweCiphertextList in(p.big_lwe_dimension(), kOutputs);
+        for (std::size_t t = 0; t < kOutputs; ++t) encrypt_lwe(secret.glwe.flattened(), encode_message(t % 16, 4), 0.0, rng, in[t]);
+        const LweCiphertextList out = unpack_answer(pack_answer(key, in, bits));
+        for (std::size_t t = 0; t < kOutputs; ++t)
+          v.add(torus_error(decrypt_lwe_phase(answer_key.flattened(), out[t]), encode_message(t % 16, 4)));
+      }
+      const double predicted = packing_keyswitch_variance(p, kOutputs) +
+                               (bits < 63 ? modulus_switch_variance_to_bits(p.big_lwe_dimension(), bits) : 0.0);
+      expect_within_factor_two(v.value(), predicted,
+                               "packing 2^" + std::to_string(base_log) + "x1 to " + std::to_string(bits) + " bits");
     }
   }
 }

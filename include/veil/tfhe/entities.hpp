@@ -338,4 +338,47 @@ struct SeededLweKeyswitchKey {
   AlignedVector<Torus> bodies;  // ciphertext_count() words
 };
 
+// ---------------------------------------------------------------- packing key (packing.hpp)
+
+struct PackingKeyShape {
+  LweDimension input_lwe_dimension;  // K = k*N
+  GlweDimension glwe_dimension;      // k' = K / N'
+  PolynomialSize polynomial_size;    // N'
+  DecompositionBaseLog base_log;
+  DecompositionLevelCount level_count;
+  std::size_t ciphertext_count() const { return input_lwe_dimension.value * level_count.value; }
+  std::size_t mask_words() const { return glwe_dimension.value * polynomial_size.value; }
+  std::size_t ciphertext_words() const { return mask_words() + polynomial_size.value; }
+  friend bool operator==(const PackingKeyShape&, const PackingKeyShape&) = default;
+};
+// Seeded: ciphertext c = i*l + (j-1) draws its mask words [c*k'N', (c+1)*k'N') from the seed's
+// stream; the bodies travel rounded to bootstrap_key_body_bits(glwe_std_dev) bits.
+struct SeededPackingKey {
+  PackingKeyShape shape;
+  Seed seed;
+  AlignedVector<Torus> bodies;  // ciphertext_count() * N' words
+};
+
+// Expanded: ciphertext c is words [c*(k'+1)N', (c+1)*(k'+1)N'), coefficient-major: word
+// u*(k'+1) + q is coefficient u of polynomial q (the k' masks, then the body), so that the
+// packing keyswitch's inner loop runs over the polynomials of one coefficient.
+class PackingKey {
+ public:
+  PackingKey() = default;
+  explicit PackingKey(const PackingKeyShape& shape) : shape_(shape), data_(shape.ciphertext_count() * shape.ciphertext_words(), 0) {}
+  const PackingKeyShape& shape() const { return shape_; }
+  bool empty() const { return data_.empty(); }
+  std::span<const Torus> ciphertext(std::size_t input_index, std::size_t level) const {
+    const std::size_t w = shape_.ciphertext_words();
+    return {data_.data() + (input_index * shape_.level_count.value + level) * w, w};
+  }
+  std::span<Torus> data() { return data_; }
+  std::span<const Torus> data() const { return data_; }
+  std::size_t bytes() const { return data_.size() * sizeof(Torus); }
+
+ private:
+  PackingKeyShape shape_{};
+  AlignedVector<Torus> data_;
+};
+
 }  // namespace veil::tfhe

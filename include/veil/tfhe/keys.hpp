@@ -28,6 +28,8 @@ SecretKeys generate_secret_keys(const ParameterSet& params, bool allow_insecure 
 
 BootstrapKeyShape bootstrap_key_shape(const ParameterSet& params);
 KeyswitchKeyShape keyswitch_key_shape(const ParameterSet& params);
+// The answer-packing key's shape (packing.hpp); all zero when `params` packs no answers.
+PackingKeyShape packing_key_shape(const ParameterSet& params);
 
 struct KeygenOptions {
   unsigned threads = 0;  // 0: all hardware threads
@@ -55,6 +57,7 @@ struct SeededEvaluationKeys {
   ParameterSet params;
   SeededLweBootstrapKey bsk;
   SeededLweKeyswitchKey ksk;
+  SeededPackingKey packing;  // empty (zero shape) unless params.packs_answers()
 };
 SeededEvaluationKeys generate_seeded_evaluation_keys(const SecretKeys& keys, const KeygenOptions& options = {});
 
@@ -63,6 +66,7 @@ struct EvaluationKeys {
   ParameterSet params;
   FourierBootstrapKey bsk;
   TruncatedKeyswitchKey ksk;
+  PackingKey packing;  // empty unless params.packs_answers()
 };
 // Checks that the seeded keys' shapes match their parameter set, then expands them.
 EvaluationKeys expand_evaluation_keys(const SeededEvaluationKeys& seeded, const KeygenOptions& options = {});

@@ -35,18 +35,34 @@ struct ParameterSet {
   // the small key; d = 2 consumes the bits in pairs, with three GGSWs per pair (1.5 times the
   // key) and half the external products. n must be a multiple of d.
   GroupingFactor grouping{1};
+  // Packed answers (packing.hpp): 0 = none. Otherwise a server packs a row's outputs, LWE
+  // ciphertexts under the big key, into one GLWE ciphertext of answer_polynomial_size N'
+  // coefficients and dimension k*N / N' (so that its mask is as long, and its key as secure at
+  // glwe_std_dev, as the big key's) by a packing keyswitch of base 2^answer_base_log and
+  // answer_level_count levels, whose key is part of the evaluation keys.
+  PolynomialSize answer_polynomial_size{0};
+  DecompositionBaseLog answer_base_log{0};
+  DecompositionLevelCount answer_level_count{0};
+
+  bool packs_answers() const { return answer_polynomial_size.value != 0; }
+  // k*N / N': the answer GLWE's dimension (0 without packing).
+  GlweDimension answer_glwe_dimension() const {
+    return GlweDimension(packs_answers() ? big_lwe_dimension().value / answer_polynomial_size.value : 0);
+  }
 
   // The flattened GLWE dimension k*N: ciphertexts between lookups have this dimension.
   LweDimension big_lwe_dimension() const {
     return flattened_lwe_dimension(glwe_dimension, polynomial_size);
   }
   // A 64-bit digest of every field except `name` (SHA-256 of a canonical encoding; grouping
-  // enters it only when it is not 1, so classical sets keep the ids they always had).
+  // enters it only when it is not 1, and the answer-packing fields only when packing is on,
+  // so classical sets keep the ids they always had).
   // Serialized keys and ciphertexts carry it; loading compares it.
   std::uint64_t id() const;
   // Structural validity: N a power of two in [256, 65536], 1 <= message_bits <= 8,
   // base_log * level_count <= 64 for both decompositions, n >= 1, k >= 1, positive noise,
-  // grouping 1 or 2 and a divisor of n.
+  // grouping 1 or 2 and a divisor of n; answer packing off (all three fields 0) or N' a power
+  // of two dividing k*N with a decomposition as above.
   // Throws std::invalid_argument naming the offending field and value.
   void validate() const;
   // One line: "name: p=4 n=863 k=1 N=2048 pbs=2^23x1 ks=2^3x5 ...".

@@ -27,6 +27,7 @@
 #include "veil/error.hpp"
 #include "veil/tfhe/entities.hpp"
 #include "veil/tfhe/keys.hpp"
+#include "veil/tfhe/packing.hpp"
 #include "veil/tfhe/parameters.hpp"
 
 namespace veil::tfhe {
@@ -41,7 +42,10 @@ inline constexpr std::uint16_t kFormatMajor = 1;
 // as grouping 1.
 // 1.2: modulus-switched LWE ciphertext lists (tag 14, bit-packed), and seeded evaluation keys
 // whose bodies travel as their top bits only, bit-packed; 1.0 and 1.1 frames still read.
-inline constexpr std::uint16_t kFormatMinor = 2;
+// 1.3: the parameter-set payload gains the answer-packing fields (answer_polynomial_size,
+// answer_base_log, answer_level_count; earlier sets read as no packing), seeded evaluation
+// keys carry a packing key when their set packs answers, and packed answers (tag 15).
+inline constexpr std::uint16_t kFormatMinor = 3;
 
 enum class ObjectType : std::uint16_t {
   kLweSecretKey = 1,
@@ -58,6 +62,7 @@ enum class ObjectType : std::uint16_t {
   kSeededEvaluationKeys = 12,
   kParameterSet = 13,
   kModulusSwitchedLweCiphertextList = 14,
+  kPackedAnswer = 15,
 };
 const char* object_type_name(ObjectType type);
 
@@ -115,6 +120,13 @@ LweCiphertextList deserialize_lwe_ciphertext_list(std::span<const std::uint8_t> 
 LweCiphertextList deserialize_modulus_switched_lwe_ciphertext_list(std::span<const std::uint8_t> bytes,
                                                                   const ParameterSet& params,
                                                                   std::uint64_t max_bytes = kDefaultMaxBytes);
+// A packed answer (packing.hpp, tag 15): glwe_dimension k', polynomial_size N', count m,
+// modulus_bits b, then the k'N' + m words' top b bits, bit-packed. Loading checks k'N' against
+// the set's big dimension, N' against its answer_polynomial_size (a set that packs no answers
+// refuses the frame), 1 <= m <= N', b in [1, 63] and the length.
+Bytes serialize(const PackedAnswer& answer, const ParameterSet& params);
+PackedAnswer deserialize_packed_answer(std::span<const std::uint8_t> bytes, const ParameterSet& params,
+                                       std::uint64_t max_bytes = kDefaultMaxBytes);
 SeededLweCiphertextList deserialize_seeded_lwe_ciphertext_list(std::span<const std::uint8_t> bytes,
                                                                const ParameterSet& params,
                                                                std::uint64_t max_bytes = kDefaultMaxBytes);
