@@ -102,9 +102,11 @@ void bm_ks_pbs(benchmark::State& state, unsigned bits, SetKind kind) {
   label(state, ks.params);
 }
 
-void bm_ks_pbs_batch(benchmark::State& state, unsigned bits, SetKind kind) {
+// threads_asked: 0 for every hardware thread (ks_pbs_batch), 1 for one (ks_pbs_batch_1thread:
+// the key-sharing groups alone, without the second core).
+void bm_ks_pbs_batch(benchmark::State& state, unsigned bits, SetKind kind, unsigned threads_asked) {
   const KeySet& ks = keys_for(bits, kind);
-  const unsigned threads = resolve_thread_count(0);
+  const unsigned threads = resolve_thread_count(threads_asked);
   const std::size_t count = 8 * threads;
   LweCiphertextList in(ks.params.big_lwe_dimension(), count), out(ks.params.big_lwe_dimension(), count);
   for (std::size_t c = 0; c < count; ++c) {
@@ -114,7 +116,7 @@ void bm_ks_pbs_batch(benchmark::State& state, unsigned bits, SetKind kind) {
   auto table = LookupTable::from_function(ks.params.polynomial_size, bits, bits, [](std::uint64_t m) { return m; });
   const LookupTable* tables[] = {&table};
   for (auto _ : state) {
-    keyswitch_programmable_bootstrap_batch(ks.eval, in, tables, out);
+    keyswitch_programmable_bootstrap_batch(ks.eval, in, tables, out, BatchOptions{threads});
     benchmark::DoNotOptimize(out.data().data());
   }
   state.counters["pbs_per_s"] =
@@ -207,7 +209,10 @@ int register_all() {
       benchmark::RegisterBenchmark((prefix + "ks").c_str(), bm_ks, bits, kind)->Unit(unit);
       benchmark::RegisterBenchmark((prefix + "pbs").c_str(), bm_pbs, bits, kind)->Unit(unit);
       benchmark::RegisterBenchmark((prefix + "ks_pbs").c_str(), bm_ks_pbs, bits, kind)->Unit(unit);
-      benchmark::RegisterBenchmark((prefix + "ks_pbs_batch").c_str(), bm_ks_pbs_batch, bits, kind)
+      benchmark::RegisterBenchmark((prefix + "ks_pbs_batch").c_str(), bm_ks_pbs_batch, bits, kind, 0u)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
+      benchmark::RegisterBenchmark((prefix + "ks_pbs_batch_1thread").c_str(), bm_ks_pbs_batch, bits, kind, 1u)
           ->Unit(benchmark::kMillisecond)
           ->UseRealTime();
       auto* kg = benchmark::RegisterBenchmark((prefix + "keygen").c_str(), bm_keygen, bits, kind)

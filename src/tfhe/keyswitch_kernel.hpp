@@ -11,7 +11,7 @@
 namespace veil::tfhe {
 
 // The most ciphertexts keyswitch_group takes at once.
-inline constexpr std::size_t kMaxKeyswitchGroup = 4;
+inline constexpr std::size_t kMaxKeyswitchGroup = 8;
 
 // out[g] = keyswitch of in[g] for g < count (1..kMaxKeyswitchGroup) through the evaluation
 // form, every tile of the key read once for the whole group.

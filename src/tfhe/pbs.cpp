@@ -4,9 +4,15 @@
 #include <array>
 #include <bit>
 #include <stdexcept>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
+
+#include <unistd.h>
 
 #include "keyswitch_kernel.hpp"
+#include "kernels/kernel_set.hpp"
 #include "veil/tfhe/decomposition.hpp"
 #include "veil/tfhe/fft.hpp"
 #include "veil/tfhe/lwe.hpp"
@@ -78,13 +84,105 @@ std::size_t centered_modulus_switch(std::span<const Torus> in, std::size_t log2_
 
 namespace {
 
-// Ciphertexts a batch worker carries through one pass over the keys. Each GGSW of the
-// bootstrap key (73 KB for the 4-bit set) and each keyswitch-key row of a tile stays in cache
-// while it serves the whole group, so the bootstrap key (60 MB classical, 90 MB multi-bit at
-// 4 bits) and the 25 MB keyswitch key are streamed from memory once per group instead of once
-// per ciphertext.
-constexpr std::size_t kBatchGroup = 4;
+// The most ciphertexts a batch worker carries through one pass over the keys. Each GGSW (or
+// multi-bit block) of the bootstrap key (73 KB classical, 221 KB multi-bit for the 4-bit sets)
+// and each keyswitch-key tile stays in cache while it serves the whole group, so the
+// bootstrap key (60 MB classical, 90 MB multi-bit at 4 bits) and the 25 MB keyswitch key are
+// streamed from memory once per group instead of once per ciphertext.
+constexpr std::size_t kBatchGroup = 8;
 static_assert(kBatchGroup <= kMaxKeyswitchGroup);
+
+// The group size for a bootstrap key: as many ciphertexts (up to kBatchGroup) as keep a
+// step's key block, their accumulators and the shared transform scratch in three quarters of
+// L2, and at least 4 (the former fixed size, measured on machine B) where less fits: a block
+// larger than L2 is then shared through L3. The 4-bit sets take 8: 221 KB multi-bit block and
+// eight 24 KB accumulators; machine D, one thread, CPU time per KS-PBS 4.5 ms against 5.0 with
+// groups of 4 (docs/perf-log.md, "Batches that share the key by 8").
+std::size_t batch_group_size(const BootstrapKeyShape& shape) {
+  static const std::size_t l2 = [] {
+    const long bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return bytes > 0 ? static_cast<std::size_t>(bytes) : std::size_t{1} << 20;
+  }();
+  const GgswShape& g = shape.ggsw;
+  const std::size_t nn = g.polynomial_size.value;
+  const std::size_t parts = glwe_size(g.glwe_dimension);
+  const std::size_t block = shape.ggsws_per_group() * g.words() * sizeof(double);
+  const std::size_t accumulator = parts * nn * sizeof(Torus);
+  // ExternalProductScratch: transform buffers, decomposition state, digit spectra, output spectra.
+  const std::size_t shared = (3 * nn + nn + g.row_count() * nn + parts * nn) * sizeof(double);
+  const std::size_t budget = l2 / 4 * 3;
+  const std::size_t fit = block + shared < budget ? (budget - block - shared) / accumulator : 0;
+  return std::clamp<std::size_t>(fit, 4, kBatchGroup);
+}
+
+// Ciphertexts of a group whose multi-bit multiply-adds run together (kernel
+// multi_bit_fourier_dot_group): their digit and output spectra (48 KB each at N = 1024,
+// k = 2) are held at once, beside the block and every accumulator of the group.
+constexpr std::size_t kDotGroup = 4;
+static_assert(kDotGroup <= kernels::kMaxMultiBitGroupBatch);
+
+// One multi-bit step j (block) for scratch[0..count): each ciphertext's accumulator is
+// decomposed and transformed as multi_bit_blind_rotation_step does (glwe.cpp), the
+// multiply-adds of up to kDotGroup ciphertexts then read the block once, chunk by chunk,
+// and each output is transformed back and added. Per ciphertext, the same operations in the
+// same order as multi_bit_blind_rotation_step: grouping changes no result.
+void multi_bit_step_group(const BootstrapKeyShape& shape, const double* block, std::size_t j, std::size_t count,
+                          PbsScratch* const* scratch) {
+  const GgswShape& ggsw = shape.ggsw;
+  const std::size_t nn = ggsw.polynomial_size.value;
+  const std::size_t two_n = 2 * nn;
+  const std::size_t parts = glwe_size(ggsw.glwe_dimension);
+  const std::size_t l = ggsw.level_count.value;
+  const std::size_t rows = ggsw.row_count();
+  const std::size_t d = shape.grouping.value;
+  const std::size_t per_group = shape.ggsws_per_group();
+  const std::size_t kept = ggsw.base_log.value * l;
+  const Fft& fft = Fft::get(ggsw.polynomial_size);
+  const kernels::KernelSet& kernel_set = kernels::active_kernels();
+  // The transforms share the first ciphertext's buffers; spectra are each ciphertext's own.
+  FftScratch& fs = scratch[0]->external_product.fft;
+  Torus* state = scratch[0]->external_product.state.data();
+  std::array<std::array<std::size_t, kernels::kMaxMultiBitGroup>, kDotGroup> exponents{};
+  std::array<const std::size_t*, kDotGroup> exponent_ptrs{};
+  std::array<const double*, kDotGroup> spectra{};
+  std::array<double*, kDotGroup> outputs{};
+  std::array<PbsScratch*, kDotGroup> members{};
+  for (std::size_t g0 = 0; g0 < count;) {
+    std::size_t m = 0;
+    for (; g0 < count && m < kDotGroup; ++g0) {
+      const std::size_t* a = scratch[g0]->switched_mask.data() + j * d;
+      bool any = false;
+      for (std::size_t b = 1; b <= per_group; ++b) {
+        std::size_t e = 0;
+        for (std::size_t t = 0; t < d; ++t)
+          if ((b >> t) & 1) e += a[t];
+        exponents[m][b - 1] = e % two_n;
+        any = any || exponents[m][b - 1] != 0;
+      }
+      if (!any) continue;  // every factor X^0 - 1 is 0
+      members[m++] = scratch[g0];
+    }
+    for (std::size_t g = 0; g < m; ++g) {
+      ExternalProductScratch& ep = members[g]->external_product;
+      const Torus* acc = members[g]->accumulator.data();
+      double* digit_spectra = ep.digit_spectra.data();
+      for (std::size_t i = 0; i < parts; ++i) {
+        kernel_set.round_to_top_bits(acc + i * nn, nn, kept, state);
+        for (std::size_t lv = l; lv >= 1; --lv)
+          fft.forward_next_digits_interleaved(state, ggsw.base_log.value, fs, digit_spectra + (i * l + (lv - 1)) * nn);
+      }
+      exponent_ptrs[g] = exponents[g].data();
+      spectra[g] = digit_spectra;
+      outputs[g] = ep.accumulator.data();
+    }
+    if (m == 0) continue;
+    kernel_set.multi_bit_fourier_dot_group(nn, fft.monomial_minus_one_table(), outputs.data(), nn, parts, spectra.data(),
+                                           nn, rows, block, per_group, exponent_ptrs.data(), m);
+    for (std::size_t g = 0; g < m; ++g)
+      for (std::size_t o = 0; o < parts; ++o)
+        fft.backward_add_torus_interleaved(outputs[g] + o * nn, members[g]->accumulator.data() + o * nn, fs);
+  }
+}
 
 // Blind rotation of in[g] through tables[g] into scratch[g].accumulator for g < count
 // (<= kBatchGroup), one pass over the bootstrap key: each GGSW serves every ciphertext of the
@@ -126,6 +224,10 @@ void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const 
     const std::size_t group_bytes = per_group * shape.ggsw.words() * sizeof(double);
     for (std::size_t j = 0; j < shape.group_count(); ++j) {
       const double* block = bsk.group(j);
+      if (count > 1) {
+        multi_bit_step_group(shape, block, j, count, scratch);
+        continue;
+      }
       // The next group's block streams into L2 during this step's transforms, so that its
       // multiply-add reads it from cache instead of waiting on memory.
       if (overlap && j + 1 < shape.group_count()) ep.fft.prefetch_during_transforms(bsk.group(j + 1), group_bytes);
@@ -188,6 +290,75 @@ void keyswitch_programmable_bootstrap(const EvaluationKeys& keys, std::span<cons
 
 namespace {
 
+// Scratch that finished batches leave for the next ones with the same parameters: a group's
+// scratch is about 100 KB a ciphertext at N = 1024, and allocating it at every call, with the
+// page faults of its first touch, was 2-4 % of a batch's time (the kernel's clear_page in the
+// profile). Up to kPoolBytes are kept.
+class ScratchPool {
+ public:
+  using Scratch = std::unique_ptr<PbsScratch>;
+
+  std::vector<Scratch> take(const ParameterSet& params, std::size_t count) {
+    const std::uint64_t id = params.id();
+    std::vector<Scratch> out;
+    out.reserve(count);
+    {
+      std::lock_guard lock(mutex_);
+      for (std::size_t i = free_.size(); i-- > 0 && out.size() < count;) {
+        if (free_[i].id != id) continue;
+        bytes_ -= free_[i].scratch->bytes();
+        out.push_back(std::move(free_[i].scratch));
+        free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(i));
+      }
+    }
+    while (out.size() < count) out.push_back(std::make_unique<PbsScratch>(params));
+    return out;
+  }
+
+  void give_back(const ParameterSet& params, std::vector<Scratch>& scratch) {
+    const std::uint64_t id = params.id();
+    std::lock_guard lock(mutex_);
+    for (Scratch& s : scratch) {
+      s->external_product.fft.key_stream_prefetch().clear();  // a batch cut short by an exception
+      const std::size_t b = s->bytes();
+      if (bytes_ + b > kPoolBytes) break;
+      bytes_ += b;
+      free_.push_back({id, std::move(s)});
+    }
+    scratch.clear();
+  }
+
+ private:
+  static constexpr std::size_t kPoolBytes = std::size_t{32} << 20;
+  struct Entry {
+    std::uint64_t id;
+    Scratch scratch;
+  };
+  std::mutex mutex_;
+  std::vector<Entry> free_;
+  std::size_t bytes_ = 0;
+};
+
+ScratchPool& scratch_pool() {
+  static ScratchPool* pool = new ScratchPool;  // never destroyed: batches may run at exit
+  return *pool;
+}
+
+// Scratch taken from the pool for one batch call and returned when it ends (exceptions too).
+class PooledScratch {
+ public:
+  PooledScratch(const ParameterSet& params, std::size_t count)
+      : params_(params), scratch_(scratch_pool().take(params, count)) {}
+  ~PooledScratch() { scratch_pool().give_back(params_, scratch_); }
+  PooledScratch(const PooledScratch&) = delete;
+  PooledScratch& operator=(const PooledScratch&) = delete;
+  PbsScratch& operator[](std::size_t i) { return *scratch_[i]; }
+
+ private:
+  const ParameterSet& params_;
+  std::vector<ScratchPool::Scratch> scratch_;
+};
+
 // KS then blind rotation of every in[c] through tables[c] (or tables[0]) on all workers, then
 // finish(c, accumulator of c) on the worker that rotated it.
 template <class Finish>
@@ -206,20 +377,20 @@ void keyswitch_blind_rotate_each(const EvaluationKeys& keys, const LweCiphertext
                                 std::to_string(keys.ksk.shape().input_lwe_dimension.value) + " for ciphertexts of " +
                                 std::to_string(big.value));
   const std::size_t count = in.count();
+  if (count == 0) return;
   const unsigned threads = resolve_thread_count(options.threads);
-  // As few passes over the keys per thread as groups of kBatchGroup allow, then groups as
-  // even as possible: 12 ciphertexts on 2 threads run as 4 groups of 3 (2 passes each), not
-  // as 3 groups of 4 (one thread doing two passes of 4 while the other idles after one).
+  // As few passes over the keys per thread as groups of max_group allow, then groups as
+  // even as possible: 12 ciphertexts on 2 threads in groups of at most 4 run as 4 groups of
+  // 3 (2 passes each), not as 3 groups of 4 (one thread doing two passes of 4 while the other
+  // idles after one).
+  const std::size_t max_group = batch_group_size(keys.bsk.shape());
   const std::size_t lanes = std::max<std::size_t>(threads, 1);
-  const std::size_t passes = (count + lanes * kBatchGroup - 1) / (lanes * kBatchGroup);
+  const std::size_t passes = (count + lanes * max_group - 1) / (lanes * max_group);
   const std::size_t group =
-      std::clamp<std::size_t>((count + lanes * passes - 1) / std::max<std::size_t>(lanes * passes, 1), 1, kBatchGroup);
-  std::vector<std::vector<PbsScratch>> scratch(threads);
-  for (auto& s : scratch) {
-    s.reserve(group);
-    for (std::size_t g = 0; g < group; ++g) s.emplace_back(keys.params);
-  }
-  parallel_for(count, threads, group, [&](std::size_t begin, std::size_t end, unsigned worker) {
+      std::clamp<std::size_t>((count + lanes * passes - 1) / std::max<std::size_t>(lanes * passes, 1), 1, max_group);
+  const unsigned workers = static_cast<unsigned>(std::min<std::size_t>(threads, (count + group - 1) / group));
+  PooledScratch scratch(keys.params, workers * group);
+  parallel_for(count, workers, group, [&](std::size_t begin, std::size_t end, unsigned worker) {
     const std::size_t n = end - begin;
     std::array<std::span<const Torus>, kBatchGroup> big_in{}, small_in{};
     std::array<std::span<Torus>, kBatchGroup> small_out{};
@@ -227,7 +398,7 @@ void keyswitch_blind_rotate_each(const EvaluationKeys& keys, const LweCiphertext
     std::array<const LookupTable*, kBatchGroup> group_tables{};
     std::array<PbsScratch*, kBatchGroup> group_scratch{};
     for (std::size_t g = 0; g < n; ++g) {
-      PbsScratch& sc = scratch[worker][g];
+      PbsScratch& sc = scratch[worker * group + g];
       big_in[g] = in[begin + g];
       small_out[g] = sc.small;
       small_in[g] = sc.small;
@@ -238,7 +409,7 @@ void keyswitch_blind_rotate_each(const EvaluationKeys& keys, const LweCiphertext
     // `out` may be `in`: the group's inputs are all read (keyswitch) before any output is written.
     keyswitch_group(keys.ksk, n, big_in.data(), small_out.data(), ks_scratch.data());
     blind_rotate_each(keys.bsk, n, small_in.data(), group_tables.data(), group_scratch.data());
-    for (std::size_t g = 0; g < n; ++g) finish(begin + g, std::span<const Torus>(scratch[worker][g].accumulator));
+    for (std::size_t g = 0; g < n; ++g) finish(begin + g, std::span<const Torus>(scratch[worker * group + g].accumulator));
   });
 }
 

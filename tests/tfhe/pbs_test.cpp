@@ -101,12 +101,20 @@ INSTANTIATE_TEST_SUITE_P(OneToEightBits, PbsPrecision,
                                   std::to_string(std::get<1>(info.param));
                          });
 
-class PbsBatch : public ::testing::TestWithParam<std::size_t> {};
+// Grouping, then the GLWE dimension and levels of the bootstrap key: (2, 2, 1) is the 4-bit
+// multi-bit sets' shape (three rows, three GGSWs a step), which has its own multiply-add
+// kernel for groups.
+class PbsBatch : public ::testing::TestWithParam<std::tuple<std::size_t, std::size_t, std::size_t>> {};
 
 TEST_P(PbsBatch, EqualsSerialEvaluationWithPerCiphertextTables) {
   const unsigned p = 3;
   ParameterSet set = toy::exact_set(p);
-  set.grouping = GroupingFactor(GetParam());
+  set.grouping = GroupingFactor(std::get<0>(GetParam()));
+  if (std::get<1>(GetParam()) != 1) {
+    set.glwe_dimension = GlweDimension(std::get<1>(GetParam()));
+    set.pbs_level_count = DecompositionLevelCount(std::get<2>(GetParam()));
+    set.pbs_base_log = DecompositionBaseLog(23);
+  }
   auto fx = make_keys(set, true);
   const std::size_t count = 24;
   LweCiphertextList in(fx.eval.params.big_lwe_dimension(), count);
@@ -144,8 +152,15 @@ TEST_P(PbsBatch, EqualsSerialEvaluationWithPerCiphertextTables) {
   EXPECT_THROW(keyswitch_programmable_bootstrap_batch(fx.eval, in, two, batch), std::invalid_argument);
 }
 
-INSTANTIATE_TEST_SUITE_P(ClassicalAndMultiBit, PbsBatch, ::testing::Values(std::size_t{1}, std::size_t{2}),
-                         [](const auto& info) { return "grouping" + std::to_string(info.param); });
+INSTANTIATE_TEST_SUITE_P(ClassicalAndMultiBit, PbsBatch,
+                         ::testing::Values(std::tuple{std::size_t{1}, std::size_t{1}, std::size_t{2}},
+                                           std::tuple{std::size_t{2}, std::size_t{1}, std::size_t{2}},
+                                           std::tuple{std::size_t{2}, std::size_t{2}, std::size_t{1}}),
+                         [](const auto& info) {
+                           return "grouping" + std::to_string(std::get<0>(info.param)) + "_k" +
+                                  std::to_string(std::get<1>(info.param)) + "_levels" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
 
 // Multi-value bootstrapping: one blind rotation of the constant test polynomial
 // P0 = (Delta/2)(1 + X + ... + X^(N-1)) serves every table F of the same input. Read at shift

@@ -21,8 +21,9 @@
 // middle of its box and noise of either sign reads the same entry.
 //
 // Thread safety: keys and tables are read-only and shared; every operation takes the caller's
-// PbsScratch (one per thread). The batch functions create one scratch per worker thread and
-// none per PBS.
+// PbsScratch (one per thread). The batch functions take one scratch per ciphertext of a
+// worker's group from a pool that outlives the call (none is allocated per PBS, nor per call
+// once the pool holds them).
 #pragma once
 
 #include <cstdint>

@@ -30,6 +30,8 @@ namespace veil::tfhe::kernels {
 
 // The most GGSWs of a multi-bit group (2^d - 1 for a grouping factor d <= 3).
 inline constexpr std::size_t kMaxMultiBitGroup = 7;
+// The most ciphertexts multi_bit_fourier_dot_group takes at once.
+inline constexpr std::size_t kMaxMultiBitGroupBatch = 8;
 
 struct KernelSet {
   Isa isa;
@@ -43,6 +45,13 @@ struct KernelSet {
   void (*multi_bit_fourier_dot)(std::size_t n, const double* table, double* out, std::size_t out_stride,
                                 std::size_t parts, const double* a, std::size_t a_stride, std::size_t rows,
                                 const double* block, std::size_t per_group, const std::size_t* exponents);
+  // The same for count ciphertexts against one block (out[g], a[g], exponents[g]), each
+  // result what multi_bit_fourier_dot gives it; the block is read chunk by chunk for all of
+  // them (batch KS-PBS, pbs.cpp). REQUIRES: count <= kMaxMultiBitGroupBatch.
+  void (*multi_bit_fourier_dot_group)(std::size_t n, const double* table, double* const* out, std::size_t out_stride,
+                                      std::size_t parts, const double* const* a, std::size_t a_stride,
+                                      std::size_t rows, const double* block, std::size_t per_group,
+                                      const std::size_t* const* exponents, std::size_t count);
 
   // The passes of Fft (fft.cpp) around its transforms, over `half` = N/2 points; `re`, `im`
   // are the twist factors zeta^j (forward) or zeta^-j / (N/2) (backward), 32-byte aligned
