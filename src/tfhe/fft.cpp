@@ -118,6 +118,14 @@ void Fft::forward_next_digits_interleaved(Torus* state, std::size_t base_log, Ff
   execute(true, scratch.data(), spectrum, scratch);
 }
 
+void Fft::forward_first_digits_interleaved(const Torus* in, std::size_t t, bool difference, std::size_t kept,
+                                           std::size_t base_log, Torus* state, FftScratch& scratch,
+                                           double* spectrum) const {
+  kernels::active_kernels().twist_first_digits(in, n_ / 2, t, difference, kept, base_log, state, twist_re_.data(),
+                                               twist_im_.data(), scratch.data(), scratch.key_stream_prefetch());
+  execute(true, scratch.data(), spectrum, scratch);
+}
+
 void Fft::twist_torus(const Torus* a, FftScratch& scratch) const {
   const std::size_t half = n_ / 2;
   double* buf = scratch.data();

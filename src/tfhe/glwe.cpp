@@ -100,39 +100,48 @@ ExternalProductScratch::ExternalProductScratch(const GgswShape& shape)
 
 namespace {
 
-// The bits Decomposer::round_to_top_bits keeps for a GGSW's decomposition.
-std::size_t kept_bits(const GgswShape& shape) { return shape.base_log.value * shape.level_count.value; }
+// The GLWE that an external product decomposes: component i is in + i N, or, where
+// `difference`, the blind rotation's (X^t - 1) * (in + i N), formed as its first digits are.
+struct DecomposedInput {
+  const Torus* in;
+  std::size_t t = 0;
+  bool difference = false;
+};
 
-// out += GGSW [x] the GLWE whose component i the caller writes, rounded to the decomposition's
-// top bits (Decomposer::round_to_top_bits), by round_component(i, state). Every row's digit
-// spectrum first, then all output spectra in one pass over the rows, each written once.
-// `dot(spectra, acc)` writes the k+1 output spectra into acc from the digit spectra.
-template <class RoundComponent, class Dot>
-void decompose_dot_add(const GgswShape& shape, RoundComponent round_component, Dot dot, std::span<Torus> out,
+// out += GGSW [x] the GLWE `input`, rounded to the decomposition's top bits
+// (Decomposer::round_to_top_bits) in the pass that forms its first level's digits. Every
+// row's digit spectrum first, then all output spectra in one pass over the rows, each
+// written once. `dot(spectra, acc)` writes the k+1 output spectra into acc from the digit
+// spectra. `out` is written only after every component is decomposed, so it may be the input.
+template <class Dot>
+void decompose_dot_add(const GgswShape& shape, const DecomposedInput& input, Dot dot, std::span<Torus> out,
                        ExternalProductScratch& scratch) {
   const std::size_t n = shape.polynomial_size.value;
   const std::size_t parts = glwe_size(shape.glwe_dimension);
   const std::size_t l = shape.level_count.value;
+  const std::size_t base_log = shape.base_log.value;
   const Fft& fft = Fft::get(shape.polynomial_size);
   double* spectra = scratch.digit_spectra.data();  // row i * l + (j - 1): component i, level j
+  Torus* state = l > 1 ? scratch.state.data() : nullptr;
   for (std::size_t i = 0; i < parts; ++i) {
-    round_component(i, scratch.state.data());
-    for (std::size_t j = l; j >= 1; --j)  // least significant level first: the carries run upward
-      fft.forward_next_digits_interleaved(scratch.state.data(), shape.base_log.value, scratch.fft, spectra + (i * l + (j - 1)) * n);
+    // Least significant level first: the carries run upward.
+    fft.forward_first_digits_interleaved(input.in + i * n, input.t, input.difference, base_log * l, base_log, state,
+                                         scratch.fft, spectra + (i * l + (l - 1)) * n);
+    for (std::size_t j = l - 1; j >= 1; --j)
+      fft.forward_next_digits_interleaved(state, base_log, scratch.fft, spectra + (i * l + (j - 1)) * n);
   }
   double* acc = scratch.accumulator.data();
   dot(static_cast<const double*>(spectra), acc);
   for (std::size_t o = 0; o < parts; ++o) fft.backward_add_torus_interleaved(acc + o * n, out.data() + o * n, scratch.fft);
 }
 
-template <class RoundComponent>
-void external_product_add_rounded(const GgswShape& shape, const double* fourier_ggsw, RoundComponent round_component,
-                                  std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
+void external_product_add_input(const GgswShape& shape, const double* fourier_ggsw, const DecomposedInput& input,
+                                std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
   const std::size_t n = shape.polynomial_size.value;
   const std::size_t parts = glwe_size(shape.glwe_dimension);
   const std::size_t rows = shape.row_count();
   decompose_dot_add(
-      shape, round_component,
+      shape, input,
       [&](const double* spectra, double* acc) {
         fourier_dot_outputs(acc, n, parts, spectra, n, rows, fourier_ggsw, parts * n, n, n / 2, prefetch);
       },
@@ -143,33 +152,23 @@ void external_product_add_rounded(const GgswShape& shape, const double* fourier_
 
 void external_product_add(const GgswShape& shape, const double* fourier_ggsw, std::span<const Torus> in,
                           std::span<Torus> out, ExternalProductScratch& scratch, const double* prefetch) {
-  const std::size_t n = shape.polynomial_size.value;
-  const auto round = kernels::active_kernels().round_to_top_bits;
-  external_product_add_rounded(
-      shape, fourier_ggsw, [&](std::size_t i, Torus* state) { round(in.data() + i * n, n, kept_bits(shape), state); },
-      out, scratch, prefetch);
+  external_product_add_input(shape, fourier_ggsw, DecomposedInput{in.data()}, out, scratch, prefetch);
 }
 
 void blind_rotation_step(const GgswShape& shape, const double* fourier_ggsw, std::size_t a, std::span<Torus> acc,
                          ExternalProductScratch& scratch, const double* prefetch) {
-  const std::size_t n = shape.polynomial_size.value;
-  const auto round = kernels::active_kernels().round_monomial_minus_one;
-  // The difference is rounded as it is formed; acc is only written after every component is
-  // decomposed, so reading it here sees the step's input.
-  external_product_add_rounded(
-      shape, fourier_ggsw,
-      [&](std::size_t i, Torus* state) { round(acc.data() + i * n, n, a, kept_bits(shape), state); }, acc, scratch,
-      prefetch);
+  // The difference is rounded as its digits are formed; acc is only written after every
+  // component is decomposed, so reading it there sees the step's input.
+  external_product_add_input(shape, fourier_ggsw, DecomposedInput{acc.data(), a, true}, acc, scratch, prefetch);
 }
 
 void multi_bit_blind_rotation_step(const GgswShape& shape, const double* group_block, std::size_t per_group,
                                    const std::size_t* exponents, std::span<Torus> acc, ExternalProductScratch& scratch) {
   const std::size_t n = shape.polynomial_size.value;
   const Fft& fft = Fft::get(shape.polynomial_size);
-  const auto round = kernels::active_kernels().round_to_top_bits;
   // acc is decomposed whole before the products are added to it.
   decompose_dot_add(
-      shape, [&](std::size_t i, Torus* state) { round(acc.data() + i * n, n, kept_bits(shape), state); },
+      shape, DecomposedInput{acc.data()},
       [&](const double* spectra, double* out) {
         multi_bit_fourier_dot(fft, out, n, glwe_size(shape.glwe_dimension), spectra, n, shape.row_count(), group_block,
                               per_group, exponents);

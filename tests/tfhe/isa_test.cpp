@@ -192,6 +192,47 @@ TEST_F(KernelSets, TwistPassesMatchPortable) {
   }
 }
 
+// The fused pass (rounding, or the rotated difference's rounding, then the first digits)
+// against the rounding kernel and the digit pass it replaces, in every set including the
+// portable, bit for bit: rotations that wrap in either half of the points, at vector and
+// odd offsets, and one level (no state written) or more.
+TEST(KernelSetRounding, FirstDigitsAreTheRoundingThenTheNextDigits) {
+  constexpr std::size_t half = 130, n = 2 * half;
+  const auto in = testing::random_torus(n);
+  AlignedVector<double> re(half), im(half);
+  for (std::size_t j = 0; j < half; ++j) {
+    re[j] = std::cos(static_cast<double>(j) * 0.01);
+    im[j] = std::sin(static_cast<double>(j) * 0.01);
+  }
+  KeyStreamPrefetch none;
+  for (Isa isa : kernels::kIsas) {
+    const KernelSet* set = kernels::compiled_kernels(isa);
+    if (set == nullptr || isa > kernels::host_isa()) continue;
+    for (std::size_t base_log : {1, 5, 23})
+      for (std::size_t levels : {1, 2}) {
+        const std::size_t kept = base_log * levels;
+        for (std::size_t t : {std::size_t{0}, std::size_t{1}, std::size_t{8}, std::size_t{61}, half - 1, half, half + 3,
+                              half + 16, n - 1, n, n + 5, n + half, n + half + 9, 2 * n - 1}) {
+          for (bool difference : {false, true}) {
+            if (!difference && t != 0) continue;  // t unused
+            AlignedVector<Torus> want_state(n), got_state(n, 0);
+            AlignedVector<double> want(n), got(n);
+            if (difference) set->round_monomial_minus_one(in.data(), n, t, kept, want_state.data());
+            else set->round_to_top_bits(in.data(), n, kept, want_state.data());
+            set->twist_next_digits(want_state.data(), base_log, half, re.data(), im.data(), want.data(), none);
+            set->twist_first_digits(in.data(), half, t, difference, kept, base_log, levels > 1 ? got_state.data() : nullptr,
+                                    re.data(), im.data(), got.data(), none);
+            const std::string where = std::string(kernels::isa_name(isa)) + ", " + std::to_string(base_log) + " x " +
+                                      std::to_string(levels) + ", t = " + std::to_string(t) +
+                                      (difference ? ", difference" : "");
+            ASSERT_EQ(got, want) << where;
+            if (levels > 1) ASSERT_EQ(got_state, want_state) << where;
+          }
+        }
+      }
+  }
+}
+
 TEST_F(KernelSets, UntwistAddTorusMatchesPortable) {
   constexpr std::size_t half = 130;
   const auto re = dyadic_vector(half), im = dyadic_vector(half);

@@ -89,6 +89,15 @@ class Fft {
   // forward_integer_interleaved on those digits, written to `spectrum` (N doubles).
   // REQUIRES: 1 <= base_log <= 52.
   void forward_next_digits_interleaved(Torus* state, std::size_t base_log, FftScratch& scratch, double* spectrum) const;
+  // The first call of that sequence fused with the rounding before it: the spectrum of the
+  // least significant level's digits of Decomposer::round_to_top_bits (kept =
+  // base_log * level_count bits) of `in` (N words), or where `difference` of the blind
+  // rotation's (X^t - 1) * in (t < 2N: map_monomial_minus_one), with the next level's state
+  // written to `state` (N words) unless it is null (one level: no next level). Bit for bit
+  // the rounding, then forward_next_digits_interleaved; the rounded polynomial is never
+  // stored.
+  void forward_first_digits_interleaved(const Torus* in, std::size_t t, bool difference, std::size_t kept,
+                                        std::size_t base_log, Torus* state, FftScratch& scratch, double* spectrum) const;
   // out[j] += the torus value of the product held in the interleaved `spectrum` (in torus
   // units, below 2^51 in magnitude; rounded to 2^-52 of the torus), which must be 64-byte
   // aligned (as AlignedVector storage is).

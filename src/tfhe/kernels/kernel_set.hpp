@@ -66,6 +66,15 @@ struct KernelSet {
                          KeyStreamPrefetch& prefetch);
   void (*twist_next_digits)(Torus* state, std::size_t base_log, std::size_t half, const double* re, const double* im,
                             double* buf, KeyStreamPrefetch& prefetch);
+  //   twist_first_digits: the same for the first (least significant) level's digits of the
+  //                       rounding to `kept` bits (Decomposer::round_to_top_bits) of in, or,
+  //                       where `difference`, of (X^t - 1) * in (t < 2N: map_monomial_minus_one),
+  //                       in = N = 2 half words; writes the next level's state where `state`
+  //                       is not null (bit for bit: the rounding kernels below, then
+  //                       twist_next_digits).
+  void (*twist_first_digits)(const Torus* in, std::size_t half, std::size_t t, bool difference, std::size_t kept,
+                             std::size_t base_log, Torus* state, const double* re, const double* im, double* buf,
+                             KeyStreamPrefetch& prefetch);
   void (*untwist_add_torus)(const double* buf, std::size_t half, const double* re, const double* im, Torus* out,
                             KeyStreamPrefetch& prefetch);
 
