@@ -122,7 +122,8 @@ constexpr std::size_t kDotGroup = 4;
 static_assert(kDotGroup <= kernels::kMaxMultiBitGroupBatch);
 
 // One multi-bit step j (block) for scratch[0..count): each ciphertext's accumulator is
-// decomposed and transformed as multi_bit_blind_rotation_step does (glwe.cpp), the
+// decomposed and transformed as multi_bit_blind_rotation_step does (glwe.cpp: the rounding
+// fused into the first level's digit pass), the
 // multiply-adds of up to kDotGroup ciphertexts then read the block once, chunk by chunk,
 // and each output is transformed back and added. Per ciphertext, the same operations in the
 // same order as multi_bit_blind_rotation_step: grouping changes no result.
@@ -141,7 +142,7 @@ void multi_bit_step_group(const BootstrapKeyShape& shape, const double* block, s
   const kernels::KernelSet& kernel_set = kernels::active_kernels();
   // The transforms share the first ciphertext's buffers; spectra are each ciphertext's own.
   FftScratch& fs = scratch[0]->external_product.fft;
-  Torus* state = scratch[0]->external_product.state.data();
+  Torus* state = l > 1 ? scratch[0]->external_product.state.data() : nullptr;
   std::array<std::array<std::size_t, kernels::kMaxMultiBitGroup>, kDotGroup> exponents{};
   std::array<const std::size_t*, kDotGroup> exponent_ptrs{};
   std::array<const double*, kDotGroup> spectra{};
@@ -167,8 +168,10 @@ void multi_bit_step_group(const BootstrapKeyShape& shape, const double* block, s
       const Torus* acc = members[g]->accumulator.data();
       double* digit_spectra = ep.digit_spectra.data();
       for (std::size_t i = 0; i < parts; ++i) {
-        kernel_set.round_to_top_bits(acc + i * nn, nn, kept, state);
-        for (std::size_t lv = l; lv >= 1; --lv)
+        // Least significant level first: the carries run upward.
+        fft.forward_first_digits_interleaved(acc + i * nn, 0, false, kept, ggsw.base_log.value, state, fs,
+                                             digit_spectra + (i * l + (l - 1)) * nn);
+        for (std::size_t lv = l - 1; lv >= 1; --lv)
           fft.forward_next_digits_interleaved(state, ggsw.base_log.value, fs, digit_spectra + (i * l + (lv - 1)) * nn);
       }
       exponent_ptrs[g] = exponents[g].data();
