@@ -100,7 +100,11 @@ static_assert(kBatchGroup <= kMaxKeyswitchGroup);
 // groups of 4 (docs/perf-log.md, "Batches that share the key by 8").
 std::size_t batch_group_size(const BootstrapKeyShape& shape) {
   static const std::size_t l2 = [] {
+#ifdef _SC_LEVEL2_CACHE_SIZE  // glibc; not in WebAssembly (nor every libc): 1 MiB assumed there
     const long bytes = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#else
+    const long bytes = 0;
+#endif
     return bytes > 0 ? static_cast<std::size_t>(bytes) : std::size_t{1} << 20;
   }();
   const GgswShape& g = shape.ggsw;
