@@ -7,15 +7,26 @@
 //                                                     XGBoost and MLP fixtures, one row: the
 //                                                     native figures bench/web_client_bench.mjs
 //                                                     compares the WebAssembly client with
+//   deploy/answers/pack/outputs:M/rows:R              the server's packing of R rows of M
+//                                                     outputs (tfhe::pack_answers; counter
+//                                                     ms_per_row) on the
+//                                                     XGBoost fixture's set (p = 6, N = 2048)
+//                                                     with the packing its compile chooses
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
+#include <bit>
+#include <cmath>
 #include <cstdlib>
+#include <optional>
 #include <filesystem>
 #include <memory>
 #include <utility>
 #include <string>
 
+#include "veil/tfhe/keys.hpp"
+#include "veil/tfhe/lwe.hpp"
+#include "veil/tfhe/packing.hpp"
 #include "veil/veil.hpp"
 
 #ifndef VEIL_SOURCE_DIR
@@ -102,7 +113,47 @@ void client_step(benchmark::State& state, const std::string& model_file, ClientS
   }
 }
 
+void pack(benchmark::State& state, std::size_t outputs, std::size_t rows) {
+  using namespace veil::tfhe;
+  // The set the XGBoost fixture compiles to: p = 6, n = 836, k = 1, N = 2048, multi-bit.
+  std::optional<ParameterSet> p = ParameterSet{};
+  p->name = "xgb_breast_cancer_set";
+  p->message_bits = 6;
+  p->lwe_dimension = LweDimension(836);
+  p->glwe_dimension = GlweDimension(1);
+  p->polynomial_size = PolynomialSize(2048);
+  p->lwe_std_dev = std::exp2(min_secure_log2_std_dev(836));
+  p->glwe_std_dev = std::exp2(min_secure_log2_std_dev(2048));
+  p->pbs_base_log = DecompositionBaseLog(22);
+  p->pbs_level_count = DecompositionLevelCount(1);
+  p->ks_base_log = DecompositionBaseLog(3);
+  p->ks_level_count = DecompositionLevelCount(5);
+  p->grouping = GroupingFactor(2);
+  p->answer_polynomial_size = PolynomialSize(std::bit_ceil(outputs));
+  p->answer_base_log = DecompositionBaseLog(24);
+  p->answer_level_count = DecompositionLevelCount(1);
+  const SecretKeys secret = generate_secret_keys(*p);
+  const PackingKey key = expand_packing_key(generate_seeded_packing_key(secret));
+  auto rng = EncryptionRandomness::from_os();
+  std::vector<LweCiphertextList> in;
+  for (std::size_t r = 0; r < rows; ++r) {
+    in.emplace_back(p->big_lwe_dimension(), outputs);
+    for (std::size_t t = 0; t < outputs; ++t)
+      encrypt_lwe(secret.glwe.flattened(), encode_message(t % 64, 6), p->glwe_std_dev, rng, in.back()[t]);
+  }
+  for (auto _ : state) benchmark::DoNotOptimize(pack_answers(key, in, 14));
+  state.counters["key_mb"] = static_cast<double>(key.bytes()) / 1e6;
+  state.counters["ms_per_row"] = benchmark::Counter(static_cast<double>(rows) * 1e-3,
+                                                    benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+
 const bool registered = [] {
+  for (const std::size_t m : {2, 10, 20})
+    for (const std::size_t rows : {1, 8})
+      benchmark::RegisterBenchmark(("deploy/answers/pack/outputs:" + std::to_string(m) + "/rows:" + std::to_string(rows)).c_str(),
+                                   pack, m, rows)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
   for (const auto& [name, file] : {std::pair{"xgb_breast_cancer", "xgb_breast_cancer.json"},
                                    std::pair{"mlp_breast_cancer", "mlp_breast_cancer.onnx"}})
     for (const auto& [step_name, step] : {std::pair{"keygen", ClientStep::kKeygen}, std::pair{"encrypt", ClientStep::kEncrypt},

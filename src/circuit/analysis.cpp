@@ -1,6 +1,7 @@
 // Range, width and noise analyses, statistics, calibration and parameter choice
 // (analysis.hpp states the encoding and the lowering these numbers describe).
 #include "veil/circuit/analysis.hpp"
+#include "veil/tfhe/packing.hpp"
 
 #include <algorithm>
 #include <bit>
@@ -544,12 +545,15 @@ double output_read_variance(const CompiledCircuit& cc, std::uint32_t o, bool key
   return v;
 }
 
-// log2 error of one element of output o: the bound is half a step of W - t bits, i.e. the
-// 1-bit bound after scaling the variance by 4^(W - t - 1).
-double log2_output_element_error(const CompiledCircuit& cc, std::uint32_t o, bool keyswitch, unsigned bits) {
+// log2 error of one element of output o read at `variance`: the bound is half a step of
+// W - t bits, i.e. the 1-bit bound after scaling the variance by 4^(W - t - 1).
+double log2_output_element_error_at(const CompiledCircuit& cc, std::uint32_t o, double variance) {
   const CircuitAnalysis& a = cc.analysis;
   const int scale = 2 * static_cast<int>(a.widths[o] - output_step_bits(a, o) - 1);
-  return tfhe::log2_lookup_error_probability_for_variance(1, std::ldexp(output_read_variance(cc, o, keyswitch, bits), scale));
+  return tfhe::log2_lookup_error_probability_for_variance(1, std::ldexp(variance, scale));
+}
+double log2_output_element_error(const CompiledCircuit& cc, std::uint32_t o, bool keyswitch, unsigned bits) {
+  return log2_output_element_error_at(cc, o, output_read_variance(cc, o, keyswitch, bits));
 }
 
 void finish_statistics(CompiledCircuit& cc) {
@@ -656,6 +660,94 @@ std::vector<OutputTransport> plan_output_transport(const CompiledCircuit& cc, do
     plan.push_back(*best);
   }
   return plan;
+}
+
+double AnswerPacking::break_even_rows() const {
+  if (!(unpacked_bytes > packed_bytes)) return std::numeric_limits<double>::infinity();
+  return static_cast<double>(key_bytes) / static_cast<double>(unpacked_bytes - packed_bytes);
+}
+
+AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<OutputTransport>& transport, double p_error,
+                                  double max_break_even_rows) {
+  if (!(p_error > 0.0 && p_error < 1.0))
+    throw std::invalid_argument("plan_answer_packing: p_error must be in (0, 1), got " + fmt("%.17g", p_error));
+  if (transport.size() != cc.circuit.outputs.size())
+    throw std::invalid_argument("plan_answer_packing: " + std::to_string(transport.size()) + " forms for " +
+                                std::to_string(cc.circuit.outputs.size()) + " outputs");
+  AnswerPacking best;
+  // A frame is its 64-byte header plus its own fields; the envelope adds 8 bytes a frame.
+  constexpr std::uint64_t kFrame = 64 + 8;
+  for (std::size_t i = 0; i < transport.size(); ++i) {
+    const std::uint32_t o = cc.circuit.outputs[i];
+    const std::uint64_t count = static_cast<std::uint64_t>(element_count(cc.circuit.nodes[o].shape));
+    const std::uint64_t words = count * ((transport[i].keyswitch ? cc.params.lwe_dimension.value
+                                                                  : cc.params.big_lwe_dimension().value) + 1);
+    best.outputs += count;
+    best.unpacked_bytes += kFrame + 24 + (words * transport[i].modulus_bits + 7) / 8;
+  }
+  const std::size_t big = cc.params.big_lwe_dimension().value;
+  if (!cc.uses_bootstrapping || best.outputs < 2 || best.outputs > big) return best;
+  const std::size_t np = std::bit_ceil(best.outputs);
+  const double target = std::log2(p_error);
+  const tfhe::NoiseBreakdown noise = tfhe::noise_breakdown(cc.params);
+  tfhe::ParameterSet p = cc.params;
+  p.answer_polynomial_size = tfhe::PolynomialSize(np);
+  std::optional<AnswerPacking> chosen;
+  double chosen_variance = 0;
+  for (unsigned levels = 1; levels <= 4; ++levels) {
+    for (unsigned base_log = 1; base_log * levels <= 48; ++base_log) {
+      p.answer_base_log = tfhe::DecompositionBaseLog(base_log);
+      p.answer_level_count = tfhe::DecompositionLevelCount(levels);
+      const double packing = tfhe::packing_keyswitch_variance(p, best.outputs);
+      // As plan_output_transport: within p_error and the simulation's variance, or, for an
+      // output whose unswitched read already misses them, adding at most 1/64 to its variance.
+      const auto fits = [&](unsigned b) {
+        for (std::uint32_t o : cc.circuit.outputs) {
+          const double unswitched = cc.analysis.sq_norm2[o] * noise.blind_rotation;
+          const double v = unswitched + packing + tfhe::modulus_switch_variance_to_bits(cc.params.big_lwe_dimension(), b);
+          const double assumed = tfhe::variance_at_blind_rotation_input(cc.params, cc.analysis.sq_norm2[o]);
+          const bool reachable = log2_output_element_error_at(cc, o, unswitched) <= target && unswitched <= assumed;
+          const bool ok = reachable ? log2_output_element_error_at(cc, o, v) <= target && v <= assumed
+                                    : v <= std::min(unswitched * (1.0 + 1.0 / 64.0), std::max(assumed, unswitched));
+          if (!ok) return false;
+        }
+        return true;
+      };
+      if (!fits(63)) continue;
+      unsigned b = 1;
+      while (b < 63 && !fits(b)) ++b;
+      const double variance = packing;
+      const bool better = !chosen || b < chosen->modulus_bits ||
+                          (b == chosen->modulus_bits && levels < chosen->level_count) ||
+                          (b == chosen->modulus_bits && levels == chosen->level_count && variance < chosen_variance);
+      if (!better) continue;
+      AnswerPacking a = best;
+      a.polynomial_size = static_cast<unsigned>(np);
+      a.base_log = base_log;
+      a.level_count = levels;
+      a.modulus_bits = b;
+      chosen = a;
+      chosen_variance = variance;
+    }
+  }
+  if (!chosen) return best;
+  AnswerPacking& a = *chosen;
+  p.answer_base_log = tfhe::DecompositionBaseLog(a.base_log);
+  p.answer_level_count = tfhe::DecompositionLevelCount(a.level_count);
+  a.packed_bytes = kFrame + 32 + ((big + a.outputs) * a.modulus_bits + 7) / 8;
+  const std::uint64_t bodies = std::uint64_t{big} * a.level_count * np;
+  const unsigned body_bits = tfhe::bootstrap_key_body_bits(cc.params.glwe_std_dev);
+  a.key_bytes = 5 * 8 + 16 + 8 + (bodies * body_bits + 7) / 8;
+  ErrorSum sum;
+  const double packing = tfhe::packing_keyswitch_variance(p, a.outputs);
+  for (std::uint32_t o : cc.circuit.outputs)
+    sum.add(log2_output_element_error_at(cc, o,
+                                         cc.analysis.sq_norm2[o] * noise.blind_rotation + packing +
+                                             tfhe::modulus_switch_variance_to_bits(cc.params.big_lwe_dimension(), a.modulus_bits)),
+            static_cast<double>(element_count(cc.circuit.nodes[o].shape)));
+  a.log2_error = sum.log2_total();
+  a.packed = a.packed_bytes < a.unpacked_bytes && a.break_even_rows() <= max_break_even_rows;
+  return a;
 }
 
 double log2_output_read_error(const CompiledCircuit& cc, const std::vector<OutputTransport>& transport) {

@@ -501,7 +501,7 @@ std::vector<Tensor> decrypt_outputs(const CompiledCircuit& circuit, const tfhe::
 }
 
 std::vector<Tensor> decrypt_outputs(const CircuitSignature& sig, const tfhe::SecretKeys& keys,
-                                    const std::vector<EncryptedTensor>& outputs) {
+                                    const std::vector<EncryptedTensor>& outputs, const tfhe::GlweSecretKey* answer_key) {
   if (keys.params.id() != sig.params.id())
     throw std::invalid_argument("decrypt_outputs: the secret keys are for parameter set " + keys.params.describe() +
                                 ", the circuit was compiled for " + sig.params.describe());
@@ -518,14 +518,14 @@ std::vector<Tensor> decrypt_outputs(const CircuitSignature& sig, const tfhe::Sec
       throw std::invalid_argument(label + " has shape " + shape_string(outputs[i].shape) + ", the circuit's is " +
                                   shape_string(o.shape));
     // Under the big key, or keyswitched to the small one (a server may shrink its answers).
-    const std::size_t small = sig.params.lwe_dimension.value;
+    const std::size_t small = answer_key ? dim : sig.params.lwe_dimension.value;
     const std::size_t got = outputs[i].ciphertexts.dimension().value;
     if (outputs[i].ciphertexts.count() != static_cast<std::size_t>(element_count(o.shape)) || (got != dim && got != small))
       throw std::invalid_argument(label + " holds " + std::to_string(outputs[i].ciphertexts.count()) +
                                   " ciphertexts of dimension " + std::to_string(got) + ", expected " +
                                   std::to_string(element_count(o.shape)) + " of dimension " + std::to_string(dim) +
                                   " (or " + std::to_string(small) + " after a keyswitch)");
-    const std::span<const Torus> key = got == dim ? keys.glwe.flattened() : keys.lwe.bits();
+    const std::span<const Torus> key = answer_key ? answer_key->flattened() : got == dim ? keys.glwe.flattened() : keys.lwe.bits();
     std::vector<std::int64_t> data(outputs[i].ciphertexts.count());
     for (std::size_t e = 0; e < data.size(); ++e)
       data[e] = decode_value(tfhe::decrypt_lwe_phase(key, outputs[i].ciphertexts[e]), o.width, o.lo, o.step_bits);

@@ -21,6 +21,25 @@ void write_bytes(const std::string& path, std::span<const std::uint8_t> bytes) {
   deploy::write_file_atomic(path, bytes, 0644);
 }
 
+// One line on how answers travel: packed or not, a row's bytes each way, the key's cost.
+std::string answer_packing_line(const circuit::AnswerPacking& p) {
+  char line[320];
+  if (p.packed)
+    std::snprintf(line, sizeof line,
+                  "  answers: packed, %llu bytes a row instead of %llu (packing key %.2f MB of the evaluation keys, repaid "
+                  "after %.1f rows)\n",
+                  static_cast<unsigned long long>(p.packed_bytes), static_cast<unsigned long long>(p.unpacked_bytes),
+                  static_cast<double>(p.key_bytes) / 1e6, p.break_even_rows());
+  else if (p.packed_bytes != 0)
+    std::snprintf(line, sizeof line,
+                  "  answers: not packed, %llu bytes a row (packed: %llu, with a %.2f MB key repaid after %.1f rows)\n",
+                  static_cast<unsigned long long>(p.unpacked_bytes), static_cast<unsigned long long>(p.packed_bytes),
+                  static_cast<double>(p.key_bytes) / 1e6, p.break_even_rows());
+  else
+    std::snprintf(line, sizeof line, "  answers: not packed, %llu bytes a row\n", static_cast<unsigned long long>(p.unpacked_bytes));
+  return line;
+}
+
 }  // namespace
 
 std::string human_bytes(std::uint64_t b) {
@@ -51,12 +70,13 @@ int compile(const CompileArgs& a) {
   if (a.p_error) o.compile.p_error = *a.p_error;
   if (a.global_p_error) o.compile.global_p_error = *a.global_p_error;
   if (a.max_key_mb) o.compile.search.max_key_bytes = static_cast<std::uint64_t>(*a.max_key_mb * 1e6);
+  if (a.answer_packing != "auto") o.pack_answers = a.answer_packing == "on";
   const auto t0 = Clock::now();
   const deploy::ModelDev dev = deploy::ModelDev::compile_files(a.model, a.calibration, o);
   dev.save(a.out, {.overwrite = a.force});
   std::cout << "compiled " << a.model << " in " << seconds_since(t0) << " s: model " << deploy::model_id_hex(dev.model_id())
             << "\n"
-            << dev.statistics() << "wrote " << (fs::path(a.out) / deploy::kClientZip).string() << ", "
+            << dev.statistics() << answer_packing_line(dev.answer_packing()) << "wrote " << (fs::path(a.out) / deploy::kClientZip).string() << ", "
             << (fs::path(a.out) / deploy::kServerZip).string() << ", "
             << (fs::path(a.out) / deploy::kProcessingJson).string() << "\n";
   return 0;

@@ -20,6 +20,7 @@ struct CompileArgs {
   std::optional<double> p_error;          // per PBS
   std::optional<double> global_p_error;   // whole circuit
   std::optional<double> max_key_mb;       // evaluation keys' budget, MB (10^6 bytes)
+  std::string answer_packing = "auto";    // auto | on | off (deploy::DevOptions::pack_answers)
   bool force = false;
 };
 int compile(const CompileArgs& a);

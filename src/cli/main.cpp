@@ -40,6 +40,10 @@ int main(int argc, char** argv) {
   c->add_option("--max-key-mb", compile_args.max_key_mb,
                 "Budget for the client's evaluation keys in MB: the cheapest parameter set whose seeded keys fit (default: no limit)")
       ->check(CLI::Range(0.1, 1e6));
+  c->add_option("--answer-packing", compile_args.answer_packing,
+                "Pack a row's outputs into one GLWE answer: auto (when the packing key, part of the evaluation keys, is repaid "
+                "within 64 rows of smaller answers), on (whenever answers get smaller), off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   c->add_flag("--force", compile_args.force, "Overwrite existing artifacts");
   c->callback([&] { std::exit(compile(compile_args)); });
 

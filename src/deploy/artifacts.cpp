@@ -33,7 +33,7 @@ using internal::fail;
 using internal::temp_sibling;
 
 json params_to_json(const tfhe::ParameterSet& p) {
-  return json{{"name", p.name},
+  json j{{"name", p.name},
               {"id", tfhe::to_hex_u64(p.id())},
               {"message_bits", p.message_bits},
               {"lwe_dimension", p.lwe_dimension.value},
@@ -46,6 +46,12 @@ json params_to_json(const tfhe::ParameterSet& p) {
               {"ks_base_log", p.ks_base_log.value},
               {"ks_level_count", p.ks_level_count.value},
               {"grouping", p.grouping.value}};
+  if (p.packs_answers()) {  // absent: no packed answers (and artifacts written before them)
+    j["answer_polynomial_size"] = p.answer_polynomial_size.value;
+    j["answer_base_log"] = p.answer_base_log.value;
+    j["answer_level_count"] = p.answer_level_count.value;
+  }
+  return j;
 }
 
 // Typed field access that names the field on error. Integers must be JSON integers within
@@ -114,6 +120,11 @@ tfhe::ParameterSet params_from_json(const json& j, const std::string& where) {
   p.ks_level_count = tfhe::DecompositionLevelCount(field<std::size_t>(j, "ks_level_count", where));
   // Absent in artifacts written before multi-bit blind rotation: classical.
   if (j.contains("grouping")) p.grouping = tfhe::GroupingFactor(field<std::size_t>(j, "grouping", where));
+  if (j.contains("answer_polynomial_size")) {
+    p.answer_polynomial_size = tfhe::PolynomialSize(field<std::size_t>(j, "answer_polynomial_size", where));
+    p.answer_base_log = tfhe::DecompositionBaseLog(field<std::size_t>(j, "answer_base_log", where));
+    p.answer_level_count = tfhe::DecompositionLevelCount(field<std::size_t>(j, "answer_level_count", where));
+  }
   try {
     p.validate();
   } catch (const std::invalid_argument& e) {

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "deploy_internal.hpp"
+#include "veil/tfhe/packing.hpp"
 #include "veil/circuit/fhe_executor.hpp"
 #include "veil/deploy/model.hpp"
 #include "veil/tfhe/sha256.hpp"
@@ -182,14 +183,37 @@ std::vector<std::vector<circuit::Tensor>> ModelClient::decrypt_raw(std::span<con
   if (!secret_) throw std::logic_error("ModelClient: no keys (generate_keys or load_keys first)");
   const auto& sig = specs_.signature;
   const auto rows = open_output_batch(output_batch, model_id(), sig.params);
+  std::optional<tfhe::GlweSecretKey> answer_key;
   std::vector<std::vector<circuit::Tensor>> out;
   out.reserve(rows.size());
   for (std::size_t r = 0; r < rows.size(); ++r) {
-    if (rows[r].size() != sig.outputs.size())
-      throw EnvelopeError("encrypted output batch: row " + std::to_string(r) + " holds " + std::to_string(rows[r].size()) +
-                          " tensors, the model has " + std::to_string(sig.outputs.size()) + " outputs");
     std::vector<circuit::EncryptedTensor> tensors;
-    for (std::size_t o = 0; o < rows[r].size(); ++o) tensors.push_back({sig.outputs[o].shape, rows[r][o]});
+    if (rows[r].packed) {
+      // One list of the row's output elements, output after output.
+      const tfhe::LweCiphertextList& all = rows[r].tensors.front();
+      std::size_t expected = 0;
+      for (const auto& o : sig.outputs) expected += static_cast<std::size_t>(circuit::element_count(o.shape));
+      if (all.count() != expected)
+        throw EnvelopeError("encrypted output batch: row " + std::to_string(r) + " packs " + std::to_string(all.count()) +
+                            " output elements, the model has " + std::to_string(expected));
+      std::size_t at = 0;
+      for (const auto& o : sig.outputs) {
+        const std::size_t count = static_cast<std::size_t>(circuit::element_count(o.shape));
+        tfhe::LweCiphertextList part(all.dimension(), count);
+        for (std::size_t c = 0; c < count; ++c, ++at) {
+          const auto from = all[at];
+          std::copy(from.begin(), from.end(), part[c].begin());
+        }
+        tensors.push_back({o.shape, std::move(part)});
+      }
+      if (!answer_key) answer_key = tfhe::answer_secret_key(*secret_);
+      out.push_back(circuit::decrypt_outputs(sig, *secret_, tensors, &*answer_key));
+      continue;
+    }
+    if (rows[r].tensors.size() != sig.outputs.size())
+      throw EnvelopeError("encrypted output batch: row " + std::to_string(r) + " holds " + std::to_string(rows[r].tensors.size()) +
+                          " tensors, the model has " + std::to_string(sig.outputs.size()) + " outputs");
+    for (std::size_t o = 0; o < rows[r].tensors.size(); ++o) tensors.push_back({sig.outputs[o].shape, rows[r].tensors[o]});
     out.push_back(circuit::decrypt_outputs(sig, *secret_, tensors));
   }
   return out;

@@ -259,18 +259,48 @@ Bytes seal_output_batch(const ModelId& model, const tfhe::ParameterSet& params,
   });
 }
 
-std::vector<std::vector<tfhe::LweCiphertextList>> open_output_batch(std::span<const std::uint8_t> bytes,
-                                                                    const ModelId& model,
-                                                                    const tfhe::ParameterSet& params,
-                                                                    std::uint64_t max_bytes) {
-  return open_batch<tfhe::LweCiphertextList>(
+Bytes seal_packed_output_batch(const ModelId& model, const tfhe::ParameterSet& params,
+                               const std::vector<tfhe::PackedAnswer>& rows) {
+  std::vector<std::vector<const tfhe::PackedAnswer*>> one_each;
+  one_each.reserve(rows.size());
+  for (const auto& r : rows) one_each.push_back({&r});
+  return seal_batch(EnvelopeKind::kOutputBatch, model, one_each,
+                    [&](const tfhe::PackedAnswer* a) { return tfhe::serialize(*a, params); });
+}
+
+std::vector<OutputRow> open_output_batch(std::span<const std::uint8_t> bytes, const ModelId& model,
+                                         const tfhe::ParameterSet& params, std::uint64_t max_bytes) {
+  auto rows = open_batch<OutputRow>(
       EnvelopeKind::kOutputBatch, bytes, model, max_bytes,
       [&](std::span<const std::uint8_t> f) {
-        // Switched (format 1.2) or full words: the frame's type says which.
-        if (f.size() >= 64 && tfhe::inspect_frame(f, f.size()).type == tfhe::ObjectType::kModulusSwitchedLweCiphertextList)
-          return tfhe::deserialize_modulus_switched_lwe_ciphertext_list(f, params);
-        return tfhe::deserialize_lwe_ciphertext_list(f, params);
+        // Full words, switched (format 1.2) or packed (1.3): the frame's type says which.
+        const auto type = f.size() >= 64 ? tfhe::inspect_frame(f, f.size()).type : tfhe::ObjectType::kLweCiphertextList;
+        OutputRow one;
+        if (type == tfhe::ObjectType::kPackedAnswer) {
+          one.tensors.push_back(tfhe::unpack_answer(tfhe::deserialize_packed_answer(f, params)));
+          one.packed = true;
+        } else if (type == tfhe::ObjectType::kModulusSwitchedLweCiphertextList) {
+          one.tensors.push_back(tfhe::deserialize_modulus_switched_lwe_ciphertext_list(f, params));
+        } else {
+          one.tensors.push_back(tfhe::deserialize_lwe_ciphertext_list(f, params));
+        }
+        return one;
       });
+  // One OutputRow a frame above; a row is its frames' lists, packed when its one frame is.
+  std::vector<OutputRow> out;
+  out.reserve(rows.size());
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    OutputRow row;
+    for (auto& frame : rows[r]) {
+      if (frame.packed && rows[r].size() != 1)
+        fail("encrypted output batch", "row " + std::to_string(r) + " holds a packed answer beside " +
+                                           std::to_string(rows[r].size() - 1) + " other frames");
+      row.packed = frame.packed;
+      row.tensors.push_back(std::move(frame.tensors.front()));
+    }
+    out.push_back(std::move(row));
+  }
+  return out;
 }
 
 }  // namespace veil::deploy

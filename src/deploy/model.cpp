@@ -12,6 +12,7 @@
 #include "veil/ml/importers.hpp"
 #include "veil/tfhe/parallel.hpp"
 #include "veil/tfhe/lwe.hpp"
+#include "veil/tfhe/packing.hpp"
 #include "veil/tfhe/pbs.hpp"
 #include "veil/tfhe/serialization.hpp"
 #include "veil/tfhe/sha256.hpp"
@@ -42,13 +43,30 @@ std::string processing_file_text(const ml::Processing& p, const ModelId& id) {
 }
 
 
-// server.zip's answers.json: {"keyswitch": [bool per output], "modulus_bits": [b per output]}.
+// server.zip's answers.json: {"keyswitch": [bool per output], "modulus_bits": [b per output]},
+// and "packed_modulus_bits": b when the parameter set packs answers (the packed GLWE's bits).
 constexpr const char* kAnswersJson = "answers.json";
 
-std::string answers_json_text(const std::vector<circuit::OutputTransport>& plan) {
+std::string answers_json_text(const std::vector<circuit::OutputTransport>& plan, unsigned packed_bits) {
   json ks = json::array(), bits = json::array();
   for (const auto& t : plan) ks.push_back(t.keyswitch), bits.push_back(t.modulus_bits);
-  return json{{"keyswitch", ks}, {"modulus_bits", bits}}.dump();
+  json j{{"keyswitch", ks}, {"modulus_bits", bits}};
+  if (packed_bits != 0) j["packed_modulus_bits"] = packed_bits;
+  return j.dump();
+}
+
+unsigned parse_packed_modulus_bits(const Bytes& bytes, bool packs, const std::string& source) {
+  const json j = json::parse(bytes.begin(), bytes.end(), nullptr, false);
+  const bool has = j.is_object() && j.contains("packed_modulus_bits");
+  if (!packs) {
+    if (has) fail(source + ": packed_modulus_bits given, but the circuit's parameter set packs no answers");
+    return 0;
+  }
+  if (!has) fail(source + ": no packed_modulus_bits, but the circuit's parameter set packs answers");
+  const json& b = j["packed_modulus_bits"];
+  if (!b.is_number_unsigned() || b.get<std::uint64_t>() < 1 || b.get<std::uint64_t>() > 63)
+    fail(source + ": packed_modulus_bits holds " + b.dump() + ", expected an integer in [1, 63]");
+  return b.get<unsigned>();
 }
 
 std::vector<circuit::OutputTransport> parse_answers_json(const Bytes& bytes, std::size_t outputs, const std::string& source) {
@@ -97,14 +115,37 @@ ModelDev ModelDev::compile(const ml::Model& model, const ml::Matrix& calibration
   ModelDev dev;
   dev.compiled_ = circuit::compile(std::move(q.circuit), options.compile);
   dev.processing_ = std::move(q.processing);
-  dev.model_id_ = derive_model_id(circuit::serialize_compiled_circuit(dev.compiled_), ml::to_json(dev.processing_).dump());
-  dev.output_transport_ = circuit::plan_output_transport(dev.compiled_, circuit::per_read_p_error(dev.compiled_, options.compile));
-  // The prediction counts the outputs as they travel: keyswitched and switched.
+  const double per_read = circuit::per_read_p_error(dev.compiled_, options.compile);
+  dev.output_transport_ = circuit::plan_output_transport(dev.compiled_, per_read);
   circuit::CircuitStatistics& st = dev.compiled_.analysis.statistics;
+  double outputs = circuit::log2_output_read_error(dev.compiled_, dev.output_transport_);
+  {
+    // Planned even when off, so that the compile can say what packing would have saved.
+    const double rows = !options.pack_answers ? options.packing_break_even_rows
+                        : *options.pack_answers ? std::numeric_limits<double>::infinity()
+                                                : -1.0;
+    dev.answer_packing_ = circuit::plan_answer_packing(dev.compiled_, dev.output_transport_, per_read, rows);
+    // The packing key counts against a key budget (--max-key-mb) like the rest of the keys.
+    const std::uint64_t budget = options.compile.search.max_key_bytes;
+    if (dev.answer_packing_.packed && budget != 0 && dev.compiled_.uses_bootstrapping &&
+        tfhe::seeded_evaluation_keys_bytes(dev.compiled_.params) + dev.answer_packing_.key_bytes > budget)
+      dev.answer_packing_.packed = false;
+    if (dev.answer_packing_.packed) {
+      // The set now names the packing keyswitch: keys, ids and the circuit file carry it.
+      tfhe::ParameterSet& p = dev.compiled_.params;
+      p.answer_polynomial_size = tfhe::PolynomialSize(dev.answer_packing_.polynomial_size);
+      p.answer_base_log = tfhe::DecompositionBaseLog(dev.answer_packing_.base_log);
+      p.answer_level_count = tfhe::DecompositionLevelCount(dev.answer_packing_.level_count);
+      p.validate();
+      st.parameters = p.describe();
+      outputs = dev.answer_packing_.log2_error;
+    }
+  }
+  dev.model_id_ = derive_model_id(circuit::serialize_compiled_circuit(dev.compiled_), ml::to_json(dev.processing_).dump());
+  // The prediction counts the outputs as they travel: keyswitched or packed, and switched.
   const double lookups = dev.compiled_.uses_bootstrapping
                              ? circuit::log2_circuit_error_probability(dev.compiled_.analysis, dev.compiled_.params, true)
                              : -INFINITY;
-  const double outputs = circuit::log2_output_read_error(dev.compiled_, dev.output_transport_);
   const double hi = std::max(lookups, outputs), lo = std::min(lookups, outputs);
   st.log2_predicted_p_error = std::isinf(lo) ? hi : hi + std::log2(1.0 + std::exp2(lo - hi));  // union bound
   st.predicted_p_error = std::exp2(*st.log2_predicted_p_error);
@@ -133,7 +174,7 @@ void ModelDev::save(const fs::path& dir, const SaveOptions& options) const {
   specs.processing_sha256 = sha256_hex(to_bytes(processing));
   const Bytes versions = to_bytes(make_versions_json(model_id_));
   write_zip(dir / kServerZip, {{"circuit.veil", circuit::serialize_compiled_circuit(compiled_)},
-                               {kAnswersJson, to_bytes(answers_json_text(output_transport_))},
+                               {kAnswersJson, to_bytes(answers_json_text(output_transport_, answer_packing_.packed ? answer_packing_.modulus_bits : 0))},
                                {"versions.json", versions}});
   write_zip(dir / kClientZip, {{"client.specs.json", to_bytes(client_specs_to_json(specs))}, {"versions.json", versions}});
   write_file_atomic(dir / kProcessingJson, std::span(reinterpret_cast<const std::uint8_t*>(processing.data()), processing.size()));
@@ -146,7 +187,7 @@ namespace {
 // ModelServer's parts from server.zip.
 void load_server(ModelId& id, std::shared_ptr<const circuit::CompiledCircuit>& compiled,
                  std::shared_ptr<const circuit::FheExecutor>& executor, std::vector<circuit::OutputTransport>& output_transport,
-                 const std::string& zip, const ZipReader& reader) {
+                 unsigned& packed_bits, const std::string& zip, const ZipReader& reader) {
   id = check_versions_json(to_string(reader.read("versions.json", 1 << 20)), zip + " versions.json");
   try {
     compiled = std::make_shared<const circuit::CompiledCircuit>(
@@ -155,9 +196,14 @@ void load_server(ModelId& id, std::shared_ptr<const circuit::CompiledCircuit>& c
     fail(zip + ": circuit.veil: " + e.what());
   }
   const std::vector<std::string> names = reader.names();
-  if (std::find(names.begin(), names.end(), kAnswersJson) != names.end())
-    output_transport =
-        parse_answers_json(reader.read(kAnswersJson, 1 << 20), compiled->circuit.outputs.size(), zip + " " + kAnswersJson);
+  const bool packs = compiled->params.packs_answers();
+  if (std::find(names.begin(), names.end(), kAnswersJson) != names.end()) {
+    const Bytes answers = reader.read(kAnswersJson, 1 << 20);
+    output_transport = parse_answers_json(answers, compiled->circuit.outputs.size(), zip + " " + kAnswersJson);
+    packed_bits = parse_packed_modulus_bits(answers, packs, zip + " " + kAnswersJson);
+  } else if (packs) {
+    fail(zip + ": no " + std::string(kAnswersJson) + ", but the circuit's parameter set packs answers");
+  }
   executor = std::make_shared<const circuit::FheExecutor>(*compiled);
 }
 
@@ -167,13 +213,15 @@ ModelServer ModelServer::load(const fs::path& dir_or_zip) {
   const fs::path zip = fs::is_directory(dir_or_zip) ? dir_or_zip / kServerZip : dir_or_zip;
   const Bytes archive = read_file(zip, kMaxZipFileBytes);
   ModelServer s;
-  load_server(s.model_id_, s.compiled_, s.executor_, s.output_transport_, zip.string(), ZipReader(archive, zip.string()));
+  load_server(s.model_id_, s.compiled_, s.executor_, s.output_transport_, s.packed_modulus_bits_, zip.string(),
+              ZipReader(archive, zip.string()));
   return s;
 }
 
 ModelServer ModelServer::from_bytes(std::span<const std::uint8_t> server_zip, const std::string& source) {
   ModelServer s;
-  load_server(s.model_id_, s.compiled_, s.executor_, s.output_transport_, source, ZipReader(server_zip, source));
+  load_server(s.model_id_, s.compiled_, s.executor_, s.output_transport_, s.packed_modulus_bits_, source,
+              ZipReader(server_zip, source));
   return s;
 }
 
@@ -191,6 +239,10 @@ Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::Ev
   const circuit::FheExecutor& executor = *executor_;
   std::vector<std::vector<tfhe::LweCiphertextList>> out;
   out.reserve(rows.size());
+  // Packed answers: a row's outputs, all under the big key, in one GLWE (tfhe/packing.hpp).
+  const bool packed = keys && compiled_->params.packs_answers();
+  std::vector<tfhe::PackedAnswer> packed_out;
+  if (packed) packed_out.reserve(rows.size());
   RunStats local;
   // Rows run in waves: every node of the circuit over all of a wave's rows at once, so that a
   // lookup node is one batch over rows x elements. Sixteen rows fill the batch's threads and
@@ -226,6 +278,24 @@ Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::Ev
     auto wave_outputs = executor.run_rows(inputs, keys, &es, check);
     local.pbs += es.pbs;
     local.pbs_seconds += es.pbs_seconds;
+    if (packed) {
+      // One list of each row's output elements, output after output; the wave packed at once.
+      std::vector<tfhe::LweCiphertextList> all;
+      all.reserve(wave_outputs.size());
+      for (const auto& outputs : wave_outputs) {
+        std::size_t m = 0;
+        for (const auto& t : outputs) m += t.ciphertexts.count();
+        all.emplace_back(compiled_->params.big_lwe_dimension(), m);
+        std::size_t at = 0;
+        for (const auto& t : outputs)
+          for (std::size_t c = 0; c < t.ciphertexts.count(); ++c, ++at) {
+            const auto from = t.ciphertexts[c];
+            std::copy(from.begin(), from.end(), all.back()[at].begin());
+          }
+      }
+      for (auto& answer : tfhe::pack_answers(keys->packing, all, packed_modulus_bits_)) packed_out.push_back(std::move(answer));
+      continue;
+    }
     for (auto& outputs : wave_outputs) {
       std::vector<tfhe::LweCiphertextList> lists;
       for (std::size_t o = 0; o < outputs.size(); ++o) {
@@ -240,7 +310,8 @@ Bytes ModelServer::run(std::span<const std::uint8_t> input_batch, const tfhe::Ev
   local.rows = rows.size();
   std::vector<unsigned> bits;
   for (const auto& t : output_transport_) bits.push_back(t.modulus_bits);
-  Bytes result = seal_output_batch(model_id_, compiled_->params, out, bits);
+  Bytes result = packed ? seal_packed_output_batch(model_id_, compiled_->params, packed_out)
+                        : seal_output_batch(model_id_, compiled_->params, out, bits);
   local.total_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (stats) *stats = local;
   return result;

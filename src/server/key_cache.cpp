@@ -6,7 +6,7 @@
 namespace veil::server {
 
 std::uint64_t evaluation_keys_bytes(const tfhe::EvaluationKeys& keys) {
-  return keys.bsk.bytes() + keys.ksk.bytes() + sizeof(tfhe::EvaluationKeys) + keys.params.name.size();
+  return keys.bsk.bytes() + keys.ksk.bytes() + keys.packing.bytes() + sizeof(tfhe::EvaluationKeys) + keys.params.name.size();
 }
 
 KeyCache::KeyCache(std::uint64_t byte_budget) : byte_budget_(byte_budget) {}

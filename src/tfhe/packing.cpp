@@ -122,57 +122,16 @@ PackingKey expand_packing_key(const SeededPackingKey& seeded, const KeygenOption
   return key;
 }
 
-PackedAnswer pack_answer(const PackingKey& key, const LweCiphertextList& in, unsigned modulus_bits) {
-  const PackingKeyShape& shape = key.shape();
-  const std::size_t big = shape.input_lwe_dimension.value, np = shape.polynomial_size.value;
-  const std::size_t polys = shape.glwe_dimension.value + 1, l = shape.level_count.value;
-  if (key.empty()) throw std::invalid_argument("pack_answer: the evaluation keys hold no packing key");
-  if (in.dimension().value != big)
-    throw std::invalid_argument("pack_answer: ciphertexts of dimension " + std::to_string(in.dimension().value) +
-                                ", the packing key expects " + std::to_string(big));
-  if (in.count() < 1 || in.count() > np)
-    throw std::invalid_argument("pack_answer: " + std::to_string(in.count()) + " ciphertexts, a packed answer holds 1 to " +
-                                std::to_string(np));
-  if (modulus_bits < 1 || modulus_bits > 63)
-    throw std::invalid_argument("pack_answer: modulus_bits must be in [1, 63], got " + std::to_string(modulus_bits));
-  const std::size_t m = in.count();
-  // Digits d_j(a_t,i), [t][i][j].
-  const Decomposer decomposer(shape.base_log, shape.level_count);
-  std::vector<std::int64_t> digits(m * big * l);
-  for (std::size_t t = 0; t < m; ++t) {
-    const std::span<const Torus> a = in[t];
-    for (std::size_t i = 0; i < big; ++i) decomposer.decompose(a[i], digits.data() + (t * big + i) * l);
-  }
-  // acc = sum_t X^t ((0, b_t) - sum_(i,j) d * P_(i,j)), coefficient-major like the key.
-  // Coefficient v of every polynomial (the k' masks and the body) gathers -d * P[v - t]
-  // (t <= v) and +d * P[v - t + N'] (t > v): threads split the coefficients v, each reading
-  // the whole key once, and the inner loop runs over the k' + 1 polynomials.
-  std::vector<Torus> acc(polys * np, 0);
-  for (std::size_t t = 0; t < m; ++t) acc[t * polys + polys - 1] = in[t][big];
-  parallel_for(np, 0, (np + 1) / 2, [&](std::size_t v_begin, std::size_t v_end, unsigned) {
-    for (std::size_t i = 0; i < big; ++i) {
-      for (std::size_t j = 0; j < l; ++j) {
-        const Torus* p = key.ciphertext(i, j).data();
-        for (std::size_t t = 0; t < m; ++t) {
-          const std::int64_t d = digits[(t * big + i) * l + j];
-          if (d == 0) continue;
-          for (std::size_t v = v_begin; v < v_end; ++v) {
-            // X^t * P: coefficient u of P lands at u + t, negated past N'.
-            const bool wraps = t > v;
-            const Torus* src = p + (wraps ? v + np - t : v - t) * polys;
-            const Torus factor = static_cast<Torus>(wraps ? d : -d);
-            Torus* dst = acc.data() + v * polys;
-            for (std::size_t q = 0; q < polys; ++q) dst[q] += factor * src[q];
-          }
-        }
-      }
-    }
-  });
-  // Centred switch: every mask word rounded; body t takes the halved errors of the mask words
-  // its decryption sees, with their signs (+ for u <= t, - past the wrap).
-  const unsigned shift = 64 - modulus_bits;
+namespace {
+
+// The centred switch of one row's accumulator (coefficient-major, `polys` words a
+// coefficient) to `bits`: every mask word rounded; body t takes the halved errors of the mask
+// words its decryption sees, with their signs (+ for u <= t, - past the wrap).
+PackedAnswer switch_packed(const PackingKeyShape& shape, const Torus* acc, std::size_t m, unsigned bits) {
+  const std::size_t np = shape.polynomial_size.value, polys = shape.glwe_dimension.value + 1;
+  const unsigned shift = 64 - bits;
   const Torus half = Torus{1} << (shift - 1), low = (Torus{1} << shift) - 1;
-  PackedAnswer out{shape.glwe_dimension, shape.polynomial_size, m, modulus_bits, {}};
+  PackedAnswer out{shape.glwe_dimension, shape.polynomial_size, m, bits, {}};
   out.words.resize((polys - 1) * np + m);
   std::vector<Torus> column(np, 0);  // sum over the k' masks of the halved error at coefficient u
   for (std::size_t q = 0; q + 1 < polys; ++q)
@@ -191,6 +150,90 @@ PackedAnswer pack_answer(const PackingKey& key, const LweCiphertextList& in, uns
     out.words[(polys - 1) * np + t] = (acc[t * polys + polys - 1] + correction + half) & ~low;
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<PackedAnswer> pack_answers(const PackingKey& key, std::span<const LweCiphertextList> rows, unsigned modulus_bits) {
+  const PackingKeyShape& shape = key.shape();
+  const std::size_t big = shape.input_lwe_dimension.value, np = shape.polynomial_size.value;
+  const std::size_t polys = shape.glwe_dimension.value + 1, l = shape.level_count.value;
+  if (key.empty()) throw std::invalid_argument("pack_answer: the evaluation keys hold no packing key");
+  if (modulus_bits < 1 || modulus_bits > 63)
+    throw std::invalid_argument("pack_answer: modulus_bits must be in [1, 63], got " + std::to_string(modulus_bits));
+  std::vector<std::size_t> first(rows.size() + 1, 0);  // row r's ciphertexts are [first[r], first[r + 1])
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const LweCiphertextList& in = rows[r];
+    if (in.dimension().value != big)
+      throw std::invalid_argument("pack_answer: ciphertexts of dimension " + std::to_string(in.dimension().value) +
+                                  ", the packing key expects " + std::to_string(big));
+    if (in.count() < 1 || in.count() > np)
+      throw std::invalid_argument("pack_answer: " + std::to_string(in.count()) +
+                                  " ciphertexts, a packed answer holds 1 to " + std::to_string(np));
+    first[r + 1] = first[r] + in.count();
+  }
+  const std::size_t total = first.back();
+  // Digits d_j(a_c,i) of every ciphertext c of every row, [i][c][j]: the key's order.
+  const Decomposer decomposer(shape.base_log, shape.level_count);
+  std::vector<std::int64_t> digits(big * total * l);
+  for (std::size_t r = 0; r < rows.size(); ++r)
+    for (std::size_t t = 0; t < rows[r].count(); ++t) {
+      const std::span<const Torus> a = rows[r][t];
+      const std::size_t c = first[r] + t;
+      for (std::size_t i = 0; i < big; ++i) decomposer.decompose(a[i], digits.data() + (i * total + c) * l);
+    }
+  // Row r: acc_r = sum_t X^t ((0, b_t) - sum_(i,j) d * P_(i,j)), coefficient-major like the
+  // key: coefficient v of every polynomial (the k' masks and the body) gathers -d * P[v - t]
+  // (t <= v) and +d * P[v - t + N'] (t > v), the inner loop over the k' + 1 polynomials.
+  // Threads split the key's inputs i, so the key streams from memory once for all rows, each
+  // thread into accumulators of its own, summed at the end.
+  const std::size_t words = polys * np;
+  const unsigned threads = std::max(1u, std::min<unsigned>(resolve_thread_count(0), static_cast<unsigned>((big + 255) / 256)));
+  std::vector<std::vector<Torus>> partial(threads, std::vector<Torus>(rows.size() * words, 0));
+  const std::size_t chunk = (big + threads - 1) / threads;
+  const std::int64_t* const digit_data = digits.data();
+  const std::size_t* const starts = first.data();
+  const std::size_t row_count = rows.size();
+  parallel_for(big, threads, chunk, [&, digit_data, starts, row_count, words, polys, np, l, total](std::size_t i_begin, std::size_t i_end, unsigned w) {
+    const std::size_t row = polys;  // locals the compiler keeps in registers
+    Torus* const acc_base = partial[w].data();
+    for (std::size_t i = i_begin; i < i_end; ++i) {
+      for (std::size_t j = 0; j < l; ++j) {
+        const Torus* const p = key.ciphertext(i, j).data();
+        for (std::size_t r = 0; r < row_count; ++r) {
+          Torus* const acc = acc_base + r * words;
+          for (std::size_t c = starts[r]; c < starts[r + 1]; ++c) {
+            const std::size_t t = c - starts[r];
+            const std::int64_t d = digit_data[(i * total + c) * l + j];
+            if (d == 0) continue;
+            for (std::size_t v = 0; v < np; ++v) {
+              // X^t * P: coefficient u of P lands at u + t, negated past N'.
+              const bool wraps = t > v;
+              const Torus* __restrict src = p + (wraps ? v + np - t : v - t) * row;
+              Torus* __restrict dst = acc + v * row;
+              const Torus factor = static_cast<Torus>(wraps ? d : -d);
+              for (std::size_t q = 0; q < row; ++q) dst[q] += factor * src[q];
+            }
+          }
+        }
+      }
+    }
+  });
+  std::vector<PackedAnswer> out;
+  out.reserve(rows.size());
+  std::vector<Torus> acc(words);
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    std::fill(acc.begin(), acc.end(), Torus{0});
+    for (std::size_t t = 0; t < rows[r].count(); ++t) acc[t * polys + polys - 1] = rows[r][t][big];
+    for (const auto& part : partial)
+      for (std::size_t x = 0; x < words; ++x) acc[x] += part[r * words + x];
+    out.push_back(switch_packed(shape, acc.data(), rows[r].count(), modulus_bits));
+  }
+  return out;
+}
+
+PackedAnswer pack_answer(const PackingKey& key, const LweCiphertextList& in, unsigned modulus_bits) {
+  return std::move(pack_answers(key, std::span<const LweCiphertextList>(&in, 1), modulus_bits).front());
 }
 
 LweCiphertextList unpack_answer(const PackedAnswer& answer) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "veil/deploy/envelope.hpp"
 #include "veil/deploy/model.hpp"
 #include "veil/ml/importers.hpp"
 #include "veil/tfhe/serialization.hpp"
@@ -106,7 +108,10 @@ TEST(Deploy, XgboostRoundTrip) {
 // output modulus-switched to a few bits, bit-packed; a server.zip written before that file
 // existed answers as before (keyswitched, 64-bit words) and the client reads both.
 TEST(Deploy, AnswersTravelSwitchedAndAnOldServerZipStillAnswers) {
-  const Compiled c = compile_fixture("xgb_breast_cancer.json", "answers");
+  DevOptions unpacked;
+  unpacked.pack_answers = false;
+  const Compiled c = compile_fixture("xgb_breast_cancer.json", "answers", unpacked);
+  EXPECT_FALSE(c.dev.compiled().params.packs_answers());
   const auto& plan = c.dev.output_transport();
   ASSERT_EQ(plan.size(), c.dev.compiled().circuit.outputs.size());
   const ModelServer server = ModelServer::load(c.dir);
@@ -159,6 +164,75 @@ TEST(Deploy, AnswersTravelSwitchedAndAnOldServerZipStillAnswers) {
       EXPECT_NE(std::string(e.what()).find("answers.json"), std::string::npos) << e.what();
     }
   }
+}
+
+// Packed answers (tfhe/packing.hpp): the XGBoost fixture's 20 tree outputs travel as one GLWE
+// a row, decrypt to the clear prediction, and take the bytes the plan states, far fewer than
+// the same compile's unpacked answers; server.zip's packed_modulus_bits is checked; packed
+// frames that do not fit the model are refused by name.
+TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
+  const Compiled c = compile_fixture("xgb_breast_cancer.json", "packed");
+  const circuit::AnswerPacking& plan = c.dev.answer_packing();
+  ASSERT_TRUE(plan.packed);
+  const tfhe::ParameterSet& p = c.dev.compiled().params;
+  ASSERT_TRUE(p.packs_answers());
+  EXPECT_EQ(p.answer_polynomial_size.value, std::bit_ceil(plan.outputs));
+  EXPECT_LE(plan.break_even_rows(), 64.0);
+  EXPECT_LT(plan.packed_bytes * 10, plan.unpacked_bytes);
+  const ml::Matrix rows = features("breast_cancer_test.csv", 3);
+  expect_round_trip(c, rows);
+
+  ModelClient client = ModelClient::load(c.dir);
+  client.load_keys(c.dir / "keys");
+  const ModelServer server = ModelServer::load(c.dir);
+  const Bytes keys = ModelClient::read_evaluation_keys(c.dir / "keys", client.model_id());
+  EXPECT_EQ(keys.size(), evaluation_keys_envelope_bytes(p, true));
+  const auto eval = server.load_evaluation_keys(keys);
+  ASSERT_FALSE(eval->packing.empty());
+  const Bytes input = client.quantize_encrypt_serialize(rows);
+  const Bytes answer = server.run(input, eval.get());
+  // The envelope's header and counts, then per row one frame: its length, header, four shape
+  // words and (K + m) words of b bits.
+  EXPECT_EQ(answer.size(), 64 + 8 + rows.rows * plan.packed_bytes) << answer.size();
+  const ml::Predictions clear = ml::predict_clear(ml::QuantizedModel{c.dev.compiled().circuit, c.dev.processing()}, rows);
+  EXPECT_EQ(client.deserialize_decrypt_dequantize(answer).scores.data, clear.scores.data);
+
+  // Damaged answers: every truncation point and a flipped byte in each packed frame.
+  for (std::size_t cut : {answer.size() - 1, answer.size() - 100, std::size_t{200}}) {
+    const Bytes shorter(answer.begin(), answer.begin() + static_cast<std::ptrdiff_t>(cut));
+    EXPECT_THROW((void)client.deserialize_decrypt_dequantize(shorter), EnvelopeError) << cut;
+  }
+  // A server.zip whose answers.json lost packed_modulus_bits, or gives one out of range.
+  const fs::path zip = c.dir / "edited_server.zip";
+  const Bytes answers = read_zip_member(c.dir / kServerZip, "answers.json", 1 << 20);
+  nlohmann::json j = nlohmann::json::parse(answers.begin(), answers.end());
+  ASSERT_TRUE(j.contains("packed_modulus_bits"));
+  for (const nlohmann::json& bits : {nlohmann::json(), nlohmann::json(0), nlohmann::json(64), nlohmann::json("14")}) {
+    nlohmann::json edited = j;
+    if (bits.is_null()) edited.erase("packed_modulus_bits");
+    else edited["packed_modulus_bits"] = bits;
+    const std::string text = edited.dump();
+    write_zip(zip, {{"circuit.veil", read_zip_member(c.dir / kServerZip, "circuit.veil", 1 << 30)},
+                    {"answers.json", Bytes(text.begin(), text.end())},
+                    {"versions.json", read_zip_member(c.dir / kServerZip, "versions.json", 1 << 20)}});
+    try {
+      (void)ModelServer::load(zip);
+      ADD_FAILURE() << "accepted " << text;
+    } catch (const DeployError& e) {
+      EXPECT_NE(std::string(e.what()).find("packed_modulus_bits"), std::string::npos) << e.what();
+    }
+  }
+
+  // The same model compiled without packing: larger answers, and keys without the packing key
+  // (another parameter set, so neither side takes the other's keys).
+  DevOptions off;
+  off.pack_answers = false;
+  const Compiled u = compile_fixture("xgb_breast_cancer.json", "unpacked", off);
+  EXPECT_FALSE(u.dev.answer_packing().packed);
+  EXPECT_EQ(u.dev.answer_packing().packed_bytes, plan.packed_bytes);  // what it would have been
+  EXPECT_NE(u.dev.compiled().params.id(), p.id());
+  EXPECT_LT(evaluation_keys_envelope_bytes(u.dev.compiled().params, true), keys.size());
+  EXPECT_THROW((void)ModelServer::load(u.dir).load_evaluation_keys(keys), std::exception);
 }
 
 // The parameter set's grouping (classical or multi-bit blind rotation) travels in

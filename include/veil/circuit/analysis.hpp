@@ -252,6 +252,28 @@ struct OutputTransport {
 // added noise moves its rounding); where no form meets both, the big key with the fewest bits
 // whose switch adds at most 1/64 to the read's variance.
 std::vector<OutputTransport> plan_output_transport(const CompiledCircuit& compiled, double p_error);
+// Packing a row's outputs into one GLWE answer (tfhe/packing.hpp): whether it pays and with
+// which packing keyswitch. For a bootstrapped circuit of m >= 2 output elements: N' the
+// smallest power of two >= m, and among the decompositions of at most 4 levels, the one whose
+// answer needs the fewest bits b (every output's read within p_error and within the variance
+// its clear simulation assumes, as plan_output_transport), then the fewest levels (the key).
+// `packed` when the packed answer is smaller than the unpacked one and the packing key's
+// seeded bytes are repaid within max_break_even_rows rows.
+struct AnswerPacking {
+  bool packed = false;
+  std::size_t outputs = 0;           // m, output elements a row
+  unsigned polynomial_size = 0;      // N'
+  unsigned base_log = 0, level_count = 0, modulus_bits = 0;
+  std::uint64_t packed_bytes = 0;    // a row's packed answer, its frame included
+  std::uint64_t unpacked_bytes = 0;  // a row's answer as `transport` sends it, frames included
+  std::uint64_t key_bytes = 0;       // the packing key's share of the evaluation keys
+  double log2_error = 0;             // of some output element of a row decrypting wrong, packed
+  // Rows after which the packing key has paid for itself (infinity when packing saves nothing).
+  double break_even_rows() const;
+};
+AnswerPacking plan_answer_packing(const CompiledCircuit& compiled, const std::vector<OutputTransport>& transport,
+                                  double p_error, double max_break_even_rows);
+
 // log2 of the probability that some output element decrypts wrong when sent as `transport`.
 double log2_output_read_error(const CompiledCircuit& compiled, const std::vector<OutputTransport>& transport);
 // The error probability per read (PBS or output ciphertext) that compile() targets for these

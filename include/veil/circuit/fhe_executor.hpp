@@ -66,8 +66,11 @@ CircuitSignature signature_of(const CompiledCircuit& circuit);
 std::vector<tfhe::SeededLweCiphertextList> encrypt_inputs(const CircuitSignature& signature,
                                                           const tfhe::SecretKeys& keys,
                                                           const std::vector<Tensor>& inputs);
+// `answer_key` (tfhe::answer_secret_key): every output was unpacked from a packed answer and
+// is under it.
 std::vector<Tensor> decrypt_outputs(const CircuitSignature& signature, const tfhe::SecretKeys& keys,
-                                    const std::vector<EncryptedTensor>& outputs);
+                                    const std::vector<EncryptedTensor>& outputs,
+                                    const tfhe::GlweSecretKey* answer_key = nullptr);
 
 // Encrypts one tensor per circuit input (circuit.inputs() order) in seeded form: 8 bytes per
 // element plus a seed. Throws std::invalid_argument naming the input on a count, shape or

@@ -37,6 +37,7 @@
 #include "veil/error.hpp"
 #include "veil/circuit/fhe_executor.hpp"
 #include "veil/tfhe/keys.hpp"
+#include "veil/tfhe/packing.hpp"
 
 namespace veil::deploy {
 
@@ -104,9 +105,17 @@ std::vector<std::vector<tfhe::SeededLweCiphertextList>> open_input_batch(std::sp
 Bytes seal_output_batch(const ModelId& model, const tfhe::ParameterSet& params,
                         const std::vector<std::vector<tfhe::LweCiphertextList>>& rows,
                         const std::vector<unsigned>& modulus_bits = {});
-std::vector<std::vector<tfhe::LweCiphertextList>> open_output_batch(std::span<const std::uint8_t> bytes,
-                                                                    const ModelId& model,
-                                                                    const tfhe::ParameterSet& params,
-                                                                    std::uint64_t max_bytes = kMaxBatchEnvelopeBytes);
+// Packed answers (tfhe/packing.hpp): one frame a row, the row's outputs in one GLWE.
+Bytes seal_packed_output_batch(const ModelId& model, const tfhe::ParameterSet& params,
+                               const std::vector<tfhe::PackedAnswer>& rows);
+// A row as it arrived: one list per output tensor, or, packed, one list of the row's m output
+// elements unpacked (tfhe::unpack_answer: under the answer key, not the big key).
+struct OutputRow {
+  std::vector<tfhe::LweCiphertextList> tensors;
+  bool packed = false;
+};
+std::vector<OutputRow> open_output_batch(std::span<const std::uint8_t> bytes, const ModelId& model,
+                                         const tfhe::ParameterSet& params,
+                                         std::uint64_t max_bytes = kMaxBatchEnvelopeBytes);
 
 }  // namespace veil::deploy

@@ -73,6 +73,12 @@ struct ClientSpecs {
 struct DevOptions {
   ml::QuantizationOptions quantization;
   circuit::CompileOptions compile;
+  // Packed answers (tfhe/packing.hpp, circuit::plan_answer_packing): `pack_answers` unset packs
+  // when the packing key is repaid within `packing_break_even_rows` rows of smaller answers;
+  // true packs whenever it makes answers smaller; false never packs. Never past a key budget
+  // (compile.search.max_key_bytes): the packing key is part of the evaluation keys.
+  std::optional<bool> pack_answers;
+  double packing_break_even_rows = 64;
 };
 
 struct SaveOptions {
@@ -99,12 +105,16 @@ class ModelDev {
   // Per output, how its answers travel (circuit::plan_output_transport at the compile's error
   // target; server.zip's answers.json).
   const std::vector<circuit::OutputTransport>& output_transport() const { return output_transport_; }
+  // Whether and how a row's outputs travel packed into one GLWE (its `packed` decides; the
+  // parameter set then carries the packing keyswitch).
+  const circuit::AnswerPacking& answer_packing() const { return answer_packing_; }
 
  private:
   circuit::CompiledCircuit compiled_;
   ml::Processing processing_;
   ModelId model_id_{};
   std::vector<circuit::OutputTransport> output_transport_;
+  circuit::AnswerPacking answer_packing_;
 };
 
 using Progress = std::function<void(const std::string& step, double fraction)>;
@@ -229,6 +239,7 @@ class ModelServer {
  private:
   ModelId model_id_{};
   std::vector<circuit::OutputTransport> output_transport_;
+  unsigned packed_modulus_bits_ = 0;  // answers.json's, when the parameter set packs answers
   std::shared_ptr<const circuit::CompiledCircuit> compiled_;
   std::shared_ptr<const circuit::FheExecutor> executor_;  // lowered once; keys come per run
 };

@@ -55,6 +55,9 @@ struct PackedAnswer {
 // Throws std::invalid_argument on a dimension, count or modulus_bits outside the key's shape
 // or [1, 63].
 PackedAnswer pack_answer(const PackingKey& key, const LweCiphertextList& in, unsigned modulus_bits);
+// The same for many rows at once (one answer per list), the key read from memory once for
+// all of them: what a server does with a wave of rows.
+std::vector<PackedAnswer> pack_answers(const PackingKey& key, std::span<const LweCiphertextList> rows, unsigned modulus_bits);
 
 // The public unpacking a client does before decrypting: body coefficient t as an LWE
 // ciphertext of dimension k'N' under answer_secret_key(...).flattened(). Throws
