@@ -688,6 +688,7 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
   const std::size_t big = cc.params.big_lwe_dimension().value;
   if (!cc.uses_bootstrapping || best.outputs < 2 || best.outputs > big) return best;
   const std::size_t np = std::bit_ceil(best.outputs);
+  if (np > big || big % np != 0) return best;  // k*N need not be a power of two (k = 3, 5, 6)
   const double target = std::log2(p_error);
   const tfhe::NoiseBreakdown noise = tfhe::noise_breakdown(cc.params);
   tfhe::ParameterSet p = cc.params;

@@ -189,13 +189,14 @@ std::vector<std::vector<circuit::Tensor>> ModelClient::decrypt_raw(std::span<con
   for (std::size_t r = 0; r < rows.size(); ++r) {
     std::vector<circuit::EncryptedTensor> tensors;
     if (rows[r].packed) {
-      // One list of the row's output elements, output after output.
-      const tfhe::LweCiphertextList& all = rows[r].tensors.front();
+      // The row's output elements, output after output, checked before unpacking them.
       std::size_t expected = 0;
       for (const auto& o : sig.outputs) expected += static_cast<std::size_t>(circuit::element_count(o.shape));
-      if (all.count() != expected)
-        throw EnvelopeError("encrypted output batch: row " + std::to_string(r) + " packs " + std::to_string(all.count()) +
-                            " output elements, the model has " + std::to_string(expected));
+      if (rows[r].packed->count != expected)
+        throw EnvelopeError("encrypted output batch: row " + std::to_string(r) + " packs " +
+                            std::to_string(rows[r].packed->count) + " output elements, the model has " +
+                            std::to_string(expected));
+      const tfhe::LweCiphertextList all = tfhe::unpack_answer(*rows[r].packed);
       std::size_t at = 0;
       for (const auto& o : sig.outputs) {
         const std::size_t count = static_cast<std::size_t>(circuit::element_count(o.shape));

@@ -277,8 +277,7 @@ std::vector<OutputRow> open_output_batch(std::span<const std::uint8_t> bytes, co
         const auto type = f.size() >= 64 ? tfhe::inspect_frame(f, f.size()).type : tfhe::ObjectType::kLweCiphertextList;
         OutputRow one;
         if (type == tfhe::ObjectType::kPackedAnswer) {
-          one.tensors.push_back(tfhe::unpack_answer(tfhe::deserialize_packed_answer(f, params)));
-          one.packed = true;
+          one.packed = tfhe::deserialize_packed_answer(f, params);
         } else if (type == tfhe::ObjectType::kModulusSwitchedLweCiphertextList) {
           one.tensors.push_back(tfhe::deserialize_modulus_switched_lwe_ciphertext_list(f, params));
         } else {
@@ -295,8 +294,10 @@ std::vector<OutputRow> open_output_batch(std::span<const std::uint8_t> bytes, co
       if (frame.packed && rows[r].size() != 1)
         fail("encrypted output batch", "row " + std::to_string(r) + " holds a packed answer beside " +
                                            std::to_string(rows[r].size() - 1) + " other frames");
-      row.packed = frame.packed;
-      row.tensors.push_back(std::move(frame.tensors.front()));
+      if (frame.packed)
+        row.packed = std::move(frame.packed);
+      else
+        row.tensors.push_back(std::move(frame.tensors.front()));
     }
     out.push_back(std::move(row));
   }

@@ -58,8 +58,8 @@ GlweSecretKey answer_secret_key(const SecretKeys& keys) {
   GlweSecretKey out(shape.glwe_dimension, shape.polynomial_size);
   std::span<Torus> s = out.mutable_bits();
   for (std::size_t i = 0; i < coefficients; ++i) s[i] = (stream[i / 8] >> (i % 8)) & 1;
-  std::fill(digest.begin(), digest.end(), 0);
-  std::fill(chacha_key.begin(), chacha_key.end(), 0);
+  secure_wipe(digest.data(), sizeof digest);
+  secure_wipe(chacha_key.data(), sizeof chacha_key);
   return out;
 }
 
@@ -238,6 +238,8 @@ PackedAnswer pack_answer(const PackingKey& key, const LweCiphertextList& in, uns
 
 LweCiphertextList unpack_answer(const PackedAnswer& answer) {
   const std::size_t k = answer.glwe_dimension.value, np = answer.polynomial_size.value, m = answer.count;
+  if (std::size_t kn = 0; __builtin_mul_overflow(k, np, &kn) || kn > (std::size_t{1} << 32))
+    throw std::invalid_argument("unpack_answer: a GLWE of " + std::to_string(k) + " x " + std::to_string(np) + " is too large");
   if (np == 0 || k == 0 || m < 1 || m > np)
     throw std::invalid_argument("unpack_answer: " + std::to_string(m) + " outputs in a GLWE of " + std::to_string(k) + " x " +
                                 std::to_string(np));
@@ -260,13 +262,13 @@ LweCiphertextList unpack_answer(const PackedAnswer& answer) {
 
 double packing_keyswitch_variance(const ParameterSet& params, std::size_t count) {
   require_packing(params, "packing_keyswitch_variance");
+  if (count < 1) throw std::invalid_argument("packing_keyswitch_variance: count must be at least 1");
   const double s2 = params.glwe_std_dev * params.glwe_std_dev + bootstrap_key_body_rounding_variance(params.glwe_std_dev);
   const LweDimension big = params.big_lwe_dimension();
   // The keyswitch sum for the decomposed input itself (its rounding and the key noise) ...
   const double one = keyswitch_variance(big, std::sqrt(s2), params.answer_base_log, params.answer_level_count);
   // ... and, rotated onto every coefficient, the key noise of the other count - 1 inputs.
-  const double key_only = keyswitch_variance(big, std::sqrt(s2), params.answer_base_log, params.answer_level_count) -
-                          keyswitch_variance(big, 0.0, params.answer_base_log, params.answer_level_count);
+  const double key_only = one - keyswitch_variance(big, 0.0, params.answer_base_log, params.answer_level_count);
   return one + static_cast<double>(count - 1) * key_only;
 }
 

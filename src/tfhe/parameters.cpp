@@ -155,7 +155,7 @@ void ParameterSet::validate() const {
   if (packs_answers()) {
     const std::size_t np = answer_polynomial_size.value;
     const std::size_t big = glwe_dimension.value * big_n;
-    if (!std::has_single_bit(np) || np > big)
+    if (!std::has_single_bit(np) || np > big || big % np != 0)
       fail("answer_polynomial_size must be 0 (no packing) or a power of two dividing k*N = " + std::to_string(big) +
            ", got " + std::to_string(np));
     check_decomposition("answer", answer_base_log, answer_level_count);

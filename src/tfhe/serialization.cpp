@@ -613,7 +613,9 @@ SeededPackingKey read_seeded_packing(Reader& r, const ParameterSet& params, std:
     fail(r.type(), "packing key " + packing_shape_text(shape) + " differs from parameter set " + set_label(params) + "'s " +
                        packing_shape_text(expected));
   const Seed seed = r.seed("seed");
-  const std::uint64_t words = std::uint64_t{expected.ciphertext_count()} * expected.polynomial_size.value;
+  const std::uint64_t words =
+      checked_mul(r.type(), checked_mul(r.type(), expected.input_lwe_dimension.value, expected.level_count.value),
+                  expected.polynomial_size.value);
   if (words / 8 > r.remaining())
     fail(r.type(), "only " + std::to_string(r.remaining()) + " bytes remain for the packing key bodies, " +
                        packing_shape_text(shape) + " needs " + std::to_string(words) + " bodies");

@@ -168,8 +168,8 @@ TEST(Deploy, AnswersTravelSwitchedAndAnOldServerZipStillAnswers) {
 
 // Packed answers (tfhe/packing.hpp): the XGBoost fixture's 20 tree outputs travel as one GLWE
 // a row, decrypt to the clear prediction, and take the bytes the plan states, far fewer than
-// the same compile's unpacked answers; server.zip's packed_modulus_bits is checked; packed
-// frames that do not fit the model are refused by name.
+// the same compile's unpacked answers; server.zip's packed_modulus_bits is checked; a packed
+// answer whose count does not fit the model is refused by name.
 TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
   const Compiled c = compile_fixture("xgb_breast_cancer.json", "packed");
   const circuit::AnswerPacking& plan = c.dev.answer_packing();
@@ -197,10 +197,31 @@ TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
   const ml::Predictions clear = ml::predict_clear(ml::QuantizedModel{c.dev.compiled().circuit, c.dev.processing()}, rows);
   EXPECT_EQ(client.deserialize_decrypt_dequantize(answer).scores.data, clear.scores.data);
 
-  // Damaged answers: every truncation point and a flipped byte in each packed frame.
+  // Damaged answers: truncated envelopes.
   for (std::size_t cut : {answer.size() - 1, answer.size() - 100, std::size_t{200}}) {
     const Bytes shorter(answer.begin(), answer.begin() + static_cast<std::ptrdiff_t>(cut));
     EXPECT_THROW((void)client.deserialize_decrypt_dequantize(shorter), EnvelopeError) << cut;
+  }
+  // A well-formed packed answer of one output element too few: refused, naming both counts,
+  // before anything is unpacked.
+  std::vector<OutputRow> opened = open_output_batch(answer, client.model_id(), p);
+  ASSERT_EQ(opened.size(), rows.rows);
+  ASSERT_TRUE(opened[0].packed);
+  std::vector<tfhe::PackedAnswer> short_rows;
+  for (auto& row : opened) {
+    tfhe::PackedAnswer a = *row.packed;
+    a.count -= 1;
+    a.words.pop_back();
+    short_rows.push_back(std::move(a));
+  }
+  try {
+    (void)client.deserialize_decrypt_dequantize(seal_packed_output_batch(client.model_id(), p, short_rows));
+    ADD_FAILURE() << "a packed answer of too few outputs was accepted";
+  } catch (const EnvelopeError& e) {
+    EXPECT_NE(std::string(e.what()).find("packs " + std::to_string(plan.outputs - 1) + " output elements, the model has " +
+                                         std::to_string(plan.outputs)),
+              std::string::npos)
+        << e.what();
   }
   // A server.zip whose answers.json lost packed_modulus_bits, or gives one out of range.
   const fs::path zip = c.dir / "edited_server.zip";

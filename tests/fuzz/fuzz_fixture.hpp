@@ -14,6 +14,18 @@ inline const tfhe::ParameterSet& fuzz_params() {
   return p;
 }
 
+// The same set packing its answers (tag 15 frames and packing keys): N' = 8 of k*N = 256.
+inline const tfhe::ParameterSet& fuzz_packing_params() {
+  static const tfhe::ParameterSet p = [] {
+    tfhe::ParameterSet q = fuzz_params();
+    q.answer_polynomial_size = tfhe::PolynomialSize(8);
+    q.answer_base_log = tfhe::DecompositionBaseLog(8);
+    q.answer_level_count = tfhe::DecompositionLevelCount(2);
+    return q;
+  }();
+  return p;
+}
+
 inline const deploy::ModelId& fuzz_model_id() {
   static const deploy::ModelId id = {0x5e, 0xed, 0x00, 0x01, 0x02, 0x03, 0x04, 0x05,
                                      0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d};

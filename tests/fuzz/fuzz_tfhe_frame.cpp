@@ -26,6 +26,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       case tfhe::ObjectType::kSeededLweKeyswitchKey: (void)tfhe::deserialize_seeded_keyswitch_key(bytes, p, kMax); break;
       case tfhe::ObjectType::kSeededEvaluationKeys: (void)tfhe::deserialize_seeded_evaluation_keys(bytes, nullptr, kMax); break;
       case tfhe::ObjectType::kParameterSet: (void)tfhe::deserialize_parameter_set(bytes, kMax); break;
+      case tfhe::ObjectType::kModulusSwitchedLweCiphertextList:
+        (void)tfhe::deserialize_modulus_switched_lwe_ciphertext_list(bytes, p, kMax);
+        break;
+      case tfhe::ObjectType::kPackedAnswer:
+        (void)tfhe::unpack_answer(tfhe::deserialize_packed_answer(bytes, fuzz::fuzz_packing_params(), kMax));
+        break;
       default: break;
     }
   });

@@ -13,6 +13,7 @@
 #include "veil/deploy/model.hpp"
 #include "veil/ml/importers.hpp"
 #include "veil/tfhe/keys.hpp"
+#include "veil/tfhe/packing.hpp"
 #include "veil/tfhe/serialization.hpp"
 
 using namespace veil;
@@ -82,6 +83,13 @@ void tfhe_and_envelope_seeds() {
   // Bodies as the key generator leaves them: rounded to their top bits (24 or 32 travel).
   ksk.bodies.assign(ksk.shape.ciphertext_count(), std::uint64_t{7} << 40);
   put_both("tfhe_frame", "seeded_keyswitch_key", tfhe::serialize(ksk, p));
+  // A packed answer and evaluation keys with a packing key, under the packing variant of the set.
+  const tfhe::ParameterSet& pp = fuzz::fuzz_packing_params();
+  const tfhe::SecretKeys packing_keys = tfhe::generate_secret_keys(pp, /*allow_insecure=*/true);
+  tfhe::LweCiphertextList outputs(big, 3);
+  const tfhe::PackingKey packing = tfhe::expand_packing_key(tfhe::generate_seeded_packing_key(packing_keys));
+  put_both("tfhe_frame", "packed_answer", tfhe::serialize(tfhe::pack_answer(packing, outputs, 12), pp));
+  put_both("tfhe_frame", "packing_evaluation_keys", tfhe::serialize(tfhe::generate_seeded_evaluation_keys(packing_keys)));
 
   const deploy::ModelId& id = fuzz::fuzz_model_id();
   put_both("envelope", "secret_keys", deploy::seal_secret_keys(id, keys));

@@ -67,6 +67,12 @@ TEST(Packing, ParameterFieldsAreValidatedAndEnterTheIdOnlyWhenOn) {
   bad = *plain;
   bad.answer_base_log = DecompositionBaseLog(4);
   EXPECT_THROW(bad.validate(), std::invalid_argument);
+  // k*N = 3 x 256 = 768: N' = 512 is a power of two below it that does not divide it.
+  bad = p;
+  bad.glwe_dimension = GlweDimension(3);
+  bad.polynomial_size = PolynomialSize(256);
+  bad.answer_polynomial_size = PolynomialSize(512);
+  EXPECT_TRUE(has(error_of([&] { bad.validate(); }), "dividing k*N = 768"));
   // A parameter set survives its frame with the new fields; an unpacked one keeps its id.
   EXPECT_EQ(deserialize_parameter_set(serialize(p)), p);
   EXPECT_EQ(deserialize_parameter_set(serialize(*plain)).id(), id);
@@ -114,6 +120,26 @@ TEST(Packing, PackedOutputsDecryptToTheirMessages) {
   }
 }
 
+// A wave: pack_answers over rows of different counts equals pack_answer row by row, word
+// for word (the same arithmetic, the key read once).
+TEST(Packing, AWaveOfRowsPacksAsEachRowAlone) {
+  const ParameterSet p = packing_set(8);
+  auto k = packing_for(p);
+  std::vector<LweCiphertextList> rows;
+  for (std::size_t m : {8u, 3u, 1u, 5u}) {
+    std::vector<std::uint64_t> messages;
+    for (std::size_t t = 0; t < m; ++t) messages.push_back((3 * t + m) % 16);
+    rows.push_back(encrypt_messages(k.secret, messages, 4));
+  }
+  const std::vector<PackedAnswer> wave = pack_answers(k.key, rows, 18);
+  ASSERT_EQ(wave.size(), rows.size());
+  for (std::size_t r = 0; r < rows.size(); ++r) {
+    const PackedAnswer alone = pack_answer(k.key, rows[r], 18);
+    EXPECT_EQ(wave[r].words, alone.words) << "row " << r;
+    EXPECT_EQ(wave[r].count, rows[r].count());
+  }
+}
+
 TEST(Packing, BadInputsAreRefusedByName) {
   const ParameterSet p = packing_set(2);
   auto k = packing_for(p);
@@ -146,7 +172,7 @@ TEST(Packing, EvaluationKeysCarryThePackingKey) {
   const SeededEvaluationKeys back = deserialize_seeded_evaluation_keys(bytes, &p);
   EXPECT_EQ(back.packing.seed, seeded.packing.seed);
   EXPECT_TRUE(std::equal(back.packing.bodies.begin(), back.packing.bodies.end(), seeded.packing.bodies.begin()));
-  // Cut inside the packing key: refused, naming it.
+  // Cut inside the packing key: refused (the frame's length no longer matches).
   Bytes cut(bytes.begin(), bytes.end() - 9);
   EXPECT_THROW((void)deserialize_seeded_evaluation_keys(cut, nullptr, cut.size()), FormatError);
   const EvaluationKeys eval = expand_evaluation_keys(back);

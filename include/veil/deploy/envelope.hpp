@@ -108,11 +108,12 @@ Bytes seal_output_batch(const ModelId& model, const tfhe::ParameterSet& params,
 // Packed answers (tfhe/packing.hpp): one frame a row, the row's outputs in one GLWE.
 Bytes seal_packed_output_batch(const ModelId& model, const tfhe::ParameterSet& params,
                                const std::vector<tfhe::PackedAnswer>& rows);
-// A row as it arrived: one list per output tensor, or, packed, one list of the row's m output
-// elements unpacked (tfhe::unpack_answer: under the answer key, not the big key).
+// A row as it arrived: one list per output tensor, or, packed, the row's packed answer as
+// read (its count not yet checked against the model: the reader unpacks it only then, since
+// tfhe::unpack_answer expands (kN + m) words of b bits into m (kN + 1) words).
 struct OutputRow {
   std::vector<tfhe::LweCiphertextList> tensors;
-  bool packed = false;
+  std::optional<tfhe::PackedAnswer> packed;
 };
 std::vector<OutputRow> open_output_batch(std::span<const std::uint8_t> bytes, const ModelId& model,
                                          const tfhe::ParameterSet& params,

@@ -13,9 +13,10 @@
 // (answer_secret_key), binary, k'*N' = K coefficients, encrypted at glwe_std_dev, so it is as
 // secure as the big key by the curve. Its derivation (ChaCha20 keyed by the SHA-256 of a
 // domain tag and both secret keys) makes it a pseudorandom function of them: a client with
-// its secret.key decrypts packed answers, nothing new is saved, and the packing key, which
-// encrypts the big key's bits under S', is an encryption of key material under an unrelated
-// key as far as any party without the secret keys can tell.
+// its secret.key decrypts packed answers and nothing new is saved. The packing key encrypts
+// the big key's bits under S', a function of them: its security rests on SHA-256 behaving as
+// a random oracle and on circular security, the assumption the bootstrap and keyswitch keys
+// (each encrypting the other's key) already make.
 //
 // Thread safety: pure functions over values; keys are immutable once built.
 #pragma once
