@@ -76,14 +76,8 @@ class ProgressCounter {
   std::mutex mutex_;
 };
 
-// x rounded to the nearest multiple of 2^(64 - bits) (bits = 64: x).
-Torus round_word_to_top_bits(Torus x, unsigned bits) {
-  if (bits >= 64) return x;
-  const unsigned shift = 64 - bits;
-  return (x + (Torus{1} << (shift - 1))) & ~((Torus{1} << shift) - 1);
-}
 void round_to_top_bits(std::span<Torus> words, unsigned bits) {
-  for (Torus& w : words) w = round_word_to_top_bits(w, bits);
+  for (Torus& w : words) w = tfhe::round_to_top_bits(w, bits);
 }
 
 }  // namespace
@@ -145,7 +139,7 @@ SeededLweKeyswitchKey generate_seeded_keyswitch_key(const SecretKeys& keys, cons
         const Torus plaintext = big_key[i] << (64 - j * beta);
         // Rounded to the bits the evaluation form keeps (TruncatedKeyswitchKey rounds every
         // word the same way, so this adds nothing there): only those travel.
-        out.bodies[i * l + (j - 1)] = round_word_to_top_bits(b + plaintext + sampler.sample(noise), body_bits);
+        out.bodies[i * l + (j - 1)] = tfhe::round_to_top_bits(b + plaintext + sampler.sample(noise), body_bits);
       }
     }
     counter.add(end - begin);

@@ -26,13 +26,6 @@ void require_packing(const ParameterSet& p, const char* who) {
   if (!p.packs_answers()) throw std::invalid_argument(std::string(who) + ": parameter set " + p.name + " packs no answers");
 }
 
-// x rounded to the nearest multiple of 2^(64 - bits) (bits = 64: x).
-Torus round_to_top_bits(Torus x, unsigned bits) {
-  if (bits >= 64) return x;
-  const unsigned shift = 64 - bits;
-  return (x + (Torus{1} << (shift - 1))) & ~((Torus{1} << shift) - 1);
-}
-
 }  // namespace
 
 GlweSecretKey answer_secret_key(const SecretKeys& keys) {

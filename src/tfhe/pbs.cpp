@@ -92,6 +92,22 @@ namespace {
 constexpr std::size_t kBatchGroup = 8;
 static_assert(kBatchGroup <= kMaxKeyswitchGroup);
 
+// Multi-bit step j of one ciphertext: exponents[b - 1] = sum over the set bits t of b of
+// a[t] (its switched mask's d words for the step), mod 2N, for b = 1..per_group. False when
+// every exponent is 0 (each factor X^0 - 1 vanishes: the step leaves the accumulator as is).
+bool multi_bit_exponents(const std::size_t* a, std::size_t d, std::size_t per_group, std::size_t two_n,
+                         std::size_t* exponents) {
+  bool any = false;
+  for (std::size_t b = 1; b <= per_group; ++b) {
+    std::size_t e = 0;
+    for (std::size_t t = 0; t < d; ++t)
+      if ((b >> t) & 1) e += a[t];
+    exponents[b - 1] = e % two_n;
+    any = any || exponents[b - 1] != 0;
+  }
+  return any;
+}
+
 // The group size for a bootstrap key: as many ciphertexts (up to kBatchGroup) as keep a
 // step's key block, their accumulators and the shared transform scratch in three quarters of
 // L2, and at least 4 (the former fixed size, measured on machine B) where less fits: a block
@@ -155,16 +171,8 @@ void multi_bit_step_group(const BootstrapKeyShape& shape, const double* block, s
   for (std::size_t g0 = 0; g0 < count;) {
     std::size_t m = 0;
     for (; g0 < count && m < kDotGroup; ++g0) {
-      const std::size_t* a = scratch[g0]->switched_mask.data() + j * d;
-      bool any = false;
-      for (std::size_t b = 1; b <= per_group; ++b) {
-        std::size_t e = 0;
-        for (std::size_t t = 0; t < d; ++t)
-          if ((b >> t) & 1) e += a[t];
-        exponents[m][b - 1] = e % two_n;
-        any = any || exponents[m][b - 1] != 0;
-      }
-      if (!any) continue;  // every factor X^0 - 1 is 0
+      if (!multi_bit_exponents(scratch[g0]->switched_mask.data() + j * d, d, per_group, two_n, exponents[m].data()))
+        continue;  // every factor X^0 - 1 is 0
       members[m++] = scratch[g0];
     }
     for (std::size_t g = 0; g < m; ++g) {
@@ -239,16 +247,8 @@ void blind_rotate_each(const FourierBootstrapKey& bsk, std::size_t count, const 
       // multiply-add reads it from cache instead of waiting on memory.
       if (overlap && j + 1 < shape.group_count()) ep.fft.prefetch_during_transforms(bsk.group(j + 1), group_bytes);
       for (std::size_t g = 0; g < count; ++g) {
-        const std::size_t* a = scratch[g]->switched_mask.data() + j * d;
-        bool any = false;
-        for (std::size_t b = 1; b <= per_group; ++b) {
-          std::size_t e = 0;
-          for (std::size_t t = 0; t < d; ++t)
-            if ((b >> t) & 1) e += a[t];
-          exponents[b - 1] = e % two_n;
-          any = any || exponents[b - 1] != 0;
-        }
-        if (!any) continue;  // every factor X^0 - 1 is 0
+        if (!multi_bit_exponents(scratch[g]->switched_mask.data() + j * d, d, per_group, two_n, exponents.data()))
+          continue;  // every factor X^0 - 1 is 0
         multi_bit_blind_rotation_step(shape.ggsw, block, per_group, exponents.data(), scratch[g]->accumulator, ep);
       }
     }

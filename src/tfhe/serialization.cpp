@@ -520,6 +520,18 @@ void read_packed_bodies(Reader& r, std::uint16_t minor, std::span<Torus> out, un
   for (Torus& w : out) w <<= 64 - bits;
 }
 
+// The bodies of a seeded key: `words` of them, refused before allocating when the payload
+// cannot hold them at one bit a body, then read_packed_bodies.
+AlignedVector<Torus> read_seeded_bodies(Reader& r, std::uint16_t minor, std::uint64_t words, unsigned min_bits,
+                                        const char* field, const std::string& shape, bool last) {
+  if (words / 8 > r.remaining())
+    fail(r.type(), "only " + std::to_string(r.remaining()) + " bytes remain for " + field + ", " + shape + " needs " +
+                       std::to_string(words) + " bodies");
+  AlignedVector<Torus> bodies(words);
+  read_packed_bodies(r, minor, bodies, min_bits, field, shape, last);
+  return bodies;
+}
+
 std::size_t seeded_bsk_payload_bytes(const SeededLweBootstrapKey& k, const ParameterSet& p) {
   return 5 * 8 + 16 + packed_bodies_bytes(k.bodies.size(), bsk_body_bits(p));
 }
@@ -540,14 +552,8 @@ SeededLweBootstrapKey read_seeded_bsk(Reader& r, const ParameterSet& params, std
   const BootstrapKeyShape shape = read_bsk_shape(r, params);
   const Seed seed = r.seed("seed");
   const std::uint64_t words = checked_mul(r.type(), bsk_ggsw_count(r.type(), shape), ggsw_body_words(r.type(), shape.ggsw));
-  // A count the payload cannot hold at one bit a body is refused before allocating.
-  if (words / 8 > r.remaining())
-    fail(r.type(), "only " + std::to_string(r.remaining()) + " bytes remain for the bootstrap key bodies, " +
-                       bsk_shape_text(shape) + " needs " + std::to_string(words) + " bodies");
-  SeededLweBootstrapKey key{shape, seed, {}};
-  key.bodies.resize(words);
-  read_packed_bodies(r, minor, key.bodies, bsk_body_bits(params), "the bootstrap key bodies", bsk_shape_text(shape), last);
-  return key;
+  return {shape, seed,
+          read_seeded_bodies(r, minor, words, bsk_body_bits(params), "the bootstrap key bodies", bsk_shape_text(shape), last)};
 }
 
 std::size_t seeded_ksk_payload_bytes(const SeededLweKeyswitchKey& k, const ParameterSet& p) {
@@ -568,13 +574,8 @@ SeededLweKeyswitchKey read_seeded_ksk(Reader& r, const ParameterSet& params, std
   const KeyswitchKeyShape shape = read_ksk_shape(r, params);
   const Seed seed = r.seed("seed");
   const std::uint64_t words = ksk_ciphertext_count(r.type(), shape);
-  if (words / 8 > r.remaining())
-    fail(r.type(), "only " + std::to_string(r.remaining()) + " bytes remain for the keyswitch key bodies, " +
-                       ksk_shape_text(shape) + " needs " + std::to_string(words) + " bodies");
-  SeededLweKeyswitchKey key{shape, seed, {}};
-  key.bodies.resize(words);
-  read_packed_bodies(r, minor, key.bodies, ksk_body_bits(params), "the keyswitch key bodies", ksk_shape_text(shape), last);
-  return key;
+  return {shape, seed,
+          read_seeded_bodies(r, minor, words, ksk_body_bits(params), "the keyswitch key bodies", ksk_shape_text(shape), last)};
 }
 
 std::string packing_shape_text(const PackingKeyShape& s) {
@@ -616,13 +617,8 @@ SeededPackingKey read_seeded_packing(Reader& r, const ParameterSet& params, std:
   const std::uint64_t words =
       checked_mul(r.type(), checked_mul(r.type(), expected.input_lwe_dimension.value, expected.level_count.value),
                   expected.polynomial_size.value);
-  if (words / 8 > r.remaining())
-    fail(r.type(), "only " + std::to_string(r.remaining()) + " bytes remain for the packing key bodies, " +
-                       packing_shape_text(shape) + " needs " + std::to_string(words) + " bodies");
-  SeededPackingKey key{shape, seed, {}};
-  key.bodies.resize(words);
-  read_packed_bodies(r, minor, key.bodies, bsk_body_bits(params), "the packing key bodies", packing_shape_text(shape), true);
-  return key;
+  return {shape, seed,
+          read_seeded_bodies(r, minor, words, bsk_body_bits(params), "the packing key bodies", packing_shape_text(shape), true)};
 }
 
 }  // namespace

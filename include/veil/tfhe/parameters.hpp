@@ -123,6 +123,13 @@ double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
 // external_product_variance counts it: 51 bits at the usual glwe_std_dev = 2^-49.95
 // (k*N = 2048), 1/51 more key noise.
 unsigned bootstrap_key_body_bits(double bsk_std_dev);
+// x rounded to the nearest multiple of 2^(64 - bits): its top `bits` bits, as key bodies
+// travel (x itself for bits >= 64).
+inline Torus round_to_top_bits(Torus x, unsigned bits) {
+  if (bits >= 64) return x;
+  const unsigned shift = 64 - bits;
+  return (x + (Torus{1} << (shift - 1))) & ~((Torus{1} << shift) - 1);
+}
 // 2^(-2b)/12 for b = bootstrap_key_body_bits(bsk_std_dev); 0 for b = 64.
 double bootstrap_key_body_rounding_variance(double bsk_std_dev);
 // Modulus switch of an LWE ciphertext of dimension n from q to 2N.
