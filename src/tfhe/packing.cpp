@@ -231,7 +231,9 @@ PackedAnswer pack_answer(const PackingKey& key, const LweCiphertextList& in, uns
 
 LweCiphertextList unpack_answer(const PackedAnswer& answer) {
   const std::size_t k = answer.glwe_dimension.value, np = answer.polynomial_size.value, m = answer.count;
-  if (std::size_t kn = 0; __builtin_mul_overflow(k, np, &kn) || kn > (std::size_t{1} << 32))
+  // At most 2^20 mask words (kN is at most 6 x 65536 for any valid set); 64-bit arithmetic,
+  // since size_t is 32 bits in WebAssembly.
+  if (std::uint64_t{k} * std::uint64_t{np} > (std::uint64_t{1} << 20))
     throw std::invalid_argument("unpack_answer: a GLWE of " + std::to_string(k) + " x " + std::to_string(np) + " is too large");
   if (np == 0 || k == 0 || m < 1 || m > np)
     throw std::invalid_argument("unpack_answer: " + std::to_string(m) + " outputs in a GLWE of " + std::to_string(k) + " x " +
