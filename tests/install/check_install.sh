@@ -21,13 +21,15 @@ done
 
 # The README's program on a fixture model: compile, keys, encrypt, run, decrypt.
 cut -d, -f1-30 "$src/tests/fixtures/data/breast_cancer_calib.csv" >"$work/calib.csv"
-cut -d, -f1-30 "$src/tests/fixtures/data/breast_cancer_test.csv" | head -21 >"$work/rows.csv"
+# head first: `cut | head` under pipefail fails at random when head exits before cut has
+# written everything (SIGPIPE), which a loaded machine makes likely.
+head -21 "$src/tests/fixtures/data/breast_cancer_test.csv" | cut -d, -f1-30 >"$work/rows.csv"
 model="$src/tests/fixtures/models/logreg_breast_cancer.json"
 cmake -S "$src/examples/consumer" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$work/consumer" -j "$jobs" >/dev/null
 "$work/consumer/deploy" "$model" "$work/calib.csv" "$work/rows.csv" "$work/run-cmake" >"$work/cmake.out" 2>/dev/null
 
-libdir=$(dirname "$(find "$work/prefix" -name veil.pc | head -1)")
+libdir=$(dirname "$(find "$work/prefix" -name veil.pc -print -quit)")
 PKG_CONFIG_PATH="$libdir" g++ -O1 -o "$work/deploy-pc" "$src/examples/deploy.cpp" \
   $(PKG_CONFIG_PATH="$libdir" pkg-config --cflags --libs veil)
 "$work/deploy-pc" "$model" "$work/calib.csv" "$work/rows.csv" "$work/run-pc" >"$work/pc.out" 2>/dev/null
