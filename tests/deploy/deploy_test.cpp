@@ -92,6 +92,20 @@ void expect_round_trip(const Compiled& c, const ml::Matrix& rows) {
   for (std::size_t i = 0; i < fhe.scores.data.size(); ++i) EXPECT_DOUBLE_EQ(fhe.scores.data[i], clear.scores.data[i]);
 }
 
+// `dir`'s server.zip rewritten to `zip` with `answers` as its answers.json must be refused
+// by ModelServer::load with a DeployError naming `named`.
+void expect_server_zip_refused(const fs::path& dir, const fs::path& zip, const std::string& answers, const std::string& named) {
+  write_zip(zip, {{"circuit.veil", read_zip_member(dir / kServerZip, "circuit.veil", 1 << 30)},
+                  {"answers.json", Bytes(answers.begin(), answers.end())},
+                  {"versions.json", read_zip_member(dir / kServerZip, "versions.json", 1 << 20)}});
+  try {
+    (void)ModelServer::load(zip);
+    ADD_FAILURE() << "accepted " << answers;
+  } catch (const DeployError& e) {
+    EXPECT_NE(std::string(e.what()).find(named), std::string::npos) << e.what();
+  }
+}
+
 TEST(Deploy, LogisticRegressionRoundTrip) {
   const Compiled c = compile_fixture("logreg_breast_cancer.json", "logreg");
   EXPECT_FALSE(c.dev.compiled().uses_bootstrapping);
@@ -154,15 +168,7 @@ TEST(Deploy, AnswersTravelSwitchedAndAnOldServerZipStillAnswers) {
   for (const std::string bad : {R"({"keyswitch":[true,false],"modulus_bits":[12,12]})", R"({"keyswitch":[1],"modulus_bits":[12]})",
                                 R"({"keyswitch":[true],"modulus_bits":[0]})", R"({"keyswitch":[true],"modulus_bits":[64]})",
                                 R"({"modulus_bits":[12]})", "not json"}) {
-    write_zip(old_zip, {{"circuit.veil", read_zip_member(c.dir / kServerZip, "circuit.veil", 1 << 30)},
-                        {"answers.json", Bytes(bad.begin(), bad.end())},
-                        {"versions.json", read_zip_member(c.dir / kServerZip, "versions.json", 1 << 20)}});
-    try {
-      (void)ModelServer::load(old_zip);
-      ADD_FAILURE() << "accepted " << bad;
-    } catch (const DeployError& e) {
-      EXPECT_NE(std::string(e.what()).find("answers.json"), std::string::npos) << e.what();
-    }
+    expect_server_zip_refused(c.dir, old_zip, bad, "answers.json");
   }
 }
 
@@ -233,15 +239,7 @@ TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
     if (bits.is_null()) edited.erase("packed_modulus_bits");
     else edited["packed_modulus_bits"] = bits;
     const std::string text = edited.dump();
-    write_zip(zip, {{"circuit.veil", read_zip_member(c.dir / kServerZip, "circuit.veil", 1 << 30)},
-                    {"answers.json", Bytes(text.begin(), text.end())},
-                    {"versions.json", read_zip_member(c.dir / kServerZip, "versions.json", 1 << 20)}});
-    try {
-      (void)ModelServer::load(zip);
-      ADD_FAILURE() << "accepted " << text;
-    } catch (const DeployError& e) {
-      EXPECT_NE(std::string(e.what()).find("packed_modulus_bits"), std::string::npos) << e.what();
-    }
+    expect_server_zip_refused(c.dir, zip, text, "packed_modulus_bits");
   }
 
   // The same model compiled without packing: larger answers, and keys without the packing key
