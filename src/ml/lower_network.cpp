@@ -827,13 +827,13 @@ class NetworkLowering {
   // (widened by range_margin) spans a common integer width T that fills those levels at the
   // rounding step the widest unit needs: the weights get finer codes (more bits than
   // network_weight_bits, at most fill_max_weight_bits) and the lookup more levels of every
-  // unit. From 5 bits of lookup precision: below, the tables' boxes of margin and the 10%
+  // unit. From fill_min_lookup_precision (5 bits by default): below, the tables' boxes of margin and the 10%
   // of slack leave too few levels to fill (the iris MLPs of python/tests/test_models.py lost
   // a row of agreement with the float model at 3 and 4 bits). Returns the scale for unit
   // `unit` of `out` (0: keep the symmetric quantization's). `scales`: every unit's scale from
   // quantize_symmetric; `max_abs`: the unit's largest weight magnitude (times the input scale).
   double filled_scale(const std::string& out, std::size_t unit, const std::vector<double>& scales, double max_abs) {
-    if (!options_.network_fill_lookup_range || options_.lookup_precision < detail::kMinFillPrecision) return 0;
+    if (!options_.network_fill_lookup_range || options_.lookup_precision < options_.fill_min_lookup_precision) return 0;
     const auto it = float_channel_range_.find(out);
     if (it == float_channel_range_.end() || it->second.size() != scales.size()) return 0;
     const double widen = 1 + 2 * options_.range_margin;

@@ -8,10 +8,6 @@
 
 namespace veil::ml::detail {
 
-// Range filling (QuantizationOptions::network_fill_lookup_range) applies from this lookup
-// precision: below it the tables' margins leave too few levels to fill.
-inline constexpr unsigned kMinFillPrecision = 5;
-
 QuantizedModel lower_linear(const Model& model, const LinearModel& lin, const Matrix& calibration,
                             const QuantizationOptions& options);
 QuantizedModel lower_trees(const Model& model, const TreeEnsemble& ens, const Matrix& calibration,

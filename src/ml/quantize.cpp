@@ -186,6 +186,7 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   check_bits(options.max_lookup_precision, kMinLookupPrecision, 8, "max_lookup_precision");
   check_bits(options.max_qat_lookup_precision, kMinLookupPrecision, 8, "max_qat_lookup_precision");
   check_bits(options.fill_max_weight_bits, 2, 16, "fill_max_weight_bits");
+  check_bits(options.fill_min_lookup_precision, kMinLookupPrecision, 8, "fill_min_lookup_precision");
   if (!(options.qat_auto_tolerance >= 0) || options.qat_auto_tolerance > 1)
     throw std::invalid_argument("compile_model: qat_auto_tolerance must be in [0, 1]");
   if (!(options.auto_tolerance >= 0) || options.auto_tolerance > 1)
@@ -291,7 +292,7 @@ QuantizedModel compile_model(const Model& model, const Matrix& calibration, cons
   QuantizedModel q = lower_reads(options);
   if (!options.network_fill_lookup_range || is_quantization_aware(net)) return q;
   // A fixed precision below filling's lowers the same circuit either way.
-  if (options.lookup_precision != 0 && options.lookup_precision < detail::kMinFillPrecision) return q;
+  if (options.lookup_precision != 0 && options.lookup_precision < options.fill_min_lookup_precision) return q;
   // Range filling's finer weights raise the accumulators' noise, and its better agreement at
   // the widest precision may make the automatic precision a bit wider (the iris MLP: 5 bits
   // filled against 4): the unfilled lowering when it comes out strictly cheaper.

@@ -5,17 +5,24 @@
 // Options override the defaults through the environment, for experiments:
 //   VEIL_Q_INPUT_BITS, VEIL_Q_WEIGHT_BITS, VEIL_Q_ACTIVATION_BITS, VEIL_Q_LOOKUP_PRECISION,
 //   VEIL_Q_OUTPUT_BITS, VEIL_Q_RANGE_MARGIN, VEIL_Q_NEIGHBOUR_LOG2, VEIL_Q_FILL (network_fill_lookup_range,
-//   0 or 1), VEIL_Q_FILL_MAX_WEIGHT_BITS, VEIL_Q_SEEDS (default 5), VEIL_Q_FHE_ROWS (encrypt,
-//   run and decrypt that many test rows for real and print the median latency; default 0).
+//   0 or 1), VEIL_Q_FILL_MAX_WEIGHT_BITS, VEIL_Q_FILL_MIN_PRECISION
+//   (fill_min_lookup_precision), VEIL_Q_SEEDS (default 5), VEIL_Q_FHE_ROWS (encrypt,
+//   run and decrypt that many test rows for real and print the median latency; default 0),
+//   VEIL_Q_WEIGHT_BITS_PER_NODE and VEIL_Q_ACTIVATION_BITS_PER_NODE ("node=bits,node=bits",
+//   ONNX node names: weight_bits_per_node, activation_bits_per_node).
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <random>
 #include <vector>
 #include <string>
 
 #include "fixtures.hpp"
 #include "veil/circuit/analysis.hpp"
+#include "veil/circuit/clear_executor.hpp"
 #include "veil/circuit/fhe_executor.hpp"
 #include "veil/tfhe/keys.hpp"
 #include "veil/ml/quantize.hpp"
@@ -33,6 +40,31 @@ bool env_uint(const char* name, unsigned& out) {
   out = static_cast<unsigned>(std::strtoul(v, nullptr, 10));
   return true;
 }
+// "name=bits,name=bits" into a per-node map.
+void env_map(const char* name, std::map<std::string, unsigned>& out) {
+  const char* v = std::getenv(name);
+  if (!v) return;
+  std::string s(v);
+  for (std::size_t start = 0; start < s.size();) {
+    std::size_t end = s.find(',', start);
+    if (end == std::string::npos) end = s.size();
+    const std::string item = s.substr(start, end - start);
+    const std::size_t eq = item.rfind('=');
+    if (eq != std::string::npos) out[item.substr(0, eq)] = static_cast<unsigned>(std::strtoul(item.c_str() + eq + 1, nullptr, 10));
+    start = end + 1;
+  }
+}
+// predict_simulated with only the reads of the nodes whose description contains `only` drawn.
+Predictions simulate_some(const QuantizedModel& q, const circuit::CompiledCircuit& cc, const Matrix& rows, std::uint64_t seed,
+                          const std::string& only) {
+  std::vector<double> sd = circuit::approximate_read_std_dev(cc);
+  for (std::size_t id = 0; id < sd.size(); ++id)
+    if (cc.circuit.describe_node(static_cast<std::uint32_t>(id)).find(only) == std::string::npos) sd[id] = 0;
+  std::mt19937_64 rng(seed);
+  std::vector<std::vector<circuit::Tensor>> outputs;
+  for (const auto& in : quantize_inputs(q.processing, rows)) outputs.push_back(circuit::run_clear_noisy(cc.circuit, {in}, sd, rng));
+  return postprocess(q.processing, outputs);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -47,6 +79,12 @@ int main(int argc, char** argv) {
   unsigned fill = o.network_fill_lookup_range;
   if (env_uint("VEIL_Q_FILL", fill)) o.network_fill_lookup_range = fill != 0;
   env_uint("VEIL_Q_FILL_MAX_WEIGHT_BITS", o.fill_max_weight_bits);
+  env_uint("VEIL_Q_FILL_MIN_PRECISION", o.fill_min_lookup_precision);
+  env_map("VEIL_Q_WEIGHT_BITS_PER_NODE", o.weight_bits_per_node);
+  env_map("VEIL_Q_ACTIVATION_BITS_PER_NODE", o.activation_bits_per_node);
+  // VEIL_Q_NOISE_ONLY=substring: draw the noise of the approximate reads whose node description
+  // contains it, the others exact (where the simulated loss comes from).
+  const char* noise_only = std::getenv("VEIL_Q_NOISE_ONLY");
   unsigned seeds = 5;
   env_uint("VEIL_Q_SEEDS", seeds);
   for (const Fixture& f : load_manifest()) {
@@ -62,16 +100,51 @@ int main(int argc, char** argv) {
     if (std::getenv("VEIL_Q_DEBUG")) {
       const std::vector<double> sd = circuit::approximate_read_std_dev(cc);
       for (std::size_t id = 0; id < sd.size(); ++id)
-        if (sd[id] > 0) std::printf("  %s: std %.3f\n", cc.circuit.describe_node(static_cast<std::uint32_t>(id)).c_str(), sd[id]);
+        if (sd[id] > 0) {
+          const circuit::Node& n = cc.circuit.nodes[id];
+          const double step = n.kind == circuit::OpKind::kRoundBits
+                                  ? std::ldexp(1.0, static_cast<int>(std::get<circuit::RoundBitsAttributes>(n.attributes).bits))
+                                  : 1.0;
+          // A rounding's input: its calibrated range (range_margin included) in steps.
+          double levels = 0;
+          if (n.kind == circuit::OpKind::kRoundBits && !n.operands.empty())
+            if (const auto& h = cc.circuit.nodes[n.operands[0]].range_hint)
+              levels = static_cast<double>(h->hi - h->lo) / step;
+          std::printf("  %s: std %.3f (%.3f of its step), input range %.1f steps\n",
+                      cc.circuit.describe_node(static_cast<std::uint32_t>(id)).c_str(), sd[id], sd[id] / step, levels);
+        }
     }
     std::string line;
     double sum = 0, lo = 1;
     for (unsigned s = 1; s <= seeds; ++s) {
-      const double a = accuracy(predict_simulated(q, cc, split.features, s).labels, split.targets);
+      const double a = accuracy(noise_only ? simulate_some(q, cc, split.features, s, noise_only).labels
+                                            : predict_simulated(q, cc, split.features, s).labels,
+                                split.targets);
       sum += a, lo = std::min(lo, a);
       char buf[16];
       std::snprintf(buf, sizeof buf, "%s%.3f", s > 1 ? ", " : "", a);
       line += buf;
+    }
+    // VEIL_Q_CALIB=1: agreement of the clear and the simulated predictions (same seeds) with the
+    // float model's on the calibration rows (the train split), a larger sample than the test's.
+    std::string calib;
+    if (std::getenv("VEIL_Q_CALIB")) {
+      const Matrix rows = load_calibration(f.dataset);
+      const Predictions ref = predict_float(m, rows);
+      const std::vector<double> want(ref.labels.begin(), ref.labels.end());
+      // and the mean distance of the simulated scores to the float ones.
+      double agree = 0, distance = 0;
+      for (unsigned s = 1; s <= seeds; ++s) {
+        const Predictions p = predict_simulated(q, cc, rows, s);
+        agree += accuracy(p.labels, want);
+        double d = 0;
+        for (std::size_t i = 0; i < p.scores.data.size(); ++i) d += std::fabs(p.scores.data[i] - ref.scores.data[i]);
+        distance += d / static_cast<double>(p.scores.data.size());
+      }
+      char buf[128];
+      std::snprintf(buf, sizeof buf, " calib agree clear %.4f sim %.4f score distance %.4f (%zu rows)",
+                    accuracy(predict_clear(q, rows).labels, want), agree / seeds, distance / seeds, rows.rows);
+      calib = buf;
     }
     // Cost: PBS times tfhe::ks_pbs_cost (the optimizer's model); keys: the seeded evaluation
     // keys' bytes.
@@ -93,8 +166,8 @@ int main(int argc, char** argv) {
       std::sort(ms.begin(), ms.end());
       fhe = " median " + std::to_string(ms[ms.size() / 2]) + " ms";
     }
-    std::printf("%-22s float %.3f quant %.3f sim [%s] mean %.4f min %.3f | pbs %.0f bits %u cost %.3g keys %.1f MB%s | %s\n",
-                f.name.c_str(), fa, qa, line.c_str(), sum / seeds, lo, pbs, q.lookup_precision,
+    std::printf("%-22s float %.3f quant %.3f sim [%s] mean %.4f min %.3f%s | pbs %.0f bits %u cost %.3g keys %.1f MB%s | %s\n",
+                f.name.c_str(), fa, qa, line.c_str(), sum / seeds, lo, calib.c_str(), pbs, q.lookup_precision,
                 cc.uses_bootstrapping ? pbs * tfhe::ks_pbs_cost(cc.params) : 0.0,
                 cc.uses_bootstrapping ? static_cast<double>(tfhe::seeded_evaluation_keys_bytes(cc.params)) / 1e6 : 0.0, fhe.c_str(),
                 cc.params.describe().c_str());

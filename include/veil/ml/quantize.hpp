@@ -183,11 +183,14 @@ struct QuantizationOptions {
   // the lookup precision at the rounding step the widest unit needs (instead of the widest
   // unit alone setting the step, narrower units reading fewer levels, and up to half the
   // levels lost to the power-of-two step). The weights' codes get finer, up to
-  // fill_max_weight_bits, never coarser than the weight bits asked for. From 5 bits of lookup precision (below, too few levels are left
+  // fill_max_weight_bits, never coarser than the weight bits asked for. From fill_min_lookup_precision bits of lookup precision (below, too few levels are left
   // to fill); compile_model keeps the unfilled lowering where it is strictly cheaper.
   // Post-training networks only: trained weight grids are kept.
   bool network_fill_lookup_range = true;
   unsigned fill_max_weight_bits = 6;
+  // The narrowest lookup precision filling applies to (in [kMinLookupPrecision, 8]): below
+  // 5 bits, the tables' boxes of margin and the slack leave few levels to fill.
+  unsigned fill_min_lookup_precision = 5;
   std::map<std::string, unsigned> activation_bits_per_node;  // by ONNX node name
   std::map<std::string, unsigned> weight_bits_per_node;
   // Calibration.
