@@ -693,58 +693,97 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
   const tfhe::NoiseBreakdown noise = tfhe::noise_breakdown(cc.params);
   tfhe::ParameterSet p = cc.params;
   p.answer_polynomial_size = tfhe::PolynomialSize(np);
-  std::optional<AnswerPacking> chosen;
-  double chosen_variance = 0;
-  for (unsigned levels = 1; levels <= 4; ++levels) {
-    for (unsigned base_log = 1; base_log * levels <= 48; ++base_log) {
-      p.answer_base_log = tfhe::DecompositionBaseLog(base_log);
-      p.answer_level_count = tfhe::DecompositionLevelCount(levels);
-      const double packing = tfhe::packing_keyswitch_variance(p, best.outputs);
-      // As plan_output_transport: within p_error and the simulation's variance, or, for an
-      // output whose unswitched read already misses them, adding at most 1/64 to its variance.
-      const auto fits = [&](unsigned b) {
-        for (std::uint32_t o : cc.circuit.outputs) {
-          const double unswitched = cc.analysis.sq_norm2[o] * noise.blind_rotation;
-          const double v = unswitched + packing + tfhe::modulus_switch_variance_to_bits(cc.params.big_lwe_dimension(), b);
-          const double assumed = tfhe::variance_at_blind_rotation_input(cc.params, cc.analysis.sq_norm2[o]);
-          const bool reachable = log2_output_element_error_at(cc, o, unswitched) <= target && unswitched <= assumed;
-          const bool ok = reachable ? log2_output_element_error_at(cc, o, v) <= target && v <= assumed
-                                    : v <= std::min(unswitched * (1.0 + 1.0 / 64.0), std::max(assumed, unswitched));
-          if (!ok) return false;
-        }
-        return true;
-      };
-      if (!fits(63)) continue;
-      unsigned b = 1;
-      while (b < 63 && !fits(b)) ++b;
-      const double variance = packing;
-      const bool better = !chosen || b < chosen->modulus_bits ||
-                          (b == chosen->modulus_bits && levels < chosen->level_count) ||
-                          (b == chosen->modulus_bits && levels == chosen->level_count && variance < chosen_variance);
-      if (!better) continue;
-      AnswerPacking a = best;
-      a.polynomial_size = static_cast<unsigned>(np);
-      a.base_log = base_log;
-      a.level_count = levels;
-      a.modulus_bits = b;
-      chosen = a;
-      chosen_variance = variance;
+  // The decomposition of the set `p` names (its answer key): the fewest answer bits b, then the
+  // fewest levels, then the least noise; nullopt where none fits.
+  struct Choice {
+    unsigned base_log = 0, level_count = 0, modulus_bits = 0;
+    double variance = 0;
+  };
+  const auto choose_decomposition = [&]() -> std::optional<Choice> {
+    const tfhe::LweDimension answer_dimension(p.answer_glwe_dimension().value * np);
+    std::optional<Choice> chosen;
+    for (unsigned levels = 1; levels <= 4; ++levels) {
+      for (unsigned base_log = 1; base_log * levels <= 48; ++base_log) {
+        p.answer_base_log = tfhe::DecompositionBaseLog(base_log);
+        p.answer_level_count = tfhe::DecompositionLevelCount(levels);
+        const double packing = tfhe::packing_keyswitch_variance(p, best.outputs);
+        // As plan_output_transport: within p_error and the simulation's variance, or, for an
+        // output whose unswitched read already misses them, adding at most 1/64 to its variance.
+        const auto fits = [&](unsigned b) {
+          for (std::uint32_t o : cc.circuit.outputs) {
+            const double unswitched = cc.analysis.sq_norm2[o] * noise.blind_rotation;
+            const double v = unswitched + packing + tfhe::modulus_switch_variance_to_bits(answer_dimension, b);
+            const double assumed = tfhe::variance_at_blind_rotation_input(cc.params, cc.analysis.sq_norm2[o]);
+            const bool reachable = log2_output_element_error_at(cc, o, unswitched) <= target && unswitched <= assumed;
+            const bool ok = reachable ? log2_output_element_error_at(cc, o, v) <= target && v <= assumed
+                                      : v <= std::min(unswitched * (1.0 + 1.0 / 64.0), std::max(assumed, unswitched));
+            if (!ok) return false;
+          }
+          return true;
+        };
+        if (!fits(63)) continue;
+        unsigned b = 1;
+        while (b < 63 && !fits(b)) ++b;
+        const bool better = !chosen || b < chosen->modulus_bits ||
+                            (b == chosen->modulus_bits && levels < chosen->level_count) ||
+                            (b == chosen->modulus_bits && levels == chosen->level_count && packing < chosen->variance);
+        if (better) chosen = Choice{base_log, levels, b, packing};
+      }
     }
+    return chosen;
+  };
+  // A row's packed answer, the packing key's seeded bytes and the server's multiply-adds per
+  // output and key input (l (k'N' + N')) for the answer key p names and decomposition c.
+  const auto plan = [&](const Choice& c) {
+    AnswerPacking a = best;
+    a.polynomial_size = static_cast<unsigned>(np);
+    a.glwe_dimension = static_cast<unsigned>(p.answer_key_dimension.value);
+    a.std_dev = p.answer_std_dev;
+    a.base_log = c.base_log;
+    a.level_count = c.level_count;
+    a.modulus_bits = c.modulus_bits;
+    const std::uint64_t mask = std::uint64_t{p.answer_glwe_dimension().value} * np;
+    a.packed_bytes = kFrame + 32 + ((mask + a.outputs) * a.modulus_bits + 7) / 8;
+    const std::uint64_t bodies = std::uint64_t{big} * a.level_count * np;
+    a.key_bytes = 5 * 8 + 16 + 8 + (bodies * tfhe::bootstrap_key_body_bits(p.answer_noise()) + 7) / 8;
+    return a;
+  };
+  const auto work = [&](const AnswerPacking& a) {
+    return std::uint64_t{a.level_count} * (std::uint64_t{p.answer_glwe_dimension().value} * np + np);
+  };
+  // First the answer key as long and as noisy as the big key (format 1.3's only choice) ...
+  p.answer_key_dimension = tfhe::GlweDimension(0);
+  p.answer_std_dev = 0.0;
+  const std::optional<Choice> full = choose_decomposition();
+  if (!full) return best;
+  AnswerPacking a = plan(*full);
+  const std::uint64_t full_work = work(a), full_key = a.key_bytes;
+  // ... then shorter ones, at the noise the security curve asks for their length: a shorter
+  // mask, switched to fewer bits, where the server's work and the packing key grow no larger
+  // (a noisier key may need more levels). The shortest answer wins, then the least work.
+  const std::size_t step = std::max<std::size_t>(np, 32);
+  for (std::size_t d = step; d < big; d += step) {
+    const double log2_std = tfhe::min_secure_log2_std_dev(d);
+    if (!std::isfinite(log2_std) || log2_std >= -1.0) continue;
+    p.answer_key_dimension = tfhe::GlweDimension(d / np);
+    p.answer_std_dev = std::exp2(log2_std);
+    const std::optional<Choice> c = choose_decomposition();
+    if (!c) continue;
+    const AnswerPacking shorter = plan(*c);
+    if (work(shorter) > full_work || shorter.key_bytes > full_key) continue;
+    if (shorter.packed_bytes < a.packed_bytes || (shorter.packed_bytes == a.packed_bytes && work(shorter) < work(a))) a = shorter;
   }
-  if (!chosen) return best;
-  AnswerPacking& a = *chosen;
+  p.answer_key_dimension = tfhe::GlweDimension(a.glwe_dimension);
+  p.answer_std_dev = a.std_dev;
   p.answer_base_log = tfhe::DecompositionBaseLog(a.base_log);
   p.answer_level_count = tfhe::DecompositionLevelCount(a.level_count);
-  a.packed_bytes = kFrame + 32 + ((big + a.outputs) * a.modulus_bits + 7) / 8;
-  const std::uint64_t bodies = std::uint64_t{big} * a.level_count * np;
-  const unsigned body_bits = tfhe::bootstrap_key_body_bits(cc.params.glwe_std_dev);
-  a.key_bytes = 5 * 8 + 16 + 8 + (bodies * body_bits + 7) / 8;
+  const tfhe::LweDimension answer_dimension(p.answer_glwe_dimension().value * np);
   ErrorSum sum;
   const double packing = tfhe::packing_keyswitch_variance(p, a.outputs);
   for (std::uint32_t o : cc.circuit.outputs)
     sum.add(log2_output_element_error_at(cc, o,
                                          cc.analysis.sq_norm2[o] * noise.blind_rotation + packing +
-                                             tfhe::modulus_switch_variance_to_bits(cc.params.big_lwe_dimension(), a.modulus_bits)),
+                                             tfhe::modulus_switch_variance_to_bits(answer_dimension, a.modulus_bits)),
             static_cast<double>(element_count(cc.circuit.nodes[o].shape)));
   a.log2_error = sum.log2_total();
   a.packed = a.packed_bytes < a.unpacked_bytes && a.break_even_rows() <= max_break_even_rows;

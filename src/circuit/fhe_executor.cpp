@@ -508,7 +508,8 @@ std::vector<Tensor> decrypt_outputs(const CircuitSignature& sig, const tfhe::Sec
   if (outputs.size() != sig.outputs.size())
     throw std::invalid_argument("decrypt_outputs: " + std::to_string(outputs.size()) + " tensors for " +
                                 std::to_string(sig.outputs.size()) + " circuit outputs");
-  const std::size_t dim = big_dimension(sig.params);
+  // Packed answers decrypt under the answer key, which may be shorter than the big key.
+  const std::size_t dim = answer_key ? answer_key->flattened().size() : big_dimension(sig.params);
   std::vector<Tensor> out;
   out.reserve(outputs.size());
   for (std::size_t i = 0; i < outputs.size(); ++i) {

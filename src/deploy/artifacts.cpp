@@ -50,6 +50,10 @@ json params_to_json(const tfhe::ParameterSet& p) {
     j["answer_polynomial_size"] = p.answer_polynomial_size.value;
     j["answer_base_log"] = p.answer_base_log.value;
     j["answer_level_count"] = p.answer_level_count.value;
+    if (p.answer_key_dimension.value != 0 || p.answer_std_dev != 0.0) {  // absent: the big key's length and noise
+      j["answer_key_dimension"] = p.answer_key_dimension.value;
+      j["answer_std_dev"] = p.answer_std_dev;
+    }
   }
   return j;
 }
@@ -124,6 +128,10 @@ tfhe::ParameterSet params_from_json(const json& j, const std::string& where) {
     p.answer_polynomial_size = tfhe::PolynomialSize(field<std::size_t>(j, "answer_polynomial_size", where));
     p.answer_base_log = tfhe::DecompositionBaseLog(field<std::size_t>(j, "answer_base_log", where));
     p.answer_level_count = tfhe::DecompositionLevelCount(field<std::size_t>(j, "answer_level_count", where));
+    if (j.contains("answer_key_dimension") || j.contains("answer_std_dev")) {
+      p.answer_key_dimension = tfhe::GlweDimension(field<std::size_t>(j, "answer_key_dimension", where));
+      p.answer_std_dev = field<double>(j, "answer_std_dev", where);
+    }
   }
   try {
     p.validate();

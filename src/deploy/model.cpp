@@ -136,6 +136,8 @@ ModelDev ModelDev::compile(const ml::Model& model, const ml::Matrix& calibration
       p.answer_polynomial_size = tfhe::PolynomialSize(dev.answer_packing_.polynomial_size);
       p.answer_base_log = tfhe::DecompositionBaseLog(dev.answer_packing_.base_log);
       p.answer_level_count = tfhe::DecompositionLevelCount(dev.answer_packing_.level_count);
+      p.answer_key_dimension = tfhe::GlweDimension(dev.answer_packing_.glwe_dimension);
+      p.answer_std_dev = dev.answer_packing_.std_dev;
       p.validate();
       st.parameters = p.describe();
       outputs = dev.answer_packing_.log2_error;

@@ -62,13 +62,13 @@ SeededPackingKey generate_seeded_packing_key(const SecretKeys& keys, const Keyge
   const GlweSecretKey answer = answer_secret_key(keys);
   const std::size_t np = shape.polynomial_size.value, k = shape.glwe_dimension.value, l = shape.level_count.value;
   const std::size_t beta = shape.base_log.value;
-  const unsigned body_bits = bootstrap_key_body_bits(keys.params.glwe_std_dev);
+  const unsigned body_bits = bootstrap_key_body_bits(keys.params.answer_noise());
   SeededPackingKey out{shape, os_random_seed(), {}};
   out.bodies.resize(shape.ciphertext_count() * np);
   const std::span<const Torus> big = keys.glwe.flattened();
   parallel_for(shape.ciphertext_count(), options.threads, 64, [&](std::size_t begin, std::size_t end, unsigned) {
     Csprng noise = Csprng::from_os();
-    GaussianSampler sampler(keys.params.glwe_std_dev);
+    GaussianSampler sampler(keys.params.answer_noise());
     AlignedVector<Torus> mask(shape.mask_words());
     for (std::size_t c = begin; c < end; ++c) {
       Csprng mask_stream(out.seed, c * shape.mask_words());
@@ -258,7 +258,7 @@ LweCiphertextList unpack_answer(const PackedAnswer& answer) {
 double packing_keyswitch_variance(const ParameterSet& params, std::size_t count) {
   require_packing(params, "packing_keyswitch_variance");
   if (count < 1) throw std::invalid_argument("packing_keyswitch_variance: count must be at least 1");
-  const double s2 = params.glwe_std_dev * params.glwe_std_dev + bootstrap_key_body_rounding_variance(params.glwe_std_dev);
+  const double s2 = params.answer_noise() * params.answer_noise() + bootstrap_key_body_rounding_variance(params.answer_noise());
   const LweDimension big = params.big_lwe_dimension();
   // The keyswitch sum for the decomposed input itself (its rounding and the key noise) ...
   const double one = keyswitch_variance(big, std::sqrt(s2), params.answer_base_log, params.answer_level_count);

@@ -126,6 +126,10 @@ std::uint64_t ParameterSet::id() const {
     w.u64(answer_polynomial_size.value);
     w.u64(answer_base_log.value);
     w.u64(answer_level_count.value);
+    if (answer_key_dimension.value != 0 || answer_std_dev != 0.0) {
+      w.u64(answer_key_dimension.value);
+      w.f64(answer_std_dev);
+    }
   }
 
   const Sha256Digest digest = sha256(w.written());
@@ -159,9 +163,19 @@ void ParameterSet::validate() const {
       fail("answer_polynomial_size must be 0 (no packing) or a power of two dividing k*N = " + std::to_string(big) +
            ", got " + std::to_string(np));
     check_decomposition("answer", answer_base_log, answer_level_count);
-  } else if (answer_base_log.value != 0 || answer_level_count.value != 0) {
-    fail("answer_base_log and answer_level_count must be 0 without answer packing, got " +
-         std::to_string(answer_base_log.value) + " and " + std::to_string(answer_level_count.value));
+    // k'N' <= k*N keeps an answer no longer than the big key's ciphertext (and its
+    // arithmetic in range); 2^20 is what a packed answer may hold (unpack_answer).
+    const std::size_t k_answer = answer_key_dimension.value;
+    if (k_answer != 0 && (k_answer > big / np || k_answer * np > (std::size_t{1} << 20)))
+      fail("answer_key_dimension must be 0 (k*N / N') or k' with k'N' <= k*N = " + std::to_string(big) + ", got " +
+           std::to_string(k_answer) + " x N' = " + std::to_string(np));
+    if (answer_std_dev != 0.0 && (!std::isfinite(answer_std_dev) || !(answer_std_dev > 0.0) || !(answer_std_dev < 1.0)))
+      fail("answer_std_dev must be 0 (glwe_std_dev) or finite and in (0, 1), got " + fmt("%.17g", answer_std_dev));
+  } else if (answer_base_log.value != 0 || answer_level_count.value != 0 || answer_key_dimension.value != 0 ||
+             answer_std_dev != 0.0) {
+    fail("answer_base_log, answer_level_count, answer_key_dimension and answer_std_dev must be 0 without answer "
+         "packing, got " + std::to_string(answer_base_log.value) + ", " + std::to_string(answer_level_count.value) + ", " +
+         std::to_string(answer_key_dimension.value) + " and " + fmt("%.17g", answer_std_dev));
   }
   auto check_std_dev = [&](const char* what, double s) {
     if (!std::isfinite(s) || !(s > 0.0) || !(s < 1.0))
@@ -190,7 +204,8 @@ std::string ParameterSet::describe() const {
          (grouping.value == 1 ? "" : " multi-bit d=" + std::to_string(grouping.value)) +
          (packs_answers() ? " answers=" + std::to_string(answer_glwe_dimension().value) + "x" +
                                 std::to_string(answer_polynomial_size.value) + " pks=2^" +
-                                std::to_string(answer_base_log.value) + "x" + std::to_string(answer_level_count.value)
+                                std::to_string(answer_base_log.value) + "x" + std::to_string(answer_level_count.value) +
+                                (answer_std_dev != 0.0 ? " answer_std_dev=2^" + fmt("%.2f", std::log2(answer_std_dev)) : "")
                           : "");
 }
 
@@ -237,6 +252,9 @@ SecurityCheck check_security(const ParameterSet& params, unsigned security_bits)
   };
   check("LWE", "lwe_std_dev", params.lwe_dimension.value, params.lwe_std_dev);
   check("GLWE", "glwe_std_dev", params.big_lwe_dimension().value, params.glwe_std_dev);
+  if (params.packs_answers())
+    check("answer", "answer_std_dev", params.answer_glwe_dimension().value * params.answer_polynomial_size.value,
+          params.answer_noise());
   result.secure = failures.empty();
   result.detail = result.secure ? "secure" : failures;
   return result;

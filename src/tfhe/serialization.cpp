@@ -287,7 +287,7 @@ std::span<const std::uint8_t> open_typed(std::span<const std::uint8_t> bytes, st
 
 // ---------------------------------------------------------------- parameter set payload
 
-std::size_t parameter_set_payload_bytes(const ParameterSet& p) { return 15 * 8 + p.name.size(); }
+std::size_t parameter_set_payload_bytes(const ParameterSet& p) { return 17 * 8 + p.name.size(); }
 
 void write_parameter_set(Writer& w, const ParameterSet& p) {
   // Numeric fields in the order of ParameterSet::id()'s canonical encoding, then the name.
@@ -305,6 +305,8 @@ void write_parameter_set(Writer& w, const ParameterSet& p) {
   w.u64(p.answer_polynomial_size.value);
   w.u64(p.answer_base_log.value);
   w.u64(p.answer_level_count.value);
+  w.u64(p.answer_key_dimension.value);
+  w.f64(p.answer_std_dev);
   w.u64(p.name.size());
   w.raw({reinterpret_cast<const std::uint8_t*>(p.name.data()), p.name.size()});
 }
@@ -339,6 +341,10 @@ ParameterSet read_parameter_set(Reader& r, std::uint64_t header_id, std::uint16_
     p.answer_polynomial_size = PolynomialSize(r.u64("answer_polynomial_size"));
     p.answer_base_log = DecompositionBaseLog(r.u64("answer_base_log"));
     p.answer_level_count = DecompositionLevelCount(r.u64("answer_level_count"));
+  }
+  if (minor >= 4) {  // before 1.4, an answer key was as long and as noisy as the big key
+    p.answer_key_dimension = GlweDimension(r.u64("answer_key_dimension"));
+    p.answer_std_dev = r.f64("answer_std_dev");
   }
   const std::uint64_t name_bytes = r.u64("name_length");
   // Later shape arithmetic (k*N in keyswitch_key_shape) is unchecked: refuse here a set
@@ -476,6 +482,8 @@ void check_key_bits(ObjectType type, std::span<const Torus> bits) {
 // parameter set's noise model counts (bootstrap_key_body_bits, keyswitch_key_word_bits).
 // Earlier minors sent whole words.
 unsigned bsk_body_bits(const ParameterSet& p) { return bootstrap_key_body_bits(p.glwe_std_dev); }
+// The packing key's bodies: rounded as the bootstrap key's, at the answer key's noise.
+unsigned packing_body_bits(const ParameterSet& p) { return bootstrap_key_body_bits(p.answer_noise()); }
 unsigned ksk_body_bits(const ParameterSet& p) { return keyswitch_key_word_bits(p.lwe_dimension, p.lwe_std_dev); }
 
 std::uint64_t packed_bodies_bytes(std::uint64_t count, unsigned bits) { return 8 + packed_bytes(count, bits); }
@@ -584,7 +592,7 @@ std::string packing_shape_text(const PackingKeyShape& s) {
          " levels=" + std::to_string(s.level_count.value);
 }
 std::size_t seeded_packing_payload_bytes(std::size_t bodies, const ParameterSet& p) {
-  return 5 * 8 + 16 + packed_bodies_bytes(bodies, bsk_body_bits(p));
+  return 5 * 8 + 16 + packed_bodies_bytes(bodies, packing_body_bits(p));
 }
 void require_seeded_packing(ObjectType type, const SeededPackingKey& key, const ParameterSet& params) {
   require(key.shape == packing_key_shape(params), type,
@@ -600,7 +608,7 @@ void write_seeded_packing(Writer& w, ObjectType type, const SeededPackingKey& ke
   w.u64(key.shape.base_log.value);
   w.u64(key.shape.level_count.value);
   w.seed(key.seed);
-  write_packed_bodies(w, type, key.bodies, bsk_body_bits(p));
+  write_packed_bodies(w, type, key.bodies, packing_body_bits(p));
 }
 SeededPackingKey read_seeded_packing(Reader& r, const ParameterSet& params, std::uint16_t minor) {
   const PackingKeyShape expected = packing_key_shape(params);
@@ -618,7 +626,7 @@ SeededPackingKey read_seeded_packing(Reader& r, const ParameterSet& params, std:
       checked_mul(r.type(), checked_mul(r.type(), expected.input_lwe_dimension.value, expected.level_count.value),
                   expected.polynomial_size.value);
   return {shape, seed,
-          read_seeded_bodies(r, minor, words, bsk_body_bits(params), "the packing key bodies", packing_shape_text(shape), true)};
+          read_seeded_bodies(r, minor, words, packing_body_bits(params), "the packing key bodies", packing_shape_text(shape), true)};
 }
 
 }  // namespace
@@ -813,7 +821,7 @@ Bytes serialize(const PackedAnswer& answer, const ParameterSet& params) {
           "count " + std::to_string(answer.count) + " is not in [1, " + std::to_string(answer.polynomial_size.value) + "]");
   require(answer.modulus_bits >= 1 && answer.modulus_bits <= 63, kType,
           "modulus_bits " + std::to_string(answer.modulus_bits) + " is not in [1, 63]");
-  const std::size_t words = params.big_lwe_dimension().value + answer.count;
+  const std::size_t words = params.answer_glwe_dimension().value * params.answer_polynomial_size.value + answer.count;
   require_equal(kType, "word count", answer.words.size(), words, params);
   const unsigned shift = 64 - answer.modulus_bits;
   std::vector<Torus> top(words);
@@ -844,7 +852,7 @@ PackedAnswer deserialize_packed_answer(std::span<const std::uint8_t> bytes, cons
   expect_field(kType, "polynomial_size", np, params.answer_polynomial_size.value, params);
   if (count < 1 || count > np) fail(kType, "count " + std::to_string(count) + " is not in [1, " + std::to_string(np) + "]");
   if (bits < 1 || bits > 63) fail(kType, "modulus_bits " + std::to_string(bits) + " is not in [1, 63]");
-  const std::uint64_t words = params.big_lwe_dimension().value + count;
+  const std::uint64_t words = std::uint64_t{params.answer_glwe_dimension().value} * params.answer_polynomial_size.value + count;
   if (packed_bytes(words, static_cast<unsigned>(bits)) != r.remaining())
     fail(kType, "payload holds " + std::to_string(r.remaining()) + " bytes for " + std::to_string(words) + " words of " +
                     std::to_string(bits) + " bits (" + std::to_string(packed_bytes(words, static_cast<unsigned>(bits))) +

@@ -185,6 +185,11 @@ TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
   EXPECT_EQ(p.answer_polynomial_size.value, std::bit_ceil(plan.outputs));
   EXPECT_LE(plan.break_even_rows(), 64.0);
   EXPECT_LT(plan.packed_bytes * 10, plan.unpacked_bytes);
+  // The answer key is shorter than the big key (a shorter mask), at the curve's noise for its
+  // length: the set stays secure.
+  EXPECT_LT(p.answer_glwe_dimension().value * p.answer_polynomial_size.value, p.big_lwe_dimension().value);
+  EXPECT_GT(p.answer_std_dev, p.glwe_std_dev);
+  EXPECT_TRUE(tfhe::check_security(p).secure) << tfhe::check_security(p).detail;
   const ml::Matrix rows = features("breast_cancer_test.csv", 3);
   expect_round_trip(c, rows);
 

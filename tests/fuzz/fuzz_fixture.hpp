@@ -14,13 +14,17 @@ inline const tfhe::ParameterSet& fuzz_params() {
   return p;
 }
 
-// The same set packing its answers (tag 15 frames and packing keys): N' = 8 of k*N = 256.
+// The same set packing its answers (tag 15 frames and packing keys): N' = 8 of k*N = 256,
+// under a shorter answer key (k' = 16: 128 coefficients) with its own noise (format 1.4).
 inline const tfhe::ParameterSet& fuzz_packing_params() {
   static const tfhe::ParameterSet p = [] {
     tfhe::ParameterSet q = fuzz_params();
     q.answer_polynomial_size = tfhe::PolynomialSize(8);
     q.answer_base_log = tfhe::DecompositionBaseLog(8);
     q.answer_level_count = tfhe::DecompositionLevelCount(2);
+    q.answer_key_dimension = tfhe::GlweDimension(16);
+    q.answer_std_dev = 0x1p-30;
+    q.validate();
     return q;
   }();
   return p;

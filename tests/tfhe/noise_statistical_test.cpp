@@ -189,15 +189,26 @@ TEST(NoiseStatistics, AnswerModulusSwitch) {
 }
 
 // The packing keyswitch of answers (packing.hpp) against packing_keyswitch_variance, and with
-// the switch to 14 bits against that plus modulus_switch_variance_to_bits(K, 14): a set whose
-// noise is the decomposition's rounding (2^20 x 1) and one whose noise is the key's, which
-// the rotation X^t spreads over all 20 packed outputs (2^30 x 1).
+// the switch to 14 bits against that plus modulus_switch_variance_to_bits(k'N', 14): a set
+// whose noise is the decomposition's rounding (2^20 x 1), one whose noise is the key's, which
+// the rotation X^t spreads over all 20 packed outputs (2^30 x 1), and a shorter answer key
+// (k'N' = 1536 at the curve's noise for it, 2^-36.8) whose key noise dominates at 2^12 x 2.
 TEST(NoiseStatistics, PackingKeyswitch) {
-  for (const std::size_t base_log : {20u, 30u}) {
+  struct Case {
+    std::size_t base_log, levels, answer_dimension;
+  };
+  for (const Case c : {Case{20, 1, 0}, Case{30, 1, 0}, Case{12, 2, 1536}}) {
+    const std::size_t base_log = c.base_log;
     auto p = optimized(4);
     p.answer_polynomial_size = PolynomialSize(32);
     p.answer_base_log = DecompositionBaseLog(base_log);
-    p.answer_level_count = DecompositionLevelCount(1);
+    p.answer_level_count = DecompositionLevelCount(c.levels);
+    if (c.answer_dimension != 0) {
+      p.answer_key_dimension = GlweDimension(c.answer_dimension / 32);
+      p.answer_std_dev = std::exp2(min_secure_log2_std_dev(c.answer_dimension));
+      ASSERT_TRUE(check_security(p).secure) << check_security(p).detail;
+    }
+    const LweDimension answer_dimension(p.answer_glwe_dimension().value * 32);
     auto secret = generate_secret_keys(p);
     const PackingKey key = expand_packing_key(generate_seeded_packing_key(secret));
     const GlweSecretKey answer_key = answer_secret_key(secret);
@@ -213,9 +224,10 @@ TEST(NoiseStatistics, PackingKeyswitch) {
           v.add(torus_error(decrypt_lwe_phase(answer_key.flattened(), out[t]), encode_message(t % 16, 4)));
       }
       const double predicted = packing_keyswitch_variance(p, kOutputs) +
-                               (bits < 63 ? modulus_switch_variance_to_bits(p.big_lwe_dimension(), bits) : 0.0);
+                               (bits < 63 ? modulus_switch_variance_to_bits(answer_dimension, bits) : 0.0);
       expect_within_factor_two(v.value(), predicted,
-                               "packing 2^" + std::to_string(base_log) + "x1 to " + std::to_string(bits) + " bits");
+                               "packing 2^" + std::to_string(base_log) + "x" + std::to_string(c.levels) + " into dimension " +
+                                   std::to_string(answer_dimension.value) + " to " + std::to_string(bits) + " bits");
     }
   }
 }

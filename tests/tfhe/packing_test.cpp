@@ -3,6 +3,8 @@
 // packed answer's frame.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "../common/error_message.hpp"
 #include "veil/tfhe/keys.hpp"
 #include "veil/tfhe/lwe.hpp"
@@ -118,6 +120,51 @@ TEST(Packing, PackedOutputsDecryptToTheirMessages) {
       }
     }
   }
+}
+
+// A shorter answer key (k'N' = 1536 < k*N = 2048, at the security curve's noise for 1536):
+// answers decrypt, are k'N' + m words long, the set's id and frame carry the key's length and
+// noise, and the checks name what is wrong (too little noise for the length, a key longer
+// than k*N, answer fields on a set that packs nothing).
+TEST(Packing, AShorterAnswerKeyMakesShorterAnswers) {
+  ParameterSet p = packing_set(32, 12, 2);
+  const std::uint64_t full_id = p.id();
+  p.answer_key_dimension = GlweDimension(48);
+  p.answer_std_dev = std::exp2(min_secure_log2_std_dev(1536));
+  p.validate();
+  EXPECT_NE(p.id(), full_id);
+  EXPECT_TRUE(check_security(p).secure) << check_security(p).detail;
+  EXPECT_NE(p.describe().find("answers=48x32"), std::string::npos) << p.describe();
+  EXPECT_EQ(deserialize_parameter_set(serialize(p)), p);
+  auto k = packing_for(p);
+  EXPECT_EQ(answer_secret_key(k.secret).flattened().size(), 1536u);
+  std::vector<std::uint64_t> messages;
+  for (std::size_t t = 0; t < 20; ++t) messages.push_back((7 * t + 1) % 16);
+  const PackedAnswer answer = pack_answer(k.key, encrypt_messages(k.secret, messages, 4), 13);
+  EXPECT_EQ(answer.words.size(), 1536u + 20);
+  EXPECT_EQ(decrypt_packed(k.secret, answer, 4), messages);
+  EXPECT_EQ(serialize(answer, p).size(), 64 + 32 + ((1536 + 20) * 13 + 7) / 8);
+  EXPECT_EQ(deserialize_packed_answer(serialize(answer, p), p).words, answer.words);
+  // The evaluation keys carry the packing key under the shorter key, bodies at its noise.
+  const SeededEvaluationKeys seeded = generate_seeded_evaluation_keys(k.secret);
+  EXPECT_EQ(serialize(seeded).size(), seeded_evaluation_keys_bytes(p));
+  EXPECT_EQ(deserialize_seeded_evaluation_keys(serialize(seeded), &p).packing.bodies.size(), seeded.packing.bodies.size());
+
+  ParameterSet quiet = p;  // the big key's noise is too little for 1536 coefficients
+  quiet.answer_std_dev = p.glwe_std_dev;
+  const SecurityCheck check = check_security(quiet);
+  EXPECT_FALSE(check.secure);
+  EXPECT_TRUE(has(check.detail, "answer key (dimension 1536)")) << check.detail;
+  ParameterSet longer = p;
+  longer.answer_key_dimension = GlweDimension(65);  // 65 x 32 > 2048
+  EXPECT_TRUE(has(error_of([&] { longer.validate(); }), "answer_key_dimension"));
+  ParameterSet negative = p;
+  negative.answer_std_dev = -1e-9;
+  EXPECT_TRUE(has(error_of([&] { negative.validate(); }), "answer_std_dev"));
+  auto plain = optimize_parameters({.message_bits = 4});
+  ASSERT_TRUE(plain);
+  plain->answer_std_dev = 1e-9;
+  EXPECT_TRUE(has(error_of([&] { plain->validate(); }), "must be 0 without answer packing"));
 }
 
 // A wave: pack_answers over rows of different counts equals pack_answer row by row, word

@@ -118,12 +118,13 @@ TEST_F(SerializationTest, ParameterSetRoundTripsEveryField) {
 TEST_F(SerializationTest, ParameterSetOfFormat1_0ReadsAsClassical) {
   Bytes current = serialize(params);
   ASSERT_EQ(get_u64(current, kHeader + 10 * 8), 1u);  // grouping, after ks_level_count
-  for (int i = 11; i < 14; ++i) ASSERT_EQ(get_u64(current, kHeader + i * 8), 0u);  // no answer packing (1.3)
-  // Format 1.2: no answer-packing fields; 1.0: no grouping either.
-  for (const std::uint16_t minor : {2, 0}) {
-    const std::size_t from = minor == 0 ? 10 : 11;
+  for (int i = 11; i < 16; ++i) ASSERT_EQ(get_u64(current, kHeader + i * 8), 0u);  // no answer packing (1.3, 1.4)
+  // Format 1.3: no answer key length and noise; 1.2: no answer-packing fields; 1.0: no
+  // grouping either.
+  for (const std::uint16_t minor : {3, 2, 0}) {
+    const std::size_t from = minor == 0 ? 10 : minor == 2 ? 11 : 14;
     Bytes old(current.begin(), current.begin() + static_cast<std::ptrdiff_t>(kHeader + from * 8));
-    old.insert(old.end(), current.begin() + kHeader + 14 * 8, current.end());
+    old.insert(old.end(), current.begin() + kHeader + 16 * 8, current.end());
     set_u16(old, kOffMinor, minor);
     reseal(old);
     const ParameterSet back = deserialize_parameter_set(old);
@@ -351,8 +352,8 @@ TEST_F(SerializationTest, SeededEvaluationKeysTravelAsTheirTopBitsAndFormat1_1St
   const std::size_t ksk_at = bsk_at + 56 + 8 + (seeded.bsk.bodies.size() * bsk_bits + 7) / 8;
   old.insert(old.end(), packed.begin() + static_cast<std::ptrdiff_t>(ksk_at), packed.begin() + static_cast<std::ptrdiff_t>(ksk_at + 48));
   put_words(seeded.ksk.bodies);
-  // Format 1.1's parameter set has no answer-packing fields (three words before the name).
-  old.erase(old.begin() + kHeader + 11 * 8, old.begin() + kHeader + 14 * 8);
+  // Format 1.1's parameter set has no answer-packing fields (five words before the name).
+  old.erase(old.begin() + kHeader + 11 * 8, old.begin() + kHeader + 16 * 8);
   set_u16(old, kOffMinor, 1);
   reseal(old);
   EXPECT_GT(old.size(), packed.size());
@@ -541,7 +542,7 @@ TEST_F(SerializationTest, ParameterSetPayloadMustMatchItsIdAndBeValid) {
               HasSubstr("lwe_dimension 33 is not a multiple of grouping 2"));
   // An absurd name length.
   Bytes long_name = bytes;
-  set_u64(long_name, kHeader + 14 * 8, std::uint64_t{1} << 40);
+  set_u64(long_name, kHeader + 16 * 8, std::uint64_t{1} << 40);
   reseal(long_name);
   EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(long_name); }), HasSubstr("name_length"));
 }
@@ -599,7 +600,7 @@ TEST_F(SerializationTest, ForgedHugeShapeWithAValidChecksumIsRefusedWithoutAlloc
   ParameterSet huge = params;
   huge.glwe_dimension = GlweDimension(std::uint64_t{1} << 40);
   Bytes keys_bytes = serialize(fx.seeded);
-  const std::size_t params_bytes = 15 * 8 + params.name.size();
+  const std::size_t params_bytes = 17 * 8 + params.name.size();
   // The bootstrap key's payload: five shape words, the 16-byte mask seed, then the bodies'
   // bit width and their top bits packed end to end (format 1.2).
   const std::size_t body_count = fx.seeded.bsk.bodies.size();

@@ -257,12 +257,18 @@ std::vector<OutputTransport> plan_output_transport(const CompiledCircuit& compil
 // smallest power of two >= m, and among the decompositions of at most 4 levels, the one whose
 // answer needs the fewest bits b (every output's read within p_error and within the variance
 // its clear simulation assumes, as plan_output_transport), then the fewest levels (the key).
-// `packed` when the packed answer is smaller than the unpacked one and the packing key's
+// The answer key is first taken as long and as noisy as the big key (k'N' = k*N), then
+// shorter, in steps of max(N', 32) coefficients from dimension 450 up, at the noise the
+// security curve asks for each length: the shortest packed answer wins among those whose
+// packing key and server work (l (k'N' + N') multiply-adds per output and key input) are no
+// larger than the full-length key's, then the least work. `packed` when the packed answer is smaller than the unpacked one and the packing key's
 // seeded bytes are repaid within max_break_even_rows rows.
 struct AnswerPacking {
   bool packed = false;
   std::size_t outputs = 0;           // m, output elements a row
   unsigned polynomial_size = 0;      // N'
+  unsigned glwe_dimension = 0;       // k' of a shorter answer key; 0: k*N / N' (ParameterSet's answer_key_dimension)
+  double std_dev = 0;                // that key's noise; 0: glwe_std_dev (ParameterSet's answer_std_dev)
   unsigned base_log = 0, level_count = 0, modulus_bits = 0;
   std::uint64_t packed_bytes = 0;    // a row's packed answer, its frame included
   std::uint64_t unpacked_bytes = 0;  // a row's answer as `transport` sends it, frames included

@@ -1,17 +1,20 @@
 // Packed answers: a row's outputs, m LWE ciphertexts under the big key (dimension K = k*N),
-// travel as one GLWE ciphertext of polynomial size N' >= m and dimension k' = K / N', whose
-// body coefficient t holds output t, then modulus-switched to b bits and cut to its mask and
-// its first m body coefficients: (K + m) * b bits instead of m * (K + 1) * b.
+// travel as one GLWE ciphertext of polynomial size N' >= m and dimension k' (K / N' or less),
+// whose body coefficient t holds output t, then modulus-switched to b bits and cut to its mask
+// and its first m body coefficients: (k'N' + m) * b bits instead of m * (K + 1) * b.
 //
 // The packing keyswitch (the server's step): for each input ciphertext (a_t, b_t),
 //   X^t * ((0, b_t) - sum_i sum_j d_j(a_t,i) * P_(i,j)),   P_(i,j) = GLWE_S'(s_i * 2^(64 - j*beta))
 // summed over t. P is the packing key (K * l GLWE ciphertexts under the answer key S'); its
-// noise is keyswitch_variance(K, glwe_std_dev (+ the bodies' rounding), beta, l): the same sum
-// as an LWE keyswitch, per body coefficient.
+// noise is keyswitch_variance(K, answer_noise() (+ the bodies' rounding), beta, l): the same
+// sum as an LWE keyswitch, per body coefficient.
 //
 // The answer key S' is not stored: it is derived from the client's secret keys
-// (answer_secret_key), binary, k'*N' = K coefficients, encrypted at glwe_std_dev, so it is as
-// secure as the big key by the curve. Its derivation (ChaCha20 keyed by the SHA-256 of a
+// (answer_secret_key), binary, k'N' coefficients. Its packing key is encrypted at the set's
+// answer_noise(): glwe_std_dev for k'N' = K, as secure as the big key; for a shorter key, the
+// noise the security curve asks for k'N' (check_security checks it). A shorter key, noisier,
+// needs a finer decomposition, and buys a shorter mask and a mask switched to fewer bits
+// (ParameterSet, circuit::plan_answer_packing). Its derivation (ChaCha20 keyed by the SHA-256 of a
 // domain tag and both secret keys) makes it a pseudorandom function of them: a client with
 // its secret.key decrypts packed answers and nothing new is saved. The packing key encrypts
 // the big key's bits under S', a function of them: its security rests on SHA-256 behaving as

@@ -37,17 +37,29 @@ struct ParameterSet {
   GroupingFactor grouping{1};
   // Packed answers (packing.hpp): 0 = none. Otherwise a server packs a row's outputs, LWE
   // ciphertexts under the big key, into one GLWE ciphertext of answer_polynomial_size N'
-  // coefficients and dimension k*N / N' (so that its mask is as long, and its key as secure at
-  // glwe_std_dev, as the big key's) by a packing keyswitch of base 2^answer_base_log and
-  // answer_level_count levels, whose key is part of the evaluation keys.
+  // coefficients and dimension k' by a packing keyswitch of base 2^answer_base_log and
+  // answer_level_count levels, whose key is part of the evaluation keys. The answer key has
+  // k'N' coefficients and noise answer_std_dev; answer_key_dimension = 0 stands for k' = k*N /
+  // N' and answer_std_dev = 0 for glwe_std_dev (the big key's length and noise: format 1.3's
+  // only choice, and the ids those sets have). A shorter key at the noise the security curve
+  // asks for its length makes a shorter answer (circuit::plan_answer_packing).
   PolynomialSize answer_polynomial_size{0};
   DecompositionBaseLog answer_base_log{0};
   DecompositionLevelCount answer_level_count{0};
+  GlweDimension answer_key_dimension{0};
+  double answer_std_dev = 0;
 
   bool packs_answers() const { return answer_polynomial_size.value != 0; }
-  // k*N / N': the answer GLWE's dimension (0 without packing).
+  // k': the answer GLWE's dimension (0 without packing).
   GlweDimension answer_glwe_dimension() const {
-    return GlweDimension(packs_answers() ? big_lwe_dimension().value / answer_polynomial_size.value : 0);
+    if (!packs_answers()) return GlweDimension(0);
+    return answer_key_dimension.value != 0 ? answer_key_dimension
+                                           : GlweDimension(big_lwe_dimension().value / answer_polynomial_size.value);
+  }
+  // The answer key's noise (0 without packing).
+  double answer_noise() const {
+    if (!packs_answers()) return 0.0;
+    return answer_std_dev != 0.0 ? answer_std_dev : glwe_std_dev;
   }
 
   // The flattened GLWE dimension k*N: ciphertexts between lookups have this dimension.
@@ -55,14 +67,16 @@ struct ParameterSet {
     return flattened_lwe_dimension(glwe_dimension, polynomial_size);
   }
   // A 64-bit digest of every field except `name` (SHA-256 of a canonical encoding; grouping
-  // enters it only when it is not 1, and the answer-packing fields only when packing is on,
-  // so classical sets keep the ids they always had).
+  // enters it only when it is not 1, the answer-packing fields only when packing is on, and
+  // answer_key_dimension and answer_std_dev only when not 0, so that every set keeps the id
+  // it had in the format it came from).
   // Serialized keys and ciphertexts carry it; loading compares it.
   std::uint64_t id() const;
   // Structural validity: N a power of two in [256, 65536], 1 <= message_bits <= 8,
   // base_log * level_count <= 64 for both decompositions, n >= 1, k >= 1, positive noise,
-  // grouping 1 or 2 and a divisor of n; answer packing off (all three fields 0) or N' a power
-  // of two dividing k*N with a decomposition as above.
+  // grouping 1 or 2 and a divisor of n; answer packing off (all five fields 0) or N' a power
+  // of two dividing k*N with a decomposition as above, k'N' at most k*N and 2^20, and
+  // answer_std_dev 0 or in (0, 1).
   // Throws std::invalid_argument naming the offending field and value.
   void validate() const;
   // One line: "name: p=4 n=863 k=1 N=2048 pbs=2^23x1 ks=2^3x5 ...".
@@ -81,8 +95,8 @@ struct SecurityCheck {
   bool secure = false;
   std::string detail;  // names the key that fails and by how much, or "secure"
 };
-// Both the small LWE key (n, lwe_std_dev) and the GLWE key (k*N, glwe_std_dev) must meet
-// the curve.
+// The small LWE key (n, lwe_std_dev), the GLWE key (k*N, glwe_std_dev) and, where the set
+// packs answers, the answer key (k'N', answer_noise()) must meet the curve.
 SecurityCheck check_security(const ParameterSet& params, unsigned security_bits = 128);
 
 // ---- Noise model ----

@@ -45,7 +45,9 @@ inline constexpr std::uint16_t kFormatMajor = 1;
 // 1.3: the parameter-set payload gains the answer-packing fields (answer_polynomial_size,
 // answer_base_log, answer_level_count; earlier sets read as no packing), seeded evaluation
 // keys carry a packing key when their set packs answers, and packed answers (tag 15).
-inline constexpr std::uint16_t kFormatMinor = 3;
+// 1.4: the parameter-set payload gains answer_key_dimension and answer_std_dev (a shorter
+// answer key; earlier sets read as 0, the big key's length and noise).
+inline constexpr std::uint16_t kFormatMinor = 4;
 
 enum class ObjectType : std::uint16_t {
   kLweSecretKey = 1,
