@@ -66,6 +66,7 @@ class NetworkLowering {
         if (!in.empty()) consumers_[in].push_back(&n);
     const std::size_t rows = std::min(calibration.rows, options.max_calibration_rows);
     calib_ = calibration.first_rows(rows);
+    find_pooled_accumulators();
     // Float reference values of every tensor, per calibration row.
     for (std::size_t r = 0; r < rows; ++r) {
       std::vector<double> x(calib_.row(r).begin(), calib_.row(r).end());
@@ -88,8 +89,70 @@ class NetworkLowering {
             c.first = std::min(c.first, t.data[e]), c.second = std::max(c.second, t.data[e]);
           }
         }
+        if (const auto p = pooled_.find(name); p != pooled_.end()) record_pool_differences(name, t, *p->second.pool);
       }
     }
+  }
+
+  // Accumulators whose activation may run after the max pooling that reads it
+  // (defers_to_maxpool): X read only by a univariate node U, U's output only by an unpadded
+  // MaxPool. There the first rounding X meets is that of the max's differences (lower_maxpool),
+  // whose range is wider than X's own (up to twice): range filling sizes the weights for it.
+  struct Pooled {
+    const GraphNode* activation = nullptr;
+    const GraphNode* pool = nullptr;
+  };
+  void find_pooled_accumulators() {
+    if (!options_.pool_before_activation) return;
+    std::map<std::string, const GraphNode*> producer;
+    for (const auto& n : net_.nodes)
+      for (const auto& o : n.outputs) producer[o] = &n;
+    for (const auto& n : net_.nodes) {
+      if (n.op_type != "MaxPool" || n.inputs.empty() || (n.outputs.size() > 1 && !n.outputs[1].empty())) continue;
+      const auto u = producer.find(n.inputs[0]);
+      if (u == producer.end() || u->second->inputs.empty()) continue;
+      const NetworkOp* op = find_network_op(u->second->op_type);
+      if (!op || op->family != OpFamily::kUnivariate) continue;
+      const std::string& x = u->second->inputs[0];
+      const auto cx = consumers_.find(x), cu = consumers_.find(n.inputs[0]);
+      if (cx == consumers_.end() || cx->second.size() != 1 || cu == consumers_.end() || cu->second.size() != 1) continue;
+      pooled_[x] = Pooled{u->second, &n};
+    }
+  }
+  // Per channel, the range of the differences lower_maxpool's max tree takes (b - a of each
+  // pair, level by level, on the float values `t` of the pooled accumulator).
+  void record_pool_differences(const std::string& name, const FloatTensor& t, const GraphNode& pool) {
+    if (t.shape.size() != 4 || t.shape[0] != 1) return;
+    Window win;
+    try {
+      win = pool_window(pool, t.shape);
+    } catch (const std::invalid_argument&) {
+      return;  // the lowering says why
+    }
+    if (win.pad_top || win.pad_left || win.pad_bottom || win.pad_right) return;
+    const std::int64_t channels = t.shape[1], h = t.shape[2], w = t.shape[3];
+    auto& range = pool_diff_range_[name];
+    if (range.empty()) range.assign(static_cast<std::size_t>(channels), {INFINITY, -INFINITY});
+    for (std::int64_t c = 0; c < channels; ++c)
+      for (std::int64_t oy = 0; oy < win.out_h; ++oy)
+        for (std::int64_t ox = 0; ox < win.out_w; ++ox) {
+          std::vector<double> parts;
+          for (std::int64_t ky = 0; ky < win.kh; ++ky)
+            for (std::int64_t kx = 0; kx < win.kw; ++kx)
+              parts.push_back(t.data[static_cast<std::size_t>((c * h + oy * win.stride_h + ky * win.dilation_h) * w +
+                                                              ox * win.stride_w + kx * win.dilation_w)]);
+          auto& r = range[static_cast<std::size_t>(c)];
+          while (parts.size() > 1) {
+            std::vector<double> next;
+            for (std::size_t i = 0; i + 1 < parts.size(); i += 2) {
+              const double d = parts[i + 1] - parts[i];
+              r.first = std::min(r.first, d), r.second = std::max(r.second, d);
+              next.push_back(std::max(parts[i], parts[i + 1]));
+            }
+            if (parts.size() % 2) next.push_back(parts.back());
+            parts = std::move(next);
+          }
+        }
   }
 
   QuantizedModel run() {
@@ -827,17 +890,29 @@ class NetworkLowering {
   // (widened by range_margin) spans a common integer width T that fills those levels at the
   // rounding step the widest unit needs: the weights get finer codes (more bits than
   // network_weight_bits, at most fill_max_weight_bits) and the lookup more levels of every
-  // unit. From fill_min_lookup_precision (5 bits by default): below, the tables' boxes of margin and the 10%
+  // unit. `pooled`: the accumulators feed a max pool ahead of their activation
+  // (find_pooled_accumulators), and each unit's range is that of the max's differences, which
+  // lower_maxpool rounds first. From fill_min_lookup_precision (5 bits by default): below,
+  // the tables' boxes of margin and the 10%
   // of slack leave too few levels to fill (the iris MLPs of python/tests/test_models.py lost
   // a row of agreement with the float model at 3 and 4 bits). Returns the scale for unit
   // `unit` of `out` (0: keep the symmetric quantization's). `scales`: every unit's scale from
   // quantize_symmetric; `max_abs`: the unit's largest weight magnitude (times the input scale).
-  double filled_scale(const std::string& out, std::size_t unit, const std::vector<double>& scales, double max_abs) {
+  double filled_scale(const std::string& out, std::size_t unit, const std::vector<double>& scales, double max_abs,
+                      bool pooled) {
     if (!options_.network_fill_lookup_range || options_.lookup_precision < options_.fill_min_lookup_precision) return 0;
     const auto it = float_channel_range_.find(out);
     if (it == float_channel_range_.end() || it->second.size() != scales.size()) return 0;
     const double widen = 1 + 2 * options_.range_margin;
-    const auto span = [&](std::size_t j) { return (it->second[j].second - it->second[j].first) * widen; };
+    // Pooled before its activation: the rounding that binds is the max's differences'
+    // (pool_differences), wider than the accumulator's own range.
+    const auto diffs = pooled ? pool_diff_range_.find(out) : pool_diff_range_.end();
+    const bool by_differences = diffs != pool_diff_range_.end() && diffs->second.size() == scales.size();
+    const auto span = [&](std::size_t j) {
+      double width = it->second[j].second - it->second[j].first;
+      if (by_differences) width = std::max(width, diffs->second[j].second - diffs->second[j].first);
+      return width * widen;
+    };
     double widest = 0;  // integer span of the widest unit at its symmetric scale
     for (std::size_t j = 0; j < scales.size(); ++j)
       if (scales[j] > 0 && std::isfinite(span(j))) widest = std::max(widest, span(j) / scales[j]);
@@ -858,8 +933,8 @@ class NetworkLowering {
   // Range filling for one unit quantized symmetrically (not on a trained grid): when
   // filled_scale gives a scale, the unit's codes `qa` are redone at it and `sw` takes it.
   void fill_unit(const std::string& out, std::size_t unit, const std::vector<double>& sym, const std::vector<double>& top,
-                 const std::vector<double>& a, std::vector<std::int64_t>& qa, double& sw) {
-    const double filled = filled_scale(out, unit, sym, top[unit]);
+                 const std::vector<double>& a, std::vector<std::int64_t>& qa, double& sw, bool pooled = false) {
+    const double filled = filled_scale(out, unit, sym, top[unit], pooled);
     if (!(filled > 0)) return;
     sw = filled;
     for (std::size_t i = 0; i < a.size(); ++i) qa[i] = static_cast<std::int64_t>(std::nearbyint(a[i] / sw));
@@ -966,6 +1041,20 @@ class NetworkLowering {
       sym[static_cast<std::size_t>(oc)] = quantize_symmetric(a, weight_bits(n), unused);
       for (double v : a) top[static_cast<std::size_t>(oc)] = std::max(top[static_cast<std::size_t>(oc)], std::fabs(v));
     }
+    // Range filling for the max's differences when the activation will run after the pooling:
+    // defers_to_maxpool's conditions that the weights do not change (a non-decreasing
+    // activation, one offset per channel; the scales are positive).
+    const FloatTensor offsets = conv_float(n, FloatTensor{x.shape, x.b}, *w, bias);
+    bool pooled = false;
+    if (const auto p = pooled_.find(n.outputs[0]); p != pooled_.end() && !conv_steps) {
+      const auto f = unary_op(*p->second.activation, [this](const std::string& name) { return constant(name); });
+      pooled = f && f->non_decreasing && p->second.activation->outputs[0] != net_.output_name;
+      const std::int64_t out_inner = static_cast<std::int64_t>(offsets.data.size()) / o;
+      for (std::size_t e = 0; pooled && e < offsets.data.size(); ++e) {
+        const double first = offsets.data[static_cast<std::size_t>(static_cast<std::int64_t>(e) / out_inner * out_inner)];
+        if (std::fabs(offsets.data[e] - first) > 1e-12 * (1 + std::fabs(first))) pooled = false;
+      }
+    }
     for (std::int64_t oc = 0; oc < o; ++oc) {
       const std::int64_t g = oc / (o / groups);
       const std::vector<double> a = scaled_weights(oc);
@@ -980,7 +1069,7 @@ class NetworkLowering {
         grid = on_grid(wo, so, unit, qa);
       }
       double sw = grid ? *grid : quantize_symmetric(a, weight_bits(n), qa);
-      if (!grid) fill_unit(n.outputs[0], static_cast<std::size_t>(oc), sym, top, a, qa, sw);
+      if (!grid) fill_unit(n.outputs[0], static_cast<std::size_t>(oc), sym, top, a, qa, sw, pooled);
       out_scale[static_cast<std::size_t>(oc)] = sw;
       for (std::int64_t i = 0; i < per_out; ++i) {
         const std::int64_t ic = g * cg + i / (w->shape[2] * w->shape[3]);
@@ -997,7 +1086,6 @@ class NetworkLowering {
     y.v = builder_.conv2d(x.v, q, co, n.name);
     y.shape = builder_.shape(y.v);
     // Offsets: the float convolution of the input offsets (zero padding contributes 0).
-    const FloatTensor offsets = conv_float(n, FloatTensor{x.shape, x.b}, *w, bias);
     y.b = offsets.data;
     const std::int64_t out_inner = y.shape[2] * y.shape[3];
     for (std::size_t e = 0; e < y.b.size(); ++e) {
@@ -1183,6 +1271,8 @@ class NetworkLowering {
   Matrix calib_;
   std::map<std::string, std::vector<double>> float_range_;
   std::map<std::string, std::vector<std::pair<double, double>>> float_channel_range_;
+  std::map<std::string, Pooled> pooled_;  // find_pooled_accumulators
+  std::map<std::string, std::vector<std::pair<double, double>>> pool_diff_range_;  // per channel
   std::map<std::string, Enc> enc_;
   circuit::CircuitBuilder builder_;
   std::vector<std::vector<circuit::Tensor>> samples_;

@@ -183,8 +183,11 @@ struct QuantizationOptions {
   // the lookup precision at the rounding step the widest unit needs (instead of the widest
   // unit alone setting the step, narrower units reading fewer levels, and up to half the
   // levels lost to the power-of-two step). The weights' codes get finer, up to
-  // fill_max_weight_bits, never coarser than the weight bits asked for. From fill_min_lookup_precision bits of lookup precision (below, too few levels are left
-  // to fill); compile_model keeps the unfilled lowering where it is strictly cheaper.
+  // fill_max_weight_bits, never coarser than the weight bits asked for. Where the activation
+  // runs after a max pool (pool_before_activation), the range filled is that of the max's
+  // differences (b - a, up to twice the accumulators'), the first rounding the accumulators
+  // meet. From fill_min_lookup_precision bits of lookup precision (below, too few levels are
+  // left to fill); compile_model keeps the unfilled lowering where it is strictly cheaper.
   // Post-training networks only: trained weight grids are kept.
   bool network_fill_lookup_range = true;
   unsigned fill_max_weight_bits = 6;
