@@ -668,7 +668,7 @@ double AnswerPacking::break_even_rows() const {
 }
 
 AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<OutputTransport>& transport, double p_error,
-                                  double max_break_even_rows) {
+                                  double max_break_even_rows, unsigned security_bits) {
   if (!(p_error > 0.0 && p_error < 1.0))
     throw std::invalid_argument("plan_answer_packing: p_error must be in (0, 1), got " + fmt("%.17g", p_error));
   if (transport.size() != cc.circuit.outputs.size())
@@ -686,9 +686,16 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
     best.unpacked_bytes += kFrame + 24 + (words * transport[i].modulus_bits + 7) / 8;
   }
   const std::size_t big = cc.params.big_lwe_dimension().value;
-  if (!cc.uses_bootstrapping || best.outputs < 2 || best.outputs > big) return best;
+  const auto unpacked = [&](std::string why) {
+    best.reason = std::move(why);
+    return best;
+  };
+  if (!cc.uses_bootstrapping) return unpacked("levelled circuit: no evaluation keys to carry a packing key");
+  if (best.outputs < 2) return unpacked("one output a row: nothing to share");
+  if (best.outputs > big) return unpacked(std::to_string(best.outputs) + " outputs a row, more than k*N = " + std::to_string(big));
   const std::size_t np = std::bit_ceil(best.outputs);
-  if (np > big || big % np != 0) return best;  // k*N need not be a power of two (k = 3, 5, 6)
+  if (np > big || big % np != 0)  // k*N need not be a power of two (k = 3, 5, 6)
+    return unpacked("N' = " + std::to_string(np) + " does not divide k*N = " + std::to_string(big));
   const double target = std::log2(p_error);
   const tfhe::NoiseBreakdown noise = tfhe::noise_breakdown(cc.params);
   tfhe::ParameterSet p = cc.params;
@@ -755,7 +762,7 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
   p.answer_key_dimension = tfhe::GlweDimension(0);
   p.answer_std_dev = 0.0;
   const std::optional<Choice> full = choose_decomposition();
-  if (!full) return best;
+  if (!full) return unpacked("no packing keyswitch of up to 4 levels keeps every read within p_error");
   AnswerPacking a = plan(*full);
   const std::uint64_t full_work = work(a), full_key = a.key_bytes;
   // ... then shorter ones, at the noise the security curve asks for their length: a shorter
@@ -763,7 +770,7 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
   // (a noisier key may need more levels). The shortest answer wins, then the least work.
   const std::size_t step = std::max<std::size_t>(np, 32);
   for (std::size_t d = step; d < big; d += step) {
-    const double log2_std = tfhe::min_secure_log2_std_dev(d);
+    const double log2_std = tfhe::min_secure_log2_std_dev(d, security_bits);
     if (!std::isfinite(log2_std) || log2_std >= -1.0) continue;
     p.answer_key_dimension = tfhe::GlweDimension(d / np);
     p.answer_std_dev = std::exp2(log2_std);
@@ -787,6 +794,13 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
             static_cast<double>(element_count(cc.circuit.nodes[o].shape)));
   a.log2_error = sum.log2_total();
   a.packed = a.packed_bytes < a.unpacked_bytes && a.break_even_rows() <= max_break_even_rows;
+  if (a.packed_bytes >= a.unpacked_bytes)
+    a.reason = "the packed answer would be no smaller";
+  else if (max_break_even_rows < 0)
+    a.reason = "packing is off";
+  else if (!a.packed)
+    a.reason = "its key would be repaid after " + fmt("%.1f", a.break_even_rows()) + " rows, more than " +
+               fmt("%.0f", max_break_even_rows);
   return a;
 }
 

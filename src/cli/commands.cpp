@@ -23,7 +23,7 @@ void write_bytes(const std::string& path, std::span<const std::uint8_t> bytes) {
 
 // One line on how answers travel: packed or not, a row's bytes each way, the key's cost.
 std::string answer_packing_line(const circuit::AnswerPacking& p) {
-  char line[320];
+  char line[512];
   if (p.packed)
     std::snprintf(line, sizeof line,
                   "  answers: packed, %llu bytes a row instead of %llu (packing key %.2f MB of the evaluation keys, repaid "
@@ -32,11 +32,12 @@ std::string answer_packing_line(const circuit::AnswerPacking& p) {
                   static_cast<double>(p.key_bytes) / 1e6, p.break_even_rows());
   else if (p.packed_bytes != 0)
     std::snprintf(line, sizeof line,
-                  "  answers: not packed, %llu bytes a row (packed: %llu, with a %.2f MB key repaid after %.1f rows)\n",
-                  static_cast<unsigned long long>(p.unpacked_bytes), static_cast<unsigned long long>(p.packed_bytes),
-                  static_cast<double>(p.key_bytes) / 1e6, p.break_even_rows());
+                  "  answers: not packed (%s), %llu bytes a row (packed: %llu, with a %.2f MB key repaid after %.1f rows)\n",
+                  p.reason.c_str(), static_cast<unsigned long long>(p.unpacked_bytes),
+                  static_cast<unsigned long long>(p.packed_bytes), static_cast<double>(p.key_bytes) / 1e6, p.break_even_rows());
   else
-    std::snprintf(line, sizeof line, "  answers: not packed, %llu bytes a row\n", static_cast<unsigned long long>(p.unpacked_bytes));
+    std::snprintf(line, sizeof line, "  answers: not packed (%s), %llu bytes a row\n", p.reason.c_str(),
+                  static_cast<unsigned long long>(p.unpacked_bytes));
   return line;
 }
 

@@ -124,12 +124,16 @@ ModelDev ModelDev::compile(const ml::Model& model, const ml::Matrix& calibration
     const double rows = !options.pack_answers ? options.packing_break_even_rows
                         : *options.pack_answers ? std::numeric_limits<double>::infinity()
                                                 : -1.0;
-    dev.answer_packing_ = circuit::plan_answer_packing(dev.compiled_, dev.output_transport_, per_read, rows);
+    dev.security_bits_ = options.compile.security_bits;
+    dev.answer_packing_ =
+        circuit::plan_answer_packing(dev.compiled_, dev.output_transport_, per_read, rows, dev.security_bits_);
     // The packing key counts against a key budget (--max-key-mb) like the rest of the keys.
     const std::uint64_t budget = options.compile.search.max_key_bytes;
     if (dev.answer_packing_.packed && budget != 0 && dev.compiled_.uses_bootstrapping &&
-        tfhe::seeded_evaluation_keys_bytes(dev.compiled_.params) + dev.answer_packing_.key_bytes > budget)
+        tfhe::seeded_evaluation_keys_bytes(dev.compiled_.params) + dev.answer_packing_.key_bytes > budget) {
       dev.answer_packing_.packed = false;
+      dev.answer_packing_.reason = "its key would take the evaluation keys past the key budget (--max-key-mb)";
+    }
     if (dev.answer_packing_.packed) {
       // The set now names the packing keyswitch: keys, ids and the circuit file carry it.
       tfhe::ParameterSet& p = dev.compiled_.params;
@@ -139,6 +143,9 @@ ModelDev ModelDev::compile(const ml::Model& model, const ml::Matrix& calibration
       p.answer_key_dimension = tfhe::GlweDimension(dev.answer_packing_.glwe_dimension);
       p.answer_std_dev = dev.answer_packing_.std_dev;
       p.validate();
+      if (const tfhe::SecurityCheck check = tfhe::check_security(p, dev.security_bits_); !check.secure)
+        throw std::logic_error("compile: the packed answers' parameter set is not " + std::to_string(dev.security_bits_) +
+                               "-bit secure: " + check.detail);
       st.parameters = p.describe();
       outputs = dev.answer_packing_.log2_error;
     }
@@ -173,6 +180,7 @@ void ModelDev::save(const fs::path& dir, const SaveOptions& options) const {
   specs.model_id = model_id_;
   specs.signature = circuit::signature_of(compiled_);
   specs.statistics = compiled_.analysis.statistics;
+  specs.security_bits = security_bits_;
   specs.processing_sha256 = sha256_hex(to_bytes(processing));
   const Bytes versions = to_bytes(make_versions_json(model_id_));
   write_zip(dir / kServerZip, {{"circuit.veil", circuit::serialize_compiled_circuit(compiled_)},

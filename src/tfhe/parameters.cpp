@@ -165,11 +165,13 @@ void ParameterSet::validate() const {
     check_decomposition("answer", answer_base_log, answer_level_count);
     // k'N' <= k*N keeps an answer no longer than the big key's ciphertext (and its
     // arithmetic in range); 2^20 is what a packed answer may hold (unpack_answer).
+    // The full length is written 0, so that one set has one id.
     const std::size_t k_answer = answer_key_dimension.value;
-    if (k_answer != 0 && (k_answer > big / np || k_answer * np > (std::size_t{1} << 20)))
-      fail("answer_key_dimension must be 0 (k*N / N') or k' with k'N' <= k*N = " + std::to_string(big) + ", got " +
+    if (k_answer != 0 && (k_answer >= big / np || k_answer * np > (std::size_t{1} << 20)))
+      fail("answer_key_dimension must be 0 (k*N / N') or k' with k'N' < k*N = " + std::to_string(big) + ", got " +
            std::to_string(k_answer) + " x N' = " + std::to_string(np));
-    if (answer_std_dev != 0.0 && (!std::isfinite(answer_std_dev) || !(answer_std_dev > 0.0) || !(answer_std_dev < 1.0)))
+    if (std::signbit(answer_std_dev) ||
+        (answer_std_dev != 0.0 && (!std::isfinite(answer_std_dev) || !(answer_std_dev < 1.0))))
       fail("answer_std_dev must be 0 (glwe_std_dev) or finite and in (0, 1), got " + fmt("%.17g", answer_std_dev));
   } else if (answer_base_log.value != 0 || answer_level_count.value != 0 || answer_key_dimension.value != 0 ||
              answer_std_dev != 0.0) {
@@ -252,9 +254,10 @@ SecurityCheck check_security(const ParameterSet& params, unsigned security_bits)
   };
   check("LWE", "lwe_std_dev", params.lwe_dimension.value, params.lwe_std_dev);
   check("GLWE", "glwe_std_dev", params.big_lwe_dimension().value, params.glwe_std_dev);
-  if (params.packs_answers())
-    check("answer", "answer_std_dev", params.answer_glwe_dimension().value * params.answer_polynomial_size.value,
-          params.answer_noise());
+  // A full-length answer key at glwe_std_dev (both fields 0) is the GLWE check's own.
+  if (params.packs_answers() && (params.answer_key_dimension.value != 0 || params.answer_std_dev != 0.0))
+    check("answer", params.answer_std_dev != 0.0 ? "answer_std_dev" : "glwe_std_dev",
+          params.answer_glwe_dimension().value * params.answer_polynomial_size.value, params.answer_noise());
   result.secure = failures.empty();
   result.detail = result.secure ? "secure" : failures;
   return result;

@@ -189,6 +189,8 @@ TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
   // length: the set stays secure.
   EXPECT_LT(p.answer_glwe_dimension().value * p.answer_polynomial_size.value, p.big_lwe_dimension().value);
   EXPECT_GT(p.answer_std_dev, p.glwe_std_dev);
+  EXPECT_EQ(p.answer_std_dev,
+            std::exp2(tfhe::min_secure_log2_std_dev(p.answer_glwe_dimension().value * p.answer_polynomial_size.value)));
   EXPECT_TRUE(tfhe::check_security(p).secure) << tfhe::check_security(p).detail;
   const ml::Matrix rows = features("breast_cancer_test.csv", 3);
   expect_round_trip(c, rows);
@@ -253,10 +255,30 @@ TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
   off.pack_answers = false;
   const Compiled u = compile_fixture("xgb_breast_cancer.json", "unpacked", off);
   EXPECT_FALSE(u.dev.answer_packing().packed);
+  EXPECT_EQ(u.dev.answer_packing().reason, "packing is off");
   EXPECT_EQ(u.dev.answer_packing().packed_bytes, plan.packed_bytes);  // what it would have been
   EXPECT_NE(u.dev.compiled().params.id(), p.id());
   EXPECT_LT(evaluation_keys_envelope_bytes(u.dev.compiled().params, true), keys.size());
   EXPECT_THROW((void)ModelServer::load(u.dir).load_evaluation_keys(keys), std::exception);
+  // Asked for, but past a key budget that the unpacked keys fit: not packed, and it says why.
+  DevOptions tight;
+  tight.pack_answers = true;
+  tight.compile.search.max_key_bytes = tfhe::seeded_evaluation_keys_bytes(u.dev.compiled().params) + 1000;
+  const Compiled t = compile_fixture("xgb_breast_cancer.json", "budget", tight);
+  EXPECT_FALSE(t.dev.answer_packing().packed);
+  EXPECT_NE(t.dev.answer_packing().reason.find("--max-key-mb"), std::string::npos) << t.dev.answer_packing().reason;
+  // At 132 bits the answer key gets the 132-bit curve's noise for its length, and
+  // client.specs.json asks key generation to check 132 bits.
+  DevOptions strict;
+  strict.compile.security_bits = 132;
+  const Compiled s = compile_fixture("xgb_breast_cancer.json", "secure132", strict);
+  const tfhe::ParameterSet& q = s.dev.compiled().params;
+  ASSERT_TRUE(q.packs_answers());
+  EXPECT_TRUE(tfhe::check_security(q, 132).secure) << tfhe::check_security(q, 132).detail;
+  if (q.answer_key_dimension.value != 0)
+    EXPECT_EQ(q.answer_std_dev,
+              std::exp2(tfhe::min_secure_log2_std_dev(q.answer_glwe_dimension().value * q.answer_polynomial_size.value, 132)));
+  EXPECT_EQ(ModelClient::load(s.dir).specs().security_bits, 132u);
 }
 
 // The parameter set's grouping (classical or multi-bit blind rotation) travels in

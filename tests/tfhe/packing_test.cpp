@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <limits>
 
 #include "../common/error_message.hpp"
 #include "veil/tfhe/keys.hpp"
@@ -158,9 +159,15 @@ TEST(Packing, AShorterAnswerKeyMakesShorterAnswers) {
   ParameterSet longer = p;
   longer.answer_key_dimension = GlweDimension(65);  // 65 x 32 > 2048
   EXPECT_TRUE(has(error_of([&] { longer.validate(); }), "answer_key_dimension"));
-  ParameterSet negative = p;
-  negative.answer_std_dev = -1e-9;
-  EXPECT_TRUE(has(error_of([&] { negative.validate(); }), "answer_std_dev"));
+  for (const double bad_std : {-1e-9, -0.0, 1.0, 2.0, std::numeric_limits<double>::infinity(),
+                               std::numeric_limits<double>::quiet_NaN()}) {
+    ParameterSet bad = p;
+    bad.answer_std_dev = bad_std;
+    EXPECT_TRUE(has(error_of([&] { bad.validate(); }), "answer_std_dev")) << bad_std;
+  }
+  ParameterSet full = p;  // the full length is written 0: one set, one id
+  full.answer_key_dimension = GlweDimension(64);
+  EXPECT_TRUE(has(error_of([&] { full.validate(); }), "answer_key_dimension"));
   auto plain = optimize_parameters({.message_bits = 4});
   ASSERT_TRUE(plain);
   plain->answer_std_dev = 1e-9;

@@ -133,6 +133,22 @@ TEST_F(SerializationTest, ParameterSetOfFormat1_0ReadsAsClassical) {
     EXPECT_FALSE(back.packs_answers());
     EXPECT_EQ(inspect_frame(old).minor, minor);
   }
+  // A set that packs answers, written in format 1.3 (no answer key length and noise): it reads
+  // as the full-length answer key at glwe_std_dev, with the id it had.
+  ParameterSet packing = params;
+  packing.answer_polynomial_size = PolynomialSize(8);
+  packing.answer_base_log = DecompositionBaseLog(8);
+  packing.answer_level_count = DecompositionLevelCount(2);
+  const Bytes packing_frame = serialize(packing);
+  Bytes old(packing_frame.begin(), packing_frame.begin() + static_cast<std::ptrdiff_t>(kHeader + 14 * 8));
+  old.insert(old.end(), packing_frame.begin() + kHeader + 16 * 8, packing_frame.end());
+  set_u16(old, kOffMinor, 3);
+  reseal(old);
+  const ParameterSet back = deserialize_parameter_set(old);
+  EXPECT_EQ(back, packing);
+  EXPECT_EQ(back.id(), packing.id());
+  EXPECT_EQ(back.answer_glwe_dimension().value * 8, packing.big_lwe_dimension().value);
+  EXPECT_EQ(back.answer_noise(), packing.glwe_std_dev);
 }
 
 TEST_F(SerializationTest, MultiBitEvaluationKeysRoundTrip) {

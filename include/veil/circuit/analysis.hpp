@@ -258,8 +258,8 @@ std::vector<OutputTransport> plan_output_transport(const CompiledCircuit& compil
 // answer needs the fewest bits b (every output's read within p_error and within the variance
 // its clear simulation assumes, as plan_output_transport), then the fewest levels (the key).
 // The answer key is first taken as long and as noisy as the big key (k'N' = k*N), then
-// shorter, in steps of max(N', 32) coefficients from dimension 450 up, at the noise the
-// security curve asks for each length: the shortest packed answer wins among those whose
+// shorter, every multiple of max(N', 32) coefficients that the curve covers (450 and up), at
+// the noise the security curve of `security_bits` (the compile's) asks for each length: the shortest packed answer wins among those whose
 // packing key and server work (l (k'N' + N') multiply-adds per output and key input) are no
 // larger than the full-length key's, then the least work. `packed` when the packed answer is smaller than the unpacked one and the packing key's
 // seeded bytes are repaid within max_break_even_rows rows.
@@ -274,11 +274,12 @@ struct AnswerPacking {
   std::uint64_t unpacked_bytes = 0;  // a row's answer as `transport` sends it, frames included
   std::uint64_t key_bytes = 0;       // the packing key's share of the evaluation keys
   double log2_error = 0;             // of some output element of a row decrypting wrong, packed
+  std::string reason;                // why not packed (empty when packed)
   // Rows after which the packing key has paid for itself (infinity when packing saves nothing).
   double break_even_rows() const;
 };
 AnswerPacking plan_answer_packing(const CompiledCircuit& compiled, const std::vector<OutputTransport>& transport,
-                                  double p_error, double max_break_even_rows);
+                                  double p_error, double max_break_even_rows, unsigned security_bits = 128);
 
 // log2 of the probability that some output element decrypts wrong when sent as `transport`.
 double log2_output_read_error(const CompiledCircuit& compiled, const std::vector<OutputTransport>& transport);

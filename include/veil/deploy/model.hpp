@@ -115,6 +115,7 @@ class ModelDev {
   ModelId model_id_{};
   std::vector<circuit::OutputTransport> output_transport_;
   circuit::AnswerPacking answer_packing_;
+  unsigned security_bits_ = 128;  // the compile's; client.specs.json carries it to key generation
 };
 
 using Progress = std::function<void(const std::string& step, double fraction)>;

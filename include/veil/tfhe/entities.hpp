@@ -342,7 +342,7 @@ struct SeededLweKeyswitchKey {
 
 struct PackingKeyShape {
   LweDimension input_lwe_dimension;  // K = k*N
-  GlweDimension glwe_dimension;      // k' = K / N'
+  GlweDimension glwe_dimension;      // k' (K / N', or less for a shorter answer key)
   PolynomialSize polynomial_size;    // N'
   DecompositionBaseLog base_log;
   DecompositionLevelCount level_count;
@@ -352,7 +352,8 @@ struct PackingKeyShape {
   friend bool operator==(const PackingKeyShape&, const PackingKeyShape&) = default;
 };
 // Seeded: ciphertext c = i*l + (j-1) draws its mask words [c*k'N', (c+1)*k'N') from the seed's
-// stream; the bodies travel rounded to bootstrap_key_body_bits(glwe_std_dev) bits.
+// stream; the bodies travel rounded to bootstrap_key_body_bits of the answer key's noise
+// (ParameterSet::answer_noise()).
 struct SeededPackingKey {
   PackingKeyShape shape;
   Seed seed;

@@ -69,7 +69,7 @@ std::vector<PackedAnswer> pack_answers(const PackingKey& key, std::span<const Lw
 LweCiphertextList unpack_answer(const PackedAnswer& answer);
 
 // The variance the packing keyswitch adds to each of `count` packed outputs (relative to q^2),
-// before the modulus switch: keyswitch_variance of K inputs at glwe_std_dev plus the key
+// before the modulus switch: keyswitch_variance of K inputs at answer_noise() plus the key
 // bodies' rounding for the output's own input, and the key-noise term of each of the other
 // count - 1 inputs, which the rotation X^t spreads over every coefficient.
 double packing_keyswitch_variance(const ParameterSet& params, std::size_t count);

@@ -75,8 +75,8 @@ struct ParameterSet {
   // Structural validity: N a power of two in [256, 65536], 1 <= message_bits <= 8,
   // base_log * level_count <= 64 for both decompositions, n >= 1, k >= 1, positive noise,
   // grouping 1 or 2 and a divisor of n; answer packing off (all five fields 0) or N' a power
-  // of two dividing k*N with a decomposition as above, k'N' at most k*N and 2^20, and
-  // answer_std_dev 0 or in (0, 1).
+  // of two dividing k*N with a decomposition as above, k'N' below k*N (0 stands for k*N) and at most 2^20, and
+  // answer_std_dev 0 or in (0, 1); a k'N' of k*N itself is written 0.
   // Throws std::invalid_argument naming the offending field and value.
   void validate() const;
   // One line: "name: p=4 n=863 k=1 N=2048 pbs=2^23x1 ks=2^3x5 ...".
