@@ -668,7 +668,7 @@ double AnswerPacking::break_even_rows() const {
 }
 
 AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<OutputTransport>& transport, double p_error,
-                                  double max_break_even_rows, unsigned security_bits) {
+                                  double max_break_even_rows, unsigned security_bits, std::uint64_t max_key_bytes) {
   if (!(p_error > 0.0 && p_error < 1.0))
     throw std::invalid_argument("plan_answer_packing: p_error must be in (0, 1), got " + fmt("%.17g", p_error));
   if (transport.size() != cc.circuit.outputs.size())
@@ -756,15 +756,25 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
     return a;
   };
   const auto work = [&](const AnswerPacking& a) {
-    return std::uint64_t{a.level_count} * (std::uint64_t{p.answer_glwe_dimension().value} * np + np);
+    const std::uint64_t mask = a.glwe_dimension != 0 ? std::uint64_t{a.glwe_dimension} * np : std::uint64_t{big};
+    return std::uint64_t{a.level_count} * (mask + np);
   };
   // First the answer key as long and as noisy as the big key (format 1.3's only choice) ...
   p.answer_key_dimension = tfhe::GlweDimension(0);
   p.answer_std_dev = 0.0;
   const std::optional<Choice> full = choose_decomposition();
   if (!full) return unpacked("no packing keyswitch of up to 4 levels keeps every read within p_error");
-  AnswerPacking a = plan(*full);
-  const std::uint64_t full_work = work(a), full_key = a.key_bytes;
+  const AnswerPacking full_plan = plan(*full);
+  const std::uint64_t full_work = work(full_plan), full_key = full_plan.key_bytes;
+  const auto fits_budget = [&](const AnswerPacking& x) { return max_key_bytes == 0 || x.key_bytes <= max_key_bytes; };
+  // `chosen` within the key budget, `unbounded` without it (what the compile reports when
+  // the budget rules packing out).
+  std::optional<AnswerPacking> chosen;
+  AnswerPacking unbounded = full_plan;
+  if (fits_budget(full_plan)) chosen = full_plan;
+  const auto better = [&](const AnswerPacking& x, const AnswerPacking& than) {
+    return x.packed_bytes < than.packed_bytes || (x.packed_bytes == than.packed_bytes && work(x) < work(than));
+  };
   // ... then shorter ones, at the noise the security curve asks for their length: a shorter
   // mask, switched to fewer bits, where the server's work and the packing key grow no larger
   // (a noisier key may need more levels). The shortest answer wins, then the least work.
@@ -778,8 +788,16 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
     if (!c) continue;
     const AnswerPacking shorter = plan(*c);
     if (work(shorter) > full_work || shorter.key_bytes > full_key) continue;
-    if (shorter.packed_bytes < a.packed_bytes || (shorter.packed_bytes == a.packed_bytes && work(shorter) < work(a))) a = shorter;
+    if (better(shorter, unbounded)) unbounded = shorter;
+    if (fits_budget(shorter) && (!chosen || better(shorter, *chosen))) chosen = shorter;
   }
+  if (!chosen) {
+    AnswerPacking a = unbounded;
+    a.reason = max_break_even_rows < 0 ? "packing is off"
+                                       : "its key would take the evaluation keys past the key budget (--max-key-mb)";
+    return a;
+  }
+  AnswerPacking a = *chosen;
   p.answer_key_dimension = tfhe::GlweDimension(a.glwe_dimension);
   p.answer_std_dev = a.std_dev;
   p.answer_base_log = tfhe::DecompositionBaseLog(a.base_log);

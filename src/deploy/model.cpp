@@ -125,15 +125,16 @@ ModelDev ModelDev::compile(const ml::Model& model, const ml::Matrix& calibration
                         : *options.pack_answers ? std::numeric_limits<double>::infinity()
                                                 : -1.0;
     dev.security_bits_ = options.compile.security_bits;
-    dev.answer_packing_ =
-        circuit::plan_answer_packing(dev.compiled_, dev.output_transport_, per_read, rows, dev.security_bits_);
-    // The packing key counts against a key budget (--max-key-mb) like the rest of the keys.
+    // The packing key counts against a key budget (--max-key-mb) like the rest of the keys:
+    // the planner gets what the other keys leave of it (1 byte where they leave nothing).
     const std::uint64_t budget = options.compile.search.max_key_bytes;
-    if (dev.answer_packing_.packed && budget != 0 && dev.compiled_.uses_bootstrapping &&
-        tfhe::seeded_evaluation_keys_bytes(dev.compiled_.params) + dev.answer_packing_.key_bytes > budget) {
-      dev.answer_packing_.packed = false;
-      dev.answer_packing_.reason = "its key would take the evaluation keys past the key budget (--max-key-mb)";
+    std::uint64_t left = 0;
+    if (budget != 0 && dev.compiled_.uses_bootstrapping) {
+      const std::uint64_t others = tfhe::seeded_evaluation_keys_bytes(dev.compiled_.params);
+      left = budget > others ? budget - others : 1;
     }
+    dev.answer_packing_ =
+        circuit::plan_answer_packing(dev.compiled_, dev.output_transport_, per_read, rows, dev.security_bits_, left);
     if (dev.answer_packing_.packed) {
       // The set now names the packing keyswitch: keys, ids and the circuit file carry it.
       tfhe::ParameterSet& p = dev.compiled_.params;

@@ -163,9 +163,9 @@ void ParameterSet::validate() const {
       fail("answer_polynomial_size must be 0 (no packing) or a power of two dividing k*N = " + std::to_string(big) +
            ", got " + std::to_string(np));
     check_decomposition("answer", answer_base_log, answer_level_count);
-    // k'N' <= k*N keeps an answer no longer than the big key's ciphertext (and its
-    // arithmetic in range); 2^20 is what a packed answer may hold (unpack_answer).
-    // The full length is written 0, so that one set has one id.
+    // k'N' < k*N keeps an answer no longer than the big key's ciphertext (and its arithmetic
+    // in range), and the full length is written 0, so that one set has one id; 2^20 is what a
+    // packed answer may hold (unpack_answer).
     const std::size_t k_answer = answer_key_dimension.value;
     if (k_answer != 0 && (k_answer >= big / np || k_answer * np > (std::size_t{1} << 20)))
       fail("answer_key_dimension must be 0 (k*N / N') or k' with k'N' < k*N = " + std::to_string(big) + ", got " +

@@ -261,7 +261,8 @@ std::vector<OutputTransport> plan_output_transport(const CompiledCircuit& compil
 // shorter, every multiple of max(N', 32) coefficients that the curve covers (450 and up), at
 // the noise the security curve of `security_bits` (the compile's) asks for each length: the shortest packed answer wins among those whose
 // packing key and server work (l (k'N' + N') multiply-adds per output and key input) are no
-// larger than the full-length key's, then the least work. `packed` when the packed answer is smaller than the unpacked one and the packing key's
+// larger than the full-length key's, then the least work; with `max_key_bytes` (0: none) only
+// packing keys of at most that many seeded bytes are considered. `packed` when the packed answer is smaller than the unpacked one and the packing key's
 // seeded bytes are repaid within max_break_even_rows rows.
 struct AnswerPacking {
   bool packed = false;
@@ -279,7 +280,8 @@ struct AnswerPacking {
   double break_even_rows() const;
 };
 AnswerPacking plan_answer_packing(const CompiledCircuit& compiled, const std::vector<OutputTransport>& transport,
-                                  double p_error, double max_break_even_rows, unsigned security_bits = 128);
+                                  double p_error, double max_break_even_rows, unsigned security_bits = 128,
+                                  std::uint64_t max_key_bytes = 0);
 
 // log2 of the probability that some output element decrypts wrong when sent as `transport`.
 double log2_output_read_error(const CompiledCircuit& compiled, const std::vector<OutputTransport>& transport);
