@@ -281,6 +281,40 @@ TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
   EXPECT_EQ(ModelClient::load(s.dir).specs().security_bits, 132u);
 }
 
+// The answer key's length and noise travel in client.specs.json (both or neither); an edited
+// file whose id was recomputed to match a too-quiet answer key parses, and key generation, the
+// only place a client makes keys from it, refuses it naming the answer key.
+TEST(Deploy, AnswerKeyFieldsInClientSpecsAreCheckedBeforeKeysExist) {
+  const Compiled c = compile_fixture("xgb_breast_cancer.json", "answer_key");
+  const ClientSpecs specs = ModelClient::load(c.dir).specs();
+  const tfhe::ParameterSet& p = specs.signature.params;
+  ASSERT_NE(p.answer_key_dimension.value, 0u);
+  const nlohmann::json j = nlohmann::json::parse(client_specs_to_json(specs));
+  EXPECT_EQ(j["parameters"]["answer_key_dimension"], p.answer_key_dimension.value);
+  for (const char* field : {"answer_std_dev", "answer_key_dimension"}) {
+    nlohmann::json one = j;
+    one["parameters"].erase(field);
+    std::string message;
+    try {
+      (void)client_specs_from_json(one.dump(), "specs");
+    } catch (const std::exception& e) {
+      message = e.what();
+    }
+    EXPECT_NE(message.find(field), std::string::npos) << field << ": " << message;
+  }
+  ClientSpecs edited = specs;
+  edited.signature.params.answer_std_dev = p.glwe_std_dev;  // the big key's noise: too little for k'N' < kN
+  const ClientSpecs back = client_specs_from_json(client_specs_to_json(edited), "specs");
+  EXPECT_EQ(back.signature.params, edited.signature.params);
+  std::string message;
+  try {
+    (void)tfhe::generate_secret_keys(back.signature.params, false, back.security_bits);
+  } catch (const std::exception& e) {
+    message = e.what();
+  }
+  EXPECT_NE(message.find("answer key"), std::string::npos) << message;
+}
+
 // The parameter set's grouping (classical or multi-bit blind rotation) travels in
 // client.specs.json; a file written before it existed has no such field and reads as the
 // classical set it was compiled for, with the same id.
