@@ -707,7 +707,7 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
     double variance = 0;
   };
   const auto choose_decomposition = [&]() -> std::optional<Choice> {
-    const tfhe::LweDimension answer_dimension(p.answer_glwe_dimension().value * np);
+    const tfhe::LweDimension answer_dimension = p.answer_lwe_dimension();
     std::optional<Choice> chosen;
     for (unsigned levels = 1; levels <= 4; ++levels) {
       for (unsigned base_log = 1; base_log * levels <= 48; ++base_log) {
@@ -739,9 +739,12 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
     }
     return chosen;
   };
-  // A row's packed answer, the packing key's seeded bytes and the server's multiply-adds per
-  // output and key input (l (k'N' + N')) for the answer key p names and decomposition c.
+  // A row's packed answer and the packing key's share of the seeded evaluation keys (what the
+  // format writes: seeded_evaluation_keys_bytes) for the answer key p names and decomposition c.
+  const std::uint64_t keys_without_packing = tfhe::seeded_evaluation_keys_bytes(cc.params);
   const auto plan = [&](const Choice& c) {
+    p.answer_base_log = tfhe::DecompositionBaseLog(c.base_log);
+    p.answer_level_count = tfhe::DecompositionLevelCount(c.level_count);
     AnswerPacking a = best;
     a.polynomial_size = static_cast<unsigned>(np);
     a.glwe_dimension = static_cast<unsigned>(p.answer_key_dimension.value);
@@ -749,10 +752,8 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
     a.base_log = c.base_log;
     a.level_count = c.level_count;
     a.modulus_bits = c.modulus_bits;
-    const std::uint64_t mask = std::uint64_t{p.answer_glwe_dimension().value} * np;
-    a.packed_bytes = kFrame + 32 + ((mask + a.outputs) * a.modulus_bits + 7) / 8;
-    const std::uint64_t bodies = std::uint64_t{big} * a.level_count * np;
-    a.key_bytes = 5 * 8 + 16 + 8 + (bodies * tfhe::bootstrap_key_body_bits(p.answer_noise()) + 7) / 8;
+    a.packed_bytes = kFrame + 32 + ((p.answer_lwe_dimension().value + a.outputs) * a.modulus_bits + 7) / 8;
+    a.key_bytes = tfhe::seeded_evaluation_keys_bytes(p) - keys_without_packing;
     return a;
   };
   const auto work = [&](const AnswerPacking& a) {
@@ -802,7 +803,7 @@ AnswerPacking plan_answer_packing(const CompiledCircuit& cc, const std::vector<O
   p.answer_std_dev = a.std_dev;
   p.answer_base_log = tfhe::DecompositionBaseLog(a.base_log);
   p.answer_level_count = tfhe::DecompositionLevelCount(a.level_count);
-  const tfhe::LweDimension answer_dimension(p.answer_glwe_dimension().value * np);
+  const tfhe::LweDimension answer_dimension = p.answer_lwe_dimension();
   ErrorSum sum;
   const double packing = tfhe::packing_keyswitch_variance(p, a.outputs);
   for (std::uint32_t o : cc.circuit.outputs)

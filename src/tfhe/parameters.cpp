@@ -256,8 +256,8 @@ SecurityCheck check_security(const ParameterSet& params, unsigned security_bits)
   check("GLWE", "glwe_std_dev", params.big_lwe_dimension().value, params.glwe_std_dev);
   // A full-length answer key at glwe_std_dev (both fields 0) is the GLWE check's own.
   if (params.packs_answers() && (params.answer_key_dimension.value != 0 || params.answer_std_dev != 0.0))
-    check("answer", params.answer_std_dev != 0.0 ? "answer_std_dev" : "glwe_std_dev",
-          params.answer_glwe_dimension().value * params.answer_polynomial_size.value, params.answer_noise());
+    check("answer", params.answer_std_dev != 0.0 ? "answer_std_dev" : "glwe_std_dev", params.answer_lwe_dimension().value,
+          params.answer_noise());
   result.secure = failures.empty();
   result.detail = result.secure ? "secure" : failures;
   return result;

@@ -821,7 +821,7 @@ Bytes serialize(const PackedAnswer& answer, const ParameterSet& params) {
           "count " + std::to_string(answer.count) + " is not in [1, " + std::to_string(answer.polynomial_size.value) + "]");
   require(answer.modulus_bits >= 1 && answer.modulus_bits <= 63, kType,
           "modulus_bits " + std::to_string(answer.modulus_bits) + " is not in [1, 63]");
-  const std::size_t words = params.answer_glwe_dimension().value * params.answer_polynomial_size.value + answer.count;
+  const std::size_t words = params.answer_lwe_dimension().value + answer.count;
   require_equal(kType, "word count", answer.words.size(), words, params);
   const unsigned shift = 64 - answer.modulus_bits;
   std::vector<Torus> top(words);
@@ -852,7 +852,7 @@ PackedAnswer deserialize_packed_answer(std::span<const std::uint8_t> bytes, cons
   expect_field(kType, "polynomial_size", np, params.answer_polynomial_size.value, params);
   if (count < 1 || count > np) fail(kType, "count " + std::to_string(count) + " is not in [1, " + std::to_string(np) + "]");
   if (bits < 1 || bits > 63) fail(kType, "modulus_bits " + std::to_string(bits) + " is not in [1, 63]");
-  const std::uint64_t words = std::uint64_t{params.answer_glwe_dimension().value} * params.answer_polynomial_size.value + count;
+  const std::uint64_t words = std::uint64_t{params.answer_lwe_dimension().value} + count;
   if (packed_bytes(words, static_cast<unsigned>(bits)) != r.remaining())
     fail(kType, "payload holds " + std::to_string(r.remaining()) + " bytes for " + std::to_string(words) + " words of " +
                     std::to_string(bits) + " bits (" + std::to_string(packed_bytes(words, static_cast<unsigned>(bits))) +

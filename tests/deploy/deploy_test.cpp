@@ -187,10 +187,10 @@ TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
   EXPECT_LT(plan.packed_bytes * 10, plan.unpacked_bytes);
   // The answer key is shorter than the big key (a shorter mask), at the curve's noise for its
   // length: the set stays secure.
-  EXPECT_LT(p.answer_glwe_dimension().value * p.answer_polynomial_size.value, p.big_lwe_dimension().value);
+  EXPECT_LT(p.answer_lwe_dimension().value, p.big_lwe_dimension().value);
   EXPECT_GT(p.answer_std_dev, p.glwe_std_dev);
   EXPECT_EQ(p.answer_std_dev,
-            std::exp2(tfhe::min_secure_log2_std_dev(p.answer_glwe_dimension().value * p.answer_polynomial_size.value)));
+            std::exp2(tfhe::min_secure_log2_std_dev(p.answer_lwe_dimension().value)));
   EXPECT_TRUE(tfhe::check_security(p).secure) << tfhe::check_security(p).detail;
   const ml::Matrix rows = features("breast_cancer_test.csv", 3);
   expect_round_trip(c, rows);
@@ -277,7 +277,7 @@ TEST(Deploy, PackedAnswersAreSmallerAndDecryptToTheClearPrediction) {
   EXPECT_TRUE(tfhe::check_security(q, 132).secure) << tfhe::check_security(q, 132).detail;
   if (q.answer_key_dimension.value != 0)
     EXPECT_EQ(q.answer_std_dev,
-              std::exp2(tfhe::min_secure_log2_std_dev(q.answer_glwe_dimension().value * q.answer_polynomial_size.value, 132)));
+              std::exp2(tfhe::min_secure_log2_std_dev(q.answer_lwe_dimension().value, 132)));
   EXPECT_EQ(ModelClient::load(s.dir).specs().security_bits, 132u);
 }
 

@@ -208,7 +208,7 @@ TEST(NoiseStatistics, PackingKeyswitch) {
       p.answer_std_dev = std::exp2(min_secure_log2_std_dev(c.answer_dimension));
       ASSERT_TRUE(check_security(p).secure) << check_security(p).detail;
     }
-    const LweDimension answer_dimension(p.answer_glwe_dimension().value * 32);
+    const LweDimension answer_dimension = p.answer_lwe_dimension();
     auto secret = generate_secret_keys(p);
     const PackingKey key = expand_packing_key(generate_seeded_packing_key(secret));
     const GlweSecretKey answer_key = answer_secret_key(secret);

@@ -56,6 +56,10 @@ struct ParameterSet {
     return answer_key_dimension.value != 0 ? answer_key_dimension
                                            : GlweDimension(big_lwe_dimension().value / answer_polynomial_size.value);
   }
+  // k'N': the answer key's length, the mask of a packed answer (0 without packing).
+  LweDimension answer_lwe_dimension() const {
+    return flattened_lwe_dimension(answer_glwe_dimension(), answer_polynomial_size);
+  }
   // The answer key's noise (0 without packing).
   double answer_noise() const {
     if (!packs_answers()) return 0.0;
