@@ -321,8 +321,8 @@ Predictions predict_clear(const QuantizedModel& model, const Matrix& rows) {
 }
 
 Predictions predict_simulated(const QuantizedModel& model, const circuit::CompiledCircuit& compiled, const Matrix& rows,
-                              std::uint64_t seed) {
-  const std::vector<double> std_dev = circuit::approximate_read_std_dev(compiled);
+                              std::uint64_t seed, const std::vector<double>* std_dev_override) {
+  const std::vector<double> std_dev = std_dev_override ? *std_dev_override : circuit::approximate_read_std_dev(compiled);
   std::mt19937_64 rng(seed);
   const auto inputs = quantize_inputs(model.processing, rows);
   std::vector<std::vector<circuit::Tensor>> outputs;

@@ -16,13 +16,11 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
-#include <random>
 #include <vector>
 #include <string>
 
 #include "fixtures.hpp"
 #include "veil/circuit/analysis.hpp"
-#include "veil/circuit/clear_executor.hpp"
 #include "veil/circuit/fhe_executor.hpp"
 #include "veil/tfhe/keys.hpp"
 #include "veil/ml/quantize.hpp"
@@ -60,10 +58,7 @@ Predictions simulate_some(const QuantizedModel& q, const circuit::CompiledCircui
   std::vector<double> sd = circuit::approximate_read_std_dev(cc);
   for (std::size_t id = 0; id < sd.size(); ++id)
     if (cc.circuit.describe_node(static_cast<std::uint32_t>(id)).find(only) == std::string::npos) sd[id] = 0;
-  std::mt19937_64 rng(seed);
-  std::vector<std::vector<circuit::Tensor>> outputs;
-  for (const auto& in : quantize_inputs(q.processing, rows)) outputs.push_back(circuit::run_clear_noisy(cc.circuit, {in}, sd, rng));
-  return postprocess(q.processing, outputs);
+  return predict_simulated(q, cc, rows, seed, &sd);
 }
 }  // namespace
 

@@ -222,9 +222,10 @@ Predictions predict_clear(const QuantizedModel& model, const Matrix& rows);
 // predict_clear with every approximate read drawn as FHE makes it (circuit::run_clear_noisy,
 // the noise of circuit::approximate_read_std_dev for `compiled`, the compile of
 // model.circuit): an estimate of the FHE predictions at clear speed, reproducible for a seed.
-// Circuits without approximate reads predict exactly as predict_clear.
+// Circuits without approximate reads predict exactly as predict_clear. `std_dev`, when given,
+// replaces approximate_read_std_dev's per-node noise (e.g. drawn at some nodes only).
 Predictions predict_simulated(const QuantizedModel& model, const circuit::CompiledCircuit& compiled, const Matrix& rows,
-                              std::uint64_t seed);
+                              std::uint64_t seed, const std::vector<double>* std_dev = nullptr);
 
 // How far quantized predictions stray from reference (float) ones on the same rows:
 // classification, the fraction of labels that differ; regression, 1 - R^2 of the quantized
