@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "kernels/kernel_set.hpp"
 #include "portable_crypto.hpp"
 #include "veil/tfhe/csprng.hpp"
 #include "veil/tfhe/decomposition.hpp"
@@ -177,40 +178,23 @@ std::vector<PackedAnswer> pack_answers(const PackingKey& key, std::span<const Lw
     }
   // Row r: acc_r = sum_t X^t ((0, b_t) - sum_(i,j) d * P_(i,j)), coefficient-major like the
   // key: coefficient v of every polynomial (the k' masks and the body) gathers -d * P[v - t]
-  // (t <= v) and +d * P[v - t + N'] (t > v), the inner loop over the k' + 1 polynomials.
-  // Threads split the key's inputs i, so the key streams from memory once for all rows, each
+  // (t <= v) and +d * P[v - t + N'] (t > v): the kernel set's packing_multiply_add, two
+  // contiguous multiply-adds a digit. Threads split the key's inputs i, so the key streams from memory once for all rows, each
   // thread into accumulators of its own, summed at the end.
   const std::size_t words = polys * np;
   const unsigned threads = std::max(1u, std::min<unsigned>(resolve_thread_count(0), static_cast<unsigned>((big + 255) / 256)));
   std::vector<std::vector<Torus>> partial(threads, std::vector<Torus>(rows.size() * words, 0));
   const std::size_t chunk = (big + threads - 1) / threads;
-  const std::int64_t* const digit_data = digits.data();
-  const std::size_t* const starts = first.data();
-  const std::size_t row_count = rows.size();
-  parallel_for(big, threads, chunk, [&, digit_data, starts, row_count, words, polys, np, l, total](std::size_t i_begin, std::size_t i_end, unsigned w) {
-    const std::size_t row = polys;  // locals the compiler keeps in registers
+  const kernels::KernelSet& kernel_set = kernels::active_kernels();
+  parallel_for(big, threads, chunk, [&](std::size_t i_begin, std::size_t i_end, unsigned w) {
     Torus* const acc_base = partial[w].data();
-    for (std::size_t i = i_begin; i < i_end; ++i) {
+    for (std::size_t i = i_begin; i < i_end; ++i)
       for (std::size_t j = 0; j < l; ++j) {
         const Torus* const p = key.ciphertext(i, j).data();
-        for (std::size_t r = 0; r < row_count; ++r) {
-          Torus* const acc = acc_base + r * words;
-          for (std::size_t c = starts[r]; c < starts[r + 1]; ++c) {
-            const std::size_t t = c - starts[r];
-            const std::int64_t d = digit_data[(i * total + c) * l + j];
-            if (d == 0) continue;
-            for (std::size_t v = 0; v < np; ++v) {
-              // X^t * P: coefficient u of P lands at u + t, negated past N'.
-              const bool wraps = t > v;
-              const Torus* __restrict src = p + (wraps ? v + np - t : v - t) * row;
-              Torus* __restrict dst = acc + v * row;
-              const Torus factor = static_cast<Torus>(wraps ? d : -d);
-              for (std::size_t q = 0; q < row; ++q) dst[q] += factor * src[q];
-            }
-          }
-        }
+        for (std::size_t r = 0; r < rows.size(); ++r)
+          kernel_set.packing_multiply_add(p, np, polys, digits.data() + (i * total + first[r]) * l + j, l,
+                                          first[r + 1] - first[r], acc_base + r * words);
       }
-    }
   });
   std::vector<PackedAnswer> out;
   out.reserve(rows.size());

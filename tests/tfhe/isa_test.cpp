@@ -334,5 +334,43 @@ TEST(KernelSetRounding, IsTheDecomposersInEverySet) {
   }
 }
 
+// The packing keyswitch's multiply-add against the negacyclic product written out, for every
+// set including the portable: small digits of both signs, zeros, the largest the 32-bit
+// multiplies take (|d| = 2^32 - 1) and larger ones (the plain 64-bit path), and shapes whose
+// spans end off every vector width.
+TEST(KernelSetPacking, IsTheNegacyclicProductInEverySet) {
+  for (Isa isa : kernels::kIsas) {
+    const KernelSet* set = kernels::compiled_kernels(isa);
+    if (set == nullptr || isa > kernels::host_isa()) continue;
+    for (std::size_t np : {1, 8, 32, 300})
+      for (std::size_t row : {1, 2, 3, 44})
+        for (std::size_t stride : {1, 2}) {
+          const auto key = testing::random_torus(np * row);
+          const auto start = testing::random_torus(np * row);
+          std::vector<std::int64_t> digits(np * stride);
+          const std::int64_t special[] = {0, 1, -1, (std::int64_t{1} << 32) - 1, -((std::int64_t{1} << 32) - 1),
+                                          std::int64_t{1} << 32, -(std::int64_t{1} << 40), INT64_MIN};
+          for (std::size_t t = 0; t < digits.size(); ++t)
+            digits[t] = t % 3 == 0 ? special[(t / 3) % 8] : static_cast<std::int64_t>(test_rng()() % 4097) - 2048;
+          for (std::size_t count : {std::size_t{1}, (np + 1) / 2, np}) {
+            std::vector<Torus> want(start.begin(), start.end()), got = want;
+            for (std::size_t t = 0; t < count; ++t) {
+              const Torus d = static_cast<Torus>(digits[t * stride]);
+              for (std::size_t u = 0; u < np; ++u)
+                for (std::size_t q = 0; q < row; ++q) {
+                  // -d X^t P: coefficient u moves to u + t, negated past np.
+                  const Torus term = d * key[u * row + q];
+                  Torus& dst = want[((u + t) % np) * row + q];
+                  dst = u + t < np ? dst - term : dst + term;
+                }
+            }
+            set->packing_multiply_add(key.data(), np, row, digits.data(), stride, count, got.data());
+            ASSERT_EQ(got, want) << kernels::isa_name(isa) << ": N' = " << np << ", " << row
+                                 << " words a coefficient, stride " << stride << ", " << count << " digits";
+          }
+        }
+  }
+}
+
 }  // namespace
 }  // namespace veil::tfhe

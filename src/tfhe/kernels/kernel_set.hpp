@@ -98,6 +98,14 @@ struct KernelSet {
   // out[j] = the same rounding of ((X^t - 1) * in)[j], t < 2N (map_monomial_minus_one,
   // polynomial.hpp): a blind-rotation step's difference, never stored unrounded.
   void (*round_monomial_minus_one)(const Torus* in, std::size_t n, std::size_t t, std::size_t kept, Torus* out);
+
+  // The packing keyswitch's multiply-add (pack_answers, packing.cpp) for one key ciphertext P
+  // and one row's digits:
+  //   acc -= sum_(t < count) d_t X^t P,   d_t = digits[t * stride],
+  // in wrapping 64-bit words, P and acc coefficient-major (`row` = k' + 1 words a coefficient,
+  // np coefficients, X^np = -1). REQUIRES: count <= np.
+  void (*packing_multiply_add)(const Torus* key, std::size_t np, std::size_t row, const std::int64_t* digits,
+                               std::size_t stride, std::size_t count, Torus* acc);
 };
 
 namespace portable {
