@@ -55,6 +55,7 @@ json params_to_json(const tfhe::ParameterSet& p) {
       j["answer_std_dev"] = p.answer_std_dev;
     }
   }
+  if (p.bsk_body_bits != 0) j["bsk_body_bits"] = p.bsk_body_bits;  // absent: bootstrap_key_body_bits(glwe_std_dev)
   return j;
 }
 
@@ -133,6 +134,8 @@ tfhe::ParameterSet params_from_json(const json& j, const std::string& where) {
       p.answer_std_dev = field<double>(j, "answer_std_dev", where);
     }
   }
+  // Absent in artifacts written before format 1.5 and for sets whose bodies keep the old rule's bits.
+  if (j.contains("bsk_body_bits")) p.bsk_body_bits = field<unsigned>(j, "bsk_body_bits", where);
   try {
     p.validate();
   } catch (const std::invalid_argument& e) {

@@ -90,8 +90,8 @@ SeededLweBootstrapKey generate_seeded_bootstrap_key(const SecretKeys& keys, cons
   const std::size_t l = g.level_count.value;
   SeededLweBootstrapKey out{shape, os_random_seed(), {}};
   out.bodies.resize(shape.ggsw_count() * g.row_count() * n);
-  // Only the bits above the key's noise travel (parameters.hpp, bootstrap_key_body_bits).
-  const unsigned body_bits = bootstrap_key_body_bits(keys.params.glwe_std_dev);
+  // Only the bits the noise model counts travel (ParameterSet::bsk_body_bits).
+  const unsigned body_bits = keys.params.bootstrap_key_bits();
   ProgressCounter counter(options.progress, shape.ggsw_count(), 0.0, kBootstrapKeyShare);
   parallel_for(shape.ggsw_count(), options.threads, 4, [&](std::size_t begin, std::size_t end, unsigned) {
     GlweEncryptor encryptor(keys.glwe);

@@ -199,30 +199,40 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
       const KeyswitchTable& ks_table = table_it->second;
 
       for (const GroupingFactor grouping : groupings) {
+        // The key's bodies travel first with the fewest bits whose rounding adds at most 1/16 of
+        // an external product's noise (bootstrap_key_body_bits_for_noise), then with the
+        // format-1.4 rule's (less noise, more bytes). Equal cost keeps the first, so the
+        // fewer bits win unless the extra noise would cost a larger or slower set.
+        for (const bool compact : {true, false})
         for (unsigned l_pbs = 1; l_pbs <= kMaxPbsLevel; ++l_pbs) {
           const DecompositionLevelCount pbs_level(l_pbs);
           // Best PBS base log for this level count: independent of n. The blind rotation's
           // variance per bit of the small key (blind_rotation_variance of dimension 1, which
           // times n is exactly the variance of dimension n).
           double ep_variance = std::numeric_limits<double>::infinity();
-          unsigned pbs_beta = 0;
+          unsigned pbs_beta = 0, body_bits = 64;
+          const unsigned rule_bits = bootstrap_key_body_bits(glwe_std_dev);
           for (unsigned beta = 1; beta <= kMaxPbsBaseLog && beta * l_pbs <= kDecompositionBits;
                ++beta) {
+            const unsigned bits = compact ? bootstrap_key_body_bits_for_noise(glwe_dimension, polynomial_size,
+                                                                              DecompositionBaseLog(beta), pbs_level,
+                                                                              glwe_std_dev)
+                                          : rule_bits;
             const double v = blind_rotation_variance(LweDimension(1), grouping, glwe_dimension,
                                                      polynomial_size, DecompositionBaseLog(beta), pbs_level,
-                                                     glwe_std_dev);
+                                                     glwe_std_dev, bits);
             if (!(v < ep_variance)) break;  // convex in beta, as for the keyswitch
             ep_variance = v;
             pbs_beta = beta;
+            body_bits = bits;
           }
           if (pbs_beta == 0) continue;
           // Cost per step of d bits.
           const std::size_t d = grouping.value;
           // Bytes of the seeded bootstrap key per d bits of n: 2^d - 1 GGSWs of (k+1) l
-          // bodies of N coefficients, each bootstrap_key_body_bits bits.
+          // bodies of N coefficients, each body_bits bits.
           const double bsk_bytes_per_step = static_cast<double>((std::size_t{1} << d) - 1) * (k + 1) * l_pbs *
-                                            static_cast<double>(polynomial_size.value) *
-                                            bootstrap_key_body_bits(glwe_std_dev) / 8.0;
+                                            static_cast<double>(polynomial_size.value) * body_bits / 8.0;
           const double step_cost = blind_rotation_step_cost(grouping, glwe_dimension, polynomial_size, pbs_level);
 
           for (std::size_t n = (min_n + d - 1) / d * d; n <= max_n; n += d) {
@@ -260,6 +270,8 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
               p.ks_base_log = DecompositionBaseLog(ks_table.beta(n, l_ks));
               p.ks_level_count = DecompositionLevelCount(l_ks);
               p.grouping = grouping;
+              // The format-1.4 rule's own count is written 0 (ParameterSet::validate).
+              p.bsk_body_bits = body_bits < rule_bits ? body_bits : 0;
               best = std::move(p);
               break;  // more keyswitch levels only cost more
             }

@@ -131,6 +131,12 @@ std::uint64_t ParameterSet::id() const {
       w.f64(answer_std_dev);
     }
   }
+  // Behind a marker no valid field before it can take (a grouping is 1 or 2, N' at most
+  // 65536, a base log at most 64), so that no two valid sets share an encoding.
+  if (bsk_body_bits != 0) {
+    w.u64(0x737469625f6b7362);  // "bsk_bits"
+    w.u64(bsk_body_bits);
+  }
 
   const Sha256Digest digest = sha256(w.written());
   return decode_fixed64(digest.data());
@@ -186,6 +192,12 @@ void ParameterSet::validate() const {
   };
   check_std_dev("lwe_std_dev", lwe_std_dev);
   check_std_dev("glwe_std_dev", glwe_std_dev);
+  if (bsk_body_bits != 0) {
+    const unsigned rule = bootstrap_key_body_bits(glwe_std_dev);
+    if (bsk_body_bits < 16 || bsk_body_bits >= rule)
+      fail("bsk_body_bits must be 0 (" + std::to_string(rule) + " at this glwe_std_dev) or in [16, " +
+           std::to_string(rule) + "), got " + std::to_string(bsk_body_bits));
+  }
   if (grouping.value != 1 && grouping.value != 2)
     fail("grouping must be 1 (classical blind rotation) or 2 (multi-bit), got " + std::to_string(grouping.value));
   if (lwe_dimension.value % grouping.value != 0)
@@ -208,7 +220,12 @@ std::string ParameterSet::describe() const {
                                 std::to_string(answer_polynomial_size.value) + " pks=2^" +
                                 std::to_string(answer_base_log.value) + "x" + std::to_string(answer_level_count.value) +
                                 (answer_std_dev != 0.0 ? " answer_std_dev=2^" + fmt("%.2f", std::log2(answer_std_dev)) : "")
-                          : "");
+                          : "") +
+         (bsk_body_bits != 0 ? " bsk_bits=" + std::to_string(bsk_body_bits) : "");
+}
+
+unsigned ParameterSet::bootstrap_key_bits() const {
+  return bsk_body_bits != 0 ? bsk_body_bits : bootstrap_key_body_bits(glwe_std_dev);
 }
 
 // ---- Security ----
@@ -314,8 +331,8 @@ unsigned bootstrap_key_body_bits(double bsk_std_dev) {
   return static_cast<unsigned>(std::min(b, 64));
 }
 
-double bootstrap_key_body_rounding_variance(double bsk_std_dev) {
-  const unsigned b = bootstrap_key_body_bits(bsk_std_dev);
+double bootstrap_key_body_rounding_variance(double bsk_std_dev, unsigned body_bits) {
+  const unsigned b = body_bits != 0 ? body_bits : bootstrap_key_body_bits(bsk_std_dev);
   return b >= 64 ? 0.0 : std::ldexp(1.0, -2 * static_cast<int>(b)) / 12.0;
 }
 
@@ -354,20 +371,35 @@ double fft_external_product_variance(GlweDimension glwe_dimension,
 }
 
 double external_product_variance(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
-                                 DecompositionBaseLog base_log,
-                                 DecompositionLevelCount level_count, double bsk_std_dev) {
+                                 DecompositionBaseLog base_log, DecompositionLevelCount level_count, double bsk_std_dev,
+                                 unsigned body_bits) {
   const double k = static_cast<double>(glwe_dimension.value);
   const double big_n = static_cast<double>(polynomial_size.value);
   const double kn = k * big_n;
   const double l = static_cast<double>(level_count.value);
   const double b2 = std::ldexp(1.0, 2 * static_cast<int>(base_log.value));
   const double key_term = l * (k + 1.0) * big_n * (b2 + 2.0) / 12.0 *
-                          (bsk_std_dev * bsk_std_dev + bootstrap_key_body_rounding_variance(bsk_std_dev));
+                          (bsk_std_dev * bsk_std_dev + bootstrap_key_body_rounding_variance(bsk_std_dev, body_bits));
   const double rounding_term = input_rounding_variance(glwe_dimension, polynomial_size, base_log, level_count);
   const double small_terms =
       kn / 32.0 * kInvQSquared + (1.0 - kn) * (1.0 - kn) / 64.0 * kInvQSquared;
   return key_term + rounding_term + small_terms +
          fft_external_product_variance(glwe_dimension, polynomial_size, base_log, level_count);
+}
+
+unsigned bootstrap_key_body_bits_for_noise(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
+                                           DecompositionBaseLog base_log, DecompositionLevelCount level_count,
+                                           double bsk_std_dev) {
+  const unsigned rule = bootstrap_key_body_bits(bsk_std_dev);
+  // A key coefficient's variance enters external_product_variance times this.
+  const double coefficient = static_cast<double>(level_count.value) * (static_cast<double>(glwe_dimension.value) + 1.0) *
+                             static_cast<double>(polynomial_size.value) *
+                             (std::ldexp(1.0, 2 * static_cast<int>(base_log.value)) + 2.0) / 12.0;
+  const double allowed =
+      external_product_variance(glwe_dimension, polynomial_size, base_log, level_count, bsk_std_dev, 64) / 16.0;
+  for (unsigned b = 16; b < rule; ++b)
+    if (coefficient * std::ldexp(1.0, -2 * static_cast<int>(b)) / 12.0 <= allowed) return b;
+  return rule;
 }
 
 namespace {
@@ -385,10 +417,10 @@ double key_noise_factor(GroupingFactor grouping) {
 
 double blind_rotation_variance(LweDimension lwe_dimension, GroupingFactor grouping, GlweDimension glwe_dimension,
                                PolynomialSize polynomial_size, DecompositionBaseLog base_log,
-                               DecompositionLevelCount level_count, double bsk_std_dev) {
+                               DecompositionLevelCount level_count, double bsk_std_dev, unsigned body_bits) {
   const double n = static_cast<double>(lwe_dimension.value);
   const double step =
-      external_product_variance(glwe_dimension, polynomial_size, base_log, level_count, bsk_std_dev);
+      external_product_variance(glwe_dimension, polynomial_size, base_log, level_count, bsk_std_dev, body_bits);
   const double factor = key_noise_factor(grouping);  // checks the grouping
   if (grouping.value == 1) return n * step;  // exactly n Var_EP, as the classical model states
   const double rounding = input_rounding_variance(glwe_dimension, polynomial_size, base_log, level_count);
@@ -404,7 +436,7 @@ NoiseBreakdown noise_breakdown(const ParameterSet& params) {
   out.modulus_switch = modulus_switch_variance(params.lwe_dimension, params.polynomial_size);
   out.blind_rotation = blind_rotation_variance(params.lwe_dimension, params.grouping, params.glwe_dimension,
                                                params.polynomial_size, params.pbs_base_log,
-                                               params.pbs_level_count, params.glwe_std_dev);
+                                               params.pbs_level_count, params.glwe_std_dev, params.bsk_body_bits);
   out.fft = key_noise_factor(params.grouping) * n *
             fft_external_product_variance(params.glwe_dimension, params.polynomial_size,
                                           params.pbs_base_log, params.pbs_level_count);
@@ -414,7 +446,7 @@ NoiseBreakdown noise_breakdown(const ParameterSet& params) {
     const double b2 = std::ldexp(1.0, 2 * static_cast<int>(params.pbs_base_log.value));
     out.bsk_rounding = key_noise_factor(params.grouping) * n * l * (k + 1.0) *
                        static_cast<double>(params.polynomial_size.value) * (b2 + 2.0) / 12.0 *
-                       bootstrap_key_body_rounding_variance(params.glwe_std_dev);
+                       bootstrap_key_body_rounding_variance(params.glwe_std_dev, params.bsk_body_bits);
   }
   return out;
 }

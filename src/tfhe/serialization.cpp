@@ -287,7 +287,7 @@ std::span<const std::uint8_t> open_typed(std::span<const std::uint8_t> bytes, st
 
 // ---------------------------------------------------------------- parameter set payload
 
-std::size_t parameter_set_payload_bytes(const ParameterSet& p) { return 17 * 8 + p.name.size(); }
+std::size_t parameter_set_payload_bytes(const ParameterSet& p) { return 18 * 8 + p.name.size(); }
 
 void write_parameter_set(Writer& w, const ParameterSet& p) {
   // Numeric fields in the order of ParameterSet::id()'s canonical encoding, then the name.
@@ -307,6 +307,7 @@ void write_parameter_set(Writer& w, const ParameterSet& p) {
   w.u64(p.answer_level_count.value);
   w.u64(p.answer_key_dimension.value);
   w.f64(p.answer_std_dev);
+  w.u64(p.bsk_body_bits);
   w.u64(p.name.size());
   w.raw({reinterpret_cast<const std::uint8_t*>(p.name.data()), p.name.size()});
 }
@@ -345,6 +346,11 @@ ParameterSet read_parameter_set(Reader& r, std::uint64_t header_id, std::uint16_
   if (minor >= 4) {  // before 1.4, an answer key was as long and as noisy as the big key
     p.answer_key_dimension = GlweDimension(r.u64("answer_key_dimension"));
     p.answer_std_dev = r.f64("answer_std_dev");
+  }
+  if (minor >= 5) {  // before 1.5, bootstrap key bodies had bootstrap_key_body_bits(glwe_std_dev)
+    const std::uint64_t bits = r.u64("bsk_body_bits");
+    if (bits > 64) fail(type, "payload says bsk_body_bits " + std::to_string(bits) + ", at most 64");
+    p.bsk_body_bits = static_cast<unsigned>(bits);
   }
   const std::uint64_t name_bytes = r.u64("name_length");
   // Later shape arithmetic (k*N in keyswitch_key_shape) is unchecked: refuse here a set
@@ -481,7 +487,7 @@ void check_key_bits(ObjectType type, std::span<const Torus> bits) {
 // Format 1.2 sends every body as its top b bits, bit-packed, behind a u64 b: the bits the
 // parameter set's noise model counts (bootstrap_key_body_bits, keyswitch_key_word_bits).
 // Earlier minors sent whole words.
-unsigned bsk_body_bits(const ParameterSet& p) { return bootstrap_key_body_bits(p.glwe_std_dev); }
+unsigned bsk_body_bits(const ParameterSet& p) { return p.bootstrap_key_bits(); }
 // The packing key's bodies: rounded as the bootstrap key's, at the answer key's noise.
 unsigned packing_body_bits(const ParameterSet& p) { return bootstrap_key_body_bits(p.answer_noise()); }
 unsigned ksk_body_bits(const ParameterSet& p) { return keyswitch_key_word_bits(p.lwe_dimension, p.lwe_std_dev); }

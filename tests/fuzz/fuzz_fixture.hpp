@@ -15,7 +15,8 @@ inline const tfhe::ParameterSet& fuzz_params() {
 }
 
 // The same set packing its answers (tag 15 frames and packing keys): N' = 8 of k*N = 256,
-// under a shorter answer key (k' = 16: 128 coefficients) with its own noise (format 1.4).
+// under a shorter answer key (k' = 16: 128 coefficients) with its own noise (format 1.4),
+// and bootstrap key bodies of 20 bits (format 1.5's bsk_body_bits).
 inline const tfhe::ParameterSet& fuzz_packing_params() {
   static const tfhe::ParameterSet p = [] {
     tfhe::ParameterSet q = fuzz_params();
@@ -24,6 +25,7 @@ inline const tfhe::ParameterSet& fuzz_packing_params() {
     q.answer_level_count = tfhe::DecompositionLevelCount(2);
     q.answer_key_dimension = tfhe::GlweDimension(16);
     q.answer_std_dev = 0x1p-30;
+    q.bsk_body_bits = 20;
     q.validate();
     return q;
   }();

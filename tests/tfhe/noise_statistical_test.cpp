@@ -284,6 +284,24 @@ TEST(NoiseStatistics, PbsOutput) {
   }
 }
 
+// Bootstrap key bodies rounded to fewer bits (ParameterSet::bsk_body_bits): with so few that
+// their rounding is most of Var_BR, the measured PBS output still matches the model, so key
+// generation rounds to the set's bits and the model counts them. (The optimizer's own choice
+// adds at most 1/16 of an external product's noise: too little to see at 200 samples.)
+TEST(NoiseStatistics, PbsOutputWithBootstrapKeyBodiesOfFewerBits) {
+  ParameterSet p = optimized(2);
+  const unsigned rule = bootstrap_key_body_bits(p.glwe_std_dev);
+  double share = 0;
+  for (unsigned b = rule - 1; b >= 16 && share < 0.9; --b) {
+    p.bsk_body_bits = b;
+    const NoiseBreakdown noise = noise_breakdown(p);
+    share = noise.bsk_rounding / noise.blind_rotation;
+  }
+  ASSERT_GE(share, 0.9) << p.describe();
+  std::printf("%u-bit bodies: their rounding is %.2f of Var_BR\n", p.bsk_body_bits, share);
+  measure_pbs_output_variance(p, 2);
+}
+
 // The multi-bit rotation's model (three times the GGSW-noise and FFT terms per bit, the
 // input rounding once) against its measured output, on the multi-bit optimized sets.
 TEST(NoiseStatistics, MultiBitPbsOutput) {

@@ -97,7 +97,9 @@ class SerializationTest : public ::testing::Test {
 TEST_F(SerializationTest, ParameterSetRoundTripsEveryField) {
   ParameterSet multi_bit = params;
   multi_bit.grouping = GroupingFactor(2);
-  std::vector<ParameterSet> sets = {params, multi_bit, toy::noisy_set(3, 0x1.234p-30)};
+  ParameterSet fewer_bits = params;
+  fewer_bits.bsk_body_bits = 20;
+  std::vector<ParameterSet> sets = {params, multi_bit, fewer_bits, toy::noisy_set(3, 0x1.234p-30)};
   for (unsigned p = 1; p <= 8; ++p) sets.push_back(reference_parameter_set(p));
   for (const ParameterSet& set : sets) {
     Bytes bytes = serialize(set);
@@ -114,17 +116,19 @@ TEST_F(SerializationTest, ParameterSetRoundTripsEveryField) {
 }
 
 // Format 1.0 had no grouping field: such a frame still loads, as the classical set with the
-// id it always had (grouping 1 does not enter the id).
+// id it always had (grouping 1 does not enter the id); and so on for the fields each later
+// minor added, each of which reads as its absence.
 TEST_F(SerializationTest, ParameterSetOfFormat1_0ReadsAsClassical) {
   Bytes current = serialize(params);
   ASSERT_EQ(get_u64(current, kHeader + 10 * 8), 1u);  // grouping, after ks_level_count
-  for (int i = 11; i < 16; ++i) ASSERT_EQ(get_u64(current, kHeader + i * 8), 0u);  // no answer packing (1.3, 1.4)
-  // Format 1.3: no answer key length and noise; 1.2: no answer-packing fields; 1.0: no
-  // grouping either.
-  for (const std::uint16_t minor : {3, 2, 0}) {
-    const std::size_t from = minor == 0 ? 10 : minor == 2 ? 11 : 14;
+  // No answer packing (1.3, 1.4), the format-1.4 rule's body bits (1.5).
+  for (int i = 11; i < 17; ++i) ASSERT_EQ(get_u64(current, kHeader + i * 8), 0u);
+  // Format 1.4: no bsk_body_bits; 1.3: no answer key length and noise either; 1.2: no
+  // answer-packing fields; 1.0: no grouping either.
+  for (const std::uint16_t minor : {4, 3, 2, 0}) {
+    const std::size_t from = minor == 0 ? 10 : minor == 2 ? 11 : minor == 3 ? 14 : 16;
     Bytes old(current.begin(), current.begin() + static_cast<std::ptrdiff_t>(kHeader + from * 8));
-    old.insert(old.end(), current.begin() + kHeader + 16 * 8, current.end());
+    old.insert(old.end(), current.begin() + kHeader + 17 * 8, current.end());
     set_u16(old, kOffMinor, minor);
     reseal(old);
     const ParameterSet back = deserialize_parameter_set(old);
@@ -141,7 +145,7 @@ TEST_F(SerializationTest, ParameterSetOfFormat1_0ReadsAsClassical) {
   packing.answer_level_count = DecompositionLevelCount(2);
   const Bytes packing_frame = serialize(packing);
   Bytes old(packing_frame.begin(), packing_frame.begin() + static_cast<std::ptrdiff_t>(kHeader + 14 * 8));
-  old.insert(old.end(), packing_frame.begin() + kHeader + 16 * 8, packing_frame.end());
+  old.insert(old.end(), packing_frame.begin() + kHeader + 17 * 8, packing_frame.end());
   set_u16(old, kOffMinor, 3);
   reseal(old);
   const ParameterSet back = deserialize_parameter_set(old);
@@ -368,8 +372,9 @@ TEST_F(SerializationTest, SeededEvaluationKeysTravelAsTheirTopBitsAndFormat1_1St
   const std::size_t ksk_at = bsk_at + 56 + 8 + (seeded.bsk.bodies.size() * bsk_bits + 7) / 8;
   old.insert(old.end(), packed.begin() + static_cast<std::ptrdiff_t>(ksk_at), packed.begin() + static_cast<std::ptrdiff_t>(ksk_at + 48));
   put_words(seeded.ksk.bodies);
-  // Format 1.1's parameter set has no answer-packing fields (five words before the name).
-  old.erase(old.begin() + kHeader + 11 * 8, old.begin() + kHeader + 16 * 8);
+  // Format 1.1's parameter set has no answer-packing fields and no bsk_body_bits (six words
+  // before the name).
+  old.erase(old.begin() + kHeader + 11 * 8, old.begin() + kHeader + 17 * 8);
   set_u16(old, kOffMinor, 1);
   reseal(old);
   EXPECT_GT(old.size(), packed.size());
@@ -395,6 +400,32 @@ TEST_F(SerializationTest, SeededEvaluationKeysTravelAsTheirTopBitsAndFormat1_1St
   SeededEvaluationKeys unrounded = seeded;
   unrounded.bsk.bodies[5] |= 1;
   EXPECT_THROW(serialize(unrounded), std::invalid_argument);
+}
+
+// Format 1.5: a set's bsk_body_bits (the optimizer's fewer bits) is what key generation
+// rounds the bootstrap key's bodies to, what travels and what a reader holds a frame to.
+TEST_F(SerializationTest, BootstrapKeyBodiesTravelAtTheSetsBodyBits) {
+  ParameterSet fewer = params;
+  fewer.bsk_body_bits = 20;
+  ASSERT_LT(fewer.bsk_body_bits, bootstrap_key_body_bits(fewer.glwe_std_dev));
+  const SecretKeys secret = generate_secret_keys(fewer, /*allow_insecure=*/true);
+  const SeededEvaluationKeys seeded = generate_seeded_evaluation_keys(secret, KeygenOptions{1});
+  for (Torus b : seeded.bsk.bodies) ASSERT_EQ(b & ((Torus{1} << 44) - 1), 0u);
+  const Bytes bytes = serialize(seeded);
+  EXPECT_EQ(bytes.size(), seeded_evaluation_keys_bytes(fewer));
+  EXPECT_LT(bytes.size(), seeded_evaluation_keys_bytes(params));
+  const std::size_t bsk_at = kHeader + (serialize(fewer).size() - kHeader);
+  EXPECT_EQ(get_u64(bytes, bsk_at + 56), 20u);
+  const SeededEvaluationKeys back = deserialize_seeded_evaluation_keys(bytes, &fewer);
+  EXPECT_TRUE(same_words(back.bsk.bodies, seeded.bsk.bodies));
+  Bytes bad = bytes;
+  set_u64(bad, bsk_at + 56, 19);
+  reseal(bad);
+  EXPECT_THAT(format_error_message([&] { deserialize_seeded_evaluation_keys(bad, &fewer); }),
+              HasSubstr("body bits 19 is not in [20, 64]"));
+  // The keys of the set with the default bits are another set's keys.
+  EXPECT_NE(fewer.id(), params.id());
+  EXPECT_ANY_THROW(deserialize_seeded_evaluation_keys(bytes, &params));
 }
 
 TEST_F(SerializationTest, SeededEvaluationKeysRoundTripAndDecompressToTheSameKeys) {
@@ -556,9 +587,30 @@ TEST_F(SerializationTest, ParameterSetPayloadMustMatchItsIdAndBeValid) {
   odd.lwe_dimension = LweDimension(33);
   EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(serialize(odd)); }),
               HasSubstr("lwe_dimension 33 is not a multiple of grouping 2"));
+  // bsk_body_bits is part of the id; 0 or fewer than the format-1.4 rule's bits, at least
+  // 16, validate (the rule's own count is written 0, so that one set has one id).
+  const unsigned rule = bootstrap_key_body_bits(params.glwe_std_dev);
+  Bytes rebodied = bytes;
+  set_u64(rebodied, kHeader + 16 * 8, rule - 1);
+  reseal(rebodied);
+  EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(rebodied); }),
+              HasSubstr("parameter set in the payload has id"));
+  for (const unsigned bits : {rule, rule + 1, 15u, 64u}) {
+    ParameterSet rounded = params;
+    rounded.bsk_body_bits = bits;
+    EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(serialize(rounded)); }),
+                HasSubstr("bsk_body_bits must be 0 (" + std::to_string(rule) + " at this glwe_std_dev) or in [16, " +
+                          std::to_string(rule) + "), got " + std::to_string(bits)))
+        << bits;
+  }
+  Bytes huge_bits = bytes;
+  set_u64(huge_bits, kHeader + 16 * 8, std::uint64_t{1} << 40);
+  reseal(huge_bits);
+  EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(huge_bits); }),
+              HasSubstr("payload says bsk_body_bits 1099511627776, at most 64"));
   // An absurd name length.
   Bytes long_name = bytes;
-  set_u64(long_name, kHeader + 16 * 8, std::uint64_t{1} << 40);
+  set_u64(long_name, kHeader + 17 * 8, std::uint64_t{1} << 40);
   reseal(long_name);
   EXPECT_THAT(format_error_message([&] { deserialize_parameter_set(long_name); }), HasSubstr("name_length"));
 }
@@ -616,7 +668,7 @@ TEST_F(SerializationTest, ForgedHugeShapeWithAValidChecksumIsRefusedWithoutAlloc
   ParameterSet huge = params;
   huge.glwe_dimension = GlweDimension(std::uint64_t{1} << 40);
   Bytes keys_bytes = serialize(fx.seeded);
-  const std::size_t params_bytes = 17 * 8 + params.name.size();
+  const std::size_t params_bytes = 18 * 8 + params.name.size();
   // The bootstrap key's payload: five shape words, the 16-byte mask seed, then the bodies'
   // bit width and their top bits packed end to end (format 1.2).
   const std::size_t body_count = fx.seeded.bsk.bodies.size();

@@ -48,6 +48,13 @@ struct ParameterSet {
   DecompositionLevelCount answer_level_count{0};
   GlweDimension answer_key_dimension{0};
   double answer_std_dev = 0;
+  // Bits of every bootstrap-key body (its top bits, rounded) that a client sends and a server
+  // keys with. 0 stands for bootstrap_key_body_bits(glwe_std_dev), the rule of format 1.4 and
+  // earlier (rounding adds at most 1/16 of the key's own noise: 51 bits at 2^-49.95); the
+  // optimizer sets bootstrap_key_body_bits_for_noise's fewer bits (rounding adds at most 1/16
+  // of an external product's noise, which the FFT and the decomposition dominate) unless
+  // their noise would make it choose a slower set. Counted by the noise model either way.
+  unsigned bsk_body_bits = 0;
 
   bool packs_answers() const { return answer_polynomial_size.value != 0; }
   // k': the answer GLWE's dimension (0 without packing).
@@ -66,21 +73,25 @@ struct ParameterSet {
     return answer_std_dev != 0.0 ? answer_std_dev : glwe_std_dev;
   }
 
+  // The bootstrap key bodies' bits: bsk_body_bits, or the format-1.4 rule where it is 0.
+  unsigned bootstrap_key_bits() const;
+
   // The flattened GLWE dimension k*N: ciphertexts between lookups have this dimension.
   LweDimension big_lwe_dimension() const {
     return flattened_lwe_dimension(glwe_dimension, polynomial_size);
   }
   // A 64-bit digest of every field except `name` (SHA-256 of a canonical encoding; grouping
   // enters it only when it is not 1, the answer-packing fields only when packing is on, and
-  // answer_key_dimension and answer_std_dev only when not 0, so that every set keeps the id
-  // it had in the format it came from).
+  // answer_key_dimension, answer_std_dev and bsk_body_bits only when not 0, so that every
+  // set keeps the id it had in the format it came from).
   // Serialized keys and ciphertexts carry it; loading compares it.
   std::uint64_t id() const;
   // Structural validity: N a power of two in [256, 65536], 1 <= message_bits <= 8,
   // base_log * level_count <= 64 for both decompositions, n >= 1, k >= 1, positive noise,
   // grouping 1 or 2 and a divisor of n; answer packing off (all five fields 0) or N' a power
   // of two dividing k*N with a decomposition as above, k'N' below k*N (0 stands for k*N) and at most 2^20, and
-  // answer_std_dev 0 or in (0, 1); a k'N' of k*N itself is written 0.
+  // answer_std_dev 0 or in (0, 1); a k'N' of k*N itself is written 0; bsk_body_bits 0 or in
+  // [16, bootstrap_key_body_bits(glwe_std_dev)) (the rule's own count is written 0).
   // Throws std::invalid_argument naming the offending field and value.
   void validate() const;
   // One line: "name: p=4 n=863 k=1 N=2048 pbs=2^23x1 ks=2^3x5 ...".
@@ -141,6 +152,15 @@ double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
 // external_product_variance counts it: 51 bits at the usual glwe_std_dev = 2^-49.95
 // (k*N = 2048), 1/51 more key noise.
 unsigned bootstrap_key_body_bits(double bsk_std_dev);
+// The fewest bits (at least 16, at most bootstrap_key_body_bits(bsk_std_dev)) whose rounding
+// adds at most 1/16 of the variance of one external product with this GGSW (the key's noise,
+// the decomposition's rounding and the FFT's error, external_product_variance at 64 bits): the
+// key's own noise is a small part of that at every set the optimizer chooses, so fewer bits
+// travel for about 6 % more blind-rotation noise, which the model counts
+// (ParameterSet::bsk_body_bits): 48 instead of 51 at k = 2, N = 1024, one level of 2^23.
+unsigned bootstrap_key_body_bits_for_noise(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
+                                           DecompositionBaseLog base_log, DecompositionLevelCount level_count,
+                                           double bsk_std_dev);
 // x rounded to the nearest multiple of 2^(64 - bits): its top `bits` bits, as key bodies
 // travel (x itself for bits >= 64).
 inline Torus round_to_top_bits(Torus x, unsigned bits) {
@@ -148,8 +168,9 @@ inline Torus round_to_top_bits(Torus x, unsigned bits) {
   const unsigned shift = 64 - bits;
   return (x + (Torus{1} << (shift - 1))) & ~((Torus{1} << shift) - 1);
 }
-// 2^(-2b)/12 for b = bootstrap_key_body_bits(bsk_std_dev); 0 for b = 64.
-double bootstrap_key_body_rounding_variance(double bsk_std_dev);
+// 2^(-2b)/12 for b = body_bits, or bootstrap_key_body_bits(bsk_std_dev) where body_bits is 0;
+// 0 for b = 64.
+double bootstrap_key_body_rounding_variance(double bsk_std_dev, unsigned body_bits = 0);
 // Modulus switch of an LWE ciphertext of dimension n from q to 2N.
 double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polynomial_size);
 // The same centred switch to 2^modulus_bits instead of 2N (the answers' compression,
@@ -157,11 +178,11 @@ double modulus_switch_variance(LweDimension lwe_dimension, PolynomialSize polyno
 // REQUIRES: 1 <= modulus_bits <= 63.
 double modulus_switch_variance_to_bits(LweDimension lwe_dimension, unsigned modulus_bits);
 // Noise added by one external product (one of the n steps of a blind rotation) with a GGSW
-// encrypted at bsk_std_dev whose bodies were rounded to bootstrap_key_body_bits, including
-// the f64 FFT term. Var_BR = n * this.
+// encrypted at bsk_std_dev whose bodies were rounded to body_bits (0: bootstrap_key_body_bits,
+// as bootstrap_key_body_rounding_variance), including the f64 FFT term. Var_BR = n * this.
 double external_product_variance(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
-                                 DecompositionBaseLog base_log,
-                                 DecompositionLevelCount level_count, double bsk_std_dev);
+                                 DecompositionBaseLog base_log, DecompositionLevelCount level_count, double bsk_std_dev,
+                                 unsigned body_bits = 0);
 // The f64 FFT part of external_product_variance.
 double fft_external_product_variance(GlweDimension glwe_dimension,
                                      PolynomialSize polynomial_size,
@@ -176,7 +197,7 @@ double log2_lookup_error_probability_for_variance(unsigned message_bits, double 
 // the same per bit as classically. d = 1 gives n * external_product_variance.
 double blind_rotation_variance(LweDimension lwe_dimension, GroupingFactor grouping, GlweDimension glwe_dimension,
                                PolynomialSize polynomial_size, DecompositionBaseLog base_log,
-                               DecompositionLevelCount level_count, double bsk_std_dev);
+                               DecompositionLevelCount level_count, double bsk_std_dev, unsigned body_bits = 0);
 // One external product's cost; a classical pbs_cost is n times this.
 double external_product_cost(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
                              DecompositionLevelCount level_count);

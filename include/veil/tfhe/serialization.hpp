@@ -47,7 +47,9 @@ inline constexpr std::uint16_t kFormatMajor = 1;
 // keys carry a packing key when their set packs answers, and packed answers (tag 15).
 // 1.4: the parameter-set payload gains answer_key_dimension and answer_std_dev (a shorter
 // answer key; earlier sets read as 0, the big key's length and noise).
-inline constexpr std::uint16_t kFormatMinor = 4;
+// 1.5: the parameter-set payload gains bsk_body_bits (bootstrap key bodies with fewer bits;
+// earlier sets read as 0, bootstrap_key_body_bits(glwe_std_dev)).
+inline constexpr std::uint16_t kFormatMinor = 5;
 
 enum class ObjectType : std::uint16_t {
   kLweSecretKey = 1,
