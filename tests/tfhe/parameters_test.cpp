@@ -235,6 +235,44 @@ TEST(Optimizer, KeepsTheSeededKeysWithinTheirBudget) {
   EXPECT_FALSE(optimize_parameters(o).has_value());
 }
 
+// Bootstrap key bodies of fewer bits (ParameterSet::bsk_body_bits): the optimizer's sets carry
+// bootstrap_key_body_bits_for_noise's count, whose rounding adds at most 1/16 of an external
+// product's variance (and one bit fewer would add more), fewer than the format-1.4 rule's;
+// their keys are smaller than the same set's with the rule's bits, and the model counts them.
+TEST(Optimizer, SendsTheBootstrapKeyBodiesBitsTheNoiseLeavesMeaningful) {
+  // The header's example: k = 2, N = 1024, one level of 2^23 at the curve's noise.
+  EXPECT_EQ(bootstrap_key_body_bits_for_noise(GlweDimension(2), PolynomialSize(1024), DecompositionBaseLog(23),
+                                              DecompositionLevelCount(1), std::exp2(min_secure_log2_std_dev(2048))),
+            48u);
+  for (const unsigned bits : {2u, 4u, 6u}) {
+    OptimizerOptions o;
+    o.message_bits = bits;
+    o.grouping = kAutoGrouping;
+    const auto p = optimize_parameters(o);
+    ASSERT_TRUE(p.has_value()) << bits;
+    const unsigned rule = bootstrap_key_body_bits(p->glwe_std_dev);
+    ASSERT_NE(p->bsk_body_bits, 0u) << p->describe();
+    EXPECT_LT(p->bsk_body_bits, rule) << p->describe();
+    EXPECT_EQ(p->bootstrap_key_bits(), p->bsk_body_bits);
+    EXPECT_EQ(p->bsk_body_bits, bootstrap_key_body_bits_for_noise(p->glwe_dimension, p->polynomial_size, p->pbs_base_log,
+                                                                  p->pbs_level_count, p->glwe_std_dev));
+    const double unrounded = external_product_variance(p->glwe_dimension, p->polynomial_size, p->pbs_base_log,
+                                                       p->pbs_level_count, p->glwe_std_dev, 64);
+    const auto added = [&](unsigned b) {
+      return external_product_variance(p->glwe_dimension, p->polynomial_size, p->pbs_base_log, p->pbs_level_count,
+                                       p->glwe_std_dev, b) -
+             unrounded;
+    };
+    EXPECT_LE(added(p->bsk_body_bits), unrounded / 16 * (1 + 1e-9)) << p->describe();
+    EXPECT_GT(added(p->bsk_body_bits - 1), unrounded / 16) << p->describe();
+    ParameterSet old = *p;
+    old.bsk_body_bits = 0;
+    EXPECT_LT(seeded_evaluation_keys_bytes(*p), seeded_evaluation_keys_bytes(old)) << p->describe();
+    EXPECT_GT(noise_breakdown(*p).bsk_rounding, noise_breakdown(old).bsk_rounding);
+    EXPECT_NO_THROW(p->validate());
+  }
+}
+
 // ---- ParameterSet identity, validation, description ----
 
 TEST(ParameterSetId, StableForEqualSetsAndIgnoresName) {
@@ -266,6 +304,7 @@ TEST(ParameterSetId, ChangesWhenAnyFieldChanges) {
       {"ks_base_log", [](ParameterSet& s) { s.ks_base_log.value += 1; }},
       {"ks_level_count", [](ParameterSet& s) { s.ks_level_count.value += 1; }},
       {"grouping", [](ParameterSet& s) { s.grouping = GroupingFactor(2); }},
+      {"bsk_body_bits", [](ParameterSet& s) { s.bsk_body_bits = 40; }},
   };
   std::vector<std::uint64_t> ids = {base.id()};
   for (const auto& [field, mutate] : mutations) {
