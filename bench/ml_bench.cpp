@@ -17,11 +17,16 @@
 // ml/<model>/<dataset>/rows:8/{wave,one_by_one} (a few fixtures): the server's side only, 8
 // encrypted test rows run as one wave (FheExecutor::run_rows: every lookup node one batch over
 // all rows) or one row after the other (run); counter ms_per_row.
+// ml/xgb/breast_cancer[/input_bits:4]/max_key_mb:B and ml/mlp/breast_cancer/max_key_mb:B: the
+// same under a key budget of B MB (CompileOptions::search.max_key_bytes, veil compile
+// --max-key-mb). Counter key_mb: the seeded evaluation keys without a packing key (the
+// circuit's own keys, what the budget compares).
 #include <cstdlib>
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <tuple>
@@ -32,6 +37,7 @@
 #include "veil/circuit/fhe_executor.hpp"
 #include "veil/ml/importers.hpp"
 #include "veil/ml/quantize.hpp"
+#include "veil/tfhe/serialization.hpp"
 
 #ifndef VEIL_SOURCE_DIR
 #define VEIL_SOURCE_DIR "."
@@ -47,7 +53,7 @@ std::string fixtures() {
 }
 
 void bench_model(benchmark::State& state, std::string name, std::string file, std::string dataset, bool regression,
-                 int tree_input_bits, bool exact_reads) {
+                 int tree_input_bits, bool exact_reads, double max_key_mb) {
   const std::string dir = fixtures();
   const ml::Model model = ml::load_model(dir + "/" + file);
   const ml::Matrix calib = ml::load_csv(dir + "/data/" + dataset + "_calib.csv");
@@ -63,6 +69,7 @@ void bench_model(benchmark::State& state, std::string name, std::string file, st
   // the compiler's automatic choice); unset, the compiler chooses.
   circuit::CompileOptions compile_options;
   if (const char* g = std::getenv("VEIL_BENCH_GROUPING")) compile_options.search.grouping = tfhe::GroupingFactor(std::strtoul(g, nullptr, 10));
+  compile_options.search.max_key_bytes = static_cast<std::uint64_t>(max_key_mb * 1e6);
   const circuit::CompiledCircuit cc = circuit::compile(q.circuit, compile_options);
   const ml::Predictions sp = ml::predict_simulated(q, cc, x, 1);
   const auto secret = tfhe::generate_secret_keys(cc.params);
@@ -88,6 +95,7 @@ void bench_model(benchmark::State& state, std::string name, std::string file, st
   state.counters["pbs"] = static_cast<double>(cc.analysis.statistics.total_pbs);
   state.counters["bits"] = static_cast<double>(q.tree_input_bits ? q.tree_input_bits : q.lookup_precision);
   state.counters["ms_per_sample"] = runs ? 1e3 * seconds / static_cast<double>(runs) : 0.0;
+  state.counters["key_mb"] = static_cast<double>(tfhe::seeded_evaluation_keys_bytes(cc.params)) / 1e6;
   state.SetLabel(cc.params.describe());
   (void)name;
 }
@@ -142,11 +150,25 @@ const bool registered = [] {
                                  : bits == -2 ? (trees ? "/exact_comparisons" : "/exact_reads")
                                               : "/input_bits:" + (bits ? std::to_string(bits) : std::string("auto"));
       benchmark::RegisterBenchmark(("ml/" + model + "/" + dataset + suffix).c_str(), bench_model, name, file, dataset,
-                                   task == "regression", std::max(bits, -1), bits == -2)
+                                   task == "regression", std::max(bits, -1), bits == -2, 0.0)
           ->Unit(benchmark::kMillisecond)
           ->Iterations(name.rfind("cnn", 0) == 0 ? 1 : 3)
           ->UseRealTime();
     }
+  }
+  // The latency / key-size trade-off (issue 26, item 4): the XGBoost fixture at its default
+  // 6-bit and at 4-bit inputs, and the MLP, each under the key budgets that change the
+  // optimizer's choice (veil compile --max-key-mb; the unbudgeted runs are above).
+  for (const auto& [model, file, bits, budget] :
+       {std::tuple{"xgb", "models/xgb_breast_cancer.json", -1, 30.0}, std::tuple{"xgb", "models/xgb_breast_cancer.json", 4, 20.0},
+        std::tuple{"xgb", "models/xgb_breast_cancer.json", 4, 16.0}, std::tuple{"mlp", "models/mlp_breast_cancer.onnx", -1, 30.0}}) {
+    char name[96];
+    std::snprintf(name, sizeof name, "ml/%s/breast_cancer%s/max_key_mb:%g", model, bits == 4 ? "/input_bits:4" : "", budget);
+    benchmark::RegisterBenchmark(name, bench_model, std::string(model) + "_breast_cancer", std::string(file), "breast_cancer",
+                                 false, bits, false, budget)
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(3)
+        ->UseRealTime();
   }
   for (const auto& [model, file, dataset] :
        {std::tuple{"tree", "models/tree_breast_cancer.json", "breast_cancer"}, std::tuple{"xgb", "models/xgb_breast_cancer.json", "breast_cancer"},

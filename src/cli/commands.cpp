@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 
+#include "veil/deploy/envelope.hpp"
 #include "veil/deploy/model.hpp"
 
 namespace veil::cli {
@@ -38,6 +39,16 @@ std::string answer_packing_line(const circuit::AnswerPacking& p) {
   else
     std::snprintf(line, sizeof line, "  answers: not packed (%s), %llu bytes a row\n", p.reason.c_str(),
                   static_cast<unsigned long long>(p.unpacked_bytes));
+  return line;
+}
+
+// The evaluation keys' size, in the unit of --max-key-mb, before any key exists.
+std::string evaluation_keys_line(const deploy::ModelDev& dev) {
+  const circuit::CompiledCircuit& cc = dev.compiled();
+  if (!cc.uses_bootstrapping) return "  evaluation keys: none (levelled circuit)\n";
+  char line[160];
+  std::snprintf(line, sizeof line, "  evaluation keys: %.2f MB, sent once per client (--max-key-mb bounds it)\n",
+                static_cast<double>(deploy::evaluation_keys_envelope_bytes(cc.params, true)) / 1e6);
   return line;
 }
 
@@ -77,7 +88,7 @@ int compile(const CompileArgs& a) {
   dev.save(a.out, {.overwrite = a.force});
   std::cout << "compiled " << a.model << " in " << seconds_since(t0) << " s: model " << deploy::model_id_hex(dev.model_id())
             << "\n"
-            << dev.statistics() << answer_packing_line(dev.answer_packing()) << "wrote " << (fs::path(a.out) / deploy::kClientZip).string() << ", "
+            << dev.statistics() << evaluation_keys_line(dev) << answer_packing_line(dev.answer_packing()) << "wrote " << (fs::path(a.out) / deploy::kClientZip).string() << ", "
             << (fs::path(a.out) / deploy::kServerZip).string() << ", "
             << (fs::path(a.out) / deploy::kProcessingJson).string() << "\n";
   return 0;
