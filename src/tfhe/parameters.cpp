@@ -18,8 +18,9 @@
 //             Var(e) E[s_i^2] = 1/12 * 1/2: half the classic n / (24 (2N)^2); the body's own
 //             rounding keeps its 1/(12 (2N)^2))
 //   Var_EP  = l (k+1) N (B^2+2)/12 (s_bsk^2 + 2^-2b_bsk / 12) + (1/B^(2l) - 1/q^2)/24 (1 + kN/2)
-//             (the bodies rounded to their top b_bsk bits, bootstrap_key_body_bits: the
-//             rounding error is one more independent uniform term of every key coefficient)
+//             (the bodies rounded to their top b_bsk bits, ParameterSet::bsk_body_bits or
+//             bootstrap_key_body_bits where it is 0: the rounding error is one more
+//             independent uniform term of every key coefficient)
 //             + kN/(32 q^2) + (1 - kN)^2/(64 q^2) + Var_FFT
 //   Var_FFT = 2^-2.57722494 2^(2(64-53)) l B^2 N^2 (k+1) / q^2
 //   Var_BR  = n Var_EP                                   (classical, grouping d = 1)

@@ -485,8 +485,9 @@ void check_key_bits(ObjectType type, std::span<const Torus> bits) {
 // ---------------------------------------------------------------- seeded payloads
 
 // Format 1.2 sends every body as its top b bits, bit-packed, behind a u64 b: the bits the
-// parameter set's noise model counts (bootstrap_key_body_bits, keyswitch_key_word_bits).
-// Earlier minors sent whole words.
+// parameter set's noise model counts (ParameterSet::bootstrap_key_bits(): bsk_body_bits, or
+// bootstrap_key_body_bits where that is 0; keyswitch_key_word_bits). Earlier minors sent
+// whole words.
 unsigned bsk_body_bits(const ParameterSet& p) { return p.bootstrap_key_bits(); }
 // The packing key's bodies: rounded as the bootstrap key's, at the answer key's noise.
 unsigned packing_body_bits(const ParameterSet& p) { return bootstrap_key_body_bits(p.answer_noise()); }

@@ -351,7 +351,7 @@ TEST(KernelSetPacking, IsTheNegacyclicProductInEverySet) {
           const std::int64_t special[] = {0, 1, -1, (std::int64_t{1} << 32) - 1, -((std::int64_t{1} << 32) - 1),
                                           std::int64_t{1} << 32, -(std::int64_t{1} << 40), INT64_MIN};
           for (std::size_t t = 0; t < digits.size(); ++t)
-            digits[t] = t % 3 == 0 ? special[(t / 3) % 8] : static_cast<std::int64_t>(test_rng()() % 4097) - 2048;
+            digits[t] = t % 3 == 0 ? special[(t / 3 + 1) % 8] : static_cast<std::int64_t>(test_rng()() % 4097) - 2048;
           for (std::size_t count : {std::size_t{1}, (np + 1) / 2, np}) {
             std::vector<Torus> want(start.begin(), start.end()), got = want;
             for (std::size_t t = 0; t < count; ++t) {

@@ -287,6 +287,11 @@ TEST(ParameterSetId, StableForEqualSetsAndIgnoresName) {
   // Python: sha256(b"veil.tfhe.ParameterSet.v1" + struct.pack("<4Q2d4Q", 4, 863, 1, 2048,
   // lwe_std_dev, glwe_std_dev, 23, 1, 3, 5)), first 8 bytes little-endian.
   EXPECT_EQ(a.id(), 0x2b9aaa36a9e0efb9ull) << std::hex << a.id();
+  // bsk_body_bits (format 1.5) enters behind its marker: the same Python encoding followed by
+  // struct.pack("<2Q", 0x737469625f6b7362, 40).
+  ParameterSet fewer = a;
+  fewer.bsk_body_bits = 40;
+  EXPECT_EQ(fewer.id(), 0xf878bbd7d9686ec6ull) << std::hex << fewer.id();
 }
 
 TEST(ParameterSetId, ChangesWhenAnyFieldChanges) {

@@ -123,7 +123,7 @@ struct NoiseBreakdown {
   double blind_rotation = 0;   // Var_BR: the output of a PBS (including the FFT term)
   double fft = 0;              // the FFT part of Var_BR (already included in it)
   double bsk_rounding = 0;     // the part of Var_BR from the key bodies' rounding to
-                               // bootstrap_key_body_bits (already included in it)
+                               // ParameterSet::bootstrap_key_bits() (already included in it)
 };
 NoiseBreakdown noise_breakdown(const ParameterSet& params);
 
@@ -144,8 +144,9 @@ unsigned keyswitch_key_word_bits(LweDimension output_dimension, double ksk_std_d
 double keyswitch_variance(LweDimension input_dimension, double ksk_std_dev,
                           DecompositionBaseLog base_log, DecompositionLevelCount level_count,
                           LweDimension output_dimension = LweDimension(0));
-// Bits of every seeded bootstrap-key body that a client sends and a server keys with: its top
-// b bits, rounded (generate_seeded_bootstrap_key rounds, serialization packs them). b is the
+// Bits of every seeded bootstrap-key body that a client sends and a server keys with where
+// the set's bsk_body_bits is 0 (format 1.4's only rule; ParameterSet::bootstrap_key_bits()):
+// its top b bits, rounded (generate_seeded_bootstrap_key rounds, serialization packs them). b is the
 // fewest bits whose rounding, uniform of variance 2^(-2b)/12, adds at most 1/16 of the key's
 // own noise (the criterion of keyswitch_key_word_bits), 64 where none below does; the
 // rounding is a public function of each body, so it costs no security, and
@@ -265,7 +266,7 @@ struct OptimizerOptions {
   // 0: both searched, the cheaper kept (kAutoGrouping).
   GroupingFactor grouping{1};
   // The most bytes the client's seeded evaluation keys may take (the bodies as they travel:
-  // bootstrap_key_body_bits and keyswitch_key_word_bits bits each; the fixed fields, a few
+  // the set's bootstrap_key_bits() and keyswitch_key_word_bits bits each; the fixed fields, a few
   // hundred bytes, not counted); 0: no limit. Among the sets within it, the cheapest.
   std::uint64_t max_key_bytes = 0;
   // Search space (Concrete's defaults, N capped at 2^16 which the FFT supports).
