@@ -355,6 +355,15 @@ double input_rounding_variance(GlweDimension glwe_dimension, PolynomialSize poly
   const double dropped = std::ldexp(1.0, -2 * static_cast<int>(base_log.value * level_count.value));
   return (dropped - kInvQSquared) / 24.0 * (1.0 + kn / 2.0);
 }
+
+// l (k+1) N (B^2+2)/12: what a bootstrap-key coefficient's variance (its noise, its body's
+// rounding) is multiplied by in one external product.
+double key_coefficient_weight(GlweDimension glwe_dimension, PolynomialSize polynomial_size, DecompositionBaseLog base_log,
+                              DecompositionLevelCount level_count) {
+  const double b2 = std::ldexp(1.0, 2 * static_cast<int>(base_log.value));
+  return static_cast<double>(level_count.value) * (static_cast<double>(glwe_dimension.value) + 1.0) *
+         static_cast<double>(polynomial_size.value) * (b2 + 2.0) / 12.0;
+}
 }  // namespace
 
 double fft_external_product_variance(GlweDimension glwe_dimension,
@@ -374,12 +383,8 @@ double fft_external_product_variance(GlweDimension glwe_dimension,
 double external_product_variance(GlweDimension glwe_dimension, PolynomialSize polynomial_size,
                                  DecompositionBaseLog base_log, DecompositionLevelCount level_count, double bsk_std_dev,
                                  unsigned body_bits) {
-  const double k = static_cast<double>(glwe_dimension.value);
-  const double big_n = static_cast<double>(polynomial_size.value);
-  const double kn = k * big_n;
-  const double l = static_cast<double>(level_count.value);
-  const double b2 = std::ldexp(1.0, 2 * static_cast<int>(base_log.value));
-  const double key_term = l * (k + 1.0) * big_n * (b2 + 2.0) / 12.0 *
+  const double kn = static_cast<double>(glwe_dimension.value) * static_cast<double>(polynomial_size.value);
+  const double key_term = key_coefficient_weight(glwe_dimension, polynomial_size, base_log, level_count) *
                           (bsk_std_dev * bsk_std_dev + bootstrap_key_body_rounding_variance(bsk_std_dev, body_bits));
   const double rounding_term = input_rounding_variance(glwe_dimension, polynomial_size, base_log, level_count);
   const double small_terms =
@@ -392,10 +397,7 @@ unsigned bootstrap_key_body_bits_for_noise(GlweDimension glwe_dimension, Polynom
                                            DecompositionBaseLog base_log, DecompositionLevelCount level_count,
                                            double bsk_std_dev) {
   const unsigned rule = bootstrap_key_body_bits(bsk_std_dev);
-  // A key coefficient's variance enters external_product_variance times this.
-  const double coefficient = static_cast<double>(level_count.value) * (static_cast<double>(glwe_dimension.value) + 1.0) *
-                             static_cast<double>(polynomial_size.value) *
-                             (std::ldexp(1.0, 2 * static_cast<int>(base_log.value)) + 2.0) / 12.0;
+  const double coefficient = key_coefficient_weight(glwe_dimension, polynomial_size, base_log, level_count);
   const double allowed =
       external_product_variance(glwe_dimension, polynomial_size, base_log, level_count, bsk_std_dev, 64) / 16.0;
   for (unsigned b = 16; b < rule; ++b)
@@ -441,14 +443,10 @@ NoiseBreakdown noise_breakdown(const ParameterSet& params) {
   out.fft = key_noise_factor(params.grouping) * n *
             fft_external_product_variance(params.glwe_dimension, params.polynomial_size,
                                           params.pbs_base_log, params.pbs_level_count);
-  {
-    const double k = static_cast<double>(params.glwe_dimension.value);
-    const double l = static_cast<double>(params.pbs_level_count.value);
-    const double b2 = std::ldexp(1.0, 2 * static_cast<int>(params.pbs_base_log.value));
-    out.bsk_rounding = key_noise_factor(params.grouping) * n * l * (k + 1.0) *
-                       static_cast<double>(params.polynomial_size.value) * (b2 + 2.0) / 12.0 *
-                       bootstrap_key_body_rounding_variance(params.glwe_std_dev, params.bsk_body_bits);
-  }
+  out.bsk_rounding = key_noise_factor(params.grouping) * n *
+                     key_coefficient_weight(params.glwe_dimension, params.polynomial_size, params.pbs_base_log,
+                                            params.pbs_level_count) *
+                     bootstrap_key_body_rounding_variance(params.glwe_std_dev, params.bsk_body_bits);
   return out;
 }
 
