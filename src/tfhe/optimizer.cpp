@@ -202,9 +202,13 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
         // The key's bodies travel first with the fewest bits whose rounding adds at most 1/16 of
         // an external product's noise (bootstrap_key_body_bits_for_noise), then with the
         // format-1.4 rule's (less noise, more bytes). Equal cost keeps the first, so the
-        // fewer bits win unless the extra noise would cost a larger or slower set.
+        // fewer bits win unless the extra noise would cost a larger or slower set. Where the
+        // compact pass used the rule's bits at every base it tried, the rule's pass would
+        // repeat it exactly, and is skipped.
+        bool same_as_rule[kMaxPbsLevel + 1] = {};
         for (const bool compact : {true, false})
         for (unsigned l_pbs = 1; l_pbs <= kMaxPbsLevel; ++l_pbs) {
+          if (!compact && same_as_rule[l_pbs]) continue;
           const DecompositionLevelCount pbs_level(l_pbs);
           // Best PBS base log for this level count: independent of n. The blind rotation's
           // variance per bit of the small key (blind_rotation_variance of dimension 1, which
@@ -212,12 +216,14 @@ std::optional<ParameterSet> optimize_parameters(const OptimizerOptions& options)
           double ep_variance = std::numeric_limits<double>::infinity();
           unsigned pbs_beta = 0, body_bits = 64;
           const unsigned rule_bits = bootstrap_key_body_bits(glwe_std_dev);
+          if (compact) same_as_rule[l_pbs] = true;
           for (unsigned beta = 1; beta <= kMaxPbsBaseLog && beta * l_pbs <= kDecompositionBits;
                ++beta) {
             const unsigned bits = compact ? bootstrap_key_body_bits_for_noise(glwe_dimension, polynomial_size,
                                                                               DecompositionBaseLog(beta), pbs_level,
                                                                               glwe_std_dev)
                                           : rule_bits;
+            if (compact && bits != rule_bits) same_as_rule[l_pbs] = false;
             const double v = blind_rotation_variance(LweDimension(1), grouping, glwe_dimension,
                                                      polynomial_size, DecompositionBaseLog(beta), pbs_level,
                                                      glwe_std_dev, bits);

@@ -179,8 +179,8 @@ std::vector<PackedAnswer> pack_answers(const PackingKey& key, std::span<const Lw
   // Row r: acc_r = sum_t X^t ((0, b_t) - sum_(i,j) d * P_(i,j)), coefficient-major like the
   // key: coefficient v of every polynomial (the k' masks and the body) gathers -d * P[v - t]
   // (t <= v) and +d * P[v - t + N'] (t > v): the kernel set's packing_multiply_add, two
-  // contiguous multiply-adds a digit. Threads split the key's inputs i, so the key streams from memory once for all rows, each
-  // thread into accumulators of its own, summed at the end.
+  // contiguous multiply-adds a digit. Threads split the key's inputs i, so the key streams
+  // from memory once for all rows, each thread into accumulators of its own, summed at the end.
   const std::size_t words = polys * np;
   const unsigned threads = std::max(1u, std::min<unsigned>(resolve_thread_count(0), static_cast<unsigned>((big + 255) / 256)));
   std::vector<std::vector<Torus>> partial(threads, std::vector<Torus>(rows.size() * words, 0));
